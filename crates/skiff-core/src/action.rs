@@ -1,0 +1,101 @@
+//! What the machine asks its driver to do.
+
+use crate::message::Message;
+use crate::types::{Entry, LogIndex, NodeId, Term};
+use bytes::Bytes;
+use std::fmt;
+
+/// An output of [`Machine::step`](crate::Machine::step). A driver performs the
+/// actions of one batch in order; every `StateStore`, `LogStore` and
+/// `LogTruncate` of a batch comes before its first `Send` and `Commit`, so that
+/// state is durable before anyone hears of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send `message` to peer `to`. Delivery may fail; the protocol copes.
+    Send {
+        /// The receiving peer.
+        to: NodeId,
+        /// The message to deliver.
+        message: Message,
+    },
+    /// Report the outcome of an entry: committed at an index, or refused.
+    Commit {
+        /// The entry's data.
+        data: Bytes,
+        /// The index it committed at, or why it never will.
+        result: Result<LogIndex, CommitError>,
+    },
+    /// Deliver [`Event::Timeout`](crate::Event::Timeout) after `ms`
+    /// milliseconds, replacing any alarm still pending.
+    Alarm {
+        /// Milliseconds from now.
+        ms: u64,
+    },
+    /// Durably store `entry` at `index`, after every entry below it.
+    LogStore {
+        /// Where the entry goes; always one past the durable log's end.
+        index: LogIndex,
+        /// The entry.
+        entry: Entry,
+    },
+    /// Durably remove the entries at `from` and after.
+    LogTruncate {
+        /// The first index to remove.
+        from: LogIndex,
+    },
+    /// Durably store the current term and vote.
+    StateStore {
+        /// The current term.
+        term: Term,
+        /// The vote cast in `term`, if any.
+        voted_for: Option<NodeId>,
+    },
+}
+
+impl Action {
+    /// Whether the action changes durable state (`StateStore`, `LogStore`,
+    /// `LogTruncate`), as opposed to talking to the world.
+    pub fn is_persistence(&self) -> bool {
+        matches!(
+            self,
+            Action::StateStore { .. } | Action::LogStore { .. } | Action::LogTruncate { .. }
+        )
+    }
+}
+
+/// Why an appended entry will not be committed by this node's request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitError {
+    /// This node is not the leader; retry at `leader` when it is known.
+    NotLeader {
+        /// The leader of this node's current term, if known.
+        leader: Option<NodeId>,
+    },
+    /// The entry was appended at `index` by this node as leader but removed by a
+    /// later leader before it committed. The data may be retried.
+    Overwritten {
+        /// Where the entry had been appended.
+        index: LogIndex,
+    },
+}
+
+impl fmt::Display for CommitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommitError::NotLeader { leader: Some(id) } => {
+                write!(f, "not the leader; the leader is node {id}")
+            }
+            CommitError::NotLeader { leader: None } => {
+                write!(f, "not the leader; no leader is known")
+            }
+            CommitError::Overwritten { index } => {
+                write!(
+                    f,
+                    "entry at index {index} was overwritten by a later leader"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for CommitError {}

@@ -1,0 +1,205 @@
+//! How one machine is set up, and the checks that keep a bad set-up out.
+
+use crate::types::NodeId;
+use std::fmt;
+
+/// The configuration of one Raft machine.
+///
+/// Build one with [`Config::new`] and adjust fields as needed; the machine
+/// checks it with [`Config::validate`] before it starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node's id; must be one of `peers`.
+    pub id: NodeId,
+    /// The whole voting membership, this node included.
+    pub peers: Vec<NodeId>,
+    /// Base election timeout: each election alarm is drawn uniformly from
+    /// `[election_timeout_ms, 2 * election_timeout_ms)`.
+    pub election_timeout_ms: u64,
+    /// How often a leader sends heartbeats; must be below the election timeout.
+    pub heartbeat_interval_ms: u64,
+    /// Seed of the generator that draws election timeouts; the only randomness.
+    pub seed: u64,
+    /// The most AppendEntriesReq messages with entries in flight to one follower.
+    pub inflight_max: usize,
+    /// The most entries in one AppendEntriesReq.
+    pub entries_per_message_max: usize,
+    /// The most entry data bytes in one AppendEntriesReq (one larger entry is
+    /// still sent, alone).
+    pub bytes_per_message_max: usize,
+}
+
+impl Config {
+    /// Defaults for node `id` in a cluster of `peers`: election timeout 150 ms,
+    /// heartbeat 50 ms, seed 1, window of 8 messages of up to 256 entries or 1 MiB.
+    pub fn new(id: NodeId, peers: impl IntoIterator<Item = NodeId>) -> Config {
+        Config {
+            id,
+            peers: peers.into_iter().collect(),
+            election_timeout_ms: 150,
+            heartbeat_interval_ms: 50,
+            seed: 1,
+            inflight_max: 8,
+            entries_per_message_max: 256,
+            bytes_per_message_max: 1 << 20,
+        }
+    }
+
+    /// Checks the configuration, naming the first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.peers.is_empty() {
+            return Err(ConfigError::NoPeers);
+        }
+        let mut sorted = self.peers.clone();
+        sorted.sort();
+        if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(ConfigError::DuplicatePeer(pair[0]));
+        }
+        if !self.peers.contains(&self.id) {
+            return Err(ConfigError::IdNotAmongPeers {
+                id: self.id,
+                peers: self.peers.clone(),
+            });
+        }
+        if self.election_timeout_ms == 0 {
+            return Err(ConfigError::Zero("election_timeout_ms"));
+        }
+        if self.heartbeat_interval_ms == 0 {
+            return Err(ConfigError::Zero("heartbeat_interval_ms"));
+        }
+        if self.heartbeat_interval_ms >= self.election_timeout_ms {
+            return Err(ConfigError::HeartbeatNotBelowElection {
+                heartbeat_ms: self.heartbeat_interval_ms,
+                election_ms: self.election_timeout_ms,
+            });
+        }
+        if self.election_timeout_ms > u64::MAX / 2 {
+            return Err(ConfigError::ElectionTimeoutTooLarge(
+                self.election_timeout_ms,
+            ));
+        }
+        if self.inflight_max == 0 {
+            return Err(ConfigError::Zero("inflight_max"));
+        }
+        if self.entries_per_message_max == 0 {
+            return Err(ConfigError::Zero("entries_per_message_max"));
+        }
+        if self.bytes_per_message_max == 0 {
+            return Err(ConfigError::Zero("bytes_per_message_max"));
+        }
+        Ok(())
+    }
+
+    /// The number of votes or replicas that make a majority.
+    pub fn quorum(&self) -> usize {
+        self.peers.len() / 2 + 1
+    }
+}
+
+/// A configuration the machine refuses to start with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `peers` is empty; a cluster has at least one member.
+    NoPeers,
+    /// A node id appears twice in `peers`.
+    DuplicatePeer(NodeId),
+    /// `id` is not one of `peers`.
+    IdNotAmongPeers {
+        /// The configured id.
+        id: NodeId,
+        /// The configured membership.
+        peers: Vec<NodeId>,
+    },
+    /// A field that must be positive is zero.
+    Zero(&'static str),
+    /// The heartbeat interval is not below the election timeout, so followers
+    /// would start elections under a healthy leader.
+    HeartbeatNotBelowElection {
+        /// The configured heartbeat interval.
+        heartbeat_ms: u64,
+        /// The configured election timeout.
+        election_ms: u64,
+    },
+    /// The election timeout is so large that twice it overflows.
+    ElectionTimeoutTooLarge(u64),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::NoPeers => write!(f, "peers is empty: list every member, this node included"),
+            ConfigError::DuplicatePeer(id) => write!(f, "node {id} appears twice in peers"),
+            ConfigError::IdNotAmongPeers { id, peers } => {
+                let list: Vec<String> = peers.iter().map(ToString::to_string).collect();
+                write!(f, "node id {id} is not among the peers [{}]", list.join(","))
+            }
+            ConfigError::Zero(field) => write!(f, "{field} must be greater than zero"),
+            ConfigError::HeartbeatNotBelowElection {
+                heartbeat_ms,
+                election_ms,
+            } => write!(
+                f,
+                "heartbeat interval ({heartbeat_ms} ms) must be below the election timeout ({election_ms} ms)"
+            ),
+            ConfigError::ElectionTimeoutTooLarge(ms) => {
+                write!(f, "election timeout of {ms} ms is too large")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three() -> Config {
+        Config::new(NodeId(1), [NodeId(1), NodeId(2), NodeId(3)])
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(three().validate(), Ok(()));
+        assert_eq!(three().quorum(), 2);
+        assert_eq!(Config::new(NodeId(1), [NodeId(1)]).quorum(), 1);
+    }
+
+    #[test]
+    fn each_problem_is_named() {
+        let mut c = three();
+        c.id = NodeId(4);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::IdNotAmongPeers { .. })
+        ));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("not among the peers [1,2,3]"));
+
+        let mut c = three();
+        c.peers.push(NodeId(2));
+        assert_eq!(c.validate(), Err(ConfigError::DuplicatePeer(NodeId(2))));
+
+        let mut c = three();
+        c.peers.clear();
+        assert_eq!(c.validate(), Err(ConfigError::NoPeers));
+
+        let mut c = three();
+        c.election_timeout_ms = 0;
+        assert_eq!(c.validate(), Err(ConfigError::Zero("election_timeout_ms")));
+
+        let mut c = three();
+        c.heartbeat_interval_ms = 200;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::HeartbeatNotBelowElection { .. })
+        ));
+
+        let mut c = three();
+        c.inflight_max = 0;
+        assert_eq!(c.validate(), Err(ConfigError::Zero("inflight_max")));
+    }
+}

@@ -1,0 +1,23 @@
+//! What a driver feeds into the machine.
+
+use crate::message::Message;
+use crate::types::NodeId;
+use bytes::Bytes;
+
+/// An input to [`Machine::step`](crate::Machine::step).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The layer above asks to replicate `data`. Answered by a
+    /// [`Action::Commit`](crate::Action::Commit) once it commits, or at once
+    /// with an error when this node is not the leader.
+    Append(Bytes),
+    /// The alarm last requested by [`Action::Alarm`](crate::Action::Alarm) fired.
+    Timeout,
+    /// A message arrived from peer `from`.
+    Receive {
+        /// The peer that sent the message.
+        from: NodeId,
+        /// The message itself.
+        message: Message,
+    },
+}

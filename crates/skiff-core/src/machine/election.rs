@@ -1,0 +1,129 @@
+//! Timeouts, votes and role changes (sections 5.2 and 5.4.1).
+
+use super::{Machine, RoleState};
+use crate::action::Action;
+use crate::message::{Message, VoteReq, VoteResp};
+use crate::types::{HardState, NodeId, Term};
+use bytes::Bytes;
+
+// Role changes.
+impl Machine {
+    /// Steps into `term` as a follower with no vote and no known leader, or,
+    /// in the same term, gives up candidacy or leadership. A node that stops
+    /// being candidate or leader needs an election alarm again.
+    pub(super) fn become_follower(&mut self, term: Term) {
+        debug_assert!(term >= self.hard_state.term);
+        if term > self.hard_state.term {
+            self.hard_state = HardState {
+                term,
+                voted_for: None,
+            };
+            self.hard_state_dirty = true;
+            self.leader = None;
+        }
+        if !matches!(self.role, RoleState::Follower) {
+            self.role = RoleState::Follower;
+            self.arm_election_alarm();
+        }
+    }
+
+    /// Starts an election for the next term, voting for itself.
+    fn become_candidate(&mut self, actions: &mut Vec<Action>) {
+        let Some(term) = self.hard_state.term.0.checked_add(1).map(Term) else {
+            // Term space is exhausted (only absurd peers get here): stay put
+            // rather than reuse a term in which this node may have voted.
+            self.arm_election_alarm();
+            return;
+        };
+        self.hard_state = HardState {
+            term,
+            voted_for: Some(self.config.id),
+        };
+        self.hard_state_dirty = true;
+        self.leader = None;
+        self.role = RoleState::Candidate {
+            votes: vec![self.config.id],
+        };
+        self.arm_election_alarm();
+        if self.config.quorum() == 1 {
+            self.become_leader(actions);
+            return;
+        }
+        let req = VoteReq {
+            term,
+            candidate: self.config.id,
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+        };
+        for peer in self.config.peers.clone() {
+            if peer != self.config.id {
+                self.send(peer, Message::VoteReq(req));
+            }
+        }
+    }
+
+    /// Takes office: optimistic progress for every follower, an empty entry
+    /// of the new term (section 8) sent at once, and heartbeats from now on.
+    fn become_leader(&mut self, actions: &mut Vec<Action>) {
+        debug_assert_eq!(self.hard_state.voted_for, Some(self.config.id));
+        self.role = self.leader_role_state();
+        self.leader = Some(self.config.id);
+        self.arm_heartbeat_alarm();
+        self.append_as_leader(Bytes::new(), actions);
+    }
+}
+
+// Event handlers.
+impl Machine {
+    pub(super) fn handle_timeout(&mut self, actions: &mut Vec<Action>) {
+        match self.role {
+            RoleState::Follower | RoleState::Candidate { .. } => self.become_candidate(actions),
+            RoleState::Leader { .. } => self.broadcast_heartbeat(),
+        }
+    }
+
+    /// Grants the vote when the term is current, this node has not voted
+    /// for someone else in it, and the candidate's log is at least as up to
+    /// date as its own. Always answers.
+    pub(super) fn handle_vote_req(&mut self, from: NodeId, req: VoteReq) {
+        let granted = req.term == self.hard_state.term
+            && req.candidate == from
+            && matches!(self.role, RoleState::Follower)
+            && self.hard_state.voted_for.is_none_or(|vote| vote == from)
+            && self.log.is_up_to_date(req.last_index, req.last_term);
+        if granted {
+            if self.hard_state.voted_for.is_none() {
+                self.hard_state.voted_for = Some(from);
+                self.hard_state_dirty = true;
+            }
+            self.arm_election_alarm();
+        }
+        let resp = VoteResp {
+            term: self.hard_state.term,
+            granted,
+        };
+        self.send(from, Message::VoteResp(resp));
+    }
+
+    /// Counts a granted vote of the current term; a majority wins.
+    pub(super) fn handle_vote_resp(
+        &mut self,
+        from: NodeId,
+        resp: VoteResp,
+        actions: &mut Vec<Action>,
+    ) {
+        if resp.term != self.hard_state.term || !resp.granted {
+            return;
+        }
+        let quorum = self.config.quorum();
+        let RoleState::Candidate { votes } = &mut self.role else {
+            return;
+        };
+        if !votes.contains(&from) {
+            votes.push(from);
+        }
+        if votes.len() >= quorum {
+            self.become_leader(actions);
+        }
+    }
+}

@@ -1,0 +1,517 @@
+//! The Raft state machine: one entry point, [`Machine::step`], that takes an
+//! event and appends the actions it causes.
+//!
+//! Term handling common to every role lives in `step`; the work of each
+//! event lives in `election` (timeouts and votes) and `replication`
+//! (appends and AppendEntries on both sides).
+
+mod election;
+mod replication;
+
+use crate::action::Action;
+use crate::config::{Config, ConfigError};
+use crate::event::Event;
+use crate::log::Log;
+use crate::message::Message;
+use crate::progress::Progress;
+use crate::rng::Rng;
+use crate::types::{Entry, HardState, LogIndex, NodeId, Role, Term};
+use std::collections::VecDeque;
+use std::fmt;
+
+/// One Raft node's consensus logic, without any I/O.
+///
+/// # Contract
+///
+/// * **Getters** ([`role`](Machine::role), [`term`](Machine::term),
+///   [`commit_index`](Machine::commit_index), [`log`](Machine::log), ...)
+///   read the state and change nothing.
+/// * **Input**: [`step`](Machine::step) takes one [`Event`] and appends the
+///   resulting [`Action`]s to a buffer the caller owns and may reuse.
+///   [`start`](Machine::start) arms the first alarm.
+/// * **Output**: the driver performs the actions of one call in order.
+///   Within a call, every `StateStore`, `LogStore` and `LogTruncate` comes
+///   before every `Send` and `Commit`; a driver that makes the persistence
+///   actions durable before it performs the rest never lets anyone hear of
+///   state that a crash could lose.
+///
+/// The machine keeps its own copy of the log in memory; the persistence
+/// actions keep the driver's durable copy identical to it.
+///
+/// # Example: a node loop
+///
+/// ```
+/// use skiff_core::{Action, Config, Event, Machine, NodeId};
+///
+/// let config = Config::new(NodeId(1), [NodeId(1)]);
+/// let mut machine = Machine::new(config).expect("valid config");
+/// let mut actions = Vec::new();
+/// machine.start(&mut actions);
+///
+/// // A single-node cluster elects itself when its first alarm fires.
+/// machine.step(Event::Timeout, &mut actions);
+/// machine.step(Event::Append("hello".into()), &mut actions);
+///
+/// for action in actions.drain(..) {
+///     match action {
+///         Action::StateStore { .. } | Action::LogStore { .. } | Action::LogTruncate { .. } => {
+///             // write to disk and sync before going on
+///         }
+///         Action::Send { .. } => { /* hand to the transport */ }
+///         Action::Alarm { .. } => { /* re-arm the one timer */ }
+///         Action::Commit { data, result } => {
+///             if data.as_ref() == b"hello" {
+///                 assert_eq!(result.map(|index| index.0), Ok(2));
+///             }
+///         }
+///     }
+/// }
+/// ```
+pub struct Machine {
+    config: Config,
+    hard_state: HardState,
+    /// `hard_state` changed and no `StateStore` has been emitted for it yet.
+    hard_state_dirty: bool,
+    log: Log,
+    commit_index: LogIndex,
+    /// The leader of the current term, once known.
+    leader: Option<NodeId>,
+    role: RoleState,
+    rng: Rng,
+    /// Indices this node appended as leader that have neither committed nor
+    /// been overwritten, ascending. Volatile: after a restart nobody waits.
+    awaiting_outcome: VecDeque<LogIndex>,
+    /// The alarm to emit at the end of this step; a later one replaces it.
+    alarm_ms: Option<u64>,
+    /// `Send` and `Commit` actions held back until persistence is emitted.
+    deferred: Vec<Action>,
+    /// Scratch space for quorum arithmetic, kept to avoid an allocation per commit.
+    match_scratch: Vec<LogIndex>,
+}
+
+/// State that belongs to one role lives inside that role.
+enum RoleState {
+    Follower,
+    Candidate {
+        /// Voters that granted this candidate their vote, itself included.
+        votes: Vec<NodeId>,
+    },
+    Leader {
+        /// Replication progress of every other peer, in `config.peers` order.
+        followers: Vec<(NodeId, Progress)>,
+    },
+}
+
+/// A state to start a machine in, for tests and simulators that need to
+/// begin somewhere other than a fresh or restored node.
+#[derive(Clone, Debug, Default)]
+pub struct StartState {
+    /// The role to start in; `None` means follower.
+    pub role: Option<Role>,
+    /// Term and vote. A candidate or leader has voted for itself.
+    pub hard_state: HardState,
+    /// The log, from index 1.
+    pub log: Vec<Entry>,
+    /// Entries up to here count as committed and already reported.
+    pub commit_index: LogIndex,
+}
+
+/// Why a machine cannot start from the given state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateError {
+    /// The configuration is invalid.
+    Config(ConfigError),
+    /// The entry at `index` has a lower term than the one before it.
+    LogTermDecreases {
+        /// The first entry out of order.
+        index: LogIndex,
+    },
+    /// The log holds an entry of a term later than the current term.
+    LogTermAfterCurrentTerm {
+        /// The last entry's term.
+        last_term: Term,
+        /// The persisted current term.
+        term: Term,
+    },
+    /// The vote went to a node that is not a peer.
+    VotedForUnknown(NodeId),
+    /// A candidate or leader must have voted for itself.
+    VoteNotForSelf,
+    /// The commit index is past the end of the log.
+    CommitPastLog {
+        /// The requested commit index.
+        commit_index: LogIndex,
+        /// The log's last index.
+        last_index: LogIndex,
+    },
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::Config(e) => write!(f, "invalid configuration: {e}"),
+            StateError::LogTermDecreases { index } => {
+                write!(
+                    f,
+                    "log entry {index} has a lower term than the entry before it"
+                )
+            }
+            StateError::LogTermAfterCurrentTerm { last_term, term } => write!(
+                f,
+                "log holds an entry of term {last_term}, after the current term {term}"
+            ),
+            StateError::VotedForUnknown(id) => {
+                write!(f, "voted for node {id}, which is not a peer")
+            }
+            StateError::VoteNotForSelf => {
+                write!(f, "a candidate or leader must have voted for itself")
+            }
+            StateError::CommitPastLog {
+                commit_index,
+                last_index,
+            } => write!(
+                f,
+                "commit index {commit_index} is past the log's last index {last_index}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+impl From<ConfigError> for StateError {
+    fn from(e: ConfigError) -> StateError {
+        StateError::Config(e)
+    }
+}
+
+// Constructors.
+impl Machine {
+    /// A fresh node: follower, term 0, no vote, empty log.
+    pub fn new(config: Config) -> Result<Machine, ConfigError> {
+        config.validate()?;
+        Ok(Machine::assemble(
+            config,
+            HardState::default(),
+            Log::default(),
+        ))
+    }
+
+    /// A node restarted from what it persisted: the last `StateStore` and the
+    /// log as `LogStore` and `LogTruncate` left it. It starts as a follower
+    /// with commit index 0 and reports commits again as it learns them.
+    pub fn restore(
+        config: Config,
+        hard_state: HardState,
+        log: Vec<Entry>,
+    ) -> Result<Machine, StateError> {
+        Machine::with_state(
+            config,
+            StartState {
+                hard_state,
+                log,
+                ..StartState::default()
+            },
+        )
+    }
+
+    /// A node in an arbitrary valid state (see [`StartState`]). A leader
+    /// starts as right after winning: every follower's next index is one
+    /// past the log and its match index 0; nothing is appended or sent.
+    pub fn with_state(config: Config, state: StartState) -> Result<Machine, StateError> {
+        config.validate()?;
+        validate_state(&config, &state)?;
+        let log = Log::from_entries(state.log);
+        let mut machine = Machine::assemble(config, state.hard_state, log);
+        machine.commit_index = state.commit_index;
+        match state.role.unwrap_or(Role::Follower) {
+            Role::Follower => {}
+            Role::Candidate => {
+                machine.role = RoleState::Candidate {
+                    votes: vec![machine.config.id],
+                }
+            }
+            Role::Leader => {
+                machine.role = machine.leader_role_state();
+                machine.leader = Some(machine.config.id);
+            }
+        }
+        machine.debug_check_invariants();
+        Ok(machine)
+    }
+
+    fn assemble(config: Config, hard_state: HardState, log: Log) -> Machine {
+        Machine {
+            rng: Rng::new(config.seed),
+            match_scratch: Vec::with_capacity(config.peers.len()),
+            config,
+            hard_state,
+            hard_state_dirty: false,
+            log,
+            commit_index: LogIndex::ZERO,
+            leader: None,
+            role: RoleState::Follower,
+            awaiting_outcome: VecDeque::new(),
+            alarm_ms: None,
+            deferred: Vec::new(),
+        }
+    }
+}
+
+fn validate_state(config: &Config, state: &StartState) -> Result<(), StateError> {
+    let mut previous = Term(0);
+    for (position, entry) in state.log.iter().enumerate() {
+        if entry.term < previous {
+            return Err(StateError::LogTermDecreases {
+                index: LogIndex(position as u64 + 1),
+            });
+        }
+        previous = entry.term;
+    }
+    if previous > state.hard_state.term {
+        return Err(StateError::LogTermAfterCurrentTerm {
+            last_term: previous,
+            term: state.hard_state.term,
+        });
+    }
+    if let Some(vote) = state.hard_state.voted_for {
+        if !config.peers.contains(&vote) {
+            return Err(StateError::VotedForUnknown(vote));
+        }
+    }
+    let role = state.role.unwrap_or(Role::Follower);
+    if role != Role::Follower && state.hard_state.voted_for != Some(config.id) {
+        return Err(StateError::VoteNotForSelf);
+    }
+    let last_index = LogIndex(state.log.len() as u64);
+    if state.commit_index > last_index {
+        return Err(StateError::CommitPastLog {
+            commit_index: state.commit_index,
+            last_index,
+        });
+    }
+    Ok(())
+}
+
+// Getters.
+impl Machine {
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The configuration the machine runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The role this node plays in its current term.
+    pub fn role(&self) -> Role {
+        match self.role {
+            RoleState::Follower => Role::Follower,
+            RoleState::Candidate { .. } => Role::Candidate,
+            RoleState::Leader { .. } => Role::Leader,
+        }
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.hard_state.term
+    }
+
+    /// The vote cast in the current term.
+    pub fn voted_for(&self) -> Option<NodeId> {
+        self.hard_state.voted_for
+    }
+
+    /// Term and vote together, as last handed out in a `StateStore`.
+    pub fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    /// The leader of the current term, when this node knows it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// The highest index known to be committed.
+    pub fn commit_index(&self) -> LogIndex {
+        self.commit_index
+    }
+
+    /// The index of the last entry in the log (0 when empty).
+    pub fn last_index(&self) -> LogIndex {
+        self.log.last_index()
+    }
+
+    /// The term of the last entry in the log (0 when empty).
+    pub fn last_term(&self) -> Term {
+        self.log.last_term()
+    }
+
+    /// The whole log, entry `i` at position `i - 1`.
+    pub fn log(&self) -> &[Entry] {
+        self.log.entries()
+    }
+
+    /// For a leader, each follower's match index; empty otherwise.
+    pub fn match_indices(&self) -> Vec<(NodeId, LogIndex)> {
+        match &self.role {
+            RoleState::Leader { followers } => followers
+                .iter()
+                .map(|(id, p)| (*id, p.match_index))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+// Input.
+impl Machine {
+    /// Arms the first election alarm (or heartbeat, for a machine started as
+    /// leader). Call once after construction.
+    pub fn start(&mut self, actions: &mut Vec<Action>) {
+        match self.role {
+            RoleState::Leader { .. } => self.arm_heartbeat_alarm(),
+            _ => self.arm_election_alarm(),
+        }
+        self.finish_step(actions);
+    }
+
+    /// Handles one event, appending the actions it causes to `actions`.
+    ///
+    /// Never panics on any event a peer or client can send: stale, duplicate,
+    /// reordered and malformed messages are answered or ignored as the
+    /// protocol says. Messages from nodes that are not peers are ignored.
+    pub fn step(&mut self, event: Event, actions: &mut Vec<Action>) {
+        let first = actions.len();
+        match event {
+            Event::Append(data) => self.handle_append(data, actions),
+            Event::Timeout => self.handle_timeout(actions),
+            Event::Receive { from, message } => self.handle_message(from, message, actions),
+        }
+        self.finish_step(actions);
+        debug_assert!(
+            persistence_comes_first(&actions[first..]),
+            "persistence after Send or Commit: {:?}",
+            &actions[first..]
+        );
+        self.debug_check_invariants();
+    }
+
+    fn handle_message(&mut self, from: NodeId, message: Message, actions: &mut Vec<Action>) {
+        if from == self.config.id || !self.config.peers.contains(&from) {
+            return;
+        }
+        // Figure 2, rules for all servers: a newer term makes any role a follower.
+        if message.term() > self.hard_state.term {
+            self.become_follower(message.term());
+        }
+        match message {
+            Message::AppendEntriesReq(req) => self.handle_append_entries_req(from, req, actions),
+            Message::AppendEntriesResp(resp) => self.handle_append_entries_resp(from, resp),
+            Message::VoteReq(req) => self.handle_vote_req(from, req),
+            Message::VoteResp(resp) => self.handle_vote_resp(from, resp, actions),
+        }
+    }
+
+    /// Emits what the step held back: the hard state, the alarm, then the
+    /// deferred `Send` and `Commit` actions.
+    fn finish_step(&mut self, actions: &mut Vec<Action>) {
+        self.persist_hard_state(actions);
+        if let Some(ms) = self.alarm_ms.take() {
+            actions.push(Action::Alarm { ms });
+        }
+        actions.append(&mut self.deferred);
+    }
+}
+
+// Output helpers shared by the role modules.
+impl Machine {
+    fn persist_hard_state(&mut self, actions: &mut Vec<Action>) {
+        if self.hard_state_dirty {
+            self.hard_state_dirty = false;
+            actions.push(Action::StateStore {
+                term: self.hard_state.term,
+                voted_for: self.hard_state.voted_for,
+            });
+        }
+    }
+
+    fn send(&mut self, to: NodeId, message: Message) {
+        self.deferred.push(Action::Send { to, message });
+    }
+
+    fn arm_election_alarm(&mut self) {
+        let base = self.config.election_timeout_ms;
+        self.alarm_ms = Some(self.rng.in_span(base, base));
+    }
+
+    fn arm_heartbeat_alarm(&mut self) {
+        self.alarm_ms = Some(self.config.heartbeat_interval_ms);
+    }
+
+    fn other_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let me = self.config.id;
+        self.config.peers.iter().copied().filter(move |p| *p != me)
+    }
+
+    fn leader_role_state(&self) -> RoleState {
+        let last_index = self.log.last_index();
+        RoleState::Leader {
+            followers: self
+                .other_peers()
+                .map(|peer| (peer, Progress::new(last_index)))
+                .collect(),
+        }
+    }
+}
+
+/// Whether no persistence action follows a `Send` or `Commit` in `batch`.
+fn persistence_comes_first(batch: &[Action]) -> bool {
+    let first_io = batch
+        .iter()
+        .position(|a| matches!(a, Action::Send { .. } | Action::Commit { .. }));
+    first_io.is_none_or(|first| !batch[first..].iter().any(Action::is_persistence))
+}
+
+// Invariants, checked after every transition in debug builds.
+impl Machine {
+    fn debug_check_invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        assert!(
+            self.commit_index <= self.log.last_index(),
+            "commit {} past last index {}",
+            self.commit_index,
+            self.log.last_index()
+        );
+        assert!(
+            self.log.last_term() <= self.hard_state.term,
+            "log term {} after current term {}",
+            self.log.last_term(),
+            self.hard_state.term
+        );
+        if !matches!(self.role, RoleState::Follower) {
+            assert_eq!(
+                self.hard_state.voted_for,
+                Some(self.config.id),
+                "candidates and leaders vote for themselves"
+            );
+        }
+        if let RoleState::Leader { followers } = &self.role {
+            assert_eq!(self.leader, Some(self.config.id));
+            for (peer, progress) in followers {
+                assert!(
+                    progress.next_index <= self.log.last_index().next(),
+                    "next index of {peer} past the log: {progress:?}"
+                );
+            }
+        }
+        debug_assert!(self
+            .awaiting_outcome
+            .iter()
+            .all(|i| *i > self.commit_index && *i <= self.log.last_index()));
+    }
+}

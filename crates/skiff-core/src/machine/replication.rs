@@ -1,0 +1,330 @@
+//! Appends, AppendEntries on both sides, and commitment (sections 5.3, 5.4.2).
+
+use super::{Machine, RoleState};
+use crate::action::{Action, CommitError};
+use crate::log::Log;
+use crate::message::{AppendEntriesReq, AppendEntriesResp, Message};
+use crate::progress::{Mode, Progress};
+use crate::quorum::committed_index;
+use crate::types::{Entry, LogIndex, NodeId, Term};
+use bytes::Bytes;
+
+// Leader side.
+impl Machine {
+    pub(super) fn handle_append(&mut self, data: Bytes, actions: &mut Vec<Action>) {
+        if matches!(self.role, RoleState::Leader { .. }) {
+            self.append_as_leader(data, actions);
+        } else {
+            let leader = self.leader;
+            self.deferred.push(Action::Commit {
+                data,
+                result: Err(CommitError::NotLeader { leader }),
+            });
+        }
+    }
+
+    /// Logs `data` in the current term and sends it to every follower whose
+    /// window has room, without waiting for the next heartbeat.
+    pub(super) fn append_as_leader(&mut self, data: Bytes, actions: &mut Vec<Action>) {
+        let entry = Entry {
+            term: self.hard_state.term,
+            data,
+        };
+        let index = self.store_entry(entry, actions);
+        self.awaiting_outcome.push_back(index);
+        if let Some((mut replicator, followers)) = self.replicator() {
+            for (peer, progress) in followers.iter_mut() {
+                replicator.send_pending(*peer, progress);
+            }
+        }
+        self.maybe_commit();
+    }
+
+    pub(super) fn broadcast_heartbeat(&mut self) {
+        self.arm_heartbeat_alarm();
+        if let Some((mut replicator, followers)) = self.replicator() {
+            for (peer, progress) in followers.iter_mut() {
+                progress.on_heartbeat();
+                if !replicator.send_pending(*peer, progress) {
+                    replicator.send_heartbeat(*peer, progress);
+                }
+            }
+        }
+    }
+
+    pub(super) fn handle_append_entries_resp(&mut self, from: NodeId, resp: AppendEntriesResp) {
+        if resp.term != self.hard_state.term {
+            return; // a newer term was handled in `step`; an older one is stale
+        }
+        let last_index = self.log.last_index();
+        let Some((mut replicator, followers)) = self.replicator() else {
+            return;
+        };
+        let Some((_, progress)) = followers.iter_mut().find(|(peer, _)| *peer == from) else {
+            return;
+        };
+        let advanced = if resp.success {
+            if resp.index > last_index {
+                return; // claims entries this leader never had: not from a sane peer
+            }
+            progress.on_success(resp.index)
+        } else {
+            progress.on_reject(resp.index);
+            false
+        };
+        replicator.send_pending(from, progress);
+        if advanced {
+            self.maybe_commit();
+        }
+    }
+
+    /// Commits the highest index a majority stores, if it is of this
+    /// leader's term; earlier entries commit with it (section 5.4.2).
+    fn maybe_commit(&mut self) {
+        let RoleState::Leader { followers } = &self.role else {
+            return;
+        };
+        self.match_scratch.clear();
+        self.match_scratch
+            .extend(followers.iter().map(|(_, progress)| progress.match_index));
+        self.match_scratch.push(self.log.last_index());
+        let majority = committed_index(&mut self.match_scratch, self.config.quorum());
+        if majority > self.commit_index && self.log.term_at(majority) == Some(self.hard_state.term)
+        {
+            self.commit_through(majority);
+        }
+    }
+
+    /// Splits the leader's state into what sends need and the followers'
+    /// progress, so both can be borrowed at once. `None` unless leader.
+    fn replicator(&mut self) -> Option<(Replicator<'_>, &mut Vec<(NodeId, Progress)>)> {
+        let RoleState::Leader { followers } = &mut self.role else {
+            return None;
+        };
+        let replicator = Replicator {
+            log: &self.log,
+            term: self.hard_state.term,
+            leader: self.config.id,
+            commit_index: self.commit_index,
+            inflight_max: self.config.inflight_max,
+            entries_max: self.config.entries_per_message_max,
+            bytes_max: self.config.bytes_per_message_max,
+            sends: &mut self.deferred,
+        };
+        Some((replicator, followers))
+    }
+}
+
+/// Builds the AppendEntriesReq messages a leader sends to one follower.
+struct Replicator<'a> {
+    log: &'a Log,
+    term: Term,
+    leader: NodeId,
+    commit_index: LogIndex,
+    inflight_max: usize,
+    entries_max: usize,
+    bytes_max: usize,
+    sends: &'a mut Vec<Action>,
+}
+
+impl Replicator<'_> {
+    /// Sends what the follower's progress allows: entries up to the window
+    /// or, for an unpaused probe with nothing new, an empty probe. Returns
+    /// whether anything was sent.
+    fn send_pending(&mut self, peer: NodeId, progress: &mut Progress) -> bool {
+        let last_index = self.log.last_index();
+        let mut sent = false;
+        while progress.can_send_entries(last_index, self.inflight_max) {
+            let from = progress.next_index;
+            let entries = self.log.batch(from, self.entries_max, self.bytes_max);
+            debug_assert!(!entries.is_empty());
+            let last_sent = LogIndex(from.0 + entries.len() as u64 - 1);
+            self.send(peer, from.prev(), entries);
+            progress.sent(last_sent);
+            sent = true;
+        }
+        if !sent && progress.mode == (Mode::Probe { paused: false }) {
+            self.send(peer, progress.next_index.prev(), Vec::new());
+            progress.sent(progress.next_index.prev());
+            sent = true;
+        }
+        sent
+    }
+
+    /// An empty request that asserts leadership and carries the commit
+    /// index. It checks only what is known to match, so it is accepted even
+    /// while requests with entries are still in flight.
+    fn send_heartbeat(&mut self, peer: NodeId, progress: &Progress) {
+        self.send(peer, progress.match_index, Vec::new());
+    }
+
+    fn send(&mut self, peer: NodeId, prev_index: LogIndex, entries: Vec<Entry>) {
+        let prev_term = self.log.term_at(prev_index);
+        debug_assert!(prev_term.is_some(), "prev index {prev_index} past the log");
+        let req = AppendEntriesReq {
+            term: self.term,
+            leader: self.leader,
+            prev_index,
+            prev_term: prev_term.unwrap_or_default(),
+            entries,
+            commit: self.commit_index,
+        };
+        self.sends.push(Action::Send {
+            to: peer,
+            message: Message::AppendEntriesReq(req),
+        });
+    }
+}
+
+// Follower side.
+impl Machine {
+    /// Accepts entries from the leader of the current term, or refuses a
+    /// stale or mismatching request with a hint. Always answers.
+    pub(super) fn handle_append_entries_req(
+        &mut self,
+        from: NodeId,
+        req: AppendEntriesReq,
+        actions: &mut Vec<Action>,
+    ) {
+        if req.term < self.hard_state.term || matches!(self.role, RoleState::Leader { .. }) {
+            // A stale leader learns the new term from the answer. A second
+            // leader in this leader's own term cannot exist; refuse it.
+            self.reply_append(from, false, self.log.last_index());
+            return;
+        }
+        self.become_follower(req.term); // a candidate of this term has lost
+        self.leader = Some(from);
+        self.arm_election_alarm();
+        let leader_commit = req.commit;
+        match self.accept_entries(req, actions) {
+            Ok(matched) => {
+                self.reply_append(from, true, matched);
+                let commit = leader_commit.min(matched);
+                if commit > self.commit_index {
+                    self.commit_through(commit);
+                }
+            }
+            Err(hint) => self.reply_append(from, false, hint),
+        }
+    }
+
+    /// Stores the request's entries after `prev_index`, truncating only
+    /// where an entry conflicts. `Ok` holds the last index known to match
+    /// the leader; `Err` the hint for the leader's next probe.
+    fn accept_entries(
+        &mut self,
+        req: AppendEntriesReq,
+        actions: &mut Vec<Action>,
+    ) -> Result<LogIndex, LogIndex> {
+        if !is_well_formed(&req) {
+            return Err(self.commit_index);
+        }
+        match self.log.term_at(req.prev_index) {
+            None => return Err(self.log.last_index()),
+            Some(term) if term != req.prev_term => return Err(self.conflict_hint(req.prev_index)),
+            Some(_) => {}
+        }
+        let matched = LogIndex(req.prev_index.0 + req.entries.len() as u64);
+        let mut index = req.prev_index;
+        for entry in req.entries {
+            index = index.next();
+            match self.log.term_at(index) {
+                Some(term) if term == entry.term => continue,
+                Some(_) if index <= self.commit_index => {
+                    // Committed entries never conflict with a real leader's.
+                    return Err(self.commit_index);
+                }
+                Some(_) => self.truncate_from(index, actions),
+                None => {}
+            }
+            self.store_entry(entry, actions);
+        }
+        Ok(matched)
+    }
+
+    /// The highest index that may still match after a conflict at `index`:
+    /// just before the run of the conflicting term, so the leader skips the
+    /// whole term in one round trip. Never below the commit index.
+    fn conflict_hint(&self, index: LogIndex) -> LogIndex {
+        self.log
+            .first_index_of_term_run(index)
+            .prev()
+            .max(self.commit_index)
+    }
+
+    fn reply_append(&mut self, to: NodeId, success: bool, index: LogIndex) {
+        let resp = AppendEntriesResp {
+            term: self.hard_state.term,
+            success,
+            index,
+        };
+        self.send(to, Message::AppendEntriesResp(resp));
+    }
+}
+
+/// Whether a request could have come from a correct leader: terms that do
+/// not decrease and do not pass the request's term, and no index overflow.
+fn is_well_formed(req: &AppendEntriesReq) -> bool {
+    let count = req.entries.len() as u64;
+    let mut previous = req.prev_term;
+    let terms_ordered = req.entries.iter().all(|entry| {
+        let ordered = entry.term >= previous;
+        previous = entry.term;
+        ordered
+    });
+    req.prev_term <= req.term
+        && previous <= req.term
+        && terms_ordered
+        && (req.prev_index.0 != 0 || req.prev_term == Term(0))
+        && req.prev_index.0.checked_add(count).is_some()
+}
+
+// Log and commit changes shared by both sides.
+impl Machine {
+    /// Appends `entry` to the log, persisting the hard state first so a
+    /// crash never leaves an entry of a term the node has not recorded.
+    fn store_entry(&mut self, entry: Entry, actions: &mut Vec<Action>) -> LogIndex {
+        self.persist_hard_state(actions);
+        let index = self.log.push(entry.clone());
+        actions.push(Action::LogStore { index, entry });
+        index
+    }
+
+    /// Removes entries from `from` on. Entries this node appended as leader
+    /// are reported as overwritten to whoever waits for them.
+    fn truncate_from(&mut self, from: LogIndex, actions: &mut Vec<Action>) {
+        debug_assert!(
+            from > self.commit_index,
+            "truncating committed entry {from}"
+        );
+        self.persist_hard_state(actions);
+        actions.push(Action::LogTruncate { from });
+        let removed = self.log.truncate(from);
+        let first_lost = self.awaiting_outcome.partition_point(|index| *index < from);
+        for index in self.awaiting_outcome.drain(first_lost..) {
+            let entry = &removed[(index.0 - from.0) as usize];
+            self.deferred.push(Action::Commit {
+                data: entry.data.clone(),
+                result: Err(CommitError::Overwritten { index }),
+            });
+        }
+    }
+
+    /// Reports every entry up to `index` as committed, in order, once.
+    pub(super) fn commit_through(&mut self, index: LogIndex) {
+        debug_assert!(index > self.commit_index && index <= self.log.last_index());
+        for committed in self.commit_index.0 + 1..=index.0 {
+            let committed = LogIndex(committed);
+            if let Some(entry) = self.log.get(committed) {
+                self.deferred.push(Action::Commit {
+                    data: entry.data.clone(),
+                    result: Ok(committed),
+                });
+            }
+        }
+        self.commit_index = index;
+        while self.awaiting_outcome.front().is_some_and(|i| *i <= index) {
+            self.awaiting_outcome.pop_front();
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The four messages Raft peers exchange (Figure 2).
+
+use crate::types::{Entry, LogIndex, NodeId, Term};
+
+/// A message between two peers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// A leader replicates entries, or sends a heartbeat when `entries` is empty.
+    AppendEntriesReq(AppendEntriesReq),
+    /// A follower's answer to an [`AppendEntriesReq`].
+    AppendEntriesResp(AppendEntriesResp),
+    /// A candidate asks for a vote.
+    VoteReq(VoteReq),
+    /// A peer's answer to a [`VoteReq`].
+    VoteResp(VoteResp),
+}
+
+impl Message {
+    /// The sender's term, carried by every message.
+    pub fn term(&self) -> Term {
+        match self {
+            Message::AppendEntriesReq(m) => m.term,
+            Message::AppendEntriesResp(m) => m.term,
+            Message::VoteReq(m) => m.term,
+            Message::VoteResp(m) => m.term,
+        }
+    }
+}
+
+/// Sent by the leader to replicate entries and to assert its leadership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendEntriesReq {
+    /// The leader's term.
+    pub term: Term,
+    /// The leader, so that followers can redirect clients.
+    pub leader: NodeId,
+    /// The index of the entry just before `entries`.
+    pub prev_index: LogIndex,
+    /// The term of the entry at `prev_index` (0 when `prev_index` is 0).
+    pub prev_term: Term,
+    /// Entries to store from `prev_index + 1`; empty for a heartbeat.
+    pub entries: Vec<Entry>,
+    /// The leader's commit index.
+    pub commit: LogIndex,
+}
+
+/// A follower's answer to an [`AppendEntriesReq`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendEntriesResp {
+    /// The responder's current term, for the leader to update itself.
+    pub term: Term,
+    /// Whether the follower's log matched at `prev_index` and now holds the entries.
+    pub success: bool,
+    /// On success, the last index known to match the leader's log. On failure,
+    /// a hint: the highest index at which the follower's log may still match,
+    /// so that the leader skips a whole conflicting term in one round trip.
+    pub index: LogIndex,
+}
+
+/// Sent by a candidate to ask for a vote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VoteReq {
+    /// The candidate's term.
+    pub term: Term,
+    /// The candidate asking for the vote.
+    pub candidate: NodeId,
+    /// The index of the candidate's last entry.
+    pub last_index: LogIndex,
+    /// The term of the candidate's last entry.
+    pub last_term: Term,
+}
+
+/// A peer's answer to a [`VoteReq`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VoteResp {
+    /// The responder's current term.
+    pub term: Term,
+    /// Whether the responder voted for the candidate.
+    pub granted: bool,
+}

@@ -1,0 +1,190 @@
+//! A leader's bookkeeping for one follower: what is known to match, what to
+//! send next, and what is in flight. Only the leader holds these, inside its
+//! role state, so no other role can touch them.
+
+use crate::types::LogIndex;
+use std::collections::VecDeque;
+
+/// How the leader talks to one follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Where the follower's log matches is unknown: send one request, wait for
+    /// its answer (or the next heartbeat), and move `next_index` back on rejection.
+    Probe {
+        /// A probe is outstanding; send nothing more until it is answered.
+        paused: bool,
+    },
+    /// The follower is known to match at `match_index`: stream entries
+    /// optimistically, up to the in-flight window.
+    Replicate,
+}
+
+/// Per-follower replication state.
+///
+/// Invariants: `match_index < next_index`; in-flight indices are ascending
+/// and each is below `next_index`.
+#[derive(Clone, Debug)]
+pub(crate) struct Progress {
+    /// The highest index known to be stored on the follower. Only grows.
+    pub(crate) match_index: LogIndex,
+    /// The next index to send.
+    pub(crate) next_index: LogIndex,
+    pub(crate) mode: Mode,
+    /// The last index of each request with entries still in flight, ascending.
+    inflight: VecDeque<LogIndex>,
+    /// The oldest in-flight index seen at the previous heartbeat; if it is
+    /// still the oldest at this heartbeat, its request is taken as lost.
+    oldest_inflight_at_tick: Option<LogIndex>,
+}
+
+impl Progress {
+    /// A follower's progress when a leader takes office: optimistic, as if
+    /// its log matched the leader's to the end.
+    pub(crate) fn new(last_index: LogIndex) -> Progress {
+        Progress {
+            match_index: LogIndex::ZERO,
+            next_index: last_index.next(),
+            mode: Mode::Replicate,
+            inflight: VecDeque::new(),
+            oldest_inflight_at_tick: None,
+        }
+    }
+
+    /// Whether the window has room for another request with entries.
+    pub(crate) fn can_send_entries(&self, last_index: LogIndex, inflight_max: usize) -> bool {
+        if self.next_index > last_index {
+            return false;
+        }
+        match self.mode {
+            Mode::Probe { paused } => !paused,
+            Mode::Replicate => self.inflight.len() < inflight_max,
+        }
+    }
+
+    /// Records a request whose entries end at `last_sent`.
+    pub(crate) fn sent(&mut self, last_sent: LogIndex) {
+        match &mut self.mode {
+            Mode::Probe { paused } => *paused = true,
+            Mode::Replicate => {
+                debug_assert!(last_sent >= self.next_index);
+                self.inflight.push_back(last_sent);
+                self.next_index = last_sent.next();
+            }
+        }
+    }
+
+    /// The follower stored everything up to `index`. Returns whether
+    /// `match_index` moved; a stale answer never moves it back.
+    pub(crate) fn on_success(&mut self, index: LogIndex) -> bool {
+        let advanced = index > self.match_index;
+        if advanced {
+            self.match_index = index;
+        }
+        self.next_index = self.next_index.max(self.match_index.next());
+        while self.inflight.front().is_some_and(|front| *front <= index) {
+            self.inflight.pop_front();
+        }
+        // Only the answer to the outstanding probe ends probing; an older
+        // success says nothing about where the follower stands now.
+        if matches!(self.mode, Mode::Probe { .. }) && index >= self.next_index.prev() {
+            self.mode = Mode::Replicate;
+        }
+        self.debug_check();
+        advanced
+    }
+
+    /// The follower refused a request; `hint` is the highest index at which
+    /// its log may match. Drop back to probing from just after the hint,
+    /// never below what is known to match.
+    pub(crate) fn on_reject(&mut self, hint: LogIndex) {
+        let floor = self.match_index.next();
+        self.next_index = self.next_index.min(hint.next()).max(floor);
+        self.mode = Mode::Probe { paused: false };
+        self.inflight.clear();
+        self.oldest_inflight_at_tick = None;
+        self.debug_check();
+    }
+
+    /// Called at each heartbeat. A request that stayed the oldest in flight
+    /// for a whole heartbeat interval is taken as lost: probe again from
+    /// what is known to match. A paused probe is unpaused so it is resent.
+    pub(crate) fn on_heartbeat(&mut self) {
+        match &mut self.mode {
+            Mode::Probe { paused } => *paused = false,
+            Mode::Replicate => {
+                let oldest = self.inflight.front().copied();
+                if oldest.is_some() && oldest == self.oldest_inflight_at_tick {
+                    self.next_index = self.match_index.next();
+                    self.mode = Mode::Probe { paused: false };
+                    self.inflight.clear();
+                    self.oldest_inflight_at_tick = None;
+                } else {
+                    self.oldest_inflight_at_tick = oldest;
+                }
+            }
+        }
+        self.debug_check();
+    }
+
+    fn debug_check(&self) {
+        debug_assert!(self.match_index < self.next_index, "match < next: {self:?}");
+        debug_assert!(
+            self.inflight.iter().all(|i| *i < self.next_index),
+            "in-flight below next: {self:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicate_fills_the_window_then_stops() {
+        let mut p = Progress::new(LogIndex(0));
+        for i in 1..=2 {
+            assert!(p.can_send_entries(LogIndex(10), 2));
+            p.sent(LogIndex(i));
+        }
+        assert!(!p.can_send_entries(LogIndex(10), 2));
+        assert!(p.on_success(LogIndex(1)));
+        assert!(p.can_send_entries(LogIndex(10), 2));
+        assert_eq!(p.next_index, LogIndex(3));
+    }
+
+    #[test]
+    fn stale_success_never_moves_match_back() {
+        let mut p = Progress::new(LogIndex(0));
+        p.sent(LogIndex(5));
+        assert!(p.on_success(LogIndex(5)));
+        assert!(!p.on_success(LogIndex(3)));
+        assert_eq!(p.match_index, LogIndex(5));
+        assert_eq!(p.next_index, LogIndex(6));
+    }
+
+    #[test]
+    fn rejection_probes_from_the_hint_but_not_below_match() {
+        let mut p = Progress::new(LogIndex(10));
+        p.on_reject(LogIndex(4));
+        assert_eq!(p.next_index, LogIndex(5));
+        assert_eq!(p.mode, Mode::Probe { paused: false });
+        p.sent(LogIndex(10));
+        assert!(!p.can_send_entries(LogIndex(10), 8), "one probe at a time");
+        p.on_success(LogIndex(10));
+        assert_eq!(p.mode, Mode::Replicate);
+
+        p.on_reject(LogIndex(0));
+        assert_eq!(p.next_index, LogIndex(11), "never below match + 1");
+    }
+
+    #[test]
+    fn a_request_outstanding_for_a_whole_heartbeat_is_resent() {
+        let mut p = Progress::new(LogIndex(0));
+        p.sent(LogIndex(3));
+        p.on_heartbeat();
+        assert_eq!(p.mode, Mode::Replicate);
+        p.on_heartbeat();
+        assert_eq!(p.mode, Mode::Probe { paused: false });
+        assert_eq!(p.next_index, LogIndex(1));
+    }
+}

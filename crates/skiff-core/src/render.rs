@@ -1,0 +1,194 @@
+//! The text rendering of messages and actions used by scenario files and
+//! traces (`shared/spec/scenario-format.md`), as `Display` impls.
+
+use crate::action::{Action, CommitError};
+use crate::message::{AppendEntriesReq, AppendEntriesResp, Message, VoteReq, VoteResp};
+use crate::types::{Entry, NodeId};
+use std::fmt::{self, Display, Formatter};
+
+/// Entry data as scenario text: bare when it is non-empty and made only of
+/// `A-Z a-z 0-9 _ . : / -`, otherwise quoted, with `"` and `\` escaped and
+/// bytes outside printable ASCII written as `\xNN`.
+pub struct DataText<'a>(pub &'a [u8]);
+
+impl Display for DataText<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let bare = !self.0.is_empty() && self.0.iter().all(|b| is_bare_byte(*b));
+        if bare {
+            // Bare bytes are ASCII, hence valid UTF-8.
+            return f.write_str(std::str::from_utf8(self.0).map_err(|_| fmt::Error)?);
+        }
+        f.write_str("\"")?;
+        for &byte in self.0 {
+            match byte {
+                b'"' => f.write_str("\\\"")?,
+                b'\\' => f.write_str("\\\\")?,
+                0x20..=0x7e => write!(f, "{}", byte as char)?,
+                _ => write!(f, "\\x{byte:02x}")?,
+            }
+        }
+        f.write_str("\"")
+    }
+}
+
+/// Whether `byte` may appear in bare (unquoted) data.
+pub fn is_bare_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b':' | b'/' | b'-')
+}
+
+struct OptionalId(Option<NodeId>);
+
+impl Display for OptionalId {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, "{id}"),
+            None => f.write_str("none"),
+        }
+    }
+}
+
+impl Display for Entry {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.term, DataText(&self.data))
+    }
+}
+
+impl Display for Message {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Message::AppendEntriesReq(m) => m.fmt(f),
+            Message::AppendEntriesResp(m) => m.fmt(f),
+            Message::VoteReq(m) => m.fmt(f),
+            Message::VoteResp(m) => m.fmt(f),
+        }
+    }
+}
+
+impl Display for AppendEntriesReq {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "AppendEntriesReq(term={}, leader={}, prev_index={}, prev_term={}, entries=[",
+            self.term, self.leader, self.prev_index, self.prev_term
+        )?;
+        for (position, entry) in self.entries.iter().enumerate() {
+            if position > 0 {
+                f.write_str(", ")?;
+            }
+            entry.fmt(f)?;
+        }
+        write!(f, "], commit={})", self.commit)
+    }
+}
+
+impl Display for AppendEntriesResp {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "AppendEntriesResp(term={}, success={}, index={})",
+            self.term, self.success, self.index
+        )
+    }
+}
+
+impl Display for VoteReq {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "VoteReq(term={}, candidate={}, last_index={}, last_term={})",
+            self.term, self.candidate, self.last_index, self.last_term
+        )
+    }
+}
+
+impl Display for VoteResp {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "VoteResp(term={}, granted={})", self.term, self.granted)
+    }
+}
+
+impl Display for Action {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Send { to, message } => write!(f, "Send(to={to}, {message})"),
+            Action::Commit { data, result } => {
+                let data = DataText(data);
+                match result {
+                    Ok(index) => write!(f, "Commit(index={index}, data={data})"),
+                    Err(CommitError::Overwritten { index }) => {
+                        write!(f, "Commit(index={index}, data={data}, err=Overwritten)")
+                    }
+                    Err(CommitError::NotLeader { leader }) => write!(
+                        f,
+                        "Commit(index=none, data={data}, err=NotLeader(leader={}))",
+                        OptionalId(*leader)
+                    ),
+                }
+            }
+            Action::Alarm { ms } => write!(f, "Alarm(ms={ms})"),
+            Action::LogStore { index, entry } => write!(
+                f,
+                "LogStore(index={index}, term={}, data={})",
+                entry.term,
+                DataText(&entry.data)
+            ),
+            Action::LogTruncate { from } => write!(f, "LogTruncate(from={from})"),
+            Action::StateStore { term, voted_for } => write!(
+                f,
+                "StateStore(term={term}, voted_for={})",
+                OptionalId(*voted_for)
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{LogIndex, Term};
+
+    #[test]
+    fn data_is_bare_or_quoted() {
+        assert_eq!(DataText(b"a-b/c:1.x_y").to_string(), "a-b/c:1.x_y");
+        assert_eq!(DataText(b"").to_string(), "\"\"");
+        assert_eq!(DataText(b"a b").to_string(), "\"a b\"");
+        assert_eq!(
+            DataText(b"say \"hi\" \\").to_string(),
+            "\"say \\\"hi\\\" \\\\\""
+        );
+        assert_eq!(DataText(b"\n\xff").to_string(), "\"\\x0a\\xff\"");
+    }
+
+    #[test]
+    fn actions_render_as_the_spec_writes_them() {
+        let req = AppendEntriesReq {
+            term: Term(2),
+            leader: NodeId(1),
+            prev_index: LogIndex(1),
+            prev_term: Term(1),
+            entries: vec![Entry::new(Term(2), ""), Entry::new(Term(2), "x")],
+            commit: LogIndex(1),
+        };
+        let send = Action::Send {
+            to: NodeId(3),
+            message: Message::AppendEntriesReq(req),
+        };
+        assert_eq!(
+            send.to_string(),
+            "Send(to=3, AppendEntriesReq(term=2, leader=1, prev_index=1, prev_term=1, entries=[2:\"\", 2:x], commit=1))"
+        );
+        let refused = Action::Commit {
+            data: "x".into(),
+            result: Err(CommitError::NotLeader { leader: None }),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "Commit(index=none, data=x, err=NotLeader(leader=none))"
+        );
+        let stored = Action::StateStore {
+            term: Term(4),
+            voted_for: Some(NodeId(2)),
+        };
+        assert_eq!(stored.to_string(), "StateStore(term=4, voted_for=2)");
+    }
+}

@@ -1,0 +1,104 @@
+//! The paper's nouns as newtypes, so that a term, an index and a node id
+//! cannot be mixed up by accident.
+
+use bytes::Bytes;
+use std::fmt;
+
+/// A Raft term: a logical clock that only moves forward.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Term(pub u64);
+
+/// The position of an entry in the log. Index 1 is the first entry; index 0
+/// means "before the first entry" and always matches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogIndex(pub u64);
+
+/// The identity of one member of the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub u64);
+
+impl LogIndex {
+    /// The index before the first entry.
+    pub const ZERO: LogIndex = LogIndex(0);
+
+    /// The next index, saturating at `u64::MAX` (a log that long cannot exist).
+    pub fn next(self) -> LogIndex {
+        LogIndex(self.0.saturating_add(1))
+    }
+
+    /// The previous index, saturating at zero.
+    pub fn prev(self) -> LogIndex {
+        LogIndex(self.0.saturating_sub(1))
+    }
+}
+
+impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for LogIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One log entry: the term of the leader that created it and opaque data.
+///
+/// `data` is a [`Bytes`], so cloning an entry to send it to several peers
+/// shares the buffer instead of copying it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The term in which a leader appended this entry.
+    pub term: Term,
+    /// What the layer above asked to replicate; empty for a leader's no-op.
+    pub data: Bytes,
+}
+
+impl Entry {
+    /// An entry of `term` carrying `data`.
+    pub fn new(term: Term, data: impl Into<Bytes>) -> Entry {
+        Entry {
+            term,
+            data: data.into(),
+        }
+    }
+}
+
+/// The state a node must persist before it answers anyone: its current term
+/// and the candidate it voted for in that term (Figure 2, "persistent state").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HardState {
+    /// The latest term this node has seen.
+    pub term: Term,
+    /// The candidate that received this node's vote in `term`, if any.
+    pub voted_for: Option<NodeId>,
+}
+
+/// The role a node plays in its current term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Follows a leader and votes; starts an election when its alarm fires.
+    Follower,
+    /// Has voted for itself and asks the others for votes.
+    Candidate,
+    /// Accepts appends and replicates its log to the followers.
+    Leader,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        })
+    }
+}
