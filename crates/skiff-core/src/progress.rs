@@ -126,6 +126,18 @@ impl Progress {
         self.debug_check();
     }
 
+    /// The `prev_index` of a heartbeat: as the paper has it, one before the
+    /// next index, unless requests are still in flight. Then only the match
+    /// index is sure to be on the follower already; a heartbeat overtaking
+    /// those requests must not be refused.
+    pub(crate) fn heartbeat_prev_index(&self) -> LogIndex {
+        if self.inflight.is_empty() {
+            self.next_index.prev()
+        } else {
+            self.match_index
+        }
+    }
+
     fn debug_check(&self) {
         debug_assert!(self.match_index < self.next_index, "match < next: {self:?}");
         debug_assert!(

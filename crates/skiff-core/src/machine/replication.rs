@@ -151,11 +151,9 @@ impl Replicator<'_> {
         sent
     }
 
-    /// An empty request that asserts leadership and carries the commit
-    /// index. It checks only what is known to match, so it is accepted even
-    /// while requests with entries are still in flight.
+    /// An empty request that asserts leadership and carries the commit index.
     fn send_heartbeat(&mut self, peer: NodeId, progress: &Progress) {
-        self.send(peer, progress.match_index, Vec::new());
+        self.send(peer, progress.heartbeat_prev_index(), Vec::new());
     }
 
     fn send(&mut self, peer: NodeId, prev_index: LogIndex, entries: Vec<Entry>) {
