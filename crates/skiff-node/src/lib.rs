@@ -1,0 +1,2 @@
+//! A Raft node (work in progress).
+#![forbid(unsafe_code)]
