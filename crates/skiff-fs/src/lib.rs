@@ -1,0 +1,5 @@
+//! The replicated versioned file server (work in progress).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod protocol;
