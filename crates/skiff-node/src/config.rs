@@ -1,0 +1,363 @@
+//! The cluster configuration: a TOML file that every node of a cluster
+//! shares, validated before anything starts.
+//!
+//! ```toml
+//! cluster_id = 1
+//! election_timeout_ms = 300      # optional, default 300
+//! heartbeat_interval_ms = 100    # optional, default 100
+//! segment_bytes_max = 67108864   # optional, default 64 MiB
+//!
+//! [[nodes]]
+//! id = 1
+//! peer_address = "127.0.0.1:7101"    # Raft traffic between nodes
+//! client_address = "127.0.0.1:7201"  # the application's clients
+//! data_dir = "node-1"                # relative to the configuration file
+//!
+//! [[nodes]]
+//! id = 2
+//! # ...
+//! ```
+
+use serde::{Deserialize, Serialize};
+use skiff_core::NodeId;
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// The default base election timeout.
+pub const ELECTION_TIMEOUT_MS_DEFAULT: u64 = 300;
+/// The default heartbeat interval.
+pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 100;
+/// The default size at which a log segment is sealed and a new one begun.
+pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 << 20;
+
+/// A whole cluster: its id, its timing and every node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Identifies the cluster; peers and files of another cluster are refused.
+    pub cluster_id: u64,
+    /// Base election timeout; each election alarm is drawn from
+    /// `[election_timeout_ms, 2 * election_timeout_ms)`.
+    #[serde(default = "election_timeout_ms_default")]
+    pub election_timeout_ms: u64,
+    /// How often a leader sends heartbeats; must be below the election timeout.
+    #[serde(default = "heartbeat_interval_ms_default")]
+    pub heartbeat_interval_ms: u64,
+    /// Size at which a log segment is sealed.
+    #[serde(default = "segment_bytes_max_default")]
+    pub segment_bytes_max: u64,
+    /// Every member, in any order.
+    pub nodes: Vec<NodeConfig>,
+}
+
+/// One member of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's id, unique in the cluster and not 0.
+    pub id: u64,
+    /// Where the node listens for its peers.
+    pub peer_address: SocketAddr,
+    /// Where the node's application listens for clients.
+    pub client_address: SocketAddr,
+    /// The node's data directory. A relative path is taken relative to the
+    /// configuration file's directory by [`ClusterConfig::load`].
+    pub data_dir: PathBuf,
+}
+
+fn election_timeout_ms_default() -> u64 {
+    ELECTION_TIMEOUT_MS_DEFAULT
+}
+fn heartbeat_interval_ms_default() -> u64 {
+    HEARTBEAT_INTERVAL_MS_DEFAULT
+}
+fn segment_bytes_max_default() -> u64 {
+    SEGMENT_BYTES_MAX_DEFAULT
+}
+
+/// A configuration that cannot be used, with what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The configuration file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for a cluster configuration.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The configuration file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// The configuration parses but makes no sense.
+    #[error("invalid cluster configuration: {0}")]
+    Invalid(String),
+    /// The requested node is not in the configuration.
+    #[error("node {id} is not in the cluster configuration (nodes: {known})")]
+    UnknownNode {
+        /// The requested id.
+        id: u64,
+        /// The configured ids.
+        known: String,
+    },
+}
+
+impl ClusterConfig {
+    /// A cluster of `count` nodes with ids `1..=count` on 127.0.0.1: node `i`
+    /// takes peer port `base_port + 2(i-1)` and client port one above it,
+    /// and data directory `base_dir/node-i`.
+    pub fn local(count: u64, base_dir: &Path, base_port: u16) -> ClusterConfig {
+        let address = |offset: u64| {
+            let port = u64::from(base_port) + offset;
+            let port = u16::try_from(port).expect("base_port leaves room for every node's ports");
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+        };
+        let nodes = (1..=count)
+            .map(|id| NodeConfig {
+                id,
+                peer_address: address(2 * (id - 1)),
+                client_address: address(2 * (id - 1) + 1),
+                data_dir: base_dir.join(format!("node-{id}")),
+            })
+            .collect();
+        ClusterConfig {
+            cluster_id: 1,
+            election_timeout_ms: ELECTION_TIMEOUT_MS_DEFAULT,
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS_DEFAULT,
+            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
+            nodes,
+        }
+    }
+
+    /// Reads and validates a configuration file. Relative data directories
+    /// are resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = ClusterConfig::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for node in &mut config.nodes {
+            if node.data_dir.is_relative() {
+                node.data_dir = base.join(&node.data_dir);
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text, without validation or path resolution.
+    pub fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message: e.to_string(),
+        })
+    }
+
+    /// The configuration as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a cluster configuration always serializes")
+    }
+
+    /// Writes the configuration to `path` as TOML.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        std::fs::write(path, self.to_toml()).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The configuration of node `id`.
+    pub fn node(&self, id: NodeId) -> Result<&NodeConfig, ConfigError> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id.0)
+            .ok_or_else(|| ConfigError::UnknownNode {
+                id: id.0,
+                known: self
+                    .ids()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            })
+    }
+
+    /// Every node id, in configuration order.
+    pub fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.nodes.iter().map(|n| NodeId(n.id))
+    }
+
+    /// Checks the configuration, naming the first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        if self.nodes.is_empty() {
+            return invalid("no nodes: list every member under [[nodes]]".into());
+        }
+        if self.election_timeout_ms == 0 || self.heartbeat_interval_ms == 0 {
+            return invalid("election_timeout_ms and heartbeat_interval_ms must be above 0".into());
+        }
+        if self.heartbeat_interval_ms >= self.election_timeout_ms {
+            return invalid(format!(
+                "heartbeat_interval_ms ({}) must be below election_timeout_ms ({}), \
+                 or followers start elections under a healthy leader",
+                self.heartbeat_interval_ms, self.election_timeout_ms
+            ));
+        }
+        if self.election_timeout_ms > 3_600_000 {
+            return invalid(format!(
+                "election_timeout_ms ({}) is over an hour",
+                self.election_timeout_ms
+            ));
+        }
+        if self.segment_bytes_max < 4096 {
+            return invalid(format!(
+                "segment_bytes_max ({}) must be at least 4096",
+                self.segment_bytes_max
+            ));
+        }
+        self.validate_nodes()
+    }
+
+    fn validate_nodes(&self) -> Result<(), ConfigError> {
+        let mut ids = HashSet::new();
+        let mut addresses = HashSet::new();
+        let mut dirs = HashSet::new();
+        for node in &self.nodes {
+            let problem = if node.id == 0 {
+                Some("node id 0 is reserved; number nodes from 1".to_string())
+            } else if !ids.insert(node.id) {
+                Some(format!("node id {} appears twice", node.id))
+            } else if let Some(address) = [node.peer_address, node.client_address]
+                .into_iter()
+                .find(|a| !addresses.insert(*a))
+            {
+                Some(format!(
+                    "address {address} (node {}) is used twice",
+                    node.id
+                ))
+            } else if !dirs.insert(node.data_dir.clone()) {
+                Some(format!(
+                    "data_dir {} (node {}) is used twice",
+                    node.data_dir.display(),
+                    node.id
+                ))
+            } else {
+                missing_parent(&node.data_dir).map(|parent| {
+                    format!(
+                        "data_dir {} of node {}: its parent directory {} does not exist",
+                        node.data_dir.display(),
+                        node.id,
+                        parent.display()
+                    )
+                })
+            };
+            if let Some(message) = problem {
+                return Err(ConfigError::Invalid(message));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The parent of `dir` when it is named and does not exist. A data
+/// directory itself is created on first start; its parent must be there,
+/// so that a typo in a path is caught instead of silently creating a tree.
+fn missing_parent(dir: &Path) -> Option<&Path> {
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty())?;
+    (!parent.is_dir()).then_some(parent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_configuration_is_valid_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ClusterConfig::local(3, dir.path(), 7100);
+        config.validate().unwrap();
+        assert_eq!(config.nodes[2].peer_address.to_string(), "127.0.0.1:7104");
+        assert_eq!(config.nodes[2].client_address.to_string(), "127.0.0.1:7105");
+        let path = dir.path().join("cluster.toml");
+        config.save(&path).unwrap();
+        assert_eq!(ClusterConfig::load(&path).unwrap(), config);
+    }
+
+    #[test]
+    fn defaults_fill_in_and_relative_dirs_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"
+            cluster_id = 4
+            [[nodes]]
+            id = 1
+            peer_address = "127.0.0.1:9001"
+            client_address = "127.0.0.1:9002"
+            data_dir = "n1"
+        "#;
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let config = ClusterConfig::load(&path).unwrap();
+        assert_eq!(config.election_timeout_ms, ELECTION_TIMEOUT_MS_DEFAULT);
+        assert_eq!(config.nodes[0].data_dir, dir.path().join("n1"));
+    }
+
+    fn problem(change: impl FnOnce(&mut ClusterConfig)) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ClusterConfig::local(3, dir.path(), 7100);
+        change(&mut config);
+        config.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn each_problem_is_named() {
+        assert!(problem(|c| c.nodes[1].id = 1).contains("node id 1 appears twice"));
+        assert!(problem(|c| c.nodes[1].id = 0).contains("node id 0 is reserved"));
+        assert!(
+            problem(|c| c.nodes[2].client_address = c.nodes[0].peer_address)
+                .contains("address 127.0.0.1:7100 (node 3) is used twice")
+        );
+        assert!(
+            problem(|c| c.nodes[1].data_dir = c.nodes[0].data_dir.clone()).contains("used twice")
+        );
+        assert!(problem(|c| c.heartbeat_interval_ms = 300)
+            .contains("must be below election_timeout_ms"));
+        assert!(
+            problem(|c| c.nodes[0].data_dir = "/nonexistent/x/node-1".into())
+                .contains("parent directory /nonexistent/x does not exist")
+        );
+        assert!(problem(|c| c.nodes.clear()).contains("no nodes"));
+        assert!(problem(|c| c.election_timeout_ms = 0).contains("above 0"));
+    }
+
+    #[test]
+    fn parse_errors_and_unknown_nodes_say_where() {
+        let err = ClusterConfig::parse("cluster_id = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1"), "{err}");
+        let err = ClusterConfig::parse("cluster_id = 1\nnodes = []\nbogus = 2")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bogus"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let config = ClusterConfig::local(2, dir.path(), 7100);
+        let err = config.node(NodeId(5)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "node 5 is not in the cluster configuration (nodes: 1,2)"
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! Why the storage refused to open or failed to write.
+
+use std::io;
+use std::path::PathBuf;
+
+/// A storage failure. Every variant names the file involved; corruption
+/// also names the byte offset, so an operator can look at it.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// An operating-system call on `path` failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// Another process holds the data directory.
+    #[error("data directory {dir} is in use by another process (lock file {lock})")]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// The lock file inside it.
+        lock: PathBuf,
+    },
+    /// A record in the middle of the log, or in a segment that is not the
+    /// last, is damaged. Cutting the log there could lose acknowledged entries.
+    #[error("{path} at offset {offset}: corrupt log record: {reason}")]
+    CorruptRecord {
+        /// The segment file.
+        path: PathBuf,
+        /// Where the bad record starts.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file header is damaged or of an unknown format.
+    #[error("{path} at offset {offset}: bad header: {reason}")]
+    BadHeader {
+        /// The file.
+        path: PathBuf,
+        /// Where the bad field starts.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file belongs to another node or cluster.
+    #[error(
+        "{path}: belongs to cluster {found_cluster} node {found_node}, \
+         but this is cluster {cluster} node {node}"
+    )]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// The cluster id in the file.
+        found_cluster: u64,
+        /// The node id in the file.
+        found_node: u64,
+        /// The configured cluster id.
+        cluster: u64,
+        /// The configured node id.
+        node: u64,
+    },
+    /// A segment between the first and the last one is absent.
+    #[error("missing log segment {path} (offset 0): segments must run from 1 without gaps")]
+    MissingSegment {
+        /// The file that should be there.
+        path: PathBuf,
+    },
+}
+
+impl StorageError {
+    /// Wraps an I/O error with the path it concerns.
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StorageError {
+        let path = path.into();
+        move |source| StorageError::Io { path, source }
+    }
+}

@@ -1,0 +1,239 @@
+//! The framing of one write-ahead-log record, as pure functions over bytes.
+//!
+//! ```text
+//! record   = length: u32 LE | crc: u32 LE | payload (length bytes)
+//! crc      = CRC32C of the 4 length bytes followed by the payload
+//! payload  = kind: u8 | body
+//!   kind 1 (entry):    index: u64 LE | term: u64 LE | data (the rest)
+//!   kind 2 (truncate): from: u64 LE   (entries at `from` and after are removed)
+//! ```
+//!
+//! The checksum covers the length too, so a flipped bit in a length field is
+//! caught once the record's bytes are read. The checksum is computed when a
+//! record is encoded and checked again when it is decoded.
+
+use bytes::Bytes;
+use skiff_core::{Entry, LogIndex, Term};
+
+/// Bytes before the payload: length and checksum.
+pub const RECORD_HEADER_BYTES: usize = 8;
+
+/// The largest payload a record may claim. A length above this is taken as
+/// corruption, not as a record cut short by a crash.
+pub const RECORD_PAYLOAD_BYTES_MAX: usize = 64 << 20;
+
+const KIND_ENTRY: u8 = 1;
+const KIND_TRUNCATE: u8 = 2;
+const ENTRY_FIXED_BYTES: usize = 1 + 8 + 8;
+const TRUNCATE_BYTES: usize = 1 + 8;
+
+/// One decoded record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// `entry` is stored at `index`.
+    Entry {
+        /// Where the entry goes.
+        index: LogIndex,
+        /// The entry.
+        entry: Entry,
+    },
+    /// Entries at `from` and after are removed.
+    Truncate {
+        /// The first removed index.
+        from: LogIndex,
+    },
+}
+
+/// What lies at some offset of a segment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A valid record taking `bytes` bytes.
+    Record {
+        /// The record.
+        record: Record,
+        /// Its size on disk, header included.
+        bytes: usize,
+    },
+    /// The buffer ends before the record it starts does: a write cut short.
+    Incomplete,
+    /// The bytes are not a valid record.
+    Invalid {
+        /// What is wrong, for the error message.
+        reason: String,
+        /// Where the bad record would end if its length is believed, to tell
+        /// a bad last record from a bad record with others after it.
+        end: usize,
+    },
+}
+
+/// Appends the encoding of an entry record to `out`.
+pub fn encode_entry(index: LogIndex, entry: &Entry, out: &mut Vec<u8>) {
+    let start = begin(out);
+    out.push(KIND_ENTRY);
+    out.extend_from_slice(&index.0.to_le_bytes());
+    out.extend_from_slice(&entry.term.0.to_le_bytes());
+    out.extend_from_slice(&entry.data);
+    finish(out, start);
+}
+
+/// Appends the encoding of a truncate record to `out`.
+pub fn encode_truncate(from: LogIndex, out: &mut Vec<u8>) {
+    let start = begin(out);
+    out.push(KIND_TRUNCATE);
+    out.extend_from_slice(&from.0.to_le_bytes());
+    finish(out, start);
+}
+
+fn begin(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
+    start
+}
+
+/// Fills in the length and checksum of the record that starts at `start`.
+fn finish(out: &mut [u8], start: usize) {
+    let length = out.len() - start - RECORD_HEADER_BYTES;
+    assert!(
+        length <= RECORD_PAYLOAD_BYTES_MAX,
+        "record payload of {length} bytes exceeds the limit; entries are checked on submission"
+    );
+    let length = (length as u32).to_le_bytes();
+    out[start..start + 4].copy_from_slice(&length);
+    let crc = checksum(&length, &out[start + RECORD_HEADER_BYTES..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn checksum(length: &[u8], payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(length), payload)
+}
+
+/// Decodes the record at the start of `buffer`. Entry data is a slice of
+/// `buffer`, so decoding a segment copies no entry data.
+pub fn decode(buffer: &Bytes) -> Decoded {
+    if buffer.len() < RECORD_HEADER_BYTES {
+        return Decoded::Incomplete;
+    }
+    let length = u32::from_le_bytes(buffer[0..4].try_into().expect("4 bytes")) as usize;
+    let stored_crc = u32::from_le_bytes(buffer[4..8].try_into().expect("4 bytes"));
+    let end = RECORD_HEADER_BYTES.saturating_add(length);
+    if length > RECORD_PAYLOAD_BYTES_MAX {
+        let reason = format!("length {length} exceeds the limit of {RECORD_PAYLOAD_BYTES_MAX}");
+        return Decoded::Invalid { reason, end };
+    }
+    if buffer.len() < end {
+        return Decoded::Incomplete;
+    }
+    let payload = buffer.slice(RECORD_HEADER_BYTES..end);
+    let crc = checksum(&buffer[0..4], &payload);
+    if crc != stored_crc {
+        let reason = format!("checksum {crc:#010x} does not match the stored {stored_crc:#010x}");
+        return Decoded::Invalid { reason, end };
+    }
+    match decode_payload(payload) {
+        Ok(record) => Decoded::Record { record, bytes: end },
+        Err(reason) => Decoded::Invalid { reason, end },
+    }
+}
+
+fn decode_payload(payload: Bytes) -> Result<Record, String> {
+    let read_u64 = |at: usize| u64::from_le_bytes(payload[at..at + 8].try_into().expect("8 bytes"));
+    match payload.first() {
+        Some(&KIND_ENTRY) if payload.len() >= ENTRY_FIXED_BYTES => Ok(Record::Entry {
+            index: LogIndex(read_u64(1)),
+            entry: Entry {
+                term: Term(read_u64(9)),
+                data: payload.slice(ENTRY_FIXED_BYTES..),
+            },
+        }),
+        Some(&KIND_TRUNCATE) if payload.len() == TRUNCATE_BYTES => Ok(Record::Truncate {
+            from: LogIndex(read_u64(1)),
+        }),
+        Some(kind) => Err(format!(
+            "record of kind {kind} with a payload of {} bytes",
+            payload.len()
+        )),
+        None => Err("empty record".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(term: u64, data: &'static str) -> Entry {
+        Entry::new(Term(term), data)
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let mut out = Vec::new();
+        encode_entry(LogIndex(7), &entry(3, "hello"), &mut out);
+        encode_truncate(LogIndex(5), &mut out);
+        encode_entry(LogIndex(5), &entry(4, ""), &mut out);
+        let mut buffer = Bytes::from(out);
+        let mut records = Vec::new();
+        while !buffer.is_empty() {
+            let Decoded::Record { record, bytes } = decode(&buffer) else {
+                panic!("not a record: {:?}", decode(&buffer));
+            };
+            records.push(record);
+            buffer = buffer.slice(bytes..);
+        }
+        assert_eq!(
+            records,
+            vec![
+                Record::Entry {
+                    index: LogIndex(7),
+                    entry: entry(3, "hello")
+                },
+                Record::Truncate { from: LogIndex(5) },
+                Record::Entry {
+                    index: LogIndex(5),
+                    entry: entry(4, "")
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cut_record_is_incomplete() {
+        let mut out = Vec::new();
+        encode_entry(LogIndex(1), &entry(1, "abcdef"), &mut out);
+        for cut in 0..out.len() {
+            assert_eq!(
+                decode(&Bytes::copy_from_slice(&out[..cut])),
+                Decoded::Incomplete,
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn any_flipped_bit_is_caught() {
+        let mut out = Vec::new();
+        encode_entry(LogIndex(1), &entry(1, "abcdef"), &mut out);
+        for position in 0..out.len() {
+            for bit in 0..8 {
+                let mut damaged = out.clone();
+                damaged[position] ^= 1 << bit;
+                let decoded = decode(&Bytes::from(damaged));
+                assert!(
+                    matches!(decoded, Decoded::Invalid { .. } | Decoded::Incomplete),
+                    "flip of bit {bit} at {position} gave {decoded:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn zeros_and_absurd_lengths_are_invalid() {
+        let zeros = Bytes::from(vec![0u8; 32]);
+        assert!(matches!(decode(&zeros), Decoded::Invalid { .. }));
+        let mut huge = vec![0xffu8; 16];
+        huge[4..8].copy_from_slice(&[0; 4]);
+        assert!(matches!(
+            decode(&Bytes::from(huge)),
+            Decoded::Invalid { .. }
+        ));
+    }
+}

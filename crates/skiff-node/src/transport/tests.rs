@@ -1,0 +1,190 @@
+//! Two transports on loopback, and peers that misbehave.
+
+use super::*;
+use bytes::Bytes;
+use skiff_core::{Term, VoteResp};
+use tokio::io::AsyncReadExt;
+
+fn free_address() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+fn vote(term: u64) -> Message {
+    Message::VoteResp(VoteResp {
+        term: Term(term),
+        granted: true,
+    })
+}
+
+struct Pair {
+    one: Transport,
+    two: Transport,
+    two_address: SocketAddr,
+    one_inbox: mpsc::Receiver<Inbound>,
+    two_inbox: mpsc::Receiver<Inbound>,
+}
+
+async fn pair() -> Pair {
+    let (a, b) = (free_address(), free_address());
+    let config = |id: u64, listen, peer: u64, peer_address| TransportConfig {
+        cluster_id: 5,
+        id: NodeId(id),
+        listen_address: listen,
+        peers: vec![(NodeId(peer), peer_address)],
+    };
+    let (one_sender, one_inbox) = mpsc::channel(16);
+    let (two_sender, two_inbox) = mpsc::channel(16);
+    let one = Transport::start(config(1, a, 2, b), one_sender)
+        .await
+        .unwrap();
+    let two = Transport::start(config(2, b, 1, a), two_sender)
+        .await
+        .unwrap();
+    Pair {
+        one,
+        two,
+        two_address: b,
+        one_inbox,
+        two_inbox,
+    }
+}
+
+async fn expect_delivery(pair: &mut Pair, term: u64) {
+    pair.one.send(NodeId(2), vote(term));
+    let received = tokio::time::timeout(Duration::from_secs(10), pair.two_inbox.recv()).await;
+    assert_eq!(received.unwrap(), Some((NodeId(1), vote(term))));
+}
+
+/// Reads until the node closes the connection, returning what it sent.
+async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    read.expect("the node closes the connection").ok();
+    answer
+}
+
+#[tokio::test]
+async fn messages_flow_both_ways() {
+    let mut pair = pair().await;
+    expect_delivery(&mut pair, 1).await;
+    pair.two.send(NodeId(1), vote(2));
+    let received = tokio::time::timeout(Duration::from_secs(10), pair.one_inbox.recv()).await;
+    assert_eq!(received.unwrap(), Some((NodeId(2), vote(2))));
+}
+
+#[tokio::test]
+async fn garbage_closes_only_its_own_connection() {
+    let mut pair = pair().await;
+    expect_delivery(&mut pair, 1).await;
+    for garbage in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[0, 0, 0, 2, 9, 9][..],
+        &[0xff; 64][..],
+    ] {
+        let mut intruder = TcpStream::connect(pair.two_address).await.unwrap();
+        intruder.write_all(garbage).await.unwrap();
+        read_to_close(&mut intruder).await;
+    }
+    expect_delivery(&mut pair, 2).await;
+}
+
+#[tokio::test]
+async fn a_foreign_cluster_or_unknown_node_is_refused_with_a_reason() {
+    let mut pair = pair().await;
+    let hellos = [
+        (
+            Hello {
+                cluster_id: 6,
+                node_id: 1,
+                peer_id: 2,
+            },
+            "cluster 6 is not this node's cluster 5",
+        ),
+        (
+            Hello {
+                cluster_id: 5,
+                node_id: 7,
+                peer_id: 2,
+            },
+            "node 7 is not a peer of node 2",
+        ),
+        (
+            Hello {
+                cluster_id: 5,
+                node_id: 1,
+                peer_id: 3,
+            },
+            "this is node 2, not node 3",
+        ),
+    ];
+    for (hello, reason) in hellos {
+        let mut intruder = TcpStream::connect(pair.two_address).await.unwrap();
+        let mut out = Vec::new();
+        wire::encode_frame(&Frame::Hello(hello), &mut out).unwrap();
+        intruder.write_all(&out).await.unwrap();
+        let answer = Bytes::from(read_to_close(&mut intruder).await);
+        let body = answer.slice(4..);
+        let frame = wire::decode_frame(&body).unwrap();
+        assert_eq!(frame, Frame::Refused(reason.to_string()));
+    }
+    expect_delivery(&mut pair, 3).await;
+}
+
+#[tokio::test]
+async fn a_message_before_the_handshake_is_refused() {
+    let mut pair = pair().await;
+    let mut intruder = TcpStream::connect(pair.two_address).await.unwrap();
+    let message = vote(9);
+    let mut out = Vec::new();
+    wire::encode_frame(
+        &Frame::Message(WireMessage::from_message(&message)),
+        &mut out,
+    )
+    .unwrap();
+    intruder.write_all(&out).await.unwrap();
+    assert!(read_to_close(&mut intruder).await.is_empty());
+    expect_delivery(&mut pair, 4).await;
+}
+
+#[tokio::test]
+async fn messages_reach_a_peer_that_starts_late() {
+    let (a, b) = (free_address(), free_address());
+    let (one_sender, _one_inbox) = mpsc::channel(16);
+    let one_config = TransportConfig {
+        cluster_id: 5,
+        id: NodeId(1),
+        listen_address: a,
+        peers: vec![(NodeId(2), b)],
+    };
+    let one = Transport::start(one_config, one_sender).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await; // a few failed dials
+    let (two_sender, mut two_inbox) = mpsc::channel(16);
+    let two_config = TransportConfig {
+        cluster_id: 5,
+        id: NodeId(2),
+        listen_address: b,
+        peers: vec![(NodeId(1), a)],
+    };
+    let _two = Transport::start(two_config, two_sender).await.unwrap();
+    one.send(NodeId(2), vote(1));
+    let received = tokio::time::timeout(Duration::from_secs(10), two_inbox.recv()).await;
+    assert_eq!(received.unwrap(), Some((NodeId(1), vote(1))));
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_instead_of_waiting() {
+    let (a, b) = (free_address(), free_address());
+    let (sender, _inbox) = mpsc::channel(16);
+    let config = TransportConfig {
+        cluster_id: 5,
+        id: NodeId(1),
+        listen_address: a,
+        peers: vec![(NodeId(2), b)], // nobody listens there
+    };
+    let one = Transport::start(config, sender).await.unwrap();
+    for term in 0..(OUTGOING_QUEUE_MAX as u64 + 10) {
+        one.send(NodeId(2), vote(term));
+    }
+    assert!(one.dropped_count() >= 10, "dropped {}", one.dropped_count());
+}

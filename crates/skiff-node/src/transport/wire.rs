@@ -1,0 +1,365 @@
+//! The peer wire format, as pure functions over bytes.
+//!
+//! # Frames
+//!
+//! ```text
+//! frame = length: u32 big-endian | version: u8 | body
+//! ```
+//!
+//! `length` counts the version byte and the body, and is at most
+//! [`FRAME_BYTES_MAX`]. `version` is [`WIRE_VERSION`]. The body is one
+//! [`Frame`] encoded with postcard 1.x, whose format is specified and stable:
+//! unsigned integers are varints (7 bits a byte, least significant group
+//! first, high bit set on all but the last byte), `bool` is one byte 0 or 1,
+//! byte strings and sequences are a varint length followed by their items,
+//! structs are their fields in declaration order, and enums are a varint
+//! variant index (in declaration order, from 0) followed by the variant's
+//! fields.
+//!
+//! # Conversation
+//!
+//! Each node dials each peer and uses that connection only to send; it
+//! receives on the connections its peers dial. The dialer's first frame is
+//! [`Frame::Hello`]; the listener answers with its own `Hello`, or with
+//! [`Frame::Refused`] and closes, when the cluster id differs, the dialer is
+//! not a member, or the dialer expected another node. After the handshake
+//! only [`Frame::Message`] frames flow, from dialer to listener.
+//!
+//! Variant indices, field order and the version byte are the contract:
+//! change any of them only together with [`WIRE_VERSION`].
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use skiff_core::{
+    AppendEntriesReq, AppendEntriesResp, Entry, LogIndex, Message, NodeId, Term, VoteReq, VoteResp,
+};
+
+/// The version byte of every frame this code writes and accepts.
+pub const WIRE_VERSION: u8 = 1;
+
+/// The largest `length` a frame may have. It fits a full AppendEntriesReq:
+/// up to 1 MiB of entries plus one entry of up to
+/// [`ENTRY_BYTES_MAX`](crate::ENTRY_BYTES_MAX), with room to spare.
+pub const FRAME_BYTES_MAX: usize = 8 << 20;
+
+/// Bytes of the length prefix.
+pub const LENGTH_BYTES: usize = 4;
+
+/// Everything that travels between peers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame<'a> {
+    /// The first frame each way: who is speaking, in which cluster.
+    Hello(Hello),
+    /// The listener's refusal of a handshake, with the reason, just before
+    /// it closes the connection.
+    Refused(String),
+    /// A Raft message from the dialer.
+    #[serde(borrow)]
+    Message(WireMessage<'a>),
+}
+
+/// A handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender's cluster.
+    pub cluster_id: u64,
+    /// The sender's node id.
+    pub node_id: u64,
+    /// The node the sender believes it is talking to.
+    pub peer_id: u64,
+}
+
+/// A Raft message on the wire: [`Message`] with plain integers, entry data
+/// borrowed from the frame so that decoding copies nothing.
+#[allow(missing_docs)] // the fields are those of skiff_core's messages
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireMessage<'a> {
+    AppendEntriesReq {
+        term: u64,
+        leader: u64,
+        prev_index: u64,
+        prev_term: u64,
+        #[serde(borrow)]
+        entries: Vec<WireEntry<'a>>,
+        commit: u64,
+    },
+    AppendEntriesResp {
+        term: u64,
+        success: bool,
+        index: u64,
+    },
+    VoteReq {
+        term: u64,
+        candidate: u64,
+        last_index: u64,
+        last_term: u64,
+    },
+    VoteResp {
+        term: u64,
+        granted: bool,
+    },
+}
+
+/// A log entry on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEntry<'a> {
+    /// The entry's term.
+    pub term: u64,
+    /// The entry's data.
+    pub data: &'a [u8],
+}
+
+/// Why bytes from a peer are not a frame.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    /// The length prefix is zero or over [`FRAME_BYTES_MAX`].
+    #[error("frame length {0} outside 1..={FRAME_BYTES_MAX}")]
+    BadLength(usize),
+    /// The version byte is not [`WIRE_VERSION`].
+    #[error("wire version {0}, expected {WIRE_VERSION}")]
+    BadVersion(u8),
+    /// The body does not decode as a frame.
+    #[error("undecodable frame body: {0}")]
+    BadBody(String),
+    /// A frame to send would exceed [`FRAME_BYTES_MAX`].
+    #[error("frame of {0} bytes exceeds the limit of {FRAME_BYTES_MAX}")]
+    TooLarge(usize),
+}
+
+impl<'a> WireMessage<'a> {
+    /// The wire form of `message`, borrowing its entry data.
+    pub fn from_message(message: &'a Message) -> WireMessage<'a> {
+        match message {
+            Message::AppendEntriesReq(m) => WireMessage::AppendEntriesReq {
+                term: m.term.0,
+                leader: m.leader.0,
+                prev_index: m.prev_index.0,
+                prev_term: m.prev_term.0,
+                entries: m
+                    .entries
+                    .iter()
+                    .map(|e| WireEntry {
+                        term: e.term.0,
+                        data: &e.data,
+                    })
+                    .collect(),
+                commit: m.commit.0,
+            },
+            Message::AppendEntriesResp(m) => WireMessage::AppendEntriesResp {
+                term: m.term.0,
+                success: m.success,
+                index: m.index.0,
+            },
+            Message::VoteReq(m) => WireMessage::VoteReq {
+                term: m.term.0,
+                candidate: m.candidate.0,
+                last_index: m.last_index.0,
+                last_term: m.last_term.0,
+            },
+            Message::VoteResp(m) => WireMessage::VoteResp {
+                term: m.term.0,
+                granted: m.granted,
+            },
+        }
+    }
+
+    /// The message, its entry data sliced out of `body`, the buffer this
+    /// wire message was decoded from.
+    pub fn into_message(self, body: &Bytes) -> Message {
+        match self {
+            WireMessage::AppendEntriesReq {
+                term,
+                leader,
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            } => Message::AppendEntriesReq(AppendEntriesReq {
+                term: Term(term),
+                leader: NodeId(leader),
+                prev_index: LogIndex(prev_index),
+                prev_term: Term(prev_term),
+                entries: entries
+                    .into_iter()
+                    .map(|e| Entry {
+                        term: Term(e.term),
+                        data: body.slice_ref(e.data),
+                    })
+                    .collect(),
+                commit: LogIndex(commit),
+            }),
+            WireMessage::AppendEntriesResp {
+                term,
+                success,
+                index,
+            } => Message::AppendEntriesResp(AppendEntriesResp {
+                term: Term(term),
+                success,
+                index: LogIndex(index),
+            }),
+            WireMessage::VoteReq {
+                term,
+                candidate,
+                last_index,
+                last_term,
+            } => Message::VoteReq(VoteReq {
+                term: Term(term),
+                candidate: NodeId(candidate),
+                last_index: LogIndex(last_index),
+                last_term: Term(last_term),
+            }),
+            WireMessage::VoteResp { term, granted } => Message::VoteResp(VoteResp {
+                term: Term(term),
+                granted,
+            }),
+        }
+    }
+}
+
+/// Appends `frame`, length prefix and version byte included, to `out`.
+/// On error `out` is left as it was.
+pub fn encode_frame(frame: &Frame<'_>, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LENGTH_BYTES]);
+    out.push(WIRE_VERSION);
+    let encoded = postcard::to_extend(frame, std::mem::take(out));
+    *out = encoded.map_err(|e| WireError::BadBody(e.to_string()))?;
+    let length = out.len() - start - LENGTH_BYTES;
+    if length > FRAME_BYTES_MAX {
+        out.truncate(start);
+        return Err(WireError::TooLarge(length));
+    }
+    out[start..start + LENGTH_BYTES].copy_from_slice(&(length as u32).to_be_bytes());
+    Ok(())
+}
+
+/// Checks a length prefix before its frame is read.
+pub fn check_length(prefix: [u8; LENGTH_BYTES]) -> Result<usize, WireError> {
+    let length = u32::from_be_bytes(prefix) as usize;
+    if length == 0 || length > FRAME_BYTES_MAX {
+        return Err(WireError::BadLength(length));
+    }
+    Ok(length)
+}
+
+/// Decodes a frame from what follows its length prefix (version and body).
+pub fn decode_frame(frame: &Bytes) -> Result<Frame<'_>, WireError> {
+    let (&version, body) = frame.split_first().ok_or(WireError::BadLength(0))?;
+    if version != WIRE_VERSION {
+        return Err(WireError::BadVersion(version));
+    }
+    postcard::from_bytes(body).map_err(|e| WireError::BadBody(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append_req() -> Message {
+        Message::AppendEntriesReq(AppendEntriesReq {
+            term: Term(3),
+            leader: NodeId(1),
+            prev_index: LogIndex(10),
+            prev_term: Term(2),
+            entries: vec![Entry::new(Term(3), ""), Entry::new(Term(3), "payload")],
+            commit: LogIndex(9),
+        })
+    }
+
+    fn round_trip(frame: &Frame<'_>) -> Bytes {
+        let mut out = Vec::new();
+        encode_frame(frame, &mut out).unwrap();
+        let prefix: [u8; 4] = out[..4].try_into().unwrap();
+        assert_eq!(check_length(prefix).unwrap(), out.len() - 4);
+        Bytes::from(out).slice(4..)
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let messages = [
+            append_req(),
+            Message::AppendEntriesResp(AppendEntriesResp {
+                term: Term(3),
+                success: false,
+                index: LogIndex(7),
+            }),
+            Message::VoteReq(VoteReq {
+                term: Term(4),
+                candidate: NodeId(2),
+                last_index: LogIndex(9),
+                last_term: Term(3),
+            }),
+            Message::VoteResp(VoteResp {
+                term: Term(4),
+                granted: true,
+            }),
+        ];
+        for message in messages {
+            let body = round_trip(&Frame::Message(WireMessage::from_message(&message)));
+            let Frame::Message(wire) = decode_frame(&body).unwrap() else {
+                panic!("not a message")
+            };
+            assert_eq!(wire.into_message(&body), message);
+        }
+        let hello = Frame::Hello(Hello {
+            cluster_id: 1,
+            node_id: 2,
+            peer_id: 3,
+        });
+        assert_eq!(decode_frame(&round_trip(&hello)).unwrap(), hello);
+    }
+
+    #[test]
+    fn the_encoding_is_the_documented_one() {
+        // Variant 0 (Hello), then three varints; 300 takes two bytes.
+        let hello = Frame::Hello(Hello {
+            cluster_id: 300,
+            node_id: 2,
+            peer_id: 3,
+        });
+        let mut out = Vec::new();
+        encode_frame(&hello, &mut out).unwrap();
+        assert_eq!(out, [0, 0, 0, 6, WIRE_VERSION, 0, 0xac, 0x02, 2, 3]);
+    }
+
+    #[test]
+    fn bad_lengths_versions_and_bodies_are_errors() {
+        assert_eq!(check_length([0, 0, 0, 0]), Err(WireError::BadLength(0)));
+        assert!(matches!(
+            check_length([0xff; 4]),
+            Err(WireError::BadLength(_))
+        ));
+        let body = round_trip(&Frame::Refused("no".into()));
+        let mut bad_version = body.to_vec();
+        bad_version[0] = 9;
+        let bad_version = Bytes::from(bad_version);
+        assert_eq!(decode_frame(&bad_version), Err(WireError::BadVersion(9)));
+        for garbage in [
+            &[WIRE_VERSION, 7][..],
+            &[WIRE_VERSION, 2, 0, 0xff][..],
+            &[WIRE_VERSION][..],
+        ] {
+            let garbage = Bytes::copy_from_slice(garbage);
+            let result = decode_frame(&garbage);
+            assert!(
+                matches!(result, Err(WireError::BadBody(_))),
+                "{garbage:?} gave {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn entry_data_is_not_copied_when_decoding() {
+        let message = append_req();
+        let body = round_trip(&Frame::Message(WireMessage::from_message(&message)));
+        let Frame::Message(wire) = decode_frame(&body).unwrap() else {
+            panic!("not a message")
+        };
+        let Message::AppendEntriesReq(req) = wire.into_message(&body) else {
+            panic!("not a req")
+        };
+        let data = &req.entries[1].data;
+        let inside = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+        assert!(inside.contains(&(data.as_ptr() as usize)));
+    }
+}
