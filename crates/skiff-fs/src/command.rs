@@ -1,0 +1,332 @@
+//! The log entry of one file-store command, and its stable binary encoding.
+//!
+//! Every request, reads included, reaches the store through the Raft log as a
+//! [`Command`]: the client's [`Request`] plus the wall-clock time, in
+//! milliseconds since the Unix epoch, at which the leader proposed it. Expiry
+//! is decided from that timestamp, which is part of the log and so the same on
+//! every replica, never from a replica's own clock.
+//!
+//! # Encoding (format 1)
+//!
+//! ```text
+//! byte 0      format version, 1
+//! bytes 1..   postcard encoding of (timestamp_ms, request):
+//!               timestamp_ms   varint u64
+//!               request        varint variant index, then the fields in order:
+//!                 0 Write  { name: string, contents: bytes, exptime_s: varint u64 }
+//!                 1 Cas    { name: string, version: varint u64, contents: bytes, exptime_s: varint u64 }
+//!                 2 Delete { name: string }
+//!                 3 Read   { name: string }
+//!             where string and bytes are a varint length then that many bytes.
+//! ```
+//!
+//! Postcard's wire format is specified and stable across its 1.x releases. The
+//! leading byte lets a later format be told apart from this one. Empty data is
+//! the leader's no-op entry and decodes to `None`; anything else that is not a
+//! valid format-1 command decodes to a [`DecodeError`], never a panic, and a
+//! length prefix larger than the data is refused without allocating.
+
+use crate::protocol::{Request, Version};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The first byte of every encoded command.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// One request as it is stored in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    /// The proposing leader's wall-clock time, in ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// What the client asked for.
+    pub request: Request,
+}
+
+/// Why log data is not a command.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The first byte names a format this code does not know.
+    #[error("unknown command format {0}")]
+    UnknownFormat(u8),
+    /// The bytes after the format byte are not a format-1 command.
+    #[error("malformed command: {0}")]
+    Malformed(#[from] postcard::Error),
+    /// A valid command is followed by more bytes.
+    #[error("{0} bytes after the command")]
+    TrailingBytes(usize),
+}
+
+impl Command {
+    /// The encoded form, as it goes into the log.
+    pub fn encode(&self) -> Bytes {
+        let wire = WireCommand::from(self);
+        let mut out = vec![FORMAT_VERSION];
+        // Serializing owned strings, bytes and integers into a Vec cannot fail.
+        let body = postcard::to_allocvec(&wire).expect("a command always serializes");
+        out.extend_from_slice(&body);
+        Bytes::from(out)
+    }
+
+    /// Decodes log data: `Ok(None)` for the leader's empty no-op entry.
+    pub fn decode(data: &[u8]) -> Result<Option<Command>, DecodeError> {
+        let Some((&format, body)) = data.split_first() else {
+            return Ok(None);
+        };
+        if format != FORMAT_VERSION {
+            return Err(DecodeError::UnknownFormat(format));
+        }
+        let (wire, rest) = postcard::take_from_bytes::<WireCommand>(body)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::TrailingBytes(rest.len()));
+        }
+        Ok(Some(Command::from(wire)))
+    }
+}
+
+/// The serialized shape of a [`Command`]. Field and variant order are part of
+/// the format: append, never reorder.
+#[derive(Serialize, Deserialize)]
+struct WireCommand {
+    timestamp_ms: u64,
+    request: WireRequest,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireRequest {
+    Write {
+        name: String,
+        contents: WireBytes,
+        exptime_s: u64,
+    },
+    Cas {
+        name: String,
+        version: u64,
+        contents: WireBytes,
+        exptime_s: u64,
+    },
+    Delete {
+        name: String,
+    },
+    Read {
+        name: String,
+    },
+}
+
+/// Contents serialized as one byte string (length, then the bytes) rather
+/// than as a sequence of numbers.
+struct WireBytes(Bytes);
+
+impl Serialize for WireBytes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for WireBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = WireBytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<WireBytes, E> {
+                Ok(WireBytes(Bytes::copy_from_slice(bytes)))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<WireBytes, E> {
+                Ok(WireBytes(Bytes::from(bytes)))
+            }
+        }
+        deserializer.deserialize_bytes(Visitor)
+    }
+}
+
+impl From<&Command> for WireCommand {
+    fn from(command: &Command) -> Self {
+        let request = match &command.request {
+            Request::Write {
+                name,
+                contents,
+                exptime_s,
+            } => WireRequest::Write {
+                name: name.clone(),
+                contents: WireBytes(contents.clone()),
+                exptime_s: *exptime_s,
+            },
+            Request::Cas {
+                name,
+                version,
+                contents,
+                exptime_s,
+            } => WireRequest::Cas {
+                name: name.clone(),
+                version: version.0,
+                contents: WireBytes(contents.clone()),
+                exptime_s: *exptime_s,
+            },
+            Request::Delete { name } => WireRequest::Delete { name: name.clone() },
+            Request::Read { name } => WireRequest::Read { name: name.clone() },
+        };
+        WireCommand {
+            timestamp_ms: command.timestamp_ms,
+            request,
+        }
+    }
+}
+
+impl From<WireCommand> for Command {
+    fn from(wire: WireCommand) -> Self {
+        let request = match wire.request {
+            WireRequest::Write {
+                name,
+                contents,
+                exptime_s,
+            } => Request::Write {
+                name,
+                contents: contents.0,
+                exptime_s,
+            },
+            WireRequest::Cas {
+                name,
+                version,
+                contents,
+                exptime_s,
+            } => Request::Cas {
+                name,
+                version: Version(version),
+                contents: contents.0,
+                exptime_s,
+            },
+            WireRequest::Delete { name } => Request::Delete { name },
+            WireRequest::Read { name } => Request::Read { name },
+        };
+        Command {
+            timestamp_ms: wire.timestamp_ms,
+            request,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn command(request: Request) -> Command {
+        Command {
+            timestamp_ms: 1_700_000_000_123,
+            request,
+        }
+    }
+
+    #[test]
+    fn the_encoding_is_the_documented_one() {
+        let write = command(Request::Write {
+            name: "ab".to_string(),
+            contents: Bytes::from_static(b"\x00\xff"),
+            exptime_s: 300,
+        });
+        let mut expected = vec![FORMAT_VERSION];
+        // 1_700_000_000_123 as a varint, 7 bits at a time, low first.
+        expected.extend_from_slice(&[0xfb, 0xd0, 0x95, 0xff, 0xbc, 0x31]);
+        expected.extend_from_slice(&[0, 2, b'a', b'b', 2, 0x00, 0xff, 0xac, 0x02]);
+        assert_eq!(write.encode().as_ref(), expected.as_slice());
+
+        let delete = Command {
+            timestamp_ms: 5,
+            request: Request::Delete {
+                name: "x".to_string(),
+            },
+        };
+        assert_eq!(delete.encode().as_ref(), &[FORMAT_VERSION, 5, 2, 1, b'x']);
+    }
+
+    #[test]
+    fn empty_data_is_the_no_op_entry() {
+        assert_eq!(Command::decode(b""), Ok(None));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert_eq!(
+            Command::decode(&[7, 1, 2]),
+            Err(DecodeError::UnknownFormat(7))
+        );
+        assert!(matches!(
+            Command::decode(&[FORMAT_VERSION]),
+            Err(DecodeError::Malformed(_))
+        ));
+        // A variant index past the last one.
+        assert!(matches!(
+            Command::decode(&[FORMAT_VERSION, 5, 9, 1, b'x']),
+            Err(DecodeError::Malformed(_))
+        ));
+        // A name that is not UTF-8.
+        assert!(matches!(
+            Command::decode(&[FORMAT_VERSION, 5, 2, 1, 0xff]),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert_eq!(
+            Command::decode(&[FORMAT_VERSION, 5, 2, 1, b'x', 0, 0]),
+            Err(DecodeError::TrailingBytes(2))
+        );
+    }
+
+    #[test]
+    fn a_huge_length_prefix_is_refused_without_allocating() {
+        // Write, name of length u64::MAX - 1 encoded as a 10-byte varint.
+        let mut data = vec![FORMAT_VERSION, 5, 0];
+        data.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        assert!(matches!(
+            Command::decode(&data),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+
+    fn request_strategy() -> impl Strategy<Value = Request> {
+        let name = "[a-z0-9é]{1,12}";
+        let contents = proptest::collection::vec(any::<u8>(), 0..100).prop_map(Bytes::from);
+        prop_oneof![
+            (name, contents.clone(), any::<u64>()).prop_map(|(name, contents, exptime_s)| {
+                Request::Write {
+                    name,
+                    contents,
+                    exptime_s,
+                }
+            }),
+            (name, any::<u64>(), contents, any::<u64>()).prop_map(
+                |(name, version, contents, exptime_s)| Request::Cas {
+                    name,
+                    version: Version(version),
+                    contents,
+                    exptime_s,
+                }
+            ),
+            name.prop_map(|name| Request::Delete { name }),
+            name.prop_map(|name| Request::Read { name }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn commands_survive_encoding(timestamp_ms in any::<u64>(), request in request_strategy()) {
+            let command = Command { timestamp_ms, request };
+            prop_assert_eq!(Command::decode(&command.encode()), Ok(Some(command)));
+        }
+
+        #[test]
+        fn decoding_garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Command::decode(&data);
+            let mut formatted = vec![FORMAT_VERSION];
+            formatted.extend_from_slice(&data);
+            let _ = Command::decode(&formatted);
+        }
+
+        #[test]
+        fn every_truncation_of_a_command_is_an_error(request in request_strategy(), cut in any::<usize>()) {
+            let encoded = command(request).encode();
+            let cut = 1 + cut % (encoded.len() - 1);
+            prop_assert!(Command::decode(&encoded[..cut]).is_err());
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The versioned file store: a deterministic function of the committed log.
+//!
+//! [`Store::apply`] takes the committed entries in index order and answers
+//! each with the [`Response`] its client gets. Nothing else changes the store,
+//! and nothing in it depends on the replica it runs on, so every replica that
+//! applies the same log holds the same files and gives the same answers.
+//!
+//! # Versions
+//!
+//! A file's version is the log index of the change that produced it. Log
+//! indices are positive, unique and increasing, so versions are positive and
+//! grow with every change of a file without any counter of their own; they are
+//! the same on every replica and survive leader changes; and a file that is
+//! deleted and written again gets a version larger than any it had before, so
+//! a cas holding a version from before the delete cannot succeed by accident.
+//! Versions of one file are not consecutive, which the protocol does not ask.
+//!
+//! # Time and expiry
+//!
+//! The store's clock is the largest command timestamp applied so far (the
+//! leader's wall clock when it proposed, see [`Command`]). Taking the largest
+//! rather than the latest keeps time from running backwards when a new leader's
+//! clock is behind the old one's, so an expired file never comes back. A file
+//! written at time `t` with exptime `e > 0` seconds expires at `t + 1000 e` ms
+//! and is gone for every command whose clock is at or past that instant.
+//! [`Store::read_at`] answers a read at a caller's `now` without the log.
+//!
+//! # Memory
+//!
+//! Expired files are dropped as soon as the clock passes them (an ordered
+//! index of expiry times finds them), so the store holds live files only. Each
+//! file is bounded by [`Limits`](crate::protocol::Limits) (size and name
+//! length); the number of files is not bounded, so the total is the sum of the
+//! live files that clients chose to keep.
+
+use crate::command::{Command, DecodeError};
+use crate::protocol::{Request, Response, Version};
+use bytes::Bytes;
+use skiff_core::LogIndex;
+use std::collections::{BTreeSet, HashMap};
+
+const MS_PER_S: u64 = 1000;
+
+/// The files, as of the last applied log index.
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    files: HashMap<String, File>,
+    /// Every file that expires, ordered by when: `(expires_at_ms, name)`.
+    expiries: BTreeSet<(u64, String)>,
+    /// The largest command timestamp applied so far, in ms.
+    clock_ms: u64,
+    applied_index: LogIndex,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct File {
+    version: Version,
+    contents: Bytes,
+    /// When the file disappears; `None` for never.
+    expires_at_ms: Option<u64>,
+}
+
+impl Store {
+    /// An empty store that has applied nothing.
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// The index of the last entry applied.
+    pub fn applied_index(&self) -> LogIndex {
+        self.applied_index
+    }
+
+    /// The store's clock: the largest command timestamp applied, in ms.
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
+    /// How many live files the store holds.
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Applies raw log data committed at `index`: `Ok(None)` for the leader's
+    /// empty no-op entry, an error for data that is not a command. Either way
+    /// the entry counts as applied, so that the next index is accepted.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not past [`Store::applied_index`]: the driver must apply
+    /// each committed entry once, in order.
+    pub fn apply_data(
+        &mut self,
+        index: LogIndex,
+        data: &[u8],
+    ) -> Result<Option<Response>, DecodeError> {
+        match Command::decode(data) {
+            Ok(Some(command)) => Ok(Some(self.apply(index, &command))),
+            Ok(None) => {
+                self.advance_to(index);
+                Ok(None)
+            }
+            Err(error) => {
+                self.advance_to(index);
+                Err(error)
+            }
+        }
+    }
+
+    /// Applies the command committed at `index` and returns its answer.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not past [`Store::applied_index`].
+    pub fn apply(&mut self, index: LogIndex, command: &Command) -> Response {
+        self.advance_to(index);
+        self.clock_ms = self.clock_ms.max(command.timestamp_ms);
+        self.drop_expired();
+        match &command.request {
+            Request::Write {
+                name,
+                contents,
+                exptime_s,
+            } => self.put(name, Version(index.0), contents, *exptime_s),
+            Request::Cas {
+                name,
+                version,
+                contents,
+                exptime_s,
+            } => match self.files.get(name) {
+                None => Response::FileNotFound,
+                Some(file) if file.version != *version => Response::VersionMismatch {
+                    current: file.version,
+                },
+                Some(_) => self.put(name, Version(index.0), contents, *exptime_s),
+            },
+            Request::Delete { name } => match self.remove(name) {
+                Some(_) => Response::Deleted,
+                None => Response::FileNotFound,
+            },
+            Request::Read { name } => self.read_at(name, self.clock_ms),
+        }
+    }
+
+    /// Answers a read of `name` at time `now_ms` from the applied state, for a
+    /// server that confirms its leadership instead of logging reads. The time
+    /// used is never earlier than the store's clock.
+    pub fn read_at(&self, name: &str, now_ms: u64) -> Response {
+        let now_ms = now_ms.max(self.clock_ms);
+        match self.files.get(name) {
+            Some(file) if file.expires_at_ms.is_none_or(|at| at > now_ms) => Response::Contents {
+                version: file.version,
+                contents: file.contents.clone(),
+                exptime_s: file
+                    .expires_at_ms
+                    .map_or(0, |at| (at - now_ms).div_ceil(MS_PER_S)),
+            },
+            _ => Response::FileNotFound,
+        }
+    }
+
+    fn advance_to(&mut self, index: LogIndex) {
+        assert!(
+            index > self.applied_index,
+            "entry {index} applied after entry {}",
+            self.applied_index
+        );
+        self.applied_index = index;
+    }
+
+    fn put(&mut self, name: &str, version: Version, contents: &Bytes, exptime_s: u64) -> Response {
+        self.remove(name);
+        let expires_at_ms = (exptime_s > 0).then(|| {
+            self.clock_ms
+                .saturating_add(exptime_s.saturating_mul(MS_PER_S))
+        });
+        if let Some(at) = expires_at_ms {
+            self.expiries.insert((at, name.to_string()));
+        }
+        let file = File {
+            version,
+            contents: contents.clone(),
+            expires_at_ms,
+        };
+        self.files.insert(name.to_string(), file);
+        Response::Written { version }
+    }
+
+    fn remove(&mut self, name: &str) -> Option<File> {
+        let file = self.files.remove(name)?;
+        if let Some(at) = file.expires_at_ms {
+            self.expiries.remove(&(at, name.to_string()));
+        }
+        Some(file)
+    }
+
+    /// Drops every file whose expiry is at or before the clock.
+    fn drop_expired(&mut self) {
+        while let Some((at, _)) = self.expiries.first() {
+            if *at > self.clock_ms {
+                break;
+            }
+            let (_, name) = self.expiries.pop_first().expect("first() was Some");
+            self.files.remove(&name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
