@@ -1,10 +1,57 @@
-//! A Raft node (work in progress).
+//! A Raft node: `skiff-core`'s state machine driven for real, with a
+//! durable write-ahead log, TCP between peers and real timers.
+//!
+//! `skiff-core` decides; this crate does. A [`Node`] owns one
+//! [`Machine`](skiff_core::Machine) in an event loop that feeds it peer
+//! messages, client submissions and alarms, and performs the actions it
+//! answers with: persistence first and synced once per turn, then sends
+//! and commits.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use skiff_node::{ClusterConfig, LogIndex, Node, NodeId};
+//!
+//! let config = ClusterConfig::load("cluster.toml".as_ref())?;
+//! let node = Node::start(&config, NodeId(1)).await?;
+//! let handle = node.handle();
+//! let mut committed = handle.subscribe(LogIndex(1)).await?;
+//! tokio::spawn(async move {
+//!     while let Some(entry) = committed.next().await {
+//!         // apply entry.data to the application's state, skipping empty entries
+//!     }
+//! });
+//! match handle.submit("hello").await {
+//!     Ok(index) => println!("committed at {index}"),
+//!     Err(e) => println!("not committed: {e}"), // e.g. NotLeader { leader }
+//! }
+//! node.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The binary `skiff-register` (`src/bin/skiff-register.rs`) is a complete
+//! application built this way, small enough to copy.
+//!
+//! # Layout
+//!
+//! * `config`: the cluster's TOML file and its validation.
+//! * `storage`: the data directory: write-ahead log segments, framed
+//!   records, the hard-state file, the directory lock, crash recovery.
+//! * `transport`: peer connections over TCP and the wire format.
+//! * `event_loop`: the task that owns the machine and performs its actions.
+//! * `node`: starting, using and stopping a node ([`Node`], [`NodeHandle`]).
+//! * `api`: the types users see (errors, [`Status`], [`CommittedEntry`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod api;
 pub mod config;
+mod event_loop;
+mod node;
 pub mod storage;
 pub mod transport;
 
-/// The largest entry data [`submit`] accepts.
-pub const ENTRY_BYTES_MAX: usize = 1 << 20;
+pub use api::{CommittedEntry, NodeError, StartError, Status, SubmitError, ENTRY_BYTES_MAX};
+pub use config::{ClusterConfig, ConfigError, NodeConfig};
+pub use node::{Node, NodeHandle, Subscription};
+pub use skiff_core::{LogIndex, NodeId, Role, Term};

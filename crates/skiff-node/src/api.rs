@@ -1,0 +1,120 @@
+//! The types the node's users see: errors, status, committed entries.
+
+use bytes::Bytes;
+use skiff_core::{LogIndex, NodeId, Role, Term};
+use std::net::SocketAddr;
+
+/// The largest entry data a node accepts from [`submit`](crate::NodeHandle::submit).
+pub const ENTRY_BYTES_MAX: usize = 1 << 20;
+
+fn leader_text(leader: &Option<NodeId>) -> String {
+    match leader {
+        Some(id) => format!("the leader is node {id}"),
+        None => "no leader is known".to_string(),
+    }
+}
+
+/// Why a submission did not commit, or may not have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// This node is not the leader; submit to `leader` when it is known.
+    #[error("not the leader; {}", leader_text(.leader))]
+    NotLeader {
+        /// The leader of this node's current term, if known.
+        leader: Option<NodeId>,
+    },
+    /// The entry was appended at `index` but a later leader replaced it: it
+    /// will never commit.
+    #[error("the entry at index {index} was overwritten by a later leader")]
+    Overwritten {
+        /// Where the entry had been appended.
+        index: LogIndex,
+    },
+    /// The data is larger than [`ENTRY_BYTES_MAX`].
+    #[error("entry data of {length} bytes exceeds the limit of {ENTRY_BYTES_MAX}")]
+    TooLarge {
+        /// The data's length.
+        length: usize,
+    },
+    /// Empty data is reserved for the entries a leader appends by itself.
+    #[error("empty data is reserved for no-op entries")]
+    Empty,
+    /// Too many submissions are waiting for their outcome; retry later.
+    #[error("too many submissions are waiting; retry later")]
+    Busy,
+    /// The node stopped before the outcome was known: the entry may or may
+    /// not commit.
+    #[error("the node stopped before the outcome was known")]
+    Stopped,
+}
+
+/// What a node is doing, as of its last event-loop turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// Its role in the current term.
+    pub role: Role,
+    /// The current term.
+    pub term: Term,
+    /// The leader of the current term, when known.
+    pub leader: Option<NodeId>,
+    /// The highest index known to be committed.
+    pub commit_index: LogIndex,
+    /// The index of the last entry in the log.
+    pub last_index: LogIndex,
+}
+
+/// One committed entry, as delivered to a [`Subscription`](crate::Subscription).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedEntry {
+    /// Where it committed.
+    pub index: LogIndex,
+    /// The term of the leader that appended it.
+    pub term: Term,
+    /// Its data; empty for a leader's no-op or a read barrier, which
+    /// applications skip.
+    pub data: Bytes,
+}
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid or does not name this node.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The data directory could not be opened or recovered.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    /// The recovered state is not one a Raft node can be in.
+    #[error("recovered state of {dir} is inconsistent: {reason}")]
+    State {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// What is wrong, from the state machine.
+        reason: skiff_core::StateError,
+    },
+    /// The peer address could not be bound.
+    #[error("cannot listen for peers on {address}: {source}")]
+    Bind {
+        /// The configured peer address.
+        address: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The node's thread could not be started.
+    #[error("cannot start the event-loop thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Why a running node stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Writing or syncing the log or hard state failed. The node stops
+    /// rather than run on with state it cannot make durable.
+    #[error("storage failed: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    /// The event-loop thread panicked or could not build its runtime.
+    #[error("the event loop failed: {0}")]
+    EventLoop(String),
+}

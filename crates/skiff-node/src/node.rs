@@ -1,0 +1,315 @@
+//! Starting a node, talking to it, and stopping it.
+
+use crate::api::{CommittedEntry, NodeError, StartError, Status, SubmitError, ENTRY_BYTES_MAX};
+use crate::config::ClusterConfig;
+use crate::event_loop::{Command, EventLoop};
+use crate::storage::{Identity, Recovered, Storage};
+use crate::transport::{Transport, TransportConfig};
+use bytes::Bytes;
+use skiff_core::{LogIndex, Machine, NodeId, Role};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Commands queued for the event loop before submitters wait.
+const COMMAND_QUEUE_MAX: usize = 4096;
+/// Peer messages queued for the event loop before readers wait.
+const INBOUND_QUEUE_MAX: usize = 4096;
+/// Committed entries queued for one subscriber.
+const SUBSCRIPTION_QUEUE_MAX: usize = 1024;
+
+/// A running Raft node: one state machine with its write-ahead log, its peer
+/// connections and its timer, driven by an event loop on its own thread.
+///
+/// Use [`Node::handle`] to submit data, read the status and subscribe to
+/// committed entries from any task. Stop the node with [`Node::shutdown`];
+/// [`Node::stopped`] resolves if it stops by itself (a storage failure).
+#[derive(Debug)]
+pub struct Node {
+    handle: NodeHandle,
+    done: Option<oneshot::Receiver<Result<(), NodeError>>>,
+    outcome: Option<Result<(), NodeError>>,
+}
+
+/// A cheap, cloneable way to talk to a [`Node`].
+#[derive(Clone, Debug)]
+pub struct NodeHandle {
+    id: NodeId,
+    commands: mpsc::Sender<Command>,
+    status: watch::Receiver<Status>,
+}
+
+/// Committed entries in index order, from the index asked for on. See
+/// [`NodeHandle::subscribe`].
+#[derive(Debug)]
+pub struct Subscription {
+    receiver: mpsc::Receiver<CommittedEntry>,
+    stalled: Arc<AtomicBool>,
+    commands: mpsc::Sender<Command>,
+}
+
+impl Node {
+    /// Starts node `id` of `config`: locks and recovers its data directory,
+    /// binds its peer address and starts its event loop. Must be called
+    /// within a tokio runtime, which then runs the node's peer connections.
+    pub async fn start(config: &ClusterConfig, id: NodeId) -> Result<Node, StartError> {
+        config.validate()?;
+        let node_config = config.node(id)?.clone();
+        let identity = Identity {
+            cluster_id: config.cluster_id,
+            node_id: id.0,
+        };
+        let (dir, segment_bytes_max) = (node_config.data_dir.clone(), config.segment_bytes_max);
+        let opened =
+            tokio::task::spawn_blocking(move || Storage::open(&dir, identity, segment_bytes_max))
+                .await
+                .map_err(|e| StartError::Thread(std::io::Error::other(e)))?;
+        let (storage, recovered) = opened?;
+        let machine = restore_machine(config, id, recovered, &node_config.data_dir)?;
+        let (peer_sender, peer_inbox) = mpsc::channel(INBOUND_QUEUE_MAX);
+        let transport = Transport::start(transport_config(config, id), peer_sender)
+            .await
+            .map_err(|source| StartError::Bind {
+                address: node_config.peer_address,
+                source,
+            })?;
+        let (command_sender, commands) = mpsc::channel(COMMAND_QUEUE_MAX);
+        let (status_sender, status) = watch::channel(initial_status(&machine));
+        tracing::info!(
+            %id, term = %machine.term(), last_index = %machine.last_index(),
+            peer_address = %node_config.peer_address, "node starting"
+        );
+        let event_loop = EventLoop::new(
+            machine,
+            storage,
+            transport,
+            peer_inbox,
+            commands,
+            status_sender,
+        );
+        let done = spawn_event_loop(id, event_loop)?;
+        let handle = NodeHandle {
+            id,
+            commands: command_sender,
+            status,
+        };
+        Ok(Node {
+            handle,
+            done: Some(done),
+            outcome: None,
+        })
+    }
+
+    /// A handle for submitting, reading the status and subscribing.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Resolves when the node stops by itself, with the reason. Cancel-safe.
+    pub async fn stopped(&mut self) -> &Result<(), NodeError> {
+        if self.outcome.is_none() {
+            let done = self.done.as_mut().expect("either done or outcome is set");
+            let outcome = done.await.unwrap_or_else(|_| Err(lost_thread()));
+            self.done = None;
+            self.outcome = Some(outcome);
+        }
+        self.outcome.as_ref().expect("set above")
+    }
+
+    /// Stops the node: the current turn finishes and syncs, connections
+    /// close, the data directory is unlocked. Submissions still waiting get
+    /// [`SubmitError::Stopped`].
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        let _ = self.handle.commands.send(Command::Shutdown).await;
+        self.stopped().await;
+        self.outcome.take().expect("stopped sets the outcome")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Best effort: a node dropped without shutdown still stops.
+        let _ = self.handle.commands.try_send(Command::Shutdown);
+    }
+}
+
+impl NodeHandle {
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Replicates `data` and resolves with the index it committed at, once
+    /// it is committed and durable on this node. A node that is not the
+    /// leader refuses at once with [`SubmitError::NotLeader`]. There is no
+    /// timeout: a leader cut off from its majority waits until it learns
+    /// the outcome, so callers should bound the wait themselves.
+    pub async fn submit(&self, data: impl Into<Bytes>) -> Result<LogIndex, SubmitError> {
+        let data = data.into();
+        if data.is_empty() {
+            return Err(SubmitError::Empty);
+        }
+        if data.len() > ENTRY_BYTES_MAX {
+            return Err(SubmitError::TooLarge { length: data.len() });
+        }
+        self.request(|reply| Command::Submit { data, reply }).await
+    }
+
+    /// For linearizable reads: resolves with an index `i` once this node has
+    /// proven that it was leader after the call began. A read answered from
+    /// the state machine with every entry through `i` applied reflects every
+    /// write that committed before the call.
+    ///
+    /// The proof is an empty entry through the log (shared by all barriers
+    /// of one event-loop turn). It costs a replicated write; a lease-free
+    /// ReadIndex would need the state machine to report heartbeat rounds.
+    pub async fn read_barrier(&self) -> Result<LogIndex, SubmitError> {
+        self.request(|reply| Command::ReadBarrier { reply }).await
+    }
+
+    async fn request(
+        &self,
+        command: impl FnOnce(crate::event_loop::Reply) -> Command,
+    ) -> Result<LogIndex, SubmitError> {
+        let (reply, outcome) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| SubmitError::Stopped)?;
+        outcome.await.unwrap_or(Err(SubmitError::Stopped))
+    }
+
+    /// Committed entries from index `from` on (1 for the whole log), in
+    /// order and each once, including empty ones (a leader's no-op, read
+    /// barriers). After a restart the node re-learns the commit index from
+    /// the leader, so entries arrive as it does. A subscriber that falls
+    /// behind slows nothing down: its entries wait in the log.
+    pub async fn subscribe(&self, from: LogIndex) -> Result<Subscription, SubmitError> {
+        let (sender, receiver) = mpsc::channel(SUBSCRIPTION_QUEUE_MAX);
+        let stalled = Arc::new(AtomicBool::new(false));
+        let command = Command::Subscribe {
+            from,
+            sender,
+            stalled: stalled.clone(),
+        };
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| SubmitError::Stopped)?;
+        Ok(Subscription {
+            receiver,
+            stalled,
+            commands: self.commands.clone(),
+        })
+    }
+
+    /// The status as of the event loop's last turn.
+    pub fn status(&self) -> Status {
+        *self.status.borrow()
+    }
+
+    /// A receiver that sees every status change (role, term, leader, indices).
+    pub fn watch_status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+}
+
+impl Subscription {
+    /// The next committed entry, or `None` once the node has stopped.
+    pub async fn next(&mut self) -> Option<CommittedEntry> {
+        let entry = self.receiver.recv().await;
+        if self.stalled.swap(false, Ordering::AcqRel) {
+            // The loop found the channel full; now there is room again.
+            let _ = self.commands.try_send(Command::Nudge);
+        }
+        entry
+    }
+}
+
+fn restore_machine(
+    config: &ClusterConfig,
+    id: NodeId,
+    recovered: Recovered,
+    dir: &std::path::Path,
+) -> Result<Machine, StartError> {
+    let mut core = skiff_core::Config::new(id, config.ids());
+    core.election_timeout_ms = config.election_timeout_ms;
+    core.heartbeat_interval_ms = config.heartbeat_interval_ms;
+    core.seed = seed(id);
+    tracing::info!(%id, entries = recovered.log.len(), term = %recovered.hard_state.term, "recovered");
+    Machine::restore(core, recovered.hard_state, recovered.log).map_err(|reason| {
+        StartError::State {
+            dir: dir.to_path_buf(),
+            reason,
+        }
+    })
+}
+
+/// A seed that differs between nodes and between runs of one node, so that
+/// restarted nodes do not replay the same election timeouts in lockstep.
+fn seed(id: NodeId) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+fn transport_config(config: &ClusterConfig, id: NodeId) -> TransportConfig {
+    let listen_address = config
+        .nodes
+        .iter()
+        .find(|n| n.id == id.0)
+        .map(|n| n.peer_address);
+    TransportConfig {
+        cluster_id: config.cluster_id,
+        id,
+        listen_address: listen_address.expect("id was checked against the configuration"),
+        peers: config
+            .nodes
+            .iter()
+            .filter(|n| n.id != id.0)
+            .map(|n| (NodeId(n.id), n.peer_address))
+            .collect(),
+    }
+}
+
+fn initial_status(machine: &Machine) -> Status {
+    Status {
+        id: machine.id(),
+        role: Role::Follower,
+        term: machine.term(),
+        leader: None,
+        commit_index: machine.commit_index(),
+        last_index: machine.last_index(),
+    }
+}
+
+/// Runs the event loop on its own thread with a single-threaded runtime:
+/// its syncs block that thread only, never the tasks that move bytes.
+fn spawn_event_loop(
+    id: NodeId,
+    event_loop: EventLoop,
+) -> Result<oneshot::Receiver<Result<(), NodeError>>, StartError> {
+    let (done_sender, done) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("skiff-node-{id}"))
+        .spawn(move || {
+            let outcome = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(event_loop.run()),
+                Err(e) => Err(NodeError::EventLoop(e.to_string())),
+            };
+            if let Err(e) = &outcome {
+                tracing::error!(%id, reason = %e, "node stopped by an error");
+            }
+            let _ = done_sender.send(outcome);
+        })
+        .map_err(StartError::Thread)?;
+    Ok(done)
+}
+
+fn lost_thread() -> NodeError {
+    NodeError::EventLoop("the event-loop thread ended without a result (it panicked)".into())
+}
