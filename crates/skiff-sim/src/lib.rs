@@ -2,3 +2,5 @@
 //! (`scenario`) and the deterministic cluster simulator.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod scenario;

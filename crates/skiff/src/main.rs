@@ -1,19 +1,31 @@
 //! The `skiff` command-line tool: a thin layer that parses flags and calls
 //! the libraries.
 
+mod scenario_cmd;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "skiff", version, about = "Skiff: Raft as a pure state machine, its simulator and its file server")]
+#[command(
+    name = "skiff",
+    version,
+    about = "Skiff: Raft as a pure state machine, its simulator and its file server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Run scenario files (.scn) against the Raft state machine and report
+    /// each as ok or with its first failing line.
+    Scenario(scenario_cmd::ScenarioArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Scenario(args) => scenario_cmd::run(&args),
+    }
 }

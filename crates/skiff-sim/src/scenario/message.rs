@@ -1,0 +1,226 @@
+//! Events and messages as scenario text: `append DATA`, `timeout` and
+//! `recv from=N MESSAGE`, with the four messages as the format writes them.
+
+use super::cursor::{Arg, Cursor, Keyed};
+use skiff_core::{
+    AppendEntriesReq, AppendEntriesResp, Event, LogIndex, Message, NodeId, Term, VoteReq, VoteResp,
+};
+
+/// The commands that are events.
+pub(crate) const EVENT_COMMANDS: &[&str] = &["append", "timeout", "recv"];
+
+const MESSAGE_NAMES: &str = "AppendEntriesReq, AppendEntriesResp, VoteReq or VoteResp";
+
+/// Parses the event named `command` from the rest of the line.
+pub(crate) fn event(command: &str, cursor: &mut Cursor<'_>) -> Result<Event, String> {
+    match command {
+        "append" => {
+            let data = cursor.atom("append")?.data("append")?;
+            cursor.finish("append DATA")?;
+            Ok(Event::Append(data))
+        }
+        "timeout" => {
+            cursor.finish("timeout")?;
+            Ok(Event::Timeout)
+        }
+        "recv" => {
+            let from = cursor.argument("recv", false)?;
+            if from.key != "from" {
+                return Err(format!(
+                    "expected from=N after 'recv', found '{}'",
+                    from.source
+                ));
+            }
+            let from = NodeId(from.number()?);
+            let message = message(cursor, &format!("from={from}"))?;
+            Ok(Event::Receive { from, message })
+        }
+        other => Err(format!(
+            "expected an event ({}), found '{other}'",
+            EVENT_COMMANDS.join(", ")
+        )),
+    }
+}
+
+/// Parses one message, such as `VoteResp(term=4, granted=true)`, which must
+/// end the line. Every field is required, in any order.
+pub(crate) fn message(cursor: &mut Cursor<'_>, after: &str) -> Result<Message, String> {
+    let what = format!("a message ({MESSAGE_NAMES})");
+    let name = cursor.word(&what, after)?;
+    let allowed = fields(&name)
+        .ok_or_else(|| format!("unknown message '{name}' (expected {MESSAGE_NAMES})"))?;
+    cursor.punct('(', &name)?;
+    let args = message_arguments(cursor, &name)?;
+    cursor.finish(&format!("{name}(...)"))?;
+    let mut keyed = Keyed::new(&name, args, allowed)?;
+    let message = match name.as_str() {
+        "AppendEntriesReq" => Message::AppendEntriesReq(AppendEntriesReq {
+            term: Term(keyed.required("term")?.number()?),
+            leader: NodeId(keyed.required("leader")?.number()?),
+            prev_index: LogIndex(keyed.required("prev_index")?.number()?),
+            prev_term: Term(keyed.required("prev_term")?.number()?),
+            entries: keyed.required("entries")?.entries()?,
+            commit: LogIndex(keyed.required("commit")?.number()?),
+        }),
+        "AppendEntriesResp" => Message::AppendEntriesResp(AppendEntriesResp {
+            term: Term(keyed.required("term")?.number()?),
+            success: keyed.required("success")?.boolean()?,
+            index: LogIndex(keyed.required("index")?.number()?),
+        }),
+        "VoteReq" => Message::VoteReq(VoteReq {
+            term: Term(keyed.required("term")?.number()?),
+            candidate: NodeId(keyed.required("candidate")?.number()?),
+            last_index: LogIndex(keyed.required("last_index")?.number()?),
+            last_term: Term(keyed.required("last_term")?.number()?),
+        }),
+        _ => Message::VoteResp(VoteResp {
+            term: Term(keyed.required("term")?.number()?),
+            granted: keyed.required("granted")?.boolean()?,
+        }),
+    };
+    Ok(message)
+}
+
+/// The fields of the message called `name`, or `None` for no message.
+fn fields(name: &str) -> Option<&'static [&'static str]> {
+    match name {
+        "AppendEntriesReq" => Some(&[
+            "term",
+            "leader",
+            "prev_index",
+            "prev_term",
+            "entries",
+            "commit",
+        ]),
+        "AppendEntriesResp" => Some(&["term", "success", "index"]),
+        "VoteReq" => Some(&["term", "candidate", "last_index", "last_term"]),
+        "VoteResp" => Some(&["term", "granted"]),
+        _ => None,
+    }
+}
+
+/// `key=value, key=value)` after the opening parenthesis.
+fn message_arguments(cursor: &mut Cursor<'_>, name: &str) -> Result<Vec<Arg>, String> {
+    let mut args: Vec<Arg> = Vec::new();
+    if cursor.is_punct(')') {
+        cursor.punct(')', name)?;
+        return Ok(args);
+    }
+    loop {
+        let after = args.last().map_or(format!("{name}("), |a| a.source.clone());
+        args.push(cursor.argument(&after, false)?);
+        let last = &args[args.len() - 1].source;
+        if cursor.is_punct(')') {
+            cursor.punct(')', last)?;
+            return Ok(args);
+        }
+        if !cursor.is_punct(',') {
+            return Err(format!(
+                "expected ',' or ')' after '{last}', found {}",
+                cursor.found()
+            ));
+        }
+        cursor.punct(',', last)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::lex::tokenize;
+    use skiff_core::Entry;
+
+    fn parse_event(line: &str) -> Result<Event, String> {
+        let mut cursor = Cursor::new(line, tokenize(line)?);
+        let command = cursor.word("a command", "start")?;
+        event(&command, &mut cursor)
+    }
+
+    #[test]
+    fn each_message_parses_and_renders_back() {
+        let messages = [
+            "AppendEntriesReq(term=2, leader=1, prev_index=1, prev_term=1, entries=[2:\"\", 2:x, 2:\"a b\"], commit=1)",
+            "AppendEntriesReq(term=2, leader=1, prev_index=0, prev_term=0, entries=[], commit=0)",
+            "AppendEntriesResp(term=3, success=false, index=7)",
+            "VoteReq(term=4, candidate=2, last_index=3, last_term=2)",
+            "VoteResp(term=4, granted=true)",
+        ];
+        for text in messages {
+            let Event::Receive { from, message } = parse_event(&format!("recv from=2 {text}"))
+                .unwrap_or_else(|e| panic!("{text}: {e}"))
+            else {
+                panic!("not a receive");
+            };
+            assert_eq!(from, NodeId(2));
+            assert_eq!(message.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn spacing_and_field_order_are_free() {
+        let event = parse_event("recv from = 3 VoteResp ( granted = false , term = 5 )").unwrap();
+        assert_eq!(
+            event,
+            Event::Receive {
+                from: NodeId(3),
+                message: Message::VoteResp(VoteResp {
+                    term: Term(5),
+                    granted: false
+                })
+            }
+        );
+    }
+
+    #[test]
+    fn appends_take_bare_or_quoted_data() {
+        assert_eq!(
+            parse_event("append x.y/z").unwrap(),
+            Event::Append("x.y/z".into())
+        );
+        assert_eq!(
+            parse_event(r#"append "a \"q\" \x00""#).unwrap(),
+            Event::Append(b"a \"q\" \x00"[..].into())
+        );
+        assert_eq!(parse_event("timeout").unwrap(), Event::Timeout);
+        let entries = parse_event(
+            "recv from=1 AppendEntriesReq(term=1, leader=1, prev_index=0, prev_term=0, entries=[1:\"\\\\\"], commit=0)",
+        )
+        .unwrap();
+        let Event::Receive {
+            message: Message::AppendEntriesReq(req),
+            ..
+        } = entries
+        else {
+            panic!("not an AppendEntriesReq");
+        };
+        assert_eq!(req.entries, [Entry::new(Term(1), "\\")]);
+    }
+
+    #[test]
+    fn malformed_events_say_what_was_expected() {
+        let cases = [
+            ("recv from2 VoteResp(term=1, granted=true)", "expected key=value after 'recv', found 'from2'"),
+            ("recv to=2 VoteResp(term=1, granted=true)", "expected from=N after 'recv', found 'to=2'"),
+            ("recv from=x VoteResp(term=1, granted=true)", "expected a number for 'from', found 'x'"),
+            ("recv from=2", "expected a message (AppendEntriesReq, AppendEntriesResp, VoteReq or VoteResp) after 'from=2', found the end of the line"),
+            ("recv from=2 VoteRes(term=1)", "unknown message 'VoteRes'"),
+            ("recv from=2 VoteResp(term=1)", "'VoteResp' needs granted=..."),
+            ("recv from=2 VoteResp(term=1, granted=yes)", "expected true or false for 'granted', found 'yes'"),
+            ("recv from=2 VoteResp(term=1, granted=true, extra=1)", "unknown key 'extra' for 'VoteResp'"),
+            ("recv from=2 VoteResp(term=1 granted=true)", "expected ',' or ')' after 'term=1', found 'granted'"),
+            ("recv from=2 VoteResp(term=1, granted=true) x", "unexpected 'x' after 'VoteResp(...)'"),
+            ("recv from=2 VoteResp term=1", "expected '(' after 'VoteResp', found 'term'"),
+            ("append", "expected a value for 'append', found the end of the line"),
+            ("append a b", "unexpected 'b' after 'append DATA'"),
+            ("timeout 3", "unexpected '3' after 'timeout'"),
+            ("recv from=2 AppendEntriesReq(term=1, leader=1, prev_index=0, prev_term=0, entries=[x], commit=0)", "expected term:data for 'entries', found 'x'"),
+        ];
+        for (line, expected) in cases {
+            let error = parse_event(line).unwrap_err();
+            assert!(
+                error.contains(expected),
+                "{line}\n  got: {error}\n  want: {expected}"
+            );
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! One machine as a scenario drives it: the machine (absent while crashed),
+//! what it persisted, the batch of its latest event, and what it committed.
+//! Both runners use it, so the checks on every batch are the same in both
+//! modes.
+
+use super::check::check_persistence_first;
+use super::durable::Durable;
+use super::report::StateSummary;
+use skiff_core::render::DataText;
+use skiff_core::{Action, Bytes, Config, Event, LogIndex, Machine, StartState, StateError};
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// A machine and the driver state around it.
+pub(crate) struct Node {
+    config: Config,
+    machine: Option<Machine>,
+    durable: Durable,
+    /// The actions of the most recent event (or restart); `None` before the
+    /// first one and while crashed.
+    batch: Option<Vec<Action>>,
+    /// Data committed at each index, over all lifetimes of the node.
+    committed: BTreeMap<u64, Bytes>,
+    /// The last index committed in this lifetime: the next commit must be
+    /// the one after it, since a machine reports each entry once, in order.
+    lifetime_commit: LogIndex,
+}
+
+impl Node {
+    /// A node in `state`, which counts as already persisted.
+    pub(crate) fn with_state(config: Config, state: StartState) -> Result<Node, StateError> {
+        let durable = Durable::new(state.hard_state, state.log.clone());
+        let lifetime_commit = state.commit_index;
+        let machine = Machine::with_state(config.clone(), state)?;
+        Ok(Node {
+            config,
+            machine: Some(machine),
+            durable,
+            batch: None,
+            committed: BTreeMap::new(),
+            lifetime_commit,
+        })
+    }
+
+    pub(crate) fn machine(&self) -> Option<&Machine> {
+        self.machine.as_ref()
+    }
+
+    pub(crate) fn batch(&self) -> Option<&[Action]> {
+        self.batch.as_deref()
+    }
+
+    pub(crate) fn state(&self) -> Option<StateSummary> {
+        self.machine.as_ref().map(StateSummary::of)
+    }
+
+    /// Calls `start` on the machine. The actions are performed but, at
+    /// set-up, are not a batch that expectations look at.
+    pub(crate) fn start(&mut self, as_batch: bool) -> Result<(), String> {
+        let Some(machine) = self.machine.as_mut() else {
+            return Err("the node is crashed".to_string());
+        };
+        let mut actions = Vec::new();
+        let outcome = catch_unwind(AssertUnwindSafe(|| machine.start(&mut actions)));
+        self.perform(actions, outcome.map_err(panic_message), as_batch)
+    }
+
+    /// Hands `event` to the machine and performs the batch it answers with.
+    pub(crate) fn step(&mut self, event: Event) -> Result<(), String> {
+        let Some(machine) = self.machine.as_mut() else {
+            return Err("the node is crashed".to_string());
+        };
+        let mut actions = Vec::new();
+        let outcome = catch_unwind(AssertUnwindSafe(|| machine.step(event, &mut actions)));
+        self.perform(actions, outcome.map_err(panic_message), true)
+    }
+
+    /// Loses the machine and the last batch; keeps what was persisted.
+    pub(crate) fn crash(&mut self) {
+        self.machine = None;
+        self.batch = None;
+    }
+
+    /// Rebuilds the machine from what it persisted and starts it; the
+    /// start's actions are the node's batch.
+    pub(crate) fn restart(&mut self) -> Result<(), String> {
+        let machine = Machine::restore(
+            self.config.clone(),
+            self.durable.hard_state,
+            self.durable.log.clone(),
+        )
+        .map_err(|e| format!("the machine refuses its persisted state: {e}"))?;
+        self.machine = Some(machine);
+        self.lifetime_commit = LogIndex::ZERO;
+        self.start(true)
+    }
+
+    /// The non-empty data committed from index 1 on, as far as it is known
+    /// without a gap.
+    pub(crate) fn committed_data(&self) -> Vec<Bytes> {
+        (1..)
+            .map_while(|index| self.committed.get(&index))
+            .filter(|data| !data.is_empty())
+            .cloned()
+            .collect()
+    }
+
+    /// Performs a batch made up by a test, as if the machine had emitted it.
+    #[cfg(test)]
+    pub(crate) fn perform_for_test(&mut self, actions: Vec<Action>) -> Result<(), String> {
+        self.perform(actions, Ok(()), true)
+    }
+
+    /// Records the batch, then checks it the way every batch is checked:
+    /// persistence first, a durable state the machine agrees with, and
+    /// commits in order, never contradicting an earlier one.
+    fn perform(
+        &mut self,
+        actions: Vec<Action>,
+        outcome: Result<(), String>,
+        as_batch: bool,
+    ) -> Result<(), String> {
+        let actions = if as_batch {
+            &**self.batch.insert(actions)
+        } else {
+            self.batch = None;
+            &actions
+        };
+        outcome?;
+        if as_batch {
+            check_persistence_first(actions)?;
+        }
+        for action in actions {
+            self.durable.apply(action)?;
+            if let Action::Commit {
+                data,
+                result: Ok(index),
+            } = action
+            {
+                record_commit(&mut self.committed, &mut self.lifetime_commit, *index, data)?;
+            }
+        }
+        match &self.machine {
+            Some(machine) => self.durable.agrees_with(machine),
+            None => Ok(()),
+        }
+    }
+}
+
+fn record_commit(
+    committed: &mut BTreeMap<u64, Bytes>,
+    lifetime_commit: &mut LogIndex,
+    index: LogIndex,
+    data: &Bytes,
+) -> Result<(), String> {
+    if index != lifetime_commit.next() {
+        return Err(format!(
+            "Commit(index={index}) out of order: the last commit reported since the machine started is index {lifetime_commit}"
+        ));
+    }
+    *lifetime_commit = index;
+    match committed.get(&index.0) {
+        Some(earlier) if earlier != data => Err(format!(
+            "Commit(index={index}, data={}) contradicts the earlier commit of {} at index {index}",
+            DataText(data),
+            DataText(earlier)
+        )),
+        Some(_) => Ok(()),
+        None => {
+            committed.insert(index.0, data.clone());
+            Ok(())
+        }
+    }
+}
+
+/// The text of a panic caught from the machine.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_string());
+    format!("the machine panicked: {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_must_come_in_order_and_agree() {
+        let mut committed = BTreeMap::new();
+        let mut last = LogIndex::ZERO;
+        let a = Bytes::from("a");
+        let b = Bytes::from("b");
+        record_commit(&mut committed, &mut last, LogIndex(1), &a).unwrap();
+        assert!(record_commit(&mut committed, &mut last, LogIndex(1), &a)
+            .unwrap_err()
+            .contains("out of order"));
+        assert!(record_commit(&mut committed, &mut last, LogIndex(3), &a).is_err());
+        // A restarted machine reports again from index 1; it must agree.
+        let mut restarted = LogIndex::ZERO;
+        record_commit(&mut committed, &mut restarted, LogIndex(1), &a).unwrap();
+        assert!(record_commit(&mut committed, &mut restarted, LogIndex(2), &b).is_ok());
+        let mut again = LogIndex::ZERO;
+        assert!(record_commit(&mut committed, &mut again, LogIndex(1), &b)
+            .unwrap_err()
+            .contains("contradicts the earlier commit of a"));
+    }
+}
