@@ -3,5 +3,6 @@
 #![warn(missing_docs)]
 
 pub mod command;
+pub mod linearizability;
 pub mod protocol;
 pub mod store;
