@@ -181,7 +181,8 @@ impl Cluster {
     fn deliver(&mut self, filter: Filter, count: Option<u64>) -> Result<(), StepFailure> {
         let queued_before = self.next_sequence;
         let mut delivered = 0;
-        while count.is_none_or(|count| delivered < count) {
+        let limit = count.unwrap_or(u64::MAX);
+        while delivered < limit {
             let Some(position) = self
                 .queue
                 .iter()

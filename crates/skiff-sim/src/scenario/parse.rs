@@ -91,7 +91,8 @@ pub(crate) struct Filter {
 
 impl Filter {
     pub(crate) fn admits(&self, from: NodeId, to: NodeId) -> bool {
-        self.from.is_none_or(|f| f == from) && self.to.is_none_or(|t| t == to)
+        let admits = |wanted: Option<NodeId>, id| wanted.is_none() || wanted == Some(id);
+        admits(self.from, from) && admits(self.to, to)
     }
 }
 
