@@ -295,6 +295,10 @@ impl EventLoop {
             last_index: self.machine.last_index(),
         };
         self.status.send_if_modified(|current| {
+            if (current.role, current.term, current.leader) != (status.role, status.term, status.leader) {
+                let leader = status.leader.map(|id| id.0);
+                tracing::info!(role = %status.role, term = %status.term, ?leader, "role or term changed");
+            }
             let changed = *current != status;
             *current = status;
             changed
