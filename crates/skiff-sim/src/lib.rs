@@ -1,6 +1,39 @@
 //! Drivers of `skiff-core` that need no real I/O: the scenario runner
 //! (`scenario`) and the deterministic cluster simulator.
+//!
+//! # The simulator
+//!
+//! [`run_seed`] runs one seeded, single-threaded world ([`world`]) of real
+//! `skiff-core` machines through a hostile network ([`network`]) and a fault
+//! injector ([`faults`]), with clients ([`client`]) submitting appends, and
+//! checks every action and every batch against the Raft safety rules
+//! ([`checker`], one module per rule). [`run_seeds`] runs many seeds across
+//! threads. Every run hashes its trace ([`trace`]); the same seed and
+//! [`SimOptions`] give the same hash and, with a trace file, the same text.
+//!
+//! Supporting pieces: [`rng`] (the one generator), [`queue`] (the agenda of
+//! timed events), [`durable`] (a node's disk), [`stats`], [`hash`],
+//! [`options`], [`run`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod checker;
+pub mod client;
+pub mod durable;
+pub mod faults;
+pub mod hash;
+pub mod network;
+pub mod options;
+pub mod queue;
+pub mod rng;
+pub mod run;
 pub mod scenario;
+pub mod stats;
+pub mod trace;
+pub mod world;
+
+pub use checker::{Rule, Violation};
+pub use faults::{FaultProfile, FaultRates};
+pub use options::{Limit, SimOptions};
+pub use run::{run_seed, run_seed_traced, run_seeds, SeedsPlan, SeedsSummary, SimReport};
+pub use stats::SimStats;

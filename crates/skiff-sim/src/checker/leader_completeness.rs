@@ -1,0 +1,41 @@
+//! Leader Completeness (Raft, Figure 3): if an entry is committed in a given
+//! term, it is present in the logs of the leaders of all higher terms.
+//!
+//! Checked when a node takes office: its log must hold every entry committed
+//! so far (all of them were committed in earlier terms, since a term's
+//! entries commit only through its leader). Leader Append-Only keeps them
+//! there for the rest of the term.
+
+use super::agreed::AgreedLog;
+use super::{Failure, Rule};
+use skiff_core::render::DataText;
+use skiff_core::{Entry, LogIndex, NodeId, Term};
+
+/// Checks that `leader`, now leading `term` with `log`, holds all of `agreed`.
+pub fn check_new_leader(
+    leader: NodeId,
+    term: Term,
+    log: &[Entry],
+    agreed: &AgreedLog,
+) -> Result<(), Failure> {
+    for (index, committed_term, data) in agreed.iter() {
+        let held = log.get(index.0 as usize - 1);
+        if held.is_some_and(|entry| entry.term == committed_term && entry.data == *data) {
+            continue;
+        }
+        let found = match held {
+            Some(entry) => format!("{entry}"),
+            None => format!("nothing (its log ends at {})", LogIndex(log.len() as u64)),
+        };
+        return Err(Failure::new(
+            Rule::LeaderCompleteness,
+            vec![leader],
+            format!(
+                "node {leader} became leader of term {term} without committed entry \
+                 {index} ({committed_term}:{}); it holds {found} there",
+                DataText(data)
+            ),
+        ));
+    }
+    Ok(())
+}

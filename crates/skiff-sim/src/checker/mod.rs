@@ -1,0 +1,359 @@
+//! Safety and liveness checkers, run after every action and every batch.
+//!
+//! Each rule lives in its own module and reports a [`Failure`] naming the
+//! rule and the nodes involved; the world adds the step and the simulated
+//! time to make a [`Violation`]. [`Checkers`] is the one entry point a
+//! driver calls: `begin_batch`, then `action` before performing each
+//! action, then `end_batch` (or `abort_batch` when the node crashed in the
+//! middle), plus `restarted` and the client hooks.
+//!
+//! Every check costs O(1) amortised per action, except Leader Completeness,
+//! which walks the agreed sequence once per election.
+
+pub mod agreed;
+pub mod appended_once;
+pub mod commit_durable;
+pub mod committed_kept;
+pub mod durable_state;
+pub mod election_safety;
+pub mod leader_append_only;
+pub mod leader_completeness;
+pub mod liveness;
+pub mod log_matching;
+pub mod overwritten;
+pub mod persistence_order;
+pub mod state_machine_safety;
+pub mod term_adoption;
+pub mod vote_once;
+
+use crate::durable::Durable;
+use crate::queue::Micros;
+use agreed::AgreedLog;
+use skiff_core::{
+    Action, Bytes, CommitError, HardState, LogIndex, Machine, Message, NodeId, Role, Term,
+};
+use state_machine_safety::{CommitOutcome, StateMachineSafety};
+use std::fmt;
+
+/// A property the simulator checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// At most one leader per term.
+    ElectionSafety,
+    /// A leader never overwrites or deletes entries of its log.
+    LeaderAppendOnly,
+    /// Same index and term means identical prefixes.
+    LogMatching,
+    /// Every committed entry is in the log of every later leader.
+    LeaderCompleteness,
+    /// Every node's commit stream is a prefix of one agreed sequence.
+    StateMachineSafety,
+    /// A node commits only entries on its own disk.
+    CommitDurable,
+    /// A committed entry is never truncated.
+    CommittedKept,
+    /// An acknowledged append is in the agreed sequence once, at its index.
+    AppendedOnce,
+    /// `Overwritten` is never reported for an entry that commits.
+    OverwrittenNeverCommits,
+    /// Persistence comes before every `Send` and `Commit` of a batch.
+    PersistenceOrder,
+    /// The disk mirrors the machine's term, vote and log.
+    DurableState,
+    /// A higher term in a message is adopted at once.
+    TermAdoption,
+    /// One vote per term, across crashes.
+    VoteOnce,
+    /// After faults stop, an append commits within the bound.
+    Liveness,
+    /// A machine panicked (a broken invariant inside the core).
+    Panic,
+}
+
+impl Rule {
+    /// The rule's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::ElectionSafety => "Election Safety",
+            Rule::LeaderAppendOnly => "Leader Append-Only",
+            Rule::LogMatching => "Log Matching",
+            Rule::LeaderCompleteness => "Leader Completeness",
+            Rule::StateMachineSafety => "State Machine Safety",
+            Rule::CommitDurable => "Commit Durable",
+            Rule::CommittedKept => "Committed Kept",
+            Rule::AppendedOnce => "Appended Once",
+            Rule::OverwrittenNeverCommits => "Overwritten Never Commits",
+            Rule::PersistenceOrder => "Persistence Order",
+            Rule::DurableState => "Durable State",
+            Rule::TermAdoption => "Term Adoption",
+            Rule::VoteOnce => "Vote Once",
+            Rule::Liveness => "Liveness",
+            Rule::Panic => "Panic",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A broken rule, as a checker sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The rule broken.
+    pub rule: Rule,
+    /// The nodes involved.
+    pub nodes: Vec<NodeId>,
+    /// What happened, in a sentence.
+    pub detail: String,
+}
+
+impl Failure {
+    /// A failure of `rule` involving `nodes`.
+    pub fn new(rule: Rule, nodes: Vec<NodeId>, detail: String) -> Failure {
+        Failure {
+            rule,
+            nodes,
+            detail,
+        }
+    }
+}
+
+/// A broken rule, placed in the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The rule broken.
+    pub rule: Rule,
+    /// The nodes involved.
+    pub nodes: Vec<NodeId>,
+    /// What happened.
+    pub detail: String,
+    /// The world step (event) during which it was found.
+    pub step: u64,
+    /// The simulated time, in microseconds.
+    pub time_us: Micros,
+}
+
+impl Violation {
+    /// Places `failure` at `step` and `time_us`.
+    pub fn new(failure: Failure, step: u64, time_us: Micros) -> Violation {
+        Violation {
+            rule: failure.rule,
+            nodes: failure.nodes,
+            detail: failure.detail,
+            step,
+            time_us,
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes: Vec<String> = self.nodes.iter().map(ToString::to_string).collect();
+        write!(
+            f,
+            "{} violated at step {}, t={}.{:03} ms, nodes [{}]: {}",
+            self.rule,
+            self.step,
+            self.time_us / 1000,
+            self.time_us % 1000,
+            nodes.join(","),
+            self.detail
+        )
+    }
+}
+
+/// What the checkers need of a machine's state before or after a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeView {
+    /// Its role.
+    pub role: Role,
+    /// Its current term.
+    pub term: Term,
+    /// Term and vote.
+    pub hard_state: HardState,
+    /// Its last log index.
+    pub last_index: LogIndex,
+    /// Its last log term.
+    pub last_term: Term,
+}
+
+impl NodeView {
+    /// The view of `machine` now.
+    pub fn of(machine: &Machine) -> NodeView {
+        NodeView {
+            role: machine.role(),
+            term: machine.term(),
+            hard_state: machine.hard_state(),
+            last_index: machine.last_index(),
+            last_term: machine.last_term(),
+        }
+    }
+}
+
+/// The batch in progress.
+#[derive(Debug)]
+struct Batch {
+    node: NodeId,
+    before: NodeView,
+    received_term: Option<Term>,
+}
+
+/// Every rule, fed by one driver.
+#[derive(Debug)]
+pub struct Checkers {
+    election: election_safety::ElectionSafety,
+    append_only: leader_append_only::LeaderAppendOnly,
+    matching: log_matching::LogMatching,
+    commits: StateMachineSafety,
+    overwritten: overwritten::OverwrittenNeverCommits,
+    order: persistence_order::PersistenceOrder,
+    votes: vote_once::VoteOnce,
+    liveness: liveness::Liveness,
+    batch: Option<Batch>,
+}
+
+impl Checkers {
+    /// Checkers for a cluster of nodes `1..=nodes`.
+    pub fn new(nodes: usize) -> Checkers {
+        Checkers {
+            election: Default::default(),
+            append_only: Default::default(),
+            matching: Default::default(),
+            commits: StateMachineSafety::new(nodes),
+            overwritten: Default::default(),
+            order: Default::default(),
+            votes: Default::default(),
+            liveness: Default::default(),
+            batch: None,
+        }
+    }
+
+    /// The agreed sequence so far.
+    pub fn agreed(&self) -> &AgreedLog {
+        self.commits.agreed()
+    }
+
+    /// Elections won so far (distinct terms with a leader).
+    pub fn elections(&self) -> u64 {
+        self.election.elections()
+    }
+
+    /// The liveness tracker.
+    pub fn liveness(&mut self) -> &mut liveness::Liveness {
+        &mut self.liveness
+    }
+
+    /// `node`, in state `before`, starts a batch; `received_term` is the term
+    /// of the message it handles, if the event is a message.
+    pub fn begin_batch(&mut self, node: NodeId, before: NodeView, received_term: Option<Term>) {
+        self.append_only.begin_batch();
+        self.order.begin_batch();
+        self.batch = Some(Batch {
+            node,
+            before,
+            received_term,
+        });
+    }
+
+    /// `node` is about to perform `action`; `disk` is its disk before it.
+    pub fn action(&mut self, node: NodeId, action: &Action, disk: &Durable) -> Result<(), Failure> {
+        self.order.observe(node, action)?;
+        if action.is_persistence() {
+            durable_state::check_action(node, action, disk)?;
+        }
+        match action {
+            Action::LogStore { index, entry } => {
+                self.append_only.observe_store(*index);
+                let prev_term = disk.term_at(index.prev()).unwrap_or_default();
+                self.matching.observe_store(node, *index, entry, prev_term)
+            }
+            Action::LogTruncate { from } => {
+                self.append_only.observe_truncate(*from);
+                committed_kept::check_truncate(node, *from, disk, self.commits.agreed())
+            }
+            Action::Commit { data, result } => self.commit(node, data, *result, disk),
+            Action::Send {
+                to,
+                message: Message::VoteResp(resp),
+            } if resp.granted => self.votes.observe_grant(node, resp.term, *to),
+            _ => Ok(()),
+        }
+    }
+
+    fn commit(
+        &mut self,
+        node: NodeId,
+        data: &Bytes,
+        result: Result<LogIndex, CommitError>,
+        disk: &Durable,
+    ) -> Result<(), Failure> {
+        match result {
+            Ok(index) => {
+                commit_durable::check_commit(node, index, data, disk)?;
+                let term = disk.term_at(index).unwrap_or_default();
+                match self.commits.observe_commit(node, index, term, data)? {
+                    CommitOutcome::Known => Ok(()),
+                    CommitOutcome::Extended { earlier } => {
+                        appended_once::check_extension(node, data, index, earlier)?;
+                        self.overwritten.observe_commit(data, index)
+                    }
+                }
+            }
+            Err(CommitError::Overwritten { index }) => {
+                self.overwritten
+                    .observe_report(node, data, index, self.commits.agreed())
+            }
+            Err(CommitError::NotLeader { .. }) => Ok(()),
+        }
+    }
+
+    /// The batch of `node` finished; `after` is its machine's state now and
+    /// `disk` its disk.
+    pub fn end_batch(
+        &mut self,
+        node: NodeId,
+        after: NodeView,
+        disk: &Durable,
+    ) -> Result<(), Failure> {
+        let Some(batch) = self.batch.take().filter(|b| b.node == node) else {
+            return Ok(());
+        };
+        let before = batch.before;
+        // A leader's term cannot change while it leads, so checking at the
+        // moment it takes office covers its whole tenure.
+        let took_office = after.role == Role::Leader
+            && (before.role != Role::Leader || before.term != after.term);
+        if took_office {
+            self.election.observe_leader(node, after.term)?;
+            leader_completeness::check_new_leader(node, after.term, &disk.log, self.agreed())?;
+        }
+        self.append_only.end_batch(node, &before, &after)?;
+        if let Some(received) = batch.received_term {
+            term_adoption::check(node, received, &before, &after)?;
+        }
+        durable_state::check_batch_end(node, &after, disk)
+    }
+
+    /// The batch in progress ended in a crash; there is no state after it.
+    pub fn abort_batch(&mut self) {
+        self.batch = None;
+    }
+
+    /// `node` restarted from its disk.
+    pub fn restarted(&mut self, node: NodeId) {
+        self.commits.restarted(node);
+    }
+
+    /// A client saw `data` acknowledged by `node` at `index`.
+    pub fn client_ack(
+        &mut self,
+        node: NodeId,
+        data: &[u8],
+        index: LogIndex,
+    ) -> Result<(), Failure> {
+        appended_once::check_ack(node, data, index, self.agreed())
+    }
+}

@@ -1,0 +1,140 @@
+//! What one simulated run is asked to do.
+
+use crate::faults::{FaultProfile, FaultRates};
+use crate::network::NODES_MAX;
+
+/// How long the faulty part of a run lasts, before the quiet period in
+/// which liveness is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// This many milliseconds of simulated time.
+    Time {
+        /// Simulated milliseconds.
+        ms: u64,
+    },
+    /// This many world steps (events handled).
+    Steps(u64),
+}
+
+/// The options of one run. [`SimOptions::new`] gives the defaults of `skiff sim`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimOptions {
+    /// The seed of the world's generator; the same seed and options replay
+    /// the same run.
+    pub seed: u64,
+    /// Cluster size, 1 to 9.
+    pub nodes: usize,
+    /// Length of the faulty part of the run.
+    pub limit: Limit,
+    /// The named profile the rates came from (for reports and replay commands).
+    pub profile: FaultProfile,
+    /// The fault rates in force (the profile's, possibly overridden).
+    pub faults: FaultRates,
+    /// Number of clients submitting appends.
+    pub clients: usize,
+    /// How long, after faults stop, a new append may take to commit.
+    pub liveness_bound_ms: u64,
+    /// The machines' base election timeout.
+    pub election_timeout_ms: u64,
+    /// The machines' heartbeat interval.
+    pub heartbeat_interval_ms: u64,
+}
+
+impl SimOptions {
+    /// Defaults: 5 nodes, 3 clients, 20 s of simulated chaos, 10 s liveness bound.
+    pub fn new(seed: u64) -> SimOptions {
+        SimOptions {
+            seed,
+            nodes: 5,
+            limit: Limit::Time { ms: 20_000 },
+            profile: FaultProfile::Chaos,
+            faults: FaultProfile::Chaos.rates(),
+            clients: 3,
+            liveness_bound_ms: 10_000,
+            election_timeout_ms: 150,
+            heartbeat_interval_ms: 50,
+        }
+    }
+
+    /// The same options with another profile and its rates.
+    pub fn with_profile(mut self, profile: FaultProfile) -> SimOptions {
+        self.profile = profile;
+        self.faults = profile.rates();
+        self
+    }
+
+    /// Checks the options, naming the first problem.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        if !(1..=NODES_MAX).contains(&self.nodes) {
+            return Err(OptionsError::Nodes(self.nodes));
+        }
+        let probabilities = [
+            ("loss", self.faults.loss),
+            ("duplicate", self.faults.duplicate),
+            ("latency tail", self.faults.latency_tail),
+        ];
+        for (name, value) in probabilities {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(OptionsError::Probability(name, value));
+            }
+        }
+        let rates = [
+            ("partition rate", self.faults.partition_rate),
+            ("crash rate", self.faults.crash_rate),
+        ];
+        for (name, value) in rates {
+            if !(0.0..=1000.0).contains(&value) {
+                return Err(OptionsError::Rate(name, value));
+            }
+        }
+        if self.election_timeout_ms == 0 || self.heartbeat_interval_ms >= self.election_timeout_ms {
+            return Err(OptionsError::Timing);
+        }
+        if self.liveness_bound_ms == 0 {
+            return Err(OptionsError::LivenessBound);
+        }
+        Ok(())
+    }
+}
+
+/// Options a run refuses.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum OptionsError {
+    /// The cluster size is outside 1..=9.
+    #[error("--nodes must be between 1 and {NODES_MAX}, not {0}")]
+    Nodes(usize),
+    /// A probability outside [0, 1].
+    #[error("the {0} probability must be between 0 and 1, not {1}")]
+    Probability(&'static str, f64),
+    /// A negative or absurd rate.
+    #[error("the {0} must be between 0 and 1000 per second, not {1}")]
+    Rate(&'static str, f64),
+    /// The heartbeat is not below the election timeout.
+    #[error("the heartbeat interval must be below the (positive) election timeout")]
+    Timing,
+    /// A zero liveness bound.
+    #[error("the liveness bound must be positive")]
+    LivenessBound,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_problems_are_named() {
+        assert_eq!(SimOptions::new(1).validate(), Ok(()));
+        let mut options = SimOptions::new(1);
+        options.nodes = 10;
+        assert_eq!(options.validate(), Err(OptionsError::Nodes(10)));
+        let mut options = SimOptions::new(1);
+        options.faults.loss = 1.5;
+        assert!(matches!(
+            options.validate(),
+            Err(OptionsError::Probability("loss", _))
+        ));
+        let mut options = SimOptions::new(1);
+        options.faults.crash_rate = -1.0;
+        assert!(matches!(options.validate(), Err(OptionsError::Rate(..))));
+    }
+}

@@ -1,0 +1,116 @@
+//! Counters of what a run did, summed over seeds for the summary.
+
+use crate::faults::PartitionKind;
+
+/// What happened in one run (or, summed, in many).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Runs summed into these counters.
+    pub runs: u64,
+    /// World steps: events taken off the agenda.
+    pub steps: u64,
+    /// Simulated time, in microseconds.
+    pub simulated_us: u64,
+    /// Messages the machines sent.
+    pub messages_sent: u64,
+    /// Messages handed to a machine (duplicates included).
+    pub messages_delivered: u64,
+    /// Messages the network lost.
+    pub messages_lost: u64,
+    /// Messages the network delivered twice.
+    pub messages_duplicated: u64,
+    /// Messages dropped on a link cut by a partition.
+    pub messages_blocked: u64,
+    /// Messages that arrived at a crashed node.
+    pub messages_to_down_nodes: u64,
+    /// Leaders elected (distinct terms with a leader).
+    pub elections: u64,
+    /// Entries in the agreed (committed) sequence.
+    pub commits: u64,
+    /// Appends acknowledged to clients.
+    pub client_acks: u64,
+    /// Client requests that timed out.
+    pub client_timeouts: u64,
+    /// Client requests refused with `NotLeader`.
+    pub client_redirects: u64,
+    /// Client requests reported `Overwritten`.
+    pub client_overwritten: u64,
+    /// Crashes between batches.
+    pub crashes: u64,
+    /// Crashes in the middle of a batch (the rest of the batch lost).
+    pub crashes_mid_batch: u64,
+    /// Restarts from durable state.
+    pub restarts: u64,
+    /// Partitions, per kind in [`PartitionKind::ALL`] order.
+    pub partitions: [u64; 4],
+}
+
+impl SimStats {
+    /// Adds `other`'s counters to these.
+    pub fn add(&mut self, other: &SimStats) {
+        self.runs += other.runs;
+        self.steps += other.steps;
+        self.simulated_us += other.simulated_us;
+        self.messages_sent += other.messages_sent;
+        self.messages_delivered += other.messages_delivered;
+        self.messages_lost += other.messages_lost;
+        self.messages_duplicated += other.messages_duplicated;
+        self.messages_blocked += other.messages_blocked;
+        self.messages_to_down_nodes += other.messages_to_down_nodes;
+        self.elections += other.elections;
+        self.commits += other.commits;
+        self.client_acks += other.client_acks;
+        self.client_timeouts += other.client_timeouts;
+        self.client_redirects += other.client_redirects;
+        self.client_overwritten += other.client_overwritten;
+        self.crashes += other.crashes;
+        self.crashes_mid_batch += other.crashes_mid_batch;
+        self.restarts += other.restarts;
+        for (sum, count) in self.partitions.iter_mut().zip(other.partitions) {
+            *sum += count;
+        }
+    }
+
+    /// Counts a partition of `kind`.
+    pub fn count_partition(&mut self, kind: PartitionKind) {
+        self.partitions[kind.ordinal()] += 1;
+    }
+
+    /// Every fault injected, by kind, for the summary line.
+    pub fn faults_line(&self) -> String {
+        let mut parts = vec![
+            format!("{} lost", self.messages_lost),
+            format!("{} duplicated", self.messages_duplicated),
+            format!("{} blocked", self.messages_blocked),
+            format!("{} crashes", self.crashes),
+            format!("{} mid-batch crashes", self.crashes_mid_batch),
+            format!("{} restarts", self.restarts),
+        ];
+        for kind in PartitionKind::ALL {
+            parts.push(format!("{} {kind}", self.partitions[kind.ordinal()]));
+        }
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_every_counter() {
+        let mut one = SimStats {
+            runs: 1,
+            messages_delivered: 10,
+            ..SimStats::default()
+        };
+        one.count_partition(PartitionKind::OneWay);
+        let mut total = SimStats::default();
+        total.add(&one);
+        total.add(&one);
+        assert_eq!(total.runs, 2);
+        assert_eq!(total.messages_delivered, 20);
+        assert_eq!(total.partitions[PartitionKind::OneWay.ordinal()], 2);
+        assert!(total.faults_line().contains("2 one-way"));
+    }
+}

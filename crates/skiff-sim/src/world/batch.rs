@@ -1,0 +1,278 @@
+//! One event through one machine: the world hands the machine its event,
+//! then performs the batch of actions in order, checking each before it
+//! takes effect, and the machine's state after the batch. A crash armed by
+//! the injector can cut the batch short: what was performed stays (the disk
+//! keeps its writes, sent messages fly), the rest is lost.
+
+use super::{World, WorldEvent};
+use crate::checker::{Failure, NodeView, Rule};
+use crate::network::Fate;
+use crate::rng::SimRng;
+use crate::trace::{hash_action, hash_event, hash_message, Time};
+use skiff_core::{Action, Event, Machine, Message, NodeId, Term};
+
+/// Event kinds, as mixed into the trace hash.
+pub(super) mod kind {
+    pub const DELIVER: u64 = 1;
+    pub const TIMEOUT: u64 = 2;
+    pub const CLIENT_APPEND: u64 = 3;
+    pub const START: u64 = 4;
+    pub const CRASH: u64 = 5;
+    pub const PARTITION: u64 = 6;
+    pub const HEAL: u64 = 7;
+    pub const QUIET: u64 = 8;
+    pub const CLIENT_GIVES_UP: u64 = 9;
+    pub const SEND_FATE: u64 = 10;
+}
+
+/// What a machine is asked to do in a batch.
+pub(super) enum Input {
+    /// Arm the first alarm of a (re)started machine.
+    Start,
+    /// Handle an event.
+    Step(Event),
+}
+
+impl World {
+    /// A message arrives at node index `to`.
+    pub(super) fn deliver(&mut self, from: NodeId, to: usize, message: Message) {
+        let h = self.trace.hasher();
+        hash_event(h, kind::DELIVER, self.now, to, from.0);
+        hash_message(h, &message);
+        let up = self.nodes[to].machine.is_some();
+        if self.trace.wants_text() {
+            let (now, id) = (Time(self.now), self.nodes[to].id);
+            let status = if up { "" } else { " # down: lost" };
+            self.trace.line(format_args!(
+                "{now} on {id} recv from={from} {message}{status}"
+            ));
+        }
+        if !up {
+            self.stats.messages_to_down_nodes += 1;
+            return;
+        }
+        self.stats.messages_delivered += 1;
+        let term = message.term();
+        self.run_batch(
+            to,
+            Input::Step(Event::Receive { from, message }),
+            Some(term),
+        );
+    }
+
+    /// A node's alarm fires; stale alarms (replaced, or of a past life) do nothing.
+    pub(super) fn alarm(&mut self, index: usize, generation: u64) {
+        let node = &self.nodes[index];
+        if node.machine.is_none() || node.alarm_generation != generation {
+            return;
+        }
+        hash_event(self.trace.hasher(), kind::TIMEOUT, self.now, index, 0);
+        if self.trace.wants_text() {
+            let (now, id) = (Time(self.now), node.id);
+            self.trace.line(format_args!("{now} on {id} timeout"));
+        }
+        self.run_batch(index, Input::Step(Event::Timeout), None);
+    }
+
+    /// Starts node index `index` from its disk (empty on first boot).
+    pub(super) fn start_machine(&mut self, index: usize, restart: bool) {
+        let mut config = self.config.clone();
+        config.id = self.nodes[index].id;
+        config.seed = self.rng.fork_seed();
+        let node = &mut self.nodes[index];
+        let id = node.id;
+        let disk = &node.disk;
+        match Machine::restore(config, disk.hard_state, disk.log.clone()) {
+            Ok(machine) => node.machine = Some(machine),
+            Err(e) => {
+                let detail = format!("node {id} cannot restart from its disk: {e}");
+                self.fail(Failure::new(Rule::DurableState, vec![id], detail));
+                return;
+            }
+        }
+        hash_event(
+            self.trace.hasher(),
+            kind::START,
+            self.now,
+            index,
+            u64::from(restart),
+        );
+        if self.trace.wants_text() {
+            let disk = &self.nodes[index].disk;
+            let vote = disk
+                .hard_state
+                .voted_for
+                .map_or("none".into(), |v| v.to_string());
+            let what = if restart { "restart" } else { "start" };
+            let (now, term, last) = (Time(self.now), disk.hard_state.term, disk.last_index());
+            self.trace.line(format_args!(
+                "{now} {what} {id} from disk: term={term} voted_for={vote} last_index={last}"
+            ));
+        }
+        if restart {
+            self.stats.restarts += 1;
+            self.checkers.restarted(id);
+        }
+        self.run_batch(index, Input::Start, None);
+    }
+
+    /// Runs `input` through node index `index` and performs the batch.
+    pub(super) fn run_batch(&mut self, index: usize, input: Input, received: Option<Term>) {
+        let node = &mut self.nodes[index];
+        let Some(machine) = node.machine.as_mut() else {
+            return;
+        };
+        let id = node.id;
+        let mut actions = std::mem::take(&mut self.actions);
+        actions.clear();
+        self.checkers
+            .begin_batch(id, NodeView::of(machine), received);
+        match input {
+            Input::Start => machine.start(&mut actions),
+            Input::Step(event) => machine.step(event, &mut actions),
+        }
+        let crash_at = if node.crash_armed {
+            crash_point(&mut self.rng, &actions)
+        } else {
+            None
+        };
+        let total = actions.len();
+        for (position, action) in actions.drain(..).enumerate() {
+            if crash_at == Some(position) {
+                break;
+            }
+            if let Err(failure) = self.perform(index, action) {
+                self.fail(failure);
+                break;
+            }
+        }
+        self.actions = actions;
+        if self.violation.is_some() {
+            return;
+        }
+        match crash_at {
+            Some(performed) => self.crash_mid_batch(index, performed, total),
+            None => self.end_batch(index),
+        }
+    }
+
+    fn crash_mid_batch(&mut self, index: usize, performed: usize, total: usize) {
+        if self.trace.wants_text() {
+            let lost = total - performed;
+            self.trace.line(format_args!(
+                "  # crash after {performed} of {total} actions: the last {lost} are lost"
+            ));
+        }
+        self.checkers.abort_batch();
+        self.crash(index, true);
+    }
+
+    fn end_batch(&mut self, index: usize) {
+        let node = &self.nodes[index];
+        let Some(machine) = &node.machine else {
+            return;
+        };
+        if let Err(failure) = self
+            .checkers
+            .end_batch(node.id, NodeView::of(machine), &node.disk)
+        {
+            self.fail(failure);
+        }
+    }
+
+    /// Performs one action of node index `index`, after checking it.
+    fn perform(&mut self, index: usize, action: Action) -> Result<(), Failure> {
+        hash_action(self.trace.hasher(), &action);
+        let node = &self.nodes[index];
+        self.checkers.action(node.id, &action, &node.disk)?;
+        if self.trace.wants_text() && !matches!(action, Action::Send { .. }) {
+            self.trace.line(format_args!("  {action}"));
+        }
+        match action {
+            Action::Send { to, message } => self.send(index, to, message),
+            Action::Alarm { ms } => {
+                let node = &mut self.nodes[index];
+                node.alarm_generation += 1;
+                let generation = node.alarm_generation;
+                let at = self.now.saturating_add(ms.saturating_mul(1000));
+                self.queue.push(
+                    at,
+                    WorldEvent::Alarm {
+                        node: index,
+                        generation,
+                    },
+                );
+            }
+            Action::Commit { data, result } => return self.commit(index, data, result),
+            persistence => self.nodes[index].disk.apply(&persistence),
+        }
+        Ok(())
+    }
+
+    /// Hands a message to the network.
+    fn send(&mut self, from: usize, to: NodeId, message: Message) {
+        self.stats.messages_sent += 1;
+        let to_index = (to.0 as usize).wrapping_sub(1);
+        let fate = if to_index < self.nodes.len() && to_index != from {
+            self.network.fate(&mut self.rng, self.now, from, to_index)
+        } else {
+            Fate::Lost // not a peer: nowhere to deliver
+        };
+        let h = self.trace.hasher();
+        match fate {
+            Fate::Blocked => hash_event(h, kind::SEND_FATE, 0, 0, 0),
+            Fate::Lost => hash_event(h, kind::SEND_FATE, 1, 0, 0),
+            Fate::Delivered { at, duplicate_at } => {
+                hash_event(h, kind::SEND_FATE, at, 2, duplicate_at.unwrap_or(0))
+            }
+        }
+        if self.trace.wants_text() {
+            let note = match fate {
+                Fate::Blocked => "  # blocked by the partition",
+                Fate::Lost => "  # lost",
+                Fate::Delivered {
+                    duplicate_at: Some(_),
+                    ..
+                } => "  # duplicated",
+                Fate::Delivered { .. } => "",
+            };
+            self.trace
+                .line(format_args!("  Send(to={to}, {message}){note}"));
+        }
+        let from = self.nodes[from].id;
+        match fate {
+            Fate::Blocked => self.stats.messages_blocked += 1,
+            Fate::Lost => self.stats.messages_lost += 1,
+            Fate::Delivered { at, duplicate_at } => {
+                if let Some(again) = duplicate_at {
+                    self.stats.messages_duplicated += 1;
+                    let copy = message.clone();
+                    let event = WorldEvent::Deliver {
+                        from,
+                        to: to_index,
+                        message: copy,
+                    };
+                    self.queue.push(again, event);
+                }
+                let event = WorldEvent::Deliver {
+                    from,
+                    to: to_index,
+                    message,
+                };
+                self.queue.push(at, event);
+            }
+        }
+    }
+}
+
+/// Where an armed crash cuts `actions`: the number performed before it.
+/// Only a batch that persists something is cut (elsewhere a crash between
+/// batches is as good); the cut falls strictly inside when it can, so that
+/// some of the batch is done and some lost.
+fn crash_point(rng: &mut SimRng, actions: &[Action]) -> Option<usize> {
+    if !actions.iter().any(Action::is_persistence) {
+        return None;
+    }
+    let total = actions.len() as u64;
+    Some(if total >= 2 { rng.between(1, total) } else { 0 } as usize)
+}

@@ -1,0 +1,188 @@
+//! The fault injector: crashes (between batches or in the middle of one),
+//! restarts after a random down time, partitions of every shape that heal,
+//! and the quiet period that ends them all.
+
+use super::batch::kind;
+use super::{Phase, World, WorldEvent};
+use crate::faults::PartitionKind;
+use crate::queue::Micros;
+use crate::rng::SimRng;
+use crate::trace::hash_event;
+
+/// How long a partition lasts: uniform in `[100 ms, 3 s)`.
+const PARTITION_US: (Micros, Micros) = (100_000, 3_000_000);
+/// A short down time (a quick reboot, often within one election): `[1, 50) ms`.
+const DOWN_SHORT_US: (Micros, Micros) = (1_000, 50_000);
+/// A long down time: `[50 ms, 2 s)`.
+const DOWN_LONG_US: (Micros, Micros) = (50_000, 2_000_000);
+
+impl World {
+    pub(super) fn schedule_first_faults(&mut self) {
+        self.schedule_after_gap(self.options.faults.crash_rate, WorldEvent::Crash);
+        self.schedule_after_gap(
+            self.options.faults.partition_rate,
+            WorldEvent::PartitionStart,
+        );
+    }
+
+    /// Schedules `event` after a gap whose mean is one over `rate_per_s`.
+    fn schedule_after_gap(&mut self, rate_per_s: f64, event: WorldEvent) {
+        if let Some(gap) = draw_gap(&mut self.rng, rate_per_s) {
+            self.queue.push(self.now + gap, event);
+        }
+    }
+
+    /// The injector's next crash: a random up node (the leader, a third of
+    /// the time) crashes now, or in the middle of its next batch that
+    /// persists. At most a minority is down or about to go down at once
+    /// (one node, in clusters of one or two).
+    pub(super) fn crash_fault(&mut self) {
+        if self.phase != Phase::Faulty {
+            return;
+        }
+        self.schedule_after_gap(self.options.faults.crash_rate, WorldEvent::Crash);
+        let nodes = self.nodes.len();
+        let unavailable = self
+            .nodes
+            .iter()
+            .filter(|n| n.machine.is_none() || n.crash_armed)
+            .count();
+        if unavailable >= (nodes - (nodes / 2 + 1)).max(1) {
+            return;
+        }
+        let candidates: Vec<usize> = (0..nodes)
+            .filter(|i| self.nodes[*i].machine.is_some() && !self.nodes[*i].crash_armed)
+            .collect();
+        let leader = self.current_leader().filter(|l| candidates.contains(l));
+        let target = match leader {
+            Some(leader) if self.rng.below(3) == 0 => leader,
+            _ => candidates[self.rng.index(candidates.len())],
+        };
+        if self.rng.below(2) == 0 {
+            self.crash(target, false);
+        } else {
+            self.nodes[target].crash_armed = true;
+            let id = self.nodes[target].id;
+            self.trace_world(format_args!(
+                "# crash of {id} armed for its next batch that persists"
+            ));
+        }
+    }
+
+    /// Node index `index` crashes: its machine and everything not on its
+    /// disk are gone. It restarts after a random down time.
+    pub(super) fn crash(&mut self, index: usize, mid_batch: bool) {
+        let node = &mut self.nodes[index];
+        node.machine = None;
+        node.incarnation += 1;
+        node.alarm_generation += 1;
+        node.crash_armed = false;
+        let id = node.id;
+        if mid_batch {
+            self.stats.crashes_mid_batch += 1;
+        } else {
+            self.stats.crashes += 1;
+        }
+        hash_event(
+            self.trace.hasher(),
+            kind::CRASH,
+            self.now,
+            index,
+            u64::from(mid_batch),
+        );
+        self.trace_world(format_args!("crash {id}"));
+        let (low, high) = if self.rng.below(2) == 0 {
+            DOWN_SHORT_US
+        } else {
+            DOWN_LONG_US
+        };
+        let down = self.rng.between(low, high);
+        self.queue
+            .push(self.now + down, WorldEvent::Restart { node: index });
+    }
+
+    /// A crashed node comes back (a node already up, restarted by the quiet
+    /// period, ignores its old restart).
+    pub(super) fn restart(&mut self, index: usize) {
+        if self.nodes[index].machine.is_none() {
+            self.start_machine(index, true);
+        }
+    }
+
+    /// Boots node index `index` for the first time.
+    pub(super) fn boot(&mut self, index: usize) {
+        self.start_machine(index, false);
+    }
+
+    pub(super) fn partition_start(&mut self) {
+        if self.phase != Phase::Faulty {
+            return;
+        }
+        let kind = PartitionKind::draw(&mut self.rng);
+        let leader = self.current_leader();
+        let nodes = self.nodes.len();
+        self.network.partition(kind, nodes, leader, &mut self.rng);
+        self.stats.count_partition(kind);
+        let h = self.trace.hasher();
+        hash_event(h, kind::PARTITION, self.now, 0, kind.ordinal() as u64);
+        for from in 0..nodes {
+            for to in 0..nodes {
+                h.word(u64::from(self.network.is_cut(from, to)));
+            }
+        }
+        if self.trace.wants_text() {
+            let cuts = self.network.describe_cuts(nodes);
+            self.trace_world(format_args!("partition {kind}: {cuts}"));
+        }
+        let duration = self.rng.between(PARTITION_US.0, PARTITION_US.1);
+        self.queue
+            .push(self.now + duration, WorldEvent::PartitionHeal);
+    }
+
+    pub(super) fn partition_heal(&mut self) {
+        if self.phase != Phase::Faulty {
+            return; // the quiet period healed everything already
+        }
+        self.network.heal();
+        hash_event(self.trace.hasher(), kind::HEAL, self.now, 0, 0);
+        self.trace_world(format_args!("heal"));
+        let rate = self.options.faults.partition_rate;
+        self.schedule_after_gap(rate, WorldEvent::PartitionStart);
+    }
+
+    /// Faults stop: no more loss, duplication, partitions or crashes, and
+    /// every node is up. From now on an append must commit within the bound.
+    pub(super) fn start_quiet(&mut self) {
+        if self.phase == Phase::Quiet {
+            return;
+        }
+        self.phase = Phase::Quiet;
+        self.network.stop_faults();
+        hash_event(self.trace.hasher(), kind::QUIET, self.now, 0, 0);
+        let bound_ms = self.options.liveness_bound_ms;
+        self.trace_world(format_args!(
+            "quiet: faults stop, links heal, every node is up; an append must commit within {bound_ms} ms"
+        ));
+        for index in 0..self.nodes.len() {
+            self.nodes[index].crash_armed = false;
+            if self.nodes[index].machine.is_none() {
+                self.start_machine(index, true);
+            }
+        }
+        let bound = bound_ms.saturating_mul(1000);
+        self.checkers.liveness().start_quiet(self.now, bound);
+        self.queue
+            .push(self.now + bound, WorldEvent::LivenessDeadline);
+    }
+}
+
+/// A gap drawn uniformly from `[0, 2 / rate)` seconds (mean `1 / rate`), or
+/// `None` when the rate is zero. Uniform rather than exponential: a
+/// logarithm could round differently on another platform.
+fn draw_gap(rng: &mut SimRng, rate_per_s: f64) -> Option<Micros> {
+    if rate_per_s.is_nan() || rate_per_s <= 0.0 {
+        return None;
+    }
+    let span = (2_000_000.0 / rate_per_s).max(1.0) as Micros;
+    Some(rng.below(span))
+}

@@ -1,0 +1,296 @@
+//! The simulated world: nodes running real `skiff-core` machines, their
+//! disks, a network, clients and a fault injector, all driven by one
+//! seeded generator and one agenda of timed events. Single-threaded, so a
+//! seed replays a run exactly.
+//!
+//! A run has two parts: the faulty part (until the time or step limit),
+//! then a quiet period in which faults stop, partitions heal and every
+//! node is up, and a new append must commit within the liveness bound.
+//! The run ends at that commit, at the first violation, or when the
+//! bound passes.
+//!
+//! The work is split by concern: `batch` runs one event through a machine
+//! and performs its actions, `injection` crashes, restarts and partitions,
+//! `clients` handles client requests.
+
+mod batch;
+mod clients;
+mod injection;
+
+use crate::checker::{Checkers, Failure, Violation};
+use crate::client::Client;
+use crate::durable::Durable;
+use crate::network::Network;
+use crate::options::{Limit, SimOptions};
+use crate::queue::{EventQueue, Micros};
+use crate::rng::SimRng;
+use crate::stats::SimStats;
+use crate::trace::{Time, Trace, TraceOutput};
+use skiff_core::{Config, Machine, Message, NodeId, Role};
+
+/// Something that happens at a point in simulated time.
+#[derive(Debug)]
+enum WorldEvent {
+    /// A message arrives.
+    Deliver {
+        from: NodeId,
+        to: usize,
+        message: Message,
+    },
+    /// A node's alarm fires, unless a later alarm replaced it.
+    Alarm { node: usize, generation: u64 },
+    /// A client starts its next request.
+    ClientSubmit { client: usize },
+    /// A client's request reaches its node.
+    ClientArrive { client: usize, attempt: u64 },
+    /// A client gives up waiting.
+    ClientTimeout { client: usize, attempt: u64 },
+    /// The injector's next crash.
+    Crash,
+    /// A crashed node comes back.
+    Restart { node: usize },
+    /// The injector's next partition.
+    PartitionStart,
+    /// The current partition heals.
+    PartitionHeal,
+    /// The faulty part ends.
+    QuietStart,
+    /// The liveness bound passes.
+    LivenessDeadline,
+}
+
+/// One member of the cluster.
+struct SimNode {
+    id: NodeId,
+    /// `None` while crashed.
+    machine: Option<Machine>,
+    disk: Durable,
+    /// Bumped by every `Alarm` and by a crash, so that older alarms are ignored.
+    alarm_generation: u64,
+    /// Bumped by every crash, so that answers of a past life are not taken
+    /// for answers to requests made to this one.
+    incarnation: u64,
+    /// Crash in the middle of the next batch that persists something.
+    crash_armed: bool,
+}
+
+/// The parts of the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Faulty,
+    Quiet,
+}
+
+/// A whole simulated run.
+pub struct World {
+    options: SimOptions,
+    config: Config,
+    rng: SimRng,
+    now: Micros,
+    queue: EventQueue<WorldEvent>,
+    nodes: Vec<SimNode>,
+    network: Network,
+    clients: Vec<Client>,
+    checkers: Checkers,
+    stats: SimStats,
+    trace: Trace,
+    /// Reused for every batch, so that stepping a machine allocates nothing.
+    actions: Vec<skiff_core::Action>,
+    phase: Phase,
+    violation: Option<Violation>,
+}
+
+/// What a finished run returns to the runner.
+pub struct Outcome {
+    /// The counters.
+    pub stats: SimStats,
+    /// The hash of the whole trace.
+    pub trace_hash: u64,
+    /// The first violation, if any.
+    pub violation: Option<Violation>,
+    /// The first error writing the trace text, if any.
+    pub trace_error: Option<std::io::Error>,
+    /// How long after faults stopped a new append committed.
+    pub recovered_after_us: Option<Micros>,
+}
+
+impl World {
+    /// A world for `options` (which must be valid), tracing to `output`.
+    pub fn new(options: &SimOptions, output: TraceOutput) -> World {
+        let mut rng = SimRng::new(options.seed);
+        let config = draw_config(options, &mut rng);
+        let nodes = (1..=options.nodes as u64)
+            .map(|id| SimNode {
+                id: NodeId(id),
+                machine: None,
+                disk: Durable::default(),
+                alarm_generation: 0,
+                incarnation: 0,
+                crash_armed: false,
+            })
+            .collect();
+        World {
+            config,
+            rng,
+            now: 0,
+            queue: EventQueue::default(),
+            nodes,
+            network: Network::new(&options.faults),
+            clients: (1..=options.clients).map(Client::new).collect(),
+            checkers: Checkers::new(options.nodes),
+            stats: SimStats {
+                runs: 1,
+                ..SimStats::default()
+            },
+            trace: Trace::new(output),
+            actions: Vec::with_capacity(64),
+            phase: Phase::Faulty,
+            violation: None,
+            options: options.clone(),
+        }
+    }
+
+    /// Runs to the end and reports.
+    pub fn run(mut self) -> Outcome {
+        self.begin();
+        let step_limit = match self.options.limit {
+            Limit::Steps(steps) => Some(steps),
+            Limit::Time { .. } => None,
+        };
+        while self.violation.is_none() && self.checkers.liveness().recovered_at().is_none() {
+            if self.phase == Phase::Faulty && step_limit.is_some_and(|s| self.stats.steps >= s) {
+                self.start_quiet();
+            }
+            let Some((time, event)) = self.queue.pop() else {
+                break;
+            };
+            self.now = time;
+            self.stats.steps += 1;
+            self.dispatch(event);
+        }
+        self.finish()
+    }
+
+    fn begin(&mut self) {
+        if self.trace.wants_text() {
+            let c = &self.config;
+            self.trace.line(format_args!(
+                "# seed={} nodes={} faults={} inflight_max={} entries_per_message_max={}",
+                self.options.seed,
+                self.options.nodes,
+                self.options.profile,
+                c.inflight_max,
+                c.entries_per_message_max
+            ));
+        }
+        for index in 0..self.nodes.len() {
+            self.boot(index);
+        }
+        for client in 0..self.clients.len() {
+            let at = self.rng.below(50_000);
+            self.queue.push(at, WorldEvent::ClientSubmit { client });
+        }
+        self.schedule_first_faults();
+        if let Limit::Time { ms } = self.options.limit {
+            self.queue
+                .push(ms.saturating_mul(1000), WorldEvent::QuietStart);
+        }
+    }
+
+    fn dispatch(&mut self, event: WorldEvent) {
+        match event {
+            WorldEvent::Deliver { from, to, message } => self.deliver(from, to, message),
+            WorldEvent::Alarm { node, generation } => self.alarm(node, generation),
+            WorldEvent::ClientSubmit { client } => self.client_submit(client),
+            WorldEvent::ClientArrive { client, attempt } => self.client_arrive(client, attempt),
+            WorldEvent::ClientTimeout { client, attempt } => self.client_timeout(client, attempt),
+            WorldEvent::Crash => self.crash_fault(),
+            WorldEvent::Restart { node } => self.restart(node),
+            WorldEvent::PartitionStart => self.partition_start(),
+            WorldEvent::PartitionHeal => self.partition_heal(),
+            WorldEvent::QuietStart => self.start_quiet(),
+            WorldEvent::LivenessDeadline => self.liveness_deadline(),
+        }
+    }
+
+    fn finish(mut self) -> Outcome {
+        self.stats.simulated_us = self.now;
+        self.stats.elections = self.checkers.elections();
+        self.stats.commits = self.checkers.agreed().len();
+        let recovered_after_us = self.checkers.liveness().recovered_at().and_then(|at| {
+            let since =
+                self.checkers.liveness().deadline()? - self.options.liveness_bound_ms * 1000;
+            Some(at - since)
+        });
+        if let Some(violation) = &self.violation {
+            if self.trace.wants_text() {
+                self.trace.line(format_args!("# VIOLATION {violation}"));
+            }
+        }
+        Outcome {
+            stats: self.stats,
+            trace_hash: self.trace.hash(),
+            violation: self.violation,
+            trace_error: self.trace.finish().err(),
+            recovered_after_us,
+        }
+    }
+
+    /// Records the first violation; the run stops after the current step.
+    fn fail(&mut self, failure: Failure) {
+        if self.violation.is_none() {
+            self.violation = Some(Violation::new(failure, self.stats.steps, self.now));
+        }
+    }
+
+    /// The node index of the up leader with the highest term, if any.
+    fn current_leader(&self) -> Option<usize> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, node)| Some((index, node.machine.as_ref()?)))
+            .filter(|(_, machine)| machine.role() == Role::Leader)
+            .max_by_key(|(index, machine)| (machine.term(), std::cmp::Reverse(*index)))
+            .map(|(index, _)| index)
+    }
+
+    fn liveness_deadline(&mut self) {
+        let leaders: Vec<String> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.machine.as_ref())
+            .filter(|m| m.role() == Role::Leader)
+            .map(|m| format!("{} (term {})", m.id(), m.term()))
+            .collect();
+        let leaders = if leaders.is_empty() {
+            "none".to_string()
+        } else {
+            leaders.join(", ")
+        };
+        if let Err(failure) = self.checkers.liveness().check(self.now, &leaders) {
+            self.fail(failure);
+        }
+    }
+
+    fn trace_world(&mut self, what: std::fmt::Arguments<'_>) {
+        if self.trace.wants_text() {
+            let now = Time(self.now);
+            self.trace.line(format_args!("{now} {what}"));
+        }
+    }
+}
+
+/// The machines' configuration for this run. Window and batch sizes are
+/// drawn per seed ("swarm testing"), so that small windows, one-entry
+/// batches and long probes all get exercised across seeds.
+fn draw_config(options: &SimOptions, rng: &mut SimRng) -> Config {
+    const INFLIGHT: [usize; 4] = [1, 2, 4, 8];
+    const ENTRIES: [usize; 5] = [1, 2, 4, 16, 256];
+    let peers: Vec<NodeId> = (1..=options.nodes as u64).map(NodeId).collect();
+    let mut config = Config::new(NodeId(1), peers);
+    config.election_timeout_ms = options.election_timeout_ms;
+    config.heartbeat_interval_ms = options.heartbeat_interval_ms;
+    config.inflight_max = INFLIGHT[rng.index(INFLIGHT.len())];
+    config.entries_per_message_max = ENTRIES[rng.index(ENTRIES.len())];
+    config
+}
