@@ -2,16 +2,19 @@
 //!
 //! Every request, reads included, reaches the store through the Raft log as a
 //! [`Command`]: the client's [`Request`] plus the wall-clock time, in
-//! milliseconds since the Unix epoch, at which the leader proposed it. Expiry
-//! is decided from that timestamp, which is part of the log and so the same on
-//! every replica, never from a replica's own clock.
+//! milliseconds since the Unix epoch, at which the leader proposed it, and a
+//! [`ProposalId`] that lets the proposing server hand the store's answer back
+//! to the connection that asked. Expiry is decided from that timestamp, which
+//! is part of the log and so the same on every replica, never from a
+//! replica's own clock.
 //!
 //! # Encoding (format 1)
 //!
 //! ```text
 //! byte 0      format version, 1
-//! bytes 1..   postcard encoding of (timestamp_ms, request):
+//! bytes 1..   postcard encoding of (timestamp_ms, proposal, request):
 //!               timestamp_ms   varint u64
+//!               proposal       server: varint u64, sequence: varint u64
 //!               request        varint variant index, then the fields in order:
 //!                 0 Write  { name: string, contents: bytes, exptime_s: varint u64 }
 //!                 1 Cas    { name: string, version: varint u64, contents: bytes, exptime_s: varint u64 }
@@ -33,11 +36,24 @@ use serde::{Deserialize, Serialize};
 /// The first byte of every encoded command.
 pub const FORMAT_VERSION: u8 = 1;
 
+/// Who proposed a command: an id the proposing server drew when it started
+/// and a number it counts up per proposal. The store ignores it; the server
+/// that proposed recognizes its own entries by it when they are applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ProposalId {
+    /// The proposing server's id for this run of it.
+    pub server: u64,
+    /// The proposal's number within that run.
+    pub sequence: u64,
+}
+
 /// One request as it is stored in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Command {
     /// The proposing leader's wall-clock time, in ms since the Unix epoch.
     pub timestamp_ms: u64,
+    /// Who proposed it.
+    pub proposal: ProposalId,
     /// What the client asked for.
     pub request: Request,
 }
@@ -88,6 +104,7 @@ impl Command {
 #[derive(Serialize, Deserialize)]
 struct WireCommand {
     timestamp_ms: u64,
+    proposal: (u64, u64),
     request: WireRequest,
 }
 
@@ -169,6 +186,7 @@ impl From<&Command> for WireCommand {
         };
         WireCommand {
             timestamp_ms: command.timestamp_ms,
+            proposal: (command.proposal.server, command.proposal.sequence),
             request,
         }
     }
@@ -202,6 +220,10 @@ impl From<WireCommand> for Command {
         };
         Command {
             timestamp_ms: wire.timestamp_ms,
+            proposal: ProposalId {
+                server: wire.proposal.0,
+                sequence: wire.proposal.1,
+            },
             request,
         }
     }
@@ -215,6 +237,10 @@ mod tests {
     fn command(request: Request) -> Command {
         Command {
             timestamp_ms: 1_700_000_000_123,
+            proposal: ProposalId {
+                server: 3,
+                sequence: 200,
+            },
             request,
         }
     }
@@ -229,16 +255,22 @@ mod tests {
         let mut expected = vec![FORMAT_VERSION];
         // 1_700_000_000_123 as a varint, 7 bits at a time, low first.
         expected.extend_from_slice(&[0xfb, 0xd0, 0x95, 0xff, 0xbc, 0x31]);
+        // Proposal 3, 200 (200 as a varint is 0xc8 0x01).
+        expected.extend_from_slice(&[3, 0xc8, 0x01]);
         expected.extend_from_slice(&[0, 2, b'a', b'b', 2, 0x00, 0xff, 0xac, 0x02]);
         assert_eq!(write.encode().as_ref(), expected.as_slice());
 
         let delete = Command {
             timestamp_ms: 5,
+            proposal: ProposalId::default(),
             request: Request::Delete {
                 name: "x".to_string(),
             },
         };
-        assert_eq!(delete.encode().as_ref(), &[FORMAT_VERSION, 5, 2, 1, b'x']);
+        assert_eq!(
+            delete.encode().as_ref(),
+            &[FORMAT_VERSION, 5, 0, 0, 2, 1, b'x']
+        );
     }
 
     #[test]
@@ -258,16 +290,16 @@ mod tests {
         ));
         // A variant index past the last one.
         assert!(matches!(
-            Command::decode(&[FORMAT_VERSION, 5, 9, 1, b'x']),
+            Command::decode(&[FORMAT_VERSION, 5, 0, 0, 9, 1, b'x']),
             Err(DecodeError::Malformed(_))
         ));
         // A name that is not UTF-8.
         assert!(matches!(
-            Command::decode(&[FORMAT_VERSION, 5, 2, 1, 0xff]),
+            Command::decode(&[FORMAT_VERSION, 5, 0, 0, 2, 1, 0xff]),
             Err(DecodeError::Malformed(_))
         ));
         assert_eq!(
-            Command::decode(&[FORMAT_VERSION, 5, 2, 1, b'x', 0, 0]),
+            Command::decode(&[FORMAT_VERSION, 5, 0, 0, 2, 1, b'x', 0, 0]),
             Err(DecodeError::TrailingBytes(2))
         );
     }
@@ -275,7 +307,7 @@ mod tests {
     #[test]
     fn a_huge_length_prefix_is_refused_without_allocating() {
         // Write, name of length u64::MAX - 1 encoded as a 10-byte varint.
-        let mut data = vec![FORMAT_VERSION, 5, 0];
+        let mut data = vec![FORMAT_VERSION, 5, 0, 0, 0];
         data.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
         assert!(matches!(
             Command::decode(&data),
@@ -309,8 +341,14 @@ mod tests {
 
     proptest! {
         #[test]
-        fn commands_survive_encoding(timestamp_ms in any::<u64>(), request in request_strategy()) {
-            let command = Command { timestamp_ms, request };
+        fn commands_survive_encoding(
+            timestamp_ms in any::<u64>(),
+            server in any::<u64>(),
+            sequence in any::<u64>(),
+            request in request_strategy(),
+        ) {
+            let proposal = ProposalId { server, sequence };
+            let command = Command { timestamp_ms, proposal, request };
             prop_assert_eq!(Command::decode(&command.encode()), Ok(Some(command)));
         }
 

@@ -81,9 +81,10 @@ impl Store {
         self.files.len()
     }
 
-    /// Applies raw log data committed at `index`: `Ok(None)` for the leader's
-    /// empty no-op entry, an error for data that is not a command. Either way
-    /// the entry counts as applied, so that the next index is accepted.
+    /// Applies raw log data committed at `index` and returns the command it
+    /// held with its answer: `Ok(None)` for the leader's empty no-op entry, an
+    /// error for data that is not a command. Either way the entry counts as
+    /// applied, so that the next index is accepted.
     ///
     /// # Panics
     ///
@@ -93,9 +94,12 @@ impl Store {
         &mut self,
         index: LogIndex,
         data: &[u8],
-    ) -> Result<Option<Response>, DecodeError> {
+    ) -> Result<Option<(Command, Response)>, DecodeError> {
         match Command::decode(data) {
-            Ok(Some(command)) => Ok(Some(self.apply(index, &command))),
+            Ok(Some(command)) => {
+                let response = self.apply(index, &command);
+                Ok(Some((command, response)))
+            }
             Ok(None) => {
                 self.advance_to(index);
                 Ok(None)

@@ -1,5 +1,5 @@
 use super::*;
-use crate::command::Command;
+use crate::command::{Command, ProposalId};
 use crate::store::Store;
 use proptest::prelude::*;
 use skiff_core::LogIndex;
@@ -359,6 +359,7 @@ fn execute(plan: &[Planned], ranks: &[usize]) -> Vec<FileOperation> {
         }
         let command = Command {
             timestamp_ms: 0,
+            proposal: ProposalId::default(),
             request: plan[i].input.clone(),
         };
         outputs[i] = Some(store.apply(LogIndex(position as u64 + 1), &command));

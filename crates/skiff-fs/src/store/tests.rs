@@ -1,4 +1,5 @@
 use super::*;
+use crate::command::ProposalId;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -24,6 +25,7 @@ impl Log {
         self.next_index += 1;
         let command = Command {
             timestamp_ms: self.now_ms,
+            proposal: ProposalId::default(),
             request,
         };
         self.store.apply(index, &command)
@@ -218,6 +220,7 @@ fn raw_data_is_decoded_and_no_ops_are_skipped() {
     assert_eq!(store.apply_data(LogIndex(1), b""), Ok(None));
     let command = Command {
         timestamp_ms: 7,
+        proposal: ProposalId::default(),
         request: Request::Write {
             name: "a".to_string(),
             contents: Bytes::from_static(b"x"),
@@ -226,7 +229,7 @@ fn raw_data_is_decoded_and_no_ops_are_skipped() {
     };
     assert_eq!(
         store.apply_data(LogIndex(2), &command.encode()),
-        Ok(Some(written(2)))
+        Ok(Some((command, written(2))))
     );
     assert!(store.apply_data(LogIndex(3), b"\xffjunk").is_err());
     assert_eq!(store.applied_index(), LogIndex(3));
@@ -344,7 +347,7 @@ proptest! {
         let mut now_ms: u64 = 10_000;
         for (index, (step_ms, request)) in (1u64..).zip(commands) {
             now_ms = now_ms.saturating_add_signed(step_ms);
-            let command = Command { timestamp_ms: now_ms, request };
+            let command = Command { timestamp_ms: now_ms, proposal: ProposalId::default(), request };
             let expected = naive.apply(index, &command);
             prop_assert_eq!(store.apply(LogIndex(index), &command), expected);
             let live = naive.files.keys().filter(|name| naive.live(name).is_some()).count();
@@ -364,10 +367,10 @@ proptest! {
         let mut now_ms: u64 = 50_000;
         for (index, (step_ms, request)) in (2u64..).zip(commands) {
             now_ms = now_ms.saturating_add_signed(step_ms);
-            let command = Command { timestamp_ms: now_ms, request };
+            let command = Command { timestamp_ms: now_ms, proposal: ProposalId::default(), request };
             let expected = proposer.apply(LogIndex(index), &command);
             let answer = follower.apply_data(LogIndex(index), &command.encode());
-            prop_assert_eq!(answer, Ok(Some(expected)));
+            prop_assert_eq!(answer, Ok(Some((command, expected))));
         }
         prop_assert_eq!(&proposer.files, &follower.files);
         prop_assert_eq!(proposer.clock_ms, follower.clock_ms);

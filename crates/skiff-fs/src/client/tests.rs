@@ -1,0 +1,348 @@
+use super::*;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+
+/// What a scripted server does with one request.
+#[derive(Clone, Debug)]
+enum Reply {
+    Answer(Response),
+    /// Answer, then close the connection.
+    AnswerAndClose(Response),
+    /// Close the connection without answering.
+    Close,
+    /// Never answer.
+    Hang,
+}
+
+/// A server on loopback that answers from a script and records requests.
+struct FakeServer {
+    address: String,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl FakeServer {
+    async fn start(script: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> FakeServer {
+        FakeServer::start_with(false, script).await
+    }
+
+    /// A server that writes each answer one byte at a time when `trickle`.
+    async fn start_with(
+        trickle: bool,
+        script: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(script);
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, trickle, script.clone(), seen.clone()));
+            }
+        });
+        FakeServer { address, requests }
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    trickle: bool,
+    script: Arc<dyn Fn(&Request) -> Reply + Send + Sync>,
+    seen: Arc<Mutex<Vec<Request>>>,
+) {
+    let mut buffer = Vec::new();
+    loop {
+        let request = match parse_request(&buffer, &Limits::default()) {
+            Ok(Parsed::Complete { value, consumed }) => {
+                buffer.drain(..consumed);
+                value
+            }
+            Ok(Parsed::Incomplete) => {
+                let mut chunk = [0u8; 4096];
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                }
+                continue;
+            }
+            Err(_) => return,
+        };
+        seen.lock().unwrap().push(request.clone());
+        let (response, close) = match script(&request) {
+            Reply::Answer(response) => (response, false),
+            Reply::AnswerAndClose(response) => (response, true),
+            Reply::Close => return,
+            Reply::Hang => std::future::pending().await,
+        };
+        let mut wire = Vec::new();
+        response.encode(&mut wire);
+        let chunk_bytes = if trickle { 1 } else { wire.len() };
+        for chunk in wire.chunks(chunk_bytes) {
+            stream.write_all(chunk).await.unwrap();
+            stream.flush().await.unwrap();
+        }
+        if close {
+            return;
+        }
+    }
+}
+
+/// An address where nothing listens.
+async fn dead_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+fn config(servers: &[&str]) -> ClientConfig {
+    ClientConfig {
+        attempts_max: 5,
+        backoff: Duration::from_millis(1),
+        ..ClientConfig::new(servers.iter().copied())
+    }
+}
+
+fn answer(response: Response) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
+    move |_| Reply::Answer(response.clone())
+}
+
+fn redirect(to: Option<&str>) -> Reply {
+    Reply::Answer(Response::Redirect {
+        leader: to.map(str::to_string),
+    })
+}
+
+/// A server that plays a tiny store: each write gets the next version.
+fn leader_script() -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
+    let next = Mutex::new(0u64);
+    move |request| {
+        let response = match request {
+            Request::Write { .. } => {
+                let mut next = next.lock().unwrap();
+                *next += 1;
+                Response::Written {
+                    version: Version(*next),
+                }
+            }
+            Request::Read { name } if name == "a" => Response::Contents {
+                version: Version(1),
+                contents: Bytes::from_static(b"bin\r\n\0"),
+                exptime_s: 9,
+            },
+            Request::Read { .. } => Response::FileNotFound,
+            Request::Cas { version, .. } if *version == Version(1) => Response::Written {
+                version: Version(2),
+            },
+            Request::Cas { .. } => Response::VersionMismatch {
+                current: Version(1),
+            },
+            Request::Delete { .. } => Response::Deleted,
+        };
+        Reply::Answer(response)
+    }
+}
+
+#[tokio::test]
+async fn each_operation_returns_its_typed_result() {
+    let server = FakeServer::start(leader_script()).await;
+    let mut client = Client::new(config(&[&server.address]));
+    assert_eq!(client.write("a", "x", 0).await.unwrap(), Version(1));
+    assert_eq!(client.write("a", "y", 10).await.unwrap(), Version(2));
+    let file = client.read("a").await.unwrap();
+    assert_eq!(
+        file,
+        File {
+            version: Version(1),
+            contents: Bytes::from_static(b"bin\r\n\0"),
+            exptime_s: 9
+        }
+    );
+    assert!(matches!(client.read("b").await, Err(ClientError::NotFound)));
+    assert_eq!(
+        client.cas("a", Version(1), "z", 0).await.unwrap(),
+        Version(2)
+    );
+    assert!(matches!(
+        client.cas("a", Version(7), "z", 0).await,
+        Err(ClientError::VersionMismatch {
+            current: Version(1)
+        })
+    ));
+    client.delete("a").await.unwrap();
+    assert_eq!(server.requests().len(), 7);
+}
+
+#[tokio::test]
+async fn answers_arriving_one_byte_at_a_time_are_parsed() {
+    let server = FakeServer::start_with(true, leader_script()).await;
+    let mut client = Client::new(config(&[&server.address]));
+    assert_eq!(
+        client.read("a").await.unwrap().contents,
+        Bytes::from_static(b"bin\r\n\0")
+    );
+    assert_eq!(client.write("a", "x", 0).await.unwrap(), Version(1));
+}
+
+#[tokio::test]
+async fn a_redirect_is_followed_and_remembered() {
+    let leader = FakeServer::start(leader_script()).await;
+    let leader_address = leader.address.clone();
+    let follower = FakeServer::start(move |_| redirect(Some(&leader_address))).await;
+    let mut client = Client::new(config(&[&follower.address]));
+    assert_eq!(client.write("a", "x", 0).await.unwrap(), Version(1));
+    assert_eq!(client.connected_to(), Some(leader.address.as_str()));
+    assert_eq!(client.write("a", "y", 0).await.unwrap(), Version(2));
+    assert_eq!(follower.requests().len(), 1);
+    assert_eq!(leader.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn with_no_leader_known_the_next_server_is_tried() {
+    let electing = FakeServer::start(|_| redirect(None)).await;
+    let leader = FakeServer::start(leader_script()).await;
+    let mut client = Client::new(config(&[&electing.address, &leader.address]));
+    assert_eq!(client.write("a", "x", 0).await.unwrap(), Version(1));
+    assert_eq!(electing.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_server_that_cannot_be_reached_is_skipped() {
+    let dead = dead_address().await;
+    let leader = FakeServer::start(leader_script()).await;
+    let mut client = Client::new(config(&[&dead, &leader.address]));
+    assert_eq!(client.write("a", "x", 0).await.unwrap(), Version(1));
+}
+
+#[tokio::test]
+async fn attempts_are_bounded() {
+    let first = FakeServer::start(|_| redirect(None)).await;
+    let second = FakeServer::start(|_| redirect(None)).await;
+    let mut client = Client::new(config(&[&first.address, &second.address]));
+    let error = client.write("a", "x", 0).await.unwrap_err();
+    assert!(
+        matches!(error, ClientError::Unavailable { attempts: 5, .. }),
+        "{error}"
+    );
+    assert!(!error.outcome_unknown());
+    assert_eq!(first.requests().len() + second.requests().len(), 5);
+}
+
+#[tokio::test]
+async fn redirect_loops_are_bounded_too() {
+    let a = FakeServer::start(|_| redirect(None)).await;
+    let a_address = a.address.clone();
+    let b = FakeServer::start(move |_| redirect(Some(&a_address))).await;
+    let mut client = Client::new(config(&[&b.address]));
+    let error = client.read("f").await.unwrap_err();
+    assert!(
+        matches!(error, ClientError::Unavailable { attempts: 5, .. }),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_change_whose_connection_breaks_is_not_resent() {
+    let breaking = FakeServer::start(|_| Reply::Close).await;
+    let leader = FakeServer::start(leader_script()).await;
+    let mut client = Client::new(config(&[&breaking.address, &leader.address]));
+    let error = client.write("a", "x", 0).await.unwrap_err();
+    assert!(
+        matches!(error, ClientError::ConnectionLost { .. }),
+        "{error}"
+    );
+    assert!(error.outcome_unknown());
+    assert_eq!(breaking.requests().len(), 1);
+    assert!(leader.requests().is_empty());
+    // The next request goes to the next server.
+    assert_eq!(client.write("a", "y", 0).await.unwrap(), Version(1));
+}
+
+#[tokio::test]
+async fn a_read_whose_connection_breaks_is_retried_elsewhere() {
+    let breaking = FakeServer::start(|_| Reply::Close).await;
+    let leader = FakeServer::start(leader_script()).await;
+    let mut client = Client::new(config(&[&breaking.address, &leader.address]));
+    assert_eq!(client.read("a").await.unwrap().version, Version(1));
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_with_the_outcome_unknown() {
+    let silent = FakeServer::start(|_| Reply::Hang).await;
+    let mut client = Client::new(ClientConfig {
+        request_timeout: Duration::from_millis(50),
+        ..config(&[&silent.address])
+    });
+    let error = client.write("a", "x", 0).await.unwrap_err();
+    assert!(matches!(error, ClientError::Timeout { .. }), "{error}");
+    assert!(error.outcome_unknown());
+}
+
+#[tokio::test]
+async fn a_connection_closed_while_idle_is_replaced_without_error() {
+    let server = FakeServer::start(|request| match request {
+        Request::Read { .. } => Reply::AnswerAndClose(Response::FileNotFound),
+        _ => Reply::Answer(Response::Written {
+            version: Version(4),
+        }),
+    })
+    .await;
+    let mut client = Client::new(config(&[&server.address]));
+    assert!(matches!(client.read("a").await, Err(ClientError::NotFound)));
+    // Wait until the close has reached the client's socket.
+    for _ in 0..1000 {
+        if client
+            .connection
+            .as_ref()
+            .is_some_and(Connection::is_broken)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(client.write("a", "x", 0).await.unwrap(), Version(4));
+}
+
+#[tokio::test]
+async fn server_errors_become_typed_errors() {
+    let refusing = FakeServer::start(answer(Response::CommandError)).await;
+    let mut client = Client::new(config(&[&refusing.address]));
+    assert!(matches!(client.read("a").await, Err(ClientError::Rejected)));
+    let failing = FakeServer::start(answer(Response::Internal)).await;
+    let mut client = Client::new(config(&[&failing.address]));
+    let error = client.write("a", "x", 0).await.unwrap_err();
+    assert!(matches!(error, ClientError::Internal) && error.outcome_unknown());
+    let confused = FakeServer::start(answer(Response::Deleted)).await;
+    let mut client = Client::new(config(&[&confused.address]));
+    let error = client.write("a", "x", 0).await.unwrap_err();
+    assert!(
+        matches!(error, ClientError::UnexpectedResponse(ref text) if text == "OK"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_requests_are_refused_before_sending() {
+    let server = FakeServer::start(leader_script()).await;
+    let mut client = Client::new(ClientConfig {
+        limits: Limits {
+            file_bytes_max: 4,
+            name_bytes_max: 8,
+        },
+        ..config(&[&server.address])
+    });
+    for result in [
+        client.write("has space", "x", 0).await,
+        client.write("", "x", 0).await,
+        client.write("long-name", "x", 0).await,
+        client.write("a", "12345", 0).await,
+    ] {
+        assert!(
+            matches!(result, Err(ClientError::InvalidRequest(_))),
+            "{result:?}"
+        );
+    }
+    assert!(server.requests().is_empty());
+}
