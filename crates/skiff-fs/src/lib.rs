@@ -1,4 +1,32 @@
-//! The replicated versioned file server (work in progress).
+//! The replicated versioned file server: a file store whose every change,
+//! and every read, goes through the Raft log of an embedded `skiff-node`, so
+//! that any minority of servers can crash without losing a file.
+//!
+//! Clients speak the classic line protocol (see [`protocol`]):
+//!
+//! ```text
+//! write <name> <numbytes> [<exptime>]\r\n<bytes>\r\n            -> OK <version>
+//! read <name>\r\n                                               -> CONTENTS <version> <numbytes> <exptime>\r\n<bytes>
+//! cas <name> <version> <numbytes> [<exptime>]\r\n<bytes>\r\n    -> OK <version> | ERR_VERSION <v> | ERR_FILE_NOT_FOUND
+//! delete <name>\r\n                                             -> OK | ERR_FILE_NOT_FOUND
+//! ```
+//!
+//! Everything but [`server`] and [`client`] is deterministic and does no
+//! I/O: the parser is a function of a byte buffer, the store a function of
+//! the committed log, the checker a function of a history.
+//!
+//! # Layout
+//!
+//! * [`protocol`]: the line protocol as pure, incremental parsers and
+//!   encoders of requests and responses, with bounded memory.
+//! * [`command`]: a request as a log entry (with the leader's timestamp and a
+//!   proposal id) and its stable binary encoding.
+//! * [`store`]: the versioned files as a deterministic function of the log;
+//!   versions are log indices, expiry is decided by log timestamps.
+//! * [`server`]: the node, the applier and the client connections.
+//! * [`client`]: an async client with leader discovery.
+//! * [`linearizability`]: a Wing-Gong checker for histories of the store,
+//!   used by the tests that crash leaders under load.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -6,4 +34,9 @@ pub mod client;
 pub mod command;
 pub mod linearizability;
 pub mod protocol;
+pub mod server;
 pub mod store;
+
+pub use client::{Client, ClientConfig, ClientError, File};
+pub use protocol::{Limits, Request, Response, Version};
+pub use server::{run, Server, ServerConfig, ServerError, ServerStatus};

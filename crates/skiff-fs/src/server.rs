@@ -1,0 +1,479 @@
+//! The file server: a `skiff-node` with the file store on top, serving the
+//! line protocol to many clients.
+//!
+//! # How a request is answered
+//!
+//! Every request, reads included, is proposed through the node as a
+//! [`Command`] stamped with the leader's clock and a [`ProposalId`]. One task
+//! applies the node's stream of committed entries to the [`Store`] in index
+//! order, on every replica alike; when it applies an entry this server
+//! proposed, it hands the store's answer to the connection waiting for that
+//! proposal. A server that is not the leader answers `ERR_REDIRECT` with the
+//! leader's client address, or `ERR_REDIRECT _` when it knows none.
+//!
+//! Reads go through the log rather than through the node's read barrier: the
+//! barrier would prove leadership, but a read answered from the leader's
+//! local state must then decide expiry by the leader's own clock, and a new
+//! leader whose clock is behind could show a file the old one had reported
+//! expired. A read in the log takes its time from the log like every other
+//! command, so expiry is decided by log data alone, at the cost of one
+//! replicated entry per read (shared with other entries of the same
+//! event-loop turn by the node's group commit).
+//!
+//! Routing answers by proposal id rather than by log index means the answer
+//! cannot be missed when the applier gets to the entry before the proposer
+//! learns its index, and that nothing is kept for entries other servers
+//! proposed.
+//!
+//! # Outcomes a client sees
+//!
+//! * The answer from the store, once the entry has committed and applied.
+//! * `ERR_REDIRECT`: this server did not propose the request (not the
+//!   leader), or its entry was overwritten by a new leader; either way the
+//!   request had no effect and may be sent again.
+//! * `ERR_INTERNAL`: the outcome is unknown (no commit within
+//!   [`ServerConfig::request_timeout`], or the node stopped), or the node
+//!   refused the entry (too many pending).
+//! * `ERR_CMD_ERR`, then the connection closes: a malformed request.
+//!
+//! # Concurrency
+//!
+//! * One task per connection reads, parses and answers its requests one at a
+//!   time, so a client's commands are answered in the order sent.
+//! * A semaphore bounds the connections: the accept loop takes a permit
+//!   before it accepts, so clients over the bound wait in the listen backlog
+//!   instead of costing memory.
+//! * Accept errors (e.g. out of file descriptors) back off, doubling to a
+//!   bound, instead of spinning.
+//! * Shutdown: a watch channel tells every connection to stop reading, and
+//!   each connection holds a clone of a completion sender, so that dropping
+//!   ours and waiting for the channel to close waits for all of them.
+
+use crate::command::{Command, ProposalId};
+use crate::protocol::{parse_request, Limits, Parsed, Request, Response};
+use crate::store::Store;
+use skiff_node::{
+    ClusterConfig, LogIndex, Node, NodeError, NodeHandle, NodeId, StartError, Status, SubmitError,
+    Subscription, ENTRY_BYTES_MAX,
+};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+/// Room in a log entry for everything but the contents: format byte,
+/// timestamp, proposal id, variant, lengths, version and exptime.
+const COMMAND_OVERHEAD_BYTES_MAX: usize = 64;
+/// The first pause after a failed accept.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// The longest pause after repeated failed accepts.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Bytes read from a client at a time.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// How to run one file server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The whole cluster; this server listens on its node's `client_address`.
+    pub cluster: ClusterConfig,
+    /// Which node of the cluster this server is.
+    pub id: NodeId,
+    /// Limits on file size and name length.
+    pub limits: Limits,
+    /// Clients served at once.
+    pub clients_max: usize,
+    /// How long a request may wait for its commit before the client gets
+    /// `ERR_INTERNAL`.
+    pub request_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// Node `id` of `cluster` with default limits, 1024 clients and a 5 s
+    /// request timeout.
+    pub fn new(cluster: ClusterConfig, id: NodeId) -> ServerConfig {
+        ServerConfig {
+            cluster,
+            id,
+            limits: Limits::default(),
+            clients_max: 1024,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a server did not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration cannot work.
+    #[error("invalid server configuration: {0}")]
+    Config(String),
+    /// The node did not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The client address could not be bound.
+    #[error("cannot listen for clients on {address}: {source}")]
+    Bind {
+        /// The configured client address.
+        address: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The node failed while stopping.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The node stopped by itself.
+    #[error("the node stopped: {0}")]
+    Stopped(String),
+}
+
+/// What a server is doing: its node's status and how far its store got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerStatus {
+    /// The node's role, term, leader and indices.
+    pub node: Status,
+    /// The last log index applied to the store.
+    pub applied_index: LogIndex,
+}
+
+/// What the connections, the applier and the server share.
+struct Shared {
+    node: NodeHandle,
+    cluster: ClusterConfig,
+    limits: Limits,
+    request_timeout: Duration,
+    /// This run's id in every [`ProposalId`] it makes.
+    server_id: u64,
+    next_sequence: AtomicU64,
+    /// Connections waiting for the answer to their proposal, by sequence.
+    waiting: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
+    /// The store's clock, so that proposals never carry an earlier time.
+    clock_ms: AtomicU64,
+    applied_index: AtomicU64,
+}
+
+/// A running file server.
+pub struct Server {
+    node: Node,
+    shared: Arc<Shared>,
+    client_address: SocketAddr,
+    stop: watch::Sender<bool>,
+    /// Closed when the accept loop and every connection have finished.
+    finished: mpsc::Receiver<()>,
+}
+
+impl Server {
+    /// Starts the node, the applier and the client listener.
+    pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        check_limits(&config.limits)?;
+        if config.clients_max == 0 {
+            return Err(ServerError::Config("clients_max must be at least 1".into()));
+        }
+        let node_address = config
+            .cluster
+            .node(config.id)
+            .map_err(StartError::from)?
+            .client_address;
+        let listener =
+            TcpListener::bind(node_address)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    address: node_address,
+                    source,
+                })?;
+        let client_address = listener.local_addr().map_err(|source| ServerError::Bind {
+            address: node_address,
+            source,
+        })?;
+        let node = Node::start(&config.cluster, config.id).await?;
+        let subscription = node
+            .handle()
+            .subscribe(LogIndex(1))
+            .await
+            .map_err(|e| ServerError::Stopped(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            node: node.handle(),
+            cluster: config.cluster.clone(),
+            limits: config.limits,
+            request_timeout: config.request_timeout,
+            server_id: random_u64(),
+            next_sequence: AtomicU64::new(0),
+            waiting: Mutex::new(HashMap::new()),
+            clock_ms: AtomicU64::new(0),
+            applied_index: AtomicU64::new(0),
+        });
+        tokio::spawn(apply_committed(shared.clone(), subscription));
+        let (stop, stopping) = watch::channel(false);
+        let (done, finished) = mpsc::channel(1);
+        let slots = Arc::new(Semaphore::new(config.clients_max));
+        tokio::spawn(accept_clients(
+            listener,
+            shared.clone(),
+            slots,
+            stopping,
+            done,
+        ));
+        tracing::info!(id = %config.id, %client_address, "file server started");
+        Ok(Server {
+            node,
+            shared,
+            client_address,
+            stop,
+            finished,
+        })
+    }
+
+    /// Where clients connect.
+    pub fn client_address(&self) -> SocketAddr {
+        self.client_address
+    }
+
+    /// A handle to the embedded node.
+    pub fn node(&self) -> NodeHandle {
+        self.node.handle()
+    }
+
+    /// The node's status and the store's progress.
+    pub fn status(&self) -> ServerStatus {
+        ServerStatus {
+            node: self.shared.node.status(),
+            applied_index: LogIndex(self.shared.applied_index.load(Ordering::Acquire)),
+        }
+    }
+
+    /// Resolves when the node stops by itself, with the reason.
+    pub async fn stopped(&mut self) -> &Result<(), NodeError> {
+        self.node.stopped().await
+    }
+
+    /// Stops accepting and reading requests, stops the node (requests still
+    /// waiting for a commit are answered `ERR_INTERNAL`: their outcome is
+    /// unknown), and waits for every connection to finish.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        let _ = self.stop.send(true);
+        let stopped = self.node.shutdown().await;
+        // Every sender is dropped once the accept loop and all connections end.
+        let _ = self.finished.recv().await;
+        Ok(stopped?)
+    }
+}
+
+/// Runs a server until `shutdown` resolves or its node stops by itself.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let mut server = Server::start(config).await?;
+    tokio::select! {
+        () = shutdown => server.shutdown().await,
+        outcome = server.stopped() => match outcome {
+            Ok(()) => Ok(()),
+            Err(e) => Err(ServerError::Stopped(e.to_string())),
+        },
+    }
+}
+
+/// Refuses limits under which a valid request could not fit in a log entry.
+fn check_limits(limits: &Limits) -> Result<(), ServerError> {
+    let entry_bytes_max = limits
+        .file_bytes_max
+        .saturating_add(limits.name_bytes_max)
+        .saturating_add(COMMAND_OVERHEAD_BYTES_MAX);
+    if entry_bytes_max > ENTRY_BYTES_MAX {
+        return Err(ServerError::Config(format!(
+            "file_bytes_max ({}) plus name_bytes_max ({}) must leave {COMMAND_OVERHEAD_BYTES_MAX} \
+             bytes of a log entry of {ENTRY_BYTES_MAX} for the rest of the command",
+            limits.file_bytes_max, limits.name_bytes_max
+        )));
+    }
+    Ok(())
+}
+
+/// A 64-bit number that differs between runs, from the standard library's
+/// randomly seeded hasher.
+fn random_u64() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(now_ms().into());
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Applies every committed entry to the store, in order, and hands each
+/// answer to the connection that proposed the entry, if it was ours.
+async fn apply_committed(shared: Arc<Shared>, mut committed: Subscription) {
+    let mut store = Store::new();
+    while let Some(entry) = committed.next().await {
+        match store.apply_data(entry.index, &entry.data) {
+            Ok(Some((command, response))) => shared.deliver(command.proposal, response),
+            Ok(None) => {}
+            Err(error) => {
+                // Only a bug or a foreign writer can put such data in the log;
+                // every replica skips it alike.
+                tracing::error!(index = %entry.index, %error, "skipping an entry that is not a command");
+            }
+        }
+        shared.clock_ms.store(store.clock_ms(), Ordering::Release);
+        shared.applied_index.store(entry.index.0, Ordering::Release);
+    }
+    // The node stopped: nothing more will be applied, so nobody waiting will
+    // get an answer. Dropping their senders tells them so at once.
+    shared.lock_waiting().clear();
+    tracing::debug!("the node stopped; no more entries to apply");
+}
+
+impl Shared {
+    fn deliver(&self, proposal: ProposalId, response: Response) {
+        if proposal.server != self.server_id {
+            return;
+        }
+        let waiter = self.lock_waiting().remove(&proposal.sequence);
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(response);
+        }
+    }
+
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Response>>> {
+        // A panic while holding this lock would be a bug; the map stays usable.
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Proposes `request` and waits for the store's answer.
+    async fn execute(&self, request: Request) -> Response {
+        let sequence = self.next_sequence.fetch_add(1, Ordering::Relaxed);
+        let (answer, answered) = oneshot::channel();
+        self.lock_waiting().insert(sequence, answer);
+        let command = Command {
+            timestamp_ms: now_ms().max(self.clock_ms.load(Ordering::Acquire)),
+            proposal: ProposalId {
+                server: self.server_id,
+                sequence,
+            },
+            request,
+        };
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let submitted = tokio::time::timeout_at(deadline, self.node.submit(command.encode())).await;
+        let response = match submitted {
+            Ok(Ok(_index)) => match tokio::time::timeout_at(deadline, answered).await {
+                Ok(Ok(response)) => response,
+                _ => Response::Internal,
+            },
+            Ok(Err(SubmitError::NotLeader { leader })) => self.redirect(leader),
+            Ok(Err(SubmitError::Overwritten { .. })) => self.redirect(self.node.status().leader),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "proposal refused");
+                Response::Internal
+            }
+            Err(_) => Response::Internal,
+        };
+        self.lock_waiting().remove(&sequence);
+        response
+    }
+
+    fn redirect(&self, leader: Option<NodeId>) -> Response {
+        let address = leader.and_then(|id| self.cluster.node(id).ok());
+        Response::Redirect {
+            leader: address.map(|node| node.client_address.to_string()),
+        }
+    }
+}
+
+/// Accepts clients while permits last, until told to stop.
+async fn accept_clients(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    mut stopping: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        let accepted = tokio::select! {
+            _ = stopping.changed() => return,
+            accepted = accept_with_slot(&listener, &slots) => accepted,
+        };
+        match accepted {
+            Ok((stream, slot)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                let (shared, stopping, done) = (shared.clone(), stopping.clone(), done.clone());
+                tokio::spawn(async move {
+                    if let Err(error) = serve_client(stream, &shared, stopping).await {
+                        tracing::debug!(%error, "client connection ended");
+                    }
+                    drop((slot, done));
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, ?backoff, "accept failed; pausing");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+async fn accept_with_slot(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> std::io::Result<(TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+    let slot = slots
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
+    let (stream, _) = listener.accept().await?;
+    Ok((stream, slot))
+}
+
+/// Serves one client: parse, execute, answer, in order, until the client
+/// closes, sends a malformed request, or the server stops.
+async fn serve_client(
+    mut stream: TcpStream,
+    shared: &Shared,
+    mut stopping: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        match parse_request(&buffer, &shared.limits) {
+            Ok(Parsed::Complete { value, consumed }) => {
+                buffer.drain(..consumed);
+                out.clear();
+                shared.execute(value).await.encode(&mut out);
+                stream.write_all(&out).await?;
+            }
+            Ok(Parsed::Incomplete) => {
+                // The parser never leaves more than one request's worth of
+                // bytes incomplete, so the buffer stays within
+                // `request_bytes_max` plus one chunk.
+                buffer.reserve(READ_CHUNK_BYTES);
+                let read = tokio::select! {
+                    _ = stopping.changed() => return Ok(()),
+                    read = stream.read_buf(&mut buffer) => read?,
+                };
+                if read == 0 {
+                    return Ok(());
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "malformed request; closing the connection");
+                out.clear();
+                Response::CommandError.encode(&mut out);
+                stream.write_all(&out).await?;
+                return stream.shutdown().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! A cluster of file servers in this process, on loopback, for tests.
+#![allow(dead_code)] // each test file uses a different part
+
+use skiff_fs::protocol::{parse_response, Limits, Parsed, Response};
+use skiff_fs::{Client, ClientConfig, Server, ServerConfig};
+use skiff_node::{ClusterConfig, NodeConfig, NodeId, Role};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The longest a test waits for a leader or an answer before failing.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Loopback addresses the kernel just handed out, so tests running at once
+/// do not collide.
+fn free_addresses(count: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub config: ClusterConfig,
+    servers: Vec<Option<Server>>,
+}
+
+impl Cluster {
+    /// Starts `count` servers with short timeouts.
+    pub async fn start(count: u64) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let addresses = free_addresses(2 * count as usize);
+        let nodes = (1..=count)
+            .map(|id| NodeConfig {
+                id,
+                peer_address: addresses[2 * (id as usize - 1)],
+                client_address: addresses[2 * (id as usize - 1) + 1],
+                data_dir: dir.path().join(format!("node-{id}")),
+            })
+            .collect();
+        let config = ClusterConfig {
+            cluster_id: 7,
+            election_timeout_ms: 150,
+            heartbeat_interval_ms: 40,
+            segment_bytes_max: 1 << 20,
+            nodes,
+        };
+        let mut cluster = Cluster {
+            dir,
+            config,
+            servers: (0..count).map(|_| None).collect(),
+        };
+        for id in 1..=count {
+            cluster.start_node(id).await;
+        }
+        cluster
+    }
+
+    pub async fn start_node(&mut self, id: u64) {
+        let slot = &mut self.servers[id as usize - 1];
+        assert!(slot.is_none(), "node {id} already runs");
+        let mut config = ServerConfig::new(self.config.clone(), NodeId(id));
+        config.limits = Limits {
+            file_bytes_max: 64 * 1024,
+            name_bytes_max: 100,
+        };
+        config.request_timeout = Duration::from_secs(3);
+        *slot = Some(Server::start(config).await.unwrap());
+    }
+
+    pub async fn stop_node(&mut self, id: u64) {
+        let server = self.servers[id as usize - 1].take().expect("node runs");
+        server.shutdown().await.unwrap();
+    }
+
+    pub fn is_running(&self, id: u64) -> bool {
+        self.servers[id as usize - 1].is_some()
+    }
+
+    pub fn address(&self, id: u64) -> String {
+        self.config.nodes[id as usize - 1]
+            .client_address
+            .to_string()
+    }
+
+    pub fn addresses(&self) -> Vec<String> {
+        (1..=self.servers.len() as u64)
+            .map(|id| self.address(id))
+            .collect()
+    }
+
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.config.nodes[id as usize - 1].data_dir.clone()
+    }
+
+    /// Waits until one running node leads and every running node knows it.
+    pub async fn leader(&self) -> u64 {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(leader) = self.agreed_leader() {
+                return leader;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no leader elected");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn agreed_leader(&self) -> Option<u64> {
+        let statuses: Vec<_> = self
+            .servers
+            .iter()
+            .flatten()
+            .map(|s| s.status().node)
+            .collect();
+        let leader = statuses.iter().find(|s| s.role == Role::Leader)?;
+        let agreed = statuses
+            .iter()
+            .all(|s| s.leader == Some(leader.id) && s.term == leader.term);
+        agreed.then_some(leader.id.0)
+    }
+
+    /// A client that knows every server.
+    pub fn client(&self) -> Client {
+        Client::new(ClientConfig {
+            attempts_max: 100,
+            backoff: Duration::from_millis(20),
+            request_timeout: Duration::from_secs(5),
+            ..ClientConfig::new(self.addresses())
+        })
+    }
+}
+
+/// A raw protocol session, as `telnet` would have it.
+pub struct Session {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Session {
+    pub async fn open(address: &str) -> Session {
+        let stream = TcpStream::connect(address).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Session {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Sends `chunks` one write at a time, pausing between them so that
+    /// they arrive as separate reads.
+    pub async fn send(&mut self, chunks: &[&[u8]]) {
+        for chunk in chunks {
+            self.stream.write_all(chunk).await.unwrap();
+            self.stream.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Reads `count` responses.
+    pub async fn receive(&mut self, count: usize) -> Vec<Response> {
+        tokio::time::timeout(PATIENCE, self.read_responses(count))
+            .await
+            .expect("the server answers")
+    }
+
+    /// Sends `chunks` and reads `count` responses.
+    pub async fn exchange(&mut self, chunks: &[&[u8]], count: usize) -> Vec<Response> {
+        self.send(chunks).await;
+        self.receive(count).await
+    }
+
+    /// Waits for the server to close the connection, with nothing more said.
+    pub async fn expect_closed(&mut self) {
+        let mut rest = [0u8; 64];
+        let read = tokio::time::timeout(PATIENCE, self.stream.read(&mut rest))
+            .await
+            .expect("the server closes the connection");
+        assert!(
+            matches!(read, Ok(0) | Err(_)) && self.buffer.is_empty(),
+            "more after the last answer: {read:?} {:?}",
+            self.buffer
+        );
+    }
+
+    async fn read_responses(&mut self, count: usize) -> Vec<Response> {
+        let mut responses = Vec::new();
+        while responses.len() < count {
+            match parse_response(&self.buffer, &Limits::default()).unwrap() {
+                Parsed::Complete { value, consumed } => {
+                    self.buffer.drain(..consumed);
+                    responses.push(value);
+                }
+                Parsed::Incomplete => {
+                    let mut chunk = [0u8; 4096];
+                    let read = self.stream.read(&mut chunk).await.unwrap();
+                    assert!(read > 0, "closed after {responses:?}");
+                    self.buffer.extend_from_slice(&chunk[..read]);
+                }
+            }
+        }
+        responses
+    }
+}
