@@ -1,0 +1,404 @@
+//! Every checker fires on a hand-made history that breaks its rule, and
+//! stays quiet on the same history without the fault: a checker that cannot
+//! fail checks nothing.
+
+use skiff_sim::checker::{Checkers, Failure, NodeView, Rule};
+use skiff_sim::durable::Durable;
+use skiff_core::{
+    Action, AppendEntriesResp, Bytes, CommitError, Entry, HardState, LogIndex, Message, NodeId,
+    Role, Term, VoteResp,
+};
+
+/// A hand-driven cluster: disks, and each node's role as the history says.
+struct History {
+    checkers: Checkers,
+    disks: Vec<Durable>,
+    roles: Vec<Role>,
+}
+
+impl History {
+    fn new(nodes: usize) -> History {
+        History {
+            checkers: Checkers::new(nodes),
+            disks: vec![Durable::default(); nodes],
+            roles: vec![Role::Follower; nodes],
+        }
+    }
+
+    /// The view of node `id` as its disk and role say (a faithful machine).
+    fn view(&self, id: u64) -> NodeView {
+        let disk = &self.disks[id as usize - 1];
+        NodeView {
+            role: self.roles[id as usize - 1],
+            term: disk.hard_state.term,
+            hard_state: disk.hard_state,
+            last_index: disk.last_index(),
+            last_term: disk.last_term(),
+        }
+    }
+
+    /// Node `id` performs `actions` as one batch, then plays `role`.
+    fn batch(&mut self, id: u64, actions: &[Action], role: Role) -> Result<(), Failure> {
+        self.batch_received(id, None, actions, role)
+    }
+
+    fn batch_received(
+        &mut self,
+        id: u64,
+        received: Option<Term>,
+        actions: &[Action],
+        role: Role,
+    ) -> Result<(), Failure> {
+        let node = NodeId(id);
+        let before = self.view(id);
+        self.checkers.begin_batch(node, before, received);
+        for action in actions {
+            self.checkers
+                .action(node, action, &self.disks[id as usize - 1])?;
+            self.disks[id as usize - 1].apply(action);
+        }
+        self.roles[id as usize - 1] = role;
+        let after = self.view(id);
+        self.checkers
+            .end_batch(node, after, &self.disks[id as usize - 1])
+    }
+
+    /// Node `id` stores `entries` (term, data) from index 1 in term `term`.
+    fn fill(&mut self, id: u64, term: u64, entries: &[(u64, &'static str)]) {
+        let mut actions = vec![state(term, None)];
+        actions.extend(
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, (t, d))| store(i as u64 + 1, *t, d)),
+        );
+        self.batch(id, &actions, Role::Follower)
+            .expect("a faithful fill");
+    }
+}
+
+fn state(term: u64, vote: Option<u64>) -> Action {
+    Action::StateStore {
+        term: Term(term),
+        voted_for: vote.map(NodeId),
+    }
+}
+
+fn store(index: u64, term: u64, data: &'static str) -> Action {
+    Action::LogStore {
+        index: LogIndex(index),
+        entry: Entry::new(Term(term), data),
+    }
+}
+
+fn commit(index: u64, data: &'static str) -> Action {
+    Action::Commit {
+        data: Bytes::from(data),
+        result: Ok(LogIndex(index)),
+    }
+}
+
+fn overwritten(index: u64, data: &'static str) -> Action {
+    Action::Commit {
+        data: Bytes::from(data),
+        result: Err(CommitError::Overwritten {
+            index: LogIndex(index),
+        }),
+    }
+}
+
+fn send(to: u64, message: Message) -> Action {
+    Action::Send {
+        to: NodeId(to),
+        message,
+    }
+}
+
+fn rule(result: Result<(), Failure>) -> Option<Rule> {
+    result.err().map(|failure| failure.rule)
+}
+
+#[test]
+fn election_safety_fires_on_two_leaders_of_one_term() {
+    let mut h = History::new(3);
+    h.fill(1, 2, &[]);
+    h.fill(2, 2, &[]);
+    assert_eq!(rule(h.batch(1, &[], Role::Leader)), None);
+    let second = h.batch(2, &[], Role::Leader).unwrap_err();
+    assert_eq!(second.rule, Rule::ElectionSafety);
+    assert_eq!(second.nodes, vec![NodeId(1), NodeId(2)]);
+}
+
+#[test]
+fn election_safety_allows_one_leader_per_term() {
+    let mut h = History::new(3);
+    h.fill(1, 2, &[]);
+    h.fill(2, 3, &[]);
+    assert_eq!(rule(h.batch(1, &[], Role::Leader)), None);
+    assert_eq!(rule(h.batch(2, &[], Role::Leader)), None);
+}
+
+#[test]
+fn leader_append_only_fires_when_a_leader_truncates() {
+    let mut h = History::new(3);
+    h.fill(1, 2, &[(1, "a"), (2, "b")]);
+    assert_eq!(rule(h.batch(1, &[], Role::Leader)), None);
+    let truncate = Action::LogTruncate { from: LogIndex(2) };
+    assert_eq!(rule(h.batch(1, &[truncate], Role::Leader)), Some(Rule::LeaderAppendOnly));
+}
+
+#[test]
+fn leader_append_only_allows_appends_and_stepping_down() {
+    let mut h = History::new(3);
+    h.fill(1, 2, &[(1, "a"), (2, "b")]);
+    assert_eq!(rule(h.batch(1, &[], Role::Leader)), None);
+    assert_eq!(rule(h.batch(1, &[store(3, 2, "c")], Role::Leader)), None);
+    // Stepping down in the same batch makes a truncation legitimate.
+    let down = [state(3, None), Action::LogTruncate { from: LogIndex(3) }];
+    assert_eq!(rule(h.batch(1, &down, Role::Follower)), None);
+}
+
+#[test]
+fn log_matching_fires_on_different_data_at_the_same_index_and_term() {
+    let mut h = History::new(3);
+    h.fill(1, 1, &[(1, "a")]);
+    let result = h.batch(2, &[state(1, None), store(1, 1, "b")], Role::Follower);
+    assert_eq!(rule(result), Some(Rule::LogMatching));
+}
+
+#[test]
+fn log_matching_fires_on_different_prefixes_under_the_same_entry() {
+    let mut h = History::new(3);
+    h.fill(1, 2, &[(1, "a"), (2, "b")]);
+    let result = h.batch(
+        2,
+        &[state(2, None), store(1, 2, "x"), store(2, 2, "b")],
+        Role::Follower,
+    );
+    assert_eq!(rule(result), Some(Rule::LogMatching));
+}
+
+#[test]
+fn log_matching_allows_the_same_entry_everywhere() {
+    let mut h = History::new(3);
+    h.fill(1, 2, &[(1, "a"), (2, "b")]);
+    h.fill(2, 2, &[(1, "a"), (2, "b")]);
+    h.fill(3, 2, &[(1, "a")]);
+}
+
+#[test]
+fn leader_completeness_fires_on_a_leader_without_a_committed_entry() {
+    let mut h = History::new(3);
+    h.fill(1, 1, &[(1, "a")]);
+    h.batch(1, &[commit(1, "a")], Role::Follower).unwrap();
+    h.fill(2, 2, &[]);
+    assert_eq!(rule(h.batch(2, &[], Role::Leader)), Some(Rule::LeaderCompleteness));
+}
+
+#[test]
+fn leader_completeness_allows_a_leader_with_every_committed_entry() {
+    let mut h = History::new(3);
+    h.fill(1, 1, &[(1, "a")]);
+    h.batch(1, &[commit(1, "a")], Role::Follower).unwrap();
+    h.fill(2, 2, &[(1, "a")]);
+    assert_eq!(rule(h.batch(2, &[], Role::Leader)), None);
+}
+
+#[test]
+fn state_machine_safety_fires_on_two_commits_at_one_index() {
+    let mut h = History::new(3);
+    h.fill(1, 1, &[(1, "a")]);
+    h.fill(2, 2, &[(2, "b")]);
+    h.batch(1, &[commit(1, "a")], Role::Follower).unwrap();
+    let result = h.batch(2, &[commit(1, "b")], Role::Follower);
+    assert_eq!(rule(result), Some(Rule::StateMachineSafety));
+}
+
+#[test]
+fn state_machine_safety_fires_on_a_stream_with_a_gap() {
+    let mut h = History::new(3);
+    h.fill(1, 1, &[(1, "a"), (1, "b")]);
+    let result = h.batch(1, &[commit(2, "b")], Role::Follower);
+    assert_eq!(rule(result), Some(Rule::StateMachineSafety));
+}
+
+#[test]
+fn state_machine_safety_allows_agreeing_streams_and_restarts() {
+    let mut h = History::new(3);
+    h.fill(1, 1, &[(1, "a"), (1, "b")]);
+    h.fill(2, 1, &[(1, "a")]);
+    h.batch(1, &[commit(1, "a"), commit(2, "b")], Role::Follower)
+        .unwrap();
+    h.batch(2, &[commit(1, "a")], Role::Follower).unwrap();
+    h.checkers.restarted(NodeId(1));
+    assert_eq!(rule(h.batch(1, &[commit(1, "a")], Role::Follower)), None);
+}
+
+#[test]
+fn commit_durable_fires_on_a_commit_past_the_disk() {
+    let mut h = History::new(1);
+    h.fill(1, 1, &[(1, "a")]);
+    let result = h.batch(1, &[commit(1, "a"), commit(2, "b")], Role::Follower);
+    assert_eq!(rule(result), Some(Rule::CommitDurable));
+}
+
+#[test]
+fn committed_kept_fires_on_truncating_a_committed_entry() {
+    let mut h = History::new(3);
+    h.fill(1, 1, &[(1, "a")]);
+    h.fill(2, 1, &[(1, "a")]);
+    h.batch(1, &[commit(1, "a")], Role::Follower).unwrap();
+    let truncate = Action::LogTruncate { from: LogIndex(1) };
+    assert_eq!(rule(h.batch(2, &[truncate], Role::Follower)), Some(Rule::CommittedKept));
+}
+
+#[test]
+fn committed_kept_allows_truncating_an_uncommitted_conflict() {
+    let mut h = History::new(3);
+    h.fill(1, 2, &[(2, "a")]);
+    h.fill(2, 1, &[(1, "z")]);
+    h.batch(1, &[commit(1, "a")], Role::Follower).unwrap();
+    let replace = [
+        state(2, None),
+        Action::LogTruncate { from: LogIndex(1) },
+        store(1, 2, "a"),
+    ];
+    assert_eq!(rule(h.batch(2, &replace, Role::Follower)), None);
+}
+
+#[test]
+fn appended_once_fires_on_an_ack_at_the_wrong_index() {
+    let mut h = History::new(1);
+    h.fill(1, 1, &[(1, "a"), (1, "b")]);
+    h.batch(1, &[commit(1, "a"), commit(2, "b")], Role::Follower)
+        .unwrap();
+    assert_eq!(h.checkers.client_ack(NodeId(1), b"b", LogIndex(2)), Ok(()));
+    let wrong = h.checkers.client_ack(NodeId(1), b"b", LogIndex(1));
+    assert_eq!(rule(wrong), Some(Rule::AppendedOnce));
+    let uncommitted = h.checkers.client_ack(NodeId(1), b"c", LogIndex(3));
+    assert_eq!(rule(uncommitted), Some(Rule::AppendedOnce));
+}
+
+#[test]
+fn appended_once_fires_on_data_committed_twice() {
+    let mut h = History::new(1);
+    h.fill(1, 1, &[(1, "a"), (1, "a")]);
+    let result = h.batch(1, &[commit(1, "a"), commit(2, "a")], Role::Follower);
+    assert_eq!(rule(result), Some(Rule::AppendedOnce));
+}
+
+#[test]
+fn overwritten_never_commits_fires_when_the_commit_comes_later() {
+    let mut h = History::new(2);
+    h.fill(1, 1, &[(1, "a")]);
+    h.fill(2, 1, &[(1, "a")]);
+    h.batch(1, &[overwritten(1, "a")], Role::Follower).unwrap();
+    let result = h.batch(2, &[commit(1, "a")], Role::Follower);
+    assert_eq!(rule(result), Some(Rule::OverwrittenNeverCommits));
+}
+
+#[test]
+fn overwritten_never_commits_fires_when_the_report_comes_later() {
+    let mut h = History::new(2);
+    h.fill(1, 1, &[(1, "a")]);
+    h.batch(1, &[commit(1, "a")], Role::Follower).unwrap();
+    let result = h.batch(2, &[overwritten(1, "a")], Role::Follower);
+    assert_eq!(rule(result), Some(Rule::OverwrittenNeverCommits));
+}
+
+#[test]
+fn overwritten_allows_a_report_for_data_that_never_commits() {
+    let mut h = History::new(2);
+    h.fill(1, 2, &[(2, "b")]);
+    h.batch(2, &[overwritten(1, "a")], Role::Follower).unwrap();
+    assert_eq!(rule(h.batch(1, &[commit(1, "b")], Role::Follower)), None);
+}
+
+#[test]
+fn persistence_order_fires_on_a_store_after_a_send() {
+    let mut h = History::new(2);
+    let resp = Message::AppendEntriesResp(AppendEntriesResp {
+        term: Term(1),
+        success: true,
+        index: LogIndex(0),
+    });
+    let result = h.batch(1, &[send(2, resp.clone()), state(1, None)], Role::Follower);
+    assert_eq!(rule(result), Some(Rule::PersistenceOrder));
+    assert_eq!(rule(h.batch(2, &[state(1, None), send(1, resp)], Role::Follower)), None);
+}
+
+#[test]
+fn durable_state_fires_on_a_store_past_the_end_and_an_unpersisted_term() {
+    let mut h = History::new(1);
+    h.fill(1, 1, &[]);
+    let gap = h.batch(1, &[store(2, 1, "a")], Role::Follower);
+    assert_eq!(rule(gap), Some(Rule::DurableState));
+    let mut h = History::new(1);
+    h.fill(1, 1, &[]);
+    let early = h.batch(1, &[store(1, 2, "a")], Role::Follower);
+    assert_eq!(rule(early), Some(Rule::DurableState));
+}
+
+#[test]
+fn durable_state_fires_when_the_machine_holds_more_than_its_disk() {
+    let mut checkers = Checkers::new(1);
+    let disk = Durable::default();
+    let node = NodeId(1);
+    let view = |term: u64, vote: Option<u64>| NodeView {
+        role: Role::Follower,
+        term: Term(term),
+        hard_state: HardState {
+            term: Term(term),
+            voted_for: vote.map(NodeId),
+        },
+        last_index: LogIndex(0),
+        last_term: Term(0),
+    };
+    checkers.begin_batch(node, view(0, None), None);
+    assert_eq!(checkers.end_batch(node, view(0, None), &disk), Ok(()));
+    // The machine voted, but no StateStore reached the disk.
+    checkers.begin_batch(node, view(0, None), None);
+    let forgot = checkers.end_batch(node, view(0, Some(1)), &disk);
+    assert_eq!(rule(forgot), Some(Rule::DurableState));
+}
+
+#[test]
+fn term_adoption_fires_on_a_leader_that_ignores_a_higher_term() {
+    let mut h = History::new(2);
+    h.fill(1, 3, &[]);
+    h.batch(1, &[], Role::Leader).unwrap();
+    let ignored = h.batch_received(1, Some(Term(5)), &[], Role::Leader);
+    assert_eq!(rule(ignored), Some(Rule::TermAdoption));
+    let adopted = h.batch_received(1, Some(Term(5)), &[state(5, None)], Role::Follower);
+    assert_eq!(rule(adopted), None);
+}
+
+#[test]
+fn vote_once_fires_on_two_candidates_granted_in_one_term() {
+    let mut h = History::new(3);
+    let granted = Message::VoteResp(VoteResp {
+        term: Term(2),
+        granted: true,
+    });
+    let vote_2 = [state(2, Some(2)), send(2, granted.clone())];
+    assert_eq!(rule(h.batch(1, &vote_2, Role::Follower)), None);
+    assert_eq!(rule(h.batch(1, &[send(2, granted.clone())], Role::Follower)), None);
+    // A crash lost the vote; the node votes again in the same term.
+    h.disks[0].hard_state.voted_for = None;
+    let vote_3 = [state(2, Some(3)), send(3, granted)];
+    assert_eq!(rule(h.batch(1, &vote_3, Role::Follower)), Some(Rule::VoteOnce));
+}
+
+#[test]
+fn liveness_fires_when_no_new_append_commits_in_time() {
+    let mut checkers = Checkers::new(3);
+    let liveness = checkers.liveness();
+    liveness.start_quiet(1_000, 10_000);
+    assert_eq!(liveness.check(10_999, "none"), Ok(()));
+    liveness.observe_ack(999, 5_000); // submitted before faults stopped: not new
+    let late = liveness.check(11_000, "none");
+    assert_eq!(rule(late), Some(Rule::Liveness));
+    liveness.observe_ack(1_000, 6_000);
+    assert_eq!(liveness.check(11_000, "none"), Ok(()));
+    assert_eq!(liveness.recovered_at(), Some(6_000));
+}

@@ -1,0 +1,109 @@
+//! A few hundred seeds of every fault profile, checked by every rule.
+//!
+//! Runs are shorter than the command line's default so the whole file stays
+//! within a minute or two on two cores in the test profile; `skiff sim`
+//! runs the long ones.
+
+use skiff_sim::{run_seeds, FaultProfile, Limit, Rule, SeedsPlan, SeedsSummary, SimOptions};
+
+/// Core defects the simulator has found and reported, tolerated here until
+/// the core is fixed, so that every other rule keeps guarding CI meanwhile.
+///
+/// `Overwritten Never Commits`: a leader reports `Overwritten` as soon as a
+/// later leader truncates the entry from its own log, although another node
+/// may still hold the entry, win an election and commit it at the same
+/// index (seed 75 of `skiff sim --faults partitions`; the cluster scenario
+/// is `crates/skiff-sim/tests/found/sim-overwritten-then-committed.scn`).
+/// Remove it from this list once the core reports `Overwritten` only after
+/// a different entry has committed at that index.
+const KNOWN_CORE_DEFECTS: &[Rule] = &[Rule::OverwrittenNeverCommits];
+
+fn run_profile(profile: FaultProfile, seeds: u64, seconds: u64) -> SeedsSummary {
+    let mut options = SimOptions::new(0).with_profile(profile);
+    options.limit = Limit::Time { ms: seconds * 1000 };
+    let plan = SeedsPlan {
+        seeds: 1..=seeds,
+        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        stop_at_first_violation: false,
+    };
+    let summary = run_seeds(&options, &plan, &|_| {});
+    let unexpected: Vec<String> = summary
+        .failures
+        .iter()
+        .filter_map(|report| Some((report.seed, report.violation.as_ref()?)))
+        .filter(|(_, violation)| !KNOWN_CORE_DEFECTS.contains(&violation.rule))
+        .map(|(seed, violation)| format!("seed {seed}: {violation}"))
+        .collect();
+    assert!(unexpected.is_empty(), "{profile}: {}", unexpected.join("\n"));
+    for report in &summary.failures {
+        if let Some(violation) = &report.violation {
+            eprintln!("{profile}: tolerated known core defect, seed {}: {violation}", report.seed);
+        }
+    }
+    assert_eq!(summary.stats.runs, seeds);
+    let stats = &summary.stats;
+    assert!(stats.commits >= seeds * 10, "{profile}: too few commits: {stats:?}");
+    assert!(stats.client_acks > 0 && stats.elections >= seeds, "{profile}: {stats:?}");
+    summary
+}
+
+#[test]
+fn no_faults() {
+    let summary = run_profile(FaultProfile::None, 200, 20);
+    let s = &summary.stats;
+    assert_eq!(s.messages_lost + s.messages_blocked + s.crashes + s.restarts, 0);
+}
+
+#[test]
+fn lossy() {
+    let summary = run_profile(FaultProfile::Lossy, 300, 20);
+    let s = &summary.stats;
+    assert!(s.messages_lost > 0 && s.messages_duplicated > 0, "{s:?}");
+}
+
+#[test]
+fn partitions() {
+    let summary = run_profile(FaultProfile::Partitions, 300, 20);
+    let s = &summary.stats;
+    assert!(s.partitions.iter().all(|count| *count > 0), "{s:?}");
+    assert!(s.messages_blocked > 0, "{s:?}");
+}
+
+#[test]
+fn crashes() {
+    let summary = run_profile(FaultProfile::Crashes, 300, 20);
+    let s = &summary.stats;
+    assert!(s.crashes > 0 && s.crashes_mid_batch > 0 && s.restarts > 0, "{s:?}");
+}
+
+#[test]
+fn chaos() {
+    let summary = run_profile(FaultProfile::Chaos, 300, 20);
+    let s = &summary.stats;
+    assert!(s.messages_lost > 0 && s.crashes_mid_batch > 0, "{s:?}");
+    assert!(s.partitions.iter().sum::<u64>() > 0, "{s:?}");
+}
+
+#[test]
+fn small_and_large_clusters_under_chaos() {
+    for nodes in [1, 2, 3, 4, 7, 9] {
+        let mut options = SimOptions::new(0);
+        options.nodes = nodes;
+        options.limit = Limit::Time { ms: 3_000 };
+        let plan = SeedsPlan {
+            seeds: 1..=40,
+            jobs: 2,
+            stop_at_first_violation: false,
+        };
+        let summary = run_seeds(&options, &plan, &|_| {});
+        let unexpected: Vec<String> = summary
+            .failures
+            .iter()
+            .filter_map(|r| r.violation.as_ref().map(|v| (r.seed, v)))
+            .filter(|(_, v)| !KNOWN_CORE_DEFECTS.contains(&v.rule))
+            .map(|(seed, v)| format!("seed {seed}: {v}"))
+            .collect();
+        assert!(unexpected.is_empty(), "{nodes} nodes: {}", unexpected.join("\n"));
+        assert!(summary.stats.commits > 0, "{nodes} nodes");
+    }
+}
