@@ -97,6 +97,13 @@ impl Progress {
     /// its log may match. Drop back to probing from just after the hint,
     /// never below what is known to match.
     pub(crate) fn on_reject(&mut self, hint: LogIndex) {
+        // The answer to an outstanding probe always moves `next_index` back
+        // (the probe's prev index is `next_index - 1`, and the hint lies
+        // below it). A rejection that does not is from a request sent before
+        // the probe; acting on it would put a second probe on the wire.
+        if self.mode == (Mode::Probe { paused: true }) && hint.next() >= self.next_index {
+            return;
+        }
         let floor = self.match_index.next();
         self.next_index = self.next_index.min(hint.next()).max(floor);
         self.mode = Mode::Probe { paused: false };
@@ -187,6 +194,28 @@ mod tests {
 
         p.on_reject(LogIndex(0));
         assert_eq!(p.next_index, LogIndex(11), "never below match + 1");
+    }
+
+    #[test]
+    fn rejections_of_requests_sent_before_a_probe_do_not_resend_it() {
+        let mut p = Progress::new(LogIndex(4));
+        p.on_reject(LogIndex(1));
+        p.sent(LogIndex(4));
+        assert_eq!(p.mode, Mode::Probe { paused: true });
+        p.on_reject(LogIndex(1));
+        assert_eq!(
+            p.mode,
+            Mode::Probe { paused: true },
+            "stale rejection ignored"
+        );
+        assert_eq!(p.next_index, LogIndex(2));
+        p.on_reject(LogIndex(0));
+        assert_eq!(
+            p.mode,
+            Mode::Probe { paused: false },
+            "the probe's own answer acts"
+        );
+        assert_eq!(p.next_index, LogIndex(1));
     }
 
     #[test]
