@@ -63,12 +63,12 @@ struct Subscriber {
 
 /// The machine and everything that performs its actions.
 pub struct EventLoop {
-    pub machine: Machine,
-    pub storage: Storage,
-    pub transport: Transport,
-    pub peer_inbox: mpsc::Receiver<Inbound>,
-    pub commands: mpsc::Receiver<Command>,
-    pub status: watch::Sender<Status>,
+    machine: Machine,
+    storage: Storage,
+    transport: Transport,
+    peer_inbox: mpsc::Receiver<Inbound>,
+    commands: mpsc::Receiver<Command>,
+    status: watch::Sender<Status>,
     actions: Vec<Action>,
     alarm: Option<Instant>,
     /// Submitters waiting for the entry this node appended at each index.
