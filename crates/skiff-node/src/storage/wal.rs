@@ -28,6 +28,12 @@
 //! acknowledged: it is cut off with a warning. Any other damage, a gap in
 //! the indices, a missing segment or a file of another node or cluster stops
 //! the recovery with an error naming the file and the offset.
+//!
+//! A process crash (even SIGKILL) loses nothing that was written, since the
+//! page cache survives it. On power loss the kernel may have persisted the
+//! pages of an unsynced write out of order, leaving a damaged record with
+//! valid ones after it; those records were never acknowledged, but recovery
+//! cannot tell them from real damage, so it refuses to start rather than guess.
 
 use super::error::StorageError;
 use super::header::{check_header, encode_header, Identity, HEADER_BYTES};
