@@ -71,11 +71,17 @@ pub enum CommitError {
         /// The leader of this node's current term, if known.
         leader: Option<NodeId>,
     },
-    /// The entry was appended at `index` by this node as leader but removed by a
-    /// later leader before it committed. The data may be retried.
+    /// The entry this node appended as leader at `index` in `term` will never
+    /// commit: a different entry has committed at that index. Reported only
+    /// then, not when a later leader merely truncates it from this node's
+    /// log (another node may still hold it and commit it), so a client that
+    /// retries after `Overwritten` never sees its data applied twice.
     Overwritten {
         /// Where the entry had been appended.
         index: LogIndex,
+        /// The term in which it was appended; with `index`, it names the
+        /// entry uniquely (two entries this node appended may share an index).
+        term: Term,
     },
 }
 
@@ -88,12 +94,10 @@ impl fmt::Display for CommitError {
             CommitError::NotLeader { leader: None } => {
                 write!(f, "not the leader; no leader is known")
             }
-            CommitError::Overwritten { index } => {
-                write!(
-                    f,
-                    "entry at index {index} was overwritten by a later leader"
-                )
-            }
+            CommitError::Overwritten { index, term } => write!(
+                f,
+                "entry of term {term} at index {index} lost its place to another committed entry"
+            ),
         }
     }
 }

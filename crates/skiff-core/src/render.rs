@@ -115,7 +115,7 @@ impl Display for Action {
                 let data = DataText(data);
                 match result {
                     Ok(index) => write!(f, "Commit(index={index}, data={data})"),
-                    Err(CommitError::Overwritten { index }) => {
+                    Err(CommitError::Overwritten { index, .. }) => {
                         write!(f, "Commit(index={index}, data={data}, err=Overwritten)")
                     }
                     Err(CommitError::NotLeader { leader }) => write!(

@@ -19,7 +19,7 @@ use crate::api::{CommittedEntry, NodeError, Status, SubmitError};
 use crate::storage::Storage;
 use crate::transport::{Inbound, Transport};
 use bytes::Bytes;
-use skiff_core::{Action, CommitError, Event, LogIndex, Machine, Role};
+use skiff_core::{Action, CommitError, Entry, Event, LogIndex, Machine, Role, Term};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -71,8 +71,10 @@ pub struct EventLoop {
     status: watch::Sender<Status>,
     actions: Vec<Action>,
     alarm: Option<Instant>,
-    /// Submitters waiting for the entry this node appended at each index.
-    waiters: BTreeMap<LogIndex, Reply>,
+    /// Submitters waiting for the entry this node appended, by index and
+    /// term: an entry truncated from this log still waits for its outcome,
+    /// and this node may append another at the same index in a later term.
+    waiters: BTreeMap<(LogIndex, Term), Reply>,
     /// Read barriers that arrived this turn; they share one barrier entry.
     barriers: Vec<Reply>,
     subscribers: Vec<Subscriber>,
@@ -208,7 +210,7 @@ impl EventLoop {
         self.machine.step(Event::Append(data), &mut self.actions);
         let after = self.machine.last_index();
         if self.machine.role() == Role::Leader && after > before {
-            self.waiters.insert(after, reply);
+            self.waiters.insert((after, self.machine.term()), reply);
         } else {
             // The machine answered with Commit(NotLeader), which `perform`
             // skips: the refusal depends on nothing durable.
@@ -244,7 +246,9 @@ impl EventLoop {
         for action in self.actions.drain(..) {
             match action {
                 Action::Send { to, message } => self.transport.send(to, message),
-                Action::Commit { result, .. } => resolve(&mut self.waiters, result),
+                Action::Commit { result, .. } => {
+                    resolve(&mut self.waiters, self.machine.log(), result)
+                }
                 Action::Alarm { ms } => {
                     self.alarm = Some(Instant::now() + Duration::from_millis(ms))
                 }
@@ -306,14 +310,26 @@ impl EventLoop {
     }
 }
 
-/// Answers whoever waits for the entry a `Commit` action reports on.
-fn resolve(waiters: &mut BTreeMap<LogIndex, Reply>, result: Result<LogIndex, CommitError>) {
-    let (index, outcome) = match result {
-        Ok(index) => (index, Ok(index)),
-        Err(CommitError::Overwritten { index }) => (index, Err(SubmitError::Overwritten { index })),
+/// Answers whoever waits for the entry a `Commit` action reports on. A
+/// committed entry is named by its index and the term `log` holds there.
+fn resolve(
+    waiters: &mut BTreeMap<(LogIndex, Term), Reply>,
+    log: &[Entry],
+    result: Result<LogIndex, CommitError>,
+) {
+    let (key, outcome) = match result {
+        Ok(index) => {
+            let Some(entry) = index.0.checked_sub(1).and_then(|i| log.get(i as usize)) else {
+                return;
+            };
+            ((index, entry.term), Ok(index))
+        }
+        Err(CommitError::Overwritten { index, term }) => {
+            ((index, term), Err(SubmitError::Overwritten { index }))
+        }
         Err(CommitError::NotLeader { .. }) => return, // answered in `submit`
     };
-    if let Some(reply) = waiters.remove(&index) {
+    if let Some(reply) = waiters.remove(&key) {
         let _ = reply.send(outcome);
     }
 }

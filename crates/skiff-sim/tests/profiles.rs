@@ -4,19 +4,7 @@
 //! within a minute or two on two cores in the test profile; `skiff sim`
 //! runs the long ones.
 
-use skiff_sim::{run_seeds, FaultProfile, Limit, Rule, SeedsPlan, SeedsSummary, SimOptions};
-
-/// Core defects the simulator has found and reported, tolerated here until
-/// the core is fixed, so that every other rule keeps guarding CI meanwhile.
-///
-/// `Overwritten Never Commits`: a leader reports `Overwritten` as soon as a
-/// later leader truncates the entry from its own log, although another node
-/// may still hold the entry, win an election and commit it at the same
-/// index (seed 75 of `skiff sim --faults partitions`; the cluster scenario
-/// is `crates/skiff-sim/tests/found/sim-overwritten-then-committed.scn`).
-/// Remove it from this list once the core reports `Overwritten` only after
-/// a different entry has committed at that index.
-const KNOWN_CORE_DEFECTS: &[Rule] = &[Rule::OverwrittenNeverCommits];
+use skiff_sim::{run_seeds, FaultProfile, Limit, SeedsPlan, SeedsSummary, SimOptions};
 
 fn run_profile(profile: FaultProfile, seeds: u64, seconds: u64) -> SeedsSummary {
     let mut options = SimOptions::new(0).with_profile(profile);
@@ -31,15 +19,9 @@ fn run_profile(profile: FaultProfile, seeds: u64, seconds: u64) -> SeedsSummary 
         .failures
         .iter()
         .filter_map(|report| Some((report.seed, report.violation.as_ref()?)))
-        .filter(|(_, violation)| !KNOWN_CORE_DEFECTS.contains(&violation.rule))
         .map(|(seed, violation)| format!("seed {seed}: {violation}"))
         .collect();
     assert!(unexpected.is_empty(), "{profile}: {}", unexpected.join("\n"));
-    for report in &summary.failures {
-        if let Some(violation) = &report.violation {
-            eprintln!("{profile}: tolerated known core defect, seed {}: {violation}", report.seed);
-        }
-    }
     assert_eq!(summary.stats.runs, seeds);
     let stats = &summary.stats;
     assert!(stats.commits >= seeds * 10, "{profile}: too few commits: {stats:?}");
@@ -100,7 +82,6 @@ fn small_and_large_clusters_under_chaos() {
             .failures
             .iter()
             .filter_map(|r| r.violation.as_ref().map(|v| (r.seed, v)))
-            .filter(|(_, v)| !KNOWN_CORE_DEFECTS.contains(&v.rule))
             .map(|(seed, v)| format!("seed {seed}: {v}"))
             .collect();
         assert!(unexpected.is_empty(), "{nodes} nodes: {}", unexpected.join("\n"));

@@ -78,15 +78,24 @@ pub struct Machine {
     leader: Option<NodeId>,
     role: RoleState,
     rng: Rng,
-    /// Indices this node appended as leader that have neither committed nor
-    /// been overwritten, ascending. Volatile: after a restart nobody waits.
-    awaiting_outcome: VecDeque<LogIndex>,
+    /// Entries this node appended as leader whose outcome is not yet known,
+    /// ordered by index. They stay here when truncated, until the commit
+    /// index passes theirs and shows whether they or another entry
+    /// committed. Volatile: after a restart nobody waits.
+    awaiting_outcome: VecDeque<Awaiting>,
     /// The alarm to emit at the end of this step; a later one replaces it.
     alarm_ms: Option<u64>,
     /// `Send` and `Commit` actions held back until persistence is emitted.
     deferred: Vec<Action>,
     /// Scratch space for quorum arithmetic, kept to avoid an allocation per commit.
     match_scratch: Vec<LogIndex>,
+}
+
+/// An entry appended as leader, kept until its outcome is known.
+struct Awaiting {
+    index: LogIndex,
+    term: Term,
+    data: bytes::Bytes,
 }
 
 /// State that belongs to one role lives inside that role.
@@ -512,6 +521,6 @@ impl Machine {
         debug_assert!(self
             .awaiting_outcome
             .iter()
-            .all(|i| *i > self.commit_index && *i <= self.log.last_index()));
+            .all(|awaiting| awaiting.index > self.commit_index));
     }
 }

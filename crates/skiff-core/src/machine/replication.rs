@@ -1,6 +1,6 @@
 //! Appends, AppendEntries on both sides, and commitment (sections 5.3, 5.4.2).
 
-use super::{Machine, RoleState};
+use super::{Awaiting, Machine, RoleState};
 use crate::action::{Action, CommitError};
 use crate::log::Log;
 use crate::message::{AppendEntriesReq, AppendEntriesResp, Message};
@@ -30,8 +30,14 @@ impl Machine {
             term: self.hard_state.term,
             data,
         };
+        let data = entry.data.clone();
         let index = self.store_entry(entry, actions);
-        self.awaiting_outcome.push_back(index);
+        let term = self.hard_state.term;
+        // Truncated entries of earlier terms may still wait at this index or
+        // beyond; keep the queue ordered by index.
+        let position = self.awaiting_outcome.partition_point(|a| a.index <= index);
+        self.awaiting_outcome
+            .insert(position, Awaiting { index, term, data });
         if let Some((mut replicator, followers)) = self.replicator() {
             for (peer, progress) in followers.iter_mut() {
                 replicator.send_pending(*peer, progress);
@@ -289,7 +295,7 @@ impl Machine {
     }
 
     /// Removes entries from `from` on. Entries this node appended as leader
-    /// are reported as overwritten to whoever waits for them.
+    /// stay awaiting their outcome: another node may still commit them.
     fn truncate_from(&mut self, from: LogIndex, actions: &mut Vec<Action>) {
         debug_assert!(
             from > self.commit_index,
@@ -297,32 +303,42 @@ impl Machine {
         );
         self.persist_hard_state(actions);
         actions.push(Action::LogTruncate { from });
-        let removed = self.log.truncate(from);
-        let first_lost = self.awaiting_outcome.partition_point(|index| *index < from);
-        for index in self.awaiting_outcome.drain(first_lost..) {
-            let entry = &removed[(index.0 - from.0) as usize];
-            self.deferred.push(Action::Commit {
-                data: entry.data.clone(),
-                result: Err(CommitError::Overwritten { index }),
-            });
-        }
+        self.log.truncate(from);
     }
 
-    /// Reports every entry up to `index` as committed, in order, once.
+    /// Reports every entry up to `index` as committed, in order, once. An
+    /// entry this node appended as leader that lost its index to another
+    /// entry is reported `Overwritten` just before the entry that won it.
     pub(super) fn commit_through(&mut self, index: LogIndex) {
         debug_assert!(index > self.commit_index && index <= self.log.last_index());
         for committed in self.commit_index.0 + 1..=index.0 {
             let committed = LogIndex(committed);
-            if let Some(entry) = self.log.get(committed) {
-                self.deferred.push(Action::Commit {
-                    data: entry.data.clone(),
-                    result: Ok(committed),
-                });
+            let Some(entry) = self.log.get(committed) else {
+                continue;
+            };
+            while self
+                .awaiting_outcome
+                .front()
+                .is_some_and(|awaiting| awaiting.index <= committed)
+            {
+                let Some(awaiting) = self.awaiting_outcome.pop_front() else {
+                    break;
+                };
+                if awaiting.term != entry.term {
+                    self.deferred.push(Action::Commit {
+                        data: awaiting.data,
+                        result: Err(CommitError::Overwritten {
+                            index: awaiting.index,
+                            term: awaiting.term,
+                        }),
+                    });
+                }
             }
+            self.deferred.push(Action::Commit {
+                data: entry.data.clone(),
+                result: Ok(committed),
+            });
         }
         self.commit_index = index;
-        while self.awaiting_outcome.front().is_some_and(|i| *i <= index) {
-            self.awaiting_outcome.pop_front();
-        }
     }
 }
