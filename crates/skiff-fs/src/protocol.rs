@@ -56,10 +56,11 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// One mebibyte per file and 250 bytes per name.
+    /// A million bytes per file and 250 bytes per name: with the rest of a
+    /// command this stays under the node's entry limit of one mebibyte.
     fn default() -> Self {
         Limits {
-            file_bytes_max: 1 << 20,
+            file_bytes_max: 1_000_000,
             name_bytes_max: 250,
         }
     }

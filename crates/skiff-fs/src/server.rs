@@ -477,3 +477,43 @@ async fn serve_client(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_must_leave_room_in_a_log_entry() {
+        assert!(check_limits(&Limits::default()).is_ok());
+        let fitting = Limits {
+            file_bytes_max: ENTRY_BYTES_MAX - 250 - COMMAND_OVERHEAD_BYTES_MAX,
+            name_bytes_max: 250,
+        };
+        assert!(check_limits(&fitting).is_ok());
+        let over = Limits {
+            file_bytes_max: fitting.file_bytes_max + 1,
+            ..fitting
+        };
+        assert!(check_limits(&over).is_err());
+    }
+
+    #[test]
+    fn the_largest_command_fits_the_overhead_allowance() {
+        let name = "n".repeat(250);
+        let command = Command {
+            timestamp_ms: u64::MAX,
+            proposal: ProposalId {
+                server: u64::MAX,
+                sequence: u64::MAX,
+            },
+            request: Request::Cas {
+                name: name.clone(),
+                version: crate::protocol::Version(u64::MAX),
+                contents: bytes::Bytes::from(vec![0u8; 1000]),
+                exptime_s: u64::MAX,
+            },
+        };
+        let overhead = command.encode().len() - 1000 - name.len();
+        assert!(overhead <= COMMAND_OVERHEAD_BYTES_MAX, "{overhead}");
+    }
+}

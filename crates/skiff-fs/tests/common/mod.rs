@@ -124,11 +124,18 @@ impl Cluster {
 
     /// A client that knows every server.
     pub fn client(&self) -> Client {
+        self.client_starting_at(1)
+    }
+
+    /// A client that knows every server and tries node `id` first.
+    pub fn client_starting_at(&self, id: u64) -> Client {
+        let mut addresses = self.addresses();
+        addresses.rotate_left(id as usize - 1);
         Client::new(ClientConfig {
             attempts_max: 100,
             backoff: Duration::from_millis(20),
             request_timeout: Duration::from_secs(5),
-            ..ClientConfig::new(self.addresses())
+            ..ClientConfig::new(addresses)
         })
     }
 }
