@@ -41,6 +41,18 @@ impl Durable {
         }
     }
 
+    /// Performs a persistence action it may keep (no copy of the entry).
+    pub fn apply_owned(&mut self, action: Action) {
+        match action {
+            Action::LogStore { index, entry } => {
+                let position = (index.0.saturating_sub(1) as usize).min(self.log.len());
+                self.log.truncate(position);
+                self.log.push(entry);
+            }
+            other => self.apply(&other),
+        }
+    }
+
     /// The index of the last durable entry.
     pub fn last_index(&self) -> LogIndex {
         LogIndex(self.log.len() as u64)

@@ -41,12 +41,12 @@ pub struct SimOptions {
 }
 
 impl SimOptions {
-    /// Defaults: 5 nodes, 3 clients, 20 s of simulated chaos, 10 s liveness bound.
+    /// Defaults: 5 nodes, 3 clients, 5 minutes of simulated chaos, 10 s liveness bound.
     pub fn new(seed: u64) -> SimOptions {
         SimOptions {
             seed,
             nodes: 5,
-            limit: Limit::Time { ms: 20_000 },
+            limit: Limit::Time { ms: 300_000 },
             profile: FaultProfile::Chaos,
             faults: FaultProfile::Chaos.rates(),
             clients: 3,

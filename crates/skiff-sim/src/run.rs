@@ -35,12 +35,17 @@ pub struct SimReport {
 /// replayed (it is deterministic) keeping the last lines of its trace, so
 /// that the report can quote them.
 pub fn run_seed(options: &SimOptions) -> SimReport {
-    let report = run_with(options, TraceOutput::None, None);
-    if report.violation.is_none() {
+    let report = run_with(options, TraceOutput::None, None, 0);
+    let Some(violation) = &report.violation else {
         return report;
-    }
+    };
+    // A step rarely renders more than a few lines: text from a few dozen
+    // steps before the violation fills the excerpt. A panic has no step,
+    // so its replay keeps text from the start.
+    let from_step = violation.step.saturating_sub(4 * EXCERPT_LINES as u64);
     let tail = Tail::new(EXCERPT_LINES);
-    let mut replay = run_with(options, TraceOutput::Tail(tail.clone()), Some(&tail));
+    let output = TraceOutput::Tail(tail.clone());
+    let mut replay = run_with(options, output, Some(&tail), from_step);
     debug_assert_eq!(replay.trace_hash, report.trace_hash, "replay diverged");
     replay.excerpt = tail.lines();
     replay
@@ -68,8 +73,17 @@ pub fn run_seed_traced(
 }
 
 /// One run; a panic inside a machine becomes a [`Rule::Panic`] violation.
-fn run_with(options: &SimOptions, output: TraceOutput, tail: Option<&Tail>) -> SimReport {
-    let run = catch_unwind(AssertUnwindSafe(|| World::new(options, output).run()));
+fn run_with(
+    options: &SimOptions,
+    output: TraceOutput,
+    tail: Option<&Tail>,
+    text_from_step: u64,
+) -> SimReport {
+    let run = catch_unwind(AssertUnwindSafe(|| {
+        World::new(options, output)
+            .with_text_from_step(text_from_step)
+            .run()
+    }));
     match run {
         Ok(outcome) => SimReport {
             seed: options.seed,

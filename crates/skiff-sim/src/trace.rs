@@ -72,6 +72,8 @@ enum Text {
 pub struct Trace {
     hasher: StableHasher,
     text: Text,
+    /// Text is held back (the hash is not) until the world unmutes it.
+    muted: bool,
     line: String,
 }
 
@@ -86,6 +88,7 @@ impl Trace {
         Trace {
             hasher: StableHasher::default(),
             text,
+            muted: false,
             line: String::new(),
         }
     }
@@ -93,12 +96,22 @@ impl Trace {
     /// Whether text lines are wanted; callers skip formatting when not.
     #[inline]
     pub fn wants_text(&self) -> bool {
-        !matches!(self.text, Text::None)
+        !self.muted && !matches!(self.text, Text::None)
+    }
+
+    /// Holds text back, or lets it through again. A replay that only needs
+    /// the last lines before a known step stays muted until shortly before
+    /// it, so it formats almost nothing.
+    pub fn set_muted(&mut self, muted: bool) {
+        self.muted = muted;
     }
 
     /// Appends one text line.
     pub fn line(&mut self, args: fmt::Arguments<'_>) {
         use std::fmt::Write as _;
+        if self.muted {
+            return;
+        }
         self.line.clear();
         let _ = self.line.write_fmt(args);
         match &mut self.text {
@@ -208,7 +221,7 @@ pub fn hash_action(h: &mut StableHasher, action: &Action) {
                     h.word(u64::MAX);
                     hash_node(h, *leader);
                 }
-                Err(CommitError::Overwritten { index }) => {
+                Err(CommitError::Overwritten { index, .. }) => {
                     h.word(u64::MAX - 1);
                     h.word(index.0);
                 }

@@ -2,12 +2,12 @@
 //! stays quiet on the same history without the fault: a checker that cannot
 //! fail checks nothing.
 
-use skiff_sim::checker::{Checkers, Failure, NodeView, Rule};
-use skiff_sim::durable::Durable;
 use skiff_core::{
     Action, AppendEntriesResp, Bytes, CommitError, Entry, HardState, LogIndex, Message, NodeId,
     Role, Term, VoteResp,
 };
+use skiff_sim::checker::{Checkers, Failure, NodeView, Rule};
+use skiff_sim::durable::Durable;
 
 /// A hand-driven cluster: disks, and each node's role as the history says.
 struct History {
@@ -103,6 +103,7 @@ fn overwritten(index: u64, data: &'static str) -> Action {
         data: Bytes::from(data),
         result: Err(CommitError::Overwritten {
             index: LogIndex(index),
+            term: skiff_core::Term(1),
         }),
     }
 }
@@ -144,7 +145,10 @@ fn leader_append_only_fires_when_a_leader_truncates() {
     h.fill(1, 2, &[(1, "a"), (2, "b")]);
     assert_eq!(rule(h.batch(1, &[], Role::Leader)), None);
     let truncate = Action::LogTruncate { from: LogIndex(2) };
-    assert_eq!(rule(h.batch(1, &[truncate], Role::Leader)), Some(Rule::LeaderAppendOnly));
+    assert_eq!(
+        rule(h.batch(1, &[truncate], Role::Leader)),
+        Some(Rule::LeaderAppendOnly)
+    );
 }
 
 #[test]
@@ -192,7 +196,10 @@ fn leader_completeness_fires_on_a_leader_without_a_committed_entry() {
     h.fill(1, 1, &[(1, "a")]);
     h.batch(1, &[commit(1, "a")], Role::Follower).unwrap();
     h.fill(2, 2, &[]);
-    assert_eq!(rule(h.batch(2, &[], Role::Leader)), Some(Rule::LeaderCompleteness));
+    assert_eq!(
+        rule(h.batch(2, &[], Role::Leader)),
+        Some(Rule::LeaderCompleteness)
+    );
 }
 
 #[test]
@@ -249,7 +256,10 @@ fn committed_kept_fires_on_truncating_a_committed_entry() {
     h.fill(2, 1, &[(1, "a")]);
     h.batch(1, &[commit(1, "a")], Role::Follower).unwrap();
     let truncate = Action::LogTruncate { from: LogIndex(1) };
-    assert_eq!(rule(h.batch(2, &[truncate], Role::Follower)), Some(Rule::CommittedKept));
+    assert_eq!(
+        rule(h.batch(2, &[truncate], Role::Follower)),
+        Some(Rule::CommittedKept)
+    );
 }
 
 #[test]
@@ -324,7 +334,10 @@ fn persistence_order_fires_on_a_store_after_a_send() {
     });
     let result = h.batch(1, &[send(2, resp.clone()), state(1, None)], Role::Follower);
     assert_eq!(rule(result), Some(Rule::PersistenceOrder));
-    assert_eq!(rule(h.batch(2, &[state(1, None), send(1, resp)], Role::Follower)), None);
+    assert_eq!(
+        rule(h.batch(2, &[state(1, None), send(1, resp)], Role::Follower)),
+        None
+    );
 }
 
 #[test]
@@ -382,11 +395,17 @@ fn vote_once_fires_on_two_candidates_granted_in_one_term() {
     });
     let vote_2 = [state(2, Some(2)), send(2, granted.clone())];
     assert_eq!(rule(h.batch(1, &vote_2, Role::Follower)), None);
-    assert_eq!(rule(h.batch(1, &[send(2, granted.clone())], Role::Follower)), None);
+    assert_eq!(
+        rule(h.batch(1, &[send(2, granted.clone())], Role::Follower)),
+        None
+    );
     // A crash lost the vote; the node votes again in the same term.
     h.disks[0].hard_state.voted_for = None;
     let vote_3 = [state(2, Some(3)), send(3, granted)];
-    assert_eq!(rule(h.batch(1, &vote_3, Role::Follower)), Some(Rule::VoteOnce));
+    assert_eq!(
+        rule(h.batch(1, &vote_3, Role::Follower)),
+        Some(Rule::VoteOnce)
+    );
 }
 
 #[test]

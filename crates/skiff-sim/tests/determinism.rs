@@ -74,7 +74,11 @@ fn different_options_give_different_hashes() {
 #[test]
 fn the_trace_renders_events_and_actions_in_the_scenario_format() {
     let (_, text) = traced(&options(1, FaultProfile::Chaos));
-    assert!(text.starts_with("# seed=1 nodes=5 faults=chaos"), "{}", &text[..200]);
+    assert!(
+        text.starts_with("# seed=1 nodes=5 faults=chaos"),
+        "{}",
+        &text[..200]
+    );
     assert!(text.contains(" on 1 timeout\n") || text.contains(" on 2 timeout\n"));
     assert!(text.contains("  StateStore(term=1, voted_for="));
     assert!(text.contains(" recv from="));

@@ -19,8 +19,16 @@ fn every_profile_recovers_once_faults_stop() {
                 .violation
                 .as_ref()
                 .is_some_and(|v| v.rule == Rule::Liveness);
-            assert!(!liveness_failed, "{profile} seed {}: {:?}", report.seed, report.violation);
-            assert!(recovered || report.violation.is_some(), "seed {}", report.seed);
+            assert!(
+                !liveness_failed,
+                "{profile} seed {}: {:?}",
+                report.seed, report.violation
+            );
+            assert!(
+                recovered || report.violation.is_some(),
+                "seed {}",
+                report.seed
+            );
         });
         let bound_us = options.liveness_bound_ms * 1000;
         assert!(summary.slowest_recovery_us < bound_us, "{profile}");
@@ -38,6 +46,10 @@ fn a_cluster_that_cannot_elect_is_reported() {
     let report = skiff_sim::run_seed(&options);
     let violation = report.violation.expect("no leader within 1 ms");
     assert_eq!(violation.rule, Rule::Liveness);
-    assert!(violation.detail.contains("leaders now: none"), "{}", violation.detail);
+    assert!(
+        violation.detail.contains("leaders now: none"),
+        "{}",
+        violation.detail
+    );
     assert!(!report.excerpt.is_empty(), "the report quotes the trace");
 }

@@ -21,11 +21,21 @@ fn run_profile(profile: FaultProfile, seeds: u64, seconds: u64) -> SeedsSummary 
         .filter_map(|report| Some((report.seed, report.violation.as_ref()?)))
         .map(|(seed, violation)| format!("seed {seed}: {violation}"))
         .collect();
-    assert!(unexpected.is_empty(), "{profile}: {}", unexpected.join("\n"));
+    assert!(
+        unexpected.is_empty(),
+        "{profile}: {}",
+        unexpected.join("\n")
+    );
     assert_eq!(summary.stats.runs, seeds);
     let stats = &summary.stats;
-    assert!(stats.commits >= seeds * 10, "{profile}: too few commits: {stats:?}");
-    assert!(stats.client_acks > 0 && stats.elections >= seeds, "{profile}: {stats:?}");
+    assert!(
+        stats.commits >= seeds * 10,
+        "{profile}: too few commits: {stats:?}"
+    );
+    assert!(
+        stats.client_acks > 0 && stats.elections >= seeds,
+        "{profile}: {stats:?}"
+    );
     summary
 }
 
@@ -33,7 +43,10 @@ fn run_profile(profile: FaultProfile, seeds: u64, seconds: u64) -> SeedsSummary 
 fn no_faults() {
     let summary = run_profile(FaultProfile::None, 200, 20);
     let s = &summary.stats;
-    assert_eq!(s.messages_lost + s.messages_blocked + s.crashes + s.restarts, 0);
+    assert_eq!(
+        s.messages_lost + s.messages_blocked + s.crashes + s.restarts,
+        0
+    );
 }
 
 #[test]
@@ -55,7 +68,10 @@ fn partitions() {
 fn crashes() {
     let summary = run_profile(FaultProfile::Crashes, 300, 20);
     let s = &summary.stats;
-    assert!(s.crashes > 0 && s.crashes_mid_batch > 0 && s.restarts > 0, "{s:?}");
+    assert!(
+        s.crashes > 0 && s.crashes_mid_batch > 0 && s.restarts > 0,
+        "{s:?}"
+    );
 }
 
 #[test]
@@ -84,7 +100,11 @@ fn small_and_large_clusters_under_chaos() {
             .filter_map(|r| r.violation.as_ref().map(|v| (r.seed, v)))
             .map(|(seed, v)| format!("seed {seed}: {v}"))
             .collect();
-        assert!(unexpected.is_empty(), "{nodes} nodes: {}", unexpected.join("\n"));
+        assert!(
+            unexpected.is_empty(),
+            "{nodes} nodes: {}",
+            unexpected.join("\n")
+        );
         assert!(summary.stats.commits > 0, "{nodes} nodes");
     }
 }

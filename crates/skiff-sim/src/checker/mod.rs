@@ -302,7 +302,7 @@ impl Checkers {
                     }
                 }
             }
-            Err(CommitError::Overwritten { index }) => {
+            Err(CommitError::Overwritten { index, .. }) => {
                 self.overwritten
                     .observe_report(node, data, index, self.commits.agreed())
             }

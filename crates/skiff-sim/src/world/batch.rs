@@ -8,7 +8,7 @@ use super::{World, WorldEvent};
 use crate::checker::{Failure, NodeView, Rule};
 use crate::network::Fate;
 use crate::rng::SimRng;
-use crate::trace::{hash_action, hash_event, hash_message, Time};
+use crate::trace::{hash_action, hash_event, Time};
 use skiff_core::{Action, Event, Machine, Message, NodeId, Term};
 
 /// Event kinds, as mixed into the trace hash.
@@ -36,9 +36,9 @@ pub(super) enum Input {
 impl World {
     /// A message arrives at node index `to`.
     pub(super) fn deliver(&mut self, from: NodeId, to: usize, message: Message) {
-        let h = self.trace.hasher();
-        hash_event(h, kind::DELIVER, self.now, to, from.0);
-        hash_message(h, &message);
+        // The message's content went into the hash when it was sent, with
+        // its arrival time; its arrival needs only the header.
+        hash_event(self.trace.hasher(), kind::DELIVER, self.now, to, from.0);
         let up = self.nodes[to].machine.is_some();
         if self.trace.wants_text() {
             let (now, id) = (Time(self.now), self.nodes[to].id);
@@ -60,18 +60,56 @@ impl World {
         );
     }
 
-    /// A node's alarm fires; stale alarms (replaced, or of a past life) do nothing.
+    /// A node's alarm event comes up. A replaced event (or one of a past
+    /// life) does nothing; an alarm re-armed to a later time schedules the
+    /// event again; otherwise the alarm fires.
     pub(super) fn alarm(&mut self, index: usize, generation: u64) {
-        let node = &self.nodes[index];
+        let node = &mut self.nodes[index];
         if node.machine.is_none() || node.alarm_generation != generation {
             return;
         }
+        node.alarm_event_at = None;
+        match node.alarm_at {
+            Some(at) if at > self.now => {
+                node.alarm_event_at = Some(at);
+                self.queue.push(
+                    at,
+                    WorldEvent::Alarm {
+                        node: index,
+                        generation,
+                    },
+                );
+                return;
+            }
+            Some(_) => node.alarm_at = None,
+            None => return,
+        }
         hash_event(self.trace.hasher(), kind::TIMEOUT, self.now, index, 0);
         if self.trace.wants_text() {
-            let (now, id) = (Time(self.now), node.id);
+            let (now, id) = (Time(self.now), self.nodes[index].id);
             self.trace.line(format_args!("{now} on {id} timeout"));
         }
         self.run_batch(index, Input::Step(Event::Timeout), None);
+    }
+
+    /// Arms node index `index`'s alarm `ms` from now, replacing any pending one.
+    fn arm_alarm(&mut self, index: usize, ms: u64) {
+        let at = self.now.saturating_add(ms.saturating_mul(1000));
+        let node = &mut self.nodes[index];
+        node.alarm_at = Some(at);
+        if node.alarm_event_at.is_some_and(|event_at| event_at <= at) {
+            return; // the pending event will find the new time and wait for it
+        }
+        node.alarm_generation += 1;
+        node.alarm_event_at = Some(at);
+        let generation = node.alarm_generation;
+        self.queue.push(
+            at,
+            WorldEvent::Alarm {
+                node: index,
+                generation,
+            },
+        );
     }
 
     /// Starts node index `index` from its disk (empty on first boot).
@@ -190,21 +228,9 @@ impl World {
         }
         match action {
             Action::Send { to, message } => self.send(index, to, message),
-            Action::Alarm { ms } => {
-                let node = &mut self.nodes[index];
-                node.alarm_generation += 1;
-                let generation = node.alarm_generation;
-                let at = self.now.saturating_add(ms.saturating_mul(1000));
-                self.queue.push(
-                    at,
-                    WorldEvent::Alarm {
-                        node: index,
-                        generation,
-                    },
-                );
-            }
+            Action::Alarm { ms } => self.arm_alarm(index, ms),
             Action::Commit { data, result } => return self.commit(index, data, result),
-            persistence => self.nodes[index].disk.apply(&persistence),
+            persistence => self.nodes[index].disk.apply_owned(persistence),
         }
         Ok(())
     }

@@ -76,6 +76,8 @@ impl World {
         node.machine = None;
         node.incarnation += 1;
         node.alarm_generation += 1;
+        node.alarm_at = None;
+        node.alarm_event_at = None;
         node.crash_armed = false;
         let id = node.id;
         if mid_batch {

@@ -65,7 +65,15 @@ struct SimNode {
     /// `None` while crashed.
     machine: Option<Machine>,
     disk: Durable,
-    /// Bumped by every `Alarm` and by a crash, so that older alarms are ignored.
+    /// When the pending alarm fires, if one is armed.
+    alarm_at: Option<Micros>,
+    /// The time of the agenda event that will look at the alarm, if any.
+    /// Re-arming later (a follower hearing from its leader) only moves
+    /// `alarm_at`; the event then finds it moved and schedules itself again,
+    /// so the agenda holds one alarm event per node instead of one per re-arm.
+    alarm_event_at: Option<Micros>,
+    /// Bumped whenever an earlier alarm event replaces a pending one, and by
+    /// a crash, so that replaced events are ignored.
     alarm_generation: u64,
     /// Bumped by every crash, so that answers of a past life are not taken
     /// for answers to requests made to this one.
@@ -98,6 +106,8 @@ pub struct World {
     actions: Vec<skiff_core::Action>,
     phase: Phase,
     violation: Option<Violation>,
+    /// The step from which trace text is written (0: all of it).
+    text_from_step: u64,
 }
 
 /// What a finished run returns to the runner.
@@ -124,6 +134,8 @@ impl World {
                 id: NodeId(id),
                 machine: None,
                 disk: Durable::default(),
+                alarm_at: None,
+                alarm_event_at: None,
                 alarm_generation: 0,
                 incarnation: 0,
                 crash_armed: false,
@@ -146,8 +158,17 @@ impl World {
             actions: Vec::with_capacity(64),
             phase: Phase::Faulty,
             violation: None,
+            text_from_step: 0,
             options: options.clone(),
         }
+    }
+
+    /// Writes trace text only from world step `step` on (the hash still
+    /// covers everything). Replays use it to quote the end of a run cheaply.
+    pub fn with_text_from_step(mut self, step: u64) -> World {
+        self.text_from_step = step;
+        self.trace.set_muted(step > 0);
+        self
     }
 
     /// Runs to the end and reports.
@@ -166,6 +187,9 @@ impl World {
             };
             self.now = time;
             self.stats.steps += 1;
+            if self.stats.steps == self.text_from_step {
+                self.trace.set_muted(false);
+            }
             self.dispatch(event);
         }
         self.finish()
