@@ -9,7 +9,11 @@
 //! read <name>\r\n                                               -> CONTENTS <version> <numbytes> <exptime>\r\n<bytes>
 //! cas <name> <version> <numbytes> [<exptime>]\r\n<bytes>\r\n    -> OK <version> | ERR_VERSION <v> | ERR_FILE_NOT_FOUND
 //! delete <name>\r\n                                             -> OK | ERR_FILE_NOT_FOUND
+//! status\r\n                                                    -> STATUS id=.. role=.. term=.. leader=.. commit=.. last=..
 //! ```
+//!
+//! `status` is our extension, answered by each server from its own node
+//! without the log, for monitoring (see [`protocol::status`]).
 //!
 //! Everything but [`server`] and [`client`] is deterministic and does no
 //! I/O: the parser is a function of a byte buffer, the store a function of

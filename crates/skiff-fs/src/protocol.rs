@@ -8,6 +8,12 @@
 //! any                                                           -> ERR_CMD_ERR | ERR_INTERNAL | ERR_REDIRECT <host:port> | ERR_REDIRECT _
 //! ```
 //!
+//! One extension, which the classic protocol lacks: `status\r\n` asks a
+//! server for its own view of the cluster and is answered by that server,
+//! leader or not, with `STATUS id=<n> role=<role> term=<t> leader=<n|_>
+//! commit=<c> last=<i>\r\n` (see [`status`]). Servers parse with
+//! [`parse_client_message`], which knows it; [`parse_request`] does not.
+//!
 //! Nothing here touches a socket. [`parse_request`] looks at the bytes a
 //! connection has buffered so far and says one of three things: not enough
 //! bytes yet ([`Parsed::Incomplete`]), one request and how many bytes it used
@@ -29,6 +35,10 @@
 
 use bytes::Bytes;
 use std::fmt;
+
+pub mod status;
+
+pub use status::{parse_client_message, parse_status_report, ClientMessage, StatusReport};
 
 /// A header line (without its `\r\n`) of this many bytes or more is refused.
 pub const LINE_BYTES_MAX: usize = 500;
@@ -294,6 +304,12 @@ pub enum ProtocolError {
     /// The contents are not followed by `\r\n`.
     #[error("contents are not followed by \\r\\n")]
     MissingContentTerminator,
+    /// A `STATUS` line lacks a field, or has one out of order or malformed.
+    #[error("STATUS field {field} is missing, out of order or malformed")]
+    BadStatus {
+        /// The field, e.g. `role`.
+        field: &'static str,
+    },
 }
 
 /// Parses the first request in `buf`.

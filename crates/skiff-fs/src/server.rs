@@ -35,6 +35,8 @@
 //!   [`ServerConfig::request_timeout`], or the node stopped), or the node
 //!   refused the entry (too many pending).
 //! * `ERR_CMD_ERR`, then the connection closes: a malformed request.
+//! * For `status` (an extension, see [`crate::protocol::status`]): a
+//!   `STATUS` line from this server's own node, leader or not, at once.
 //!
 //! # Concurrency
 //!
@@ -50,7 +52,9 @@
 //!   ours and waiting for the channel to close waits for all of them.
 
 use crate::command::{Command, ProposalId};
-use crate::protocol::{parse_request, Limits, Parsed, Request, Response};
+use crate::protocol::{
+    parse_client_message, ClientMessage, Limits, Parsed, Request, Response, StatusReport,
+};
 use crate::store::Store;
 use skiff_node::{
     ClusterConfig, LogIndex, Node, NodeError, NodeHandle, NodeId, StartError, Status, SubmitError,
@@ -381,6 +385,19 @@ impl Shared {
         response
     }
 
+    /// The answer to `status`: the node's own view, without the log.
+    fn status_report(&self) -> StatusReport {
+        let status = self.node.status();
+        StatusReport {
+            id: status.id,
+            role: status.role,
+            term: status.term,
+            leader: status.leader,
+            commit_index: status.commit_index,
+            last_index: status.last_index,
+        }
+    }
+
     fn redirect(&self, leader: Option<NodeId>) -> Response {
         let address = leader.and_then(|id| self.cluster.node(id).ok());
         Response::Redirect {
@@ -447,11 +464,14 @@ async fn serve_client(
     let mut buffer: Vec<u8> = Vec::new();
     let mut out = Vec::new();
     loop {
-        match parse_request(&buffer, &shared.limits) {
+        match parse_client_message(&buffer, &shared.limits) {
             Ok(Parsed::Complete { value, consumed }) => {
                 buffer.drain(..consumed);
                 out.clear();
-                shared.execute(value).await.encode(&mut out);
+                match value {
+                    ClientMessage::File(request) => shared.execute(request).await.encode(&mut out),
+                    ClientMessage::Status => shared.status_report().encode(&mut out),
+                }
                 stream.write_all(&out).await?;
             }
             Ok(Parsed::Incomplete) => {

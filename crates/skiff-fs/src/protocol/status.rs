@@ -1,0 +1,292 @@
+//! The `status` extension of the line protocol: one server's view of the
+//! cluster, answered from its own state without going through the log.
+//!
+//! ```text
+//! status\r\n  ->  STATUS id=<n> role=<leader|follower|candidate> term=<t> leader=<n|_> commit=<c> last=<i>\r\n
+//! ```
+//!
+//! Any server answers, leader or not, and never with `ERR_REDIRECT`: the
+//! point is to ask each server what it believes. The answer is a snapshot of
+//! the node's last event-loop turn, not a linearizable read: two servers may
+//! both report `role=leader` for a moment, in different terms. `leader=_`
+//! means no leader is known, as in `ERR_REDIRECT _`. The classic protocol has
+//! no such command; clients that do not send it see no difference.
+
+use super::{complete, lossy, parse_number, parse_request, split_line};
+use super::{Limits, Parsed, ProtocolError, Request, CRLF};
+use skiff_core::{LogIndex, NodeId, Role, Term};
+
+/// What a client may send: a file request, or `status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientMessage {
+    /// A request of the classic protocol.
+    File(Request),
+    /// `status`: report this server's role, term, leader and indices.
+    Status,
+}
+
+/// Parses the first message in `buf`: `status`, or a request as
+/// [`parse_request`] would. Errors are those of [`parse_request`].
+pub fn parse_client_message(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Parsed<ClientMessage>, ProtocolError> {
+    if let Some((line, line_bytes)) = split_line(buf)? {
+        let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
+        if words.next() == Some(b"status") {
+            let got = words.count();
+            if got != 0 {
+                return Err(ProtocolError::ArgumentCount {
+                    command: "status",
+                    expected: "0",
+                    got,
+                });
+            }
+            return complete(ClientMessage::Status, line_bytes);
+        }
+    }
+    Ok(match parse_request(buf, limits)? {
+        Parsed::Incomplete => Parsed::Incomplete,
+        Parsed::Complete { value, consumed } => Parsed::Complete {
+            value: ClientMessage::File(value),
+            consumed,
+        },
+    })
+}
+
+/// One server's answer to `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusReport {
+    /// The server's node id.
+    pub id: NodeId,
+    /// Its role in its current term.
+    pub role: Role,
+    /// Its current term.
+    pub term: Term,
+    /// The leader of its current term, when known.
+    pub leader: Option<NodeId>,
+    /// The highest log index it knows to be committed.
+    pub commit_index: LogIndex,
+    /// The index of the last entry in its log.
+    pub last_index: LogIndex,
+}
+
+impl StatusReport {
+    /// Appends the wire form, `STATUS id=.. role=.. term=.. leader=.. commit=.. last=..\r\n`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let leader = self
+            .leader
+            .map_or_else(|| "_".to_string(), |id| id.to_string());
+        let line = format!(
+            "STATUS id={} role={} term={} leader={leader} commit={} last={}",
+            self.id, self.role, self.term, self.commit_index, self.last_index
+        );
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(CRLF);
+    }
+}
+
+/// The fields of a `STATUS` line, in the order they are sent.
+const STATUS_FIELDS: [&str; 6] = ["id", "role", "term", "leader", "commit", "last"];
+
+/// Parses a `STATUS` line at the start of `buf`.
+pub fn parse_status_report(buf: &[u8]) -> Result<Parsed<StatusReport>, ProtocolError> {
+    let Some((line, line_bytes)) = split_line(buf)? else {
+        return Ok(Parsed::Incomplete);
+    };
+    let words: Vec<&[u8]> = line
+        .split(|&b| b == b' ')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let Some((b"STATUS", fields)) = words.split_first().map(|(k, f)| (*k, f)) else {
+        return Err(ProtocolError::UnknownCommand(lossy(line)));
+    };
+    if fields.len() != STATUS_FIELDS.len() {
+        return Err(ProtocolError::ArgumentCount {
+            command: "STATUS",
+            expected: "6",
+            got: fields.len(),
+        });
+    }
+    let mut values = [&b""[..]; STATUS_FIELDS.len()];
+    for ((value, word), key) in values.iter_mut().zip(fields).zip(STATUS_FIELDS) {
+        *value = word
+            .strip_prefix(key.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"="))
+            .ok_or(ProtocolError::BadStatus { field: key })?;
+    }
+    let [id, role, term, leader, commit, last] = values;
+    let report = StatusReport {
+        id: NodeId(parse_number(id, "id")?),
+        role: parse_role(role)?,
+        term: Term(parse_number(term, "term")?),
+        leader: match leader {
+            b"_" => None,
+            id => Some(NodeId(parse_number(id, "leader")?)),
+        },
+        commit_index: LogIndex(parse_number(commit, "commit")?),
+        last_index: LogIndex(parse_number(last, "last")?),
+    };
+    complete(report, line_bytes)
+}
+
+fn parse_role(word: &[u8]) -> Result<Role, ProtocolError> {
+    match word {
+        b"leader" => Ok(Role::Leader),
+        b"follower" => Ok(Role::Follower),
+        b"candidate" => Ok(Role::Candidate),
+        _ => Err(ProtocolError::BadStatus { field: "role" }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    const LIMITS: Limits = Limits {
+        file_bytes_max: 100,
+        name_bytes_max: 20,
+    };
+
+    fn report(leader: Option<u64>) -> StatusReport {
+        StatusReport {
+            id: NodeId(2),
+            role: Role::Follower,
+            term: Term(7),
+            leader: leader.map(NodeId),
+            commit_index: LogIndex(40),
+            last_index: LogIndex(41),
+        }
+    }
+
+    #[test]
+    fn status_is_a_message_of_its_own() {
+        assert_eq!(
+            parse_client_message(b"status\r\n", &LIMITS),
+            Ok(Parsed::Complete {
+                value: ClientMessage::Status,
+                consumed: 8
+            })
+        );
+        assert_eq!(
+            parse_client_message(b" status \r\nread f\r\n", &LIMITS),
+            Ok(Parsed::Complete {
+                value: ClientMessage::Status,
+                consumed: 10
+            })
+        );
+        for prefix in [&b""[..], b"stat", b"status", b"status\r"] {
+            assert_eq!(
+                parse_client_message(prefix, &LIMITS),
+                Ok(Parsed::Incomplete)
+            );
+        }
+    }
+
+    #[test]
+    fn file_requests_parse_as_before() {
+        assert_eq!(
+            parse_client_message(b"write f 2\r\nhi\r\n", &LIMITS),
+            Ok(Parsed::Complete {
+                value: ClientMessage::File(Request::Write {
+                    name: "f".into(),
+                    contents: Bytes::from_static(b"hi"),
+                    exptime_s: 0
+                }),
+                consumed: 15
+            })
+        );
+        assert_eq!(
+            parse_client_message(b"write f 2\r\nh", &LIMITS),
+            Ok(Parsed::Incomplete)
+        );
+    }
+
+    #[test]
+    fn malformed_status_requests_are_refused() {
+        assert!(matches!(
+            parse_client_message(b"status now\r\n", &LIMITS),
+            Err(ProtocolError::ArgumentCount { got: 1, .. })
+        ));
+        assert!(matches!(
+            parse_client_message(b"STATUS\r\n", &LIMITS),
+            Err(ProtocolError::UnknownCommand(_))
+        ));
+        assert_eq!(
+            parse_client_message(b"status\n", &LIMITS),
+            Err(ProtocolError::BareLineFeed)
+        );
+        // The plain request parser does not know the extension.
+        assert!(matches!(
+            parse_request(b"status\r\n", &LIMITS),
+            Err(ProtocolError::UnknownCommand(_))
+        ));
+    }
+
+    #[test]
+    fn reports_encode_to_the_documented_line_and_back() {
+        for (leader, wire) in [
+            (
+                Some(3),
+                &b"STATUS id=2 role=follower term=7 leader=3 commit=40 last=41\r\n"[..],
+            ),
+            (
+                None,
+                b"STATUS id=2 role=follower term=7 leader=_ commit=40 last=41\r\n",
+            ),
+        ] {
+            let mut out = Vec::new();
+            report(leader).encode(&mut out);
+            assert_eq!(out, wire);
+            assert_eq!(
+                parse_status_report(&out),
+                Ok(Parsed::Complete {
+                    value: report(leader),
+                    consumed: wire.len()
+                })
+            );
+        }
+        let leader = StatusReport {
+            role: Role::Leader,
+            ..report(Some(2))
+        };
+        let mut out = Vec::new();
+        leader.encode(&mut out);
+        assert_eq!(
+            parse_status_report(&out).unwrap(),
+            complete(leader, out.len()).unwrap()
+        );
+    }
+
+    #[test]
+    fn malformed_reports_are_refused() {
+        let bad = |field| Err(ProtocolError::BadStatus { field });
+        let line = |text: &str| parse_status_report(format!("{text}\r\n").as_bytes());
+        assert_eq!(parse_status_report(b"STATUS id=1"), Ok(Parsed::Incomplete));
+        assert!(matches!(
+            line("ERR_REDIRECT _"),
+            Err(ProtocolError::UnknownCommand(_))
+        ));
+        assert!(matches!(
+            line("STATUS id=1 role=leader"),
+            Err(ProtocolError::ArgumentCount { got: 2, .. })
+        ));
+        assert_eq!(
+            line("STATUS id=1 role=boss term=1 leader=1 commit=1 last=1"),
+            bad("role")
+        );
+        assert_eq!(
+            line("STATUS id=1 term=1 role=leader leader=1 commit=1 last=1"),
+            bad("role")
+        );
+        assert_eq!(
+            line("STATUS id=1 role=leader term=x leader=1 commit=1 last=1"),
+            Err(ProtocolError::BadNumber { field: "term" })
+        );
+        assert_eq!(
+            line("STATUS id=1 role=leader term=1 leader= commit=1 last=1"),
+            Err(ProtocolError::BadNumber { field: "leader" })
+        );
+    }
+}
