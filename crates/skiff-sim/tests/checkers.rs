@@ -212,6 +212,19 @@ fn leader_completeness_allows_a_leader_with_every_committed_entry() {
 }
 
 #[test]
+fn leader_completeness_spares_a_late_leader_of_an_older_term() {
+    // Node 1 commits an entry in term 5; node 2 wins term 4 late, with
+    // votes that were slow to arrive. Raft promises nothing to term 4.
+    let mut h = History::new(3);
+    h.fill(1, 5, &[(5, "a")]);
+    h.batch(1, &[commit(1, "a")], Role::Follower).unwrap();
+    h.fill(2, 4, &[]);
+    assert_eq!(rule(h.batch(2, &[], Role::Leader)), None);
+    h.fill(3, 6, &[]);
+    assert_eq!(rule(h.batch(3, &[], Role::Leader)), Some(Rule::LeaderCompleteness));
+}
+
+#[test]
 fn state_machine_safety_fires_on_two_commits_at_one_index() {
     let mut h = History::new(3);
     h.fill(1, 1, &[(1, "a")]);
@@ -260,6 +273,20 @@ fn committed_kept_fires_on_truncating_a_committed_entry() {
         rule(h.batch(2, &[truncate], Role::Follower)),
         Some(Rule::CommittedKept)
     );
+}
+
+#[test]
+fn committed_kept_spares_a_stale_follower_of_an_older_term() {
+    // The entry commits in term 5; a follower still in term 4 may lose it
+    // to its stale leader (and get it back from the leader of term 5).
+    let mut h = History::new(3);
+    h.fill(1, 5, &[(3, "a")]);
+    h.fill(2, 4, &[(3, "a")]);
+    h.fill(3, 5, &[(3, "a")]);
+    h.batch(1, &[commit(1, "a")], Role::Follower).unwrap();
+    let truncate = Action::LogTruncate { from: LogIndex(1) };
+    assert_eq!(rule(h.batch(2, std::slice::from_ref(&truncate), Role::Follower)), None);
+    assert_eq!(rule(h.batch(3, &[truncate], Role::Follower)), Some(Rule::CommittedKept));
 }
 
 #[test]

@@ -1,5 +1,15 @@
 //! The one agreed sequence: what the cluster has committed, index by index,
 //! as learned from every node's `Commit` actions. Several rules read it.
+//!
+//! It also keeps, per index, a bound on the term in which the entry was
+//! committed. Rules about "later" leaders and followers need it: an entry
+//! committed in term 10 need not be in the log of a leader of term 9 that
+//! wins its election late, with votes that were slow to arrive. The first
+//! node to report a commit at an index is in a term no lower than the term
+//! of the leader that committed it (that leader, or a follower it told), so
+//! its term bounds the commit term from above. Commits are prefix-closed
+//! (committing an index commits all before it), so the tightest such bound
+//! never decreases along the log; it is kept as runs of equal bounds.
 
 use crate::hash::StableBuildHasher;
 use skiff_core::{Bytes, LogIndex, Term};
@@ -12,6 +22,9 @@ pub struct AgreedLog {
     entries: Vec<(Term, Bytes)>,
     /// Where each non-empty datum first committed.
     positions: HashMap<Bytes, LogIndex, StableBuildHasher>,
+    /// The commit-term bound as runs `(bound, last index of the run)`, both
+    /// strictly increasing from run to run.
+    commit_term_runs: Vec<(Term, u64)>,
 }
 
 impl AgreedLog {
@@ -31,10 +44,12 @@ impl AgreedLog {
         self.entries.get(position).map(|(term, data)| (*term, data))
     }
 
-    /// Appends the entry committed at the next index. Returns the index at
-    /// which the same non-empty datum committed before, if it did.
-    pub fn push(&mut self, term: Term, data: Bytes) -> Option<LogIndex> {
+    /// Appends the entry of `term` committed at the next index, first
+    /// reported by a node in `reporter_term`. Returns the index at which the
+    /// same non-empty datum committed before, if it did.
+    pub fn push(&mut self, term: Term, data: Bytes, reporter_term: Term) -> Option<LogIndex> {
         let index = LogIndex(self.len() + 1);
+        self.bound_commit_term(index, reporter_term);
         let earlier = if data.is_empty() {
             None
         } else {
@@ -50,6 +65,36 @@ impl AgreedLog {
         earlier
     }
 
+    /// Every index up to `index` was committed in a term at most `bound`.
+    fn bound_commit_term(&mut self, index: LogIndex, bound: Term) {
+        while self
+            .commit_term_runs
+            .last()
+            .is_some_and(|(t, _)| *t >= bound)
+        {
+            self.commit_term_runs.pop();
+        }
+        self.commit_term_runs.push((bound, index.0));
+    }
+
+    /// The last index known to have committed in a term before `term`: every
+    /// leader of `term` must hold the entries up to it (0 when none).
+    pub fn committed_before(&self, term: Term) -> LogIndex {
+        let runs = self.commit_term_runs.partition_point(|(t, _)| *t < term);
+        LogIndex(
+            runs.checked_sub(1)
+                .map_or(0, |run| self.commit_term_runs[run].1),
+        )
+    }
+
+    /// The least known upper bound on the term in which `index` committed.
+    pub fn commit_term_bound(&self, index: LogIndex) -> Option<Term> {
+        let run = self
+            .commit_term_runs
+            .partition_point(|(_, last)| *last < index.0);
+        self.commit_term_runs.get(run).map(|(t, _)| *t)
+    }
+
     /// Where the non-empty `data` first committed, if it did.
     pub fn position_of(&self, data: &[u8]) -> Option<LogIndex> {
         self.positions.get(data).copied()
@@ -61,5 +106,62 @@ impl AgreedLog {
             .iter()
             .enumerate()
             .map(|(position, (term, data))| (LogIndex(position as u64 + 1), *term, data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agreed(reporter_terms: &[u64]) -> AgreedLog {
+        let mut log = AgreedLog::default();
+        for (position, term) in reporter_terms.iter().enumerate() {
+            let data = Bytes::from(format!("d{position}"));
+            assert_eq!(log.push(Term(1), data, Term(*term)), None);
+        }
+        log
+    }
+
+    /// The naive bound: the least reporter term at this index or after.
+    fn naive_bound(reporter_terms: &[u64], index: usize) -> u64 {
+        reporter_terms[index - 1..]
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn commit_term_bounds_match_the_naive_definition() {
+        let reporters = [3, 5, 4, 4, 9, 7, 8, 8, 12];
+        let log = agreed(&reporters);
+        for index in 1..=reporters.len() {
+            let bound = log.commit_term_bound(LogIndex(index as u64));
+            assert_eq!(bound, Some(Term(naive_bound(&reporters, index))), "{index}");
+        }
+        for term in 0..14u64 {
+            let naive = (1..=reporters.len())
+                .filter(|i| naive_bound(&reporters, *i) < term)
+                .max()
+                .unwrap_or(0);
+            assert_eq!(
+                log.committed_before(Term(term)),
+                LogIndex(naive as u64),
+                "{term}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_data_twice_is_reported() {
+        let mut log = AgreedLog::default();
+        assert_eq!(log.push(Term(1), Bytes::from("a"), Term(1)), None);
+        assert_eq!(log.push(Term(1), Bytes::from(""), Term(1)), None);
+        assert_eq!(log.push(Term(1), Bytes::from(""), Term(1)), None);
+        assert_eq!(
+            log.push(Term(1), Bytes::from("a"), Term(1)),
+            Some(LogIndex(1))
+        );
+        assert_eq!(log.position_of(b"a"), Some(LogIndex(1)));
     }
 }

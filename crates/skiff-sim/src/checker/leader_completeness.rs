@@ -1,17 +1,18 @@
 //! Leader Completeness (Raft, Figure 3): if an entry is committed in a given
 //! term, it is present in the logs of the leaders of all higher terms.
 //!
-//! Checked when a node takes office: its log must hold every entry committed
-//! so far (all of them were committed in earlier terms, since a term's
-//! entries commit only through its leader). Leader Append-Only keeps them
+//! Checked when a node takes office in term `L`: its log must hold every
+//! entry known to have committed in a term before `L` (see `agreed` for the
+//! commit-term bound; a leader of an older term can win late, after newer
+//! terms committed entries it never had). Leader Append-Only keeps them
 //! there for the rest of the term.
 //!
-//! Comparing the last committed entry is enough, which keeps the check
-//! O(1) per election however long the run: the agreed sequence is the log
-//! prefix of the node that committed its last entry (State Machine Safety
-//! checks every node's commits against it, from index 1), and Log Matching,
-//! checked on every stored entry, makes any log that holds the same entry
-//! at the same index identical up to it.
+//! Comparing the last such entry is enough, which keeps the check cheap
+//! however long the run: the agreed sequence is the log prefix of the node
+//! that committed its last entry (State Machine Safety checks every node's
+//! commits against it, from index 1), and Log Matching, checked on every
+//! stored entry, makes any log that holds the same entry at the same index
+//! identical up to it.
 
 use super::agreed::AgreedLog;
 use super::{Failure, Rule};
@@ -25,9 +26,9 @@ pub fn check_new_leader(
     log: &[Entry],
     agreed: &AgreedLog,
 ) -> Result<(), Failure> {
-    let index = LogIndex(agreed.len());
+    let index = agreed.committed_before(term);
     let Some((committed_term, data)) = agreed.get(index) else {
-        return Ok(()); // nothing committed yet
+        return Ok(()); // nothing committed before this term
     };
     let held = log.get(index.0 as usize - 1);
     if held.is_some_and(|entry| entry.term == committed_term && entry.data == *data) {

@@ -294,7 +294,10 @@ impl Checkers {
             Ok(index) => {
                 commit_durable::check_commit(node, index, data, disk)?;
                 let term = disk.term_at(index).unwrap_or_default();
-                match self.commits.observe_commit(node, index, term, data)? {
+                // Persistence comes first in a batch, so the disk's term is
+                // the node's current term.
+                let node_term = disk.hard_state.term;
+                match self.commits.observe_commit(node, node_term, index, term, data)? {
                     CommitOutcome::Known => Ok(()),
                     CommitOutcome::Extended { earlier } => {
                         appended_once::check_extension(node, data, index, earlier)?;

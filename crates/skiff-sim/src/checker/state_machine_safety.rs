@@ -51,10 +51,11 @@ impl StateMachineSafety {
         }
     }
 
-    /// `node` committed `data` (stored with `term`) at `index`.
+    /// `node`, in `node_term`, committed `data` (stored with `term`) at `index`.
     pub fn observe_commit(
         &mut self,
         node: NodeId,
+        node_term: Term,
         index: LogIndex,
         term: Term,
         data: &Bytes,
@@ -84,7 +85,7 @@ impl StateMachineSafety {
                 ),
             ));
         }
-        let earlier = self.agreed.push(term, data.clone());
+        let earlier = self.agreed.push(term, data.clone(), node_term);
         Ok(CommitOutcome::Extended { earlier })
     }
 }
