@@ -221,7 +221,10 @@ fn leader_completeness_spares_a_late_leader_of_an_older_term() {
     h.fill(2, 4, &[]);
     assert_eq!(rule(h.batch(2, &[], Role::Leader)), None);
     h.fill(3, 6, &[]);
-    assert_eq!(rule(h.batch(3, &[], Role::Leader)), Some(Rule::LeaderCompleteness));
+    assert_eq!(
+        rule(h.batch(3, &[], Role::Leader)),
+        Some(Rule::LeaderCompleteness)
+    );
 }
 
 #[test]
@@ -285,8 +288,14 @@ fn committed_kept_spares_a_stale_follower_of_an_older_term() {
     h.fill(3, 5, &[(3, "a")]);
     h.batch(1, &[commit(1, "a")], Role::Follower).unwrap();
     let truncate = Action::LogTruncate { from: LogIndex(1) };
-    assert_eq!(rule(h.batch(2, std::slice::from_ref(&truncate), Role::Follower)), None);
-    assert_eq!(rule(h.batch(3, &[truncate], Role::Follower)), Some(Rule::CommittedKept));
+    assert_eq!(
+        rule(h.batch(2, std::slice::from_ref(&truncate), Role::Follower)),
+        None
+    );
+    assert_eq!(
+        rule(h.batch(3, &[truncate], Role::Follower)),
+        Some(Rule::CommittedKept)
+    );
 }
 
 #[test]

@@ -297,7 +297,10 @@ impl Checkers {
                 // Persistence comes first in a batch, so the disk's term is
                 // the node's current term.
                 let node_term = disk.hard_state.term;
-                match self.commits.observe_commit(node, node_term, index, term, data)? {
+                match self
+                    .commits
+                    .observe_commit(node, node_term, index, term, data)?
+                {
                     CommitOutcome::Known => Ok(()),
                     CommitOutcome::Extended { earlier } => {
                         appended_once::check_extension(node, data, index, earlier)?;
