@@ -258,6 +258,27 @@ fn state_machine_safety_allows_agreeing_streams_and_restarts() {
 }
 
 #[test]
+fn current_term_commit_fires_on_a_leader_committing_an_old_entry_alone() {
+    let mut h = History::new(3);
+    h.fill(1, 3, &[(1, "a"), (3, "")]);
+    h.batch(1, &[], Role::Leader).unwrap();
+    let result = h.batch(1, &[commit(1, "a")], Role::Leader);
+    assert_eq!(rule(result), Some(Rule::CurrentTermCommit));
+}
+
+#[test]
+fn current_term_commit_allows_old_entries_with_one_of_the_current_term() {
+    let mut h = History::new(3);
+    h.fill(1, 3, &[(1, "a"), (3, "")]);
+    h.fill(2, 3, &[(1, "a")]);
+    h.batch(1, &[], Role::Leader).unwrap();
+    let both = [commit(1, "a"), commit(2, "")];
+    assert_eq!(rule(h.batch(1, &both, Role::Leader)), None);
+    // A follower commits old entries as its leader says.
+    assert_eq!(rule(h.batch(2, &[commit(1, "a")], Role::Follower)), None);
+}
+
+#[test]
 fn commit_durable_fires_on_a_commit_past_the_disk() {
     let mut h = History::new(1);
     h.fill(1, 1, &[(1, "a")]);

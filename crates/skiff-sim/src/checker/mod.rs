@@ -14,6 +14,7 @@ pub mod agreed;
 pub mod appended_once;
 pub mod commit_durable;
 pub mod committed_kept;
+pub mod current_term_commit;
 pub mod durable_state;
 pub mod election_safety;
 pub mod leader_append_only;
@@ -52,6 +53,8 @@ pub enum Rule {
     CommitDurable,
     /// A committed entry is never truncated.
     CommittedKept,
+    /// A leader counts replicas only of entries of its own term.
+    CurrentTermCommit,
     /// An acknowledged append is in the agreed sequence once, at its index.
     AppendedOnce,
     /// `Overwritten` is never reported for an entry that commits.
@@ -81,6 +84,7 @@ impl Rule {
             Rule::StateMachineSafety => "State Machine Safety",
             Rule::CommitDurable => "Commit Durable",
             Rule::CommittedKept => "Committed Kept",
+            Rule::CurrentTermCommit => "Current-Term Commit",
             Rule::AppendedOnce => "Appended Once",
             Rule::OverwrittenNeverCommits => "Overwritten Never Commits",
             Rule::PersistenceOrder => "Persistence Order",
@@ -206,6 +210,7 @@ struct Batch {
 pub struct Checkers {
     election: election_safety::ElectionSafety,
     append_only: leader_append_only::LeaderAppendOnly,
+    leader_commit: current_term_commit::CurrentTermCommit,
     matching: log_matching::LogMatching,
     commits: StateMachineSafety,
     overwritten: overwritten::OverwrittenNeverCommits,
@@ -221,6 +226,7 @@ impl Checkers {
         Checkers {
             election: Default::default(),
             append_only: Default::default(),
+            leader_commit: Default::default(),
             matching: Default::default(),
             commits: StateMachineSafety::new(nodes),
             overwritten: Default::default(),
@@ -250,6 +256,7 @@ impl Checkers {
     /// of the message it handles, if the event is a message.
     pub fn begin_batch(&mut self, node: NodeId, before: NodeView, received_term: Option<Term>) {
         self.append_only.begin_batch();
+        self.leader_commit.begin_batch();
         self.order.begin_batch();
         self.batch = Some(Batch {
             node,
@@ -297,6 +304,7 @@ impl Checkers {
                 // Persistence comes first in a batch, so the disk's term is
                 // the node's current term.
                 let node_term = disk.hard_state.term;
+                self.leader_commit.observe_commit(index, term);
                 match self
                     .commits
                     .observe_commit(node, node_term, index, term, data)?
@@ -337,6 +345,7 @@ impl Checkers {
             leader_completeness::check_new_leader(node, after.term, &disk.log, self.agreed())?;
         }
         self.append_only.end_batch(node, &before, &after)?;
+        self.leader_commit.end_batch(node, &after)?;
         if let Some(received) = batch.received_term {
             term_adoption::check(node, received, &before, &after)?;
         }
