@@ -1,0 +1,18 @@
+//! The library behind the `skiff` tool's cluster commands (`up`, `status`,
+//! `demo`), public so that process-level tests drive real clusters exactly
+//! the way the tool does.
+//!
+//! # Layout
+//!
+//! * [`process_cluster`]: a cluster of `skiff node` child processes on
+//!   loopback: generating its configuration, starting, killing and
+//!   restarting nodes, and stopping every child when dropped.
+//! * [`status_probe`]: the `status` extension of the file protocol from the
+//!   client side: ask servers for their view, find the leader they agree on.
+//! * [`shutdown`]: waiting for Ctrl-C or SIGTERM.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod process_cluster;
+pub mod shutdown;
+pub mod status_probe;

@@ -1,0 +1,94 @@
+//! `skiff node`: runs one file server of a cluster in the foreground, with
+//! its logs on standard error, until Ctrl-C or SIGTERM.
+
+use anyhow::Context;
+use skiff_fs::ServerConfig;
+use skiff_node::{ClusterConfig, NodeId};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+/// How long the exit waits for a blocked read of standard input.
+const STDIN_READER_GRACE: Duration = Duration::from_millis(100);
+
+const EXAMPLES: &str = "\
+Examples:
+  skiff node --config skiff-cluster/cluster.toml --id 1
+  RUST_LOG=debug skiff node --config cluster.toml --id 2
+
+Run one process per node of the configuration (`skiff up` writes one and
+starts them all). The node listens for its peers on its peer_address and for
+file clients on its client_address; logs go to standard error, filtered by
+RUST_LOG (default: info). Ctrl-C or SIGTERM stops it cleanly: requests still
+waiting for a commit are answered ERR_INTERNAL, the log is closed, and the
+process exits 0.";
+
+/// Arguments of `skiff node`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = EXAMPLES)]
+pub struct NodeArgs {
+    /// The cluster configuration file (TOML), shared by every node.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Which node of the configuration this process is.
+    #[arg(long, value_name = "N")]
+    id: u64,
+    /// Also stop when standard input closes: `skiff up` and `skiff demo`
+    /// pass it, so that their nodes stop even when they are killed.
+    #[arg(long)]
+    exit_on_stdin_close: bool,
+}
+
+/// Runs the node until a stop is requested or it fails.
+pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let cluster = ClusterConfig::load(&args.config)?;
+    let config = ServerConfig::new(cluster, NodeId(args.id));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let watch_stdin = args.exit_on_stdin_close;
+    let outcome = runtime.block_on(async move {
+        let stop = async move {
+            let reason = tokio::select! {
+                signal = skiff::shutdown::requested() => signal,
+                () = stdin_closed(watch_stdin) => "standard input closed",
+            };
+            tracing::info!(reason, "stopping");
+        };
+        skiff_fs::run(config, stop).await
+    });
+    // The server has stopped; only a read of standard input may still be
+    // blocked in a thread, and it must not hold the exit.
+    runtime.shutdown_timeout(STDIN_READER_GRACE);
+    outcome?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Resolves when standard input reaches its end, if `watch` is set; never
+/// otherwise. Whatever arrives on it is ignored.
+async fn stdin_closed(watch: bool) {
+    if !watch {
+        return std::future::pending().await;
+    }
+    let mut stdin = tokio::io::stdin();
+    let mut sink = [0u8; 256];
+    while let Ok(read) = stdin.read(&mut sink).await {
+        if read == 0 {
+            return;
+        }
+    }
+}

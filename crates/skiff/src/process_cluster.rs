@@ -1,0 +1,475 @@
+//! A cluster of file servers, each a `skiff node` child process, on
+//! loopback: what `skiff up` and `skiff demo` run, and what the process
+//! tests crash and restart.
+//!
+//! # Children never outlive the parent
+//!
+//! * Dropping a [`ProcessCluster`] stops every child it started: SIGTERM,
+//!   then SIGKILL for those still running after [`STOP_GRACE`]. Drop runs on
+//!   errors and panics too.
+//! * Each child runs with `--exit-on-stdin-close` and its standard input a
+//!   pipe whose only writer is the parent, so when the parent dies without
+//!   running any destructor (SIGKILL, abort) the kernel closes the pipe and
+//!   the child shuts down by itself.
+//! * Each child is in its own process group, so a Ctrl-C at the terminal
+//!   reaches the parent only, and the parent stops the nodes in order
+//!   instead of every process racing to exit.
+//!
+//! Signals are sent only to children not yet reaped: a child that exited
+//! stays a zombie until [`Child::try_wait`] or [`Child::wait`] collects it,
+//! so its process id cannot have been reused by another process.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use skiff_node::{ClusterConfig, ConfigError, NodeId};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasher, RandomState};
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a node may take to stop after SIGTERM before it gets SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The name of the configuration file in a cluster directory.
+pub const CONFIG_FILE_NAME: &str = "cluster.toml";
+/// How often to look whether a stopping child has exited.
+const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Why a cluster operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The configuration could not be made, read or used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A file or directory could not be created or opened.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The ports asked for do not exist.
+    #[error("base port {base} leaves no room for {count} nodes (two ports each, up to 65535)")]
+    PortsOutOfRange {
+        /// The first port.
+        base: u16,
+        /// The number of nodes.
+        count: u64,
+    },
+    /// No free ports could be found on 127.0.0.1.
+    #[error("cannot find free ports on 127.0.0.1: {0}")]
+    FreePorts(std::io::Error),
+    /// A node process could not be started.
+    #[error("cannot start node {id} with {program}: {source}")]
+    Spawn {
+        /// The node.
+        id: NodeId,
+        /// The program run.
+        program: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// A node process could not be signalled or waited for.
+    #[error("cannot {action} node {id} (pid {pid}): {source}")]
+    Process {
+        /// What was attempted, e.g. "kill".
+        action: &'static str,
+        /// The node.
+        id: NodeId,
+        /// Its process id.
+        pid: u32,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The node is already running.
+    #[error("node {0} is already running")]
+    AlreadyRunning(NodeId),
+    /// The node is not running.
+    #[error("node {0} is not running")]
+    NotRunning(NodeId),
+}
+
+/// Where the nodes of a generated configuration listen, on 127.0.0.1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ports {
+    /// Node `i` takes peer port `base + 2(i-1)` and client port one above.
+    Consecutive {
+        /// The first node's peer port.
+        base: u16,
+    },
+    /// Ports the kernel reports free right now. Another process may take
+    /// one before the nodes bind it; the nodes then fail to start and say so.
+    Free,
+}
+
+/// Writes the configuration of a `count`-node cluster on 127.0.0.1 to
+/// `dir/cluster.toml`, creating `dir`. Data directories are `node-<id>`,
+/// relative to the file, so the directory can be moved. Returns the path.
+pub fn write_local_config(dir: &Path, count: u64, ports: Ports) -> Result<PathBuf, ClusterError> {
+    std::fs::create_dir_all(dir).map_err(|source| ClusterError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut config = match ports {
+        Ports::Consecutive { base } => {
+            let last = u64::from(base) + 2 * count;
+            if base == 0 || last > u64::from(u16::MAX) + 1 {
+                return Err(ClusterError::PortsOutOfRange { base, count });
+            }
+            ClusterConfig::local(count, Path::new(""), base)
+        }
+        Ports::Free => {
+            let mut config = ClusterConfig::local(count, Path::new(""), 1);
+            let addresses = free_addresses(config.nodes.len() * 2)?;
+            for (node, pair) in config.nodes.iter_mut().zip(addresses.chunks(2)) {
+                node.peer_address = pair[0];
+                node.client_address = pair[1];
+            }
+            config
+        }
+    };
+    // Drawn per cluster, so that a node of another local cluster is refused.
+    config.cluster_id = RandomState::new().hash_one(std::process::id()).max(1);
+    let path = dir.join(CONFIG_FILE_NAME);
+    config.save(&path)?;
+    ClusterConfig::load(&path)?;
+    Ok(path)
+}
+
+/// Loopback addresses the kernel just handed out, all distinct.
+fn free_addresses(count: usize) -> Result<Vec<SocketAddr>, ClusterError> {
+    // Held together until all are chosen, so none is handed out twice.
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ClusterError::FreePorts)?;
+    listeners
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<Result<_, _>>()
+        .map_err(ClusterError::FreePorts)
+}
+
+/// The nodes of one cluster configuration as child processes.
+#[derive(Debug)]
+pub struct ProcessCluster {
+    /// The `skiff` binary.
+    program: PathBuf,
+    config_path: PathBuf,
+    config: ClusterConfig,
+    /// Where `node-<id>.log` files go: the configuration file's directory.
+    log_dir: PathBuf,
+    running: BTreeMap<NodeId, Child>,
+}
+
+impl ProcessCluster {
+    /// The cluster of the configuration file at `config_path`, whose nodes
+    /// run as `program node --config .. --id ..` (`program` is the `skiff`
+    /// binary). Each node's output is appended to `node-<id>.log` next to
+    /// the configuration file. Starts nothing.
+    pub fn new(program: impl Into<PathBuf>, config_path: &Path) -> Result<Self, ClusterError> {
+        let config = ClusterConfig::load(config_path)?;
+        let log_dir = config_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        Ok(ProcessCluster {
+            program: program.into(),
+            config_path: config_path.to_path_buf(),
+            config,
+            log_dir,
+            running: BTreeMap::new(),
+        })
+    }
+
+    /// The configuration, with data directories resolved.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// The configuration file.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Every node id, in configuration order.
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.config.ids().collect()
+    }
+
+    /// Node `id`'s client address.
+    pub fn client_address(&self, id: NodeId) -> Result<SocketAddr, ClusterError> {
+        Ok(self.config.node(id)?.client_address)
+    }
+
+    /// Every node's client address, `host:port`, in configuration order.
+    pub fn client_addresses(&self) -> Vec<String> {
+        let addresses = self.config.nodes.iter();
+        addresses.map(|n| n.client_address.to_string()).collect()
+    }
+
+    /// The file node `id`'s output is appended to.
+    pub fn log_path(&self, id: NodeId) -> PathBuf {
+        self.log_dir.join(format!("node-{id}.log"))
+    }
+
+    /// The last lines of node `id`'s log, with a heading, for error messages.
+    pub fn log_tail(&self, id: NodeId) -> String {
+        const LINES: usize = 12;
+        let path = self.log_path(id);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
+                format!("last lines of {}:\n{tail}", path.display())
+            }
+            Err(error) => format!("cannot read {}: {error}", path.display()),
+        }
+    }
+
+    /// The process id of node `id`, if it runs.
+    pub fn pid(&self, id: NodeId) -> Option<u32> {
+        self.running.get(&id).map(Child::id)
+    }
+
+    /// Whether node `id` was started and has not been stopped or reaped.
+    pub fn is_running(&self, id: NodeId) -> bool {
+        self.running.contains_key(&id)
+    }
+
+    /// Starts every node that is not running.
+    pub fn start_all(&mut self) -> Result<(), ClusterError> {
+        for id in self.ids() {
+            if !self.is_running(id) {
+                self.start(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts node `id`; returns its process id. It serves clients once it
+    /// answers `status` (see [`crate::status_probe`]).
+    pub fn start(&mut self, id: NodeId) -> Result<u32, ClusterError> {
+        self.config.node(id)?;
+        if self.is_running(id) {
+            return Err(ClusterError::AlreadyRunning(id));
+        }
+        let log = self.open_log(id)?;
+        let log_for_stderr = log.try_clone().map_err(|source| ClusterError::Io {
+            path: self.log_path(id),
+            source,
+        })?;
+        let child = Command::new(&self.program)
+            .arg("node")
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("--id")
+            .arg(id.to_string())
+            .arg("--exit-on-stdin-close")
+            .stdin(Stdio::piped())
+            .stdout(log)
+            .stderr(log_for_stderr)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| ClusterError::Spawn {
+                id,
+                program: self.program.clone(),
+                source,
+            })?;
+        let pid = child.id();
+        self.running.insert(id, child);
+        Ok(pid)
+    }
+
+    fn open_log(&self, id: NodeId) -> Result<File, ClusterError> {
+        let path = self.log_path(id);
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| ClusterError::Io { path, source })
+    }
+
+    /// Kills node `id` with SIGKILL, as a crash would, and reaps it.
+    pub fn kill(&mut self, id: NodeId) -> Result<ExitStatus, ClusterError> {
+        let mut child = self
+            .running
+            .remove(&id)
+            .ok_or(ClusterError::NotRunning(id))?;
+        let pid = child.id();
+        let failed = |action, source| ClusterError::Process {
+            action,
+            id,
+            pid,
+            source,
+        };
+        // Fails only if the child was already reaped, which `running` rules out.
+        child.kill().map_err(|e| failed("kill", e))?;
+        child.wait().map_err(|e| failed("wait for", e))
+    }
+
+    /// Stops node `id`: SIGTERM, then SIGKILL if it still runs after
+    /// `grace`. Returns how it exited.
+    pub fn stop(&mut self, id: NodeId, grace: Duration) -> Result<ExitStatus, ClusterError> {
+        let child = self
+            .running
+            .remove(&id)
+            .ok_or(ClusterError::NotRunning(id))?;
+        let mut stopped = stop_children(vec![(id, child)], grace);
+        stopped.pop().expect("one child in, one result out").1
+    }
+
+    /// Stops every running node at once: SIGTERM to all, then SIGKILL to
+    /// those still running after `grace`. Returns how each exited.
+    pub fn stop_all(&mut self, grace: Duration) -> Vec<(NodeId, Result<ExitStatus, ClusterError>)> {
+        let children = std::mem::take(&mut self.running).into_iter().collect();
+        stop_children(children, grace)
+    }
+
+    /// The nodes that exited by themselves since the last call, reaped.
+    pub fn reap_exited(&mut self) -> Vec<(NodeId, ExitStatus)> {
+        let mut exited = Vec::new();
+        self.running.retain(|id, child| match child.try_wait() {
+            Ok(Some(status)) => {
+                exited.push((*id, status));
+                false
+            }
+            // Still running, or cannot tell: keep it, so it is stopped later.
+            Ok(None) | Err(_) => true,
+        });
+        exited
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for (id, outcome) in self.stop_all(STOP_GRACE) {
+            if let Err(error) = outcome {
+                tracing::warn!(%id, %error, "could not stop a node");
+            }
+        }
+    }
+}
+
+/// Closes the standard input of every child and sends it SIGTERM, then waits for all of them in one shared grace
+/// period, then SIGKILL to the rest.
+fn stop_children(
+    mut children: Vec<(NodeId, Child)>,
+    grace: Duration,
+) -> Vec<(NodeId, Result<ExitStatus, ClusterError>)> {
+    for (_, child) in &mut children {
+        // Closing its standard input asks the same as SIGTERM does.
+        drop(child.stdin.take());
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // An error means it is already gone: waiting below tells how.
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + grace;
+    children
+        .into_iter()
+        .map(|(id, child)| (id, wait_or_kill(id, child, deadline)))
+        .collect()
+}
+
+fn wait_or_kill(
+    id: NodeId,
+    mut child: Child,
+    deadline: Instant,
+) -> Result<ExitStatus, ClusterError> {
+    let pid = child.id();
+    let failed = |action, source| ClusterError::Process {
+        action,
+        id,
+        pid,
+        source,
+    };
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| failed("wait for", e))? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(%id, pid, "still running after SIGTERM; sending SIGKILL");
+            child.kill().map_err(|e| failed("kill", e))?;
+            return child.wait().map_err(|e| failed("wait for", e));
+        }
+        std::thread::sleep(EXIT_POLL_INTERVAL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_ports_follow_the_base_and_data_dirs_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_local_config(dir.path(), 3, Ports::Consecutive { base: 7100 }).unwrap();
+        assert_eq!(path, dir.path().join(CONFIG_FILE_NAME));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("data_dir = \"node-3\""), "{text}");
+        let config = ClusterConfig::load(&path).unwrap();
+        let node = config.node(NodeId(3)).unwrap();
+        assert_eq!(node.peer_address.to_string(), "127.0.0.1:7104");
+        assert_eq!(node.client_address.to_string(), "127.0.0.1:7105");
+        assert_eq!(node.data_dir, dir.path().join("node-3"));
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_local_config(dir.path(), 5, Ports::Free).unwrap();
+        let config = ClusterConfig::load(&path).unwrap();
+        let mut ports: Vec<u16> = config
+            .nodes
+            .iter()
+            .flat_map(|n| [n.peer_address.port(), n.client_address.port()])
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 10);
+    }
+
+    #[test]
+    fn ports_past_the_last_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused = write_local_config(dir.path(), 3, Ports::Consecutive { base: 65531 });
+        assert!(
+            matches!(
+                refused,
+                Err(ClusterError::PortsOutOfRange {
+                    base: 65531,
+                    count: 3
+                })
+            ),
+            "{refused:?}"
+        );
+        // The last node's client port may be 65535 itself.
+        assert!(write_local_config(dir.path(), 3, Ports::Consecutive { base: 65530 }).is_ok());
+    }
+
+    #[test]
+    fn nodes_that_are_not_running_cannot_be_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_local_config(dir.path(), 1, Ports::Free).unwrap();
+        let mut cluster = ProcessCluster::new("/nonexistent/skiff", &path).unwrap();
+        assert!(matches!(
+            cluster.kill(NodeId(1)),
+            Err(ClusterError::NotRunning(NodeId(1)))
+        ));
+        assert!(matches!(
+            cluster.start(NodeId(1)),
+            Err(ClusterError::Spawn { id: NodeId(1), .. })
+        ));
+        assert!(matches!(
+            cluster.start(NodeId(9)),
+            Err(ClusterError::Config(ConfigError::UnknownNode { id: 9, .. }))
+        ));
+        assert_eq!(cluster.log_path(NodeId(1)), dir.path().join("node-1.log"));
+    }
+}

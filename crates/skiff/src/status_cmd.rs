@@ -1,0 +1,134 @@
+//! `skiff status`: asks every server for its role, term, leader and log
+//! indices with the protocol's `status` extension, and prints a table.
+
+use crate::cluster_args::{Server, ServersArgs};
+use anyhow::Context;
+use skiff::status_probe::{probe_all, ProbeError};
+use skiff_fs::protocol::StatusReport;
+use std::io::Write;
+use std::time::Duration;
+
+const EXAMPLES: &str = "\
+Examples:
+  skiff status
+  skiff status --config skiff-cluster/cluster.toml
+  skiff status --servers 127.0.0.1:7101,127.0.0.1:7103
+
+Output, one line per server; a server that does not answer is down:
+
+  node  address          role      term  leader  commit  last
+  1     127.0.0.1:7101   leader    2     1       118     118
+  2     127.0.0.1:7103   follower  2     1       118     118
+  3     127.0.0.1:7105   down                                   connection refused
+
+Each server answers for itself (`status\\r\\n` -> `STATUS id=.. role=.. term=..
+leader=.. commit=.. last=..`), so the table may show two leaders for a moment
+during an election, in different terms. The exit status is 1 when no server
+answered.";
+
+/// Arguments of `skiff status`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = EXAMPLES)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    servers: ServersArgs,
+    /// How long to wait for each server, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    timeout_ms: u64,
+}
+
+/// Prints the table; exits 1 when no server answered.
+pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
+    let servers = args.servers.servers()?;
+    let addresses: Vec<String> = servers.iter().map(|s| s.address.clone()).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let reports = runtime.block_on(probe_all(&addresses, timeout));
+    let mut out = std::io::stdout().lock();
+    write_table(&mut out, &servers, &reports).context("writing the table")?;
+    out.flush().context("writing the table")?;
+    if reports.iter().all(Result::is_err) {
+        anyhow::bail!("no server answered");
+    }
+    Ok(())
+}
+
+fn write_table(
+    out: &mut impl Write,
+    servers: &[Server],
+    reports: &[Result<StatusReport, ProbeError>],
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<5} {:<21} {:<9} {:<5} {:<7} {:<7} last",
+        "node", "address", "role", "term", "leader", "commit"
+    )?;
+    for (server, report) in servers.iter().zip(reports) {
+        let line = match report {
+            Ok(report) => format!(
+                "{:<5} {:<21} {:<9} {:<5} {:<7} {:<7} {}",
+                report.id,
+                server.address,
+                report.role.to_string(),
+                report.term,
+                report.leader.map_or("-".to_string(), |id| id.to_string()),
+                report.commit_index,
+                report.last_index
+            ),
+            Err(error) => format!(
+                "{:<5} {:<21} {:<9} {:<5} {:<7} {:<7} {:<6} {error}",
+                server.id.map_or("?".to_string(), |id| id.to_string()),
+                server.address,
+                "down",
+                "",
+                "",
+                "",
+                ""
+            ),
+        };
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_node::{LogIndex, NodeId, Role, Term};
+
+    #[test]
+    fn the_table_shows_answers_and_down_servers() {
+        let servers = [
+            Server {
+                id: Some(1),
+                address: "127.0.0.1:7101".into(),
+            },
+            Server {
+                id: None,
+                address: "127.0.0.1:7103".into(),
+            },
+        ];
+        let reports = [
+            Ok(StatusReport {
+                id: NodeId(1),
+                role: Role::Leader,
+                term: Term(2),
+                leader: Some(NodeId(1)),
+                commit_index: LogIndex(118),
+                last_index: LogIndex(119),
+            }),
+            Err(ProbeError::Timeout(Duration::from_secs(1))),
+        ];
+        let mut out = Vec::new();
+        write_table(&mut out, &servers, &reports).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "node  address               role      term  leader  commit  last\n\
+             1     127.0.0.1:7101        leader    2     1       118     119\n\
+             ?     127.0.0.1:7103        down                                   no answer within 1s\n"
+        );
+    }
+}

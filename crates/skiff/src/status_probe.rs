@@ -1,0 +1,199 @@
+//! Asking file servers for their view of the cluster with the protocol's
+//! `status` extension (`status\r\n` -> `STATUS id=.. role=.. ..\r\n`), and
+//! finding the leader they agree on.
+
+use skiff_fs::protocol::{parse_status_report, Parsed, ProtocolError, StatusReport};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long one probe may take, connection included, by default.
+pub const PROBE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(1);
+/// How often [`wait_for_leader`] asks again.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Bytes of an answer read before giving up on a line: far above any `STATUS` line.
+const ANSWER_BYTES_MAX: usize = 1024;
+
+/// Why a server gave no status.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// Nothing listens there, or the connection broke.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// No answer within the timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The answer is not a `STATUS` line, e.g. a server without the extension.
+    #[error("not a status answer: {0}")]
+    Malformed(#[from] ProtocolError),
+    /// No leader that the servers agree on appeared in time.
+    #[error("no leader within {0:?}")]
+    NoLeader(Duration),
+}
+
+/// Asks the server at `address` for its status.
+pub async fn probe(address: &str, timeout: Duration) -> Result<StatusReport, ProbeError> {
+    tokio::time::timeout(timeout, exchange(address))
+        .await
+        .map_err(|_| ProbeError::Timeout(timeout))?
+}
+
+async fn exchange(address: &str) -> Result<StatusReport, ProbeError> {
+    let mut stream = TcpStream::connect(address).await?;
+    stream.write_all(b"status\r\n").await?;
+    let mut answer = Vec::new();
+    loop {
+        if let Parsed::Complete { value, .. } = parse_status_report(&answer)? {
+            return Ok(value);
+        }
+        if answer.len() >= ANSWER_BYTES_MAX {
+            return Err(std::io::Error::other("answer too long").into());
+        }
+        let mut chunk = [0u8; 256];
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        answer.extend_from_slice(&chunk[..read]);
+    }
+}
+
+/// Asks every server at once; answers in the order of `addresses`.
+pub async fn probe_all(
+    addresses: &[String],
+    timeout: Duration,
+) -> Vec<Result<StatusReport, ProbeError>> {
+    let probes = addresses.iter().map(|address| {
+        let address = address.clone();
+        tokio::spawn(async move { probe(&address, timeout).await })
+    });
+    let mut reports = Vec::with_capacity(addresses.len());
+    for probe in probes.collect::<Vec<_>>() {
+        reports.push(match probe.await {
+            Ok(report) => report,
+            Err(join_error) => Err(std::io::Error::other(join_error.to_string()).into()),
+        });
+    }
+    reports
+}
+
+/// The leader of a cluster of `cluster_size` nodes, as far as `reports`
+/// show: a server that says it leads, in a term in which a majority of the
+/// cluster (itself included) reports it as leader. A deposed leader that has
+/// not heard of the new term yet is thereby not taken for the leader.
+pub fn agreed_leader(
+    reports: &[Result<StatusReport, ProbeError>],
+    cluster_size: usize,
+) -> Option<StatusReport> {
+    let answered: Vec<&StatusReport> = reports.iter().flatten().collect();
+    answered.iter().copied().copied().find(|candidate| {
+        candidate.role == skiff_node::Role::Leader
+            && answered
+                .iter()
+                .filter(|r| r.term == candidate.term && r.leader == Some(candidate.id))
+                .count()
+                > cluster_size / 2
+    })
+}
+
+/// Waits up to `patience` for [`agreed_leader`] among `addresses`, which
+/// must be every server of the cluster.
+pub async fn wait_for_leader(
+    addresses: &[String],
+    patience: Duration,
+) -> Result<StatusReport, ProbeError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let reports = probe_all(addresses, PROBE_TIMEOUT_DEFAULT).await;
+        if let Some(leader) = agreed_leader(&reports, addresses.len()) {
+            return Ok(leader);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ProbeError::NoLeader(patience));
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Waits up to `patience` for the server at `address` to answer `status`
+/// (a node just started answers once it has bound its client address).
+pub async fn wait_until_answering(
+    address: &str,
+    patience: Duration,
+) -> Result<StatusReport, ProbeError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match probe(address, PROBE_TIMEOUT_DEFAULT).await {
+            Ok(report) => return Ok(report),
+            Err(error) if tokio::time::Instant::now() >= deadline => return Err(error),
+            Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_node::{LogIndex, NodeId, Role, Term};
+
+    fn report(id: u64, role: Role, term: u64, leader: Option<u64>) -> StatusReport {
+        StatusReport {
+            id: NodeId(id),
+            role,
+            term: Term(term),
+            leader: leader.map(NodeId),
+            commit_index: LogIndex(0),
+            last_index: LogIndex(0),
+        }
+    }
+
+    fn down() -> Result<StatusReport, ProbeError> {
+        Err(ProbeError::Timeout(Duration::ZERO))
+    }
+
+    #[test]
+    fn a_leader_needs_a_majority_reporting_it_in_its_term() {
+        use Role::{Candidate, Follower, Leader};
+        let leader = report(1, Leader, 3, Some(1));
+        let agreed = [Ok(leader), Ok(report(2, Follower, 3, Some(1))), down()];
+        assert_eq!(agreed_leader(&agreed, 3), Some(leader));
+        // Alone in its term: not yet known to lead.
+        let alone = [Ok(leader), Ok(report(2, Follower, 3, None)), down()];
+        assert_eq!(agreed_leader(&alone, 3), None);
+        // A deposed leader still in its old term, beside the new majority.
+        let deposed = [
+            Ok(report(1, Leader, 3, Some(1))),
+            Ok(report(2, Leader, 4, Some(2))),
+            Ok(report(3, Follower, 4, Some(2))),
+        ];
+        assert_eq!(agreed_leader(&deposed, 3).map(|r| r.id), Some(NodeId(2)));
+        let electing = [
+            Ok(report(1, Candidate, 5, None)),
+            Ok(report(2, Follower, 5, None)),
+            down(),
+        ];
+        assert_eq!(agreed_leader(&electing, 3), None);
+        assert_eq!(agreed_leader(&[down(), down(), down()], 3), None);
+    }
+
+    #[tokio::test]
+    async fn a_server_without_the_extension_is_malformed_and_nobody_is_down() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 8];
+            stream.read_exact(&mut request).await.unwrap();
+            stream.write_all(b"ERR_CMD_ERR\r\n").await.unwrap();
+        });
+        let answer = probe(&address, Duration::from_secs(5)).await;
+        assert!(
+            matches!(answer, Err(ProbeError::Malformed(_))),
+            "{answer:?}"
+        );
+        // The listener is gone now: nothing answers.
+        server.await.unwrap();
+        let answer = probe(&address, Duration::from_secs(5)).await;
+        assert!(matches!(answer, Err(ProbeError::Io(_))), "{answer:?}");
+    }
+}

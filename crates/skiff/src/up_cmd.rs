@@ -1,0 +1,175 @@
+//! `skiff up`: a whole local cluster in one command. Writes (or reuses) a
+//! configuration on 127.0.0.1, starts every node as a child process, prints
+//! where clients connect, and stops every node on Ctrl-C or SIGTERM.
+
+use anyhow::Context;
+use skiff::process_cluster::{
+    write_local_config, Ports, ProcessCluster, CONFIG_FILE_NAME, STOP_GRACE,
+};
+use skiff::status_probe::{wait_for_leader, wait_until_answering};
+use skiff_fs::protocol::StatusReport;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const EXAMPLES: &str = "\
+Examples:
+  skiff up                                   # 3 nodes, ./skiff-cluster, ports 7100-7105
+  skiff up --nodes 5 --dir /tmp/c5 --base-port 9000
+  skiff up --dir /tmp/c --base-port 0        # any free ports
+
+The directory keeps the configuration (cluster.toml), each node's data
+(node-N/) and log (node-N.log). It is kept when the cluster stops, so the
+next `skiff up` with the same --dir brings the same files back; when
+cluster.toml exists it is used as it is, and --nodes/--base-port are refused.
+Delete the directory to start afresh.
+
+While it runs, from another terminal in the same directory:
+  skiff status
+  echo hello | skiff fs write greeting
+  skiff fs read greeting";
+
+/// The directory `skiff up` uses without `--dir`.
+const DEFAULT_DIR: &str = "skiff-cluster";
+/// The cluster size without `--nodes`.
+const NODES_DEFAULT: u64 = 3;
+/// The first port without `--base-port`.
+const BASE_PORT_DEFAULT: u16 = 7100;
+/// How long a node may take to answer its first `status`.
+const START_PATIENCE: Duration = Duration::from_secs(10);
+/// How long to wait for the first leader before printing the addresses anyway.
+const ELECTION_PATIENCE: Duration = Duration::from_secs(10);
+/// How often to look whether a node died.
+const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Arguments of `skiff up`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = EXAMPLES)]
+pub struct UpArgs {
+    /// How many nodes [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=99))]
+    nodes: Option<u64>,
+    /// The cluster's directory: configuration, data and logs.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR)]
+    dir: PathBuf,
+    /// Node i listens for peers on P+2(i-1) and for clients on P+2(i-1)+1;
+    /// 0 picks free ports [default: 7100].
+    #[arg(long, value_name = "P")]
+    base_port: Option<u16>,
+}
+
+/// Runs the cluster until Ctrl-C or SIGTERM.
+pub fn run(args: &UpArgs) -> anyhow::Result<()> {
+    let config_path = prepare_config(args)?;
+    let program = std::env::current_exe().context("cannot find the skiff binary")?;
+    let mut cluster = ProcessCluster::new(program, &config_path)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    // `cluster` is dropped, stopping every node, whichever way this returns.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            signal = skiff::shutdown::requested() => Ok(Some(signal)),
+            served = serve(&mut cluster) => served.map(|()| None),
+        }
+    });
+    let signal = outcome?;
+    if let Some(signal) = signal {
+        println!("{signal}: stopping every node");
+    }
+    report_stopped(&mut cluster);
+    Ok(())
+}
+
+/// The configuration file to use: the one in `--dir`, or a new one.
+fn prepare_config(args: &UpArgs) -> anyhow::Result<PathBuf> {
+    let existing = args.dir.join(CONFIG_FILE_NAME);
+    if existing.exists() {
+        if args.nodes.is_some() || args.base_port.is_some() {
+            anyhow::bail!(
+                "{} exists: it is used as it is, so --nodes and --base-port cannot apply; \
+                 omit them, or remove {} to start afresh",
+                existing.display(),
+                args.dir.display()
+            );
+        }
+        println!("using the existing configuration {}", existing.display());
+        return Ok(existing);
+    }
+    let ports = match args.base_port.unwrap_or(BASE_PORT_DEFAULT) {
+        0 => Ports::Free,
+        base => Ports::Consecutive { base },
+    };
+    let count = args.nodes.unwrap_or(NODES_DEFAULT);
+    let path = write_local_config(&args.dir, count, ports)?;
+    println!("wrote {}", path.display());
+    Ok(path)
+}
+
+/// Starts the nodes, prints where they are, then watches for nodes that
+/// die; returns only on error.
+async fn serve(cluster: &mut ProcessCluster) -> anyhow::Result<()> {
+    cluster.start_all()?;
+    for id in cluster.ids() {
+        let address = cluster.client_address(id)?.to_string();
+        if let Err(error) = wait_until_answering(&address, START_PATIENCE).await {
+            anyhow::bail!(
+                "node {id} does not answer on {address}: {error}\n{}",
+                cluster.log_tail(id)
+            );
+        }
+    }
+    let leader = wait_for_leader(&cluster.client_addresses(), ELECTION_PATIENCE)
+        .await
+        .ok();
+    print_cluster(cluster, leader);
+    loop {
+        tokio::time::sleep(WATCH_INTERVAL).await;
+        for (id, status) in cluster.reap_exited() {
+            println!(
+                "node {id} exited ({status}); the others keep running. Its log: {}",
+                cluster.log_path(id).display()
+            );
+        }
+        if cluster.ids().iter().all(|id| !cluster.is_running(*id)) {
+            anyhow::bail!("every node has exited");
+        }
+    }
+}
+
+fn print_cluster(cluster: &ProcessCluster, leader: Option<StatusReport>) {
+    let config = cluster.config_path().display();
+    println!(
+        "cluster of {} nodes, configuration {config}",
+        cluster.ids().len()
+    );
+    for id in cluster.ids() {
+        let node = cluster
+            .config()
+            .node(id)
+            .expect("ids come from the configuration");
+        println!(
+            "  node {id}  client {}  peer {}  pid {}  log {}",
+            node.client_address,
+            node.peer_address,
+            cluster.pid(id).map_or("-".to_string(), |p| p.to_string()),
+            cluster.log_path(id).display()
+        );
+    }
+    println!("servers: {}", cluster.client_addresses().join(","));
+    match leader {
+        Some(leader) => println!("leader: node {} (term {})", leader.id, leader.term),
+        None => println!("leader: none yet (see `skiff status --config {config}`)"),
+    }
+    println!("ready; Ctrl-C stops every node");
+}
+
+/// Stops every node and says how each ended.
+fn report_stopped(cluster: &mut ProcessCluster) {
+    for (id, outcome) in cluster.stop_all(STOP_GRACE) {
+        match outcome {
+            Ok(status) => println!("node {id} stopped ({status})"),
+            Err(error) => eprintln!("node {id}: {error}"),
+        }
+    }
+}
