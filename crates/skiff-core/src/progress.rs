@@ -32,6 +32,9 @@ pub(crate) struct Progress {
     pub(crate) mode: Mode,
     /// The last index of each request with entries still in flight, ascending.
     inflight: VecDeque<LogIndex>,
+    /// The first index of the oldest request in flight; requests in flight
+    /// are contiguous, so this and `inflight` describe them all.
+    inflight_first: LogIndex,
     /// The oldest in-flight index seen at the previous heartbeat; if it is
     /// still the oldest at this heartbeat, its request is taken as lost.
     oldest_inflight_at_tick: Option<LogIndex>,
@@ -46,6 +49,7 @@ impl Progress {
             next_index: last_index.next(),
             mode: Mode::Replicate,
             inflight: VecDeque::new(),
+            inflight_first: LogIndex::ZERO,
             oldest_inflight_at_tick: None,
         }
     }
@@ -67,6 +71,9 @@ impl Progress {
             Mode::Probe { paused } => *paused = true,
             Mode::Replicate => {
                 debug_assert!(last_sent >= self.next_index);
+                if self.inflight.is_empty() {
+                    self.inflight_first = self.next_index;
+                }
                 self.inflight.push_back(last_sent);
                 self.next_index = last_sent.next();
             }
@@ -81,8 +88,9 @@ impl Progress {
             self.match_index = index;
         }
         self.next_index = self.next_index.max(self.match_index.next());
-        while self.inflight.front().is_some_and(|front| *front <= index) {
+        while let Some(front) = self.inflight.front().copied().filter(|f| *f <= index) {
             self.inflight.pop_front();
+            self.inflight_first = front.next();
         }
         // Only the answer to the outstanding probe ends probing; an older
         // success says nothing about where the follower stands now.
@@ -114,14 +122,16 @@ impl Progress {
 
     /// Called at each heartbeat. A request that stayed the oldest in flight
     /// for a whole heartbeat interval is taken as lost: probe again from
-    /// what is known to match. A paused probe is unpaused so it is resent.
+    /// where it started (a lost request says nothing about where the
+    /// follower's log ends, so there is no reason to go back further). A
+    /// paused probe is unpaused so it is resent.
     pub(crate) fn on_heartbeat(&mut self) {
         match &mut self.mode {
             Mode::Probe { paused } => *paused = false,
             Mode::Replicate => {
                 let oldest = self.inflight.front().copied();
                 if oldest.is_some() && oldest == self.oldest_inflight_at_tick {
-                    self.next_index = self.match_index.next();
+                    self.next_index = self.inflight_first.max(self.match_index.next());
                     self.mode = Mode::Probe { paused: false };
                     self.inflight.clear();
                     self.oldest_inflight_at_tick = None;
@@ -227,5 +237,17 @@ mod tests {
         p.on_heartbeat();
         assert_eq!(p.mode, Mode::Probe { paused: false });
         assert_eq!(p.next_index, LogIndex(1));
+    }
+
+    #[test]
+    fn a_lost_request_is_resent_from_where_it_started_not_from_match() {
+        // A new leader with a long log knows no match index yet.
+        let mut p = Progress::new(LogIndex(6000));
+        p.sent(LogIndex(6001));
+        p.sent(LogIndex(6002));
+        p.on_heartbeat();
+        p.on_heartbeat();
+        assert_eq!(p.mode, Mode::Probe { paused: false });
+        assert_eq!(p.next_index, LogIndex(6001));
     }
 }
