@@ -75,7 +75,7 @@ fn different_options_give_different_hashes() {
 fn the_trace_renders_events_and_actions_in_the_scenario_format() {
     let (_, text) = traced(&options(1, FaultProfile::Chaos));
     assert!(
-        text.starts_with("# seed=1 nodes=5 faults=chaos"),
+        text.starts_with("# seed=1 nodes=5 clients=3 time=3000ms faults=chaos"),
         "{}",
         &text[..200]
     );

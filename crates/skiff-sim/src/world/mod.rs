@@ -197,12 +197,26 @@ impl World {
 
     fn begin(&mut self) {
         if self.trace.wants_text() {
-            let c = &self.config;
+            let (o, c, f) = (&self.options, &self.config, &self.options.faults);
+            let limit = match o.limit {
+                Limit::Time { ms } => format!("time={ms}ms"),
+                Limit::Steps(steps) => format!("steps={steps}"),
+            };
             self.trace.line(format_args!(
-                "# seed={} nodes={} faults={} inflight_max={} entries_per_message_max={}",
-                self.options.seed,
-                self.options.nodes,
-                self.options.profile,
+                "# seed={} nodes={} clients={} {limit} faults={} loss={} dup={} slow={} \
+                 partition_rate={} crash_rate={} election={} heartbeat={} inflight_max={} \
+                 entries_per_message_max={}",
+                o.seed,
+                o.nodes,
+                o.clients,
+                o.profile,
+                f.loss,
+                f.duplicate,
+                f.latency_tail,
+                f.partition_rate,
+                f.crash_rate,
+                c.election_timeout_ms,
+                c.heartbeat_interval_ms,
                 c.inflight_max,
                 c.entries_per_message_max
             ));
