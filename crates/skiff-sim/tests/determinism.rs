@@ -90,3 +90,14 @@ fn the_trace_renders_events_and_actions_in_the_scenario_format() {
         assert!(event || line.starts_with("  "), "stray line {line:?}");
     }
 }
+
+#[test]
+fn a_step_limit_ends_the_faulty_part() {
+    let mut options = options(5, FaultProfile::Chaos);
+    options.limit = Limit::Steps(3_000);
+    let report = run_seed(&options);
+    assert!(report.violation.is_none(), "{:?}", report.violation);
+    assert!(report.stats.steps > 3_000, "{:?}", report.stats);
+    assert!(report.recovered_after_us.is_some());
+    assert_eq!(run_seed(&options).trace_hash, report.trace_hash);
+}

@@ -39,6 +39,11 @@ impl Liveness {
         self.recovered_at
     }
 
+    /// How long after faults stopped the cluster recovered, if it has.
+    pub fn recovery_time(&self) -> Option<Micros> {
+        Some(self.recovered_at? - self.quiet_since?)
+    }
+
     /// Fails once `now` is past the deadline without recovery.
     pub fn check(&self, now: Micros, leaders: &str) -> Result<(), Failure> {
         match (self.deadline(), self.recovered_at) {

@@ -255,11 +255,7 @@ impl World {
         self.stats.simulated_us = self.now;
         self.stats.elections = self.checkers.elections();
         self.stats.commits = self.checkers.agreed().len();
-        let recovered_after_us = self.checkers.liveness().recovered_at().and_then(|at| {
-            let since =
-                self.checkers.liveness().deadline()? - self.options.liveness_bound_ms * 1000;
-            Some(at - since)
-        });
+        let recovered_after_us = self.checkers.liveness().recovery_time();
         if let Some(violation) = &self.violation {
             if self.trace.wants_text() {
                 self.trace.line(format_args!("# VIOLATION {violation}"));
