@@ -12,7 +12,8 @@
 //! [`SimOptions`] give the same hash and, with a trace file, the same text.
 //!
 //! Supporting pieces: [`rng`] (the one generator), [`queue`] (the agenda of
-//! timed events), [`durable`] (a node's disk), [`stats`], [`hash`],
+//! timed events), [`durable`] (a node's disk), [`history`] (what clients
+//! were told), [`stats`], [`hash`],
 //! [`options`], [`run`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ pub mod client;
 pub mod durable;
 pub mod faults;
 pub mod hash;
+pub mod history;
 pub mod network;
 pub mod options;
 pub mod queue;

@@ -6,6 +6,7 @@ use super::batch::{kind, Input};
 use super::{World, WorldEvent};
 use crate::checker::Failure;
 use crate::client::{Answer, REQUEST_TIMEOUT_US};
+use crate::history::Ack;
 use crate::trace::{hash_event, hash_index, Time};
 use skiff_core::render::DataText;
 use skiff_core::{Bytes, CommitError, Event, LogIndex};
@@ -99,6 +100,14 @@ impl World {
                 self.checkers
                     .liveness()
                     .observe_ack(pending.submitted_at, now);
+                self.history.record(Ack {
+                    client: client + 1,
+                    node: id,
+                    data: pending.data.clone(),
+                    index: at,
+                    submitted_at: pending.submitted_at,
+                    acked_at: now,
+                });
             }
             Answer::NotLeader(_) => self.stats.client_redirects += 1,
             Answer::Overwritten => self.stats.client_overwritten += 1,

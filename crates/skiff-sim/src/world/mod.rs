@@ -20,6 +20,7 @@ mod injection;
 use crate::checker::{Checkers, Failure, Violation};
 use crate::client::Client;
 use crate::durable::Durable;
+use crate::history::History;
 use crate::network::Network;
 use crate::options::{Limit, SimOptions};
 use crate::queue::{EventQueue, Micros};
@@ -100,6 +101,7 @@ pub struct World {
     network: Network,
     clients: Vec<Client>,
     checkers: Checkers,
+    history: History,
     stats: SimStats,
     trace: Trace,
     /// Reused for every batch, so that stepping a machine allocates nothing.
@@ -150,6 +152,7 @@ impl World {
             network: Network::new(&options.faults),
             clients: (1..=options.clients).map(Client::new).collect(),
             checkers: Checkers::new(options.nodes),
+            history: History::default(),
             stats: SimStats {
                 runs: 1,
                 ..SimStats::default()
@@ -252,6 +255,11 @@ impl World {
     }
 
     fn finish(mut self) -> Outcome {
+        if self.violation.is_none() {
+            if let Err(failure) = self.history.check(self.checkers.agreed()) {
+                self.fail(failure);
+            }
+        }
         self.stats.simulated_us = self.now;
         self.stats.elections = self.checkers.elections();
         self.stats.commits = self.checkers.agreed().len();
