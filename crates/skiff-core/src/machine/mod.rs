@@ -95,7 +95,11 @@ pub struct Machine {
 struct Awaiting {
     index: LogIndex,
     term: Term,
-    data: bytes::Bytes,
+    /// `None` while the entry is still in the log at `index` (its data is
+    /// read from there); the data itself once the entry has been truncated.
+    /// Taking the data only on truncation, which is rare, spares every
+    /// append a clone of its buffer and the reference count traffic.
+    data: Option<bytes::Bytes>,
 }
 
 /// State that belongs to one role lives inside that role.
@@ -522,5 +526,12 @@ impl Machine {
             .awaiting_outcome
             .iter()
             .all(|awaiting| awaiting.index > self.commit_index));
+        debug_assert!(
+            self.awaiting_outcome
+                .iter()
+                .all(|awaiting| awaiting.data.is_some()
+                    || self.log.term_at(awaiting.index) == Some(awaiting.term)),
+            "an awaiting entry without data is in the log"
+        );
     }
 }

@@ -26,18 +26,9 @@ impl Machine {
     /// Logs `data` in the current term and sends it to every follower whose
     /// window has room, without waiting for the next heartbeat.
     pub(super) fn append_as_leader(&mut self, data: Bytes, actions: &mut Vec<Action>) {
-        let entry = Entry {
-            term: self.hard_state.term,
-            data,
-        };
-        let data = entry.data.clone();
-        let index = self.store_entry(entry, actions);
         let term = self.hard_state.term;
-        // Truncated entries of earlier terms may still wait at this index or
-        // beyond; keep the queue ordered by index.
-        let position = self.awaiting_outcome.partition_point(|a| a.index <= index);
-        self.awaiting_outcome
-            .insert(position, Awaiting { index, term, data });
+        let index = self.store_entry(Entry { term, data }, actions);
+        self.await_outcome(index, term);
         if let Some((mut replicator, followers)) = self.replicator() {
             for (peer, progress) in followers.iter_mut() {
                 replicator.send_pending(*peer, progress);
@@ -81,6 +72,25 @@ impl Machine {
         replicator.send_pending(from, progress);
         if advanced {
             self.maybe_commit();
+        }
+    }
+
+    /// Remembers that this node appended the entry of `term` at `index`.
+    /// The queue stays ordered by index: usually the entry goes last, but
+    /// truncated entries of earlier terms may still wait at this index or
+    /// beyond.
+    fn await_outcome(&mut self, index: LogIndex, term: Term) {
+        let awaiting = Awaiting {
+            index,
+            term,
+            data: None,
+        };
+        match self.awaiting_outcome.back() {
+            Some(last) if last.index > index => {
+                let position = self.awaiting_outcome.partition_point(|a| a.index <= index);
+                self.awaiting_outcome.insert(position, awaiting);
+            }
+            _ => self.awaiting_outcome.push_back(awaiting),
         }
     }
 
@@ -303,7 +313,18 @@ impl Machine {
         );
         self.persist_hard_state(actions);
         actions.push(Action::LogTruncate { from });
-        self.log.truncate(from);
+        let removed = self.log.truncate(from);
+        // Entries this node appended leave the log now: keep their data.
+        let first = self.awaiting_outcome.partition_point(|a| a.index < from);
+        for awaiting in self.awaiting_outcome.range_mut(first..) {
+            if awaiting.data.is_none() {
+                let entry = usize::try_from(awaiting.index.0 - from.0)
+                    .ok()
+                    .and_then(|position| removed.get(position));
+                debug_assert!(entry.is_some_and(|e| e.term == awaiting.term));
+                awaiting.data = entry.map(|e| e.data.clone());
+            }
+        }
     }
 
     /// Reports every entry up to `index` as committed, in order, once. An
@@ -325,8 +346,10 @@ impl Machine {
                     break;
                 };
                 if awaiting.term != entry.term {
+                    // Truncated, so its data was kept (see `truncate_from`).
+                    debug_assert!(awaiting.data.is_some());
                     self.deferred.push(Action::Commit {
-                        data: awaiting.data,
+                        data: awaiting.data.unwrap_or_default(),
                         result: Err(CommitError::Overwritten {
                             index: awaiting.index,
                             term: awaiting.term,
