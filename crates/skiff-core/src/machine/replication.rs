@@ -34,7 +34,12 @@ impl Machine {
                 replicator.send_pending(*peer, progress);
             }
         }
-        self.maybe_commit();
+        // The append moved only the leader's own index, which no follower's
+        // match index passes: the majority index can move only when the
+        // leader alone is a majority.
+        if self.config.quorum() == 1 {
+            self.maybe_commit();
+        }
     }
 
     pub(super) fn broadcast_heartbeat(&mut self) {
