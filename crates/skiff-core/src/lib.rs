@@ -14,6 +14,7 @@
 //! # Layout
 //!
 //! * `types`: the paper's nouns ([`Term`], [`LogIndex`], [`NodeId`], [`Entry`]).
+//! * `entries`: [`Entries`], the shared list of entries a request carries.
 //! * `event`, `action`, `message`: what goes in and what comes out.
 //! * `config`: [`Config`] and its validation.
 //! * `machine`: the state machine; `election` and `replication` hold the work
@@ -25,6 +26,7 @@
 
 mod action;
 mod config;
+mod entries;
 mod event;
 mod log;
 mod machine;
@@ -38,6 +40,7 @@ mod types;
 pub use action::{Action, CommitError};
 pub use bytes::Bytes;
 pub use config::{Config, ConfigError};
+pub use entries::Entries;
 pub use event::Event;
 pub use machine::{Machine, StartState, StateError};
 pub use message::{AppendEntriesReq, AppendEntriesResp, Message, VoteReq, VoteResp};

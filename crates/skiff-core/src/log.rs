@@ -56,9 +56,9 @@ impl Log {
 
     /// Up to `count_max` entries from `from`, stopping before the entry that
     /// would take their data past `bytes_max` (the first is always taken).
-    pub(crate) fn batch(&self, from: LogIndex, count_max: usize, bytes_max: usize) -> Vec<Entry> {
+    pub(crate) fn batch(&self, from: LogIndex, count_max: usize, bytes_max: usize) -> &[Entry] {
         let Some(start) = from.0.checked_sub(1).map(|s| s as usize) else {
-            return Vec::new();
+            return &[];
         };
         let available = self.entries.get(start..).unwrap_or_default();
         let mut bytes = 0usize;
@@ -70,7 +70,7 @@ impl Log {
             }
             count += 1;
         }
-        available[..count].to_vec()
+        &available[..count]
     }
 
     /// The first index of the run of entries of `term` that contains `index`.

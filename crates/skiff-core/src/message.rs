@@ -1,6 +1,7 @@
 //! The four messages Raft peers exchange (Figure 2).
 
-use crate::types::{Entry, LogIndex, NodeId, Term};
+use crate::entries::Entries;
+use crate::types::{LogIndex, NodeId, Term};
 
 /// A message between two peers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +40,8 @@ pub struct AppendEntriesReq {
     /// The term of the entry at `prev_index` (0 when `prev_index` is 0).
     pub prev_term: Term,
     /// Entries to store from `prev_index + 1`; empty for a heartbeat.
-    pub entries: Vec<Entry>,
+    /// Shared, not copied, between the followers a leader sends them to.
+    pub entries: Entries,
     /// The leader's commit index.
     pub commit: LogIndex,
 }

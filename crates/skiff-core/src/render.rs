@@ -166,7 +166,7 @@ mod tests {
             leader: NodeId(1),
             prev_index: LogIndex(1),
             prev_term: Term(1),
-            entries: vec![Entry::new(Term(2), ""), Entry::new(Term(2), "x")],
+            entries: vec![Entry::new(Term(2), ""), Entry::new(Term(2), "x")].into(),
             commit: LogIndex(1),
         };
         let send = Action::Send {

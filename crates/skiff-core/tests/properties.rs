@@ -82,7 +82,7 @@ fn message() -> impl Strategy<Value = Message> {
                     leader,
                     prev_index,
                     prev_term,
-                    entries,
+                    entries: entries.into(),
                     commit,
                 })
             }

@@ -2,6 +2,7 @@
 
 use super::{Awaiting, Machine, RoleState};
 use crate::action::{Action, CommitError};
+use crate::entries::Entries;
 use crate::log::Log;
 use crate::message::{AppendEntriesReq, AppendEntriesResp, Message};
 use crate::progress::{Mode, Progress};
@@ -130,6 +131,7 @@ impl Machine {
             inflight_max: self.config.inflight_max,
             entries_max: self.config.entries_per_message_max,
             bytes_max: self.config.bytes_per_message_max,
+            last_batch: None,
             sends: &mut self.deferred,
         };
         Some((replicator, followers))
@@ -145,6 +147,10 @@ struct Replicator<'a> {
     inflight_max: usize,
     entries_max: usize,
     bytes_max: usize,
+    /// The last batch of two or more entries built, and its first index:
+    /// followers whose next index is the same get the same list, shared.
+    /// The log does not change while a `Replicator` exists.
+    last_batch: Option<(LogIndex, Entries)>,
     sends: &'a mut Vec<Action>,
 }
 
@@ -157,7 +163,7 @@ impl Replicator<'_> {
         let mut sent = false;
         while progress.can_send_entries(last_index, self.inflight_max) {
             let from = progress.next_index;
-            let entries = self.log.batch(from, self.entries_max, self.bytes_max);
+            let entries = self.batch(from);
             debug_assert!(!entries.is_empty());
             let last_sent = LogIndex(from.0 + entries.len() as u64 - 1);
             self.send(peer, from.prev(), entries);
@@ -165,7 +171,7 @@ impl Replicator<'_> {
             sent = true;
         }
         if !sent && progress.mode == (Mode::Probe { paused: false }) {
-            self.send(peer, progress.next_index.prev(), Vec::new());
+            self.send(peer, progress.next_index.prev(), Entries::new());
             progress.sent(progress.next_index.prev());
             sent = true;
         }
@@ -174,10 +180,26 @@ impl Replicator<'_> {
 
     /// An empty request that asserts leadership and carries the commit index.
     fn send_heartbeat(&mut self, peer: NodeId, progress: &Progress) {
-        self.send(peer, progress.heartbeat_prev_index(), Vec::new());
+        self.send(peer, progress.heartbeat_prev_index(), Entries::new());
     }
 
-    fn send(&mut self, peer: NodeId, prev_index: LogIndex, entries: Vec<Entry>) {
+    /// The entries to send from `from`, bounded by the message limits. A
+    /// batch of several entries is built once and shared by every follower
+    /// that needs it; a single entry is cloned, which allocates nothing.
+    fn batch(&mut self, from: LogIndex) -> Entries {
+        if let Some((first, entries)) = &self.last_batch {
+            if *first == from {
+                return entries.clone();
+            }
+        }
+        let entries = Entries::from(self.log.batch(from, self.entries_max, self.bytes_max));
+        if entries.len() > 1 {
+            self.last_batch = Some((from, entries.clone()));
+        }
+        entries
+    }
+
+    fn send(&mut self, peer: NodeId, prev_index: LogIndex, entries: Entries) {
         let prev_term = self.log.term_at(prev_index);
         debug_assert!(prev_term.is_some(), "prev index {prev_index} past the log");
         let req = AppendEntriesReq {

@@ -261,7 +261,7 @@ mod tests {
             leader: NodeId(1),
             prev_index: LogIndex(10),
             prev_term: Term(2),
-            entries: vec![Entry::new(Term(3), ""), Entry::new(Term(3), "payload")],
+            entries: vec![Entry::new(Term(3), ""), Entry::new(Term(3), "payload")].into(),
             commit: LogIndex(9),
         })
     }

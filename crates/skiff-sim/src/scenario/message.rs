@@ -59,7 +59,7 @@ pub(crate) fn message(cursor: &mut Cursor<'_>, after: &str) -> Result<Message, S
             leader: NodeId(keyed.required("leader")?.number()?),
             prev_index: LogIndex(keyed.required("prev_index")?.number()?),
             prev_term: Term(keyed.required("prev_term")?.number()?),
-            entries: keyed.required("entries")?.entries()?,
+            entries: keyed.required("entries")?.entries()?.into(),
             commit: LogIndex(keyed.required("commit")?.number()?),
         }),
         "AppendEntriesResp" => Message::AppendEntriesResp(AppendEntriesResp {
