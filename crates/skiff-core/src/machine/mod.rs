@@ -435,7 +435,14 @@ impl Machine {
         if let Some(ms) = self.alarm_ms.take() {
             actions.push(Action::Alarm { ms });
         }
-        actions.append(&mut self.deferred);
+        if actions.is_empty() {
+            // Nothing to keep in front (the usual case for a driver that
+            // drains the buffer every step): exchange the buffers instead of
+            // copying every action. Both keep their capacity.
+            std::mem::swap(actions, &mut self.deferred);
+        } else {
+            actions.append(&mut self.deferred);
+        }
     }
 }
 
