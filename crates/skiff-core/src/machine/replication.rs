@@ -76,7 +76,11 @@ impl Machine {
             false
         };
         replicator.send_pending(from, progress);
-        if advanced {
+        // A match index that stays at or below the commit index does not
+        // change how many peers hold an entry past it, so it cannot commit
+        // anything: the second answer to an entry that already committed
+        // skips the quorum computation.
+        if advanced && resp.index > self.commit_index {
             self.maybe_commit();
         }
     }
