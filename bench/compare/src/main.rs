@@ -1,5 +1,5 @@
 //! skiff-core and raft-rs side by side: the same in-memory workloads, in one
-//! process, in one run. See bench/README.md for what each figure means.
+//! run. See bench/README.md for what each figure means.
 
 mod alloc_counter;
 mod cluster;
@@ -8,11 +8,13 @@ mod report;
 mod skiff_cluster;
 mod workload;
 
+use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use cluster::Cluster;
 use raft_cluster::RaftCluster;
 use report::{Figure, Line};
 use skiff_cluster::SkiffCluster;
+use std::process::Command;
 
 #[global_allocator]
 static ALLOCATOR: alloc_counter::CountingAllocator = alloc_counter::CountingAllocator;
@@ -33,8 +35,13 @@ struct Args {
     /// Appends per pipelined run.
     #[arg(long)]
     pipelined_appends: Option<u64>,
-    /// Run one workload once, on one implementation, and print its figure
-    /// (for `valgrind --tool=callgrind`); needs `--impl`.
+    /// Run every measurement in this process instead of a fresh process
+    /// each (see bench/README.md: the allocator then carries state from one
+    /// run into the next).
+    #[arg(long)]
+    in_process: bool,
+    /// Run one workload once, on one implementation, and print its figures
+    /// (for `valgrind --tool=callgrind` and `perf`); needs `--impl`.
     #[arg(long, value_enum, requires = "implementation")]
     workload: Option<Workload>,
     /// The implementation for `--workload`.
@@ -46,12 +53,30 @@ struct Args {
     /// Cluster size for `--workload`.
     #[arg(long, default_value_t = 3)]
     peers: u64,
+    /// With `--workload`: print only the figures, space-separated (what the
+    /// comparison reads from the processes it starts).
+    #[arg(long, requires = "workload")]
+    raw: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Workload {
+    /// Commits per second and mean latency, one append at a time.
     Sequential,
+    /// Entries per second, 1,000 appends offered per turn.
     Pipelined,
+    /// Heap allocations and bytes per committed entry, sequentially.
+    Allocations,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Sequential => "sequential",
+            Workload::Pipelined => "pipelined",
+            Workload::Allocations => "allocations",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -61,19 +86,30 @@ enum Implementation {
     RaftRs,
 }
 
+impl Implementation {
+    fn name(self) -> &'static str {
+        match self {
+            Implementation::Skiff => "skiff",
+            Implementation::RaftRs => "raft-rs",
+        }
+    }
+}
+
 /// How much work the comparison does.
 struct Plan {
     runs: usize,
     sequential_appends: u64,
     pipelined_appends: u64,
     allocation_appends: u64,
+    in_process: bool,
 }
 
-fn main() {
+fn main() -> Result<()> {
     let args = Args::parse();
     if let (Some(workload), Some(implementation)) = (args.workload, args.implementation) {
-        run_single(workload, implementation, args.peers, args.iterations);
-        return;
+        let figures = measure(workload, implementation, args.peers, args.iterations);
+        print_single(workload, implementation, &args, &figures);
+        return Ok(());
     }
     let (runs, sequential, pipelined) = if args.quick {
         (3, 10_000, 100_000)
@@ -85,47 +121,137 @@ fn main() {
         sequential_appends: args.sequential_appends.unwrap_or(sequential),
         pipelined_appends: args.pipelined_appends.unwrap_or(pipelined),
         allocation_appends: 20_000,
+        in_process: args.in_process,
     };
-    compare(&plan);
+    compare(&plan)
 }
 
-/// One workload, once: the mode to run under callgrind or perf.
-fn run_single(workload: Workload, implementation: Implementation, peers: u64, appends: u64) {
-    match (workload, implementation) {
-        (Workload::Sequential, Implementation::Skiff) => {
-            print_sequential::<SkiffCluster>(peers, appends)
+/// Runs `workload` once, here, and returns its figures: commits/s and mean
+/// latency in us (sequential), entries/s (pipelined), or allocations and
+/// bytes per entry (allocations).
+fn measure(
+    workload: Workload,
+    implementation: Implementation,
+    peers: u64,
+    appends: u64,
+) -> Vec<f64> {
+    match implementation {
+        Implementation::Skiff => measure_with::<SkiffCluster>(workload, peers, appends),
+        Implementation::RaftRs => measure_with::<RaftCluster>(workload, peers, appends),
+    }
+}
+
+fn measure_with<C: Cluster>(workload: Workload, peers: u64, appends: u64) -> Vec<f64> {
+    match workload {
+        Workload::Sequential => {
+            let result = workload::sequential::<C>(peers, appends);
+            vec![
+                result.commits_per_second,
+                result.latency_mean.as_secs_f64() * 1e6,
+            ]
         }
-        (Workload::Sequential, Implementation::RaftRs) => {
-            print_sequential::<RaftCluster>(peers, appends)
-        }
-        (Workload::Pipelined, Implementation::Skiff) => {
-            print_pipelined::<SkiffCluster>(peers, appends)
-        }
-        (Workload::Pipelined, Implementation::RaftRs) => {
-            print_pipelined::<RaftCluster>(peers, appends)
+        Workload::Pipelined => vec![workload::pipelined::<C>(peers, appends)],
+        Workload::Allocations => {
+            let counted = workload::sequential_allocations::<C>(peers, appends);
+            vec![
+                counted.allocations as f64 / appends as f64,
+                counted.bytes as f64 / appends as f64,
+            ]
         }
     }
 }
 
-fn print_sequential<C: Cluster>(peers: u64, appends: u64) {
-    let result = workload::sequential::<C>(peers, appends);
+fn print_single(workload: Workload, implementation: Implementation, args: &Args, figures: &[f64]) {
+    if args.raw {
+        let numbers: Vec<String> = figures.iter().map(f64::to_string).collect();
+        println!("{}", numbers.join(" "));
+        return;
+    }
+    let what = match workload {
+        Workload::Sequential => format!(
+            "{:.0} commits/s, mean latency {:.3} us",
+            figures[0], figures[1]
+        ),
+        Workload::Pipelined => format!("{:.0} entries/s", figures[0]),
+        Workload::Allocations => format!(
+            "{:.2} allocations and {:.0} bytes per committed entry",
+            figures[0], figures[1]
+        ),
+    };
     println!(
-        "{} peers={peers} sequential appends={appends}: {:.0} commits/s, mean latency {:.3} us",
-        C::NAME,
-        result.commits_per_second,
-        result.latency_mean.as_secs_f64() * 1e6
+        "{} peers={} {} appends={}: {what}",
+        implementation.name(),
+        args.peers,
+        workload.name(),
+        args.iterations
     );
 }
 
-fn print_pipelined<C: Cluster>(peers: u64, appends: u64) {
-    let rate = workload::pipelined::<C>(peers, appends);
-    println!(
-        "{} peers={peers} pipelined appends={appends}: {rate:.0} entries/s",
-        C::NAME
-    );
+/// Runs `workload` once in a fresh process of this binary, so that no run
+/// inherits the allocator state another one left behind.
+fn measure_isolated(
+    workload: Workload,
+    implementation: Implementation,
+    peers: u64,
+    appends: u64,
+) -> Result<Vec<f64>> {
+    let exe = std::env::current_exe().context("locating the bench binary")?;
+    let output = Command::new(exe)
+        .args([
+            "--workload",
+            workload.name(),
+            "--impl",
+            implementation.name(),
+        ])
+        .args([
+            "--peers",
+            &peers.to_string(),
+            "--iterations",
+            &appends.to_string(),
+        ])
+        .arg("--raw")
+        .output()
+        .context("starting a measurement process")?;
+    if !output.status.success() {
+        bail!(
+            "{} {} failed: {}",
+            implementation.name(),
+            workload.name(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(|number| number.parse::<f64>().context("reading a figure"))
+        .collect()
 }
 
-fn compare(plan: &Plan) {
+/// The figures of every run of `workload`, skiff's and raft-rs's, the two
+/// taking turns run by run.
+fn runs(plan: &Plan, workload: Workload, peers: u64, appends: u64) -> Result<[Vec<Vec<f64>>; 2]> {
+    let mut figures = [Vec::new(), Vec::new()];
+    for _ in 0..plan.runs {
+        for (slot, implementation) in [Implementation::Skiff, Implementation::RaftRs]
+            .into_iter()
+            .enumerate()
+        {
+            let run = if plan.in_process {
+                measure(workload, implementation, peers, appends)
+            } else {
+                measure_isolated(workload, implementation, peers, appends)?
+            };
+            figures[slot].push(run);
+        }
+    }
+    Ok(figures)
+}
+
+/// The median over runs of figure number `index`.
+fn median_of(runs: &[Vec<f64>], index: usize) -> f64 {
+    report::median(runs.iter().map(|figures| figures[index]).collect())
+}
+
+fn compare(plan: &Plan) -> Result<()> {
     println!(
         "skiff-core vs raft-rs 0.7 (MemStorage): peers in one process, messages in memory, no disk"
     );
@@ -138,66 +264,30 @@ fn compare(plan: &Plan) {
         workload::PIPELINED_PER_TURN
     );
     println!(
-        "each figure is the median of {} runs, the implementations taking turns",
-        plan.runs
+        "each figure is the median of {} runs, the implementations taking turns, {}",
+        plan.runs,
+        if plan.in_process {
+            "all in this process"
+        } else {
+            "each run in a fresh process"
+        }
     );
     for peers in [3, 5] {
         println!();
-        compare_sequential(plan, peers);
-        compare_pipelined(plan, peers);
-        compare_allocations(plan, peers);
+        let [skiff, raft] = runs(plan, Workload::Sequential, peers, plan.sequential_appends)?;
+        Line::new(peers, "sequential", Figure::CommitsPerSecond)
+            .print(median_of(&skiff, 0), median_of(&raft, 0));
+        Line::new(peers, "sequential", Figure::LatencyMicros)
+            .print(median_of(&skiff, 1), median_of(&raft, 1));
+        let [skiff, raft] = runs(plan, Workload::Pipelined, peers, plan.pipelined_appends)?;
+        Line::new(peers, "pipelined", Figure::EntriesPerSecond)
+            .print(median_of(&skiff, 0), median_of(&raft, 0));
+        // Allocation counts do not vary from run to run: one run each.
+        let once = Plan { runs: 1, ..*plan };
+        let [skiff, raft] = runs(&once, Workload::Allocations, peers, plan.allocation_appends)?;
+        Line::new(peers, "sequential", Figure::AllocationsPerEntry).print(skiff[0][0], raft[0][0]);
+        Line::new(peers, "sequential", Figure::AllocatedBytesPerEntry)
+            .print(skiff[0][1], raft[0][1]);
     }
-}
-
-fn compare_sequential(plan: &Plan, peers: u64) {
-    let (mut skiff, mut raft) = (Vec::new(), Vec::new());
-    for _ in 0..plan.runs {
-        skiff.push(workload::sequential::<SkiffCluster>(
-            peers,
-            plan.sequential_appends,
-        ));
-        raft.push(workload::sequential::<RaftCluster>(
-            peers,
-            plan.sequential_appends,
-        ));
-    }
-    let rate = |runs: &[workload::Sequential]| {
-        report::median(runs.iter().map(|r| r.commits_per_second).collect())
-    };
-    let latency = |runs: &[workload::Sequential]| {
-        report::median(
-            runs.iter()
-                .map(|r| r.latency_mean.as_secs_f64() * 1e6)
-                .collect(),
-        )
-    };
-    Line::new(peers, "sequential", Figure::CommitsPerSecond).print(rate(&skiff), rate(&raft));
-    Line::new(peers, "sequential", Figure::LatencyMicros).print(latency(&skiff), latency(&raft));
-}
-
-fn compare_pipelined(plan: &Plan, peers: u64) {
-    let (mut skiff, mut raft) = (Vec::new(), Vec::new());
-    for _ in 0..plan.runs {
-        skiff.push(workload::pipelined::<SkiffCluster>(
-            peers,
-            plan.pipelined_appends,
-        ));
-        raft.push(workload::pipelined::<RaftCluster>(
-            peers,
-            plan.pipelined_appends,
-        ));
-    }
-    Line::new(peers, "pipelined", Figure::EntriesPerSecond)
-        .print(report::median(skiff), report::median(raft));
-}
-
-fn compare_allocations(plan: &Plan, peers: u64) {
-    let appends = plan.allocation_appends;
-    let skiff = workload::sequential_allocations::<SkiffCluster>(peers, appends);
-    let raft = workload::sequential_allocations::<RaftCluster>(peers, appends);
-    let per_entry = |counted: u64| counted as f64 / appends as f64;
-    Line::new(peers, "sequential", Figure::AllocationsPerEntry)
-        .print(per_entry(skiff.allocations), per_entry(raft.allocations));
-    Line::new(peers, "sequential", Figure::AllocatedBytesPerEntry)
-        .print(per_entry(skiff.bytes), per_entry(raft.bytes));
+    Ok(())
 }
