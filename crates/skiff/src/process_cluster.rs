@@ -45,7 +45,7 @@ pub enum ClusterError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A file or directory could not be created or opened.
-    #[error("{path}: {source}")]
+    #[error("cannot use {path}")]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -64,7 +64,7 @@ pub enum ClusterError {
     #[error("cannot find free ports on 127.0.0.1: {0}")]
     FreePorts(std::io::Error),
     /// A node process could not be started.
-    #[error("cannot start node {id} with {program}: {source}")]
+    #[error("cannot start node {id} with {program}")]
     Spawn {
         /// The node.
         id: NodeId,
@@ -74,7 +74,7 @@ pub enum ClusterError {
         source: std::io::Error,
     },
     /// A node process could not be signalled or waited for.
-    #[error("cannot {action} node {id} (pid {pid}): {source}")]
+    #[error("cannot {action} node {id} (pid {pid})")]
     Process {
         /// What was attempted, e.g. "kill".
         action: &'static str,
@@ -88,6 +88,16 @@ pub enum ClusterError {
     /// The node is already running.
     #[error("node {0} is already running")]
     AlreadyRunning(NodeId),
+    /// Another process listens on one of the node's addresses.
+    #[error("node {id} cannot listen on {address} (another cluster running?)")]
+    AddressInUse {
+        /// The node.
+        id: NodeId,
+        /// Its peer or client address.
+        address: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
     /// The node is not running.
     #[error("node {0} is not running")]
     NotRunning(NodeId),
@@ -255,9 +265,18 @@ impl ProcessCluster {
     /// Starts node `id`; returns its process id. It serves clients once it
     /// answers `status` (see [`crate::status_probe`]).
     pub fn start(&mut self, id: NodeId) -> Result<u32, ClusterError> {
-        self.config.node(id)?;
+        let node = self.config.node(id)?;
         if self.is_running(id) {
             return Err(ClusterError::AlreadyRunning(id));
+        }
+        // A node that cannot bind exits at once, but another process on its
+        // client address would answer in its place: refuse before starting.
+        for address in [node.peer_address, node.client_address] {
+            TcpListener::bind(address).map_err(|source| ClusterError::AddressInUse {
+                id,
+                address,
+                source,
+            })?;
         }
         let log = self.open_log(id)?;
         let log_for_stderr = log.try_clone().map_err(|source| ClusterError::Io {
@@ -451,6 +470,20 @@ mod tests {
         );
         // The last node's client port may be 65535 itself.
         assert!(write_local_config(dir.path(), 3, Ports::Consecutive { base: 65530 }).is_ok());
+    }
+
+    #[test]
+    fn a_node_whose_address_is_taken_is_not_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_local_config(dir.path(), 1, Ports::Free).unwrap();
+        let mut cluster = ProcessCluster::new("/nonexistent/skiff", &path).unwrap();
+        let taken = TcpListener::bind(cluster.client_address(NodeId(1)).unwrap()).unwrap();
+        let refused = cluster.start(NodeId(1));
+        assert!(
+            matches!(&refused, Err(ClusterError::AddressInUse { address, .. })
+                if *address == taken.local_addr().unwrap()),
+            "{refused:?}"
+        );
     }
 
     #[test]

@@ -16,10 +16,10 @@ Examples:
 
 Output, one line per server; a server that does not answer is down:
 
-  node  address          role      term  leader  commit  last
-  1     127.0.0.1:7101   leader    2     1       118     118
-  2     127.0.0.1:7103   follower  2     1       118     118
-  3     127.0.0.1:7105   down                                   connection refused
+  node  address               role      term  leader  commit  last
+  1     127.0.0.1:7101        leader    2     1       118     118
+  2     127.0.0.1:7103        follower  2     1       117     118
+  3     127.0.0.1:7105        down                                   Connection refused (os error 111)
 
 Each server answers for itself (`status\\r\\n` -> `STATUS id=.. role=.. term=..
 leader=.. commit=.. last=..`), so the table may show two leaders for a moment

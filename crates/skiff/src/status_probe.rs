@@ -18,17 +18,25 @@ const ANSWER_BYTES_MAX: usize = 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     /// Nothing listens there, or the connection broke.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// No answer within the timeout.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     /// The answer is not a `STATUS` line, e.g. a server without the extension.
     #[error("not a status answer: {0}")]
-    Malformed(#[from] ProtocolError),
+    Malformed(ProtocolError),
     /// No leader that the servers agree on appeared in time.
     #[error("no leader within {0:?}")]
     NoLeader(Duration),
+}
+
+impl From<ProtocolError> for ProbeError {
+    // Not `#[from]`, which would make the protocol error a source too and
+    // print it twice in error chains: the message already says it.
+    fn from(error: ProtocolError) -> Self {
+        ProbeError::Malformed(error)
+    }
 }
 
 /// Asks the server at `address` for its status.

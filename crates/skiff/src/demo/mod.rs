@@ -204,13 +204,13 @@ async fn demo(cluster: &mut ProcessCluster, args: &DemoArgs) -> anyhow::Result<S
             failover.leaderless().as_millis()
         ));
     }
-    Ok(summarize(
-        reports,
-        workload,
-        crash,
-        failovers.len(),
-        verification,
-    ))
+    let mut summary = summarize(reports, workload, crash, failovers.len(), verification);
+    // Only the node killed on purpose may have stopped, and it was restarted.
+    for (id, status) in cluster.reap_exited() {
+        progress.event(&format!("node {id} exited by itself ({status})"));
+        summary.errors += 1;
+    }
+    Ok(summary)
 }
 
 /// Starts every node and waits for the first leader.
