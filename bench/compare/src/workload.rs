@@ -39,17 +39,18 @@ pub fn sequential<C: Cluster>(peers: u64, appends: u64) -> Sequential {
 #[inline(never)]
 pub fn sequential_loop<C: Cluster>(cluster: &mut C, appends: u64) -> Sequential {
     let payload = [0x5a_u8; SEQUENTIAL_BYTES];
-    let mut latency_total = Duration::ZERO;
     let started = Instant::now();
     for appended in 1..=appends {
-        let offered = Instant::now();
         commit_one(cluster, &payload, appended);
-        latency_total += offered.elapsed();
     }
     let elapsed = started.elapsed();
+    // Each append is offered the moment the previous one has committed, so
+    // the loop's time divided by the appends is the mean time from offer to
+    // commit. Reading the clock around every append instead would add two
+    // clock reads (about 40 ns) to each one, more than a tenth of skiff's.
     Sequential {
         commits_per_second: appends as f64 / elapsed.as_secs_f64(),
-        latency_mean: latency_total / appends as u32,
+        latency_mean: elapsed.div_f64(appends as f64),
     }
 }
 
