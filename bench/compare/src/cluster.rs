@@ -3,9 +3,10 @@
 
 /// A cluster of `peers` in one process, node 1 its elected leader.
 ///
-/// Messages move in rounds: whatever a node sends during round `k` reaches
-/// its receiver in round `k + 1`. No clock runs, so there are no heartbeats
-/// or elections once the leader is in office, and nothing is written to disk.
+/// Messages move in rounds: a round hands every message queued so far to its
+/// receiver, and what the receivers send in turn waits for the next round.
+/// No clock runs, so there are no heartbeats or elections once the leader is
+/// in office, and nothing is written to disk.
 pub trait Cluster: Sized {
     /// The implementation's name in the report.
     const NAME: &'static str;
