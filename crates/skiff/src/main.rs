@@ -1,6 +1,7 @@
 //! The `skiff` command-line tool: a thin layer that parses flags and calls
 //! the libraries.
 
+mod bench;
 mod cluster_args;
 mod demo;
 mod fs_cmd;
@@ -42,6 +43,8 @@ enum Command {
     Status(status_cmd::StatusArgs),
     /// Write, read, compare-and-swap or delete a file on the cluster.
     Fs(fs_cmd::FsArgs),
+    /// Measure write throughput and latency of skiff, etcd or both, side by side.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,5 +57,6 @@ fn main() -> anyhow::Result<()> {
         Command::Node(args) => node_cmd::run(&args),
         Command::Status(args) => status_cmd::run(&args),
         Command::Fs(args) => fs_cmd::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }

@@ -1,0 +1,362 @@
+//! `skiff bench`: throughput and latency of replicated writes, for skiff
+//! and for etcd, measured the same way in one run.
+//!
+//! Each target gets `--clients` concurrent clients, each with one
+//! connection and one write of `--bytes` bytes in flight, writing its own
+//! key for a warm-up and then `--seconds` of measured load. Skiff's clients
+//! write files through the file server's protocol; etcd's put keys through
+//! its JSON gateway. By default the bench starts each cluster itself on
+//! loopback, with durable logs, in a temporary directory, and stops it
+//! afterwards; `--servers`/`--config` and `--etcd-endpoints` point it at
+//! running clusters instead. With one client, or `--floor`, it also
+//! measures the latency floor of this machine (see `floor`).
+//!
+//! # Layout
+//!
+//! * `load`: the clients' loop and the histograms.
+//! * `writer`: one client's connection to skiff or etcd.
+//! * `http`: the keep-alive HTTP/1.1 client for etcd.
+//! * `etcd`: starting and stopping a local etcd cluster.
+//! * `process`: ports, process groups, CPU time.
+//! * `floor`: the fdatasync and loopback round-trip measurements.
+//! * `report`: the table and the JSON.
+
+mod etcd;
+mod floor;
+mod http;
+mod load;
+mod process;
+mod report;
+mod writer;
+
+use anyhow::Context;
+use load::{Measurement, Schedule};
+use report::{Report, TargetReport};
+use skiff::process_cluster::{write_local_config, Ports, ProcessCluster, STOP_GRACE};
+use skiff::status_probe::{wait_for_leader, wait_until_answering};
+use skiff_node::ClusterConfig;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use writer::{EtcdWriter, SkiffWriter, Writer};
+
+const EXAMPLES: &str = "\
+Examples:
+  skiff bench                                  # 64 clients against 3 skiff nodes it starts
+  skiff bench --target both                    # the same against skiff and etcd, side by side
+  skiff bench --target both --clients 1        # one write at a time, with the latency floor
+  skiff bench --servers 127.0.0.1:7101,127.0.0.1:7103,127.0.0.1:7105 --seconds 30
+  skiff bench --format json --seconds 5        # the report as JSON on standard output
+
+Clusters the bench starts live under a temporary directory (--dir picks
+its parent, and so the file system the logs and the floor's syncs use) and
+are stopped and removed at the end. `--target etcd` needs Debian's etcd
+(apt-get install -y etcd-server). See bench/README.md for what is measured.";
+
+/// How long started nodes may take to answer and elect a leader.
+const START_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Which system to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// Skiff's file server.
+    Skiff,
+    /// etcd, through its JSON gateway.
+    Etcd,
+    /// Skiff, then etcd, with the ratios.
+    Both,
+}
+
+/// How to print the report on standard output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// Arguments of `skiff bench`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = EXAMPLES)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Target::Skiff)]
+    target: Target,
+    /// Measure running skiff servers (client addresses) instead of starting some.
+    #[arg(
+        long,
+        value_name = "HOST:PORT,...",
+        value_delimiter = ',',
+        conflicts_with = "config"
+    )]
+    servers: Vec<String>,
+    /// Measure the running skiff cluster of this configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Measure running etcd members (client addresses) instead of starting some.
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    etcd_endpoints: Vec<SocketAddr>,
+    /// Concurrent clients, each with one write in flight.
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    clients: u64,
+    /// Bytes of each written value.
+    #[arg(long, value_name = "B", default_value_t = 128,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    bytes: u64,
+    /// Seconds of measured load per target.
+    #[arg(long, value_name = "S", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    seconds: u64,
+    /// Seconds of load before the measurement starts.
+    #[arg(long, value_name = "S", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(0..=600))]
+    warmup: u64,
+    /// Nodes (and etcd members) of the clusters the bench starts.
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(1..=9))]
+    nodes: u64,
+    /// Also measure the latency floor (always done with one client).
+    #[arg(long)]
+    floor: bool,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// The report's format on standard output.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// The directory under which started clusters keep their data.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    fn runs(&self, target: Target) -> bool {
+        self.target == target || self.target == Target::Both
+    }
+}
+
+/// Runs the bench and prints the report.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("skiff-bench-");
+    let dir = match &args.dir {
+        Some(parent) => builder.tempdir_in(parent),
+        None => builder.tempdir(),
+    }
+    .context("cannot create a temporary directory")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            signal = skiff::shutdown::requested() => Err(anyhow::anyhow!("interrupted by {signal}")),
+            results = measure_targets(args, dir.path()) => results,
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let results = outcome?;
+    let floor = if args.floor || args.clients == 1 {
+        Some(floor::measure(dir.path(), args.nodes as usize).context("cannot measure the floor")?)
+    } else {
+        None
+    };
+    let report = Report::new(
+        args.clients,
+        usize::try_from(args.bytes)?,
+        args.warmup,
+        args.seconds,
+        results,
+        floor,
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.to_json() + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    match args.format {
+        Format::Text => print!("{report}"),
+        Format::Json => println!("{}", report.to_json()),
+    }
+    Ok(())
+}
+
+async fn measure_targets(args: &BenchArgs, dir: &Path) -> anyhow::Result<Vec<TargetReport>> {
+    let mut results = Vec::new();
+    if args.runs(Target::Skiff) {
+        results.push(bench_skiff(args, &dir.join("skiff")).await?);
+    }
+    if args.runs(Target::Etcd) {
+        results.push(bench_etcd(args, &dir.join("etcd")).await?);
+    }
+    Ok(results)
+}
+
+async fn bench_skiff(args: &BenchArgs, dir: &Path) -> anyhow::Result<TargetReport> {
+    let mut cluster = None;
+    let (servers, setup) = if !args.servers.is_empty() {
+        (
+            args.servers.clone(),
+            format!("servers {}", args.servers.join(",")),
+        )
+    } else if let Some(config) = &args.config {
+        let addresses = client_addresses(config)?;
+        let setup = format!("the cluster of {}", config.display());
+        (addresses, setup)
+    } else {
+        let started = start_skiff(args.nodes, dir).await?;
+        let setup = format!(
+            "{} skiff nodes started by the bench on 127.0.0.1, data in {}",
+            args.nodes,
+            dir.display()
+        );
+        let addresses = started.client_addresses();
+        cluster = Some(started);
+        (addresses, setup)
+    };
+    let value = writer::value(usize::try_from(args.bytes)?);
+    let writers = (0..args.clients as usize)
+        .map(|client| Writer::Skiff(SkiffWriter::new(&servers, client, value.clone())))
+        .collect();
+    let pids = cluster.as_ref().map(|cluster| {
+        let ids = cluster.ids();
+        ids.iter().filter_map(|&id| cluster.pid(id)).collect()
+    });
+    let (measurement, cpu) = measure(writers, args, pids).await?;
+    if let Some(mut cluster) = cluster {
+        cluster.stop_all(STOP_GRACE);
+    }
+    Ok(TargetReport::new("skiff", setup, &measurement, cpu))
+}
+
+/// The client addresses of the configuration at `path`.
+fn client_addresses(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config = ClusterConfig::parse(&text)?;
+    Ok(config
+        .nodes
+        .iter()
+        .map(|node| node.client_address.to_string())
+        .collect())
+}
+
+/// Starts `nodes` skiff nodes under `dir` and waits for a leader.
+async fn start_skiff(nodes: u64, dir: &Path) -> anyhow::Result<ProcessCluster> {
+    let config_path = write_local_config(dir, nodes, Ports::Free)?;
+    let program = std::env::current_exe().context("cannot find the skiff binary")?;
+    let mut cluster = ProcessCluster::new(program, &config_path)?;
+    cluster.start_all()?;
+    for id in cluster.ids() {
+        let address = cluster.client_address(id)?.to_string();
+        if let Err(error) = wait_until_answering(&address, START_PATIENCE).await {
+            anyhow::bail!(
+                "node {id} does not answer on {address}: {error}\n{}",
+                cluster.log_tail(id)
+            );
+        }
+    }
+    wait_for_leader(&cluster.client_addresses(), START_PATIENCE)
+        .await
+        .context("the skiff nodes elected no leader")?;
+    Ok(cluster)
+}
+
+async fn bench_etcd(args: &BenchArgs, dir: &Path) -> anyhow::Result<TargetReport> {
+    let mut cluster = None;
+    let (endpoints, setup) = if args.etcd_endpoints.is_empty() {
+        check_etcd_installed()?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let started = etcd::EtcdCluster::start(args.nodes as usize, dir)?;
+        let endpoints = started.client_addresses();
+        cluster = Some(started);
+        let setup = format!(
+            "{} etcd members ({}) started by the bench on 127.0.0.1, data in {}",
+            args.nodes,
+            etcd_version(),
+            dir.display()
+        );
+        (endpoints, setup)
+    } else {
+        let list: Vec<String> = args
+            .etcd_endpoints
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        (
+            args.etcd_endpoints.clone(),
+            format!("etcd members {}", list.join(",")),
+        )
+    };
+    let leader = match etcd::wait_for_leader(&endpoints, START_PATIENCE).await {
+        Ok(leader) => leader,
+        Err(error) => {
+            let logs = cluster.as_ref().map(|c| c.log_tails()).unwrap_or_default();
+            return Err(error.context(logs));
+        }
+    };
+    let value = writer::value(usize::try_from(args.bytes)?);
+    let writers = (0..args.clients as usize)
+        .map(|client| Writer::Etcd(EtcdWriter::new(leader, client, &value)))
+        .collect();
+    let pids = cluster.as_ref().map(|cluster| cluster.pids());
+    let (measurement, cpu) = measure(writers, args, pids).await?;
+    drop(cluster);
+    let setup = format!("{setup}; clients write to the leader {leader}");
+    Ok(TargetReport::new("etcd", setup, &measurement, cpu))
+}
+
+fn check_etcd_installed() -> anyhow::Result<()> {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("etcd").is_file()));
+    if !found {
+        anyhow::bail!(
+            "no etcd on the PATH: install Debian's etcd-server (apt-get install -y etcd-server) \
+             or give --etcd-endpoints"
+        );
+    }
+    Ok(())
+}
+
+/// `etcd --version`'s first line, e.g. "etcd Version: 3.4.23".
+fn etcd_version() -> String {
+    std::process::Command::new("etcd")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|output| {
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            text.lines().next().map(str::to_string)
+        })
+        .unwrap_or_else(|| "version unknown".into())
+}
+
+/// Runs the load, and reads the CPU time that this process and `pids` used
+/// during the measured window.
+async fn measure(
+    writers: Vec<Writer>,
+    args: &BenchArgs,
+    pids: Option<Vec<u32>>,
+) -> anyhow::Result<(Measurement, (Duration, Option<Duration>))> {
+    let schedule = Schedule::starting_now(
+        Duration::from_secs(args.warmup),
+        Duration::from_secs(args.seconds),
+    );
+    let load = tokio::spawn(load::run(writers, schedule));
+    let me = [std::process::id()];
+    let servers = pids.unwrap_or_default();
+    tokio::time::sleep_until(schedule.measure_from).await;
+    let before = (
+        process::total_cpu_time(&me),
+        process::total_cpu_time(&servers),
+    );
+    tokio::time::sleep_until(schedule.until).await;
+    let after = (
+        process::total_cpu_time(&me),
+        process::total_cpu_time(&servers),
+    );
+    let measurement = load.await??;
+    let servers_cpu = (!servers.is_empty()).then(|| after.1.saturating_sub(before.1));
+    Ok((measurement, (after.0.saturating_sub(before.0), servers_cpu)))
+}

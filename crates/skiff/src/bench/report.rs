@@ -1,0 +1,272 @@
+//! The bench's findings, as a table for people and as JSON for programs.
+
+use super::floor::Floor;
+use super::load::Measurement;
+use serde::Serialize;
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+/// Everything one run of the bench found.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Concurrent clients, each with one write in flight.
+    pub clients: u64,
+    /// Bytes of each written value.
+    pub bytes: usize,
+    /// Seconds of warm-up before the measured window.
+    pub warmup_seconds: u64,
+    /// Seconds measured.
+    pub seconds: u64,
+    /// One entry per target, in the order they ran.
+    pub results: Vec<TargetReport>,
+    /// Skiff's figures over etcd's, when both ran.
+    pub ratios: Option<Ratios>,
+    /// The latency floor, when measured.
+    pub floor: Option<FloorReport>,
+}
+
+/// What one target did.
+#[derive(Debug, Serialize)]
+pub struct TargetReport {
+    /// `skiff` or `etcd`.
+    pub target: &'static str,
+    /// What ran: the cluster started by the bench or the servers given.
+    pub setup: String,
+    /// Writes acknowledged in the measured window.
+    pub operations: u64,
+    /// Writes that failed in the window.
+    pub errors: u64,
+    /// The first error met, if any.
+    pub first_error: Option<String>,
+    /// The measured window's length.
+    pub window_seconds: f64,
+    /// Acknowledged writes per second.
+    pub throughput_per_second: f64,
+    /// Latency of the acknowledged writes.
+    pub latency_ms: Latency,
+    /// CPU time per acknowledged write, in microseconds: this process's
+    /// (the clients) and the servers' together (when the bench started
+    /// them, so it knows their processes).
+    pub cpu_us_per_write: CpuPerWrite,
+}
+
+/// Latency figures in milliseconds.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    /// The mean.
+    pub mean: f64,
+    /// The median.
+    pub p50: f64,
+    /// The 99th percentile.
+    pub p99: f64,
+    /// The 99.9th percentile.
+    pub p99_9: f64,
+    /// The largest.
+    pub max: f64,
+}
+
+/// CPU time per write, in microseconds.
+#[derive(Debug, Serialize)]
+pub struct CpuPerWrite {
+    /// The bench process: every client's work.
+    pub bench: f64,
+    /// The servers' processes together, when known.
+    pub servers: Option<f64>,
+}
+
+/// Skiff's figures divided by etcd's.
+#[derive(Debug, Serialize)]
+pub struct Ratios {
+    /// Throughput: above 1 means skiff is faster.
+    pub throughput: f64,
+    /// Mean latency: below 1 means skiff is faster.
+    pub mean_latency: f64,
+    /// 99th-percentile latency: below 1 means skiff is faster.
+    pub p99_latency: f64,
+}
+
+/// The floor and how close skiff came to it.
+#[derive(Debug, Serialize)]
+pub struct FloorReport {
+    /// The median small append plus `fdatasync`, with `sync_writers`
+    /// writers syncing at once, in ms.
+    pub sync_ms: f64,
+    /// How many writers synced at once.
+    pub sync_writers: usize,
+    /// The same with one writer alone, in ms (not part of the floor).
+    pub sync_alone_ms: f64,
+    /// The median loopback round trip, in ms.
+    pub round_trip_ms: f64,
+    /// sync + round trip + sync, in ms.
+    pub floor_ms: f64,
+    /// Skiff's mean write latency over the floor, when skiff ran.
+    pub skiff_mean_over_floor: Option<f64>,
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+impl TargetReport {
+    /// The report of `measurement`; `cpu` is the CPU time the bench and the
+    /// servers used in the window.
+    pub fn new(
+        target: &'static str,
+        setup: String,
+        measurement: &Measurement,
+        cpu: (Duration, Option<Duration>),
+    ) -> TargetReport {
+        let h = &measurement.latency_us;
+        let us_to_ms = |us: u64| us as f64 / 1000.0;
+        let per_write =
+            |cpu: Duration| cpu.as_secs_f64() * 1e6 / measurement.operations.max(1) as f64;
+        TargetReport {
+            target,
+            setup,
+            operations: measurement.operations,
+            errors: measurement.errors,
+            first_error: measurement.first_error.clone(),
+            window_seconds: measurement.window.as_secs_f64(),
+            throughput_per_second: measurement.throughput(),
+            latency_ms: Latency {
+                mean: h.mean() / 1000.0,
+                p50: us_to_ms(h.value_at_quantile(0.5)),
+                p99: us_to_ms(h.value_at_quantile(0.99)),
+                p99_9: us_to_ms(h.value_at_quantile(0.999)),
+                max: us_to_ms(h.max()),
+            },
+            cpu_us_per_write: CpuPerWrite {
+                bench: per_write(cpu.0),
+                servers: cpu.1.map(per_write),
+            },
+        }
+    }
+}
+
+impl Report {
+    /// Fills in the ratios and the floor's comparison from the results.
+    pub fn new(
+        clients: u64,
+        bytes: usize,
+        warmup_seconds: u64,
+        seconds: u64,
+        results: Vec<TargetReport>,
+        floor: Option<Floor>,
+    ) -> Report {
+        let find = |name| results.iter().find(|r| r.target == name);
+        let ratios = find("skiff").zip(find("etcd")).map(|(s, e)| Ratios {
+            throughput: s.throughput_per_second / e.throughput_per_second,
+            mean_latency: s.latency_ms.mean / e.latency_ms.mean,
+            p99_latency: s.latency_ms.p99 / e.latency_ms.p99,
+        });
+        let floor = floor.map(|floor| FloorReport {
+            sync_ms: ms(floor.sync),
+            sync_writers: floor.writers,
+            sync_alone_ms: ms(floor.sync_alone),
+            round_trip_ms: ms(floor.round_trip),
+            floor_ms: ms(floor.total()),
+            skiff_mean_over_floor: find("skiff").map(|s| s.latency_ms.mean / ms(floor.total())),
+        });
+        Report {
+            clients,
+            bytes,
+            warmup_seconds,
+            seconds,
+            results,
+            ratios,
+            floor,
+        }
+    }
+
+    /// The report as pretty-printed JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "skiff bench: {} clients, {}-byte writes, {} s warm-up, {} s measured",
+            self.clients, self.bytes, self.warmup_seconds, self.seconds
+        )?;
+        writeln!(
+            f,
+            "{:<7}{:>10}{:>11}{:>9}{:>9}{:>9}{:>10}{:>9}{:>8}  cpu us/write",
+            "target",
+            "writes",
+            "writes/s",
+            "mean ms",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms",
+            "errors"
+        )?;
+        for result in &self.results {
+            writeln!(f, "{}", row(result))?;
+        }
+        for result in &self.results {
+            writeln!(f, "  {}: {}", result.target, result.setup)?;
+            if let Some(error) = &result.first_error {
+                writeln!(f, "  {} first error: {error}", result.target)?;
+            }
+        }
+        if let Some(r) = &self.ratios {
+            writeln!(
+                f,
+                "skiff/etcd: throughput {:.2}x (higher is better), mean latency {:.2}x, \
+                 p99 latency {:.2}x (lower is better)",
+                r.throughput, r.mean_latency, r.p99_latency
+            )?;
+        }
+        if let Some(floor) = &self.floor {
+            write_floor(f, floor)?;
+        }
+        Ok(())
+    }
+}
+
+fn row(r: &TargetReport) -> String {
+    let l = &r.latency_ms;
+    let mut cpu = format!("{:.0} bench", r.cpu_us_per_write.bench);
+    if let Some(servers) = r.cpu_us_per_write.servers {
+        let _ = write!(cpu, " + {servers:.0} servers");
+    }
+    format!(
+        "{:<7}{:>10}{:>11.0}{:>9.3}{:>9.3}{:>9.3}{:>10.3}{:>9.3}{:>8}  {cpu}",
+        r.target,
+        r.operations,
+        r.throughput_per_second,
+        l.mean,
+        l.p50,
+        l.p99,
+        l.p99_9,
+        l.max,
+        r.errors
+    )
+}
+
+fn write_floor(f: &mut fmt::Formatter<'_>, floor: &FloorReport) -> fmt::Result {
+    writeln!(
+        f,
+        "floor: fdatasync {:.3} ms (median of {} writers syncing at once, {} each; one writer \
+         alone: {:.3} ms), loopback round trip {:.3} ms (median of {})",
+        floor.sync_ms,
+        floor.sync_writers,
+        super::floor::SYNC_SAMPLES,
+        floor.sync_alone_ms,
+        floor.round_trip_ms,
+        super::floor::ROUND_TRIP_SAMPLES
+    )?;
+    write!(
+        f,
+        "floor = leader sync + round trip + follower sync = {:.3} ms",
+        floor.floor_ms
+    )?;
+    match floor.skiff_mean_over_floor {
+        Some(ratio) => writeln!(f, "; skiff's mean latency is {ratio:.2}x the floor"),
+        None => writeln!(f),
+    }
+}

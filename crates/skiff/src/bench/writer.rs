@@ -1,0 +1,123 @@
+//! One client's connection to the target, and the write it repeats.
+//!
+//! Every client writes its own key (a file for skiff, a key for etcd),
+//! always with the same value of the chosen size, so each write replaces
+//! the last one of that client and the targets hold as much data at the
+//! end as at the start.
+
+use super::http::HttpConnection;
+use base64::Engine;
+use bytes::Bytes;
+use skiff_fs::{Client, ClientConfig};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How long one write may take before it counts as failed.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client of one of the targets.
+pub enum Writer {
+    /// A file-server client that writes one file.
+    Skiff(SkiffWriter),
+    /// An HTTP client that puts one etcd key.
+    Etcd(EtcdWriter),
+}
+
+impl Writer {
+    /// Performs one write and waits for its acknowledgement.
+    pub async fn write(&mut self) -> Result<(), String> {
+        match self {
+            Writer::Skiff(writer) => writer.write().await,
+            Writer::Etcd(writer) => writer.write().await,
+        }
+    }
+}
+
+/// The key or file name of client `client`.
+pub fn key(client: usize) -> String {
+    format!("bench-{client}")
+}
+
+/// The value every write carries: `bytes` printable bytes.
+pub fn value(bytes: usize) -> Bytes {
+    (0..bytes).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// Writes one file through [`skiff_fs::Client`], which finds the leader
+/// and follows it.
+pub struct SkiffWriter {
+    client: Client,
+    name: String,
+    value: Bytes,
+}
+
+impl SkiffWriter {
+    /// A writer of file `key(client)` on the servers at `servers`.
+    pub fn new(servers: &[String], client: usize, value: Bytes) -> SkiffWriter {
+        let mut config = ClientConfig::new(servers.iter().cloned());
+        config.request_timeout = REQUEST_TIMEOUT;
+        SkiffWriter {
+            client: Client::new(config),
+            name: key(client),
+            value,
+        }
+    }
+
+    async fn write(&mut self) -> Result<(), String> {
+        self.client
+            .write(&self.name, self.value.clone(), 0)
+            .await
+            .map(|_version| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Puts one key through etcd's JSON gateway (`POST /v3/kv/put`) on one
+/// keep-alive connection, reconnecting after a failure.
+pub struct EtcdWriter {
+    address: SocketAddr,
+    /// The whole request, headers and body, the same for every put.
+    request: Vec<u8>,
+    connection: Option<HttpConnection>,
+}
+
+impl EtcdWriter {
+    /// A writer of key `key(client)` through the member at `address`.
+    pub fn new(address: SocketAddr, client: usize, value: &[u8]) -> EtcdWriter {
+        let engine = base64::engine::general_purpose::STANDARD;
+        let body = format!(
+            r#"{{"key":"{}","value":"{}"}}"#,
+            engine.encode(key(client)),
+            engine.encode(value)
+        );
+        EtcdWriter {
+            address,
+            request: super::http::post_request(address, "/v3/kv/put", body.as_bytes()),
+            connection: None,
+        }
+    }
+
+    async fn write(&mut self) -> Result<(), String> {
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => self
+                .connection
+                .insert(HttpConnection::connect(self.address).await?),
+        };
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, connection.exchange(&self.request))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")));
+        match answer {
+            // etcd answers a put with its header; errors carry "error".
+            Ok((200, body)) if body.starts_with(b"{\"header\"") => Ok(()),
+            Ok((status, body)) => Err(format!(
+                "etcd answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            )),
+            Err(error) => {
+                self.connection = None;
+                Err(error)
+            }
+        }
+    }
+}
