@@ -30,8 +30,14 @@ fn a_short_bench_counts_writes_and_reports_them_as_json() {
     assert_eq!(skiff["errors"].as_u64(), Some(0), "{text}");
     let latency = &skiff["latency_ms"];
     let p50 = latency["p50"].as_f64().unwrap();
-    assert!(p50 > 0.0 && p50 <= latency["max"].as_f64().unwrap(), "{text}");
-    assert!(report["floor"]["floor_ms"].as_f64().unwrap() > 0.0, "{text}");
+    assert!(
+        p50 > 0.0 && p50 <= latency["max"].as_f64().unwrap(),
+        "{text}"
+    );
+    assert!(
+        report["floor"]["floor_ms"].as_f64().unwrap() > 0.0,
+        "{text}"
+    );
     // The cluster's data went under --dir and was removed with it.
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -4,8 +4,8 @@
 //! Each target gets `--clients` concurrent clients, each with one
 //! connection and one write of `--bytes` bytes in flight, writing its own
 //! key for a warm-up and then `--seconds` of measured load. Skiff's clients
-//! write files through the file server's protocol; etcd's put keys through
-//! its JSON gateway. By default the bench starts each cluster itself on
+//! write files through the file server's protocol; etcd's put keys with
+//! its gRPC API (or, with `--etcd-api json`, its JSON gateway). By default the bench starts each cluster itself on
 //! loopback, with durable logs, in a temporary directory, and stops it
 //! afterwards; `--servers`/`--config` and `--etcd-endpoints` point it at
 //! running clusters instead. With one client, or `--floor`, it also
@@ -15,7 +15,8 @@
 //!
 //! * `load`: the clients' loop and the histograms.
 //! * `writer`: one client's connection to skiff or etcd.
-//! * `http`: the keep-alive HTTP/1.1 client for etcd.
+//! * `grpc`: etcd's gRPC put over HTTP/2.
+//! * `http`: the keep-alive HTTP/1.1 client for etcd's JSON gateway.
 //! * `etcd`: starting and stopping a local etcd cluster.
 //! * `process`: ports, process groups, CPU time.
 //! * `floor`: the fdatasync and loopback round-trip measurements.
@@ -23,6 +24,7 @@
 
 mod etcd;
 mod floor;
+mod grpc;
 mod http;
 mod load;
 mod process;
@@ -38,7 +40,7 @@ use skiff_node::ClusterConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use writer::{EtcdWriter, SkiffWriter, Writer};
+use writer::{EtcdGrpcWriter, EtcdJsonWriter, SkiffWriter, Writer};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -65,6 +67,15 @@ pub enum Target {
     Etcd,
     /// Skiff, then etcd, with the ratios.
     Both,
+}
+
+/// How the bench talks to etcd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EtcdApi {
+    /// gRPC (`KV.Put`), as etcd's own client libraries do.
+    Grpc,
+    /// The JSON gateway (`POST /v3/kv/put`) over HTTP/1.1.
+    Json,
 }
 
 /// How to print the report on standard output.
@@ -97,6 +108,9 @@ pub struct BenchArgs {
     /// Measure running etcd members (client addresses) instead of starting some.
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     etcd_endpoints: Vec<SocketAddr>,
+    /// How the clients talk to etcd.
+    #[arg(long, value_enum, default_value_t = EtcdApi::Grpc)]
+    etcd_api: EtcdApi,
     /// Concurrent clients, each with one write in flight.
     #[arg(long, value_name = "N", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
@@ -298,12 +312,19 @@ async fn bench_etcd(args: &BenchArgs, dir: &Path) -> anyhow::Result<TargetReport
     };
     let value = writer::value(usize::try_from(args.bytes)?);
     let writers = (0..args.clients as usize)
-        .map(|client| Writer::Etcd(EtcdWriter::new(leader, client, &value)))
+        .map(|client| match args.etcd_api {
+            EtcdApi::Grpc => Writer::EtcdGrpc(EtcdGrpcWriter::new(leader, client, &value)),
+            EtcdApi::Json => Writer::EtcdJson(EtcdJsonWriter::new(leader, client, &value)),
+        })
         .collect();
     let pids = cluster.as_ref().map(|cluster| cluster.pids());
     let (measurement, cpu) = measure(writers, args, pids).await?;
     drop(cluster);
-    let setup = format!("{setup}; clients write to the leader {leader}");
+    let api = match args.etcd_api {
+        EtcdApi::Grpc => "gRPC KV.Put",
+        EtcdApi::Json => "the JSON gateway",
+    };
+    let setup = format!("{setup}; clients put to the leader {leader} with {api}");
     Ok(TargetReport::new("etcd", setup, &measurement, cpu))
 }
 

@@ -5,6 +5,7 @@
 //! the last one of that client and the targets hold as much data at the
 //! end as at the start.
 
+use super::grpc::GrpcConnection;
 use super::http::HttpConnection;
 use base64::Engine;
 use bytes::Bytes;
@@ -19,8 +20,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Writer {
     /// A file-server client that writes one file.
     Skiff(SkiffWriter),
-    /// An HTTP client that puts one etcd key.
-    Etcd(EtcdWriter),
+    /// An HTTP/1.1 client that puts one etcd key through the JSON gateway.
+    EtcdJson(EtcdJsonWriter),
+    /// A gRPC client that puts one etcd key.
+    EtcdGrpc(EtcdGrpcWriter),
 }
 
 impl Writer {
@@ -28,7 +31,8 @@ impl Writer {
     pub async fn write(&mut self) -> Result<(), String> {
         match self {
             Writer::Skiff(writer) => writer.write().await,
-            Writer::Etcd(writer) => writer.write().await,
+            Writer::EtcdJson(writer) => writer.write().await,
+            Writer::EtcdGrpc(writer) => writer.write().await,
         }
     }
 }
@@ -74,23 +78,23 @@ impl SkiffWriter {
 
 /// Puts one key through etcd's JSON gateway (`POST /v3/kv/put`) on one
 /// keep-alive connection, reconnecting after a failure.
-pub struct EtcdWriter {
+pub struct EtcdJsonWriter {
     address: SocketAddr,
     /// The whole request, headers and body, the same for every put.
     request: Vec<u8>,
     connection: Option<HttpConnection>,
 }
 
-impl EtcdWriter {
+impl EtcdJsonWriter {
     /// A writer of key `key(client)` through the member at `address`.
-    pub fn new(address: SocketAddr, client: usize, value: &[u8]) -> EtcdWriter {
+    pub fn new(address: SocketAddr, client: usize, value: &[u8]) -> EtcdJsonWriter {
         let engine = base64::engine::general_purpose::STANDARD;
         let body = format!(
             r#"{{"key":"{}","value":"{}"}}"#,
             engine.encode(key(client)),
             engine.encode(value)
         );
-        EtcdWriter {
+        EtcdJsonWriter {
             address,
             request: super::http::post_request(address, "/v3/kv/put", body.as_bytes()),
             connection: None,
@@ -119,5 +123,43 @@ impl EtcdWriter {
                 Err(error)
             }
         }
+    }
+}
+
+/// Puts one key with etcd's gRPC API (`KV.Put`) on one HTTP/2 connection,
+/// reconnecting after a failure.
+pub struct EtcdGrpcWriter {
+    address: SocketAddr,
+    /// The request's body, the same for every put.
+    body: Bytes,
+    /// Boxed: an HTTP/2 connection's state is large, and the writers of all
+    /// targets share one enum.
+    connection: Option<Box<GrpcConnection>>,
+}
+
+impl EtcdGrpcWriter {
+    /// A writer of key `key(client)` through the member at `address`.
+    pub fn new(address: SocketAddr, client: usize, value: &[u8]) -> EtcdGrpcWriter {
+        EtcdGrpcWriter {
+            address,
+            body: super::grpc::put_body(key(client).as_bytes(), value),
+            connection: None,
+        }
+    }
+
+    async fn write(&mut self) -> Result<(), String> {
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => self
+                .connection
+                .insert(Box::new(GrpcConnection::connect(self.address).await?)),
+        };
+        let put = tokio::time::timeout(REQUEST_TIMEOUT, connection.put(self.body.clone()))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")));
+        if put.is_err() {
+            self.connection = None;
+        }
+        put
     }
 }
