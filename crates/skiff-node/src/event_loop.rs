@@ -146,13 +146,13 @@ impl EventLoop {
     /// until storage fails.
     pub async fn run(mut self) -> Result<(), NodeError> {
         self.machine.start(&mut self.actions);
-        self.perform()?;
+        self.perform().await?;
         while !self.stopping {
             let first = self.next_input().await;
             self.handle(first);
             self.drain_ready_inputs();
             self.append_barrier();
-            self.perform()?;
+            self.perform().await?;
         }
         tracing::info!(id = %self.machine.id(), "node stopped");
         Ok(())
@@ -268,12 +268,16 @@ impl EventLoop {
 
     /// Performs the turn's actions: persistence, a leader's early
     /// replication, one sync, then the rest (see the module's comment).
-    fn perform(&mut self) -> Result<(), NodeError> {
+    async fn perform(&mut self) -> Result<(), NodeError> {
         for action in self.actions.iter().filter(|a| a.is_persistence()) {
             self.storage.persist(action)?;
         }
         let transport = &self.transport;
-        take_early_sends(&mut self.actions, |to, message| transport.send(to, message));
+        if take_early_sends(&mut self.actions, |to, message| transport.send(to, message)) {
+            // The peer writers are tasks of this thread: let them put the
+            // requests on the wire before the sync blocks it.
+            tokio::task::yield_now().await;
+        }
         self.storage.sync()?;
         for action in self.actions.drain(..) {
             match action {
@@ -345,14 +349,15 @@ impl EventLoop {
 /// Removes from `actions` the sends that may go out before the turn's sync
 /// (a leader's `AppendEntriesReq`s, in a turn that stores no term or vote;
 /// see the module's comment) and hands each to `send`, keeping every other
-/// action in order.
-fn take_early_sends(actions: &mut Vec<Action>, mut send: impl FnMut(NodeId, Message)) {
+/// action in order. Returns whether it sent any.
+fn take_early_sends(actions: &mut Vec<Action>, mut send: impl FnMut(NodeId, Message)) -> bool {
     if actions
         .iter()
         .any(|action| matches!(action, Action::StateStore { .. }))
     {
-        return;
+        return false;
     }
+    let before = actions.len();
     actions.retain_mut(|action| match action {
         Action::Send {
             to,
@@ -365,6 +370,7 @@ fn take_early_sends(actions: &mut Vec<Action>, mut send: impl FnMut(NodeId, Mess
         }
         _ => true,
     });
+    actions.len() < before
 }
 
 /// Answers whoever waits for the entry a `Commit` action reports on. A

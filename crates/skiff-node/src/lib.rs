@@ -5,7 +5,8 @@
 //! [`Machine`](skiff_core::Machine) in an event loop that feeds it peer
 //! messages, client submissions and alarms, and performs the actions it
 //! answers with: persistence first and synced once per turn, then sends
-//! and commits.
+//! and commits (a leader's replication requests alone go out before the
+//! sync; `event_loop` says why that is safe).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,7 +39,8 @@
 //! * `storage`: the data directory: write-ahead log segments, framed
 //!   records, the hard-state file, the directory lock, crash recovery.
 //! * `transport`: peer connections over TCP and the wire format.
-//! * `event_loop`: the task that owns the machine and performs its actions.
+//! * `event_loop`: the task that owns the machine and performs its actions,
+//!   on a thread it shares only with the transport's tasks.
 //! * `node`: starting, using and stopping a node ([`Node`], [`NodeHandle`]).
 //! * `api`: the types users see (errors, [`Status`], [`CommittedEntry`]).
 #![forbid(unsafe_code)]

@@ -27,7 +27,7 @@ const SUBSCRIPTION_QUEUE_MAX: usize = 1024;
 #[derive(Debug)]
 pub struct Node {
     handle: NodeHandle,
-    done: Option<oneshot::Receiver<Result<(), NodeError>>>,
+    done: Option<Done>,
     outcome: Option<Result<(), NodeError>>,
 }
 
@@ -66,28 +66,30 @@ impl Node {
                 .map_err(|e| StartError::Thread(std::io::Error::other(e)))?;
         let (storage, recovered) = opened?;
         let machine = restore_machine(config, id, recovered, &node_config.data_dir)?;
-        let (peer_sender, peer_inbox) = mpsc::channel(INBOUND_QUEUE_MAX);
-        let transport = Transport::start(transport_config(config, id), peer_sender)
-            .await
-            .map_err(|source| StartError::Bind {
-                address: node_config.peer_address,
-                source,
-            })?;
         let (command_sender, commands) = mpsc::channel(COMMAND_QUEUE_MAX);
         let (status_sender, status) = watch::channel(initial_status(&machine));
         tracing::info!(
             %id, term = %machine.term(), last_index = %machine.last_index(),
             peer_address = %node_config.peer_address, "node starting"
         );
-        let event_loop = EventLoop::new(
+        let parts = EventLoopParts {
             machine,
             storage,
-            transport,
-            peer_inbox,
+            transport: transport_config(config, id),
             commands,
-            status_sender,
-        );
-        let done = spawn_event_loop(id, event_loop)?;
+            status: status_sender,
+        };
+        let (bound, done) = spawn_event_loop(id, parts)?;
+        match bound.await {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => {
+                return Err(StartError::Bind {
+                    address: node_config.peer_address,
+                    source,
+                })
+            }
+            Err(_) => return Err(StartError::Thread(std::io::Error::other(lost_thread()))),
+        }
         let handle = NodeHandle {
             id,
             commands: command_sender,
@@ -284,12 +286,34 @@ fn initial_status(machine: &Machine) -> Status {
     }
 }
 
-/// Runs the event loop on its own thread with a single-threaded runtime:
-/// its syncs block that thread only, never the tasks that move bytes.
+/// Resolves with how the event loop ended.
+type Done = oneshot::Receiver<Result<(), NodeError>>;
+
+/// What the event-loop thread starts from.
+struct EventLoopParts {
+    machine: Machine,
+    storage: Storage,
+    transport: TransportConfig,
+    commands: mpsc::Receiver<Command>,
+    status: watch::Sender<Status>,
+}
+
+/// Runs the event loop and the peer transport on a thread of their own
+/// with a single-threaded runtime. Peer messages then reach the machine,
+/// and its messages reach the sockets, without waking another thread: the
+/// reader, the loop and the writers are tasks of one thread. A sync blocks
+/// that thread, and so the node's peer traffic, which costs nothing: what a
+/// sync holds back could not be answered or counted before it ends anyway
+/// (the loop lets its writers send a leader's requests before it syncs).
+/// The application's tasks (the file server's clients) stay on the
+/// caller's runtime and are never blocked by a sync.
+///
+/// The first receiver resolves once the peer address is bound (or not).
 fn spawn_event_loop(
     id: NodeId,
-    event_loop: EventLoop,
-) -> Result<oneshot::Receiver<Result<(), NodeError>>, StartError> {
+    parts: EventLoopParts,
+) -> Result<(oneshot::Receiver<std::io::Result<()>>, Done), StartError> {
+    let (bound_sender, bound) = oneshot::channel();
     let (done_sender, done) = oneshot::channel();
     std::thread::Builder::new()
         .name(format!("skiff-node-{id}"))
@@ -298,8 +322,11 @@ fn spawn_event_loop(
                 .enable_all()
                 .build()
             {
-                Ok(runtime) => runtime.block_on(event_loop.run()),
-                Err(e) => Err(NodeError::EventLoop(e.to_string())),
+                Ok(runtime) => runtime.block_on(run_event_loop(parts, bound_sender)),
+                Err(e) => {
+                    let _ = bound_sender.send(Err(std::io::Error::other(e.to_string())));
+                    Err(NodeError::EventLoop(e.to_string()))
+                }
             };
             if let Err(e) = &outcome {
                 tracing::error!(%id, reason = %e, "node stopped by an error");
@@ -307,7 +334,32 @@ fn spawn_event_loop(
             let _ = done_sender.send(outcome);
         })
         .map_err(StartError::Thread)?;
-    Ok(done)
+    Ok((bound, done))
+}
+
+/// Binds the peer address, reports whether that worked, and runs the loop.
+async fn run_event_loop(
+    parts: EventLoopParts,
+    bound: oneshot::Sender<std::io::Result<()>>,
+) -> Result<(), NodeError> {
+    let (peer_sender, peer_inbox) = mpsc::channel(INBOUND_QUEUE_MAX);
+    let transport = match Transport::start(parts.transport, peer_sender).await {
+        Ok(transport) => transport,
+        Err(error) => {
+            let _ = bound.send(Err(error));
+            return Ok(());
+        }
+    };
+    let _ = bound.send(Ok(()));
+    let event_loop = EventLoop::new(
+        parts.machine,
+        parts.storage,
+        transport,
+        peer_inbox,
+        parts.commands,
+        parts.status,
+    );
+    event_loop.run().await
 }
 
 fn lost_thread() -> NodeError {
