@@ -111,6 +111,9 @@ impl EtcdCluster {
             .env("ETCD_LOG", &log)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            // The shell reports the etcd it kills ("Terminated"); etcd's
+            // own output goes to its log.
+            .stderr(Stdio::null())
             .process_group(0)
             .spawn()
             .context("cannot run sh to start etcd")?;
