@@ -40,6 +40,13 @@
 //!
 //! # Concurrency
 //!
+//! * Every task of the server (the applier, the accept loop, one task per
+//!   connection) runs on the node's own runtime
+//!   ([`NodeHandle::runtime`](skiff_node::NodeHandle::runtime)), on the
+//!   thread of the node's event loop: a request reaches the loop, and its
+//!   answer the connection, without a switch between threads, which on a
+//!   loaded machine is much of a request's cost. Connections pause while
+//!   the node syncs its log, which their requests wait for anyway.
 //! * One task per connection reads, parses and answers its requests one at a
 //!   time, so a client's commands are answered in the order sent.
 //! * A semaphore bounds the connections: the accept loop takes a permit
@@ -182,17 +189,14 @@ impl Server {
             .node(config.id)
             .map_err(StartError::from)?
             .client_address;
-        let listener =
-            TcpListener::bind(node_address)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    address: node_address,
-                    source,
-                })?;
-        let client_address = listener.local_addr().map_err(|source| ServerError::Bind {
+        let bind_error = |source| ServerError::Bind {
             address: node_address,
             source,
-        })?;
+        };
+        // A std listener, so that the node's runtime can take it over.
+        let listener = std::net::TcpListener::bind(node_address).map_err(bind_error)?;
+        listener.set_nonblocking(true).map_err(bind_error)?;
+        let client_address = listener.local_addr().map_err(bind_error)?;
         let node = Node::start(&config.cluster, config.id).await?;
         let subscription = node
             .handle()
@@ -210,11 +214,12 @@ impl Server {
             clock_ms: AtomicU64::new(0),
             applied_index: AtomicU64::new(0),
         });
-        tokio::spawn(apply_committed(shared.clone(), subscription));
+        let runtime = node.handle().runtime().clone();
+        runtime.spawn(apply_committed(shared.clone(), subscription));
         let (stop, stopping) = watch::channel(false);
         let (done, finished) = mpsc::channel(1);
         let slots = Arc::new(Semaphore::new(config.clients_max));
-        tokio::spawn(accept_clients(
+        runtime.spawn(accept_clients(
             listener,
             shared.clone(),
             slots,
@@ -406,14 +411,22 @@ impl Shared {
     }
 }
 
-/// Accepts clients while permits last, until told to stop.
+/// Accepts clients while permits last, until told to stop. Runs on the
+/// node's runtime, as do the connections it spawns.
 async fn accept_clients(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
     mut stopping: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
 ) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for clients");
+            return;
+        }
+    };
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let accepted = tokio::select! {

@@ -55,6 +55,8 @@ use tokio::time::{Duration, Instant};
 pub const INPUTS_PER_TURN_MAX: usize = 1024;
 /// Submissions waiting for their outcome before new ones are refused.
 pub const SUBMISSIONS_PENDING_MAX: usize = 1 << 16;
+/// The storage leaves the loop only for the length of a sync.
+const STORAGE_IS_BACK: &str = "the storage is back after every sync";
 /// What stands in for a message taken out of an action that is dropped.
 const PLACEHOLDER: Message = Message::VoteResp(VoteResp {
     term: Term(0),
@@ -93,7 +95,8 @@ struct Subscriber {
 /// The machine and everything that performs its actions.
 pub struct EventLoop {
     machine: Machine,
-    storage: Storage,
+    /// Away only while [`EventLoop::sync_elsewhere`] runs.
+    storage: Option<Storage>,
     transport: Transport,
     peer_inbox: mpsc::Receiver<Inbound>,
     commands: mpsc::Receiver<Command>,
@@ -128,7 +131,7 @@ impl EventLoop {
     ) -> EventLoop {
         EventLoop {
             machine,
-            storage,
+            storage: Some(storage),
             transport,
             peer_inbox,
             commands,
@@ -269,16 +272,16 @@ impl EventLoop {
     /// Performs the turn's actions: persistence, a leader's early
     /// replication, one sync, then the rest (see the module's comment).
     async fn perform(&mut self) -> Result<(), NodeError> {
+        let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
         for action in self.actions.iter().filter(|a| a.is_persistence()) {
-            self.storage.persist(action)?;
+            storage.persist(action)?;
         }
         let transport = &self.transport;
         if take_early_sends(&mut self.actions, |to, message| transport.send(to, message)) {
-            // The peer writers are tasks of this thread: let them put the
-            // requests on the wire before the sync blocks it.
-            tokio::task::yield_now().await;
+            self.sync_elsewhere().await?;
+        } else {
+            storage.sync()?;
         }
-        self.storage.sync()?;
         for action in self.actions.drain(..) {
             match action {
                 Action::Send { to, message } => self.transport.send(to, message),
@@ -296,6 +299,27 @@ impl EventLoop {
         self.feed_subscribers();
         self.publish_status();
         Ok(())
+    }
+
+    /// Syncs on a thread of the blocking pool while this thread runs its
+    /// other tasks: the peer writers put the turn's early requests on the
+    /// wire, the readers take in answers, the application's tasks (see
+    /// [`NodeHandle::runtime`](crate::NodeHandle::runtime)) serve their
+    /// clients. Only a leader's turns that sent requests early sync this
+    /// way: their sync is off the commit's critical path, which runs through
+    /// the followers' syncs, so the hand-off between threads costs no
+    /// latency. Every other turn syncs in place, since everything waits for
+    /// its sync and a hand-off would only add to that.
+    async fn sync_elsewhere(&mut self) -> Result<(), NodeError> {
+        let mut storage = self.storage.take().expect(STORAGE_IS_BACK);
+        let (storage, synced) = tokio::task::spawn_blocking(move || {
+            let synced = storage.sync();
+            (storage, synced)
+        })
+        .await
+        .map_err(|e| NodeError::EventLoop(format!("the sync thread failed: {e}")))?;
+        self.storage = Some(storage);
+        Ok(synced?)
     }
 
     /// Sends each subscriber the committed entries it has not had, as far

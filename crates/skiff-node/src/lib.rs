@@ -55,5 +55,5 @@ pub mod transport;
 
 pub use api::{CommittedEntry, NodeError, StartError, Status, SubmitError, ENTRY_BYTES_MAX};
 pub use config::{ClusterConfig, ConfigError, NodeConfig};
-pub use node::{Node, NodeHandle, Subscription};
+pub use node::{Node, NodeHandle, Subscription, TASKS_GRACE};
 pub use skiff_core::{LogIndex, NodeId, Role, Term};

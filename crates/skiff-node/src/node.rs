@@ -17,6 +17,11 @@ const COMMAND_QUEUE_MAX: usize = 4096;
 const INBOUND_QUEUE_MAX: usize = 4096;
 /// Committed entries queued for one subscriber.
 const SUBSCRIPTION_QUEUE_MAX: usize = 1024;
+/// How long the node's runtime keeps running the application's tasks
+/// after the event loop has stopped.
+pub const TASKS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often to look whether those tasks have finished.
+const TASKS_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// A running Raft node: one state machine with its write-ahead log, its peer
 /// connections and its timer, driven by an event loop on its own thread.
@@ -37,6 +42,7 @@ pub struct NodeHandle {
     id: NodeId,
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Status>,
+    runtime: tokio::runtime::Handle,
 }
 
 /// Committed entries in index order, from the index asked for on. See
@@ -50,8 +56,9 @@ pub struct Subscription {
 
 impl Node {
     /// Starts node `id` of `config`: locks and recovers its data directory,
-    /// binds its peer address and starts its event loop. Must be called
-    /// within a tokio runtime, which then runs the node's peer connections.
+    /// binds its peer address and starts its event loop and peer
+    /// connections on a thread of their own. Must be called within a tokio
+    /// runtime, whose blocking pool recovers the data directory.
     pub async fn start(config: &ClusterConfig, id: NodeId) -> Result<Node, StartError> {
         config.validate()?;
         let node_config = config.node(id)?.clone();
@@ -80,8 +87,8 @@ impl Node {
             status: status_sender,
         };
         let (bound, done) = spawn_event_loop(id, parts)?;
-        match bound.await {
-            Ok(Ok(())) => {}
+        let runtime = match bound.await {
+            Ok(Ok(runtime)) => runtime,
             Ok(Err(source)) => {
                 return Err(StartError::Bind {
                     address: node_config.peer_address,
@@ -89,11 +96,12 @@ impl Node {
                 })
             }
             Err(_) => return Err(StartError::Thread(std::io::Error::other(lost_thread()))),
-        }
+        };
         let handle = NodeHandle {
             id,
             commands: command_sender,
             status,
+            runtime,
         };
         Ok(Node {
             handle,
@@ -205,6 +213,20 @@ impl NodeHandle {
         })
     }
 
+    /// The runtime of the node's own thread, which runs its event loop and
+    /// its peer connections.
+    ///
+    /// An application may run the tasks that talk to the node on it: they
+    /// then reach the event loop, and the loop's answers reach them, without
+    /// waking another thread, which takes several thread switches off every
+    /// request. The price is that they share one thread with the loop and
+    /// stall while it syncs the log. The runtime outlives the event loop by
+    /// up to [`TASKS_GRACE`], so that such tasks can answer their clients
+    /// after the node stops; tasks still running then are dropped.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
     /// The status as of the event loop's last turn.
     pub fn status(&self) -> Status {
         *self.status.borrow()
@@ -288,6 +310,8 @@ fn initial_status(machine: &Machine) -> Status {
 
 /// Resolves with how the event loop ended.
 type Done = oneshot::Receiver<Result<(), NodeError>>;
+/// Resolves with the node's runtime once its peer address is bound.
+type Bound = oneshot::Receiver<std::io::Result<tokio::runtime::Handle>>;
 
 /// What the event-loop thread starts from.
 struct EventLoopParts {
@@ -305,42 +329,61 @@ struct EventLoopParts {
 /// that thread, and so the node's peer traffic, which costs nothing: what a
 /// sync holds back could not be answered or counted before it ends anyway
 /// (the loop lets its writers send a leader's requests before it syncs).
-/// The application's tasks (the file server's clients) stay on the
-/// caller's runtime and are never blocked by a sync.
+/// Applications may run their own tasks there too (see
+/// [`NodeHandle::runtime`]).
 ///
-/// The first receiver resolves once the peer address is bound (or not).
-fn spawn_event_loop(
-    id: NodeId,
-    parts: EventLoopParts,
-) -> Result<(oneshot::Receiver<std::io::Result<()>>, Done), StartError> {
+/// The first receiver resolves with the runtime once the peer address is
+/// bound, or with the error; the second with how the event loop ended.
+fn spawn_event_loop(id: NodeId, parts: EventLoopParts) -> Result<(Bound, Done), StartError> {
     let (bound_sender, bound) = oneshot::channel();
     let (done_sender, done) = oneshot::channel();
     std::thread::Builder::new()
         .name(format!("skiff-node-{id}"))
         .spawn(move || {
-            let outcome = match tokio::runtime::Builder::new_current_thread()
+            match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
-                Ok(runtime) => runtime.block_on(run_event_loop(parts, bound_sender)),
+                Ok(runtime) => {
+                    let outcome = runtime.block_on(run_event_loop(parts, bound_sender));
+                    report(id, outcome, done_sender);
+                    runtime.block_on(let_tasks_finish(TASKS_GRACE));
+                }
                 Err(e) => {
                     let _ = bound_sender.send(Err(std::io::Error::other(e.to_string())));
-                    Err(NodeError::EventLoop(e.to_string()))
+                    report(id, Err(NodeError::EventLoop(e.to_string())), done_sender);
                 }
-            };
-            if let Err(e) = &outcome {
-                tracing::error!(%id, reason = %e, "node stopped by an error");
             }
-            let _ = done_sender.send(outcome);
         })
         .map_err(StartError::Thread)?;
     Ok((bound, done))
 }
 
+fn report(
+    id: NodeId,
+    outcome: Result<(), NodeError>,
+    done: oneshot::Sender<Result<(), NodeError>>,
+) {
+    if let Err(e) = &outcome {
+        tracing::error!(%id, reason = %e, "node stopped by an error");
+    }
+    let _ = done.send(outcome);
+}
+
+/// Drives the tasks an application left on the node's runtime until none
+/// is left or `grace` has passed.
+async fn let_tasks_finish(grace: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    while metrics.num_alive_tasks() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(TASKS_POLL_INTERVAL).await;
+    }
+}
+
 /// Binds the peer address, reports whether that worked, and runs the loop.
 async fn run_event_loop(
     parts: EventLoopParts,
-    bound: oneshot::Sender<std::io::Result<()>>,
+    bound: oneshot::Sender<std::io::Result<tokio::runtime::Handle>>,
 ) -> Result<(), NodeError> {
     let (peer_sender, peer_inbox) = mpsc::channel(INBOUND_QUEUE_MAX);
     let transport = match Transport::start(parts.transport, peer_sender).await {
@@ -350,7 +393,7 @@ async fn run_event_loop(
             return Ok(());
         }
     };
-    let _ = bound.send(Ok(()));
+    let _ = bound.send(Ok(tokio::runtime::Handle::current()));
     let event_loop = EventLoop::new(
         parts.machine,
         parts.storage,
