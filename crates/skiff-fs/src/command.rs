@@ -73,101 +73,135 @@ pub enum DecodeError {
 }
 
 impl Command {
-    /// The encoded form, as it goes into the log.
+    /// The encoded form, as it goes into the log: one allocation, the
+    /// name and contents copied once, from the command into the entry.
     pub fn encode(&self) -> Bytes {
         let wire = WireCommand::from(self);
-        let mut out = vec![FORMAT_VERSION];
-        // Serializing owned strings, bytes and integers into a Vec cannot fail.
-        let body = postcard::to_allocvec(&wire).expect("a command always serializes");
-        out.extend_from_slice(&body);
+        let (name, contents) = (self.request.name(), self.request_contents());
+        let mut out = Vec::with_capacity(ENCODED_FIXED_BYTES_MAX + name.len() + contents.len());
+        out.push(FORMAT_VERSION);
+        // Serializing strings, bytes and integers into a Vec cannot fail.
+        let out = postcard::to_extend(&wire, out).expect("a command always serializes");
         Bytes::from(out)
     }
 
     /// Decodes log data: `Ok(None)` for the leader's empty no-op entry.
+    /// The contents are copied out of `data`.
     pub fn decode(data: &[u8]) -> Result<Option<Command>, DecodeError> {
-        let Some((&format, body)) = data.split_first() else {
-            return Ok(None);
-        };
-        if format != FORMAT_VERSION {
-            return Err(DecodeError::UnknownFormat(format));
+        decode_with(data, Bytes::copy_from_slice)
+    }
+
+    /// Decodes log data like [`Command::decode`], but the contents are a
+    /// slice of `data` rather than a copy: a store that keeps them shares
+    /// the log entry's buffer.
+    pub fn decode_shared(data: &Bytes) -> Result<Option<Command>, DecodeError> {
+        decode_with(data, |contents| data.slice_ref(contents))
+    }
+
+    fn request_contents(&self) -> &[u8] {
+        match &self.request {
+            Request::Write { contents, .. } | Request::Cas { contents, .. } => contents,
+            Request::Delete { .. } | Request::Read { .. } => &[],
         }
-        let (wire, rest) = postcard::take_from_bytes::<WireCommand>(body)?;
-        if !rest.is_empty() {
-            return Err(DecodeError::TrailingBytes(rest.len()));
-        }
-        Ok(Some(Command::from(wire)))
     }
 }
 
-/// The serialized shape of a [`Command`]. Field and variant order are part of
-/// the format: append, never reorder.
+/// The most bytes an encoded command takes beside its name and contents:
+/// the format byte and at most 10 bytes for each varint (timestamp, two
+/// for the proposal, variant, two lengths, version, exptime).
+const ENCODED_FIXED_BYTES_MAX: usize = 1 + 8 * 10;
+
+/// Decodes `data`, making the contents' `Bytes` with `contents`.
+fn decode_with(
+    data: &[u8],
+    contents: impl Fn(&[u8]) -> Bytes,
+) -> Result<Option<Command>, DecodeError> {
+    let Some((&format, body)) = data.split_first() else {
+        return Ok(None);
+    };
+    if format != FORMAT_VERSION {
+        return Err(DecodeError::UnknownFormat(format));
+    }
+    let (wire, rest) = postcard::take_from_bytes::<WireCommand>(body)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    Ok(Some(wire.into_command(contents)))
+}
+
+/// The serialized shape of a [`Command`], borrowing its name and contents
+/// both ways. Field and variant order are part of the format: append,
+/// never reorder.
 #[derive(Serialize, Deserialize)]
-struct WireCommand {
+struct WireCommand<'a> {
     timestamp_ms: u64,
     proposal: (u64, u64),
-    request: WireRequest,
+    #[serde(borrow)]
+    request: WireRequest<'a>,
 }
 
 #[derive(Serialize, Deserialize)]
-enum WireRequest {
+enum WireRequest<'a> {
     Write {
-        name: String,
-        contents: WireBytes,
+        name: &'a str,
+        #[serde(borrow)]
+        contents: WireBytes<'a>,
         exptime_s: u64,
     },
     Cas {
-        name: String,
+        name: &'a str,
         version: u64,
-        contents: WireBytes,
+        #[serde(borrow)]
+        contents: WireBytes<'a>,
         exptime_s: u64,
     },
     Delete {
-        name: String,
+        name: &'a str,
     },
     Read {
-        name: String,
+        name: &'a str,
     },
 }
 
 /// Contents serialized as one byte string (length, then the bytes) rather
-/// than as a sequence of numbers.
-struct WireBytes(Bytes);
+/// than as a sequence of numbers, and borrowed from the buffer when read.
+struct WireBytes<'a>(&'a [u8]);
 
-impl Serialize for WireBytes {
+impl Serialize for WireBytes<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&self.0)
+        serializer.serialize_bytes(self.0)
     }
 }
 
-impl<'de> Deserialize<'de> for WireBytes {
+impl<'de: 'a, 'a> Deserialize<'de> for WireBytes<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = WireBytes;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = &'de [u8];
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a byte string")
             }
-            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<WireBytes, E> {
-                Ok(WireBytes(Bytes::copy_from_slice(bytes)))
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<WireBytes, E> {
-                Ok(WireBytes(Bytes::from(bytes)))
+            fn visit_borrowed_bytes<E: serde::de::Error>(
+                self,
+                bytes: &'de [u8],
+            ) -> Result<&'de [u8], E> {
+                Ok(bytes)
             }
         }
-        deserializer.deserialize_bytes(Visitor)
+        deserializer.deserialize_bytes(Visitor).map(WireBytes)
     }
 }
 
-impl From<&Command> for WireCommand {
-    fn from(command: &Command) -> Self {
+impl<'a> From<&'a Command> for WireCommand<'a> {
+    fn from(command: &'a Command) -> Self {
         let request = match &command.request {
             Request::Write {
                 name,
                 contents,
                 exptime_s,
             } => WireRequest::Write {
-                name: name.clone(),
-                contents: WireBytes(contents.clone()),
+                name,
+                contents: WireBytes(contents),
                 exptime_s: *exptime_s,
             },
             Request::Cas {
@@ -176,13 +210,13 @@ impl From<&Command> for WireCommand {
                 contents,
                 exptime_s,
             } => WireRequest::Cas {
-                name: name.clone(),
+                name,
                 version: version.0,
-                contents: WireBytes(contents.clone()),
+                contents: WireBytes(contents),
                 exptime_s: *exptime_s,
             },
-            Request::Delete { name } => WireRequest::Delete { name: name.clone() },
-            Request::Read { name } => WireRequest::Read { name: name.clone() },
+            Request::Delete { name } => WireRequest::Delete { name },
+            Request::Read { name } => WireRequest::Read { name },
         };
         WireCommand {
             timestamp_ms: command.timestamp_ms,
@@ -192,37 +226,41 @@ impl From<&Command> for WireCommand {
     }
 }
 
-impl From<WireCommand> for Command {
-    fn from(wire: WireCommand) -> Self {
-        let request = match wire.request {
+impl WireCommand<'_> {
+    fn into_command(self, contents: impl Fn(&[u8]) -> Bytes) -> Command {
+        let request = match self.request {
             WireRequest::Write {
                 name,
-                contents,
+                contents: bytes,
                 exptime_s,
             } => Request::Write {
-                name,
-                contents: contents.0,
+                name: name.to_string(),
+                contents: contents(bytes.0),
                 exptime_s,
             },
             WireRequest::Cas {
                 name,
                 version,
-                contents,
+                contents: bytes,
                 exptime_s,
             } => Request::Cas {
-                name,
+                name: name.to_string(),
                 version: Version(version),
-                contents: contents.0,
+                contents: contents(bytes.0),
                 exptime_s,
             },
-            WireRequest::Delete { name } => Request::Delete { name },
-            WireRequest::Read { name } => Request::Read { name },
+            WireRequest::Delete { name } => Request::Delete {
+                name: name.to_string(),
+            },
+            WireRequest::Read { name } => Request::Read {
+                name: name.to_string(),
+            },
         };
         Command {
-            timestamp_ms: wire.timestamp_ms,
+            timestamp_ms: self.timestamp_ms,
             proposal: ProposalId {
-                server: wire.proposal.0,
-                sequence: wire.proposal.1,
+                server: self.proposal.0,
+                sequence: self.proposal.1,
             },
             request,
         }
@@ -243,6 +281,24 @@ mod tests {
             },
             request,
         }
+    }
+
+    #[test]
+    fn shared_decoding_slices_the_contents_out_of_the_entry() {
+        let write = command(Request::Write {
+            name: "f".to_string(),
+            contents: Bytes::from_static(b"0123456789"),
+            exptime_s: 0,
+        });
+        let data = write.encode();
+        let decoded = Command::decode_shared(&data).unwrap().unwrap();
+        assert_eq!(decoded, write);
+        let Request::Write { contents, .. } = &decoded.request else {
+            panic!("not a write: {decoded:?}");
+        };
+        let inside = data.as_ptr() as usize..data.as_ptr() as usize + data.len();
+        assert!(inside.contains(&(contents.as_ptr() as usize)));
+        assert_eq!(Command::decode(&data).unwrap().unwrap(), write);
     }
 
     #[test]

@@ -90,12 +90,15 @@ impl Store {
     ///
     /// If `index` is not past [`Store::applied_index`]: the driver must apply
     /// each committed entry once, in order.
+    ///
+    /// The store keeps a file's contents as a slice of `data`, sharing the
+    /// log entry's buffer instead of copying it.
     pub fn apply_data(
         &mut self,
         index: LogIndex,
-        data: &[u8],
+        data: &Bytes,
     ) -> Result<Option<(Command, Response)>, DecodeError> {
-        match Command::decode(data) {
+        match Command::decode_shared(data) {
             Ok(Some(command)) => {
                 let response = self.apply(index, &command);
                 Ok(Some((command, response)))
@@ -173,20 +176,31 @@ impl Store {
     }
 
     fn put(&mut self, name: &str, version: Version, contents: &Bytes, exptime_s: u64) -> Response {
-        self.remove(name);
         let expires_at_ms = (exptime_s > 0).then(|| {
             self.clock_ms
                 .saturating_add(exptime_s.saturating_mul(MS_PER_S))
         });
-        if let Some(at) = expires_at_ms {
-            self.expiries.insert((at, name.to_string()));
-        }
         let file = File {
             version,
             contents: contents.clone(),
             expires_at_ms,
         };
-        self.files.insert(name.to_string(), file);
+        // A file replaced in place keeps its key: no new name is allocated.
+        let replaced = match self.files.get_mut(name) {
+            Some(old) => std::mem::replace(old, file).expires_at_ms,
+            None => {
+                self.files.insert(name.to_string(), file);
+                None
+            }
+        };
+        if replaced != expires_at_ms {
+            if let Some(at) = replaced {
+                self.expiries.remove(&(at, name.to_string()));
+            }
+            if let Some(at) = expires_at_ms {
+                self.expiries.insert((at, name.to_string()));
+            }
+        }
         Response::Written { version }
     }
 

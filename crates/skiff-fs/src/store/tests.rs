@@ -217,7 +217,7 @@ fn read_at_answers_at_the_given_time_but_never_before_the_clock() {
 #[test]
 fn raw_data_is_decoded_and_no_ops_are_skipped() {
     let mut store = Store::new();
-    assert_eq!(store.apply_data(LogIndex(1), b""), Ok(None));
+    assert_eq!(store.apply_data(LogIndex(1), &Bytes::new()), Ok(None));
     let command = Command {
         timestamp_ms: 7,
         proposal: ProposalId::default(),
@@ -231,7 +231,9 @@ fn raw_data_is_decoded_and_no_ops_are_skipped() {
         store.apply_data(LogIndex(2), &command.encode()),
         Ok(Some((command, written(2))))
     );
-    assert!(store.apply_data(LogIndex(3), b"\xffjunk").is_err());
+    assert!(store
+        .apply_data(LogIndex(3), &Bytes::from_static(b"\xffjunk"))
+        .is_err());
     assert_eq!(store.applied_index(), LogIndex(3));
     assert_eq!(store.read_at("a", 0), contents(2, b"x", 0));
 }
@@ -363,7 +365,7 @@ proptest! {
         // from the bytes in its log, with the leader's no-op entry in between.
         let mut proposer = Store::new();
         let mut follower = Store::new();
-        prop_assert_eq!(follower.apply_data(LogIndex(1), b""), Ok(None));
+        prop_assert_eq!(follower.apply_data(LogIndex(1), &Bytes::new()), Ok(None));
         let mut now_ms: u64 = 50_000;
         for (index, (step_ms, request)) in (2u64..).zip(commands) {
             now_ms = now_ms.saturating_add_signed(step_ms);
