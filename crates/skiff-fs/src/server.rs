@@ -215,6 +215,11 @@ impl Server {
             applied_index: AtomicU64::new(0),
         });
         let runtime = node.handle().runtime().clone();
+        let listener = {
+            // Registered with the node's runtime, which serves the clients.
+            let _node_runtime = runtime.enter();
+            TcpListener::from_std(listener).map_err(bind_error)?
+        };
         runtime.spawn(apply_committed(shared.clone(), subscription));
         let (stop, stopping) = watch::channel(false);
         let (done, finished) = mpsc::channel(1);
@@ -414,19 +419,12 @@ impl Shared {
 /// Accepts clients while permits last, until told to stop. Runs on the
 /// node's runtime, as do the connections it spawns.
 async fn accept_clients(
-    listener: std::net::TcpListener,
+    listener: TcpListener,
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
     mut stopping: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
 ) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for clients");
-            return;
-        }
-    };
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let accepted = tokio::select! {
