@@ -178,3 +178,39 @@ async fn a_second_node_on_the_same_directory_is_refused() {
     );
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_on_the_node_runtime_submit_and_outlive_the_event_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(1, dir.path());
+    let nodes = start_all(&config).await;
+    leader(&nodes).await;
+    let node = nodes.into_iter().next().unwrap();
+    let handle = node.handle();
+    let runtime = handle.runtime().clone();
+
+    // A submission from the node's own thread commits like any other.
+    let submitter = handle.clone();
+    let submitted = runtime.spawn(async move { submitter.submit("from inside").await });
+    let index = tokio::time::timeout(TIMEOUT, submitted)
+        .await
+        .expect("the task finishes")
+        .expect("the task does not panic")
+        .expect("the entry commits");
+    assert_eq!(
+        committed(&handle, index).await.last(),
+        Some(&(index, "from inside".to_string()))
+    );
+
+    // A task still running when the node stops gets to finish its work.
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    runtime.spawn(async move {
+        let _ = wait.await;
+        let _ = answer.send("finished after the node stopped");
+    });
+    node.shutdown().await.unwrap();
+    go.send(()).unwrap();
+    let answer = tokio::time::timeout(TIMEOUT, answered).await.unwrap();
+    assert_eq!(answer, Ok("finished after the node stopped"));
+}
