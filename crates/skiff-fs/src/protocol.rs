@@ -317,13 +317,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed<Request>, Pro
     let Some((line, line_bytes)) = split_line(buf)? else {
         return Ok(Parsed::Incomplete);
     };
-    let words: Vec<&[u8]> = line
-        .split(|&b| b == b' ')
-        .filter(|w| !w.is_empty())
-        .collect();
-    let (command, args) = words
-        .split_first()
-        .map_or((&b""[..], &[][..]), |(c, a)| (*c, a));
+    let words = words(line);
+    let (command, args) = first_and_rest(&words);
     match command {
         b"read" => {
             let [name] = exact_args("read", "1", args)?;
@@ -399,13 +394,8 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Parsed<Response>, P
     let Some((line, line_bytes)) = split_line(buf)? else {
         return Ok(Parsed::Incomplete);
     };
-    let words: Vec<&[u8]> = line
-        .split(|&b| b == b' ')
-        .filter(|w| !w.is_empty())
-        .collect();
-    let (kind, args) = words
-        .split_first()
-        .map_or((&b""[..], &[][..]), |(c, a)| (*c, a));
+    let words = words(line);
+    let (kind, args) = first_and_rest(&words);
     let response = match (kind, args) {
         (b"OK", []) => Response::Deleted,
         (b"OK", [version]) => Response::Written {
@@ -446,6 +436,20 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Parsed<Response>, P
 
 fn complete<T>(value: T, consumed: usize) -> Result<Parsed<T>, ProtocolError> {
     Ok(Parsed::Complete { value, consumed })
+}
+
+/// The space-separated words of a line; runs of spaces count as one.
+fn words(line: &[u8]) -> Vec<&[u8]> {
+    line.split(|&b| b == b' ')
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// The first word (empty when there is none) and the words after it.
+fn first_and_rest<'a, 'b>(words: &'b [&'a [u8]]) -> (&'a [u8], &'b [&'a [u8]]) {
+    words
+        .split_first()
+        .map_or((&b""[..], &[][..]), |(first, rest)| (*first, rest))
 }
 
 /// Finds the header line at the start of `buf`: its bytes without `\r\n` and

@@ -12,7 +12,7 @@
 //! means no leader is known, as in `ERR_REDIRECT _`. The classic protocol has
 //! no such command; clients that do not send it see no difference.
 
-use super::{complete, lossy, parse_number, parse_request, split_line};
+use super::{complete, first_and_rest, lossy, parse_number, parse_request, split_line, words};
 use super::{Limits, Parsed, ProtocolError, Request, CRLF};
 use skiff_core::{LogIndex, NodeId, Role, Term};
 
@@ -94,11 +94,8 @@ pub fn parse_status_report(buf: &[u8]) -> Result<Parsed<StatusReport>, ProtocolE
     let Some((line, line_bytes)) = split_line(buf)? else {
         return Ok(Parsed::Incomplete);
     };
-    let words: Vec<&[u8]> = line
-        .split(|&b| b == b' ')
-        .filter(|w| !w.is_empty())
-        .collect();
-    let Some((b"STATUS", fields)) = words.split_first().map(|(k, f)| (*k, f)) else {
+    let words = words(line);
+    let (b"STATUS", fields) = first_and_rest(&words) else {
         return Err(ProtocolError::UnknownCommand(lossy(line)));
     };
     if fields.len() != STATUS_FIELDS.len() {
