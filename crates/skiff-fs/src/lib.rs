@@ -31,6 +31,7 @@
 //! * [`client`]: an async client with leader discovery.
 //! * [`linearizability`]: a Wing-Gong checker for histories of the store,
 //!   used by the tests that crash leaders under load.
+//! * [`workload`]: the recorded random workload those tests run.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -40,6 +41,7 @@ pub mod linearizability;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod workload;
 
 pub use client::{Client, ClientConfig, ClientError, File};
 pub use protocol::{Limits, Request, Response, Version};

@@ -5,16 +5,11 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::Cluster;
-use skiff_fs::linearizability::{
-    check_file_history, Budget, CheckError, FileOperation, Operation, Outcome,
-};
-use skiff_fs::protocol::{Request, Response, Version};
-use skiff_fs::{Client, ClientError};
-use std::collections::HashMap;
+use skiff_fs::linearizability::{check_file_history, Budget, CheckError, FileOperation, Outcome};
+use skiff_fs::workload::{Recorder, Workload};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CLIENTS: u64 = 6;
@@ -25,103 +20,11 @@ const OPERATIONS_PER_CLIENT_MAX: usize = 5_000;
 const LEADER_CRASHES: usize = 3;
 const FILES: [&str; 3] = ["x", "y", "z"];
 
-/// The operations every client saw, on one clock.
-struct Recorder {
-    start: Instant,
-    history: Mutex<Vec<FileOperation>>,
-}
-
-impl Recorder {
-    fn now(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
-    }
-}
-
-/// A small xorshift generator, so each client's choices follow its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
-
-fn next_request(
-    rng: &mut Rng,
-    client: u64,
-    sequence: usize,
-    known: &HashMap<&str, Version>,
-) -> Request {
-    let name = FILES[rng.below(FILES.len() as u64) as usize];
-    // Unique contents, so that a read names the write it saw.
-    let contents = Bytes::from(format!("c{client}-{sequence}"));
-    let kind = if client >= READERS_FROM {
-        5
-    } else {
-        rng.below(10)
-    };
-    match kind {
-        0..=3 => Request::Write {
-            name: name.to_string(),
-            contents,
-            exptime_s: 0,
-        },
-        4..=6 => Request::Read {
-            name: name.to_string(),
-        },
-        7..=8 => Request::Cas {
-            name: name.to_string(),
-            version: known.get(name).copied().unwrap_or(Version(1)),
-            contents,
-            exptime_s: 0,
-        },
-        _ => Request::Delete {
-            name: name.to_string(),
-        },
-    }
-}
-
-/// Runs one client until told to stop, recording each operation.
-async fn run_client(id: u64, mut client: Client, recorder: Arc<Recorder>, stop: Arc<AtomicBool>) {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id + 1));
-    let mut known: HashMap<&str, Version> = HashMap::new();
-    for sequence in 0..OPERATIONS_PER_CLIENT_MAX {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let request = next_request(&mut rng, id, sequence, &known);
-        let invoked_at = recorder.now();
-        let result = client.call(&request).await;
-        let returned_at = recorder.now();
-        let outcome = match result {
-            Ok(output) => {
-                if let Response::Written { version }
-                | Response::Contents { version, .. }
-                | Response::VersionMismatch { current: version } = &output
-                {
-                    let name = FILES.iter().find(|f| **f == request.name()).unwrap();
-                    known.insert(name, *version);
-                }
-                Outcome::Returned {
-                    at: returned_at,
-                    output,
-                }
-            }
-            Err(error) if error.outcome_unknown() => Outcome::Unknown,
-            // Every attempt was redirected or could not connect: nothing
-            // was proposed, so the operation did not happen.
-            Err(ClientError::Unavailable { .. }) => continue,
-            Err(error) => panic!("client {id}: {error}"),
-        };
-        let operation = Operation {
-            invoked_at,
-            input: request,
-            outcome,
-        };
-        recorder.history.lock().unwrap().push(operation);
+fn workload() -> Workload {
+    Workload {
+        files: FILES.iter().map(|f| f.to_string()).collect(),
+        readers_from: READERS_FROM,
+        operations_per_client_max: OPERATIONS_PER_CLIENT_MAX,
     }
 }
 
@@ -141,16 +44,15 @@ async fn crash_leaders(cluster: &mut Cluster) {
 async fn histories_with_leader_crashes_are_linearizable() {
     let mut cluster = Cluster::start(3).await;
     cluster.leader().await;
-    let recorder = Arc::new(Recorder {
-        start: Instant::now(),
-        history: Mutex::new(Vec::new()),
-    });
+    let workload = Arc::new(workload());
+    let recorder = Arc::new(Recorder::new());
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| {
             // Clients start on different servers, followers included.
             let client = cluster.client_starting_at(1 + id % 3);
-            tokio::spawn(run_client(id, client, recorder.clone(), stop.clone()))
+            let (workload, recorder, stop) = (workload.clone(), recorder.clone(), stop.clone());
+            tokio::spawn(async move { workload.run_client(id, client, recorder, stop).await })
         })
         .collect();
     crash_leaders(&mut cluster).await;
@@ -158,7 +60,7 @@ async fn histories_with_leader_crashes_are_linearizable() {
     for client in clients {
         client.await.unwrap();
     }
-    let history = recorder.history.lock().unwrap().clone();
+    let history = recorder.history();
     let unknown = history
         .iter()
         .filter(|op| op.outcome == Outcome::Unknown)
@@ -166,7 +68,7 @@ async fn histories_with_leader_crashes_are_linearizable() {
     eprintln!(
         "history: {} operations, {unknown} with unknown outcome, over {:?}",
         history.len(),
-        recorder.start.elapsed()
+        recorder.elapsed()
     );
     assert!(
         history.len() - unknown >= 100,

@@ -5,15 +5,14 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::TestCluster;
 use skiff::status_probe::wait_until_answering;
-use skiff_fs::linearizability::{check_file_history, Budget, FileOperation, Operation, Outcome};
-use skiff_fs::protocol::{Request, Response, Version};
-use skiff_fs::{Client, ClientConfig, ClientError};
-use std::collections::HashMap;
+use skiff_fs::linearizability::{check_file_history, Budget, Outcome};
+use skiff_fs::protocol::Request;
+use skiff_fs::workload::{Recorder, Workload};
+use skiff_fs::{Client, ClientConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CLIENTS: u64 = 6;
@@ -24,99 +23,6 @@ const OPERATIONS_PER_CLIENT_MAX: usize = 20_000;
 const LEADER_CRASHES: usize = 2;
 /// Shared by every client, so that their operations interleave on each.
 const FILES: [&str; 3] = ["x", "y", "z"];
-
-/// The operations every client saw, on one clock.
-struct Recorder {
-    start: Instant,
-    history: Mutex<Vec<FileOperation>>,
-}
-
-impl Recorder {
-    fn now(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
-    }
-}
-
-/// A small xorshift generator, so each client's choices follow its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
-
-fn next_request(
-    rng: &mut Rng,
-    client: u64,
-    sequence: usize,
-    known: &HashMap<String, Version>,
-) -> Request {
-    let name = FILES[rng.below(FILES.len() as u64) as usize].to_string();
-    // Unique contents, so that a read names the change it saw.
-    let contents = Bytes::from(format!("c{client}-{sequence}"));
-    let kind = if client >= READERS_FROM {
-        5
-    } else {
-        rng.below(10)
-    };
-    match kind {
-        0..=3 => Request::Write {
-            name,
-            contents,
-            exptime_s: 0,
-        },
-        4..=6 => Request::Read { name },
-        7..=8 => Request::Cas {
-            version: known.get(&name).copied().unwrap_or(Version(1)),
-            name,
-            contents,
-            exptime_s: 0,
-        },
-        _ => Request::Delete { name },
-    }
-}
-
-async fn run_client(id: u64, mut client: Client, recorder: Arc<Recorder>, stop: Arc<AtomicBool>) {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id + 1));
-    let mut known = HashMap::new();
-    for sequence in 0..OPERATIONS_PER_CLIENT_MAX {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let request = next_request(&mut rng, id, sequence, &known);
-        let invoked_at = recorder.now();
-        let result = client.call(&request).await;
-        let returned_at = recorder.now();
-        let outcome = match result {
-            Ok(output) => {
-                if let Response::Written { version }
-                | Response::Contents { version, .. }
-                | Response::VersionMismatch { current: version } = &output
-                {
-                    known.insert(request.name().to_string(), *version);
-                }
-                Outcome::Returned {
-                    at: returned_at,
-                    output,
-                }
-            }
-            Err(error) if error.outcome_unknown() => Outcome::Unknown,
-            // Every attempt was redirected or could not connect: nothing
-            // was proposed, so the operation did not happen.
-            Err(ClientError::Unavailable { .. }) => continue,
-            Err(error) => panic!("client {id}: {error}"),
-        };
-        recorder.history.lock().unwrap().push(Operation {
-            invoked_at,
-            input: request,
-            outcome,
-        });
-    }
-}
 
 /// Kills the leader with SIGKILL, lets the others elect a new one under
 /// load, restarts it, and again.
@@ -140,10 +46,12 @@ async fn crash_leaders(cluster: &mut TestCluster) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_with_leaders_killed_are_linearizable() {
     let mut cluster = TestCluster::start(3).await;
-    let recorder = Arc::new(Recorder {
-        start: Instant::now(),
-        history: Mutex::new(Vec::new()),
+    let workload = Arc::new(Workload {
+        files: FILES.iter().map(|f| f.to_string()).collect(),
+        readers_from: READERS_FROM,
+        operations_per_client_max: OPERATIONS_PER_CLIENT_MAX,
     });
+    let recorder = Arc::new(Recorder::new());
     let stop = Arc::new(AtomicBool::new(false));
     let addresses = cluster.cluster.client_addresses();
     let clients: Vec<_> = (0..CLIENTS)
@@ -156,7 +64,8 @@ async fn histories_with_leaders_killed_are_linearizable() {
                 request_timeout: Duration::from_secs(3),
                 ..ClientConfig::new(servers)
             });
-            tokio::spawn(run_client(id, client, recorder.clone(), stop.clone()))
+            let (workload, recorder, stop) = (workload.clone(), recorder.clone(), stop.clone());
+            tokio::spawn(async move { workload.run_client(id, client, recorder, stop).await })
         })
         .collect();
     crash_leaders(&mut cluster).await;
@@ -164,7 +73,7 @@ async fn histories_with_leaders_killed_are_linearizable() {
     for client in clients {
         client.await.unwrap();
     }
-    let history = recorder.history.lock().unwrap().clone();
+    let history = recorder.history();
     let unknown = history
         .iter()
         .filter(|op| op.outcome == Outcome::Unknown)
@@ -172,7 +81,7 @@ async fn histories_with_leaders_killed_are_linearizable() {
     eprintln!(
         "history: {} operations, {unknown} with unknown outcome, over {:?}",
         history.len(),
-        recorder.start.elapsed()
+        recorder.elapsed()
     );
     assert!(
         history.len() - unknown >= 100,
