@@ -1,5 +1,6 @@
 //! What the machine asks its driver to do.
 
+use crate::entries::Entries;
 use crate::message::Message;
 use crate::types::{Entry, LogIndex, NodeId, Term};
 use bytes::Bytes;
@@ -31,12 +32,15 @@ pub enum Action {
         /// Milliseconds from now.
         ms: u64,
     },
-    /// Durably store `entry` at `index`, after every entry below it.
+    /// Durably store `entries` from `index` on, after every entry below it.
+    ///
+    /// A follower stores the entries of one AppendEntriesReq in one action,
+    /// sharing the request's list rather than copying it.
     LogStore {
-        /// Where the entry goes; always one past the durable log's end.
+        /// Where the first entry goes; always one past the durable log's end.
         index: LogIndex,
-        /// The entry.
-        entry: Entry,
+        /// The entries, never empty, for `index`, `index + 1`, ...
+        entries: Entries,
     },
     /// Durably remove the entries at `from` and after.
     LogTruncate {
@@ -53,6 +57,19 @@ pub enum Action {
 }
 
 impl Action {
+    /// For a `LogStore`, each of its entries with the index it goes to;
+    /// nothing for any other action.
+    pub fn stored_entries(&self) -> impl Iterator<Item = (LogIndex, &Entry)> + '_ {
+        let (first, entries): (LogIndex, &[Entry]) = match self {
+            Action::LogStore { index, entries } => (*index, entries),
+            _ => (LogIndex::ZERO, &[]),
+        };
+        entries
+            .iter()
+            .enumerate()
+            .map(move |(offset, entry)| (LogIndex(first.0 + offset as u64), entry))
+    }
+
     /// Whether the action changes durable state (`StateStore`, `LogStore`,
     /// `LogTruncate`), as opposed to talking to the world.
     pub fn is_persistence(&self) -> bool {

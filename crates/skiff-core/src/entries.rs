@@ -1,17 +1,19 @@
-//! The entries an AppendEntriesReq carries, as a list that is cheap to
-//! clone and to hand to several followers.
+//! The entries an AppendEntriesReq or a `LogStore` carries, as a list that
+//! is cheap to clone, to hand to several followers and to keep in the log.
 
 use crate::types::Entry;
 use std::fmt;
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 use std::sync::Arc;
 
 /// An immutable list of log entries, read as a slice (`&[Entry]`).
 ///
-/// A leader usually sends the same entries to every follower. Cloning an
-/// `Entries` shares the list instead of copying it, so a batch costs one
-/// allocation however many followers receive it. A single entry, the common
-/// case when appends arrive one at a time, is kept inline and costs none.
+/// A leader usually sends the same entries to every follower, and a
+/// follower keeps the entries it receives. Cloning an `Entries` or taking a
+/// [`slice`](Entries::slice) of it shares the list instead of copying it,
+/// so a batch costs one allocation however many followers receive it and
+/// however many logs keep it. A single entry, the common case when appends
+/// arrive one at a time, is kept inline and costs none.
 #[derive(Clone, Default)]
 pub struct Entries(Repr);
 
@@ -21,8 +23,9 @@ pub struct Entries(Repr);
 #[derive(Clone)]
 enum Repr {
     One(Entry),
-    /// No entries (`None`), or two or more, shared by every clone.
-    Shared(Option<Arc<Vec<Entry>>>),
+    /// No entries (`None`), or the entries at `range` of a list shared by
+    /// every clone. The range is never empty.
+    Shared(Option<(Arc<Vec<Entry>>, Range<usize>)>),
 }
 
 impl Default for Repr {
@@ -36,6 +39,27 @@ impl Entries {
     pub fn new() -> Entries {
         Entries::default()
     }
+
+    /// The entries at `range` (positions in this list), sharing the list.
+    /// Positions past the end are left out.
+    pub fn slice(&self, range: Range<usize>) -> Entries {
+        let end = range.end.min(self.len());
+        let start = range.start.min(end);
+        if start == end {
+            return Entries::new();
+        }
+        if (start, end) == (0, self.len()) {
+            return self.clone();
+        }
+        match &self.0 {
+            // A one-entry list has no proper non-empty part.
+            Repr::One(_) | Repr::Shared(None) => Entries::new(),
+            Repr::Shared(Some((list, whole))) => Entries(Repr::Shared(Some((
+                Arc::clone(list),
+                whole.start + start..whole.start + end,
+            )))),
+        }
+    }
 }
 
 impl Deref for Entries {
@@ -45,8 +69,15 @@ impl Deref for Entries {
         match &self.0 {
             Repr::One(entry) => std::slice::from_ref(entry),
             Repr::Shared(None) => &[],
-            Repr::Shared(Some(entries)) => entries,
+            Repr::Shared(Some((list, range))) => &list[range.clone()],
         }
+    }
+}
+
+impl From<Entry> for Entries {
+    /// One entry, kept inline: no allocation.
+    fn from(entry: Entry) -> Entries {
+        Entries(Repr::One(entry))
     }
 }
 
@@ -58,7 +89,7 @@ impl From<Vec<Entry>> for Entries {
                 Some(entry) => Repr::One(entry),
                 None => Repr::Shared(None),
             },
-            _ => Repr::Shared(Some(Arc::new(entries))),
+            count => Repr::Shared(Some((Arc::new(entries), 0..count))),
         })
     }
 }
@@ -97,9 +128,13 @@ impl IntoIterator for Entries {
         IntoIter(match self.0 {
             Repr::One(entry) => Inner::One(Some(entry)),
             Repr::Shared(None) => Inner::Owned(Vec::new().into_iter()),
-            Repr::Shared(Some(entries)) => match Arc::try_unwrap(entries) {
-                Ok(entries) => Inner::Owned(entries.into_iter()),
-                Err(entries) => Inner::Shared { entries, next: 0 },
+            Repr::Shared(Some((list, range))) => match Arc::try_unwrap(list) {
+                Ok(mut entries) => {
+                    entries.truncate(range.end);
+                    entries.drain(..range.start);
+                    Inner::Owned(entries.into_iter())
+                }
+                Err(list) => Inner::Shared { list, range },
             },
         })
     }
@@ -121,8 +156,9 @@ enum Inner {
     One(Option<Entry>),
     Owned(std::vec::IntoIter<Entry>),
     Shared {
-        entries: Arc<Vec<Entry>>,
-        next: usize,
+        list: Arc<Vec<Entry>>,
+        /// What is left to yield.
+        range: Range<usize>,
     },
 }
 
@@ -133,11 +169,7 @@ impl Iterator for IntoIter {
         match &mut self.0 {
             Inner::One(entry) => entry.take(),
             Inner::Owned(entries) => entries.next(),
-            Inner::Shared { entries, next } => {
-                let entry = entries.get(*next).cloned();
-                *next += 1;
-                entry
-            }
+            Inner::Shared { list, range } => range.next().and_then(|i| list.get(i).cloned()),
         }
     }
 
@@ -145,7 +177,7 @@ impl Iterator for IntoIter {
         let remaining = match &self.0 {
             Inner::One(entry) => usize::from(entry.is_some()),
             Inner::Owned(entries) => entries.len(),
-            Inner::Shared { entries, next } => entries.len().saturating_sub(*next),
+            Inner::Shared { range, .. } => range.len(),
         };
         (remaining, Some(remaining))
     }
@@ -217,5 +249,31 @@ mod tests {
         // entries themselves, still equal.
         assert_eq!(clone.into_iter().collect::<Vec<_>>(), entries(3));
         assert_eq!(list.into_iter().collect::<Vec<_>>(), entries(3));
+    }
+
+    #[test]
+    fn slices_share_the_list_and_read_as_subslices() {
+        let list = Entries::from(entries(5));
+        let middle = list.slice(1..4);
+        assert_eq!(middle, entries(5)[1..4]);
+        assert!(std::ptr::eq(&list[1], &middle[0]), "shared, not copied");
+        assert_eq!(middle.slice(1..2), entries(5)[2..3]);
+        assert_eq!(middle.slice(2..10), entries(5)[3..4], "clamped at the end");
+        assert!(middle.slice(3..3).is_empty());
+        assert!(middle.slice(7..9).is_empty());
+        assert_eq!(Entries::from(entries(1)).slice(0..1), entries(1));
+        assert!(Entries::from(entries(1)).slice(1..2).is_empty());
+        // By value: cloned while shared, moved (and cut) when last.
+        assert_eq!(
+            middle.clone().into_iter().collect::<Vec<_>>(),
+            entries(5)[1..4]
+        );
+        drop(list);
+        assert_eq!(middle.into_iter().collect::<Vec<_>>(), entries(5)[1..4]);
+    }
+
+    #[test]
+    fn no_larger_than_an_entry() {
+        assert_eq!(std::mem::size_of::<Entries>(), std::mem::size_of::<Entry>());
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::action::{Action, CommitError};
 use crate::message::{AppendEntriesReq, AppendEntriesResp, Message, VoteReq, VoteResp};
-use crate::types::{Entry, NodeId};
+use crate::types::{Entry, LogIndex, NodeId};
 use std::fmt::{self, Display, Formatter};
 
 /// Entry data as scenario text: bare when it is non-empty and made only of
@@ -126,12 +126,22 @@ impl Display for Action {
                 }
             }
             Action::Alarm { ms } => write!(f, "Alarm(ms={ms})"),
-            Action::LogStore { index, entry } => write!(
-                f,
-                "LogStore(index={index}, term={}, data={})",
-                entry.term,
-                DataText(&entry.data)
-            ),
+            Action::LogStore { index, entries } => {
+                // One line per entry, as the scenario format has it.
+                for (offset, entry) in entries.iter().enumerate() {
+                    if offset > 0 {
+                        f.write_str("\n")?;
+                    }
+                    write!(
+                        f,
+                        "LogStore(index={}, term={}, data={})",
+                        LogIndex(index.0 + offset as u64),
+                        entry.term,
+                        DataText(&entry.data)
+                    )?;
+                }
+                Ok(())
+            }
             Action::LogTruncate { from } => write!(f, "LogTruncate(from={from})"),
             Action::StateStore { term, voted_for } => write!(
                 f,

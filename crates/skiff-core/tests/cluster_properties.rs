@@ -80,9 +80,9 @@ impl Cluster {
                 Action::StateStore { term, voted_for } => {
                     node.hard_state = HardState { term, voted_for }
                 }
-                Action::LogStore { index, entry } => {
+                Action::LogStore { index, entries } => {
                     assert_eq!(index.0, node.log.len() as u64 + 1);
-                    node.log.push(entry);
+                    node.log.extend(entries);
                 }
                 Action::LogTruncate { from } => node.log.truncate(from.0 as usize - 1),
                 Action::Send { to, message } => self.queue.push((from, to, message)),

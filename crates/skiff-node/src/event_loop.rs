@@ -42,7 +42,7 @@ use crate::storage::Storage;
 use crate::transport::{Inbound, Transport};
 use bytes::Bytes;
 use skiff_core::{
-    Action, CommitError, Entry, Event, LogIndex, Machine, Message, NodeId, Role, Term, VoteResp,
+    Action, CommitError, Event, LogIndex, Machine, Message, NodeId, Role, Term, VoteResp,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -285,9 +285,7 @@ impl EventLoop {
         for action in self.actions.drain(..) {
             match action {
                 Action::Send { to, message } => self.transport.send(to, message),
-                Action::Commit { result, .. } => {
-                    resolve(&mut self.waiters, self.machine.log(), result)
-                }
+                Action::Commit { result, .. } => resolve(&mut self.waiters, &self.machine, result),
                 Action::Alarm { ms } => {
                     self.alarm = Some(Instant::now() + Duration::from_millis(ms))
                 }
@@ -326,11 +324,14 @@ impl EventLoop {
     /// as its channel has room.
     fn feed_subscribers(&mut self) {
         let commit_index = self.machine.commit_index();
-        let log = self.machine.log();
+        let machine = &self.machine;
         self.subscribers.retain_mut(|subscriber| {
             while subscriber.next <= commit_index {
                 let index = subscriber.next;
-                let entry = &log[(index.0 - 1) as usize];
+                let Some(entry) = machine.entry(index) else {
+                    debug_assert!(false, "committed entry {index} is in the log");
+                    return true;
+                };
                 let committed = CommittedEntry {
                     index,
                     term: entry.term,
@@ -401,12 +402,12 @@ fn take_early_sends(actions: &mut Vec<Action>, mut send: impl FnMut(NodeId, Mess
 /// committed entry is named by its index and the term `log` holds there.
 fn resolve(
     waiters: &mut BTreeMap<(LogIndex, Term), Reply>,
-    log: &[Entry],
+    machine: &Machine,
     result: Result<LogIndex, CommitError>,
 ) {
     let (key, outcome) = match result {
         Ok(index) => {
-            let Some(entry) = index.0.checked_sub(1).and_then(|i| log.get(i as usize)) else {
+            let Some(entry) = machine.entry(index) else {
                 return;
             };
             ((index, entry.term), Ok(index))
@@ -424,7 +425,7 @@ fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skiff_core::{AppendEntriesReq, Config, HardState, StartState, VoteReq};
+    use skiff_core::{AppendEntriesReq, Config, Entry, HardState, StartState, VoteReq};
 
     /// Node 1 of three in `role` at term 2, with one entry of term 2.
     fn machine(role: Role) -> Machine {

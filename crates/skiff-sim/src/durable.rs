@@ -28,10 +28,10 @@ impl Durable {
                     voted_for: *voted_for,
                 };
             }
-            Action::LogStore { index, entry } => {
+            Action::LogStore { index, entries } => {
                 let position = (index.0.saturating_sub(1) as usize).min(self.log.len());
                 self.log.truncate(position);
-                self.log.push(entry.clone());
+                self.log.extend(entries.iter().cloned());
             }
             Action::LogTruncate { from } => {
                 let position = from.0.saturating_sub(1) as usize;
@@ -41,13 +41,14 @@ impl Durable {
         }
     }
 
-    /// Performs a persistence action it may keep (no copy of the entry).
+    /// Performs a persistence action it may keep (the entries moved, not
+    /// cloned, when nothing else holds them).
     pub fn apply_owned(&mut self, action: Action) {
         match action {
-            Action::LogStore { index, entry } => {
+            Action::LogStore { index, entries } => {
                 let position = (index.0.saturating_sub(1) as usize).min(self.log.len());
                 self.log.truncate(position);
-                self.log.push(entry);
+                self.log.extend(entries);
             }
             other => self.apply(&other),
         }
@@ -88,7 +89,7 @@ mod tests {
         let mut disk = Durable::default();
         let store = |index: u64, term: u64, data: &'static str| Action::LogStore {
             index: LogIndex(index),
-            entry: Entry::new(Term(term), data),
+            entries: Entry::new(Term(term), data).into(),
         };
         disk.apply(&Action::StateStore {
             term: Term(2),

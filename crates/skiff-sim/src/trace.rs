@@ -231,10 +231,14 @@ pub fn hash_action(h: &mut StableHasher, action: &Action) {
             h.word(13);
             h.word(*ms);
         }
-        Action::LogStore { index, entry } => {
-            h.word(14);
-            h.word(index.0);
-            hash_entry(h, entry);
+        Action::LogStore { .. } => {
+            // Entry by entry, so the hash does not depend on how entries
+            // are grouped into actions.
+            for (index, entry) in action.stored_entries() {
+                h.word(14);
+                h.word(index.0);
+                hash_entry(h, entry);
+            }
         }
         Action::LogTruncate { from } => {
             h.word(15);

@@ -87,7 +87,7 @@ fn state(term: u64, vote: Option<u64>) -> Action {
 fn store(index: u64, term: u64, data: &'static str) -> Action {
     Action::LogStore {
         index: LogIndex(index),
-        entry: Entry::new(Term(term), data),
+        entries: Entry::new(Term(term), data).into(),
     }
 }
 

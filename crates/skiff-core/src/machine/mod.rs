@@ -362,9 +362,14 @@ impl Machine {
         self.log.last_term()
     }
 
-    /// The whole log, entry `i` at position `i - 1`.
-    pub fn log(&self) -> &[Entry] {
-        self.log.entries()
+    /// The whole log in index order, from index 1.
+    pub fn log(&self) -> impl ExactSizeIterator<Item = &Entry> + '_ {
+        self.log.iter()
+    }
+
+    /// The entry at `index`, if the log holds one there.
+    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        self.log.get(index)
     }
 
     /// For a leader, each follower's match index; empty otherwise.
@@ -422,7 +427,9 @@ impl Machine {
         }
         match message {
             Message::AppendEntriesReq(req) => self.handle_append_entries_req(from, req, actions),
-            Message::AppendEntriesResp(resp) => self.handle_append_entries_resp(from, resp),
+            Message::AppendEntriesResp(resp) => {
+                self.handle_append_entries_resp(from, resp, actions)
+            }
             Message::VoteReq(req) => self.handle_vote_req(from, req),
             Message::VoteResp(resp) => self.handle_vote_resp(from, resp, actions),
         }

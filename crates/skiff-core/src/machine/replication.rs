@@ -9,6 +9,7 @@ use crate::progress::{Mode, Progress};
 use crate::quorum::committed_index;
 use crate::types::{Entry, LogIndex, NodeId, Term};
 use bytes::Bytes;
+use std::collections::VecDeque;
 
 // Leader side.
 impl Machine {
@@ -39,7 +40,7 @@ impl Machine {
         // match index passes: the majority index can move only when the
         // leader alone is a majority.
         if self.config.quorum() == 1 {
-            self.maybe_commit();
+            self.maybe_commit(actions);
         }
     }
 
@@ -55,7 +56,12 @@ impl Machine {
         }
     }
 
-    pub(super) fn handle_append_entries_resp(&mut self, from: NodeId, resp: AppendEntriesResp) {
+    pub(super) fn handle_append_entries_resp(
+        &mut self,
+        from: NodeId,
+        resp: AppendEntriesResp,
+        actions: &mut Vec<Action>,
+    ) {
         if resp.term != self.hard_state.term {
             return; // a newer term was handled in `step`; an older one is stale
         }
@@ -81,7 +87,7 @@ impl Machine {
         // anything: the second answer to an entry that already committed
         // skips the quorum computation.
         if advanced && resp.index > self.commit_index {
-            self.maybe_commit();
+            self.maybe_commit(actions);
         }
     }
 
@@ -106,7 +112,7 @@ impl Machine {
 
     /// Commits the highest index a majority stores, if it is of this
     /// leader's term; earlier entries commit with it (section 5.4.2).
-    fn maybe_commit(&mut self) {
+    fn maybe_commit(&mut self, actions: &mut Vec<Action>) {
         let RoleState::Leader { followers } = &self.role else {
             return;
         };
@@ -117,7 +123,7 @@ impl Machine {
         let majority = committed_index(&mut self.match_scratch, self.config.quorum());
         if majority > self.commit_index && self.log.term_at(majority) == Some(self.hard_state.term)
         {
-            self.commit_through(majority);
+            self.commit_through(majority, actions);
         }
     }
 
@@ -128,7 +134,7 @@ impl Machine {
             return None;
         };
         let replicator = Replicator {
-            log: &self.log,
+            log: &mut self.log,
             term: self.hard_state.term,
             leader: self.config.id,
             commit_index: self.commit_index,
@@ -144,7 +150,7 @@ impl Machine {
 
 /// Builds the AppendEntriesReq messages a leader sends to one follower.
 struct Replicator<'a> {
-    log: &'a Log,
+    log: &'a mut Log,
     term: Term,
     leader: NodeId,
     commit_index: LogIndex,
@@ -196,7 +202,7 @@ impl Replicator<'_> {
                 return entries.clone();
             }
         }
-        let entries = Entries::from(self.log.batch(from, self.entries_max, self.bytes_max));
+        let entries = self.log.batch(from, self.entries_max, self.bytes_max);
         if entries.len() > 1 {
             self.last_batch = Some((from, entries.clone()));
         }
@@ -246,7 +252,7 @@ impl Machine {
                 self.reply_append(from, true, matched);
                 let commit = leader_commit.min(matched);
                 if commit > self.commit_index {
-                    self.commit_through(commit);
+                    self.commit_through(commit, actions);
                 }
             }
             Err(hint) => self.reply_append(from, false, hint),
@@ -270,19 +276,31 @@ impl Machine {
             Some(_) => {}
         }
         let matched = LogIndex(req.prev_index.0 + req.entries.len() as u64);
-        let mut index = req.prev_index;
-        for entry in req.entries {
-            index = index.next();
+        // Entries the log already holds are skipped; the log is cut at the
+        // first one that conflicts, and the rest are stored in one action.
+        let mut held = 0;
+        for entry in req.entries.iter() {
+            let index = LogIndex(req.prev_index.0 + held as u64 + 1);
             match self.log.term_at(index) {
-                Some(term) if term == entry.term => continue,
+                Some(term) if term == entry.term => held += 1,
                 Some(_) if index <= self.commit_index => {
                     // Committed entries never conflict with a real leader's.
                     return Err(self.commit_index);
                 }
-                Some(_) => self.truncate_from(index, actions),
-                None => {}
+                Some(_) => {
+                    self.truncate_from(index, actions);
+                    break;
+                }
+                None => break,
             }
-            self.store_entry(entry, actions);
+        }
+        if held < req.entries.len() {
+            let new = if held == 0 {
+                req.entries // the usual case: share the request's list
+            } else {
+                Entries::from(&req.entries[held..])
+            };
+            self.store_entries(new, actions);
         }
         Ok(matched)
     }
@@ -329,10 +347,19 @@ impl Machine {
     /// Appends `entry` to the log, persisting the hard state first so a
     /// crash never leaves an entry of a term the node has not recorded.
     fn store_entry(&mut self, entry: Entry, actions: &mut Vec<Action>) -> LogIndex {
+        self.store_entries(Entries::from(entry), actions)
+    }
+
+    /// Appends `entries` (at least one) to the log in one `LogStore`, the
+    /// hard state persisted first as in [`Machine::store_entry`]. Returns
+    /// the index of the last.
+    fn store_entries(&mut self, entries: Entries, actions: &mut Vec<Action>) -> LogIndex {
+        debug_assert!(!entries.is_empty());
         self.persist_hard_state(actions);
-        let index = self.log.push(entry.clone());
-        actions.push(Action::LogStore { index, entry });
-        index
+        let index = self.log.last_index().next();
+        let last = self.log.extend(&entries);
+        actions.push(Action::LogStore { index, entries });
+        last
     }
 
     /// Removes entries from `from` on. Entries this node appended as leader
@@ -361,25 +388,26 @@ impl Machine {
     /// Reports every entry up to `index` as committed, in order, once. An
     /// entry this node appended as leader that lost its index to another
     /// entry is reported `Overwritten` just before the entry that won it.
-    pub(super) fn commit_through(&mut self, index: LogIndex) {
+    ///
+    /// The `Commit`s go straight to `actions` rather than through
+    /// `deferred`: nothing is persisted after a commit within a step, so
+    /// once the hard state is out they may follow the persistence at once,
+    /// and a follower committing a whole batch spares copying every one.
+    pub(super) fn commit_through(&mut self, index: LogIndex, actions: &mut Vec<Action>) {
         debug_assert!(index > self.commit_index && index <= self.log.last_index());
-        for committed in self.commit_index.0 + 1..=index.0 {
-            let committed = LogIndex(committed);
-            let Some(entry) = self.log.get(committed) else {
-                continue;
-            };
-            while self
-                .awaiting_outcome
-                .front()
-                .is_some_and(|awaiting| awaiting.index <= committed)
+        self.persist_hard_state(actions);
+        let first = self.commit_index.next();
+        let count = (index.0 - self.commit_index.0) as usize;
+        let awaiting_outcome = &mut self.awaiting_outcome;
+        for (offset, entry) in self.log.iter_from(first).take(count).enumerate() {
+            let committed = LogIndex(first.0 + offset as u64);
+            while let Some(awaiting) =
+                pop_front_if(awaiting_outcome, |awaiting| awaiting.index <= committed)
             {
-                let Some(awaiting) = self.awaiting_outcome.pop_front() else {
-                    break;
-                };
                 if awaiting.term != entry.term {
                     // Truncated, so its data was kept (see `truncate_from`).
                     debug_assert!(awaiting.data.is_some());
-                    self.deferred.push(Action::Commit {
+                    actions.push(Action::Commit {
                         data: awaiting.data.unwrap_or_default(),
                         result: Err(CommitError::Overwritten {
                             index: awaiting.index,
@@ -388,11 +416,21 @@ impl Machine {
                     });
                 }
             }
-            self.deferred.push(Action::Commit {
+            actions.push(Action::Commit {
                 data: entry.data.clone(),
                 result: Ok(committed),
             });
         }
         self.commit_index = index;
+    }
+}
+
+/// `VecDeque::pop_front_if`, which needs a newer Rust than this crate's
+/// minimum.
+fn pop_front_if<T>(queue: &mut VecDeque<T>, predicate: impl FnOnce(&T) -> bool) -> Option<T> {
+    if queue.front().is_some_and(predicate) {
+        queue.pop_front()
+    } else {
+        None
     }
 }

@@ -83,7 +83,12 @@ impl Storage {
                 });
                 Ok(())
             }
-            Action::LogStore { index, entry } => self.wal.append(*index, entry),
+            Action::LogStore { .. } => {
+                for (index, entry) in action.stored_entries() {
+                    self.wal.append(index, entry)?;
+                }
+                Ok(())
+            }
             Action::LogTruncate { from } => self.wal.truncate(*from),
             Action::Send { .. } | Action::Commit { .. } | Action::Alarm { .. } => Ok(()),
         }

@@ -19,7 +19,7 @@ fn store(storage: &mut Storage, index: u64, term: u64, data: &str) {
     let entry = Entry::new(Term(term), data.to_string());
     let action = Action::LogStore {
         index: LogIndex(index),
-        entry,
+        entries: entry.into(),
     };
     storage.persist(&action).unwrap();
 }
@@ -80,6 +80,29 @@ fn log_and_hard_state_survive_a_reopen() {
     );
     assert_eq!(data(&recovered.log), ["a", "d"]);
     assert_eq!(recovered.log[1].term, Term(2));
+}
+
+#[test]
+fn a_log_store_of_several_entries_writes_each_at_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut storage, _) = open(dir.path(), SEGMENT_BYTES).unwrap();
+        store(&mut storage, 1, 1, "a");
+        let batch: skiff_core::Entries = ["b", "c", "d"]
+            .into_iter()
+            .map(|data| Entry::new(Term(2), data))
+            .collect();
+        let action = Action::LogStore {
+            index: LogIndex(2),
+            entries: batch,
+        };
+        storage.persist(&action).unwrap();
+        store(&mut storage, 5, 2, "e");
+        storage.sync().unwrap();
+    }
+    let (_, recovered) = open(dir.path(), SEGMENT_BYTES).unwrap();
+    assert_eq!(data(&recovered.log), ["a", "b", "c", "d", "e"]);
+    assert_eq!(recovered.log[3].term, Term(2));
 }
 
 #[test]

@@ -10,15 +10,26 @@ use skiff_core::{Action, NodeId};
 /// Checks a persistence action of `node` before it reaches `disk`.
 pub fn check_action(node: NodeId, action: &Action, disk: &Durable) -> Result<(), Failure> {
     let detail = match action {
-        Action::LogStore { index, entry } if *index != disk.last_index().next() => format!(
+        Action::LogStore { index, .. } if *index != disk.last_index().next() => format!(
             "node {node} stored index {index}, but its durable log ends at {}",
             disk.last_index()
         ),
-        Action::LogStore { index, entry } if entry.term > disk.hard_state.term => format!(
-            "node {node} stored an entry of term {} at index {index} before persisting \
-             that term (durable term {})",
-            entry.term, disk.hard_state.term
-        ),
+        Action::LogStore { entries, .. } if entries.is_empty() => {
+            format!("node {node} stored an empty list of entries")
+        }
+        Action::LogStore { .. } => {
+            let Some((index, entry)) = action
+                .stored_entries()
+                .find(|(_, entry)| entry.term > disk.hard_state.term)
+            else {
+                return Ok(());
+            };
+            format!(
+                "node {node} stored an entry of term {} at index {index} before persisting \
+                 that term (durable term {})",
+                entry.term, disk.hard_state.term
+            )
+        }
         Action::LogTruncate { from } if from.0 == 0 || *from > disk.last_index() => format!(
             "node {node} truncated from index {from}, outside its durable log (last index {})",
             disk.last_index()

@@ -272,10 +272,18 @@ impl Checkers {
             durable_state::check_action(node, action, disk)?;
         }
         match action {
-            Action::LogStore { index, entry } => {
-                self.append_only.observe_store(*index);
-                let prev_term = disk.term_at(index.prev()).unwrap_or_default();
-                self.matching.observe_store(node, *index, entry, prev_term)
+            Action::LogStore { .. } => {
+                // Entry by entry, each after the one before it.
+                let mut prev_term = None;
+                for (index, entry) in action.stored_entries() {
+                    self.append_only.observe_store(index);
+                    let prev = prev_term
+                        .or_else(|| disk.term_at(index.prev()))
+                        .unwrap_or_default();
+                    self.matching.observe_store(node, index, entry, prev)?;
+                    prev_term = Some(entry.term);
+                }
+                Ok(())
             }
             Action::LogTruncate { from } => {
                 self.append_only.observe_truncate(*from);

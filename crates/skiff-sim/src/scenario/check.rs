@@ -123,9 +123,9 @@ pub(crate) fn check_expectation(
     pattern: &Pattern,
     present: bool,
 ) -> Result<(), String> {
-    let found = batch
-        .iter()
-        .find(|action| pattern.matches(&action.to_string()));
+    // A LogStore of several entries renders as one line per entry.
+    let rendered = super::report::render(batch);
+    let found = rendered.iter().find(|action| pattern.matches(action));
     match (present, found) {
         (true, Some(_)) | (false, None) => Ok(()),
         (true, None) => Err(format!("no action of the batch matches {}", pattern.source)),

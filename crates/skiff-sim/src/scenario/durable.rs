@@ -29,7 +29,7 @@ impl Durable {
                     voted_for: *voted_for,
                 };
             }
-            Action::LogStore { index, entry } => {
+            Action::LogStore { index, entries } => {
                 let expected = self.next_index();
                 if *index != expected {
                     return Err(format!(
@@ -37,7 +37,7 @@ impl Durable {
                         expected.prev()
                     ));
                 }
-                self.log.push(entry.clone());
+                self.log.extend(entries.iter().cloned());
             }
             Action::LogTruncate { from } => {
                 if from.0 == 0 || *from >= self.next_index() {
@@ -70,7 +70,7 @@ impl Durable {
                 super::report::optional_id(machine.voted_for()),
             ));
         }
-        if self.log != machine.log() {
+        if !self.log.iter().eq(machine.log()) {
             return Err(format!(
                 "the persisted log [{}] differs from the machine's log [{}]",
                 super::report::entries_text(&self.log),
@@ -89,7 +89,7 @@ mod tests {
     fn store(index: u64, term: u64, data: &'static str) -> Action {
         Action::LogStore {
             index: LogIndex(index),
-            entry: Entry::new(Term(term), data),
+            entries: Entry::new(Term(term), data).into(),
         }
     }
 

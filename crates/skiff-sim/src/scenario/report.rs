@@ -126,8 +126,16 @@ impl fmt::Display for StateSummary {
 }
 
 /// Each action of `batch` as scenario text.
+/// A batch as scenario text writes it, one line per action, and one per
+/// entry of a `LogStore`.
 pub(crate) fn render(batch: &[skiff_core::Action]) -> Vec<String> {
-    batch.iter().map(ToString::to_string).collect()
+    batch
+        .iter()
+        .flat_map(|action| {
+            let text = action.to_string();
+            text.lines().map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// A node id, or `none`, as scenario text writes it.
@@ -136,8 +144,8 @@ pub(crate) fn optional_id(id: Option<NodeId>) -> String {
 }
 
 /// Entries as `state` and `check` write a log: `1:a,1:b`.
-pub(crate) fn entries_text(entries: &[Entry]) -> String {
-    let texts: Vec<String> = entries.iter().map(ToString::to_string).collect();
+pub(crate) fn entries_text<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> String {
+    let texts: Vec<String> = entries.into_iter().map(ToString::to_string).collect();
     texts.join(",")
 }
 

@@ -224,7 +224,9 @@ impl World {
         let node = &self.nodes[index];
         self.checkers.action(node.id, &action, &node.disk)?;
         if self.trace.wants_text() && !matches!(action, Action::Send { .. }) {
-            self.trace.line(format_args!("  {action}"));
+            for line in action.to_string().lines() {
+                self.trace.line(format_args!("  {line}"));
+            }
         }
         match action {
             Action::Send { to, message } => self.send(index, to, message),
