@@ -19,7 +19,7 @@ pub(crate) struct Log {
     /// one before ends.
     runs: Vec<Run>,
     /// Entries after the last run that nothing shares yet: a leader's own
-    /// appends, and a restored log. They become a run when first sent.
+    /// appends. They become a run when first sent.
     tail: Vec<Entry>,
     /// The number of entries, runs and tail together.
     len: u64,
@@ -38,17 +38,18 @@ impl Run {
     }
 }
 
+/// The most entries a fresh tail reserves room for.
+const TAIL_CAPACITY_MAX: usize = 1024;
+
 /// How many runs from the end a lookup tries one by one before it searches:
 /// replication reads near the end of the log.
 const RECENT_RUNS: usize = 4;
 
 impl Log {
     pub(crate) fn from_entries(entries: Vec<Entry>) -> Log {
-        Log {
-            runs: Vec::new(),
-            len: entries.len() as u64,
-            tail: entries,
-        }
+        let mut log = Log::default();
+        log.extend(&Entries::from(entries));
+        log
     }
 
     /// Every entry, in index order.
@@ -157,18 +158,30 @@ impl Log {
             return;
         }
         let first = self.tail_first();
-        let entries = if self.tail.len() == 1 {
+        let entries = match self.tail.pop() {
             // Inline, and the tail keeps its buffer for the next appends.
-            Entries::from(self.tail.pop().unwrap_or_else(|| unreachable!()))
-        } else {
-            Entries::from(mem::take(&mut self.tail))
+            Some(entry) if self.tail.is_empty() => Entries::from(entry),
+            last => {
+                self.tail.extend(last);
+                // The next tail will likely grow about as large: one
+                // allocation for it now rather than one per doubling.
+                let next = Vec::with_capacity(self.tail.len().min(TAIL_CAPACITY_MAX));
+                Entries::from(mem::replace(&mut self.tail, next))
+            }
         };
         self.runs.push(Run { first, entries });
     }
 
     /// Removes the entries at `from` and after, returning them.
+    ///
+    /// A run cut short still shares its whole list, so the removed entries'
+    /// data stays in memory as long as the run does: truncation is rare
+    /// (a follower overwriting a deposed leader's entries) and touches few.
     pub(crate) fn truncate(&mut self, from: LogIndex) -> Vec<Entry> {
         debug_assert!(from.0 >= 1 && from <= self.last_index());
+        if from.0 == 0 || from > self.last_index() {
+            return Vec::new();
+        }
         self.seal();
         let position = self.run_position(from);
         let removed: Vec<Entry> = self.runs[position..]
