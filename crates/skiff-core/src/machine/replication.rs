@@ -295,11 +295,8 @@ impl Machine {
             }
         }
         if held < req.entries.len() {
-            let new = if held == 0 {
-                req.entries // the usual case: share the request's list
-            } else {
-                Entries::from(&req.entries[held..])
-            };
+            // Shares the request's list (usually all of it: `held` is 0).
+            let new = req.entries.slice(held..req.entries.len());
             self.store_entries(new, actions);
         }
         Ok(matched)
