@@ -6,16 +6,30 @@
 //! action buffer. Then it performs the turn's actions:
 //!
 //! 1. every persistence action, buffered by the storage, in order;
-//! 2. a leader's `AppendEntriesReq` sends, when the turn stores no hard
+//! 2. the commits of entries that earlier turns made durable (see below),
+//!    and the subscriptions fed up to them;
+//! 3. a leader's `AppendEntriesReq` sends, when the turn stores no hard
 //!    state (see below);
-//! 3. one sync for all of the persistence (group commit: the more load,
+//! 4. one sync for all of the persistence (group commit: the more load,
 //!    the more events share a sync);
-//! 4. only then, in order, every other `Send`, every `Commit` and `Alarm`.
+//! 5. only then, in order, every other `Send`, every `Commit` and `Alarm`.
 //!
 //! Sends and commits of a turn thus wait for the persistence of the whole
-//! turn, which is later than the machine requires, never earlier, with one
-//! exception. Finally the turn feeds the subscriptions from the committed
+//! turn, which is later than the machine requires, never earlier, with two
+//! exceptions. Finally the turn feeds the subscriptions from the committed
 //! log and publishes the status.
+//!
+//! # Commits that wait for nothing
+//!
+//! A `Commit` reports an entry that a majority stores durably; the turn's
+//! sync can only matter to it when the entry is this node's own copy
+//! written in this turn. Every turn ends with a sync, so at the start of a
+//! turn the whole written log is durable: a commit at or below its end
+//! (and no truncation in the turn, which could have replaced that entry)
+//! is performed before the sync. Under load a leader's turn holds the
+//! answers that commit the previous turn's entries together with new
+//! appends to sync; without this, each commit would also wait for the
+//! sync of entries it does not depend on.
 //!
 //! # Replicating while the leader syncs
 //!
@@ -273,14 +287,17 @@ impl EventLoop {
     /// replication, one sync, then the rest (see the module's comment).
     async fn perform(&mut self) -> Result<(), NodeError> {
         let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
+        // Every turn ends with a sync, so what is written now is durable.
+        let durable = storage.last_index();
         for action in self.actions.iter().filter(|a| a.is_persistence()) {
             storage.persist(action)?;
         }
+        self.perform_durable_commits(durable);
         let transport = &self.transport;
         if take_early_sends(&mut self.actions, |to, message| transport.send(to, message)) {
             self.sync_elsewhere().await?;
         } else {
-            storage.sync()?;
+            self.storage.as_mut().expect(STORAGE_IS_BACK).sync()?;
         }
         for action in self.actions.drain(..) {
             match action {
@@ -294,9 +311,22 @@ impl EventLoop {
                 | Action::LogTruncate { .. } => {}
             }
         }
-        self.feed_subscribers();
+        self.feed_subscribers(self.machine.commit_index());
         self.publish_status();
         Ok(())
+    }
+
+    /// Performs, ahead of this turn's sync, the commits of entries that
+    /// earlier turns made durable here (at or below `durable`), and feeds
+    /// the subscriptions up to there (see the module's comment).
+    fn perform_durable_commits(&mut self, durable: LogIndex) {
+        let waiters = &mut self.waiters;
+        let machine = &self.machine;
+        if take_durable_commits(&mut self.actions, durable, |result| {
+            resolve(waiters, machine, result)
+        }) {
+            self.feed_subscribers(durable.min(self.machine.commit_index()));
+        }
     }
 
     /// Syncs on a thread of the blocking pool while this thread runs its
@@ -322,8 +352,7 @@ impl EventLoop {
 
     /// Sends each subscriber the committed entries it has not had, as far
     /// as its channel has room.
-    fn feed_subscribers(&mut self) {
-        let commit_index = self.machine.commit_index();
+    fn feed_subscribers(&mut self, commit_index: LogIndex) {
         let machine = &self.machine;
         self.subscribers.retain_mut(|subscriber| {
             while subscriber.next <= commit_index {
@@ -396,6 +425,34 @@ fn take_early_sends(actions: &mut Vec<Action>, mut send: impl FnMut(NodeId, Mess
         _ => true,
     });
     actions.len() < before
+}
+
+/// Hands `perform` every `Ok` commit at or below `durable`, in order, and
+/// removes it from `actions`, unless the turn truncates the log: an entry
+/// it replaced below `durable` is no longer the durable one. Returns
+/// whether the turn may commit early (it truncates nothing).
+fn take_durable_commits(
+    actions: &mut Vec<Action>,
+    durable: LogIndex,
+    mut perform: impl FnMut(Result<LogIndex, CommitError>),
+) -> bool {
+    if actions
+        .iter()
+        .any(|action| matches!(action, Action::LogTruncate { .. }))
+    {
+        return false;
+    }
+    actions.retain(|action| match action {
+        Action::Commit {
+            result: result @ Ok(index),
+            ..
+        } if *index <= durable => {
+            perform(*result);
+            false
+        }
+        _ => true,
+    });
+    true
 }
 
 /// Answers whoever waits for the entry a `Commit` action reports on. A
@@ -540,6 +597,54 @@ mod tests {
         let mut early = Vec::new();
         take_early_sends(&mut actions, |to, message| early.push((to, message)));
         assert!(early.is_empty(), "{early:?}");
+        assert_eq!(actions, before);
+    }
+
+    fn commit(index: u64) -> Action {
+        Action::Commit {
+            data: Bytes::from_static(b"x"),
+            result: Ok(LogIndex(index)),
+        }
+    }
+
+    #[test]
+    fn commits_of_entries_durable_before_the_turn_go_before_its_sync() {
+        let store = Action::LogStore {
+            index: LogIndex(6),
+            entries: Entry::new(Term(2), "y").into(),
+        };
+        let overwritten = Action::Commit {
+            data: Bytes::from_static(b"z"),
+            result: Err(CommitError::Overwritten {
+                index: LogIndex(4),
+                term: Term(1),
+            }),
+        };
+        let mut actions = vec![
+            store.clone(),
+            overwritten.clone(),
+            commit(4),
+            commit(5),
+            commit(6),
+        ];
+        let mut early = Vec::new();
+        assert!(take_durable_commits(&mut actions, LogIndex(5), |r| early.push(r)));
+        assert_eq!(early, [Ok(LogIndex(4)), Ok(LogIndex(5))]);
+        assert_eq!(
+            actions,
+            [store, overwritten, commit(6)],
+            "the rest waits, in order"
+        );
+    }
+
+    #[test]
+    fn a_turn_that_truncates_commits_nothing_early() {
+        let truncate = Action::LogTruncate { from: LogIndex(5) };
+        let mut actions = vec![truncate, commit(4)];
+        let before = actions.clone();
+        let mut early = Vec::new();
+        assert!(!take_durable_commits(&mut actions, LogIndex(6), |r| early.push(r)));
+        assert!(early.is_empty());
         assert_eq!(actions, before);
     }
 }

@@ -22,7 +22,7 @@ pub use header::Identity;
 
 use hard_state::HardStateFile;
 use lock::DirLock;
-use skiff_core::{Action, Entry, HardState};
+use skiff_core::{Action, Entry, HardState, LogIndex};
 use std::fs::{self, File};
 use std::path::Path;
 use wal::Wal;
@@ -113,6 +113,12 @@ impl Storage {
         }
         self.syncs += u64::from(synced);
         Ok(())
+    }
+
+    /// The index of the last entry written, synced or not. Between syncs,
+    /// which make everything written durable, it is the durable log's end.
+    pub fn last_index(&self) -> LogIndex {
+        self.wal.last_index()
     }
 
     /// How many times [`Storage::sync`] had something to sync.

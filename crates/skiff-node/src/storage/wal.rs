@@ -147,6 +147,11 @@ impl Wal {
         Ok(())
     }
 
+    /// The index of the last entry appended, flushed or not.
+    pub fn last_index(&self) -> LogIndex {
+        self.last_index
+    }
+
     /// Buffers the removal of the entries at `from` and after.
     pub fn truncate(&mut self, from: LogIndex) -> Result<(), StorageError> {
         assert!(
