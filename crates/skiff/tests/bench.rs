@@ -21,6 +21,8 @@ fn a_short_bench_counts_writes_and_reports_them_as_json() {
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("2 clients, 128-byte writes"), "{stdout}");
     assert!(stdout.contains("floor = leader sync"), "{stdout}");
+    assert!(stdout.contains("floor before skiff"), "{stdout}");
+    assert!(stdout.contains("floor after skiff"), "{stdout}");
 
     let text = std::fs::read_to_string(&json_path).unwrap();
     let report: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -34,8 +36,19 @@ fn a_short_bench_counts_writes_and_reports_them_as_json() {
         p50 > 0.0 && p50 <= latency["max"].as_f64().unwrap(),
         "{text}"
     );
+    // Measured just before and just after Skiff's run; the floor is their mean.
+    let floor = &report["floor"];
+    let measured: Vec<f64> = floor["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["floor_ms"].as_f64().unwrap())
+        .collect();
+    assert_eq!(measured.len(), 2, "{text}");
+    let mean = floor["floor_ms"].as_f64().unwrap();
+    assert!(mean > 0.0, "{text}");
     assert!(
-        report["floor"]["floor_ms"].as_f64().unwrap() > 0.0,
+        (mean - (measured[0] + measured[1]) / 2.0).abs() < 1e-9,
         "{text}"
     );
     // The cluster's data went under --dir and was removed with it.

@@ -32,6 +32,7 @@ mod report;
 mod writer;
 
 use anyhow::Context;
+use floor::Floor;
 use load::{Measurement, Schedule};
 use report::{Report, TargetReport};
 use skiff::process_cluster::{write_local_config, Ports, ProcessCluster, STOP_GRACE};
@@ -149,6 +150,11 @@ impl BenchArgs {
     fn runs(&self, target: Target) -> bool {
         self.target == target || self.target == Target::Both
     }
+
+    /// Whether the latency floor is measured.
+    fn wants_floor(&self) -> bool {
+        self.floor || self.clients == 1
+    }
 }
 
 /// Runs the bench and prints the report.
@@ -171,19 +177,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let results = outcome?;
-    let floor = if args.floor || args.clients == 1 {
-        Some(floor::measure(dir.path(), args.nodes as usize).context("cannot measure the floor")?)
-    } else {
-        None
-    };
+    let (results, mut floors) = outcome?;
+    if args.wants_floor() && floors.is_empty() {
+        floors.push(measure_floor(args, dir.path())?);
+    }
     let report = Report::new(
         args.clients,
         usize::try_from(args.bytes)?,
         args.warmup,
         args.seconds,
         results,
-        floor,
+        &floors,
     );
     if let Some(path) = &args.json {
         std::fs::write(path, report.to_json() + "\n")
@@ -196,18 +200,36 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure_targets(args: &BenchArgs, dir: &Path) -> anyhow::Result<Vec<TargetReport>> {
+/// The targets' reports, and the floors measured around Skiff's run.
+async fn measure_targets(
+    args: &BenchArgs,
+    dir: &Path,
+) -> anyhow::Result<(Vec<TargetReport>, Vec<Floor>)> {
     let mut results = Vec::new();
+    let mut floors = Vec::new();
     if args.runs(Target::Skiff) {
-        results.push(bench_skiff(args, &dir.join("skiff")).await?);
+        results.push(bench_skiff(args, dir, &mut floors).await?);
     }
     if args.runs(Target::Etcd) {
         results.push(bench_etcd(args, &dir.join("etcd")).await?);
     }
-    Ok(results)
+    Ok((results, floors))
 }
 
-async fn bench_skiff(args: &BenchArgs, dir: &Path) -> anyhow::Result<TargetReport> {
+/// Measures the floor on the file system of `dir` (see `floor`).
+fn measure_floor(args: &BenchArgs, dir: &Path) -> anyhow::Result<Floor> {
+    floor::measure(dir, args.nodes as usize).context("cannot measure the floor")
+}
+
+/// Measures Skiff; when the floor is wanted, it is measured on `dir`'s
+/// file system just before and just after, into `floors`, so that the
+/// floor and Skiff meet the machine in the same state.
+async fn bench_skiff(
+    args: &BenchArgs,
+    bench_dir: &Path,
+    floors: &mut Vec<Floor>,
+) -> anyhow::Result<TargetReport> {
+    let dir = &bench_dir.join("skiff");
     let mut cluster = None;
     let (servers, setup) = if !args.servers.is_empty() {
         (
@@ -237,7 +259,13 @@ async fn bench_skiff(args: &BenchArgs, dir: &Path) -> anyhow::Result<TargetRepor
         let ids = cluster.ids();
         ids.iter().filter_map(|&id| cluster.pid(id)).collect()
     });
+    if args.wants_floor() {
+        floors.push(measure_floor(args, bench_dir)?);
+    }
     let (measurement, cpu) = measure(writers, args, pids).await?;
+    if args.wants_floor() {
+        floors.push(measure_floor(args, bench_dir)?);
+    }
     if let Some(mut cluster) = cluster {
         cluster.stop_all(STOP_GRACE);
     }

@@ -88,6 +88,19 @@ pub struct Ratios {
 /// The floor and how close skiff came to it.
 #[derive(Debug, Serialize)]
 pub struct FloorReport {
+    /// Each measurement, in the order taken: one just before and one just
+    /// after Skiff's run when Skiff ran, so that the floor and Skiff meet
+    /// the same machine; one after the targets stopped otherwise.
+    pub measurements: Vec<FloorMeasurement>,
+    /// The floor: the mean of the measurements' floors, in ms.
+    pub floor_ms: f64,
+    /// Skiff's mean write latency over the floor, when skiff ran.
+    pub skiff_mean_over_floor: Option<f64>,
+}
+
+/// One measurement of the floor.
+#[derive(Debug, Serialize)]
+pub struct FloorMeasurement {
     /// The sync the floor counts, in ms: the smaller of the two below.
     pub sync_ms: f64,
     /// The median small append plus `fdatasync` by one writer alone, in ms.
@@ -100,8 +113,19 @@ pub struct FloorReport {
     pub round_trip_ms: f64,
     /// sync + round trip + sync, in ms.
     pub floor_ms: f64,
-    /// Skiff's mean write latency over the floor, when skiff ran.
-    pub skiff_mean_over_floor: Option<f64>,
+}
+
+impl From<&Floor> for FloorMeasurement {
+    fn from(floor: &Floor) -> FloorMeasurement {
+        FloorMeasurement {
+            sync_ms: ms(floor.sync()),
+            sync_alone_ms: ms(floor.sync_alone),
+            sync_concurrent_ms: ms(floor.sync_concurrent),
+            sync_writers: floor.writers,
+            round_trip_ms: ms(floor.round_trip),
+            floor_ms: ms(floor.total()),
+        }
+    }
 }
 
 fn ms(duration: Duration) -> f64 {
@@ -152,7 +176,7 @@ impl Report {
         warmup_seconds: u64,
         seconds: u64,
         results: Vec<TargetReport>,
-        floor: Option<Floor>,
+        floors: &[Floor],
     ) -> Report {
         let find = |name| results.iter().find(|r| r.target == name);
         let ratios = find("skiff").zip(find("etcd")).map(|(s, e)| Ratios {
@@ -160,14 +184,15 @@ impl Report {
             mean_latency: s.latency_ms.mean / e.latency_ms.mean,
             p99_latency: s.latency_ms.p99 / e.latency_ms.p99,
         });
-        let floor = floor.map(|floor| FloorReport {
-            sync_ms: ms(floor.sync()),
-            sync_alone_ms: ms(floor.sync_alone),
-            sync_concurrent_ms: ms(floor.sync_concurrent),
-            sync_writers: floor.writers,
-            round_trip_ms: ms(floor.round_trip),
-            floor_ms: ms(floor.total()),
-            skiff_mean_over_floor: find("skiff").map(|s| s.latency_ms.mean / ms(floor.total())),
+        let floor = (!floors.is_empty()).then(|| {
+            let measurements: Vec<FloorMeasurement> = floors.iter().map(Into::into).collect();
+            let floor_ms =
+                measurements.iter().map(|m| m.floor_ms).sum::<f64>() / measurements.len() as f64;
+            FloorReport {
+                measurements,
+                floor_ms,
+                skiff_mean_over_floor: find("skiff").map(|s| s.latency_ms.mean / floor_ms),
+            }
         });
         Report {
             clients,
@@ -251,23 +276,33 @@ fn row(r: &TargetReport) -> String {
 }
 
 fn write_floor(f: &mut fmt::Formatter<'_>, floor: &FloorReport) -> fmt::Result {
-    writeln!(
-        f,
-        "floor: fdatasync {:.3} ms (the smaller median: one writer alone {:.3} ms, {} writers \
-         at once {:.3} ms, {} syncs each), loopback round trip {:.3} ms (median of {})",
-        floor.sync_ms,
-        floor.sync_alone_ms,
-        floor.sync_writers,
-        floor.sync_concurrent_ms,
-        super::floor::SYNC_SAMPLES,
-        floor.round_trip_ms,
-        super::floor::ROUND_TRIP_SAMPLES
-    )?;
+    let labels: &[&str] = match floor.measurements.len() {
+        1 => &["floor"],
+        _ => &["floor before skiff", "floor after skiff"],
+    };
+    for (m, when) in floor.measurements.iter().zip(labels.iter().cycle()) {
+        writeln!(
+            f,
+            "{when}: fdatasync {:.3} ms (the smaller median: one writer alone {:.3} ms, {} writers \
+             at once {:.3} ms, {} syncs each), loopback round trip {:.3} ms (median of {}): {:.3} ms",
+            m.sync_ms,
+            m.sync_alone_ms,
+            m.sync_writers,
+            m.sync_concurrent_ms,
+            super::floor::SYNC_SAMPLES,
+            m.round_trip_ms,
+            super::floor::ROUND_TRIP_SAMPLES,
+            m.floor_ms,
+        )?;
+    }
     write!(
         f,
         "floor = leader sync + round trip + follower sync = {:.3} ms",
         floor.floor_ms
     )?;
+    if floor.measurements.len() > 1 {
+        write!(f, " (the mean of the two)")?;
+    }
     match floor.skiff_mean_over_floor {
         Some(ratio) => writeln!(f, "; skiff's mean latency is {ratio:.2}x the floor"),
         None => writeln!(f),
