@@ -295,8 +295,11 @@ impl Machine {
             }
         }
         if held < req.entries.len() {
-            // Shares the request's list (usually all of it: `held` is 0).
-            let new = req.entries.slice(held..req.entries.len());
+            let new = if held == 0 {
+                req.entries // the usual case: moved, not even a reference count
+            } else {
+                req.entries.slice(held..req.entries.len()) // shared, not copied
+            };
             self.store_entries(new, actions);
         }
         Ok(matched)
