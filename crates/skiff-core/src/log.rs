@@ -57,11 +57,11 @@ impl Log {
         self.iter_from(LogIndex(1))
     }
 
-    /// The entries from `from` (at least 1) to the end, in index order:
-    /// one lookup, then a walk, for reading a range of the log.
+    /// The entries from `from` to the end, in index order: one lookup,
+    /// then a walk, for reading a range of the log. Index 0 reads as 1.
     pub(crate) fn iter_from(&self, from: LogIndex) -> impl ExactSizeIterator<Item = &Entry> + '_ {
-        debug_assert!(from.0 >= 1);
-        let remaining = (self.len + 1).saturating_sub(from.0.max(1)) as usize;
+        let from = from.max(LogIndex(1));
+        let remaining = (self.len + 1).saturating_sub(from.0) as usize;
         let tail_first = self.tail_first();
         if from >= tail_first {
             let offset = (from.0 - tail_first.0) as usize;
@@ -72,9 +72,9 @@ impl Log {
                 remaining,
             };
         }
-        let position = self.run_position(from.max(LogIndex(1)));
+        let position = self.run_position(from);
         let run = &self.runs[position];
-        let offset = (from.0.max(1) - run.first.0) as usize;
+        let offset = (from.0 - run.first.0) as usize;
         Iter {
             runs: self.runs[position + 1..].iter(),
             current: run.entries[offset..].iter(),
@@ -511,12 +511,11 @@ mod tests {
                     let index = LogIndex(index);
                     let expected = index.0.checked_sub(1).and_then(|i| model.get(i as usize));
                     prop_assert_eq!(l.get(index), expected);
-                    if index.0 >= 1 {
-                        let from: Vec<&Entry> = l.iter_from(index).collect();
-                        let rest: Vec<&Entry> =
-                            model.iter().skip((index.0 - 1) as usize).collect();
-                        prop_assert_eq!(from, rest);
-                    }
+                    let from: Vec<&Entry> = l.iter_from(index).collect();
+                    let rest: Vec<&Entry> =
+                        model.iter().skip(index.0.saturating_sub(1) as usize).collect();
+                    prop_assert_eq!(l.iter_from(index).len(), rest.len());
+                    prop_assert_eq!(from, rest);
                 }
                 if let Some(last) = model.last() {
                     let index = l.last_index();
