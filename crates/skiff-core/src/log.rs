@@ -184,13 +184,13 @@ impl Log {
         }
         self.seal();
         let position = self.run_position(from);
+        let kept = (from.0 - self.runs[position].first.0) as usize;
         let removed: Vec<Entry> = self.runs[position..]
             .iter()
             .flat_map(|run| run.entries.iter())
-            .skip((from.0 - self.runs[position].first.0) as usize)
+            .skip(kept)
             .cloned()
             .collect();
-        let kept = (from.0 - self.runs[position].first.0) as usize;
         self.runs.truncate(position + 1);
         let run = &mut self.runs[position];
         run.entries = run.entries.slice(0..kept);

@@ -157,9 +157,9 @@ struct Replicator<'a> {
     inflight_max: usize,
     entries_max: usize,
     bytes_max: usize,
-    /// The last batch of two or more entries built, and its first index:
-    /// followers whose next index is the same get the same list, shared.
-    /// The log does not change while a `Replicator` exists.
+    /// The last batch of two or more entries taken from the log, and its
+    /// first index, for the next follower whose next index is the same.
+    /// The log's entries do not change while a `Replicator` exists.
     last_batch: Option<(LogIndex, Entries)>,
     sends: &'a mut Vec<Action>,
 }
@@ -193,9 +193,10 @@ impl Replicator<'_> {
         self.send(peer, progress.heartbeat_prev_index(), Entries::new());
     }
 
-    /// The entries to send from `from`, bounded by the message limits. A
-    /// batch of several entries is built once and shared by every follower
-    /// that needs it; a single entry is cloned, which allocates nothing.
+    /// The entries to send from `from`, bounded by the message limits: a
+    /// view of the log's shared runs (see `Log::batch`). The followers that
+    /// need the same batch get the same list, measured against the limits
+    /// once, and gathered once when the log's runs are too short for it.
     fn batch(&mut self, from: LogIndex) -> Entries {
         if let Some((first, entries)) = &self.last_batch {
             if *first == from {
