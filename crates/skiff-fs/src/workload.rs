@@ -71,10 +71,17 @@ impl Default for Recorder {
 }
 
 /// A small xorshift generator, so each client's choices follow its seed.
-struct Rng(u64);
+/// Also drives the clients of `skiff demo`.
+pub struct Rng(u64);
 
 impl Rng {
-    fn below(&mut self, bound: u64) -> u64 {
+    /// The generator of client `id`: distinct clients, distinct choices.
+    pub fn for_client(id: u64) -> Rng {
+        Rng(0x9e37_79b9_7f4a_7c15 ^ (id + 1))
+    }
+
+    /// A number in `0..bound`; `bound` must not be 0.
+    pub fn below(&mut self, bound: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -95,7 +102,7 @@ impl Workload {
         recorder: Arc<Recorder>,
         stop: Arc<AtomicBool>,
     ) {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id + 1));
+        let mut rng = Rng::for_client(id);
         let mut known: HashMap<String, Version> = HashMap::new();
         for sequence in 0..self.operations_per_client_max {
             if stop.load(Ordering::Relaxed) {

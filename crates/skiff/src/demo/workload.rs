@@ -16,6 +16,7 @@
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use skiff_fs::protocol::Version;
+use skiff_fs::workload::Rng;
 use skiff_fs::{Client, ClientConfig, ClientError, File};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -234,18 +235,6 @@ pub fn client_config(servers: Vec<String>) -> ClientConfig {
     }
 }
 
-/// A small xorshift generator, so that each client's choices follow its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
-
 /// Runs client `id` against `servers` until `until`: writes, reads and cas
 /// on its own files, checking every answer against what it knows.
 pub async fn run_client(
@@ -256,7 +245,7 @@ pub async fn run_client(
 ) -> ClientReport {
     let mut client = Client::new(client_config(servers));
     let mut report = ClientReport::new();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1));
+    let mut rng = Rng::for_client(id as u64);
     let mut sequence = 0u64;
     while Instant::now() < until {
         let file = rng.below(FILES_PER_CLIENT as u64) as usize;
