@@ -85,7 +85,8 @@ pub struct Machine {
     awaiting_outcome: VecDeque<Awaiting>,
     /// The alarm to emit at the end of this step; a later one replaces it.
     alarm_ms: Option<u64>,
-    /// `Send` and `Commit` actions held back until persistence is emitted.
+    /// Sends, and refusals of appends, held back until persistence is
+    /// emitted (commits go straight out: see `commit_through`).
     deferred: Vec<Action>,
     /// Scratch space for quorum arithmetic, kept to avoid an allocation per commit.
     match_scratch: Vec<LogIndex>,
@@ -436,7 +437,7 @@ impl Machine {
     }
 
     /// Emits what the step held back: the hard state, the alarm, then the
-    /// deferred `Send` and `Commit` actions.
+    /// deferred actions.
     fn finish_step(&mut self, actions: &mut Vec<Action>) {
         self.persist_hard_state(actions);
         if let Some(ms) = self.alarm_ms.take() {
