@@ -10,6 +10,10 @@ use std::fmt;
 /// actions of one batch in order; every `StateStore`, `LogStore` and
 /// `LogTruncate` of a batch comes before its first `Send` and `Commit`, so that
 /// state is durable before anyone hears of it.
+///
+/// Deliberately not `#[non_exhaustive]`: a driver must perform every kind of
+/// action, so a kind added by a later version has to break its `match`
+/// rather than fall into a wildcard arm that silently drops it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Send `message` to peer `to`. Delivery may fail; the protocol copes.
@@ -82,6 +86,7 @@ impl Action {
 
 /// Why an appended entry will not be committed by this node's request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CommitError {
     /// This node is not the leader; retry at `leader` when it is known.
     NotLeader {

@@ -19,6 +19,8 @@ pub struct Config {
     /// How often a leader sends heartbeats; must be below the election timeout.
     pub heartbeat_interval_ms: u64,
     /// Seed of the generator that draws election timeouts; the only randomness.
+    /// Nodes of one cluster need different seeds, or they draw the same
+    /// timeouts and split every vote: [`Config::new`] derives it from `id`.
     pub seed: u64,
     /// The most AppendEntriesReq messages with entries in flight to one follower.
     pub inflight_max: usize,
@@ -31,14 +33,17 @@ pub struct Config {
 
 impl Config {
     /// Defaults for node `id` in a cluster of `peers`: election timeout 150 ms,
-    /// heartbeat 50 ms, seed 1, window of 8 messages of up to 256 entries or 1 MiB.
+    /// heartbeat 50 ms, window of 8 messages of up to 256 entries or 1 MiB,
+    /// and a seed derived from `id`, so that every node of a cluster draws
+    /// its own election timeouts. A driver that wants runs to differ from
+    /// one start to the next sets `seed` from a random source itself.
     pub fn new(id: NodeId, peers: impl IntoIterator<Item = NodeId>) -> Config {
         Config {
             id,
             peers: peers.into_iter().collect(),
             election_timeout_ms: 150,
             heartbeat_interval_ms: 50,
-            seed: 1,
+            seed: default_seed(id),
             inflight_max: 8,
             entries_per_message_max: 256,
             bytes_per_message_max: 1 << 20,
@@ -96,8 +101,15 @@ impl Config {
     }
 }
 
+/// The default seed of node `id`: distinct ids give distinct seeds, and the
+/// generator's own mixing spreads even neighbouring ones apart.
+fn default_seed(id: NodeId) -> u64 {
+    id.0
+}
+
 /// A configuration the machine refuses to start with.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// `peers` is empty; a cluster has at least one member.
     NoPeers,
@@ -163,6 +175,26 @@ mod tests {
         assert_eq!(three().validate(), Ok(()));
         assert_eq!(three().quorum(), 2);
         assert_eq!(Config::new(NodeId(1), [NodeId(1)]).quorum(), 1);
+    }
+
+    #[test]
+    fn nodes_of_one_cluster_draw_different_timeouts() {
+        let peers = [NodeId(1), NodeId(2), NodeId(3)];
+        let first_alarms: Vec<u64> = peers
+            .iter()
+            .map(|id| {
+                let mut machine = crate::Machine::new(Config::new(*id, peers)).unwrap();
+                let mut actions = Vec::new();
+                machine.start(&mut actions);
+                match actions.as_slice() {
+                    [crate::Action::Alarm { ms }] => *ms,
+                    other => panic!("start emitted {other:?}"),
+                }
+            })
+            .collect();
+        assert_ne!(first_alarms[0], first_alarms[1], "{first_alarms:?}");
+        assert_ne!(first_alarms[1], first_alarms[2], "{first_alarms:?}");
+        assert_ne!(first_alarms[0], first_alarms[2], "{first_alarms:?}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 /// An input to [`Machine::step`](crate::Machine::step).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The layer above asks to replicate `data`. Answered by a
     /// [`Action::Commit`](crate::Action::Commit) once it commits, or at once

@@ -4,6 +4,10 @@ use crate::entries::Entries;
 use crate::types::{LogIndex, NodeId, Term};
 
 /// A message between two peers.
+///
+/// Deliberately not `#[non_exhaustive]`: every driver's transport must carry
+/// every message, so a message added by a later version has to break its
+/// encoding `match` rather than be dropped by a wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     /// A leader replicates entries, or sends a heartbeat when `entries` is empty.

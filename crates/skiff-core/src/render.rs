@@ -1,5 +1,5 @@
 //! The text rendering of messages and actions used by scenario files and
-//! traces (`shared/spec/scenario-format.md`), as `Display` impls.
+//! traces (`docs/scenario-format.md`), as `Display` impls.
 
 use crate::action::{Action, CommitError};
 use crate::message::{AppendEntriesReq, AppendEntriesResp, Message, VoteReq, VoteResp};

@@ -84,6 +84,7 @@ pub struct HardState {
 
 /// The role a node plays in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Role {
     /// Follows a leader and votes; starts an election when its alarm fires.
     Follower,

@@ -472,7 +472,9 @@ fn resolve(
         Err(CommitError::Overwritten { index, term }) => {
             ((index, term), Err(SubmitError::Overwritten { index }))
         }
-        Err(CommitError::NotLeader { .. }) => return, // answered in `submit`
+        // `NotLeader` is answered in `submit`; an outcome of a kind this
+        // version does not know names no entry a submitter waits on.
+        Err(_) => return,
     };
     if let Some(reply) = waiters.remove(&key) {
         let _ = reply.send(outcome);

@@ -50,6 +50,8 @@ impl Answer {
             Ok(index) => Answer::Acked(index),
             Err(CommitError::NotLeader { leader }) => Answer::NotLeader(leader),
             Err(CommitError::Overwritten { .. }) => Answer::Overwritten,
+            // A refusal of a kind added later: look for the leader again.
+            Err(_) => Answer::NotLeader(None),
         }
     }
 }

@@ -225,6 +225,10 @@ pub fn hash_action(h: &mut StableHasher, action: &Action) {
                     h.word(u64::MAX - 1);
                     h.word(index.0);
                 }
+                Err(other) => {
+                    h.word(u64::MAX - 2);
+                    h.bytes(other.to_string().as_bytes());
+                }
             }
         }
         Action::Alarm { ms } => {

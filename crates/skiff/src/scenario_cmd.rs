@@ -25,7 +25,7 @@ machine actually produced and its state:
   1 passed, 1 failed
 
 The exit status is 1 when any file failed or could not be parsed.
-The format is described in shared/spec/scenario-format.md.";
+The format is described in docs/scenario-format.md in the Skiff repository.";
 
 /// Arguments of `skiff scenario`.
 #[derive(clap::Args, Debug)]

@@ -132,6 +132,7 @@ pub struct StartState {
 
 /// Why a machine cannot start from the given state.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StateError {
     /// The configuration is invalid.
     Config(ConfigError),
@@ -196,6 +197,23 @@ impl std::error::Error for StateError {}
 impl From<ConfigError> for StateError {
     fn from(e: ConfigError) -> StateError {
         StateError::Config(e)
+    }
+}
+
+/// A summary, not the whole state: the log alone may hold millions of entries.
+impl fmt::Debug for Machine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Machine")
+            .field("id", &self.config.id)
+            .field("role", &self.role())
+            .field("term", &self.hard_state.term)
+            .field("voted_for", &self.hard_state.voted_for)
+            .field("leader", &self.leader)
+            .field("commit_index", &self.commit_index)
+            .field("last_index", &self.log.last_index())
+            .field("last_term", &self.log.last_term())
+            .field("awaiting_outcome", &self.awaiting_outcome.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -404,6 +422,7 @@ impl Machine {
     /// protocol says. Messages from nodes that are not peers are ignored.
     pub fn step(&mut self, event: Event, actions: &mut Vec<Action>) {
         let first = actions.len();
+        let before = self.debug_snapshot();
         match event {
             Event::Append(data) => self.handle_append(data, actions),
             Event::Timeout => self.handle_timeout(actions),
@@ -415,6 +434,7 @@ impl Machine {
             "persistence after Send or Commit: {:?}",
             &actions[first..]
         );
+        self.debug_check_transition(before);
         self.debug_check_invariants();
     }
 
@@ -503,8 +523,48 @@ fn persistence_comes_first(batch: &[Action]) -> bool {
     first_io.is_none_or(|first| !batch[first..].iter().any(Action::is_persistence))
 }
 
+/// What a step may only move forward, taken before it in debug builds.
+#[derive(Clone, Copy)]
+struct Snapshot {
+    hard_state: HardState,
+    commit_index: LogIndex,
+}
+
 // Invariants, checked after every transition in debug builds.
 impl Machine {
+    fn debug_snapshot(&self) -> Option<Snapshot> {
+        cfg!(debug_assertions).then_some(Snapshot {
+            hard_state: self.hard_state,
+            commit_index: self.commit_index,
+        })
+    }
+
+    /// Term and commit index only grow, and a vote cast in a term is never
+    /// changed or withdrawn within it (Figure 2; Election Safety rests on it).
+    fn debug_check_transition(&self, before: Option<Snapshot>) {
+        let Some(before) = before else { return };
+        let (old, new) = (before.hard_state, self.hard_state);
+        assert!(
+            new.term >= old.term,
+            "term went back from {} to {}",
+            old.term,
+            new.term
+        );
+        assert!(
+            new.term > old.term || old.voted_for.is_none() || new.voted_for == old.voted_for,
+            "vote of term {} changed from {:?} to {:?}",
+            new.term,
+            old.voted_for,
+            new.voted_for
+        );
+        assert!(
+            self.commit_index >= before.commit_index,
+            "commit index went back from {} to {}",
+            before.commit_index,
+            self.commit_index
+        );
+    }
+
     fn debug_check_invariants(&self) {
         if !cfg!(debug_assertions) {
             return;
@@ -548,5 +608,73 @@ impl Machine {
                     || self.log.term_at(awaiting.index) == Some(awaiting.term)),
             "an awaiting entry without data is in the log"
         );
+    }
+}
+
+#[cfg(all(test, debug_assertions))]
+mod tests {
+    use super::*;
+
+    fn follower(term: u64, voted_for: Option<u64>) -> Machine {
+        let config = Config::new(NodeId(1), [NodeId(1), NodeId(2), NodeId(3)]);
+        let state = StartState {
+            hard_state: HardState {
+                term: Term(term),
+                voted_for: voted_for.map(NodeId),
+            },
+            log: vec![Entry {
+                term: Term(1),
+                data: "a".into(),
+            }],
+            commit_index: LogIndex(1),
+            ..StartState::default()
+        };
+        Machine::with_state(config, state).unwrap()
+    }
+
+    #[test]
+    fn a_forward_transition_passes() {
+        let before = follower(2, Some(2)).debug_snapshot();
+        follower(3, Some(3)).debug_check_transition(before);
+        follower(2, Some(2)).debug_check_transition(before);
+        follower(2, None).debug_check_transition(follower(2, None).debug_snapshot());
+        follower(2, Some(3)).debug_check_transition(follower(2, None).debug_snapshot());
+    }
+
+    #[test]
+    #[should_panic(expected = "term went back")]
+    fn a_term_that_goes_back_is_caught() {
+        let before = follower(3, None).debug_snapshot();
+        follower(2, None).debug_check_transition(before);
+    }
+
+    #[test]
+    #[should_panic(expected = "vote of term 2 changed")]
+    fn a_vote_changed_within_its_term_is_caught() {
+        let before = follower(2, Some(2)).debug_snapshot();
+        follower(2, Some(3)).debug_check_transition(before);
+    }
+
+    #[test]
+    #[should_panic(expected = "vote of term 2 changed")]
+    fn a_vote_withdrawn_within_its_term_is_caught() {
+        let before = follower(2, Some(2)).debug_snapshot();
+        follower(2, None).debug_check_transition(before);
+    }
+
+    #[test]
+    #[should_panic(expected = "commit index went back")]
+    fn a_commit_index_that_goes_back_is_caught() {
+        let mut machine = follower(2, None);
+        let before = machine.debug_snapshot();
+        machine.commit_index = LogIndex(0);
+        machine.debug_check_transition(before);
+    }
+
+    #[test]
+    fn debug_shows_a_summary() {
+        let shown = format!("{:?}", follower(2, Some(2)));
+        assert!(shown.contains("term: Term(2)"), "{shown}");
+        assert!(shown.contains("last_index: LogIndex(1)"), "{shown}");
     }
 }

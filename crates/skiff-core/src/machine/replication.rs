@@ -66,12 +66,13 @@ impl Machine {
             return; // a newer term was handled in `step`; an older one is stale
         }
         let last_index = self.log.last_index();
-        let Some((mut replicator, followers)) = self.replicator() else {
+        let RoleState::Leader { followers } = &mut self.role else {
             return;
         };
-        let Some((_, progress)) = followers.iter_mut().find(|(peer, _)| *peer == from) else {
+        let Some(position) = followers.iter().position(|(peer, _)| *peer == from) else {
             return;
         };
+        let progress = &mut followers[position].1;
         let advanced = if resp.success {
             if resp.index > last_index {
                 return; // claims entries this leader never had: not from a sane peer
@@ -81,13 +82,18 @@ impl Machine {
             progress.on_reject(resp.index);
             false
         };
-        replicator.send_pending(from, progress);
+        // Commit first, so that what this answer lets the leader send next
+        // already carries the new commit index: followers learn it in this
+        // round rather than the next.
         // A match index that stays at or below the commit index does not
         // change how many peers hold an entry past it, so it cannot commit
         // anything: the second answer to an entry that already committed
         // skips the quorum computation.
         if advanced && resp.index > self.commit_index {
             self.maybe_commit(actions);
+        }
+        if let Some((mut replicator, followers)) = self.replicator() {
+            replicator.send_pending(from, &mut followers[position].1);
         }
     }
 

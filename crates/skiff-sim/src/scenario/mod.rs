@@ -1,4 +1,4 @@
-//! The scenario runner: runs `.scn` files (`shared/spec/scenario-format.md`)
+//! The scenario runner: runs `.scn` files (`docs/scenario-format.md`)
 //! against real `skiff-core` machines.
 //!
 //! A scenario is parsed whole, then run line by line; the run stops at the
