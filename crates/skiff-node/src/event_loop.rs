@@ -498,6 +498,7 @@ mod tests {
             },
             log: vec![Entry::new(Term(2), "")],
             commit_index: LogIndex(1),
+            damaged: false,
         };
         Machine::with_state(config, state).unwrap()
     }

@@ -77,6 +77,8 @@ impl Machine {
 impl Machine {
     pub(super) fn handle_timeout(&mut self, actions: &mut Vec<Action>) {
         match self.role {
+            // A repairing node stands for no election (`repair.rs`, rule 2).
+            RoleState::Follower if self.repairing() => self.arm_election_alarm(),
             RoleState::Follower | RoleState::Candidate { .. } => self.become_candidate(actions),
             RoleState::Leader { .. } => self.broadcast_heartbeat(),
         }
@@ -87,6 +89,7 @@ impl Machine {
     /// date as its own. Always answers.
     pub(super) fn handle_vote_req(&mut self, from: NodeId, req: VoteReq) {
         let granted = req.term == self.hard_state.term
+            && !self.repairing() // `repair.rs`, rule 2
             && req.candidate == from
             && matches!(self.role, RoleState::Follower)
             && self.hard_state.voted_for.is_none_or(|vote| vote == from)

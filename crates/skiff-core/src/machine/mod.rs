@@ -6,6 +6,7 @@
 //! (appends and AppendEntries on both sides).
 
 mod election;
+mod repair;
 mod replication;
 
 use crate::action::Action;
@@ -90,6 +91,8 @@ pub struct Machine {
     deferred: Vec<Action>,
     /// Scratch space for quorum arithmetic, kept to avoid an allocation per commit.
     match_scratch: Vec<LogIndex>,
+    /// Set while the node repairs a log its disk damaged (`repair.rs`).
+    repair: Option<repair::Repair>,
 }
 
 /// An entry appended as leader, kept until its outcome is known.
@@ -128,6 +131,11 @@ pub struct StartState {
     pub log: Vec<Entry>,
     /// Entries up to here count as committed and already reported.
     pub commit_index: LogIndex,
+    /// The disk lost part of the log this node may have acknowledged: `log`
+    /// is only what is provably intact. The machine starts repairing (see
+    /// [`Machine::repairing`]): one term past `hard_state`'s, as a follower,
+    /// granting no vote until a leader's committed entries prove its log whole.
+    pub damaged: bool,
 }
 
 /// Why a machine cannot start from the given state.
@@ -152,6 +160,9 @@ pub enum StateError {
     VotedForUnknown(NodeId),
     /// A candidate or leader must have voted for itself.
     VoteNotForSelf,
+    /// A damaged node must repair from a peer's copy; a single-node
+    /// cluster has none, and a damaged node must start as a follower.
+    CannotRepair,
     /// The commit index is past the end of the log.
     CommitPastLog {
         /// The requested commit index.
@@ -181,6 +192,10 @@ impl fmt::Display for StateError {
             StateError::VoteNotForSelf => {
                 write!(f, "a candidate or leader must have voted for itself")
             }
+            StateError::CannotRepair => write!(
+                f,
+                "a damaged log can only be repaired as a follower, from the copies of other nodes"
+            ),
             StateError::CommitPastLog {
                 commit_index,
                 last_index,
@@ -213,6 +228,7 @@ impl fmt::Debug for Machine {
             .field("last_index", &self.log.last_index())
             .field("last_term", &self.log.last_term())
             .field("awaiting_outcome", &self.awaiting_outcome.len())
+            .field("repair", &self.repair)
             .finish_non_exhaustive()
     }
 }
@@ -247,6 +263,27 @@ impl Machine {
         )
     }
 
+    /// A node restarted from a disk that lost part of the log it may have
+    /// acknowledged: `hard_state` as stored, `intact_log` the part of the
+    /// log that is provably whole. It starts repairing (see
+    /// [`Machine::repairing`] and `docs/state-machine.md`); its first output
+    /// stores the term it moved to.
+    pub fn restore_damaged(
+        config: Config,
+        hard_state: HardState,
+        intact_log: Vec<Entry>,
+    ) -> Result<Machine, StateError> {
+        Machine::with_state(
+            config,
+            StartState {
+                hard_state,
+                log: intact_log,
+                damaged: true,
+                ..StartState::default()
+            },
+        )
+    }
+
     /// A node in an arbitrary valid state (see [`StartState`]). A leader
     /// starts as right after winning: every follower's next index is one
     /// past the log and its match index 0; nothing is appended or sent.
@@ -268,6 +305,9 @@ impl Machine {
                 machine.leader = Some(machine.config.id);
             }
         }
+        if state.damaged {
+            machine.begin_repair().ok_or(StateError::CannotRepair)?;
+        }
         machine.debug_check_invariants();
         Ok(machine)
     }
@@ -286,6 +326,7 @@ impl Machine {
             awaiting_outcome: VecDeque::new(),
             alarm_ms: None,
             deferred: Vec::new(),
+            repair: None,
         }
     }
 }
@@ -312,6 +353,9 @@ fn validate_state(config: &Config, state: &StartState) -> Result<(), StateError>
         }
     }
     let role = state.role.unwrap_or(Role::Follower);
+    if state.damaged && (role != Role::Follower || config.quorum() == 1) {
+        return Err(StateError::CannotRepair);
+    }
     if role != Role::Follower && state.hard_state.voted_for != Some(config.id) {
         return Err(StateError::VoteNotForSelf);
     }
@@ -581,6 +625,12 @@ impl Machine {
             self.log.last_term(),
             self.hard_state.term
         );
+        if self.repair.is_some() {
+            assert!(
+                matches!(self.role, RoleState::Follower),
+                "a repairing node stood for election"
+            );
+        }
         if !matches!(self.role, RoleState::Follower) {
             assert_eq!(
                 self.hard_state.voted_for,

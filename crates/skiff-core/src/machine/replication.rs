@@ -260,6 +260,7 @@ impl Machine {
                 let commit = leader_commit.min(matched);
                 if commit > self.commit_index {
                     self.commit_through(commit, actions);
+                    self.check_repaired(commit);
                 }
             }
             Err(hint) => self.reply_append(from, false, hint),

@@ -16,6 +16,7 @@ const CHECK_KEYS: &[&str] = &[
     "last_term",
     "leader",
     "log",
+    "repairing",
 ];
 
 /// One `KEY=VALUE` of a `check` line.
@@ -29,6 +30,7 @@ pub(crate) enum Check {
     LastTerm(Term),
     Leader(Option<NodeId>),
     Log(Vec<Entry>),
+    Repairing(bool),
 }
 
 impl Check {
@@ -62,6 +64,7 @@ impl Check {
             "last_term" => Check::LastTerm(Term(arg.number()?)),
             "leader" => Check::Leader(arg.optional_node()?),
             "log" => Check::Log(arg.entries()?),
+            "repairing" => Check::Repairing(arg.boolean()?),
             other => return Err(unknown_key("check", other, CHECK_KEYS)),
         })
     }
@@ -100,6 +103,11 @@ impl Check {
                 "log",
                 format!("[{}]", entries_text(machine.log())),
                 format!("[{}]", entries_text(log)),
+            ),
+            Check::Repairing(repairing) => (
+                "repairing",
+                machine.repairing().to_string(),
+                repairing.to_string(),
             ),
         };
         (actual != expected).then(|| format!("{key} is {actual}, expected {expected}"))

@@ -115,7 +115,7 @@ impl Cluster {
             }
             Command::Stabilize => self.stabilize(),
             Command::Crash(id) => self.crash(*id),
-            Command::Restart(id) => self.restart(*id),
+            Command::Restart { id, keep } => self.restart(*id, *keep),
             Command::CheckCommitted(expected) => {
                 self.checks += 1;
                 self.check_committed(expected).map_err(StepFailure::cluster)
@@ -249,7 +249,7 @@ impl Cluster {
         Ok(())
     }
 
-    fn restart(&mut self, id: NodeId) -> Result<(), StepFailure> {
+    fn restart(&mut self, id: NodeId, keep: Option<u64>) -> Result<(), StepFailure> {
         if self.node(id).machine().is_some() {
             return Err(StepFailure::at(
                 id,
@@ -257,7 +257,7 @@ impl Cluster {
             ));
         }
         self.events += 1;
-        let result = self.node_mut(id).restart();
+        let result = self.node_mut(id).restart(keep);
         self.enqueue_sends(id);
         result.map_err(|reason| StepFailure::at(id, reason))
     }

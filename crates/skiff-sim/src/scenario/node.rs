@@ -82,14 +82,27 @@ impl Node {
     }
 
     /// Rebuilds the machine from what it persisted and starts it; the
-    /// start's actions are the node's batch.
-    pub(crate) fn restart(&mut self) -> Result<(), String> {
-        let machine = Machine::restore(
-            self.config.clone(),
-            self.durable.hard_state,
-            self.durable.log.clone(),
-        )
-        .map_err(|e| format!("the machine refuses its persisted state: {e}"))?;
+    /// start's actions are the node's batch. With `keep`, the disk lost
+    /// every entry after index `keep` and the machine restarts damaged.
+    pub(crate) fn restart(&mut self, keep: Option<u64>) -> Result<(), String> {
+        let restored = match keep {
+            None => Machine::restore(
+                self.config.clone(),
+                self.durable.hard_state,
+                self.durable.log.clone(),
+            ),
+            Some(keep) => {
+                let kept = usize::try_from(keep).unwrap_or(usize::MAX);
+                self.durable.log.truncate(kept);
+                Machine::restore_damaged(
+                    self.config.clone(),
+                    self.durable.hard_state,
+                    self.durable.log.clone(),
+                )
+            }
+        };
+        let machine =
+            restored.map_err(|e| format!("the machine refuses its persisted state: {e}"))?;
         self.machine = Some(machine);
         self.lifetime_commit = LogIndex::ZERO;
         self.start(true)

@@ -78,7 +78,12 @@ pub(crate) enum Command {
     },
     Stabilize,
     Crash(NodeId),
-    Restart(NodeId),
+    /// `restart N [keep=K]`: with `keep`, the node's disk lost its log
+    /// after index K (damage its recovery noticed), and it restarts repairing.
+    Restart {
+        id: NodeId,
+        keep: Option<u64>,
+    },
     CheckCommitted(Vec<Bytes>),
 }
 
@@ -218,7 +223,7 @@ impl Parser {
             Command::Event { .. }
                 | Command::Deliver { .. }
                 | Command::Stabilize
-                | Command::Restart(_)
+                | Command::Restart { .. }
         ) {
             self.seen_event = true;
         }
@@ -287,14 +292,18 @@ impl Parser {
                 cursor.finish("stabilize")?;
                 Command::Stabilize
             }
-            "crash" | "restart" => {
+            "crash" => {
                 let id = node(cursor, command)?;
                 cursor.finish(&format!("{command} {id}"))?;
-                if command == "crash" {
-                    Command::Crash(id)
-                } else {
-                    Command::Restart(id)
-                }
+                Command::Crash(id)
+            }
+            "restart" => {
+                let id = node(cursor, command)?;
+                let context = format!("restart {id}");
+                let args = cursor.arguments(&context)?;
+                let mut keyed = Keyed::new(&context, args, RESTART_KEYS)?;
+                let keep = keyed.optional("keep").map(|a| a.number()).transpose()?;
+                Command::Restart { id, keep }
             }
             "check-committed" => {
                 let atoms = cursor.list("check-committed")?;
@@ -385,7 +394,8 @@ impl Parser {
 }
 
 const NODE_KEYS: &[&str] = &["id", "peers", "election", "heartbeat", "seed"];
-const STATE_KEYS: &[&str] = &["role", "term", "voted_for", "log", "commit"];
+const STATE_KEYS: &[&str] = &["role", "term", "voted_for", "log", "commit", "damaged"];
+const RESTART_KEYS: &[&str] = &["keep"];
 const CLUSTER_KEYS: &[&str] = &["n", "election", "heartbeat", "seed"];
 const CLUSTER_COMMANDS: &[&str] = &[
     "on",
@@ -457,6 +467,7 @@ fn start_state(config: &Config, mut keyed: Keyed) -> Result<StartState, String> 
         .transpose()?;
     let log = keyed.optional("log").map(|a| a.entries()).transpose()?;
     let commit = keyed.optional("commit").map(|a| a.number()).transpose()?;
+    let damaged = keyed.optional("damaged").map(|a| a.boolean()).transpose()?;
     let self_vote = match role {
         Some(Role::Candidate | Role::Leader) => Some(config.id),
         _ => None,
@@ -469,6 +480,7 @@ fn start_state(config: &Config, mut keyed: Keyed) -> Result<StartState, String> 
         },
         log: log.unwrap_or_default(),
         commit_index: LogIndex(commit.unwrap_or(0)),
+        damaged: damaged.unwrap_or(false),
     })
 }
 
