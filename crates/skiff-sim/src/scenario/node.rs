@@ -3,9 +3,9 @@
 //! Both runners use it, so the checks on every batch are the same in both
 //! modes.
 
-use super::check::check_persistence_first;
-use super::durable::Durable;
+use super::check::{check_durable_agrees, check_persistence_first};
 use super::report::StateSummary;
+use crate::durable::Durable;
 use skiff_core::render::DataText;
 use skiff_core::{Action, Bytes, Config, Event, LogIndex, Machine, StartState, StateError};
 use std::collections::BTreeMap;
@@ -78,18 +78,17 @@ impl Node {
     /// Loses the machine and the last batch; keeps what was persisted.
     pub(crate) fn crash(&mut self) {
         self.machine = None;
+        self.durable.crash();
         self.batch = None;
     }
 
     /// Rebuilds the machine from what it persisted and starts it; the
     /// start's actions are the node's batch.
     pub(crate) fn restart(&mut self) -> Result<(), String> {
-        let machine = Machine::restore(
-            self.config.clone(),
-            self.durable.hard_state,
-            self.durable.log.clone(),
-        )
-        .map_err(|e| format!("the machine refuses its persisted state: {e}"))?;
+        let machine = self
+            .durable
+            .restore(self.config.clone())
+            .map_err(|e| format!("the machine refuses its persisted state: {e}"))?;
         self.machine = Some(machine);
         self.lifetime_commit = LogIndex::ZERO;
         self.start(true)
@@ -131,7 +130,9 @@ impl Node {
             check_persistence_first(actions)?;
         }
         for action in actions {
-            self.durable.apply(action)?;
+            self.durable
+                .apply(action)
+                .map_err(|refused| format!("{action} {refused}"))?;
             if let Action::Commit {
                 data,
                 result: Ok(index),
@@ -140,8 +141,11 @@ impl Node {
                 record_commit(&mut self.committed, &mut self.lifetime_commit, *index, data)?;
             }
         }
+        // A scenario's driver syncs each batch before the next event, so a
+        // crash (always between events) loses none of it.
+        self.durable.sync();
         match &self.machine {
-            Some(machine) => self.durable.agrees_with(machine),
+            Some(machine) => check_durable_agrees(&self.durable, machine),
             None => Ok(()),
         }
     }
