@@ -13,39 +13,10 @@ use skiff_core::{
     Action, AppendEntriesReq, AppendEntriesResp, Config, Entry, Event, HardState, LogIndex,
     Machine, Message, NodeId, Role, StartState, Term, VoteReq, VoteResp,
 };
-
-/// What a driver would have on disk after performing the actions so far.
-#[derive(Default)]
-struct Durable {
-    hard_state: HardState,
-    log: Vec<Entry>,
-}
-
-impl Durable {
-    fn apply(&mut self, action: &Action) {
-        match action {
-            Action::StateStore { term, voted_for } => {
-                self.hard_state = HardState {
-                    term: *term,
-                    voted_for: *voted_for,
-                }
-            }
-            Action::LogStore { index, entries } => {
-                assert_eq!(index.0, self.log.len() as u64 + 1, "LogStore must append");
-                assert!(!entries.is_empty(), "LogStore stores something");
-                self.log.extend(entries.iter().cloned());
-            }
-            Action::LogTruncate { from } => {
-                assert!(
-                    from.0 >= 1 && from.0 <= self.log.len() as u64,
-                    "truncate in range"
-                );
-                self.log.truncate(from.0 as usize - 1);
-            }
-            Action::Send { .. } | Action::Commit { .. } | Action::Alarm { .. } => {}
-        }
-    }
-}
+// What a driver would have on disk after performing the actions so far: the
+// simulator's disk model, shared so that every driver of the machine in this
+// workspace is checked against the same one.
+use skiff_sim::durable::Durable;
 
 fn term() -> impl Strategy<Value = Term> {
     prop_oneof![9 => (0u64..6).prop_map(Term), 1 => Just(Term(u64::MAX))]
@@ -165,10 +136,7 @@ proptest! {
         state in start_state(),
         events in prop::collection::vec(event(), 1..60),
     ) {
-        let mut durable = Durable {
-            hard_state: state.hard_state,
-            log: state.log.clone(),
-        };
+        let mut durable = Durable::new(state.hard_state, state.log.clone());
         let mut machine = machine(peers, state);
         let mut actions = Vec::new();
         machine.start(&mut actions);
@@ -193,7 +161,8 @@ proptest! {
                 } else if matches!(action, Action::Send { .. } | Action::Commit { .. }) {
                     seen_io = true;
                 }
-                durable.apply(action);
+                let written = durable.apply(action);
+                prop_assert!(written.is_ok(), "{}: {:?}", action, written);
                 if let Action::Commit { result: Ok(index), .. } = action {
                     prop_assert_eq!(*index, committed.next(), "commits in order, once");
                     committed = *index;
@@ -203,8 +172,8 @@ proptest! {
                 }
             }
             prop_assert_eq!(committed, machine.commit_index(), "every commit reported");
-            prop_assert_eq!(durable.hard_state, machine.hard_state(), "durable hard state");
-            prop_assert_eq!(&durable.log, &log_of(&machine), "durable log");
+            prop_assert_eq!(durable.hard_state(), machine.hard_state(), "durable hard state");
+            prop_assert_eq!(durable.log(), &log_of(&machine)[..], "durable log");
         }
     }
 
@@ -215,19 +184,18 @@ proptest! {
         state in start_state(),
         events in prop::collection::vec(event(), 1..40),
     ) {
-        let mut durable = Durable {
-            hard_state: state.hard_state,
-            log: state.log.clone(),
-        };
+        let mut durable = Durable::new(state.hard_state, state.log.clone());
         let mut machine = machine(3, state);
         let mut actions = Vec::new();
         for event in events {
             actions.clear();
             machine.step(event, &mut actions);
-            actions.iter().for_each(|a| durable.apply(a));
+            for action in &actions {
+                let written = durable.apply(action);
+                prop_assert!(written.is_ok(), "{}: {:?}", action, written);
+            }
         }
-        let config = machine.config().clone();
-        let restored = Machine::restore(config, durable.hard_state, durable.log);
+        let restored = durable.restore(machine.config().clone());
         prop_assert!(restored.is_ok(), "restore refused: {:?}", restored.err());
         let restored = restored.unwrap();
         prop_assert_eq!(restored.hard_state(), machine.hard_state());

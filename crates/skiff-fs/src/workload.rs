@@ -70,22 +70,20 @@ impl Default for Recorder {
     }
 }
 
-/// A small xorshift generator, so each client's choices follow its seed.
-/// Also drives the clients of `skiff demo`.
-pub struct Rng(u64);
+/// Each client's generator, so that its choices follow its seed (fastrand's
+/// wyrand, drawing bounded numbers without modulo bias). Also drives the
+/// clients of `skiff demo`.
+pub struct Rng(fastrand::Rng);
 
 impl Rng {
     /// The generator of client `id`: distinct clients, distinct choices.
     pub fn for_client(id: u64) -> Rng {
-        Rng(0x9e37_79b9_7f4a_7c15 ^ (id + 1))
+        Rng(fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15 ^ (id + 1)))
     }
 
-    /// A number in `0..bound`; `bound` must not be 0.
+    /// A number drawn uniformly from `0..bound`; `bound` must not be 0.
     pub fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
+        self.0.u64(..bound)
     }
 }
 
@@ -169,5 +167,37 @@ impl Workload {
             },
             _ => Request::Delete { name },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rng;
+
+    #[test]
+    fn a_client_draws_the_same_numbers_from_the_same_seed() {
+        let draws = |id| {
+            let mut rng = Rng::for_client(id);
+            (0..64).map(|_| rng.below(1000)).collect::<Vec<_>>()
+        };
+        assert_eq!(draws(3), draws(3));
+        assert_ne!(draws(3), draws(4), "distinct clients, distinct choices");
+    }
+
+    #[test]
+    fn draws_are_in_bounds_and_unbiased() {
+        // A bound that divides no power of two (where `%` favours the low
+        // values): each value must come up within 1% of a third of the time.
+        const DRAWS: u64 = 300_000;
+        let mut rng = Rng::for_client(0);
+        let mut counts = [0u64; 3];
+        for _ in 0..DRAWS {
+            counts[rng.below(3) as usize] += 1;
+        }
+        for count in counts {
+            let third = DRAWS / 3;
+            assert!(count.abs_diff(third) < third / 100, "{counts:?}");
+        }
+        assert!((0..1000).all(|_| rng.below(1) == 0));
     }
 }

@@ -81,8 +81,18 @@ impl SimRng {
 
     /// A value drawn uniformly from `[0, n)`; 0 when `n` is 0.
     pub fn below(&mut self, n: u64) -> u64 {
-        // Multiply-shift maps 64 random bits onto the span without the bias of `%`.
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+        // Lemire's multiply-shift with rejection: a draw whose low half falls
+        // below 2^64 mod n is drawn again, which leaves every value exactly
+        // equally likely. That happens with a chance under n / 2^64, so in
+        // practice the stream is the plain multiply-shift's.
+        let mut product = u128::from(self.next_u64()) * u128::from(n);
+        if (product as u64) < n {
+            let rejected_below = n.wrapping_neg() % n;
+            while (product as u64) < rejected_below {
+                product = u128::from(self.next_u64()) * u128::from(n);
+            }
+        }
+        (product >> 64) as u64
     }
 
     /// A value drawn uniformly from `[low, high)`; `low` when the span is empty.
@@ -139,6 +149,26 @@ mod tests {
         );
         let mut other = SimRng::new(2);
         assert_ne!(other.next_u64(), first[0]);
+    }
+
+    #[test]
+    fn below_is_unbiased_even_for_a_huge_bound() {
+        // With n = 3 * 2^62, plain multiply-shift maps four draws onto three
+        // values and gives the multiples of 3 twice the chance of the others
+        // (half the draws instead of a third); rejection must even them out.
+        let n = 3u64 << 62;
+        let mut rng = SimRng::new(11);
+        let draws = 30_000;
+        let multiples_of_three = (0..draws)
+            .map(|_| rng.below(n))
+            .inspect(|value| assert!(*value < n))
+            .filter(|value| value % 3 == 0)
+            .count();
+        let third = draws / 3;
+        assert!(
+            multiples_of_three.abs_diff(third) < third / 20,
+            "{multiples_of_three} of {draws} draws are multiples of 3"
+        );
     }
 
     #[test]

@@ -30,8 +30,8 @@ impl History {
         let disk = &self.disks[id as usize - 1];
         NodeView {
             role: self.roles[id as usize - 1],
-            term: disk.hard_state.term,
-            hard_state: disk.hard_state,
+            term: disk.hard_state().term,
+            hard_state: disk.hard_state(),
             last_index: disk.last_index(),
             last_term: disk.last_term(),
         }
@@ -55,7 +55,9 @@ impl History {
         for action in actions {
             self.checkers
                 .action(node, action, &self.disks[id as usize - 1])?;
-            self.disks[id as usize - 1].apply(action);
+            self.disks[id as usize - 1]
+                .apply(action)
+                .expect("the checkers pass only writes the disk can perform");
         }
         self.roles[id as usize - 1] = role;
         let after = self.view(id);
@@ -457,7 +459,12 @@ fn vote_once_fires_on_two_candidates_granted_in_one_term() {
         None
     );
     // A crash lost the vote; the node votes again in the same term.
-    h.disks[0].hard_state.voted_for = None;
+    let disk = &h.disks[0];
+    let forgot_vote = HardState {
+        voted_for: None,
+        ..disk.hard_state()
+    };
+    h.disks[0] = Durable::new(forgot_vote, disk.log().to_vec());
     let vote_3 = [state(2, Some(3)), send(3, granted)];
     assert_eq!(
         rule(h.batch(1, &vote_3, Role::Follower)),

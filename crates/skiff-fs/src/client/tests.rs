@@ -1,4 +1,5 @@
 use super::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
@@ -18,6 +19,7 @@ enum Reply {
 struct FakeServer {
     address: String,
     requests: Arc<Mutex<Vec<Request>>>,
+    connections: Arc<AtomicUsize>,
 }
 
 impl FakeServer {
@@ -35,17 +37,47 @@ impl FakeServer {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(script);
         let seen = requests.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(serve(stream, trickle, script.clone(), seen.clone()));
             }
         });
-        FakeServer { address, requests }
+        FakeServer {
+            address,
+            requests,
+            connections,
+        }
     }
 
     fn requests(&self) -> Vec<Request> {
         self.requests.lock().unwrap().clone()
     }
+
+    /// Connections accepted so far.
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits, on the socket's readiness rather than on a clock, until the
+/// server's close has reached `connection`.
+async fn until_broken(connection: &Connection) {
+    let broken = async {
+        loop {
+            connection.stream.readable().await.unwrap();
+            // Readiness left over from the last answer is stale; a check
+            // that finds nothing to read clears it, so the next wait is real.
+            if connection.is_broken() {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), broken)
+        .await
+        .expect("the server's close reaches the client");
 }
 
 async fn serve(
@@ -291,18 +323,19 @@ async fn a_connection_closed_while_idle_is_replaced_without_error() {
     .await;
     let mut client = Client::new(config(&[&server.address]));
     assert!(matches!(client.read("a").await, Err(ClientError::NotFound)));
-    // Wait until the close has reached the client's socket.
-    for _ in 0..1000 {
-        if client
-            .connection
-            .as_ref()
-            .is_some_and(Connection::is_broken)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let idle = client.connection.as_ref().expect("kept after the answer");
+    until_broken(idle).await;
     assert_eq!(client.write("a", "x", 0).await.unwrap(), Version(4));
+    assert_eq!(
+        server.connections(),
+        2,
+        "the broken connection was replaced"
+    );
+    assert_eq!(
+        server.requests().len(),
+        2,
+        "nothing was sent on the broken one"
+    );
 }
 
 #[tokio::test]

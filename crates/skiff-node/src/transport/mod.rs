@@ -82,6 +82,16 @@ impl Transport {
         inbound: mpsc::Sender<Inbound>,
     ) -> std::io::Result<Transport> {
         let listener = TcpListener::bind(config.listen_address).await?;
+        Ok(Transport::start_on(listener, config, inbound))
+    }
+
+    /// [`Transport::start`] on a listener already bound (tests bind port 0
+    /// and keep the listener, so that nothing else can take the port).
+    pub(crate) fn start_on(
+        listener: TcpListener,
+        config: TransportConfig,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Transport {
         let mut tasks = vec![tokio::spawn(run_listener(
             listener,
             config.clone(),
@@ -98,11 +108,11 @@ impl Transport {
             tasks.push(tokio::spawn(run_dialer(address, hello, receiver)));
             queues.insert(peer, sender);
         }
-        Ok(Transport {
+        Transport {
             queues,
             tasks,
             dropped: Arc::default(),
-        })
+        }
     }
 
     /// Queues `message` for `to`, or drops it when that peer's queue is full.

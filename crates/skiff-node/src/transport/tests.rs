@@ -3,11 +3,25 @@
 use super::*;
 use bytes::Bytes;
 use skiff_core::{Term, VoteResp};
+use std::time::Instant;
 use tokio::io::AsyncReadExt;
 
-fn free_address() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+/// A listener on a free loopback port, kept bound until a transport (or the
+/// test) takes it, so that nothing else can take the port meanwhile.
+async fn bound_listener() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    (listener, address)
+}
+
+/// Node `id` of cluster 5, listening on `listen`, whose one peer is `peer`.
+fn config(id: u64, listen: SocketAddr, peer: u64, peer_address: SocketAddr) -> TransportConfig {
+    TransportConfig {
+        cluster_id: 5,
+        id: NodeId(id),
+        listen_address: listen,
+        peers: vec![(NodeId(peer), peer_address)],
+    }
 }
 
 fn vote(term: u64) -> Message {
@@ -26,21 +40,11 @@ struct Pair {
 }
 
 async fn pair() -> Pair {
-    let (a, b) = (free_address(), free_address());
-    let config = |id: u64, listen, peer: u64, peer_address| TransportConfig {
-        cluster_id: 5,
-        id: NodeId(id),
-        listen_address: listen,
-        peers: vec![(NodeId(peer), peer_address)],
-    };
+    let ((a_listener, a), (b_listener, b)) = (bound_listener().await, bound_listener().await);
     let (one_sender, one_inbox) = mpsc::channel(16);
     let (two_sender, two_inbox) = mpsc::channel(16);
-    let one = Transport::start(config(1, a, 2, b), one_sender)
-        .await
-        .unwrap();
-    let two = Transport::start(config(2, b, 1, a), two_sender)
-        .await
-        .unwrap();
+    let one = Transport::start_on(a_listener, config(1, a, 2, b), one_sender);
+    let two = Transport::start_on(b_listener, config(2, b, 1, a), two_sender);
     Pair {
         one,
         two,
@@ -148,41 +152,44 @@ async fn a_message_before_the_handshake_is_refused() {
 }
 
 #[tokio::test]
-async fn messages_reach_a_peer_that_starts_late() {
-    let (a, b) = (free_address(), free_address());
+async fn dials_back_off_until_a_late_peer_starts_and_then_deliver() {
+    let ((a_listener, a), (b_listener, b)) = (bound_listener().await, bound_listener().await);
     let (one_sender, _one_inbox) = mpsc::channel(16);
-    let one_config = TransportConfig {
-        cluster_id: 5,
-        id: NodeId(1),
-        listen_address: a,
-        peers: vec![(NodeId(2), b)],
-    };
-    let one = Transport::start(one_config, one_sender).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await; // a few failed dials
-    let (two_sender, mut two_inbox) = mpsc::channel(16);
-    let two_config = TransportConfig {
-        cluster_id: 5,
-        id: NodeId(2),
-        listen_address: b,
-        peers: vec![(NodeId(1), a)],
-    };
-    let _two = Transport::start(two_config, two_sender).await.unwrap();
+    let one = Transport::start_on(a_listener, config(1, a, 2, b), one_sender);
+    // Sent while the peer is down: it must wait in the queue, not be lost.
     one.send(NodeId(2), vote(1));
+    // Until the peer starts, its port accepts each dial and closes it at
+    // once, so every handshake fails and node 1 must dial again.
+    let mut dialed_at = Vec::new();
+    for _ in 0..4 {
+        let accepted = tokio::time::timeout(Duration::from_secs(10), b_listener.accept()).await;
+        let (stream, _) = accepted.expect("node 1 dials again").unwrap();
+        dialed_at.push(Instant::now());
+        drop(stream);
+    }
+    // A failure is seen only after the close, so each gap holds the whole
+    // backoff, which doubles from BACKOFF_MIN.
+    for (retry, dials) in dialed_at.windows(2).enumerate() {
+        let backoff = (BACKOFF_MIN * 2u32.pow(retry as u32)).min(BACKOFF_MAX);
+        let gap = dials[1] - dials[0];
+        assert!(
+            gap >= backoff,
+            "retry {retry} after {gap:?}, before its backoff {backoff:?}"
+        );
+    }
+    let (two_sender, mut two_inbox) = mpsc::channel(16);
+    let _two = Transport::start_on(b_listener, config(2, b, 1, a), two_sender);
     let received = tokio::time::timeout(Duration::from_secs(10), two_inbox.recv()).await;
     assert_eq!(received.unwrap(), Some((NodeId(1), vote(1))));
 }
 
 #[tokio::test]
 async fn a_full_queue_drops_instead_of_waiting() {
-    let (a, b) = (free_address(), free_address());
+    let ((a_listener, a), (_silent_listener, b)) = (bound_listener().await, bound_listener().await);
     let (sender, _inbox) = mpsc::channel(16);
-    let config = TransportConfig {
-        cluster_id: 5,
-        id: NodeId(1),
-        listen_address: a,
-        peers: vec![(NodeId(2), b)], // nobody listens there
-    };
-    let one = Transport::start(config, sender).await.unwrap();
+    // The peer's port is bound but nobody accepts: the handshake hangs and
+    // nothing leaves the queue.
+    let one = Transport::start_on(a_listener, config(1, a, 2, b), sender);
     for term in 0..(OUTGOING_QUEUE_MAX as u64 + 10) {
         one.send(NodeId(2), vote(term));
     }

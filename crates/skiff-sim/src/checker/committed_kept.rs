@@ -28,7 +28,7 @@ pub fn check_truncate(
     if held.term != term || held.data != *data {
         return Ok(());
     }
-    let node_term = disk.hard_state.term;
+    let node_term = disk.hard_state().term;
     let committed_by_now =
         matches!(agreed.commit_term_bound(from), Some(bound) if bound <= node_term);
     if !committed_by_now {

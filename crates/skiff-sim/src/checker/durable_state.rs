@@ -9,43 +9,35 @@ use skiff_core::{Action, NodeId};
 
 /// Checks a persistence action of `node` before it reaches `disk`.
 pub fn check_action(node: NodeId, action: &Action, disk: &Durable) -> Result<(), Failure> {
-    let detail = match action {
-        Action::LogStore { index, .. } if *index != disk.last_index().next() => format!(
-            "node {node} stored index {index}, but its durable log ends at {}",
-            disk.last_index()
-        ),
-        Action::LogStore { entries, .. } if entries.is_empty() => {
-            format!("node {node} stored an empty list of entries")
-        }
+    let fail = |detail| Err(Failure::new(Rule::DurableState, vec![node], detail));
+    if let Err(refused) = disk.check(action) {
+        return fail(format!("node {node} {refused}"));
+    }
+    let durable_term = disk.hard_state().term;
+    match action {
         Action::LogStore { .. } => {
             let Some((index, entry)) = action
                 .stored_entries()
-                .find(|(_, entry)| entry.term > disk.hard_state.term)
+                .find(|(_, entry)| entry.term > durable_term)
             else {
                 return Ok(());
             };
-            format!(
+            fail(format!(
                 "node {node} stored an entry of term {} at index {index} before persisting \
-                 that term (durable term {})",
-                entry.term, disk.hard_state.term
-            )
+                 that term (durable term {durable_term})",
+                entry.term
+            ))
         }
-        Action::LogTruncate { from } if from.0 == 0 || *from > disk.last_index() => format!(
-            "node {node} truncated from index {from}, outside its durable log (last index {})",
-            disk.last_index()
-        ),
-        Action::StateStore { term, .. } if *term < disk.hard_state.term => format!(
-            "node {node} persisted term {term} after term {}",
-            disk.hard_state.term
-        ),
-        _ => return Ok(()),
-    };
-    Err(Failure::new(Rule::DurableState, vec![node], detail))
+        Action::StateStore { term, .. } if *term < durable_term => fail(format!(
+            "node {node} persisted term {term} after term {durable_term}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Checks, after a batch of `node`, that its machine state is all on disk.
 pub fn check_batch_end(node: NodeId, after: &NodeView, disk: &Durable) -> Result<(), Failure> {
-    let durable = (disk.hard_state, disk.last_index(), disk.last_term());
+    let durable = (disk.hard_state(), disk.last_index(), disk.last_term());
     let machine = (after.hard_state, after.last_index, after.last_term);
     if durable == machine {
         return Ok(());

@@ -311,7 +311,7 @@ impl Checkers {
                 let term = disk.term_at(index).unwrap_or_default();
                 // Persistence comes first in a batch, so the disk's term is
                 // the node's current term.
-                let node_term = disk.hard_state.term;
+                let node_term = disk.hard_state().term;
                 self.leader_commit.observe_commit(index, term);
                 match self
                     .commits
@@ -352,7 +352,7 @@ impl Checkers {
             && (before.role != Role::Leader || before.term != after.term);
         if took_office {
             self.election.observe_leader(node, after.term)?;
-            leader_completeness::check_new_leader(node, after.term, &disk.log, self.agreed())?;
+            leader_completeness::check_new_leader(node, after.term, disk.log(), self.agreed())?;
         }
         self.append_only.end_batch(node, &before, &after)?;
         self.leader_commit.end_batch(node, &after)?;

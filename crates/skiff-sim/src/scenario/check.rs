@@ -1,10 +1,12 @@
 //! What a scenario asserts about a batch and the state after it: `expect`,
-//! `expect-none`, `check`, and the rule checked on every batch
-//! (persistence before any `Send` or `Commit`).
+//! `expect-none`, `check`, and the rules checked on every batch
+//! (persistence before any `Send` or `Commit`; a disk that agrees with the
+//! machine after it).
 
 use super::cursor::{unknown_key, Arg};
 use super::pattern::Pattern;
 use super::report::{entries_text, optional_id};
+use crate::durable::Durable;
 use skiff_core::{Action, Entry, LogIndex, Machine, NodeId, Role, Term};
 
 const CHECK_KEYS: &[&str] = &[
@@ -161,6 +163,29 @@ pub(crate) fn check_persistence_first(batch: &[Action]) -> Result<(), String> {
             batch[first_talk],
         )),
     }
+}
+
+/// The rule checked after every batch: the disk holds the machine's own
+/// term, vote and log, as the machine promises.
+pub(crate) fn check_durable_agrees(disk: &Durable, machine: &Machine) -> Result<(), String> {
+    let hard_state = disk.hard_state();
+    if hard_state != machine.hard_state() {
+        return Err(format!(
+            "the persisted term and vote (term={}, voted_for={}) differ from the machine's (term={}, voted_for={})",
+            hard_state.term,
+            optional_id(hard_state.voted_for),
+            machine.term(),
+            optional_id(machine.voted_for()),
+        ));
+    }
+    if !disk.log().iter().eq(machine.log()) {
+        return Err(format!(
+            "the persisted log [{}] differs from the machine's log [{}]",
+            entries_text(disk.log()),
+            entries_text(machine.log()),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -50,14 +50,14 @@
 //! * `lex`, `cursor`, `message`, `parse`: text to a script of steps.
 //! * `pattern`: `*` patterns over rendered actions.
 //! * `check`: `expect`, `expect-none`, `check` and the ordering rule.
-//! * `durable`, `node`: one machine with what it persisted and committed.
+//! * `node`: one machine with what it persisted (on the crate's
+//!   [`Durable`](crate::durable::Durable) disk) and committed.
 //! * `single`, `cluster`: the two modes.
 //! * `report`: [`Outcome`], [`Failure`], [`StateSummary`].
 
 mod check;
 mod cluster;
 mod cursor;
-mod durable;
 mod lex;
 mod message;
 mod node;

@@ -3,9 +3,9 @@
 //! Both runners use it, so the checks on every batch are the same in both
 //! modes.
 
-use super::check::check_persistence_first;
-use super::durable::Durable;
+use super::check::{check_durable_agrees, check_persistence_first};
 use super::report::StateSummary;
+use crate::durable::Durable;
 use skiff_core::render::DataText;
 use skiff_core::{Action, Bytes, Config, Event, LogIndex, Machine, StartState, StateError};
 use std::collections::BTreeMap;
@@ -78,6 +78,7 @@ impl Node {
     /// Loses the machine and the last batch; keeps what was persisted.
     pub(crate) fn crash(&mut self) {
         self.machine = None;
+        self.durable.crash();
         self.batch = None;
     }
 
@@ -85,20 +86,12 @@ impl Node {
     /// start's actions are the node's batch. With `keep`, the disk lost
     /// every entry after index `keep` and the machine restarts damaged.
     pub(crate) fn restart(&mut self, keep: Option<u64>) -> Result<(), String> {
+        let config = self.config.clone();
         let restored = match keep {
-            None => Machine::restore(
-                self.config.clone(),
-                self.durable.hard_state,
-                self.durable.log.clone(),
-            ),
+            None => self.durable.restore(config),
             Some(keep) => {
-                let kept = usize::try_from(keep).unwrap_or(usize::MAX);
-                self.durable.log.truncate(kept);
-                Machine::restore_damaged(
-                    self.config.clone(),
-                    self.durable.hard_state,
-                    self.durable.log.clone(),
-                )
+                self.durable.lose_log_after(LogIndex(keep));
+                self.durable.restore_damaged(config)
             }
         };
         let machine =
@@ -144,7 +137,9 @@ impl Node {
             check_persistence_first(actions)?;
         }
         for action in actions {
-            self.durable.apply(action)?;
+            self.durable
+                .apply(action)
+                .map_err(|refused| format!("{action} {refused}"))?;
             if let Action::Commit {
                 data,
                 result: Ok(index),
@@ -153,8 +148,11 @@ impl Node {
                 record_commit(&mut self.committed, &mut self.lifetime_commit, *index, data)?;
             }
         }
+        // A scenario's driver syncs each batch before the next event, so a
+        // crash (always between events) loses none of it.
+        self.durable.sync();
         match &self.machine {
-            Some(machine) => self.durable.agrees_with(machine),
+            Some(machine) => check_durable_agrees(&self.durable, machine),
             None => Ok(()),
         }
     }

@@ -9,7 +9,7 @@ use crate::checker::{Failure, NodeView, Rule};
 use crate::network::Fate;
 use crate::rng::SimRng;
 use crate::trace::{hash_action, hash_event, Time};
-use skiff_core::{Action, Event, Machine, Message, NodeId, Term};
+use skiff_core::{Action, Event, Message, NodeId, Term};
 
 /// Event kinds, as mixed into the trace hash.
 pub(super) mod kind {
@@ -119,8 +119,7 @@ impl World {
         config.seed = self.rng.fork_seed();
         let node = &mut self.nodes[index];
         let id = node.id;
-        let disk = &node.disk;
-        match Machine::restore(config, disk.hard_state, disk.log.clone()) {
+        match node.disk.restore(config) {
             Ok(machine) => node.machine = Some(machine),
             Err(e) => {
                 let detail = format!("node {id} cannot restart from its disk: {e}");
@@ -137,12 +136,12 @@ impl World {
         );
         if self.trace.wants_text() {
             let disk = &self.nodes[index].disk;
-            let vote = disk
-                .hard_state
+            let hard_state = disk.hard_state();
+            let vote = hard_state
                 .voted_for
                 .map_or("none".into(), |v| v.to_string());
             let what = if restart { "restart" } else { "start" };
-            let (now, term, last) = (Time(self.now), disk.hard_state.term, disk.last_index());
+            let (now, term, last) = (Time(self.now), hard_state.term, disk.last_index());
             self.trace.line(format_args!(
                 "{now} {what} {id} from disk: term={term} voted_for={vote} last_index={last}"
             ));
@@ -232,7 +231,17 @@ impl World {
             Action::Send { to, message } => self.send(index, to, message),
             Action::Alarm { ms } => self.arm_alarm(index, ms),
             Action::Commit { data, result } => return self.commit(index, data, result),
-            persistence => self.nodes[index].disk.apply_owned(persistence),
+            persistence => {
+                // Each write is synced before the next action, as a driver
+                // that fsyncs every write does: a crash mid-batch keeps it.
+                let disk = &mut self.nodes[index].disk;
+                let refused = disk.apply_owned(persistence);
+                disk.sync();
+                refused.map_err(|refused| {
+                    let id = self.nodes[index].id;
+                    Failure::new(Rule::DurableState, vec![id], format!("node {id} {refused}"))
+                })?;
+            }
         }
         Ok(())
     }

@@ -74,6 +74,7 @@ impl World {
     pub(super) fn crash(&mut self, index: usize, mid_batch: bool) {
         let node = &mut self.nodes[index];
         node.machine = None;
+        node.disk.crash();
         node.incarnation += 1;
         node.alarm_generation += 1;
         node.alarm_at = None;
