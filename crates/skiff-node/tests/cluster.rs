@@ -4,11 +4,10 @@
 mod common;
 
 use common::{last_segment, Cluster};
-use skiff_node::transport::wire::{self, Frame, Hello};
+use skiff_node::wire::{self, Frame, Hello};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -123,16 +122,8 @@ fn a_corrupt_record_mid_log_stops_start_up_naming_file_and_offset() {
     bytes[first_record + 20] ^= 0x55;
     fs::write(&segment, bytes).unwrap();
 
-    let output = Command::new(common::BINARY)
-        .args([
-            "--config",
-            cluster.config_path.to_str().unwrap(),
-            "--id",
-            &follower.to_string(),
-        ])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let mut node = cluster.command(follower);
+    let output = node.command.env("NO_COLOR", "1").output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !output.status.success(),

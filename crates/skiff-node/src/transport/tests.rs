@@ -5,9 +5,11 @@ use bytes::Bytes;
 use skiff_core::{Term, VoteResp};
 use tokio::io::AsyncReadExt;
 
-fn free_address() -> SocketAddr {
+/// A listener on a loopback port the kernel chose, and its address.
+fn bound() -> (std::net::TcpListener, SocketAddr) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    let address = listener.local_addr().unwrap();
+    (listener, address)
 }
 
 fn vote(term: u64) -> Message {
@@ -26,21 +28,16 @@ struct Pair {
 }
 
 async fn pair() -> Pair {
-    let (a, b) = (free_address(), free_address());
-    let config = |id: u64, listen, peer: u64, peer_address| TransportConfig {
+    let ((a_listener, a), (b_listener, b)) = (bound(), bound());
+    let config = |id: u64, peer: u64, peer_address| TransportConfig {
         cluster_id: 5,
         id: NodeId(id),
-        listen_address: listen,
         peers: vec![(NodeId(peer), peer_address)],
     };
     let (one_sender, one_inbox) = mpsc::channel(16);
     let (two_sender, two_inbox) = mpsc::channel(16);
-    let one = Transport::start(config(1, a, 2, b), one_sender)
-        .await
-        .unwrap();
-    let two = Transport::start(config(2, b, 1, a), two_sender)
-        .await
-        .unwrap();
+    let one = Transport::start(config(1, 2, b), a_listener, one_sender).unwrap();
+    let two = Transport::start(config(2, 1, a), b_listener, two_sender).unwrap();
     Pair {
         one,
         two,
@@ -149,24 +146,22 @@ async fn a_message_before_the_handshake_is_refused() {
 
 #[tokio::test]
 async fn messages_reach_a_peer_that_starts_late() {
-    let (a, b) = (free_address(), free_address());
+    let ((a_listener, a), (b_listener, b)) = (bound(), bound());
     let (one_sender, _one_inbox) = mpsc::channel(16);
     let one_config = TransportConfig {
         cluster_id: 5,
         id: NodeId(1),
-        listen_address: a,
         peers: vec![(NodeId(2), b)],
     };
-    let one = Transport::start(one_config, one_sender).await.unwrap();
+    let one = Transport::start(one_config, a_listener, one_sender).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await; // a few failed dials
     let (two_sender, mut two_inbox) = mpsc::channel(16);
     let two_config = TransportConfig {
         cluster_id: 5,
         id: NodeId(2),
-        listen_address: b,
         peers: vec![(NodeId(1), a)],
     };
-    let _two = Transport::start(two_config, two_sender).await.unwrap();
+    let _two = Transport::start(two_config, b_listener, two_sender).unwrap();
     one.send(NodeId(2), vote(1));
     let received = tokio::time::timeout(Duration::from_secs(10), two_inbox.recv()).await;
     assert_eq!(received.unwrap(), Some((NodeId(1), vote(1))));
@@ -174,15 +169,17 @@ async fn messages_reach_a_peer_that_starts_late() {
 
 #[tokio::test]
 async fn a_full_queue_drops_instead_of_waiting() {
-    let (a, b) = (free_address(), free_address());
+    let (a_listener, _) = bound();
+    // The queue fills before the dialer runs, so what listens at the
+    // peer's address does not matter.
+    let b = a_listener.local_addr().unwrap();
     let (sender, _inbox) = mpsc::channel(16);
     let config = TransportConfig {
         cluster_id: 5,
         id: NodeId(1),
-        listen_address: a,
-        peers: vec![(NodeId(2), b)], // nobody listens there
+        peers: vec![(NodeId(2), b)],
     };
-    let one = Transport::start(config, sender).await.unwrap();
+    let one = Transport::start(config, a_listener, sender).unwrap();
     for term in 0..(OUTGOING_QUEUE_MAX as u64 + 10) {
         one.send(NodeId(2), vote(term));
     }
