@@ -57,6 +57,19 @@ fn three_nodes_elect_a_leader_and_replicate() {
 }
 
 #[test]
+fn reads_at_the_leader_see_every_acknowledged_value_and_followers_redirect() {
+    let mut cluster = Cluster::new(3);
+    cluster.start_all();
+    let leader = cluster.wait_for_leader(TIMEOUT);
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
+    let acknowledged = append_values(&cluster, "r", 5);
+    // No wait for convergence: the read barrier is the wait.
+    assert_eq!(cluster.read(leader), Ok(acknowledged));
+    let redirect = format!("redirect {}", cluster.client_address(leader));
+    assert_eq!(cluster.read(follower), Err(redirect));
+}
+
+#[test]
 fn a_restarted_node_catches_up() {
     let mut cluster = Cluster::new(3);
     cluster.start_all();

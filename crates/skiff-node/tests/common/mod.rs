@@ -223,22 +223,37 @@ impl Cluster {
 
     /// The values node `id` applied, with their indices.
     pub fn dump(&self, id: u64) -> Vec<(u64, String)> {
+        self.listing(id, "dump").expect("dump answers a listing")
+    }
+
+    /// A linearizable `read` at node `id`: the committed values, or the
+    /// line answered instead (a redirect or an error).
+    pub fn read(&self, id: u64) -> Result<Vec<(u64, String)>, String> {
+        self.listing(id, "read")
+    }
+
+    fn listing(&self, id: u64, request: &str) -> Result<Vec<(u64, String)>, String> {
         let mut client = Client::connect(self.client_address(id)).expect("node answers");
-        client.send("dump").unwrap();
+        client.send(request).unwrap();
         let mut values = Vec::new();
         loop {
-            let line = client.read_line().expect("dump ends with end");
+            let line = client.read_line().expect("a listing ends with end");
             if line == "end" {
-                return values;
+                return Ok(values);
             }
-            let (index, value) = line.split_once(' ').expect("INDEX VALUE");
-            values.push((index.parse().unwrap(), value.to_string()));
+            let entry = line.split_once(' ');
+            match entry.and_then(|(index, value)| Some((index.parse().ok()?, value))) {
+                Some((index, value)) => values.push((index, value.to_string())),
+                None => return Err(line),
+            }
         }
     }
 
     /// Appends `value` through whichever node leads, following redirects.
+    /// It starts at a running node: a stopped node's listener is still open
+    /// here, so a request to it would wait out the read timeout.
     pub fn append(&self, value: &str) -> u64 {
-        let mut address = self.client_address(self.ids()[0]);
+        let mut address = self.client_address(self.running()[0]);
         for _ in 0..50 {
             let answer =
                 Client::connect(address).and_then(|mut c| c.request(&format!("append {value}")));
