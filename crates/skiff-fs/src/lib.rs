@@ -45,4 +45,4 @@ pub mod workload;
 
 pub use client::{Client, ClientConfig, ClientError, File};
 pub use protocol::{Limits, Request, Response, Version};
-pub use server::{run, Server, ServerConfig, ServerError, ServerStatus};
+pub use server::{run, Clock, Server, ServerConfig, ServerError, ServerStatus};

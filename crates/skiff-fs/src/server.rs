@@ -101,11 +101,50 @@ pub struct ServerConfig {
     /// How long a request may wait for its commit before the client gets
     /// `ERR_INTERNAL`.
     pub request_timeout: Duration,
+    /// Where this server's timestamps for its proposals come from, which
+    /// decide when files expire.
+    pub clock: Clock,
+}
+
+/// The time a server stamps on its proposals, in milliseconds since the
+/// Unix epoch: the system clock, or another source for tests that need
+/// time to pass without waiting for it.
+#[derive(Clone, Default)]
+pub enum Clock {
+    /// The system's wall clock.
+    #[default]
+    System,
+    /// Whatever the function answers.
+    Custom(Arc<dyn Fn() -> u64 + Send + Sync>),
+}
+
+impl Clock {
+    /// A clock that reads `now_ms`.
+    pub fn from_fn(now_ms: impl Fn() -> u64 + Send + Sync + 'static) -> Clock {
+        Clock::Custom(Arc::new(now_ms))
+    }
+
+    /// The current time in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        match self {
+            Clock::System => now_ms(),
+            Clock::Custom(now_ms) => now_ms(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Clock::System => "Clock::System",
+            Clock::Custom(_) => "Clock::Custom",
+        })
+    }
 }
 
 impl ServerConfig {
-    /// Node `id` of `cluster` with default limits, 1024 clients and a 5 s
-    /// request timeout.
+    /// Node `id` of `cluster` with default limits, 1024 clients, a 5 s
+    /// request timeout and the system clock.
     pub fn new(cluster: ClusterConfig, id: NodeId) -> ServerConfig {
         ServerConfig {
             cluster,
@@ -113,6 +152,7 @@ impl ServerConfig {
             limits: Limits::default(),
             clients_max: 1024,
             request_timeout: Duration::from_secs(5),
+            clock: Clock::System,
         }
     }
 }
@@ -162,6 +202,8 @@ struct Shared {
     next_sequence: AtomicU64,
     /// Connections waiting for the answer to their proposal, by sequence.
     waiting: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
+    /// Where proposals' timestamps come from.
+    clock: Clock,
     /// The store's clock, so that proposals never carry an earlier time.
     clock_ms: AtomicU64,
     applied_index: AtomicU64,
@@ -178,12 +220,35 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the node, the applier and the client listener.
+    /// Starts the node, the applier and the client listener, binding the
+    /// node's peer and client addresses.
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
-        check_limits(&config.limits)?;
-        if config.clients_max == 0 {
-            return Err(ServerError::Config("clients_max must be at least 1".into()));
-        }
+        check_config(&config)?;
+        let node = config.cluster.node(config.id).map_err(StartError::from)?;
+        let (peer_address, client_address) = (node.peer_address, node.client_address);
+        let peers =
+            std::net::TcpListener::bind(peer_address).map_err(|source| StartError::Bind {
+                address: peer_address,
+                source,
+            })?;
+        let clients =
+            std::net::TcpListener::bind(client_address).map_err(|source| ServerError::Bind {
+                address: client_address,
+                source,
+            })?;
+        Server::start_with_listeners(config, peers, clients).await
+    }
+
+    /// Like [`Server::start`], but on listeners already bound to the node's
+    /// peer and client addresses, so that whoever bound them keeps the
+    /// ports between runs (see
+    /// [`LocalCluster`](skiff_node::local::LocalCluster)).
+    pub async fn start_with_listeners(
+        config: ServerConfig,
+        peers: std::net::TcpListener,
+        clients: std::net::TcpListener,
+    ) -> Result<Server, ServerError> {
+        check_config(&config)?;
         let node_address = config
             .cluster
             .node(config.id)
@@ -194,10 +259,10 @@ impl Server {
             source,
         };
         // A std listener, so that the node's runtime can take it over.
-        let listener = std::net::TcpListener::bind(node_address).map_err(bind_error)?;
+        let listener = clients;
         listener.set_nonblocking(true).map_err(bind_error)?;
         let client_address = listener.local_addr().map_err(bind_error)?;
-        let node = Node::start(&config.cluster, config.id).await?;
+        let node = Node::start_with_listener(&config.cluster, config.id, peers).await?;
         let subscription = node
             .handle()
             .subscribe(LogIndex(1))
@@ -208,6 +273,7 @@ impl Server {
             cluster: config.cluster.clone(),
             limits: config.limits,
             request_timeout: config.request_timeout,
+            clock: config.clock.clone(),
             server_id: random_u64(),
             next_sequence: AtomicU64::new(0),
             waiting: Mutex::new(HashMap::new()),
@@ -291,6 +357,15 @@ pub async fn run(
     }
 }
 
+/// Refuses a configuration a server cannot run with.
+fn check_config(config: &ServerConfig) -> Result<(), ServerError> {
+    check_limits(&config.limits)?;
+    if config.clients_max == 0 {
+        return Err(ServerError::Config("clients_max must be at least 1".into()));
+    }
+    Ok(())
+}
+
 /// Refuses limits under which a valid request could not fit in a log entry.
 fn check_limits(limits: &Limits) -> Result<(), ServerError> {
     let entry_bytes_max = limits
@@ -369,7 +444,7 @@ impl Shared {
         let (answer, answered) = oneshot::channel();
         self.lock_waiting().insert(sequence, answer);
         let command = Command {
-            timestamp_ms: now_ms().max(self.clock_ms.load(Ordering::Acquire)),
+            timestamp_ms: (self.clock.now_ms()).max(self.clock_ms.load(Ordering::Acquire)),
             proposal: ProposalId {
                 server: self.server_id,
                 sequence,

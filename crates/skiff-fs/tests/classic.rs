@@ -4,7 +4,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Cluster, Session};
+use common::{Cluster, Session, TestClock};
 use skiff_fs::protocol::{Response, Version};
 use skiff_fs::ClientError;
 use std::collections::HashSet;
@@ -125,7 +125,8 @@ async fn a_batch_of_commands_in_one_write_is_answered_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_expire_and_a_later_write_replaces_the_expiry() {
-    let cluster = Cluster::start(3).await;
+    let clock = TestClock::default();
+    let cluster = Cluster::start_with_test_clock(3, &clock).await;
     let mut s = leader_session(&cluster).await;
     let answers = s
         .exchange(
@@ -134,14 +135,12 @@ async fn files_expire_and_a_later_write_replaces_the_expiry() {
         )
         .await;
     let short = written(&answers[0]);
-    // The read is stamped a little after the write: 2 s or a bit less remain.
-    match &s.exchange(&[b"read short\r\n"], 1).await[0] {
-        Response::Contents {
-            version, exptime_s, ..
-        } => assert!(*version == short && (1..=2).contains(exptime_s)),
-        other => panic!("expected the file, got {other:?}"),
-    }
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // The clock stands still: all 2 s remain, then 1 (rounded up) at 1.9 s.
+    let read_short = |exptime_s| contents(short, b"a", exptime_s);
+    assert_eq!(s.exchange(&[b"read short\r\n"], 1).await, [read_short(2)]);
+    clock.advance(Duration::from_millis(1900));
+    assert_eq!(s.exchange(&[b"read short\r\n"], 1).await, [read_short(1)]);
+    clock.advance(Duration::from_millis(100));
     let answers = s.exchange(&[b"read short\r\nread kept\r\n"], 2).await;
     assert_eq!(answers[0], Response::FileNotFound);
     assert!(

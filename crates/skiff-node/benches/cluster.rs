@@ -9,7 +9,8 @@
 //! ```
 
 use anyhow::Context;
-use skiff_node::{ClusterConfig, Node, NodeConfig, NodeHandle, Role};
+use skiff_node::local::LocalCluster;
+use skiff_node::{Node, NodeHandle, Role};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,25 +40,6 @@ fn parse_options() -> anyhow::Result<Options> {
         }
     }
     Ok(options)
-}
-
-fn config(dir: &std::path::Path) -> ClusterConfig {
-    let listeners: Vec<_> = (0..6)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let address = |i: usize| listeners[i].local_addr().unwrap();
-    let nodes = (1..=3u64)
-        .map(|id| NodeConfig {
-            id,
-            peer_address: address(2 * id as usize - 2),
-            client_address: address(2 * id as usize - 1),
-            data_dir: dir.join(format!("node-{id}")),
-        })
-        .collect();
-    ClusterConfig {
-        nodes,
-        ..ClusterConfig::local(3, dir, 1)
-    }
 }
 
 async fn leader(nodes: &[Node]) -> NodeHandle {
@@ -109,10 +91,10 @@ async fn main() -> anyhow::Result<()> {
     // Under the target directory, so the logs sync to a real disk (not tmpfs).
     let base = option_env!("CARGO_TARGET_TMPDIR").map_or_else(std::env::temp_dir, Into::into);
     let dir = tempfile::tempdir_in(base)?;
-    let config = config(dir.path());
+    let cluster = LocalCluster::bind(3, dir.path())?;
     let mut nodes = Vec::new();
-    for id in config.ids() {
-        nodes.push(Node::start(&config, id).await?);
+    for id in cluster.config.ids() {
+        nodes.push(cluster.start_node(id).await?);
     }
     let leader = leader(&nodes).await;
     println!(

@@ -94,7 +94,8 @@ pub enum StartError {
         /// What is wrong, from the state machine.
         reason: skiff_core::StateError,
     },
-    /// The peer address could not be bound.
+    /// The peer address could not be bound, or the listener given for it
+    /// could not be used.
     #[error("cannot listen for peers on {address}: {source}")]
     Bind {
         /// The configured peer address.

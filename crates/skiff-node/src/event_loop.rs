@@ -171,7 +171,9 @@ impl EventLoop {
             self.append_barrier();
             self.perform().await?;
         }
-        tracing::info!(id = %self.machine.id(), "node stopped");
+        let syncs = self.storage.as_ref().map_or(0, Storage::sync_count);
+        let dropped = self.transport.dropped_count();
+        tracing::info!(id = %self.machine.id(), syncs, dropped, "node stopped");
         Ok(())
     }
 

@@ -30,15 +30,20 @@
 //! # }
 //! ```
 //!
-//! The binary `skiff-register` (`src/bin/skiff-register.rs`) is a complete
-//! application built this way, small enough to copy.
+//! The example `skiff-register` (`examples/skiff-register.rs`, run with
+//! `cargo run -p skiff-node --example skiff-register -- --help`) is a
+//! complete application built this way, small enough to copy, reads
+//! included: they wait for [`NodeHandle::read_barrier`].
 //!
 //! # Layout
 //!
 //! * `config`: the cluster's TOML file and its validation.
+//! * [`local`]: a loopback cluster whose listeners are bound up front, for
+//!   tests and benchmarks.
 //! * `storage`: the data directory: write-ahead log segments, framed
 //!   records, the hard-state file, the directory lock, crash recovery.
-//! * `transport`: peer connections over TCP and the wire format.
+//! * `transport`: peer connections over TCP; its [`wire`] format is public,
+//!   for tools and tests that speak to a node as a peer would.
 //! * `event_loop`: the task that owns the machine and performs its actions,
 //!   on a thread it shares only with the transport's tasks.
 //! * `node`: starting, using and stopping a node ([`Node`], [`NodeHandle`]).
@@ -49,11 +54,14 @@
 mod api;
 pub mod config;
 mod event_loop;
+pub mod local;
 mod node;
-pub mod storage;
-pub mod transport;
+mod storage;
+mod transport;
 
 pub use api::{CommittedEntry, NodeError, StartError, Status, SubmitError, ENTRY_BYTES_MAX};
 pub use config::{ClusterConfig, ConfigError, NodeConfig};
 pub use node::{Node, NodeHandle, Subscription, TASKS_GRACE};
 pub use skiff_core::{LogIndex, NodeId, Role, Term};
+pub use storage::StorageError;
+pub use transport::wire;

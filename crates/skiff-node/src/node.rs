@@ -55,11 +55,29 @@ pub struct Subscription {
 }
 
 impl Node {
-    /// Starts node `id` of `config`: locks and recovers its data directory,
-    /// binds its peer address and starts its event loop and peer
+    /// Starts node `id` of `config`: binds its peer address, locks and
+    /// recovers its data directory, and starts its event loop and peer
     /// connections on a thread of their own. Must be called within a tokio
     /// runtime, whose blocking pool recovers the data directory.
     pub async fn start(config: &ClusterConfig, id: NodeId) -> Result<Node, StartError> {
+        config.validate()?;
+        let address = config.node(id)?.peer_address;
+        let listener = std::net::TcpListener::bind(address)
+            .map_err(|source| StartError::Bind { address, source })?;
+        Node::start_with_listener(config, id, listener).await
+    }
+
+    /// Like [`Node::start`], but accepts peers on `listener`, already bound
+    /// to the node's `peer_address` (its peers dial that address). Whoever
+    /// holds a bound listener keeps the port: tests bind every address of a
+    /// cluster up front ([`LocalCluster`](crate::local::LocalCluster)) and
+    /// restart a node on a clone of the same listener, so that no other
+    /// process can take the port in between.
+    pub async fn start_with_listener(
+        config: &ClusterConfig,
+        id: NodeId,
+        listener: std::net::TcpListener,
+    ) -> Result<Node, StartError> {
         config.validate()?;
         let node_config = config.node(id)?.clone();
         let identity = Identity {
@@ -83,6 +101,7 @@ impl Node {
             machine,
             storage,
             transport: transport_config(config, id),
+            listener,
             commands,
             status: status_sender,
         };
@@ -279,15 +298,9 @@ fn seed(id: NodeId) -> u64 {
 }
 
 fn transport_config(config: &ClusterConfig, id: NodeId) -> TransportConfig {
-    let listen_address = config
-        .nodes
-        .iter()
-        .find(|n| n.id == id.0)
-        .map(|n| n.peer_address);
     TransportConfig {
         cluster_id: config.cluster_id,
         id,
-        listen_address: listen_address.expect("id was checked against the configuration"),
         peers: config
             .nodes
             .iter()
@@ -310,7 +323,7 @@ fn initial_status(machine: &Machine) -> Status {
 
 /// Resolves with how the event loop ended.
 type Done = oneshot::Receiver<Result<(), NodeError>>;
-/// Resolves with the node's runtime once its peer address is bound.
+/// Resolves with the node's runtime once the transport listens.
 type Bound = oneshot::Receiver<std::io::Result<tokio::runtime::Handle>>;
 
 /// What the event-loop thread starts from.
@@ -318,6 +331,8 @@ struct EventLoopParts {
     machine: Machine,
     storage: Storage,
     transport: TransportConfig,
+    /// Where peers connect.
+    listener: std::net::TcpListener,
     commands: mpsc::Receiver<Command>,
     status: watch::Sender<Status>,
 }
@@ -332,8 +347,8 @@ struct EventLoopParts {
 /// Applications may run their own tasks there too (see
 /// [`NodeHandle::runtime`]).
 ///
-/// The first receiver resolves with the runtime once the peer address is
-/// bound, or with the error; the second with how the event loop ended.
+/// The first receiver resolves with the runtime once the transport
+/// listens, or with the error; the second with how the event loop ended.
 fn spawn_event_loop(id: NodeId, parts: EventLoopParts) -> Result<(Bound, Done), StartError> {
     let (bound_sender, bound) = oneshot::channel();
     let (done_sender, done) = oneshot::channel();
@@ -380,13 +395,13 @@ async fn let_tasks_finish(grace: std::time::Duration) {
     }
 }
 
-/// Binds the peer address, reports whether that worked, and runs the loop.
+/// Starts the transport, reports whether that worked, and runs the loop.
 async fn run_event_loop(
     parts: EventLoopParts,
     bound: oneshot::Sender<std::io::Result<tokio::runtime::Handle>>,
 ) -> Result<(), NodeError> {
     let (peer_sender, peer_inbox) = mpsc::channel(INBOUND_QUEUE_MAX);
-    let transport = match Transport::start(parts.transport, peer_sender).await {
+    let transport = match Transport::start(parts.transport, parts.listener, peer_sender) {
         Ok(transport) => transport,
         Err(error) => {
             let _ = bound.send(Err(error));

@@ -4,11 +4,10 @@
 mod common;
 
 use common::{last_segment, Cluster};
-use skiff_node::transport::wire::{self, Frame, Hello};
+use skiff_node::wire::{self, Frame, Hello};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -55,6 +54,19 @@ fn three_nodes_elect_a_leader_and_replicate() {
     for id in [2, 3] {
         assert_eq!(cluster.dump(id), first, "node {id} differs");
     }
+}
+
+#[test]
+fn reads_at_the_leader_see_every_acknowledged_value_and_followers_redirect() {
+    let mut cluster = Cluster::new(3);
+    cluster.start_all();
+    let leader = cluster.wait_for_leader(TIMEOUT);
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
+    let acknowledged = append_values(&cluster, "r", 5);
+    // No wait for convergence: the read barrier is the wait.
+    assert_eq!(cluster.read(leader), Ok(acknowledged));
+    let redirect = format!("redirect {}", cluster.client_address(leader));
+    assert_eq!(cluster.read(follower), Err(redirect));
 }
 
 #[test]
@@ -123,16 +135,8 @@ fn a_corrupt_record_mid_log_stops_start_up_naming_file_and_offset() {
     bytes[first_record + 20] ^= 0x55;
     fs::write(&segment, bytes).unwrap();
 
-    let output = Command::new(common::BINARY)
-        .args([
-            "--config",
-            cluster.config_path.to_str().unwrap(),
-            "--id",
-            &follower.to_string(),
-        ])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let mut node = cluster.command(follower);
+    let output = node.command.env("NO_COLOR", "1").output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !output.status.success(),

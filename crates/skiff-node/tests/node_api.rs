@@ -1,40 +1,27 @@
 //! The library API in one process: nodes started with `Node::start`,
 //! driven through `NodeHandle`.
 
-mod common;
-
-use skiff_node::{
-    ClusterConfig, LogIndex, Node, NodeConfig, NodeHandle, NodeId, Role, SubmitError,
-    ENTRY_BYTES_MAX,
-};
+use skiff_node::local::LocalCluster;
+use skiff_node::{LogIndex, Node, NodeHandle, NodeId, Role, SubmitError, ENTRY_BYTES_MAX};
 use std::path::Path;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-fn config(count: u64, dir: &Path) -> ClusterConfig {
-    let addresses = common::free_addresses(2 * count as usize);
-    let nodes = (1..=count)
-        .map(|id| NodeConfig {
-            id,
-            peer_address: addresses[2 * (id as usize - 1)],
-            client_address: addresses[2 * (id as usize - 1) + 1],
-            data_dir: dir.join(format!("node-{id}")),
-        })
-        .collect();
-    ClusterConfig {
-        cluster_id: 3,
-        election_timeout_ms: 150,
-        heartbeat_interval_ms: 40,
-        segment_bytes_max: 1 << 20,
-        nodes,
-    }
+/// `count` nodes on listeners bound here, with short timeouts.
+fn cluster(count: u64, dir: &Path) -> LocalCluster {
+    let mut cluster = LocalCluster::bind(count, dir).unwrap();
+    cluster.config.cluster_id = 3;
+    cluster.config.election_timeout_ms = 150;
+    cluster.config.heartbeat_interval_ms = 40;
+    cluster.config.segment_bytes_max = 1 << 20;
+    cluster
 }
 
-async fn start_all(config: &ClusterConfig) -> Vec<Node> {
+async fn start_all(cluster: &LocalCluster) -> Vec<Node> {
     let mut nodes = Vec::new();
-    for id in config.ids() {
-        nodes.push(Node::start(config, id).await.expect("node starts"));
+    for id in cluster.config.ids() {
+        nodes.push(cluster.start_node(id).await.expect("node starts"));
     }
     nodes
 }
@@ -79,8 +66,8 @@ async fn committed(handle: &NodeHandle, through: LogIndex) -> Vec<(LogIndex, Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_subscribe_status_read_barrier_and_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(3, dir.path());
-    let nodes = start_all(&config).await;
+    let cluster = cluster(3, dir.path());
+    let nodes = start_all(&cluster).await;
     let position = leader(&nodes).await;
     let leader_handle = nodes[position].handle();
     let follower = nodes[(position + 1) % 3].handle();
@@ -131,7 +118,8 @@ async fn submit_subscribe_status_read_barrier_and_restart() {
         leader_handle.submit("late").await,
         Err(SubmitError::Stopped)
     );
-    let restarted = Node::start(&config, stopped_id).await.unwrap();
+    // On the same listener: its port was never free for others to take.
+    let restarted = cluster.start_node(stopped_id).await.unwrap();
     assert!(restarted.handle().status().last_index >= last);
     nodes.push(restarted);
     let position = leader(&nodes).await;
@@ -152,9 +140,9 @@ async fn submit_subscribe_status_read_barrier_and_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_node_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(1, dir.path());
-    let node = Node::start(&config, NodeId(1)).await.unwrap();
-    let second = Node::start(&config, NodeId(1)).await;
+    let cluster = cluster(1, dir.path());
+    let node = cluster.start_node(NodeId(1)).await.unwrap();
+    let second = cluster.start_node(NodeId(1)).await;
     let err = second.expect_err("the directory is locked").to_string();
     assert!(err.contains("in use by another process"), "{err}");
     // A single node elects itself and commits alone.
@@ -182,8 +170,8 @@ async fn a_second_node_on_the_same_directory_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_on_the_node_runtime_submit_and_outlive_the_event_loop() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(1, dir.path());
-    let nodes = start_all(&config).await;
+    let cluster = cluster(1, dir.path());
+    let nodes = start_all(&cluster).await;
     leader(&nodes).await;
     let node = nodes.into_iter().next().unwrap();
     let handle = node.handle();

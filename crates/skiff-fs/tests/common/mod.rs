@@ -2,10 +2,12 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use skiff_fs::protocol::{parse_response, Limits, Parsed, Response};
-use skiff_fs::{Client, ClientConfig, Server, ServerConfig};
-use skiff_node::{ClusterConfig, NodeConfig, NodeId, Role};
-use std::net::{SocketAddr, TcpListener};
+use skiff_fs::{Client, ClientConfig, Clock, Server, ServerConfig};
+use skiff_node::local::LocalCluster;
+use skiff_node::{ClusterConfig, NodeId, Role};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -13,44 +15,56 @@ use tokio::net::TcpStream;
 /// The longest a test waits for a leader or an answer before failing.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Loopback addresses the kernel just handed out, so tests running at once
-/// do not collide.
-fn free_addresses(count: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+/// A clock that stands still until the test moves it, shared by every
+/// server of a cluster: files expire without waiting.
+#[derive(Clone, Default)]
+pub struct TestClock(Arc<AtomicU64>);
+
+impl TestClock {
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_millis()).unwrap();
+        self.0.fetch_add(by, Ordering::AcqRel);
+    }
+
+    fn clock(&self) -> Clock {
+        let now = self.0.clone();
+        Clock::from_fn(move || now.load(Ordering::Acquire))
+    }
 }
 
+/// Servers on listeners bound by this process ([`LocalCluster`]), which a
+/// restarted server reuses: no port is ever free for a parallel test.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub config: ClusterConfig,
+    local: LocalCluster,
+    clock: Clock,
     servers: Vec<Option<Server>>,
 }
 
 impl Cluster {
     /// Starts `count` servers with short timeouts.
     pub async fn start(count: u64) -> Cluster {
+        Cluster::start_with_clock(count, Clock::System).await
+    }
+
+    /// Starts `count` servers with short timeouts, whose time is `clock`'s.
+    pub async fn start_with_test_clock(count: u64, clock: &TestClock) -> Cluster {
+        Cluster::start_with_clock(count, clock.clock()).await
+    }
+
+    async fn start_with_clock(count: u64, clock: Clock) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let addresses = free_addresses(2 * count as usize);
-        let nodes = (1..=count)
-            .map(|id| NodeConfig {
-                id,
-                peer_address: addresses[2 * (id as usize - 1)],
-                client_address: addresses[2 * (id as usize - 1) + 1],
-                data_dir: dir.path().join(format!("node-{id}")),
-            })
-            .collect();
-        let config = ClusterConfig {
-            cluster_id: 7,
-            election_timeout_ms: 150,
-            heartbeat_interval_ms: 40,
-            segment_bytes_max: 1 << 20,
-            nodes,
-        };
+        let mut local = LocalCluster::bind(count, dir.path()).unwrap();
+        local.config.cluster_id = 7;
+        local.config.election_timeout_ms = 150;
+        local.config.heartbeat_interval_ms = 40;
+        local.config.segment_bytes_max = 1 << 20;
         let mut cluster = Cluster {
             dir,
-            config,
+            config: local.config.clone(),
+            local,
+            clock,
             servers: (0..count).map(|_| None).collect(),
         };
         for id in 1..=count {
@@ -68,7 +82,11 @@ impl Cluster {
             name_bytes_max: 100,
         };
         config.request_timeout = Duration::from_secs(3);
-        *slot = Some(Server::start(config).await.unwrap());
+        config.clock = self.clock.clone();
+        let peers = self.local.peer_listener(NodeId(id)).unwrap();
+        let clients = self.local.client_listener(NodeId(id)).unwrap();
+        let server = Server::start_with_listeners(config, peers, clients).await;
+        *slot = Some(server.unwrap());
     }
 
     pub async fn stop_node(&mut self, id: u64) {

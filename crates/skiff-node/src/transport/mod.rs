@@ -59,13 +59,11 @@ pub struct TransportConfig {
     pub cluster_id: u64,
     /// This node's id.
     pub id: NodeId,
-    /// Where to listen for peers.
-    pub listen_address: SocketAddr,
     /// Every other member and its peer address.
     pub peers: Vec<(NodeId, SocketAddr)>,
 }
 
-/// The running transport. Dropping it (or [`Transport::shutdown`]) stops
+/// The running transport. Dropping it stops
 /// every task and closes every connection.
 #[derive(Debug)]
 pub struct Transport {
@@ -75,23 +73,16 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// Binds the peer address and starts the tasks on the current tokio
-    /// runtime. Received messages go to `inbound`.
-    pub async fn start(
+    /// Starts the tasks on the current tokio runtime, accepting peers on
+    /// `listener` (already bound, so that whoever bound it chose the
+    /// address). Received messages go to `inbound`.
+    pub fn start(
         config: TransportConfig,
+        listener: std::net::TcpListener,
         inbound: mpsc::Sender<Inbound>,
     ) -> std::io::Result<Transport> {
-        let listener = TcpListener::bind(config.listen_address).await?;
-        Ok(Transport::start_on(listener, config, inbound))
-    }
-
-    /// [`Transport::start`] on a listener already bound (tests bind port 0
-    /// and keep the listener, so that nothing else can take the port).
-    pub(crate) fn start_on(
-        listener: TcpListener,
-        config: TransportConfig,
-        inbound: mpsc::Sender<Inbound>,
-    ) -> Transport {
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
         let mut tasks = vec![tokio::spawn(run_listener(
             listener,
             config.clone(),
@@ -108,11 +99,11 @@ impl Transport {
             tasks.push(tokio::spawn(run_dialer(address, hello, receiver)));
             queues.insert(peer, sender);
         }
-        Transport {
+        Ok(Transport {
             queues,
             tasks,
             dropped: Arc::default(),
-        }
+        })
     }
 
     /// Queues `message` for `to`, or drops it when that peer's queue is full.
@@ -133,11 +124,6 @@ impl Transport {
     /// Messages dropped so far because a peer's queue was full.
     pub fn dropped_count(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Stops every task and closes every connection.
-    pub fn shutdown(self) {
-        // Dropping does the work; this names it.
     }
 }
 

@@ -8,18 +8,17 @@ use tokio::io::AsyncReadExt;
 
 /// A listener on a free loopback port, kept bound until a transport (or the
 /// test) takes it, so that nothing else can take the port meanwhile.
-async fn bound_listener() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+fn bound_listener() -> (std::net::TcpListener, SocketAddr) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     (listener, address)
 }
 
 /// Node `id` of cluster 5, listening on `listen`, whose one peer is `peer`.
-fn config(id: u64, listen: SocketAddr, peer: u64, peer_address: SocketAddr) -> TransportConfig {
+fn config(id: u64, peer: u64, peer_address: SocketAddr) -> TransportConfig {
     TransportConfig {
         cluster_id: 5,
         id: NodeId(id),
-        listen_address: listen,
         peers: vec![(NodeId(peer), peer_address)],
     }
 }
@@ -40,11 +39,11 @@ struct Pair {
 }
 
 async fn pair() -> Pair {
-    let ((a_listener, a), (b_listener, b)) = (bound_listener().await, bound_listener().await);
+    let ((a_listener, a), (b_listener, b)) = (bound_listener(), bound_listener());
     let (one_sender, one_inbox) = mpsc::channel(16);
     let (two_sender, two_inbox) = mpsc::channel(16);
-    let one = Transport::start_on(a_listener, config(1, a, 2, b), one_sender);
-    let two = Transport::start_on(b_listener, config(2, b, 1, a), two_sender);
+    let one = Transport::start(config(1, 2, b), a_listener, one_sender).unwrap();
+    let two = Transport::start(config(2, 1, a), b_listener, two_sender).unwrap();
     Pair {
         one,
         two,
@@ -153,13 +152,15 @@ async fn a_message_before_the_handshake_is_refused() {
 
 #[tokio::test]
 async fn dials_back_off_until_a_late_peer_starts_and_then_deliver() {
-    let ((a_listener, a), (b_listener, b)) = (bound_listener().await, bound_listener().await);
+    let ((a_listener, a), (b_listener, b)) = (bound_listener(), bound_listener());
     let (one_sender, _one_inbox) = mpsc::channel(16);
-    let one = Transport::start_on(a_listener, config(1, a, 2, b), one_sender);
+    let one = Transport::start(config(1, 2, b), a_listener, one_sender).unwrap();
     // Sent while the peer is down: it must wait in the queue, not be lost.
     one.send(NodeId(2), vote(1));
     // Until the peer starts, its port accepts each dial and closes it at
     // once, so every handshake fails and node 1 must dial again.
+    b_listener.set_nonblocking(true).unwrap();
+    let b_listener = TcpListener::from_std(b_listener).unwrap();
     let mut dialed_at = Vec::new();
     for _ in 0..4 {
         let accepted = tokio::time::timeout(Duration::from_secs(10), b_listener.accept()).await;
@@ -178,18 +179,19 @@ async fn dials_back_off_until_a_late_peer_starts_and_then_deliver() {
         );
     }
     let (two_sender, mut two_inbox) = mpsc::channel(16);
-    let _two = Transport::start_on(b_listener, config(2, b, 1, a), two_sender);
+    let b_listener = b_listener.into_std().unwrap();
+    let _two = Transport::start(config(2, 1, a), b_listener, two_sender).unwrap();
     let received = tokio::time::timeout(Duration::from_secs(10), two_inbox.recv()).await;
     assert_eq!(received.unwrap(), Some((NodeId(1), vote(1))));
 }
 
 #[tokio::test]
 async fn a_full_queue_drops_instead_of_waiting() {
-    let ((a_listener, a), (_silent_listener, b)) = (bound_listener().await, bound_listener().await);
+    let ((a_listener, _), (_silent_listener, b)) = (bound_listener(), bound_listener());
     let (sender, _inbox) = mpsc::channel(16);
     // The peer's port is bound but nobody accepts: the handshake hangs and
     // nothing leaves the queue.
-    let one = Transport::start_on(a_listener, config(1, a, 2, b), sender);
+    let one = Transport::start(config(1, 2, b), a_listener, sender).unwrap();
     for term in 0..(OUTGOING_QUEUE_MAX as u64 + 10) {
         one.send(NodeId(2), vote(term));
     }

@@ -2,29 +2,56 @@
 //! tests. Every child is killed when the cluster is dropped, panics included.
 #![allow(dead_code)] // each test file uses a different part
 
-use skiff_node::{ClusterConfig, NodeConfig};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use skiff_node::local::LocalCluster;
+use skiff_node::{ClusterConfig, NodeId};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BINARY: &str = env!("CARGO_BIN_EXE_skiff-register");
-
-/// Loopback addresses the kernel just handed out, so tests running at once
-/// do not collide.
-pub fn free_addresses(count: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+/// The example binary, beside the test binaries: `target/<profile>/examples`.
+/// `cargo test -p skiff-node` builds it; `cargo test --test NAME` alone
+/// does not, hence the hint.
+pub fn binary() -> PathBuf {
+    let test = std::env::current_exe().unwrap();
+    let profile_dir = test.parent().and_then(Path::parent).unwrap();
+    let binary = profile_dir.join("examples").join("skiff-register");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build -p skiff-node --examples`",
+        binary.display()
+    );
+    binary
 }
 
+/// `listener` as a descriptor that a child process inherits.
+fn inheritable(listener: TcpListener) -> OwnedFd {
+    let fd = OwnedFd::from(listener);
+    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
+    fd
+}
+
+/// A `skiff-register` command for one node, with the listening sockets it
+/// inherits; they stay open in this process until this is dropped, after
+/// the spawn.
+pub struct NodeCommand {
+    pub command: Command,
+    _inherited: [OwnedFd; 2],
+}
+
+/// The register processes of a cluster. This process binds every address
+/// up front and keeps the listeners ([`LocalCluster`]); each child gets its
+/// two as inherited descriptors, so no port is ever free for a test
+/// running in parallel to take, not even while a node restarts.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     pub config: ClusterConfig,
+    local: LocalCluster,
     children: Vec<Option<Child>>,
 }
 
@@ -42,31 +69,43 @@ impl Cluster {
     /// A configuration of `count` nodes with short timeouts, nothing started.
     pub fn new(count: u64) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let addresses = free_addresses(2 * count as usize);
-        let nodes = (1..=count)
-            .map(|id| NodeConfig {
-                id,
-                peer_address: addresses[2 * (id as usize - 1)],
-                client_address: addresses[2 * (id as usize - 1) + 1],
-                data_dir: PathBuf::from(format!("node-{id}")),
-            })
-            .collect();
-        let config = ClusterConfig {
-            cluster_id: 42,
-            election_timeout_ms: 150,
-            heartbeat_interval_ms: 40,
-            segment_bytes_max: 64 * 1024,
-            nodes,
-        };
+        // Relative data directories, resolved against the file by `load`.
+        let mut local = LocalCluster::bind(count, Path::new("")).unwrap();
+        local.config.cluster_id = 42;
+        local.config.election_timeout_ms = 150;
+        local.config.heartbeat_interval_ms = 40;
+        local.config.segment_bytes_max = 64 * 1024;
         let config_path = dir.path().join("cluster.toml");
-        config.save(&config_path).unwrap();
+        local.config.save(&config_path).unwrap();
         let config = ClusterConfig::load(&config_path).unwrap();
         let children = (0..count).map(|_| None).collect();
         Cluster {
             dir,
             config_path,
             config,
+            local,
             children,
+        }
+    }
+
+    /// The command that runs node `id` on its listeners.
+    pub fn command(&self, id: u64) -> NodeCommand {
+        let peer = inheritable(self.local.peer_listener(NodeId(id)).unwrap());
+        let client = inheritable(self.local.client_listener(NodeId(id)).unwrap());
+        let mut command = Command::new(binary());
+        command.args([
+            "--config",
+            self.config_path.to_str().unwrap(),
+            "--id",
+            &id.to_string(),
+            "--peer-listen-fd",
+            &peer.as_raw_fd().to_string(),
+            "--client-listen-fd",
+            &client.as_raw_fd().to_string(),
+        ]);
+        NodeCommand {
+            command,
+            _inherited: [peer, client],
         }
     }
 
@@ -91,13 +130,9 @@ impl Cluster {
             .append(true)
             .open(self.log_path(id))
             .unwrap();
-        let child = Command::new(BINARY)
-            .args([
-                "--config",
-                self.config_path.to_str().unwrap(),
-                "--id",
-                &id.to_string(),
-            ])
+        let mut node = self.command(id);
+        let child = node
+            .command
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -188,22 +223,37 @@ impl Cluster {
 
     /// The values node `id` applied, with their indices.
     pub fn dump(&self, id: u64) -> Vec<(u64, String)> {
+        self.listing(id, "dump").expect("dump answers a listing")
+    }
+
+    /// A linearizable `read` at node `id`: the committed values, or the
+    /// line answered instead (a redirect or an error).
+    pub fn read(&self, id: u64) -> Result<Vec<(u64, String)>, String> {
+        self.listing(id, "read")
+    }
+
+    fn listing(&self, id: u64, request: &str) -> Result<Vec<(u64, String)>, String> {
         let mut client = Client::connect(self.client_address(id)).expect("node answers");
-        client.send("dump").unwrap();
+        client.send(request).unwrap();
         let mut values = Vec::new();
         loop {
-            let line = client.read_line().expect("dump ends with end");
+            let line = client.read_line().expect("a listing ends with end");
             if line == "end" {
-                return values;
+                return Ok(values);
             }
-            let (index, value) = line.split_once(' ').expect("INDEX VALUE");
-            values.push((index.parse().unwrap(), value.to_string()));
+            let entry = line.split_once(' ');
+            match entry.and_then(|(index, value)| Some((index.parse().ok()?, value))) {
+                Some((index, value)) => values.push((index, value.to_string())),
+                None => return Err(line),
+            }
         }
     }
 
     /// Appends `value` through whichever node leads, following redirects.
+    /// It starts at a running node: a stopped node's listener is still open
+    /// here, so a request to it would wait out the read timeout.
     pub fn append(&self, value: &str) -> u64 {
-        let mut address = self.client_address(self.ids()[0]);
+        let mut address = self.client_address(self.running()[0]);
         for _ in 0..50 {
             let answer =
                 Client::connect(address).and_then(|mut c| c.request(&format!("append {value}")));
