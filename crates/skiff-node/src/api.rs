@@ -86,6 +86,15 @@ pub enum StartError {
     /// The data directory could not be opened or recovered.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    /// The log is damaged where it may have held entries the node
+    /// acknowledged; starting from the intact prefix could lose them.
+    #[error("the data directory {dir} needs repair: {damage}")]
+    NeedsRepair {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// Where the damage is and how much of the log is intact.
+        damage: crate::storage::LogDamage,
+    },
     /// The recovered state is not one a Raft node can be in.
     #[error("recovered state of {dir} is inconsistent: {reason}")]
     State {

@@ -279,6 +279,14 @@ fn restore_machine(
     core.election_timeout_ms = config.election_timeout_ms;
     core.heartbeat_interval_ms = config.heartbeat_interval_ms;
     core.seed = seed(id);
+    if let Some(damage) = recovered.damage {
+        // Until the core can repair a log from its peers, a damaged one is
+        // refused rather than run on with entries it may have acknowledged.
+        return Err(StartError::NeedsRepair {
+            dir: dir.to_path_buf(),
+            damage,
+        });
+    }
     tracing::info!(%id, entries = recovered.log.len(), term = %recovered.hard_state.term, "recovered");
     Machine::restore(core, recovered.hard_state, recovered.log).map_err(|reason| {
         StartError::State {

@@ -2,6 +2,7 @@
 //! the libraries.
 
 mod bench;
+mod check_cmd;
 mod cluster_args;
 mod demo;
 mod fs_cmd;
@@ -45,6 +46,8 @@ enum Command {
     Fs(fs_cmd::FsArgs),
     /// Measure write throughput and latency of skiff, etcd or both, side by side.
     Bench(bench::BenchArgs),
+    /// Verify a stopped node's data directory and say what recovery would do.
+    Check(check_cmd::CheckArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,5 +61,6 @@ fn main() -> anyhow::Result<()> {
         Command::Status(args) => status_cmd::run(&args),
         Command::Fs(args) => fs_cmd::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Check(args) => check_cmd::run(&args),
     }
 }

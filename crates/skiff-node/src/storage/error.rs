@@ -1,10 +1,11 @@
 //! Why the storage refused to open or failed to write.
 
+use super::damage::LogDamage;
 use std::io;
 use std::path::PathBuf;
 
-/// A storage failure. Every variant names the file involved; corruption
-/// also names the byte offset, so an operator can look at it.
+/// A storage failure. Every variant names the file involved; damage also
+/// names the byte offset, so an operator can look at it.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// An operating-system call on `path` failed.
@@ -22,17 +23,6 @@ pub enum StorageError {
         dir: PathBuf,
         /// The lock file inside it.
         lock: PathBuf,
-    },
-    /// A record in the middle of the log, or in a segment that is not the
-    /// last, is damaged. Cutting the log there could lose acknowledged entries.
-    #[error("{path} at offset {offset}: corrupt log record: {reason}")]
-    CorruptRecord {
-        /// The segment file.
-        path: PathBuf,
-        /// Where the bad record starts.
-        offset: u64,
-        /// What is wrong with it.
-        reason: String,
     },
     /// A file header is damaged or of an unknown format.
     #[error("{path} at offset {offset}: bad header: {reason}")]
@@ -61,12 +51,18 @@ pub enum StorageError {
         /// The configured node id.
         node: u64,
     },
-    /// A segment between the first and the last one is absent.
-    #[error("missing log segment {path} (offset 0): segments must run from 1 without gaps")]
-    MissingSegment {
-        /// The file that should be there.
-        path: PathBuf,
+    /// Neither copy of the hard state can be read, so the node cannot know
+    /// its term and vote; starting anyway could vote twice in one term.
+    #[error("both copies of the hard state are unusable: {first}; {second}")]
+    HardStateLost {
+        /// Why the first copy cannot be used (it names the file).
+        first: Box<StorageError>,
+        /// Why the second copy cannot be used (it names the file).
+        second: Box<StorageError>,
     },
+    /// The log is damaged; it is not written to until it is repaired.
+    #[error("{0}; the data directory needs repair")]
+    NeedsRepair(LogDamage),
 }
 
 impl StorageError {

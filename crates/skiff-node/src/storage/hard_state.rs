@@ -1,24 +1,28 @@
-//! The hard state (current term and vote) in its own small file, replaced
-//! atomically: write a temporary file, sync it, rename it over the old one,
-//! sync the directory. A crash leaves either the old or the new state,
-//! never a mix.
+//! The hard state (current term and vote), kept in two copies,
+//! `hardstate.a` and `hardstate.b`, each replaced atomically (see
+//! `replace_file`): a crash leaves each copy either old or new, never a mix,
+//! and one damaged copy leaves the other to read.
 //!
 //! ```text
 //! header (magic "SKIFFHST") | term: u64 LE | has vote: u8 | vote: u64 LE | crc: u32 LE
 //! ```
+//!
+//! A store writes `a`, then `b`, and is done when both are durable. On load
+//! an intact copy is taken over a damaged or missing one, and of two intact
+//! copies that differ (a crash between the two writes) the newer: the higher
+//! term, or at the same term the one with a vote.
 
-use super::error::StorageError;
-use super::header::{check_header, encode_header, Identity, HEADER_BYTES};
-use super::sync_dir;
+use super::header::{check_sealed, encode_header, seal, Fault, Identity, HEADER_BYTES};
+use super::{replace_file, StorageError};
 use skiff_core::{HardState, NodeId, Term};
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"SKIFFHST";
-const FILE: &str = "hard-state";
-const TEMPORARY_FILE: &str = "hard-state.tmp";
-const FILE_BYTES: usize = HEADER_BYTES + 8 + 1 + 8 + 4;
+/// The names of the two copies, in the order they are written.
+pub const FILES: [&str; 2] = ["hardstate.a", "hardstate.b"];
+/// Bytes of a hard-state file.
+pub const FILE_BYTES: usize = HEADER_BYTES + 8 + 1 + 8 + 4;
 
 /// Where the hard state lives and whose it is.
 #[derive(Debug)]
@@ -27,8 +31,12 @@ pub struct HardStateFile {
     identity: Identity,
 }
 
+/// What one copy holds: `Ok(None)` when the file does not exist, an error
+/// naming the file when it cannot be used.
+pub type Copy = Result<Option<HardState>, StorageError>;
+
 impl HardStateFile {
-    /// The hard-state file of the data directory `dir`.
+    /// The hard-state files of the data directory `dir`.
     pub fn new(dir: &Path, identity: Identity) -> HardStateFile {
         HardStateFile {
             dir: dir.to_path_buf(),
@@ -36,32 +44,107 @@ impl HardStateFile {
         }
     }
 
-    /// The stored state, or the initial state when none was ever stored.
-    pub fn load(&self) -> Result<HardState, StorageError> {
-        let path = self.dir.join(FILE);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HardState::default()),
-            Err(e) => return Err(StorageError::io(&path)(e)),
-        };
-        check_header(&path, MAGIC, self.identity, &bytes)?;
-        decode_body(&bytes).map_err(|(offset, reason)| StorageError::BadHeader {
-            path,
-            offset,
-            reason,
-        })
+    /// Each copy as it is on disk, in the order of [`FILES`].
+    pub fn load_copies(&self) -> [Copy; 2] {
+        FILES.map(|name| self.load_copy(&self.dir.join(name)))
     }
 
-    /// Replaces the stored state with `state`, durably.
+    /// The stored state: `Ok(None)` when neither copy exists; an error when
+    /// one cannot be read because it is another owner's, or when neither
+    /// can be used.
+    pub fn load(&self) -> Result<Option<HardState>, StorageError> {
+        let [a, b] = self.load_copies();
+        choose(&self.dir, a, b)
+    }
+
+    /// The refusal for a directory whose log exists but whose hard state
+    /// is missing in both copies.
+    pub fn both_missing(&self) -> StorageError {
+        lost(&self.dir, Ok(None), Ok(None))
+    }
+
+    /// Replaces both copies with `state`, durably.
     pub fn store(&self, state: HardState) -> Result<(), StorageError> {
-        let temporary = self.dir.join(TEMPORARY_FILE);
-        let mut file = File::create(&temporary).map_err(StorageError::io(&temporary))?;
-        file.write_all(&encode(self.identity, state))
-            .and_then(|()| file.sync_all())
-            .map_err(StorageError::io(&temporary))?;
-        let path = self.dir.join(FILE);
-        fs::rename(&temporary, &path).map_err(StorageError::io(&path))?;
-        sync_dir(&self.dir)
+        let bytes = encode(self.identity, state);
+        for name in FILES {
+            replace_file(&self.dir, name, &bytes)?;
+        }
+        Ok(())
+    }
+
+    fn load_copy(&self, path: &Path) -> Copy {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageError::io(path)(e)),
+        };
+        let damaged = |offset: u64, reason: String| StorageError::BadHeader {
+            path: path.to_path_buf(),
+            offset,
+            reason,
+        };
+        match check_sealed(path, MAGIC, self.identity, &bytes, FILE_BYTES) {
+            Ok(()) => {}
+            Err(Fault::Damaged { offset, reason }) => return Err(damaged(offset, reason)),
+            Err(Fault::Refused(error)) => return Err(error),
+        }
+        if bytes.len() != FILE_BYTES {
+            let reason = format!("{} bytes, expected {FILE_BYTES}", bytes.len());
+            return Err(damaged(FILE_BYTES as u64, reason));
+        }
+        decode_body(&bytes)
+            .map(Some)
+            .map_err(|(offset, reason)| damaged(offset, reason))
+    }
+}
+
+/// The state to recover from the two copies (see the module's rules).
+fn choose(dir: &Path, a: Copy, b: Copy) -> Result<Option<HardState>, StorageError> {
+    let refused = |copy: &Copy| matches!(copy, Err(StorageError::Foreign { .. }));
+    if refused(&a) {
+        return a;
+    }
+    if refused(&b) {
+        return b;
+    }
+    match (a, b) {
+        (Ok(Some(a)), Ok(Some(b))) => Ok(Some(newer(a, b))),
+        (Ok(Some(intact)), Err(error)) | (Err(error), Ok(Some(intact))) => {
+            tracing::warn!(%error, "one copy of the hard state is damaged; using the other");
+            Ok(Some(intact))
+        }
+        (Ok(None), Ok(None)) => Ok(None),
+        (Ok(only @ Some(_)), Ok(None)) | (Ok(None), Ok(only @ Some(_))) => Ok(only),
+        (first, second) => Err(lost(dir, first, second)),
+    }
+}
+
+/// The refusal for two copies of which neither can be used.
+fn lost(dir: &Path, first: Copy, second: Copy) -> StorageError {
+    StorageError::HardStateLost {
+        first: Box::new(unusable(first, &dir.join(FILES[0]))),
+        second: Box::new(unusable(second, &dir.join(FILES[1]))),
+    }
+}
+
+/// Why a copy that `choose` could not use is unusable.
+fn unusable(copy: Copy, path: &Path) -> StorageError {
+    match copy {
+        Err(error) => error,
+        Ok(_) => StorageError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "missing"),
+        },
+    }
+}
+
+/// The later of two states: the higher term, or at the same term the one
+/// with a vote (a vote is only ever added within a term).
+fn newer(a: HardState, b: HardState) -> HardState {
+    if (b.term, b.voted_for.is_some()) > (a.term, a.voted_for.is_some()) {
+        b
+    } else {
+        a
     }
 }
 
@@ -71,22 +154,13 @@ fn encode(identity: Identity, state: HardState) -> Vec<u8> {
     out.extend_from_slice(&state.term.0.to_le_bytes());
     out.push(u8::from(state.voted_for.is_some()));
     out.extend_from_slice(&state.voted_for.map_or(0, |id| id.0).to_le_bytes());
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
+    seal(&mut out);
     out
 }
 
-/// Decodes the fields after a checked header; on failure, the offset and
-/// what is wrong.
+/// Decodes the fields of an intact file; on failure, the offset and what
+/// is wrong.
 fn decode_body(bytes: &[u8]) -> Result<HardState, (u64, String)> {
-    if bytes.len() != FILE_BYTES {
-        return Err((0, format!("{} bytes, expected {FILE_BYTES}", bytes.len())));
-    }
-    let crc_at = FILE_BYTES - 4;
-    let stored = u32::from_le_bytes(bytes[crc_at..].try_into().expect("4 bytes"));
-    if crc32c::crc32c(&bytes[..crc_at]) != stored {
-        return Err((crc_at as u64, "checksum mismatch".to_string()));
-    }
     let read_u64 = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
     let term = Term(read_u64(HEADER_BYTES));
     let voted_for = match bytes[HEADER_BYTES + 8] {
@@ -106,40 +180,77 @@ mod tests {
         node_id: 3,
     };
 
-    #[test]
-    fn state_survives_a_reopen_and_starts_at_default() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = HardStateFile::new(dir.path(), ME);
-        assert_eq!(file.load().unwrap(), HardState::default());
-        let state = HardState {
-            term: Term(5),
-            voted_for: Some(NodeId(2)),
-        };
-        file.store(state).unwrap();
-        file.store(HardState {
-            term: Term(6),
-            voted_for: None,
-        })
-        .unwrap();
-        let reopened = HardStateFile::new(dir.path(), ME);
-        assert_eq!(
-            reopened.load().unwrap(),
-            HardState {
-                term: Term(6),
-                voted_for: None
-            }
-        );
-        assert!(!dir.path().join(TEMPORARY_FILE).exists());
+    fn state(term: u64, vote: Option<u64>) -> HardState {
+        HardState {
+            term: Term(term),
+            voted_for: vote.map(NodeId),
+        }
     }
 
     #[test]
-    fn damage_and_foreign_owners_are_refused() {
+    fn state_survives_a_reopen_and_starts_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = HardStateFile::new(dir.path(), ME);
+        assert_eq!(file.load().unwrap(), None);
+        file.store(state(5, Some(2))).unwrap();
+        file.store(state(6, None)).unwrap();
+        let reopened = HardStateFile::new(dir.path(), ME);
+        assert_eq!(reopened.load().unwrap(), Some(state(6, None)));
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn any_single_flipped_bit_is_survived_and_a_second_copy_damaged_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = HardStateFile::new(dir.path(), ME);
+        file.store(state(5, Some(1))).unwrap();
+        let [a, b] = FILES.map(|name| dir.path().join(name));
+        let intact = fs::read(&a).unwrap();
+        for bit in 0..FILE_BYTES * 8 {
+            let mut damaged = intact.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            fs::write(&a, &damaged).unwrap();
+            assert_eq!(file.load().unwrap(), Some(state(5, Some(1))), "bit {bit}");
+            fs::write(&b, &damaged).unwrap();
+            let err = file.load().unwrap_err();
+            let text = err.to_string();
+            assert!(
+                matches!(err, StorageError::HardStateLost { .. })
+                    && text.contains(FILES[0])
+                    && text.contains(FILES[1]),
+                "bit {bit}: {text}"
+            );
+            fs::write(&b, &intact).unwrap();
+        }
+    }
+
+    #[test]
+    fn of_two_intact_copies_the_newer_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = HardStateFile::new(dir.path(), ME);
+        let older = encode(ME, state(4, Some(2)));
+        for (a, b, expected) in [
+            (state(5, None), state(4, Some(2)), state(5, None)),
+            (state(4, None), state(4, Some(2)), state(4, Some(2))),
+        ] {
+            fs::write(dir.path().join(FILES[0]), encode(ME, a)).unwrap();
+            fs::write(dir.path().join(FILES[1]), encode(ME, b)).unwrap();
+            assert_eq!(file.load().unwrap(), Some(expected));
+        }
+        fs::remove_file(dir.path().join(FILES[0])).unwrap();
+        fs::write(dir.path().join(FILES[1]), older).unwrap();
+        assert_eq!(file.load().unwrap(), Some(state(4, Some(2))));
+    }
+
+    #[test]
+    fn a_foreign_copy_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         HardStateFile::new(dir.path(), ME)
-            .store(HardState {
-                term: Term(5),
-                voted_for: None,
-            })
+            .store(state(5, None))
             .unwrap();
         let other = Identity {
             cluster_id: 2,
@@ -147,11 +258,5 @@ mod tests {
         };
         let err = HardStateFile::new(dir.path(), other).load().unwrap_err();
         assert!(matches!(err, StorageError::Foreign { .. }), "{err}");
-        let path = dir.path().join(FILE);
-        let mut bytes = fs::read(&path).unwrap();
-        bytes[HEADER_BYTES] ^= 1;
-        fs::write(&path, bytes).unwrap();
-        let err = HardStateFile::new(dir.path(), ME).load().unwrap_err();
-        assert!(err.to_string().contains("checksum mismatch"), "{err}");
     }
 }

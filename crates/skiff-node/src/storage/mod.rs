@@ -1,22 +1,32 @@
 //! Durable state of one node, in one data directory:
 //!
 //! * `lock`: an exclusive lock, so that one process at a time uses the directory;
-//! * `hard_state`: term and vote, replaced atomically;
-//! * `wal`: the log, in append-only segments of framed records (`record`);
-//! * `header`: the header that ties every file to its node and cluster.
+//! * `hard_state`: term and vote, in two copies each replaced atomically;
+//! * `wal`: the log, in append-only segments of framed records (`record`),
+//!   ending each synced batch with a sync record;
+//! * `manifest`: which segments must exist;
+//! * `header`: the header that ties every file to its node and cluster;
+//! * `damage`: what recovery reports when the log lost what it may have
+//!   acknowledged ([`LogDamage`]);
+//! * `check`: the read-only verification behind `skiff check` ([`check()`]).
 //!
 //! [`Storage`] performs the persistence actions of a machine. Writes are
 //! buffered until [`Storage::sync`], which makes all of them durable with
 //! one sync of the log (group commit): the event loop calls it once per
 //! turn, before it performs any `Send` or `Commit` of that turn.
 
+mod check;
+mod damage;
 mod error;
 mod hard_state;
 mod header;
 mod lock;
+mod manifest;
 pub mod record;
 mod wal;
 
+pub use check::{check, CheckReport};
+pub use damage::LogDamage;
 pub use error::StorageError;
 pub use header::Identity;
 
@@ -24,6 +34,7 @@ use hard_state::HardStateFile;
 use lock::DirLock;
 use skiff_core::{Action, Entry, HardState, LogIndex};
 use std::fs::{self, File};
+use std::io::Write;
 use std::path::Path;
 use wal::Wal;
 
@@ -32,8 +43,12 @@ use wal::Wal;
 pub struct Recovered {
     /// The last stored term and vote.
     pub hard_state: HardState,
-    /// The log, entry `i` at position `i - 1`.
+    /// The log, entry `i` at position `i - 1`: the whole log, or with
+    /// `damage` the prefix that is provably intact.
     pub log: Vec<Entry>,
+    /// Damage that may have cost entries the node acknowledged. The storage
+    /// then refuses to write the log until it is repaired.
+    pub damage: Option<LogDamage>,
 }
 
 /// The open, locked storage of one node.
@@ -43,13 +58,20 @@ pub struct Storage {
     hard_state_file: HardStateFile,
     /// The last `StateStore` of the turn, not yet written.
     pending_hard_state: Option<HardState>,
-    wal: Wal,
+    /// The log, or the damage that keeps it from being written.
+    wal: Result<Wal, LogDamage>,
     syncs: u64,
 }
 
 impl Storage {
     /// Locks and opens the data directory `dir` (created if missing, its
     /// parent must exist), recovering what it holds.
+    ///
+    /// A torn tail is cut off with a warning. Damage that may have cost
+    /// acknowledged entries is returned in [`Recovered::damage`], with the
+    /// intact prefix of the log, and nothing on disk is changed. Files of
+    /// another node or cluster or format, and a hard state lost in both
+    /// copies, are refused with an error.
     pub fn open(
         dir: &Path,
         identity: Identity,
@@ -60,8 +82,30 @@ impl Storage {
         }
         let lock = DirLock::acquire(dir)?;
         let hard_state_file = HardStateFile::new(dir, identity);
-        let hard_state = hard_state_file.load()?;
-        let (wal, log) = Wal::open(dir, identity, segment_bytes_max)?;
+        let mut replay = wal::replay(dir, identity)?;
+        let is_new = replay.manifest.is_none() && replay.damage.is_none();
+        let hard_state = match hard_state_file.load()? {
+            Some(state) => state,
+            // Stored before the manifest is created, so that a directory
+            // with a manifest and no hard state is known to have lost it.
+            None if is_new => {
+                hard_state_file.store(HardState::default())?;
+                HardState::default()
+            }
+            None => return Err(hard_state_file.both_missing()),
+        };
+        let wal = match replay.damage.clone() {
+            None => Ok(Wal::open(dir, identity, segment_bytes_max, &replay)?),
+            Some(damage) => {
+                tracing::error!(%damage, "the log is damaged");
+                Err(damage)
+            }
+        };
+        let recovered = Recovered {
+            hard_state,
+            log: std::mem::take(&mut replay.entries),
+            damage: replay.damage,
+        };
         let storage = Storage {
             _lock: lock,
             hard_state_file,
@@ -69,7 +113,7 @@ impl Storage {
             wal,
             syncs: 0,
         };
-        Ok((storage, Recovered { hard_state, log }))
+        Ok((storage, recovered))
     }
 
     /// Buffers one persistence action; other actions are not for storage
@@ -84,12 +128,13 @@ impl Storage {
                 Ok(())
             }
             Action::LogStore { .. } => {
+                let wal = self.writable_wal()?;
                 for (index, entry) in action.stored_entries() {
-                    self.wal.append(index, entry)?;
+                    wal.append(index, entry)?;
                 }
                 Ok(())
             }
-            Action::LogTruncate { from } => self.wal.truncate(*from),
+            Action::LogTruncate { from } => self.writable_wal()?.truncate(*from),
             Action::Send { .. } | Action::Commit { .. } | Action::Alarm { .. } => Ok(()),
         }
     }
@@ -107,9 +152,11 @@ impl Storage {
             self.hard_state_file.store(state)?;
             synced = true;
         }
-        if self.wal.has_pending() {
-            self.wal.flush()?;
-            synced = true;
+        if let Ok(wal) = &mut self.wal {
+            if wal.has_pending() {
+                wal.flush()?;
+                synced = true;
+            }
         }
         self.syncs += u64::from(synced);
         Ok(())
@@ -118,7 +165,16 @@ impl Storage {
     /// The index of the last entry written, synced or not. Between syncs,
     /// which make everything written durable, it is the durable log's end.
     pub fn last_index(&self) -> LogIndex {
-        self.wal.last_index()
+        match &self.wal {
+            Ok(wal) => wal.last_index(),
+            Err(damage) => damage.intact_through,
+        }
+    }
+
+    fn writable_wal(&mut self) -> Result<&mut Wal, StorageError> {
+        self.wal
+            .as_mut()
+            .map_err(|damage| StorageError::NeedsRepair(damage.clone()))
     }
 
     /// How many times [`Storage::sync`] had something to sync.
@@ -132,6 +188,19 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(StorageError::io(dir))
+}
+
+/// Replaces the file `name` in `dir` with `bytes` atomically and durably:
+/// a crash leaves the old file or the new one, never a mix.
+fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    let temporary = dir.join(format!("{name}.tmp"));
+    let mut file = File::create(&temporary).map_err(StorageError::io(&temporary))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(StorageError::io(&temporary))?;
+    let path = dir.join(name);
+    fs::rename(&temporary, &path).map_err(StorageError::io(&path))?;
+    sync_dir(dir)
 }
 
 #[cfg(test)]

@@ -6,7 +6,14 @@
 //! payload  = kind: u8 | body
 //!   kind 1 (entry):    index: u64 LE | term: u64 LE | data (the rest)
 //!   kind 2 (truncate): from: u64 LE   (entries at `from` and after are removed)
+//!   kind 3 (sync):     last index: u64 LE | segment sequence: u64 LE
 //! ```
+//!
+//! A sync record ends every batch that was synced: it is written with the
+//! batch, just before its `fdatasync`, so it costs no extra system call, and
+//! once the sync completes everything before it is durable. It carries the
+//! log's last index and its segment's sequence number, which recovery checks
+//! against what it replayed.
 //!
 //! The checksum covers the length too, so a flipped bit in a length field is
 //! caught once the record's bytes are read. The checksum is computed when a
@@ -24,8 +31,10 @@ pub const RECORD_PAYLOAD_BYTES_MAX: usize = 64 << 20;
 
 const KIND_ENTRY: u8 = 1;
 const KIND_TRUNCATE: u8 = 2;
+const KIND_SYNC: u8 = 3;
 const ENTRY_FIXED_BYTES: usize = 1 + 8 + 8;
 const TRUNCATE_BYTES: usize = 1 + 8;
+const SYNC_BYTES: usize = 1 + 8 + 8;
 
 /// One decoded record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +50,13 @@ pub enum Record {
     Truncate {
         /// The first removed index.
         from: LogIndex,
+    },
+    /// Everything before this record was synced.
+    Sync {
+        /// The log's last index at the sync.
+        last_index: LogIndex,
+        /// The sequence number of the segment holding the record.
+        sequence: u64,
     },
 }
 
@@ -60,9 +76,6 @@ pub enum Decoded {
     Invalid {
         /// What is wrong, for the error message.
         reason: String,
-        /// Where the bad record would end if its length is believed, to tell
-        /// a bad last record from a bad record with others after it.
-        end: usize,
     },
 }
 
@@ -81,6 +94,15 @@ pub fn encode_truncate(from: LogIndex, out: &mut Vec<u8>) {
     let start = begin(out);
     out.push(KIND_TRUNCATE);
     out.extend_from_slice(&from.0.to_le_bytes());
+    finish(out, start);
+}
+
+/// Appends the encoding of a sync record to `out`.
+pub fn encode_sync(last_index: LogIndex, sequence: u64, out: &mut Vec<u8>) {
+    let start = begin(out);
+    out.push(KIND_SYNC);
+    out.extend_from_slice(&last_index.0.to_le_bytes());
+    out.extend_from_slice(&sequence.to_le_bytes());
     finish(out, start);
 }
 
@@ -118,7 +140,7 @@ pub fn decode(buffer: &Bytes) -> Decoded {
     let end = RECORD_HEADER_BYTES.saturating_add(length);
     if length > RECORD_PAYLOAD_BYTES_MAX {
         let reason = format!("length {length} exceeds the limit of {RECORD_PAYLOAD_BYTES_MAX}");
-        return Decoded::Invalid { reason, end };
+        return Decoded::Invalid { reason };
     }
     if buffer.len() < end {
         return Decoded::Incomplete;
@@ -127,11 +149,11 @@ pub fn decode(buffer: &Bytes) -> Decoded {
     let crc = checksum(&buffer[0..4], &payload);
     if crc != stored_crc {
         let reason = format!("checksum {crc:#010x} does not match the stored {stored_crc:#010x}");
-        return Decoded::Invalid { reason, end };
+        return Decoded::Invalid { reason };
     }
     match decode_payload(payload) {
         Ok(record) => Decoded::Record { record, bytes: end },
-        Err(reason) => Decoded::Invalid { reason, end },
+        Err(reason) => Decoded::Invalid { reason },
     }
 }
 
@@ -148,12 +170,37 @@ fn decode_payload(payload: Bytes) -> Result<Record, String> {
         Some(&KIND_TRUNCATE) if payload.len() == TRUNCATE_BYTES => Ok(Record::Truncate {
             from: LogIndex(read_u64(1)),
         }),
+        Some(&KIND_SYNC) if payload.len() == SYNC_BYTES => Ok(Record::Sync {
+            last_index: LogIndex(read_u64(1)),
+            sequence: read_u64(9),
+        }),
         Some(kind) => Err(format!(
             "record of kind {kind} with a payload of {} bytes",
             payload.len()
         )),
         None => Err("empty record".to_string()),
     }
+}
+
+/// The valid records found in `buffer` from `from` on, each with its
+/// offset, when the frame boundaries there are unknown (after damage): it
+/// tries every offset, and after a valid record goes on past its end.
+/// For the damage path only: it may read a record's bytes many times.
+pub fn resync(buffer: &Bytes, from: usize) -> impl Iterator<Item = (usize, Record)> + '_ {
+    let mut offset = from;
+    std::iter::from_fn(move || {
+        while offset < buffer.len() {
+            match decode(&buffer.slice(offset..)) {
+                Decoded::Record { record, bytes } => {
+                    let found = offset;
+                    offset += bytes;
+                    return Some((found, record));
+                }
+                Decoded::Incomplete | Decoded::Invalid { .. } => offset += 1,
+            }
+        }
+        None
+    })
 }
 
 #[cfg(test)]
@@ -170,6 +217,7 @@ mod tests {
         encode_entry(LogIndex(7), &entry(3, "hello"), &mut out);
         encode_truncate(LogIndex(5), &mut out);
         encode_entry(LogIndex(5), &entry(4, ""), &mut out);
+        encode_sync(LogIndex(5), 3, &mut out);
         let mut buffer = Bytes::from(out);
         let mut records = Vec::new();
         while !buffer.is_empty() {
@@ -191,8 +239,27 @@ mod tests {
                     index: LogIndex(5),
                     entry: entry(4, "")
                 },
+                Record::Sync {
+                    last_index: LogIndex(5),
+                    sequence: 3
+                },
             ]
         );
+    }
+
+    #[test]
+    fn resync_finds_the_records_after_a_damaged_length() {
+        let mut out = Vec::new();
+        encode_entry(LogIndex(1), &entry(1, "first"), &mut out);
+        let second = out.len();
+        encode_entry(LogIndex(2), &entry(1, "second"), &mut out);
+        let sync = out.len();
+        encode_sync(LogIndex(2), 1, &mut out);
+        out[0] ^= 0x10; // the first record's length now points elsewhere
+        let buffer = Bytes::from(out);
+        assert!(matches!(decode(&buffer), Decoded::Invalid { .. }));
+        let found: Vec<usize> = resync(&buffer, 1).map(|(at, _)| at).collect();
+        assert_eq!(found, [second, sync]);
     }
 
     #[test]

@@ -39,6 +39,27 @@ fn write_log(dir: &Path, count: u64, segment_bytes_max: u64) {
     storage.sync().unwrap();
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    for item in fs::read_dir(from).unwrap() {
+        let path = item.unwrap().path();
+        if path.file_name().unwrap() != "lock" {
+            fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// Where each record of a segment's bytes starts, then where the last ends.
+fn record_bounds(segment: &[u8]) -> Vec<usize> {
+    let bytes = bytes::Bytes::copy_from_slice(segment);
+    let mut bounds = vec![SEGMENT_HEADER_BYTES];
+    let mut offset = SEGMENT_HEADER_BYTES;
+    while let record::Decoded::Record { bytes: size, .. } = record::decode(&bytes.slice(offset..)) {
+        offset += size;
+        bounds.push(offset);
+    }
+    bounds
+}
+
 fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
@@ -131,42 +152,80 @@ fn small_segments_roll_over_and_replay_in_order() {
     assert_eq!(open(dir.path(), 128).unwrap().1.log.len(), 51);
 }
 
-#[test]
-fn a_torn_tail_is_cut_off_and_the_log_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    write_log(dir.path(), 3, SEGMENT_BYTES);
-    let path = segments(dir.path()).pop().unwrap();
-    let length = fs::metadata(&path).unwrap().len();
-    File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(length - 3)
-        .unwrap();
-
-    let (mut storage, recovered) = open(dir.path(), SEGMENT_BYTES).unwrap();
-    assert_eq!(data(&recovered.log), ["v1", "v2"]);
-    store(&mut storage, 3, 1, "w3");
-    storage.sync().unwrap();
-    drop(storage);
-    assert_eq!(
-        data(&open(dir.path(), SEGMENT_BYTES).unwrap().1.log),
-        ["v1", "v2", "w3"]
-    );
+/// Where the records of segment `path` end.
+fn records_end(path: &Path) -> usize {
+    *record_bounds(&fs::read(path).unwrap()).last().unwrap()
 }
 
 #[test]
-fn a_damaged_last_record_or_trailing_zeros_count_as_torn() {
+fn a_torn_last_batch_cut_at_any_point_recovers_the_synced_log() {
+    // Small segments: every cut copies and recovers the whole directory.
+    const SMALL_SEGMENT_BYTES: u64 = 4096;
+    let template = tempfile::tempdir().unwrap();
+    write_log(template.path(), 2, SMALL_SEGMENT_BYTES);
+    let path = segments(template.path()).pop().unwrap();
+    let synced_end = records_end(&path);
+    {
+        let (mut storage, _) = open(template.path(), SMALL_SEGMENT_BYTES).unwrap();
+        store(&mut storage, 3, 1, "v3");
+        store(&mut storage, 4, 1, "v4");
+        storage.sync().unwrap();
+    }
+    let full = fs::read(&path).unwrap();
+    let batch_end = records_end(&path);
+    for cut in synced_end..=batch_end {
+        // A crash during the write of the last batch leaves any prefix of
+        // it, and zeros where the rest would be.
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(template.path(), dir.path());
+        let mut torn = full.clone();
+        torn[cut..].fill(0);
+        fs::write(dir.path().join(path.file_name().unwrap()), &torn).unwrap();
+        let (mut storage, recovered) = open(dir.path(), SMALL_SEGMENT_BYTES).unwrap();
+        assert_eq!(recovered.damage, None, "cut at {cut}");
+        let log = data(&recovered.log);
+        assert!(
+            log.starts_with(&["v1".into(), "v2".into()]),
+            "cut at {cut}: {log:?}"
+        );
+        let next = recovered.log.len() as u64 + 1;
+        store(&mut storage, next, 1, "w");
+        storage.sync().unwrap();
+        drop(storage);
+        let (_, reopened) = open(dir.path(), SMALL_SEGMENT_BYTES).unwrap();
+        assert_eq!(reopened.damage, None, "cut at {cut}");
+        assert_eq!(data(&reopened.log).last().unwrap(), "w", "cut at {cut}");
+    }
+}
+
+#[test]
+fn a_flipped_length_in_the_last_segment_is_damage_not_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
-    write_log(dir.path(), 3, SEGMENT_BYTES);
+    write_log(dir.path(), 300, SEGMENT_BYTES);
     let path = segments(dir.path()).pop().unwrap();
     let mut bytes = fs::read(&path).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0xff;
-    bytes.extend_from_slice(&[0; 100]);
+    let fourth = record_bounds(&bytes)[3];
+    bytes[fourth + 1] ^= 0x04; // the length of the fourth record
     fs::write(&path, &bytes).unwrap();
-    let (_, recovered) = open(dir.path(), SEGMENT_BYTES).unwrap();
-    assert_eq!(data(&recovered.log), ["v1", "v2"]);
+    let (mut storage, recovered) = open(dir.path(), SEGMENT_BYTES).unwrap();
+    let damage = recovered.damage.expect("damage");
+    assert_eq!(
+        (damage.path.as_path(), damage.offset),
+        (path.as_path(), fourth as u64)
+    );
+    assert_eq!(damage.intact_through, LogIndex(3));
+    assert_eq!(damage.synced_through, Some(LogIndex(300)));
+    assert_eq!(data(&recovered.log), ["v1", "v2", "v3"]);
+    assert!(
+        damage.to_string().contains("intact through index 3"),
+        "{damage}"
+    );
+    let err = storage
+        .persist(&Action::LogTruncate { from: LogIndex(2) })
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NeedsRepair(_)), "{err}");
+    drop(storage);
+    assert_eq!(fs::read(&path).unwrap(), bytes, "damage is left as found");
 }
 
 #[test]
@@ -177,25 +236,14 @@ fn mid_log_corruption_names_the_file_and_offset() {
     let mut bytes = fs::read(&path).unwrap();
     bytes[SEGMENT_HEADER_BYTES + 20] ^= 1; // inside the first record's payload
     fs::write(&path, &bytes).unwrap();
-    let err = open(dir.path(), SEGMENT_BYTES).unwrap_err();
-    match &err {
-        StorageError::CorruptRecord {
-            path: bad, offset, ..
-        } => {
-            assert_eq!(bad, &path);
-            assert_eq!(*offset, SEGMENT_HEADER_BYTES as u64);
-        }
-        other => panic!("expected a corrupt record, got {other}"),
-    }
-    let text = err.to_string();
-    assert!(
-        text.contains(&path.display().to_string()) && text.contains("offset 40"),
-        "{text}"
-    );
+    let damage = open(dir.path(), SEGMENT_BYTES).unwrap().1.damage.unwrap();
+    assert_eq!(damage.path, path);
+    assert_eq!(damage.offset, SEGMENT_HEADER_BYTES as u64);
+    assert_eq!(damage.intact_through, LogIndex(0));
 }
 
 #[test]
-fn damage_in_a_sealed_segment_is_corruption_even_at_its_end() {
+fn a_sealed_segment_cut_short_is_damage() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), 50, 128);
     let first = segments(dir.path()).remove(0);
@@ -206,21 +254,45 @@ fn damage_in_a_sealed_segment_is_corruption_even_at_its_end() {
         .unwrap()
         .set_len(length - 1)
         .unwrap();
-    let err = open(dir.path(), 128).unwrap_err();
-    assert!(matches!(err, StorageError::CorruptRecord { .. }), "{err}");
+    let damage = open(dir.path(), 128).unwrap().1.damage.unwrap();
+    assert_eq!(damage.path, first);
 }
 
 #[test]
-fn a_missing_segment_is_named() {
+fn missing_segments_are_named_first_middle_last_or_all() {
+    let template = tempfile::tempdir().unwrap();
+    write_log(template.path(), 50, 128);
+    let names: Vec<_> = segments(template.path())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
+    let middle = names.len() / 2;
+    for removed in [
+        vec![0],
+        vec![middle],
+        vec![names.len() - 1],
+        (0..names.len()).collect(),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(template.path(), dir.path());
+        for &i in &removed {
+            fs::remove_file(dir.path().join(&names[i])).unwrap();
+        }
+        let damage = open(dir.path(), 128).unwrap().1.damage.unwrap();
+        assert_eq!(damage.path, dir.path().join(&names[removed[0]]), "{damage}");
+        assert!(damage.reason.contains("missing segment"), "{damage}");
+    }
+}
+
+#[test]
+fn a_missing_manifest_is_damage_where_segments_exist() {
     let dir = tempfile::tempdir().unwrap();
-    write_log(dir.path(), 50, 128);
-    let second = segments(dir.path()).remove(1);
-    fs::remove_file(&second).unwrap();
-    let err = open(dir.path(), 128).unwrap_err();
-    assert!(
-        matches!(&err, StorageError::MissingSegment { path } if *path == second),
-        "{err}"
-    );
+    write_log(dir.path(), 3, SEGMENT_BYTES);
+    fs::remove_file(dir.path().join("manifest")).unwrap();
+    let (_, recovered) = open(dir.path(), SEGMENT_BYTES).unwrap();
+    let damage = recovered.damage.unwrap();
+    assert_eq!(damage.path, dir.path().join("manifest"));
+    assert_eq!(data(&recovered.log), ["v1", "v2", "v3"]);
 }
 
 #[test]
@@ -243,7 +315,7 @@ fn a_log_of_another_node_or_cluster_is_refused() {
 }
 
 #[test]
-fn a_torn_segment_header_is_removed() {
+fn an_empty_segment_past_the_manifest_is_removed() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), 2, SEGMENT_BYTES);
     let torn = dir.path().join(format!("{:020}.wal", 2));
@@ -258,6 +330,18 @@ fn a_torn_segment_header_is_removed() {
 }
 
 #[test]
+fn a_new_directory_holds_both_hard_state_copies_and_losing_both_later_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 3, SEGMENT_BYTES);
+    fs::remove_file(dir.path().join("hardstate.a")).unwrap();
+    let (_, recovered) = open(dir.path(), SEGMENT_BYTES).unwrap();
+    assert_eq!(recovered.log.len(), 3);
+    fs::remove_file(dir.path().join("hardstate.b")).unwrap();
+    let err = open(dir.path(), SEGMENT_BYTES).unwrap_err();
+    assert!(matches!(err, StorageError::HardStateLost { .. }), "{err}");
+}
+
+#[test]
 fn the_directory_is_locked_while_open() {
     let dir = tempfile::tempdir().unwrap();
     let first = open(dir.path(), SEGMENT_BYTES).unwrap();
@@ -266,3 +350,5 @@ fn the_directory_is_locked_while_open() {
     drop(first);
     open(dir.path(), SEGMENT_BYTES).unwrap();
 }
+
+mod faults;

@@ -4,9 +4,18 @@
 //!
 //! Segments are named `00000000000000000001.wal`, `...0002.wal` and so on,
 //! numbered from 1 without gaps. Each starts with the common header (magic
-//! `SKIFFWAL`), its own sequence number and a CRC32C of those bytes, then
-//! records (see `record`). When a segment passes the size limit it is
-//! synced and sealed, and a new one is started.
+//! `SKIFFWAL`), its own sequence number, the length it was created with and
+//! a CRC32C of those bytes, then records (see `record`), then zeros: a
+//! segment is created at its full length (the size limit), so a segment
+//! cut short is told by its length, and the log ends where the zeros start.
+//! When a segment passes the size limit it is synced and sealed, and a new
+//! one is started: created and synced first, then named in the manifest
+//! (see `manifest`), then written to.
+//!
+//! Every sync writes a sync record at the end of its batch, in the same
+//! write, just before the `fdatasync`: the last sync record on disk marks
+//! how far the log was acknowledged, at the cost of one small record per
+//! sync and no extra system call. A sealed segment ends with one.
 //!
 //! # Truncation
 //!
@@ -22,33 +31,54 @@
 //!
 //! # Recovery
 //!
-//! Records are replayed in order. A record cut short, or a damaged record
-//! with nothing but zeros after it in the last segment, is
-//! the trace of a crash during a write that was never synced, so never
-//! acknowledged: it is cut off with a warning. Any other damage, a gap in
-//! the indices, a missing segment or a file of another node or cluster stops
-//! the recovery with an error naming the file and the offset.
+//! [`replay`] reads the log without changing anything; [`Wal::open`] then
+//! makes the few changes a crash calls for. Only what was written after the
+//! last completed sync can be torn by a crash, so:
+//!
+//! * A bad record (checksum, impossible length, cut short) in the last
+//!   segment with no intact sync record of that segment anywhere after it
+//!   is a torn tail: never synced, so never acknowledged. It is cut off with
+//!   a warning. With a damaged length the frame boundaries are lost, so the
+//!   rest of the segment is searched at every offset for a valid sync record.
+//! * A bad record with an intact sync record after it, or in a sealed
+//!   segment; a record whose checksum holds but which does not follow the
+//!   log (an index gap, a sync record for another index or segment); a sealed
+//!   segment that does not end with a sync record; a segment the manifest
+//!   names that is missing; a segment it does not name that holds records; a
+//!   damaged or missing manifest where segments exist: all are damage
+//!   ([`LogDamage`]). Recovery returns the log up to the damage and changes
+//!   nothing on disk.
+//! * An empty segment one past the manifest's last is the trace of a
+//!   rotation cut short, and is removed.
+//! * A segment shorter than the length in its header was cut short: damage.
+//!
+//! The log alone cannot tell every fault from a crash: zeros written over
+//! the end of the last segment's records, its last sync record included,
+//! look like a write torn by a crash, and the records they cover are lost
+//! without a report. Every other loss of synced records is reported.
 //!
 //! A process crash (even SIGKILL) loses nothing that was written, since the
 //! page cache survives it. On power loss the kernel may have persisted the
-//! pages of an unsynced write out of order, leaving a damaged record with
-//! valid ones after it; those records were never acknowledged, but recovery
-//! cannot tell them from real damage, so it refuses to start rather than guess.
+//! pages of an unsynced write out of order; if a sync record of that write
+//! reached the disk while an earlier page did not, recovery reports damage,
+//! erring on the side of a refusal.
 
+use super::damage::LogDamage;
 use super::error::StorageError;
-use super::header::{check_header, encode_header, Identity, HEADER_BYTES};
+use super::header::{check_sealed, encode_header, seal, Fault, Identity, HEADER_BYTES};
+use super::manifest::{self, Manifest};
 use super::record::{self, Decoded, Record};
 use super::sync_dir;
 use bytes::Bytes;
 use skiff_core::{Entry, LogIndex};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"SKIFFWAL";
 const SEGMENT_EXTENSION: &str = "wal";
-/// Common header, sequence number, CRC32C.
-pub const SEGMENT_HEADER_BYTES: usize = HEADER_BYTES + 8 + 4;
+/// Common header, sequence number, length at creation, CRC32C.
+pub const SEGMENT_HEADER_BYTES: usize = HEADER_BYTES + 8 + 8 + 4;
 
 /// The segment being appended to.
 #[derive(Debug)]
@@ -56,7 +86,7 @@ struct Segment {
     file: File,
     path: PathBuf,
     sequence: u64,
-    /// Bytes written to the file, header included.
+    /// Where the records end (the file is longer, zeros after them).
     bytes: u64,
 }
 
@@ -67,6 +97,8 @@ pub struct Wal {
     dir: PathBuf,
     identity: Identity,
     segment_bytes_max: u64,
+    /// The first segment, as the manifest names it.
+    first_sequence: u64,
     segment: Segment,
     /// Encoded records not yet written to the segment.
     pending: Vec<u8>,
@@ -74,64 +106,185 @@ pub struct Wal {
     last_index: LogIndex,
 }
 
+/// What a read of the log found, before anything on disk is changed.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// The entries recovered: the whole log, or the prefix before `damage`.
+    pub entries: Vec<Entry>,
+    /// The manifest, when it is intact.
+    pub manifest: Option<Manifest>,
+    /// Where appends would continue in the last segment.
+    pub last_bytes: u64,
+    /// A torn write at the end of the last segment, to cut off.
+    pub torn: Option<TornTail>,
+    /// An empty segment past the manifest's last, left by a rotation cut
+    /// short, to remove.
+    pub leftover: Option<PathBuf>,
+    /// Damage that no crash explains.
+    pub damage: Option<LogDamage>,
+    /// Segments read.
+    pub segments: u64,
+    /// Valid records read, sync records included.
+    pub records: u64,
+    /// The log's last index at the last sync record read.
+    pub synced_through: Option<LogIndex>,
+}
+
+/// A write cut short by a crash at the end of the last segment.
+#[derive(Clone, Debug)]
+pub struct TornTail {
+    /// The segment.
+    pub path: PathBuf,
+    /// Where the torn record starts; the segment is cut to this length.
+    pub offset: u64,
+    /// How many bytes are cut off.
+    pub bytes: u64,
+    /// What is wrong with the torn record.
+    pub reason: String,
+}
+
 /// How a segment's replay ended.
 enum SegmentEnd {
     /// Every byte was a valid record; the segment is `bytes` long.
     Clean { bytes: u64 },
-    /// A torn record starts at `offset`; what follows must be cut off.
-    Torn { offset: u64, reason: String },
-    /// The segment's own header was never completely written.
-    TornHeader,
+    /// A write after the last sync was cut short.
+    Torn(TornTail),
+    /// Damage that no crash explains, at `offset`.
+    Damaged {
+        offset: u64,
+        reason: String,
+        synced_through: Option<LogIndex>,
+    },
+}
+
+/// Reads the log in `dir` as recovery finds it, changing nothing.
+pub fn replay(dir: &Path, identity: Identity) -> Result<Replay, StorageError> {
+    let present = list_segments(dir)?;
+    let highest = present.last().copied().unwrap_or(0);
+    let manifest_path = manifest::path(dir);
+    let mut replay = Replay::default();
+    // Without an intact manifest the segments present are read anyway, to
+    // return the intact prefix along with the damage.
+    let (first, last, manifest_damage) = match manifest::load(dir, identity) {
+        Ok(Some(manifest)) => {
+            replay.manifest = Some(manifest);
+            (manifest.first, manifest.last, None)
+        }
+        Ok(None) if present.iter().all(|&s| s == 1 && is_empty_segment(dir, s)) => (1, 0, None),
+        Ok(None) => (
+            1,
+            highest,
+            Some((
+                0,
+                "missing, but the directory holds log segments".to_string(),
+            )),
+        ),
+        Err(Fault::Damaged { offset, reason }) => (1, highest, Some((offset, reason))),
+        Err(Fault::Refused(error)) => return Err(error),
+    };
+    for sequence in first..=last {
+        let path = segment_path(dir, sequence);
+        if present.binary_search(&sequence).is_err() {
+            let reason = format!("missing segment (segments {first} to {last} must exist)");
+            replay.damage = Some(damage_at(&replay, path, 0, reason, None));
+            return Ok(replay);
+        }
+        let bytes = Bytes::from(fs::read(&path).map_err(StorageError::io(&path))?);
+        replay.segments += 1;
+        match replay_segment(
+            &path,
+            identity,
+            sequence,
+            &bytes,
+            sequence == last,
+            &mut replay,
+        )? {
+            SegmentEnd::Clean { bytes } => replay.last_bytes = bytes,
+            SegmentEnd::Torn(torn) => {
+                replay.last_bytes = torn.offset;
+                replay.torn = Some(torn);
+            }
+            SegmentEnd::Damaged {
+                offset,
+                reason,
+                synced_through,
+            } => {
+                replay.damage = Some(damage_at(&replay, path, offset, reason, synced_through));
+                return Ok(replay);
+            }
+        }
+    }
+    for &sequence in present.iter().filter(|s| !(first..=last).contains(*s)) {
+        let path = segment_path(dir, sequence);
+        if sequence == last + 1 && is_empty_segment(dir, sequence) {
+            replay.leftover = Some(path);
+        } else {
+            let reason = format!("segment not named by the manifest (segments {first} to {last})");
+            replay.damage = Some(damage_at(&replay, path, 0, reason, None));
+            return Ok(replay);
+        }
+    }
+    if let Some((offset, reason)) = manifest_damage {
+        replay.damage = Some(damage_at(&replay, manifest_path, offset, reason, None));
+    }
+    Ok(replay)
+}
+
+fn damage_at(
+    replay: &Replay,
+    path: PathBuf,
+    offset: u64,
+    reason: String,
+    synced_through: Option<LogIndex>,
+) -> LogDamage {
+    LogDamage {
+        path,
+        offset,
+        reason,
+        intact_through: LogIndex(replay.entries.len() as u64),
+        synced_through,
+    }
 }
 
 impl Wal {
-    /// Opens the log in `dir`, recovering its entries, or starts an empty one.
+    /// Opens the log in `dir` for appending after a [`replay`] that found
+    /// no damage: cuts off its torn tail, removes a leftover empty segment,
+    /// and starts segment 1 and the manifest in a new directory.
     pub fn open(
         dir: &Path,
         identity: Identity,
         segment_bytes_max: u64,
-    ) -> Result<(Wal, Vec<Entry>), StorageError> {
-        let mut sequences = list_segments(dir)?;
-        if let Some(missing) = first_missing(&sequences) {
-            return Err(StorageError::MissingSegment {
-                path: segment_path(dir, missing),
-            });
+        replay: &Replay,
+    ) -> Result<Wal, StorageError> {
+        assert!(replay.damage.is_none(), "a damaged log is not opened");
+        if let Some(torn) = &replay.torn {
+            cut_torn_tail(torn)?;
         }
-        let mut entries = Vec::new();
-        let mut last_bytes = 0;
-        for (position, &sequence) in sequences.clone().iter().enumerate() {
-            let is_last = position + 1 == sequences.len();
-            let path = segment_path(dir, sequence);
-            let bytes = Bytes::from(fs::read(&path).map_err(StorageError::io(&path))?);
-            match replay_segment(&path, identity, sequence, &bytes, is_last, &mut entries)? {
-                SegmentEnd::Clean { bytes } => last_bytes = bytes,
-                SegmentEnd::Torn { offset, reason } => {
-                    cut_torn_tail(&path, offset, bytes.len() as u64, &reason)?;
-                    last_bytes = offset;
-                }
-                SegmentEnd::TornHeader => {
-                    tracing::warn!(path = %path.display(), "removing a segment whose header was never completely written");
-                    fs::remove_file(&path).map_err(StorageError::io(&path))?;
-                    sync_dir(dir)?;
-                    // The previous segment, if any, was sealed and replayed
-                    // clean, so `last_bytes` already holds its length.
-                    sequences.pop();
-                }
+        if let Some(leftover) = &replay.leftover {
+            tracing::warn!(path = %leftover.display(), "removing an empty segment left by a rotation cut short");
+            fs::remove_file(leftover).map_err(StorageError::io(leftover))?;
+            sync_dir(dir)?;
+        }
+        let (first_sequence, segment) = match replay.manifest {
+            Some(manifest) => (
+                manifest.first,
+                open_for_append(dir, manifest.last, replay.last_bytes)?,
+            ),
+            None => {
+                let segment = create_segment(dir, identity, 1, segment_bytes_max)?;
+                manifest::store(dir, identity, Manifest { first: 1, last: 1 })?;
+                (1, segment)
             }
-        }
-        let segment = match sequences.last() {
-            Some(&sequence) => open_for_append(dir, sequence, last_bytes)?,
-            None => create_segment(dir, identity, 1)?,
         };
-        let wal = Wal {
+        Ok(Wal {
             dir: dir.to_path_buf(),
             identity,
             segment_bytes_max,
+            first_sequence,
             segment,
             pending: Vec::new(),
-            last_index: LogIndex(entries.len() as u64),
-        };
-        Ok((wal, entries))
+            last_index: LogIndex(replay.entries.len() as u64),
+        })
     }
 
     /// Buffers `entry` at `index`, which must be one past the last index.
@@ -170,12 +323,14 @@ impl Wal {
         !self.pending.is_empty()
     }
 
-    /// Writes the buffered records with one write and one `fdatasync`.
+    /// Writes the buffered records and a sync record after them with one
+    /// write and one `fdatasync`.
     pub fn flush(&mut self) -> Result<(), StorageError> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let segment = &mut self.segment;
+        record::encode_sync(self.last_index, segment.sequence, &mut self.pending);
         segment
             .file
             .write_all(&self.pending)
@@ -196,17 +351,24 @@ impl Wal {
         }
         self.flush()?;
         let next = self.segment.sequence + 1;
-        self.segment = create_segment(&self.dir, self.identity, next)?;
+        let segment = create_segment(&self.dir, self.identity, next, self.segment_bytes_max)?;
+        let manifest = Manifest {
+            first: self.first_sequence,
+            last: next,
+        };
+        manifest::store(&self.dir, self.identity, manifest)?;
+        self.segment = segment;
         Ok(())
     }
 }
 
-fn segment_path(dir: &Path, sequence: u64) -> PathBuf {
+/// The path of segment `sequence` in `dir`.
+pub fn segment_path(dir: &Path, sequence: u64) -> PathBuf {
     dir.join(format!("{sequence:020}.{SEGMENT_EXTENSION}"))
 }
 
 /// The sequence numbers of the segments in `dir`, ascending.
-fn list_segments(dir: &Path) -> Result<Vec<u64>, StorageError> {
+pub fn list_segments(dir: &Path) -> Result<Vec<u64>, StorageError> {
     let mut sequences = Vec::new();
     for item in fs::read_dir(dir).map_err(StorageError::io(dir))? {
         let name = item.map_err(StorageError::io(dir))?.file_name();
@@ -221,12 +383,14 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, StorageError> {
     Ok(sequences)
 }
 
-/// The first sequence number missing from a run that must be `1..=n`.
-fn first_missing(sequences: &[u64]) -> Option<u64> {
-    (1..)
-        .zip(sequences)
-        .find(|(expected, found)| *expected != **found)
-        .map(|(expected, _)| expected)
+/// Whether segment `sequence` holds no record (at most a header).
+fn is_empty_segment(dir: &Path, sequence: u64) -> bool {
+    fs::read(segment_path(dir, sequence))
+        .is_ok_and(|bytes| bytes.get(SEGMENT_HEADER_BYTES..).is_none_or(all_zeros))
+}
+
+fn all_zeros(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| *b == 0)
 }
 
 fn replay_segment(
@@ -235,93 +399,94 @@ fn replay_segment(
     sequence: u64,
     bytes: &Bytes,
     is_last: bool,
-    entries: &mut Vec<Entry>,
+    replay: &mut Replay,
 ) -> Result<SegmentEnd, StorageError> {
-    if bytes.len() < SEGMENT_HEADER_BYTES && is_last {
-        return Ok(SegmentEnd::TornHeader);
+    let damaged = |offset: usize, reason: String| SegmentEnd::Damaged {
+        offset: offset as u64,
+        reason,
+        synced_through: None,
+    };
+    match check_sealed(path, MAGIC, identity, bytes, SEGMENT_HEADER_BYTES) {
+        Ok(()) => {}
+        Err(Fault::Damaged { offset, reason }) => {
+            return Ok(damaged(
+                offset as usize,
+                format!("segment header: {reason}"),
+            ))
+        }
+        Err(Fault::Refused(error)) => return Err(error),
     }
-    check_segment_header(path, identity, sequence, bytes)?;
+    let read_u64 = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let found = read_u64(HEADER_BYTES);
+    if found != sequence {
+        let reason = format!("sequence number {found} in the header, expected {sequence}");
+        return Ok(damaged(HEADER_BYTES, reason));
+    }
+    let created = read_u64(HEADER_BYTES + 8);
+    if (bytes.len() as u64) < created {
+        let reason = format!("segment cut short: created {created} bytes long");
+        return Ok(damaged(bytes.len(), reason));
+    }
     let mut offset = SEGMENT_HEADER_BYTES;
+    let mut ends_with_sync = false;
     while offset < bytes.len() {
         let rest = bytes.slice(offset..);
-        let corrupt = |reason: String| StorageError::CorruptRecord {
-            path: path.to_path_buf(),
-            offset: offset as u64,
-            reason,
-        };
-        match record::decode(&rest) {
+        let problem = match record::decode(&rest) {
             Decoded::Record { record, bytes } => {
-                apply_record(record, entries).map_err(corrupt)?;
-                offset += bytes;
-            }
-            Decoded::Incomplete if is_last => {
-                let reason = format!("record cut short after {} bytes", rest.len());
-                return Ok(SegmentEnd::Torn {
-                    offset: offset as u64,
-                    reason,
-                });
-            }
-            Decoded::Incomplete => {
-                return Err(corrupt("record cut short in a sealed segment".into()))
-            }
-            Decoded::Invalid { reason, end } => {
-                // Only zeros (or nothing) after it: nothing was written
-                // after this record, so it is the torn last write.
-                let zeros_after = |from: usize| {
-                    rest.get(from..)
-                        .is_some_and(|after| after.iter().all(|b| *b == 0))
-                };
-                let is_tail = zeros_after(end) || zeros_after(0);
-                if is_last && is_tail {
-                    return Ok(SegmentEnd::Torn {
-                        offset: offset as u64,
-                        reason,
-                    });
+                ends_with_sync = matches!(record, Record::Sync { .. });
+                if let Err(reason) = apply_record(record, sequence, replay) {
+                    return Ok(damaged(offset, reason));
                 }
-                return Err(corrupt(reason));
+                replay.records += 1;
+                offset += bytes;
+                continue;
             }
-        }
+            // A record never starts with a zero length: the zeros the
+            // segment was created with.
+            _ if all_zeros(&rest) => break,
+            Decoded::Incomplete => format!("record cut short after {} bytes", rest.len()),
+            Decoded::Invalid { reason } => reason,
+        };
+        let later_sync = record::resync(bytes, offset + 1)
+            .filter_map(|(_, record)| match record {
+                Record::Sync {
+                    last_index,
+                    sequence: of,
+                } if of == sequence => Some(last_index),
+                _ => None,
+            })
+            .last();
+        return Ok(match later_sync {
+            None if is_last => SegmentEnd::Torn(TornTail {
+                path: path.to_path_buf(),
+                offset: offset as u64,
+                bytes: rest
+                    .iter()
+                    .rposition(|b| *b != 0)
+                    .map_or(0, |last| last as u64 + 1),
+                reason: problem,
+            }),
+            None => damaged(offset, format!("{problem}, in a sealed segment")),
+            Some(_) => SegmentEnd::Damaged {
+                offset: offset as u64,
+                reason: format!("{problem}, before an intact sync record"),
+                synced_through: later_sync,
+            },
+        });
+    }
+    if !is_last && !ends_with_sync {
+        let reason = "sealed segment does not end with a sync record (cut short?)".to_string();
+        return Ok(damaged(offset, reason));
     }
     Ok(SegmentEnd::Clean {
         bytes: offset as u64,
     })
 }
 
-fn check_segment_header(
-    path: &Path,
-    identity: Identity,
-    sequence: u64,
-    bytes: &[u8],
-) -> Result<(), StorageError> {
-    let bad = |offset: usize, reason: String| StorageError::BadHeader {
-        path: path.to_path_buf(),
-        offset: offset as u64,
-        reason,
-    };
-    if bytes.len() < SEGMENT_HEADER_BYTES {
-        return Err(bad(
-            0,
-            format!("segment is only {} bytes long", bytes.len()),
-        ));
-    }
-    check_header(path, MAGIC, identity, bytes)?;
-    let crc_at = SEGMENT_HEADER_BYTES - 4;
-    let stored = u32::from_le_bytes(bytes[crc_at..SEGMENT_HEADER_BYTES].try_into().expect("4"));
-    if crc32c::crc32c(&bytes[..crc_at]) != stored {
-        return Err(bad(crc_at, "checksum mismatch".into()));
-    }
-    let found = u64::from_le_bytes(bytes[HEADER_BYTES..crc_at].try_into().expect("8"));
-    if found != sequence {
-        return Err(bad(
-            HEADER_BYTES,
-            format!("sequence number {found}, expected {sequence}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Replays one record onto `entries`, or says why it cannot follow them.
-fn apply_record(record: Record, entries: &mut Vec<Entry>) -> Result<(), String> {
+/// Replays one record of segment `sequence`, or says why it cannot follow
+/// what was replayed before it.
+fn apply_record(record: Record, sequence: u64, replay: &mut Replay) -> Result<(), String> {
+    let entries = &mut replay.entries;
     let next = entries.len() as u64 + 1;
     match record {
         Record::Entry { index, entry } => {
@@ -342,32 +507,51 @@ fn apply_record(record: Record, entries: &mut Vec<Entry>) -> Result<(), String> 
             }
             entries.truncate((from.0 - 1) as usize);
         }
+        Record::Sync {
+            last_index,
+            sequence: of,
+        } => {
+            if last_index.0 != next - 1 || of != sequence {
+                return Err(format!(
+                    "sync record of index {last_index} in segment {of}, \
+                     but the log ends at {} in segment {sequence}",
+                    next - 1
+                ));
+            }
+            replay.synced_through = Some(last_index);
+        }
     }
     Ok(())
 }
 
-fn cut_torn_tail(path: &Path, offset: u64, length: u64, reason: &str) -> Result<(), StorageError> {
+fn cut_torn_tail(torn: &TornTail) -> Result<(), StorageError> {
+    let path = &torn.path;
     tracing::warn!(
         path = %path.display(),
-        offset,
-        discarded_bytes = length - offset,
-        reason,
-        "cutting off a torn record at the end of the log (a write interrupted by a crash)"
+        offset = torn.offset,
+        discarded_bytes = torn.bytes,
+        reason = torn.reason,
+        "cutting off a torn record at the end of the log (a write after the last sync, interrupted by a crash)"
     );
-    let file = OpenOptions::new()
+    // Zeroed rather than cut, so the segment keeps its length and new
+    // records after a shorter batch are not followed by stale ones.
+    let mut file = OpenOptions::new()
         .write(true)
         .open(path)
         .map_err(StorageError::io(path))?;
-    file.set_len(offset)
-        .and_then(|()| file.sync_all())
+    file.seek(SeekFrom::Start(torn.offset))
+        .and_then(|_| file.write_all(&vec![0; torn.bytes as usize]))
+        .and_then(|()| file.sync_data())
         .map_err(StorageError::io(path))
 }
 
 fn open_for_append(dir: &Path, sequence: u64, bytes: u64) -> Result<Segment, StorageError> {
     let path = segment_path(dir, sequence);
-    let file = OpenOptions::new()
-        .append(true)
+    let mut file = OpenOptions::new()
+        .write(true)
         .open(&path)
+        .map_err(StorageError::io(&path))?;
+    file.seek(SeekFrom::Start(bytes))
         .map_err(StorageError::io(&path))?;
     Ok(Segment {
         file,
@@ -377,20 +561,28 @@ fn open_for_append(dir: &Path, sequence: u64, bytes: u64) -> Result<Segment, Sto
     })
 }
 
-/// Creates segment `sequence` with its header, durably (file and directory).
-fn create_segment(dir: &Path, identity: Identity, sequence: u64) -> Result<Segment, StorageError> {
+/// Creates segment `sequence` with its header, `length` bytes long (or
+/// just its header if longer), durably (file and directory).
+fn create_segment(
+    dir: &Path,
+    identity: Identity,
+    sequence: u64,
+    length: u64,
+) -> Result<Segment, StorageError> {
     let path = segment_path(dir, sequence);
+    let length = length.max(SEGMENT_HEADER_BYTES as u64);
     let mut header = Vec::with_capacity(SEGMENT_HEADER_BYTES);
     encode_header(MAGIC, identity, &mut header);
     header.extend_from_slice(&sequence.to_le_bytes());
-    let crc = crc32c::crc32c(&header);
-    header.extend_from_slice(&crc.to_le_bytes());
+    header.extend_from_slice(&length.to_le_bytes());
+    seal(&mut header);
     let mut file = OpenOptions::new()
         .create_new(true)
-        .append(true)
+        .write(true)
         .open(&path)
         .map_err(StorageError::io(&path))?;
     file.write_all(&header)
+        .and_then(|()| file.set_len(length))
         .and_then(|()| file.sync_all())
         .map_err(StorageError::io(&path))?;
     sync_dir(dir)?;

@@ -1,0 +1,195 @@
+//! `skiff check`: what recovery would find in a stopped node's data
+//! directory and what it would do, without changing anything.
+
+use super::hard_state::{self, HardStateFile};
+use super::header::{intact_owner, Identity};
+use super::lock::DirLock;
+use super::manifest;
+use super::wal::{self, SEGMENT_HEADER_BYTES};
+use super::{LogDamage, StorageError};
+use skiff_core::HardState;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// What [`check`] found in a data directory.
+#[derive(Debug)]
+pub struct CheckReport {
+    dir: PathBuf,
+    /// Whose files these are, read from the first intact one.
+    identity: Option<Identity>,
+    /// One line per finding, in the order found.
+    findings: Vec<String>,
+    /// What recovery would do.
+    verdict: Verdict,
+}
+
+#[derive(Debug)]
+enum Verdict {
+    /// No file holds anything: the node would start with an empty log.
+    Empty,
+    /// Start with this many entries, after cutting off a torn tail of
+    /// `torn_bytes` bytes (0 when there is none).
+    Start { entries: u64, torn_bytes: u64 },
+    /// The log is damaged.
+    Damaged(LogDamage),
+    /// Recovery refuses the directory outright.
+    Refused(String),
+}
+
+impl CheckReport {
+    /// Whether the node would refuse to start or needs repair.
+    pub fn needs_repair(&self) -> bool {
+        matches!(self.verdict, Verdict::Damaged(_) | Verdict::Refused(_))
+    }
+}
+
+/// Verifies the data directory `dir` of a stopped node: every record and
+/// checksum, segment continuity against the manifest, the sync records and
+/// both hard-state copies. It takes the directory's lock for the length of
+/// the check, so it refuses a directory a running node holds
+/// ([`StorageError::Locked`]). The owner is read from the files themselves.
+pub fn check(dir: &Path) -> Result<CheckReport, StorageError> {
+    if !dir.is_dir() {
+        let source = std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory");
+        return Err(StorageError::io(dir)(source));
+    }
+    let _lock = DirLock::acquire(dir)?;
+    let mut report = CheckReport {
+        dir: dir.to_path_buf(),
+        identity: find_owner(dir)?,
+        findings: Vec::new(),
+        verdict: Verdict::Empty,
+    };
+    let Some(identity) = report.identity else {
+        return Ok(report);
+    };
+    let hard_state = HardStateFile::new(dir, identity);
+    for (name, copy) in hard_state::FILES.iter().zip(hard_state.load_copies()) {
+        report.findings.push(match copy {
+            Ok(Some(state)) => format!("{name}: {}", describe(state)),
+            Ok(None) => format!("{name}: missing"),
+            Err(error) => format!("{name}: unusable: {error}"),
+        });
+    }
+    let replay = match wal::replay(dir, identity) {
+        Ok(replay) => replay,
+        Err(error) => return refused(report, error),
+    };
+    report.findings.push(match replay.manifest {
+        Some(m) => format!("manifest: segments {} to {}", m.first, m.last),
+        None => "manifest: missing".to_string(),
+    });
+    let synced = replay
+        .synced_through
+        .map_or("none".to_string(), |index| format!("index {index}"));
+    report.findings.push(format!(
+        "log: {} segments read, {} records, {} entries; last sync record: {synced}",
+        replay.segments,
+        replay.records,
+        replay.entries.len()
+    ));
+    if let Some(leftover) = &replay.leftover {
+        let line = format!(
+            "{}: empty segment left by a rotation cut short",
+            leftover.display()
+        );
+        report.findings.push(line);
+    }
+    if let Some(torn) = &replay.torn {
+        report.findings.push(format!(
+            "{} at offset {}: torn tail of {} bytes: {}",
+            torn.path.display(),
+            torn.offset,
+            torn.bytes,
+            torn.reason
+        ));
+    }
+    let is_new = replay.manifest.is_none() && replay.damage.is_none();
+    match hard_state.load() {
+        Ok(None) if !is_new => return refused(report, hard_state.both_missing()),
+        Err(error) => return refused(report, error),
+        Ok(_) => {}
+    }
+    report.verdict = match replay.damage {
+        Some(damage) => Verdict::Damaged(damage),
+        None => Verdict::Start {
+            entries: replay.entries.len() as u64,
+            torn_bytes: replay.torn.map_or(0, |torn| torn.bytes),
+        },
+    };
+    Ok(report)
+}
+
+fn refused(mut report: CheckReport, error: StorageError) -> Result<CheckReport, StorageError> {
+    match error {
+        StorageError::Io { .. } | StorageError::Locked { .. } => Err(error),
+        refusal => {
+            report.verdict = Verdict::Refused(refusal.to_string());
+            Ok(report)
+        }
+    }
+}
+
+fn describe(state: HardState) -> String {
+    match state.voted_for {
+        Some(vote) => format!("term {}, voted for {vote}", state.term),
+        None => format!("term {}, no vote", state.term),
+    }
+}
+
+/// The owner named by the first intact file: the manifest, a hard-state
+/// copy, or a segment header.
+fn find_owner(dir: &Path) -> Result<Option<Identity>, StorageError> {
+    let mut candidates = vec![(manifest::path(dir), manifest::FILE_BYTES)];
+    for name in hard_state::FILES {
+        candidates.push((dir.join(name), hard_state::FILE_BYTES));
+    }
+    for sequence in wal::list_segments(dir)? {
+        candidates.push((wal::segment_path(dir, sequence), SEGMENT_HEADER_BYTES));
+    }
+    for (path, length) in candidates {
+        match fs::read(&path) {
+            Ok(bytes) => {
+                if let Some(owner) = intact_owner(&bytes, length) {
+                    return Ok(Some(owner));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io(&path)(e)),
+        }
+    }
+    Ok(None)
+}
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "data directory {}", self.dir.display())?;
+        match self.identity {
+            Some(owner) => writeln!(f, " (cluster {}, node {})", owner.cluster_id, owner.node_id)?,
+            None => writeln!(f)?,
+        }
+        for finding in &self.findings {
+            writeln!(f, "  {finding}")?;
+        }
+        match &self.verdict {
+            Verdict::Empty => write!(f, "recovery would: start a new, empty node (no intact file found)"),
+            Verdict::Start {
+                entries,
+                torn_bytes: 0,
+            } => write!(f, "recovery would: start normally with {entries} entries"),
+            Verdict::Start {
+                entries,
+                torn_bytes,
+            } => write!(
+                f,
+                "recovery would: cut a torn tail of {torn_bytes} bytes and start with {entries} entries"
+            ),
+            Verdict::Damaged(damage) => write!(
+                f,
+                "DAMAGE: {damage}\nrecovery would: refuse to start; the data directory needs repair"
+            ),
+            Verdict::Refused(reason) => write!(f, "recovery would: refuse to start: {reason}"),
+        }
+    }
+}
