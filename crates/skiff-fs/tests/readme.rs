@@ -52,7 +52,10 @@ fn each_rule_holds_at_its_edge() {
     assert!(!accepted(format!("write {too_long} 1\r\na\r\n").as_bytes()));
 
     assert!(accepted(b"write f 1 5\r\na\r\n"));
-    assert!(accepted(b"write  f   1 5\r\na\r\n"), "runs of spaces count as one");
+    assert!(
+        accepted(b"write  f   1 5\r\na\r\n"),
+        "runs of spaces count as one"
+    );
     assert!(!accepted(b"write f 1 -5\r\na\r\n"), "negative exptime");
     assert!(!accepted(b"write f 1\na\r\n"), "bare line feed");
     assert!(!accepted(b"write f 2\r\na\r\n\r\n"), "numbytes must match");

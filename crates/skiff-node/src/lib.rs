@@ -40,8 +40,11 @@
 //! * `config`: the cluster's TOML file and its validation.
 //! * [`local`]: a loopback cluster whose listeners are bound up front, for
 //!   tests and benchmarks.
-//! * `storage`: the data directory: write-ahead log segments, framed
-//!   records, the hard-state file, the directory lock, crash recovery.
+//! * [`storage`]: the data directory: write-ahead log segments, framed
+//!   records, the manifest, the two hard-state copies, the directory lock,
+//!   crash recovery that tells a torn tail from damage. Public for tools
+//!   that open or check a stopped node's directory ([`storage::check`],
+//!   `skiff check`); the record format stays private.
 //! * `transport`: peer connections over TCP; its [`wire`] format is public,
 //!   for tools and tests that speak to a node as a peer would.
 //! * `event_loop`: the task that owns the machine and performs its actions,
@@ -56,7 +59,7 @@ pub mod config;
 mod event_loop;
 pub mod local;
 mod node;
-mod storage;
+pub mod storage;
 mod transport;
 
 pub use api::{CommittedEntry, NodeError, StartError, Status, SubmitError, ENTRY_BYTES_MAX};

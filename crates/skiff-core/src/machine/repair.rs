@@ -81,7 +81,11 @@ impl Machine {
     /// repair's term or later (rule 3). Called whenever the commit index moves.
     pub(super) fn check_repaired(&mut self, commit: LogIndex) {
         if let Some(repair) = self.repair {
-            if self.log.term_at(commit).is_some_and(|t| t >= repair.until_term) {
+            if self
+                .log
+                .term_at(commit)
+                .is_some_and(|t| t >= repair.until_term)
+            {
                 self.repair = None;
             }
         }

@@ -22,7 +22,7 @@ mod hard_state;
 mod header;
 mod lock;
 mod manifest;
-pub mod record;
+mod record;
 mod wal;
 
 pub use check::{check, CheckReport};
