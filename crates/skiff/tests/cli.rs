@@ -1,5 +1,6 @@
 //! The command line as a user meets it: exit statuses of bad command lines,
-//! completion scripts, and the top-level help.
+//! completion scripts, and the top-level help. (A mistake found after
+//! parsing, `skiff up` over an existing cluster, is checked in up.rs.)
 
 mod common;
 
@@ -28,20 +29,6 @@ fn values_clap_refuses_exit_2_with_the_reason() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(reason), "{args:?}: {stderr}");
     }
-}
-
-#[test]
-fn a_mistake_found_after_parsing_exits_2_like_clap_s_own() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cluster.toml"), "").unwrap();
-    let output = run(&["up", "--dir", dir.path().to_str().unwrap(), "--nodes", "5"]);
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("--nodes and --base-port cannot apply"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("Usage: skiff up"), "{stderr}");
 }
 
 #[test]
