@@ -2,7 +2,7 @@
 //! the `skiff_fs` client, which finds the leader by itself.
 
 use crate::cluster_args::ServersArgs;
-use crate::duration_arg;
+use crate::{duration_arg, error_chain};
 use anyhow::Context;
 use skiff_fs::protocol::Version;
 use skiff_fs::{Client, ClientConfig, ClientError};
@@ -223,9 +223,10 @@ fn describe(operation: &Operation, error: &ClientError) -> String {
             format!("{name}: version mismatch; the current version is {current}")
         }
         error if error.outcome_unknown() => format!(
-            "{name}: {error}; the change may or may not have happened (read the file to find out)"
+            "{name}: {}; the change may or may not have happened (read the file to find out)",
+            error_chain::render(error)
         ),
-        error => format!("{name}: {error}"),
+        error => format!("{name}: {}", error_chain::render(error)),
     }
 }
 

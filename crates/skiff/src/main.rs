@@ -6,6 +6,7 @@ mod cluster_args;
 mod completions_cmd;
 mod demo;
 mod duration_arg;
+mod error_chain;
 mod fs_cmd;
 mod node_cmd;
 mod scenario_cmd;
