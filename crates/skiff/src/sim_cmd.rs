@@ -51,7 +51,8 @@ pub struct SimArgs {
     /// stops at 199; a single `N` is one seed [default: 1..=100].
     #[arg(long, value_name = "A..=B", value_parser = parse_seeds)]
     seeds: Option<RangeInclusive<u64>>,
-    /// Simulated time of the faulty part of each run: `20s`, `500ms`, `2m`.
+    /// Simulated time of the faulty part of each run: `20s`, `500ms`, `2m`
+    /// [default: 5m].
     #[arg(long, value_parser = duration_arg::between(Duration::from_millis(1), SIMULATED_MAX),
           conflicts_with = "steps")]
     duration: Option<Duration>,
@@ -61,13 +62,14 @@ pub struct SimArgs {
     /// Fault profile: none, lossy, partitions, crashes or chaos.
     #[arg(long, default_value = "chaos")]
     faults: FaultProfile,
-    /// Probability that a message is lost (overrides the profile).
+    /// Probability, 0 to 1, that a message is lost (overrides the profile).
     #[arg(long, value_parser = probability)]
     loss: Option<f64>,
-    /// Probability that a message is delivered twice.
+    /// Probability, 0 to 1, that a message is delivered twice.
     #[arg(long, value_parser = probability)]
     dup: Option<f64>,
-    /// Probability that a message is slow (50 ms to 1 s instead of 1 to 10 ms).
+    /// Probability, 0 to 1, that a message is slow (50 ms to 1 s instead of
+    /// 1 to 10 ms).
     #[arg(long, value_parser = probability)]
     slow: Option<f64>,
     /// Node crashes per simulated second, 0 to 1000.
@@ -538,6 +540,11 @@ mod tests {
             args("--duration 1m").duration,
             Some(Duration::from_secs(60))
         );
+    }
+
+    #[test]
+    fn the_documented_default_duration_is_the_simulator_s() {
+        assert_eq!(options_of(&args("")).limit, Limit::Time { ms: 300_000 });
     }
 
     #[test]
