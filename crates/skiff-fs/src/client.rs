@@ -73,8 +73,9 @@ pub enum ClientError {
         /// The file's current version.
         current: Version,
     },
-    /// The request cannot be sent: a bad name, or a file over the limits.
-    #[error("invalid request: {0}")]
+    /// The request cannot be sent: a bad name, or a file over the limits
+    /// (the source says which).
+    #[error("invalid request")]
     InvalidRequest(#[from] crate::protocol::ProtocolError),
     /// `ERR_CMD_ERR`: the server refused the request as malformed.
     #[error("the server refused the request as malformed")]
@@ -91,7 +92,7 @@ pub enum ClientError {
         last: String,
     },
     /// The connection broke after the request was sent.
-    #[error("connection to {address} lost after the request was sent: {source}")]
+    #[error("connection to {address} lost after the request was sent")]
     ConnectionLost {
         /// The server.
         address: String,

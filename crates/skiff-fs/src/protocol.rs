@@ -283,7 +283,7 @@ pub enum ProtocolError {
         field: &'static str,
     },
     /// A name is not UTF-8 or holds whitespace or control characters.
-    #[error("file name is not UTF-8 without whitespace or control characters")]
+    #[error("a file name must be UTF-8 without spaces or control characters")]
     BadName,
     /// A name is longer than [`Limits::name_bytes_max`].
     #[error("file name of {bytes} bytes; the limit is {max}")]
@@ -342,6 +342,9 @@ fn parse_write(
     args: &[&[u8]],
     limits: &Limits,
 ) -> Result<Parsed<Request>, ProtocolError> {
+    if name_holds_a_space(args, 2) {
+        return Err(ProtocolError::BadName);
+    }
     let (name, numbytes, exptime) = match args {
         [name, numbytes] => (name, numbytes, None),
         [name, numbytes, exptime] => (name, numbytes, Some(exptime)),
@@ -367,6 +370,9 @@ fn parse_cas(
     args: &[&[u8]],
     limits: &Limits,
 ) -> Result<Parsed<Request>, ProtocolError> {
+    if name_holds_a_space(args, 3) {
+        return Err(ProtocolError::BadName);
+    }
     let (name, version, numbytes, exptime) = match args {
         [name, version, numbytes] => (name, version, numbytes, None),
         [name, version, numbytes, exptime] => (name, version, numbytes, Some(exptime)),
@@ -518,6 +524,15 @@ fn arg_count(command: &'static str, expected: &'static str, args: &[&[u8]]) -> P
         expected,
         got: args.len(),
     }
+}
+
+/// Whether `args` of a command taking `required` of them read best as a
+/// name split by a space and then only numbers, as `write my file 5` does:
+/// one word too many, and the second not a number where one belongs.
+/// Without this, such a name is reported as a bad count or version.
+fn name_holds_a_space(args: &[&[u8]], required: usize) -> bool {
+    let is_number = |word: &&[u8]| parse_number(word, "").is_ok();
+    args.len() == required + 1 && !is_number(&args[1]) && args[2..].iter().all(is_number)
 }
 
 fn parse_name(word: &[u8], limits: &Limits) -> Result<String, ProtocolError> {

@@ -167,7 +167,7 @@ pub enum ServerError {
     #[error(transparent)]
     Start(#[from] StartError),
     /// The client address could not be bound.
-    #[error("cannot listen for clients on {address}: {source}")]
+    #[error("cannot listen for clients on {address}")]
     Bind {
         /// The configured client address.
         address: SocketAddr,

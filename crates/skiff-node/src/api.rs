@@ -105,7 +105,7 @@ pub enum StartError {
     },
     /// The peer address could not be bound, or the listener given for it
     /// could not be used.
-    #[error("cannot listen for peers on {address}: {source}")]
+    #[error("cannot listen for peers on {address}")]
     Bind {
         /// The configured peer address.
         address: SocketAddr,
@@ -121,8 +121,9 @@ pub enum StartError {
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// Writing or syncing the log or hard state failed. The node stops
-    /// rather than run on with state it cannot make durable.
-    #[error("storage failed: {0}")]
+    /// rather than run on with state it cannot make durable. The failure
+    /// is the source, not repeated here.
+    #[error("storage failed")]
     Storage(#[from] crate::storage::StorageError),
     /// The event-loop thread panicked or could not build its runtime.
     #[error("the event loop failed: {0}")]

@@ -79,8 +79,9 @@ fn segment_bytes_max_default() -> u64 {
 /// A configuration that cannot be used, with what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    /// The file could not be read or written; what the system said is the
+    /// source, not repeated here.
+    #[error("{path}")]
     Io {
         /// The configuration file.
         path: PathBuf,

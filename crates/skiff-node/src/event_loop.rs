@@ -392,8 +392,9 @@ impl EventLoop {
         };
         self.status.send_if_modified(|current| {
             if (current.role, current.term, current.leader) != (status.role, status.term, status.leader) {
-                let leader = status.leader.map(|id| id.0);
-                tracing::info!(role = %status.role, term = %status.term, ?leader, "role or term changed");
+                // `leader=2` or `leader=none`, not Debug's `leader=Some(2)`.
+                let leader = status.leader.map_or_else(|| "none".to_string(), |id| id.to_string());
+                tracing::info!(role = %status.role, term = %status.term, %leader, "role or term changed");
             }
             let changed = *current != status;
             *current = status;

@@ -388,7 +388,9 @@ fn report(
     done: oneshot::Sender<Result<(), NodeError>>,
 ) {
     if let Err(e) = &outcome {
-        tracing::error!(%id, reason = %e, "node stopped by an error");
+        // As an error, so that the log line carries its causes too.
+        let reason: &(dyn std::error::Error + 'static) = e;
+        tracing::error!(%id, reason, "node stopped by an error");
     }
     let _ = done.send(outcome);
 }

@@ -2,16 +2,18 @@
 //! the `skiff_fs` client, which finds the leader by itself.
 
 use crate::cluster_args::ServersArgs;
+use crate::{duration_arg, error_chain};
 use anyhow::Context;
 use skiff_fs::protocol::Version;
 use skiff_fs::{Client, ClientConfig, ClientError};
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 const EXAMPLES: &str = "\
 Examples:
   skiff fs write notes ./notes.txt            # prints: version 12
-  echo hello | skiff fs write greeting --exptime 60
+  echo hello | skiff fs write greeting --ttl 1m
   skiff fs read notes > copy.txt              # stderr: version 12, never expires
   skiff fs cas notes 12 ./notes-v2.txt        # only if notes is still at version 12
   skiff fs delete notes
@@ -45,36 +47,40 @@ enum Operation {
     /// Create or replace a file; prints its new version.
     Write {
         /// The file name (no spaces or control characters).
+        #[arg(value_parser = file_name)]
         name: String,
         /// Where the contents come from; - or absent: standard input.
         #[arg(value_name = "FILE|-")]
         source: Option<PathBuf>,
-        /// Seconds until the file expires; 0: never.
-        #[arg(long, value_name = "S", default_value_t = 0)]
-        exptime: u64,
+        /// How long the file lives, in whole seconds: `60s`, `2h`; absent: forever.
+        #[arg(long, value_parser = duration_arg::whole_seconds)]
+        ttl: Option<Duration>,
     },
     /// Print a file's contents to standard output, its version and expiry
     /// to standard error.
     Read {
         /// The file name.
+        #[arg(value_parser = file_name)]
         name: String,
     },
     /// Replace a file only if its version is still VERSION; prints the new one.
     Cas {
         /// The file name.
+        #[arg(value_parser = file_name)]
         name: String,
         /// The version the file must have.
         version: u64,
         /// Where the contents come from; - or absent: standard input.
         #[arg(value_name = "FILE|-")]
         source: Option<PathBuf>,
-        /// Seconds until the file expires; 0: never.
-        #[arg(long, value_name = "S", default_value_t = 0)]
-        exptime: u64,
+        /// How long the file lives, in whole seconds: `60s`, `2h`; absent: forever.
+        #[arg(long, value_parser = duration_arg::whole_seconds)]
+        ttl: Option<Duration>,
     },
     /// Remove a file.
     Delete {
         /// The file name.
+        #[arg(value_parser = file_name)]
         name: String,
     },
 }
@@ -124,13 +130,9 @@ impl From<anyhow::Error> for Failure {
 
 async fn perform(client: &mut Client, operation: &Operation) -> Result<(), Failure> {
     match operation {
-        Operation::Write {
-            name,
-            source,
-            exptime,
-        } => {
+        Operation::Write { name, source, ttl } => {
             let contents = read_source(source.as_ref())?;
-            let version = client.write(name, contents, *exptime).await?;
+            let version = client.write(name, contents, exptime_s(*ttl)).await?;
             print_stdout(format!("version {version}\n").as_bytes())?;
         }
         Operation::Read { name } => {
@@ -150,17 +152,35 @@ async fn perform(client: &mut Client, operation: &Operation) -> Result<(), Failu
             name,
             version,
             source,
-            exptime,
+            ttl,
         } => {
             let contents = read_source(source.as_ref())?;
             let version = client
-                .cas(name, Version(*version), contents, *exptime)
+                .cas(name, Version(*version), contents, exptime_s(*ttl))
                 .await?;
             print_stdout(format!("version {version}\n").as_bytes())?;
         }
         Operation::Delete { name } => client.delete(name).await?,
     }
     Ok(())
+}
+
+/// The protocol's exptime: seconds to live, 0 for forever.
+fn exptime_s(ttl: Option<Duration>) -> u64 {
+    ttl.map_or(0, |ttl| ttl.as_secs())
+}
+
+/// Parses a file name the protocol can carry: it is one word of the
+/// request line, so a space would split it (and the server would read the
+/// rest as the next field).
+fn file_name(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("a file name cannot be empty".into());
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("file names cannot contain spaces or control characters".into());
+    }
+    Ok(text.to_string())
 }
 
 /// The contents of `source`, or of standard input for `-` or none.
@@ -203,9 +223,10 @@ fn describe(operation: &Operation, error: &ClientError) -> String {
             format!("{name}: version mismatch; the current version is {current}")
         }
         error if error.outcome_unknown() => format!(
-            "{name}: {error}; the change may or may not have happened (read the file to find out)"
+            "{name}: {}; the change may or may not have happened (read the file to find out)",
+            error_chain::render(error)
         ),
-        error => format!("{name}: {error}"),
+        error => format!("{name}: {}", error_chain::render(error)),
     }
 }
 
@@ -221,7 +242,22 @@ fn exit_status(error: &ClientError) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    #[test]
+    fn names_the_protocol_cannot_carry_are_refused() {
+        assert_eq!(file_name("notes.txt"), Ok("notes.txt".to_string()));
+        assert_eq!(file_name("café"), Ok("café".to_string()));
+        for bad in ["my file", "tab\there", "line\n", ""] {
+            assert!(file_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(file_name("my file").unwrap_err().contains("spaces"));
+    }
+
+    #[test]
+    fn absent_ttl_means_forever() {
+        assert_eq!(exptime_s(None), 0);
+        assert_eq!(exptime_s(Some(Duration::from_secs(90))), 90);
+    }
 
     #[test]
     fn each_kind_of_failure_has_its_exit_status() {

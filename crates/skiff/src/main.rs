@@ -4,21 +4,43 @@
 mod bench;
 mod check_cmd;
 mod cluster_args;
+mod completions_cmd;
 mod demo;
+mod duration_arg;
+mod error_chain;
 mod fs_cmd;
 mod node_cmd;
 mod scenario_cmd;
 mod sim_cmd;
 mod status_cmd;
 mod up_cmd;
+mod usage;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  skiff demo                                   # a cluster, a leader crash, no write lost
+  skiff up                                     # a local cluster of 3 file servers
+  skiff fs write notes ./notes.txt             # then read, cas, delete
+  skiff status                                 # each server's role, term and leader
+  skiff sim --faults chaos --seeds 1..=200     # hunt for Raft bugs in simulated clusters
+  skiff scenario tests/scenarios               # replay the scenario files
+  skiff bench --target both --duration 20s     # skiff and etcd, side by side
+  skiff check --dir data/node-1               # verify a stopped node's data directory
+  skiff completions bash > ~/.local/share/bash-completion/completions/skiff
+
+Durations are written like 500ms, 20s, 2m or 1m 30s. `skiff COMMAND --help`
+shows each command's flags and examples. A bad command line exits with
+status 2, a failure with status 1.";
 
 #[derive(Parser)]
 #[command(
     name = "skiff",
     version,
-    about = "Skiff: Raft as a pure state machine, its simulator and its file server"
+    about = "Skiff: Raft as a pure state machine, its simulator and its file server",
+    after_help = EXAMPLES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,11 +70,14 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Verify a stopped node's data directory and say what recovery would do.
     Check(check_cmd::CheckArgs),
+    /// Print a shell completion script for bash, zsh or fish to standard output.
+    Completions(completions_cmd::CompletionsArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
+fn main() {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let outcome = match cli.command {
         Command::Scenario(args) => scenario_cmd::run(&args),
         Command::Sim(args) => sim_cmd::run(&args),
         Command::Demo(args) => demo::run(&args),
@@ -62,5 +87,47 @@ fn main() -> anyhow::Result<()> {
         Command::Fs(args) => fs_cmd::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Check(args) => check_cmd::run(&args),
+        Command::Completions(args) => completions_cmd::run(&args, &mut Cli::command()),
+    };
+    let Err(error) = outcome else {
+        return;
+    };
+    if let Some(usage) = error.downcast_ref::<usage::Error>() {
+        usage_error(matches.subcommand_name(), usage).exit();
+    }
+    // `{:#}` prints each cause once, on one line, after its context.
+    eprintln!("error: {error:#}");
+    std::process::exit(1);
+}
+
+/// `usage` as clap words its own errors, with the usage of `subcommand`.
+fn usage_error(subcommand: Option<&str>, usage: &usage::Error) -> clap::Error {
+    let mut command = Cli::command();
+    // Built, the subcommands know their full names ("skiff up").
+    command.build();
+    match subcommand.and_then(|name| command.find_subcommand_mut(name)) {
+        Some(subcommand) => subcommand.error(ErrorKind::ValueValidation, usage),
+        None => command.error(ErrorKind::ValueValidation, usage),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // clap's own checks: no clashing flags, defaults that parse, ...
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_usage_error_carries_the_subcommand_usage_and_exits_2() {
+        let error = usage::error("bad");
+        let error = usage_error(Some("up"), error.downcast_ref().unwrap());
+        assert_eq!(error.exit_code(), 2);
+        let text = error.render().to_string();
+        assert!(text.contains("error: bad"), "{text}");
+        assert!(text.contains("Usage: skiff up"), "{text}");
     }
 }

@@ -2,10 +2,13 @@
 //! they did and any rule they broke. The work is in `skiff_sim`; this module
 //! parses flags, shows progress and words the summary.
 
-use anyhow::{bail, Context};
+use crate::{duration_arg, usage};
+use anyhow::Context;
+use clap::builder::TypedValueParser as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use skiff_sim::{
-    run_seed_traced, run_seeds, FaultProfile, Limit, SeedsPlan, SeedsSummary, SimOptions, SimReport,
+    network::NODES_MAX, run_seed_traced, run_seeds, FaultProfile, Limit, SeedsPlan, SeedsSummary,
+    SimOptions, SimReport,
 };
 use std::fmt::Write as _;
 use std::io::Write;
@@ -14,14 +17,18 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The longest simulated faulty period a flag may ask for.
+const SIMULATED_MAX: Duration = Duration::from_secs(24 * 3600);
+
 const EXAMPLES: &str = "\
 Examples:
-  skiff sim --faults chaos --seeds 1..200          # the README's run, about a minute
+  skiff sim --faults chaos --seeds 1..=200         # the README's run, about a minute
   skiff sim --seed 17 --trace seed17.trace         # replay one seed, writing its trace
-  skiff sim --faults partitions --nodes 3 --seeds 1..1000 --time 5s
-  skiff sim --faults none --loss 0.2 --seeds 1..50  # a profile with one rate overridden
+  skiff sim --faults partitions --nodes 3 --seeds 1..=1000 --duration 5s
+  skiff sim --faults none --loss 0.2 --seeds 1..=50  # a profile with one rate overridden
 
-Each seed runs a cluster through the faults for --time (or --steps), then a
+Seed ranges read as in Rust: 1..=200 is seeds 1 to 200, 1..200 stops at 199.
+Each seed runs a cluster through the faults for --duration (or --steps), then a
 quiet period: faults stop, links heal, every node restarts, and a new append
 must commit within 10 s of simulated time. Every action and every batch is
 checked against the Raft safety rules. On a violation the report names the
@@ -34,47 +41,54 @@ trace hash.";
 #[command(after_help = EXAMPLES)]
 pub struct SimArgs {
     /// Cluster size, 1 to 9.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5,
+          value_parser = clap::value_parser!(u8).range(1..=NODES_MAX as i64).map(usize::from))]
     nodes: usize,
     /// Run this one seed.
     #[arg(long, conflicts_with = "seeds")]
     seed: Option<u64>,
-    /// Run these seeds, both ends included: `1..200` (default 1..100).
-    #[arg(long, value_parser = parse_seeds)]
+    /// Run these seeds, as a Rust range: `1..=200` includes 200, `1..200`
+    /// stops at 199; a single `N` is one seed [default: 1..=100].
+    #[arg(long, value_name = "A..=B", value_parser = parse_seeds)]
     seeds: Option<RangeInclusive<u64>>,
-    /// Simulated time of the faulty part of each run: `20s`, `500ms`, `2m`.
-    #[arg(long, value_parser = parse_duration_ms, conflicts_with = "steps")]
-    time: Option<u64>,
-    /// World steps (events handled) of the faulty part, instead of --time.
+    /// Simulated time of the faulty part of each run: `20s`, `500ms`, `2m`
+    /// [default: 5m].
+    #[arg(long, value_parser = duration_arg::between(Duration::from_millis(1), SIMULATED_MAX),
+          conflicts_with = "steps")]
+    duration: Option<Duration>,
+    /// World steps (events handled) of the faulty part, instead of --duration.
     #[arg(long)]
     steps: Option<u64>,
     /// Fault profile: none, lossy, partitions, crashes or chaos.
     #[arg(long, default_value = "chaos")]
     faults: FaultProfile,
-    /// Probability that a message is lost (overrides the profile).
-    #[arg(long)]
+    /// Probability, 0 to 1, that a message is lost (overrides the profile).
+    #[arg(long, value_parser = probability)]
     loss: Option<f64>,
-    /// Probability that a message is delivered twice.
-    #[arg(long)]
+    /// Probability, 0 to 1, that a message is delivered twice.
+    #[arg(long, value_parser = probability)]
     dup: Option<f64>,
-    /// Probability that a message is slow (50 ms to 1 s instead of 1 to 10 ms).
-    #[arg(long)]
+    /// Probability, 0 to 1, that a message is slow (50 ms to 1 s instead of
+    /// 1 to 10 ms).
+    #[arg(long, value_parser = probability)]
     slow: Option<f64>,
-    /// Node crashes per simulated second.
-    #[arg(long)]
+    /// Node crashes per simulated second, 0 to 1000.
+    #[arg(long, value_parser = rate)]
     crash_rate: Option<f64>,
-    /// Partitions per simulated second.
-    #[arg(long)]
+    /// Partitions per simulated second, 0 to 1000.
+    #[arg(long, value_parser = rate)]
     partition_rate: Option<f64>,
-    /// Clients submitting appends.
-    #[arg(long, default_value_t = 3)]
+    /// Clients submitting appends; at least one, as liveness is judged by a
+    /// client's append.
+    #[arg(long, default_value_t = 3,
+          value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
     clients: usize,
     /// Threads, each running one seed at a time (default: every core).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
     jobs: Option<usize>,
     /// Write the run's trace (events and actions, in the scenario rendering)
-    /// to FILE; only with a single seed.
-    #[arg(long, value_name = "FILE")]
+    /// to FILE; only with a single --seed.
+    #[arg(long, value_name = "FILE", requires = "seed")]
     trace: Option<PathBuf>,
     /// Run every seed even after a violation (by default no new seed starts
     /// after the first one).
@@ -85,17 +99,17 @@ pub struct SimArgs {
 /// Runs the simulation `args` ask for, prints the summary, and fails when
 /// any seed found a violation.
 pub fn run(args: &SimArgs) -> anyhow::Result<()> {
-    let options = options_of(args)?;
-    options.validate()?;
+    let options = options_of(args);
+    // The flags' parsers enforce the same bounds; this catches any rule
+    // the simulator adds later, still as a bad command line.
+    options.validate().map_err(usage::error)?;
     let seeds = match (args.seed, &args.seeds) {
         (Some(seed), _) => seed..=seed,
         (None, Some(range)) => range.clone(),
         (None, None) => 1..=100,
     };
     if let Some(path) = &args.trace {
-        if seeds.start() != seeds.end() {
-            bail!("--trace writes one run: give a single --seed");
-        }
+        // clap requires --seed with --trace, and --seed excludes --seeds.
         return run_traced(args, &options, *seeds.start(), path);
     }
     let jobs = args
@@ -119,13 +133,15 @@ pub fn run(args: &SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn options_of(args: &SimArgs) -> anyhow::Result<SimOptions> {
+fn options_of(args: &SimArgs) -> SimOptions {
     let mut options = SimOptions::new(args.seed.unwrap_or(1)).with_profile(args.faults);
     options.nodes = args.nodes;
     options.clients = args.clients;
-    options.limit = match (args.time, args.steps) {
+    options.limit = match (args.duration, args.steps) {
         (_, Some(steps)) => Limit::Steps(steps),
-        (Some(ms), None) => Limit::Time { ms },
+        (Some(duration), None) => Limit::Time {
+            ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        },
         (None, None) => options.limit,
     };
     let rates = &mut options.faults;
@@ -141,10 +157,7 @@ fn options_of(args: &SimArgs) -> anyhow::Result<SimOptions> {
             *rate = value;
         }
     }
-    if args.clients == 0 {
-        bail!("--clients must be at least 1: liveness is judged by a client's append");
-    }
-    Ok(options)
+    options
 }
 
 fn run_traced(
@@ -256,7 +269,10 @@ fn headline(
 ) -> String {
     let f = &options.faults;
     let limit = match options.limit {
-        Limit::Time { ms } => format!("{} simulated", render_ms(ms)),
+        Limit::Time { ms } => format!(
+            "{} simulated",
+            duration_arg::render(Duration::from_millis(ms))
+        ),
         Limit::Steps(steps) => format!("{steps} steps"),
     };
     format!(
@@ -359,12 +375,12 @@ fn replay_command(args: &SimArgs, seed: u64) -> String {
         "skiff sim --seed {seed} --nodes {} --faults {} --clients {}",
         args.nodes, args.faults, args.clients
     );
-    match (args.time, args.steps) {
+    match (args.duration, args.steps) {
         (_, Some(steps)) => {
             let _ = write!(command, " --steps {steps}");
         }
-        (Some(ms), None) => {
-            let _ = write!(command, " --time {}", render_ms(ms));
+        (Some(duration), None) => {
+            let _ = write!(command, " --duration {}", duration_arg::render(duration));
         }
         (None, None) => {}
     }
@@ -394,51 +410,62 @@ fn combine(hashes: &[(u64, u64)]) -> u64 {
     h.value()
 }
 
-fn render_ms(ms: u64) -> String {
-    if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
-/// Parses `A..B` or `A..=B` (both ends included) or a single `N`.
+/// Parses a range of seeds as Rust reads it: `A..B` (B excluded), `A..=B`
+/// (B included), or a single `N`. Empty and reversed ranges are refused:
+/// they would run nothing.
 fn parse_seeds(text: &str) -> Result<RangeInclusive<u64>, String> {
     let number = |s: &str| {
         s.trim()
             .parse::<u64>()
-            .map_err(|_| format!("{s:?} is not a seed number"))
+            .map_err(|_| format!("{s:?} is not a seed number; ranges look like 1..=200"))
     };
-    let (first, last) = match text.split_once("..") {
-        Some((a, b)) => (number(a)?, number(b.strip_prefix('=').unwrap_or(b))?),
-        None => (number(text)?, number(text)?),
+    let Some((first, rest)) = text.split_once("..") else {
+        let seed = number(text)?;
+        return Ok(seed..=seed);
     };
-    if first > last {
-        return Err(format!("{text}: the first seed is after the last"));
+    let first = number(first)?;
+    let (last, inclusive) = match rest.strip_prefix('=') {
+        Some(last) => (number(last)?, true),
+        None => (number(rest)?, false),
+    };
+    let range = if inclusive {
+        first..=last
+    } else if last > first {
+        first..=last - 1
+    } else if last == first {
+        return Err(format!(
+            "{text} is empty: {last} is excluded (write {first}..={last} for seed {first} alone)"
+        ));
+    } else {
+        first..=last // reversed; refused below
+    };
+    if range.start() > range.end() {
+        return Err(format!(
+            "{text} is reversed: the first seed must not exceed the last"
+        ));
     }
-    Ok(first..=last)
+    Ok(range)
 }
 
-/// Parses a simulated duration: `20s`, `1.5s`, `500ms`, `2m`; a bare number is seconds.
-fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1000.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60_000.0)
-    } else {
-        (text, 1000.0)
-    };
-    let value: f64 = number
+/// Parses a probability, 0 to 1.
+fn probability(text: &str) -> Result<f64, String> {
+    number_between(text, 0.0, 1.0)
+}
+
+/// Parses a rate per simulated second, 0 to 1000.
+fn rate(text: &str) -> Result<f64, String> {
+    number_between(text, 0.0, 1000.0)
+}
+
+fn number_between(text: &str, min: f64, max: f64) -> Result<f64, String> {
+    let value: f64 = text
         .trim()
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 20s, 500ms or 2m"))?;
-    if !(value.is_finite() && value > 0.0) {
-        return Err(format!("{text:?}: the duration must be positive"));
+        .map_err(|_| format!("not a number between {min} and {max}"))?;
+    if !(min..=max).contains(&value) {
+        return Err(format!("must be between {min} and {max}"));
     }
-    Ok((value * scale).round() as u64)
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -458,23 +485,71 @@ mod tests {
     }
 
     #[test]
-    fn seeds_and_durations_parse() {
-        assert_eq!(parse_seeds("1..1000"), Ok(1..=1000));
-        assert_eq!(parse_seeds("3..=5"), Ok(3..=5));
+    fn seed_ranges_read_as_rust_ranges() {
+        assert_eq!(parse_seeds("1..1000"), Ok(1..=999));
+        assert_eq!(parse_seeds("1..=1000"), Ok(1..=1000));
+        assert_eq!(parse_seeds("3..=3"), Ok(3..=3));
+        assert_eq!(parse_seeds("3..4"), Ok(3..=3));
         assert_eq!(parse_seeds("7"), Ok(7..=7));
-        assert!(parse_seeds("5..3").is_err());
-        assert!(parse_seeds("x..3").is_err());
-        assert_eq!(parse_duration_ms("20s"), Ok(20_000));
-        assert_eq!(parse_duration_ms("1.5s"), Ok(1_500));
-        assert_eq!(parse_duration_ms("500ms"), Ok(500));
-        assert_eq!(parse_duration_ms("2m"), Ok(120_000));
-        assert!(parse_duration_ms("-1s").is_err());
-        assert!(parse_duration_ms("soon").is_err());
+        assert_eq!(parse_seeds(" 2 ..= 5 "), Ok(2..=5));
+    }
+
+    #[test]
+    fn empty_reversed_and_unreadable_seed_ranges_are_refused() {
+        let empty = parse_seeds("5..5").unwrap_err();
+        assert!(
+            empty.contains("is empty") && empty.contains("5..=5"),
+            "{empty}"
+        );
+        for reversed in ["5..3", "5..=4", "5..4"] {
+            let error = parse_seeds(reversed).unwrap_err();
+            assert!(error.contains("reversed"), "{reversed}: {error}");
+        }
+        for unreadable in ["x..3", "1..", "..3", "1...3", "-1..3"] {
+            let error = parse_seeds(unreadable).unwrap_err();
+            assert!(error.contains("not a seed number"), "{unreadable}: {error}");
+        }
+    }
+
+    #[test]
+    fn probabilities_and_rates_are_bounded() {
+        assert_eq!(probability("0.25"), Ok(0.25));
+        assert!(probability("1.5").is_err());
+        assert!(probability("-0.1").is_err());
+        assert!(probability("NaN").is_err());
+        assert_eq!(rate("1000"), Ok(1000.0));
+        assert!(rate("1001").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_clap_itself() {
+        for line in [
+            "--clients 0",
+            "--nodes 10",
+            "--loss 2",
+            "--seeds 3..3",
+            "--duration 20",
+            "--trace t.trace",
+            "--seed 1 --seeds 1..=2",
+            "--time 5s",
+        ] {
+            let words = std::iter::once("sim").chain(line.split_whitespace());
+            assert!(Wrapper::try_parse_from(words).is_err(), "{line}");
+        }
+        assert_eq!(
+            args("--duration 1m").duration,
+            Some(Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn the_documented_default_duration_is_the_simulator_s() {
+        assert_eq!(options_of(&args("")).limit, Limit::Time { ms: 300_000 });
     }
 
     #[test]
     fn overrides_replace_the_profile_rates() {
-        let options = options_of(&args("--faults lossy --loss 0.2 --crash-rate 3")).unwrap();
+        let options = options_of(&args("--faults lossy --loss 0.2 --crash-rate 3"));
         assert_eq!(options.faults.loss, 0.2);
         assert_eq!(options.faults.crash_rate, 3.0);
         assert_eq!(
@@ -485,23 +560,23 @@ mod tests {
 
     #[test]
     fn the_replay_command_carries_every_option_given() {
-        let given = args("--seeds 1..10 --nodes 3 --faults partitions --time 5s --dup 0.1");
+        let given = args("--seeds 1..=10 --nodes 3 --faults partitions --duration 5s --dup 0.1");
         assert_eq!(
             replay_command(&given, 7),
-            "skiff sim --seed 7 --nodes 3 --faults partitions --clients 3 --time 5s \
+            "skiff sim --seed 7 --nodes 3 --faults partitions --clients 3 --duration 5s \
              --dup 0.1 --trace seed7.trace"
         );
         let reparsed = args(replay_command(&given, 7).trim_start_matches("skiff sim"));
-        let mut expected = options_of(&given).unwrap();
+        let mut expected = options_of(&given);
         expected.seed = 7;
-        assert_eq!(options_of(&reparsed).unwrap(), expected);
+        assert_eq!(options_of(&reparsed), expected);
     }
 
     #[test]
     fn the_summary_names_each_violation_and_its_replay() {
-        let given = args("--seeds 1..2 --faults chaos");
+        let given = args("--seeds 1..=2 --faults chaos");
         let mut summary = SeedsSummary::default();
-        let mut options = options_of(&given).unwrap();
+        let mut options = options_of(&given);
         options.limit = Limit::Time { ms: 200 };
         options.seed = 2;
         let mut report = skiff_sim::run_seed(&options);

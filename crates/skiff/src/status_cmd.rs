@@ -2,6 +2,7 @@
 //! indices with the protocol's `status` extension, and prints a table.
 
 use crate::cluster_args::{Server, ServersArgs};
+use crate::duration_arg;
 use anyhow::Context;
 use skiff::status_probe::{probe_all, ProbeError};
 use skiff_fs::protocol::StatusReport;
@@ -32,9 +33,10 @@ answered.";
 pub struct StatusArgs {
     #[command(flatten)]
     servers: ServersArgs,
-    /// How long to wait for each server, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
-    timeout_ms: u64,
+    /// How long to wait for each server, 1ms to 1m: `500ms`, `2s`.
+    #[arg(long, default_value = "1s",
+          value_parser = duration_arg::between(Duration::from_millis(1), Duration::from_secs(60)))]
+    timeout: Duration,
 }
 
 /// Prints the table; exits 1 when no server answered.
@@ -45,7 +47,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let timeout = Duration::from_millis(args.timeout_ms);
+    let timeout = args.timeout;
     let reports = runtime.block_on(probe_all(&addresses, timeout));
     let mut out = std::io::stdout().lock();
     write_table(&mut out, &servers, &reports).context("writing the table")?;

@@ -2,6 +2,7 @@
 //! configuration on 127.0.0.1, starts every node as a child process, prints
 //! where clients connect, and stops every node on Ctrl-C or SIGTERM.
 
+use crate::usage;
 use anyhow::Context;
 use skiff::process_cluster::{
     write_local_config, Ports, ProcessCluster, CONFIG_FILE_NAME, STOP_GRACE,
@@ -86,12 +87,12 @@ fn prepare_config(args: &UpArgs) -> anyhow::Result<PathBuf> {
     let existing = args.dir.join(CONFIG_FILE_NAME);
     if existing.exists() {
         if args.nodes.is_some() || args.base_port.is_some() {
-            anyhow::bail!(
+            return Err(usage::error(format!(
                 "{} exists: it is used as it is, so --nodes and --base-port cannot apply; \
                  omit them, or remove {} to start afresh",
                 existing.display(),
                 args.dir.display()
-            );
+            )));
         }
         println!("using the existing configuration {}", existing.display());
         return Ok(existing);

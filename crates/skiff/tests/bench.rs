@@ -9,13 +9,21 @@ use common::skiff;
 fn a_short_bench_counts_writes_and_reports_them_as_json() {
     let dir = tempfile::tempdir().unwrap();
     let json_path = dir.path().join("report.json");
-    let output = skiff(&["bench", "--seconds", "1", "--warmup", "0", "--clients", "2"])
-        .args(["--floor", "--dir"])
-        .arg(dir.path())
-        .arg("--json")
-        .arg(&json_path)
-        .output()
-        .unwrap();
+    let output = skiff(&[
+        "bench",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--clients",
+        "2",
+    ])
+    .args(["--floor", "--dir"])
+    .arg(dir.path())
+    .arg("--json")
+    .arg(&json_path)
+    .output()
+    .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");

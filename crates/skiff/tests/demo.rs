@@ -8,7 +8,7 @@ use std::path::Path;
 
 #[test]
 fn the_demo_loses_no_writes_and_cleans_up() {
-    let output = skiff(&["demo", "--seconds", "8", "--clients", "8"])
+    let output = skiff(&["demo", "--duration", "8s", "--clients", "8"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -185,9 +185,9 @@ fn an_existing_configuration_is_not_overridden() {
     let refused = skiff(&["up", "--dir", cluster.to_str().unwrap(), "--nodes", "5"])
         .output()
         .unwrap();
-    assert_eq!(refused.status.code(), Some(1));
-    assert!(
-        stderr_of(&refused).contains("cluster.toml exists"),
-        "{refused:?}"
-    );
+    // A bad command line, found after parsing: clap's status and usage.
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let stderr = stderr_of(&refused);
+    assert!(stderr.contains("cluster.toml exists"), "{stderr}");
+    assert!(stderr.contains("Usage: skiff up"), "{stderr}");
 }

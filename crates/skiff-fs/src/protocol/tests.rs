@@ -314,6 +314,25 @@ fn names_with_control_characters_or_bad_utf8_are_refused() {
 }
 
 #[test]
+fn a_name_split_by_a_space_is_reported_as_a_bad_name() {
+    assert_eq!(
+        parse_one(b"write my file 1\r\nx\r\n"),
+        Err(ProtocolError::BadName)
+    );
+    assert_eq!(
+        parse_one(b"cas my file 3 1\r\nx\r\n"),
+        Err(ProtocolError::BadName)
+    );
+    // A count that is simply not a number is still reported as such.
+    for not_a_name_with_a_space in [&b"write f x\r\n"[..], b"write f x y\r\n"] {
+        assert_eq!(
+            parse_one(not_a_name_with_a_space),
+            Err(ProtocolError::BadNumber { field: "numbytes" })
+        );
+    }
+}
+
+#[test]
 fn requests_encode_to_the_wire_form() {
     let encoded = |request: Request| {
         let mut out = Vec::new();

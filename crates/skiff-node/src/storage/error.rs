@@ -8,8 +8,9 @@ use std::path::PathBuf;
 /// names the byte offset, so an operator can look at it.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// An operating-system call on `path` failed.
-    #[error("{path}: {source}")]
+    /// An operating-system call on `path` failed; what the system said is
+    /// the source, not repeated here.
+    #[error("{path}")]
     Io {
         /// The file or directory.
         path: PathBuf,

@@ -3,7 +3,7 @@
 //!
 //! Each target gets `--clients` concurrent clients, each with one
 //! connection and one write of `--bytes` bytes in flight, writing its own
-//! key for a warm-up and then `--seconds` of measured load. Skiff's clients
+//! key for a `--warmup` and then `--duration` of measured load. Skiff's clients
 //! write files through the file server's protocol; etcd's put keys with
 //! its gRPC API (or, with `--etcd-api json`, its JSON gateway). By default the bench starts each cluster itself on
 //! loopback, with durable logs, in a temporary directory, and stops it
@@ -31,6 +31,7 @@ mod process;
 mod report;
 mod writer;
 
+use crate::duration_arg;
 use anyhow::Context;
 use floor::Floor;
 use load::{Measurement, Schedule};
@@ -48,8 +49,9 @@ Examples:
   skiff bench                                  # 64 clients against 3 skiff nodes it starts
   skiff bench --target both                    # the same against skiff and etcd, side by side
   skiff bench --target both --clients 1        # one write at a time, with the latency floor
-  skiff bench --servers 127.0.0.1:7101,127.0.0.1:7103,127.0.0.1:7105 --seconds 30
-  skiff bench --format json --seconds 5        # the report as JSON on standard output
+  skiff bench --servers 127.0.0.1:7101,127.0.0.1:7103,127.0.0.1:7105 --duration 30s
+  skiff bench --format json --duration 5s      # the report as JSON on standard output
+  skiff bench --target etcd --etcd-api json    # etcd through its JSON gateway
 
 Clusters the bench starts live under a temporary directory (--dir picks
 its parent, and so the file system the logs and the floor's syncs use) and
@@ -64,7 +66,7 @@ const START_PATIENCE: Duration = Duration::from_secs(30);
 pub enum Target {
     /// Skiff's file server.
     Skiff,
-    /// etcd, through its JSON gateway.
+    /// etcd, through its gRPC API (or its JSON gateway: see --etcd-api).
     Etcd,
     /// Skiff, then etcd, with the ratios.
     Both,
@@ -120,14 +122,14 @@ pub struct BenchArgs {
     #[arg(long, value_name = "B", default_value_t = 128,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     bytes: u64,
-    /// Seconds of measured load per target.
-    #[arg(long, value_name = "S", default_value_t = 10,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    seconds: u64,
-    /// Seconds of load before the measurement starts.
-    #[arg(long, value_name = "S", default_value_t = 2,
-          value_parser = clap::value_parser!(u64).range(0..=600))]
-    warmup: u64,
+    /// Measured load per target, 1s to 1h: `10s`, `2m`.
+    #[arg(long, default_value = "10s",
+          value_parser = duration_arg::between(Duration::from_secs(1), Duration::from_secs(3600)))]
+    duration: Duration,
+    /// Load before the measurement starts, up to 10m: `2s`, `0s`.
+    #[arg(long, default_value = "2s",
+          value_parser = duration_arg::between(Duration::ZERO, Duration::from_secs(600)))]
+    warmup: Duration,
     /// Nodes (and etcd members) of the clusters the bench starts.
     #[arg(long, value_name = "N", default_value_t = 3,
           value_parser = clap::value_parser!(u64).range(1..=9))]
@@ -185,7 +187,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.clients,
         usize::try_from(args.bytes)?,
         args.warmup,
-        args.seconds,
+        args.duration,
         results,
         &floors,
     );
@@ -388,10 +390,7 @@ async fn measure(
     args: &BenchArgs,
     pids: Option<Vec<u32>>,
 ) -> anyhow::Result<(Measurement, (Duration, Option<Duration>))> {
-    let schedule = Schedule::starting_now(
-        Duration::from_secs(args.warmup),
-        Duration::from_secs(args.seconds),
-    );
+    let schedule = Schedule::starting_now(args.warmup, args.duration);
     let load = tokio::spawn(load::run(writers, schedule));
     let me = [std::process::id()];
     let servers = pids.unwrap_or_default();

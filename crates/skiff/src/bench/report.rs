@@ -14,9 +14,9 @@ pub struct Report {
     /// Bytes of each written value.
     pub bytes: usize,
     /// Seconds of warm-up before the measured window.
-    pub warmup_seconds: u64,
+    pub warmup_seconds: f64,
     /// Seconds measured.
-    pub seconds: u64,
+    pub seconds: f64,
     /// One entry per target, in the order they ran.
     pub results: Vec<TargetReport>,
     /// Skiff's figures over etcd's, when both ran.
@@ -173,8 +173,8 @@ impl Report {
     pub fn new(
         clients: u64,
         bytes: usize,
-        warmup_seconds: u64,
-        seconds: u64,
+        warmup: Duration,
+        duration: Duration,
         results: Vec<TargetReport>,
         floors: &[Floor],
     ) -> Report {
@@ -197,8 +197,8 @@ impl Report {
         Report {
             clients,
             bytes,
-            warmup_seconds,
-            seconds,
+            warmup_seconds: warmup.as_secs_f64(),
+            seconds: duration.as_secs_f64(),
             results,
             ratios,
             floor,

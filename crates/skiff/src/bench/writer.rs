@@ -7,6 +7,7 @@
 
 use super::grpc::GrpcConnection;
 use super::http::HttpConnection;
+use crate::error_chain;
 use base64::Engine;
 use bytes::Bytes;
 use skiff_fs::{Client, ClientConfig};
@@ -72,7 +73,7 @@ impl SkiffWriter {
             .write(&self.name, self.value.clone(), 0)
             .await
             .map(|_version| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| error_chain::render(&e))
     }
 }
 

@@ -22,6 +22,7 @@ mod progress;
 mod summary;
 mod workload;
 
+use crate::duration_arg;
 use anyhow::Context;
 use monitor::{failovers, LeaderMonitor, Observation};
 use progress::Progress;
@@ -40,7 +41,7 @@ use workload::{file_name, run_client, ClientReport, LiveCounters, Verdict, FILES
 const EXAMPLES: &str = "\
 Examples:
   skiff demo
-  skiff demo --seconds 8 --clients 4
+  skiff demo --duration 8s --clients 4
 
 Everything happens under a temporary directory on 127.0.0.1 with ports the
 system picks, and is removed at the end (--keep keeps it, logs included).
@@ -68,11 +69,11 @@ const PROBLEMS_SHOWN_MAX: usize = 5;
 #[derive(clap::Args, Debug)]
 #[command(after_help = EXAMPLES)]
 pub struct DemoArgs {
-    /// How long the clients run, in seconds; the leader is killed a third
+    /// How long the clients run, 3s to 1h; the leader is killed a third
     /// of the way in.
-    #[arg(long, value_name = "S", default_value_t = 45,
-          value_parser = clap::value_parser!(u64).range(3..=3600))]
-    seconds: u64,
+    #[arg(long, default_value = "45s",
+          value_parser = duration_arg::between(Duration::from_secs(3), Duration::from_secs(3600)))]
+    duration: Duration,
     /// Concurrent clients; each owns three files.
     #[arg(long, value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(1..=256))]
@@ -158,11 +159,11 @@ async fn demo(cluster: &mut ProcessCluster, args: &DemoArgs) -> anyhow::Result<S
     let addresses = cluster.client_addresses();
     start_cluster(cluster, &progress).await?;
     let mut monitor = LeaderMonitor::start(addresses.clone());
-    let duration = Duration::from_secs(args.seconds);
+    let duration = args.duration;
     let clients = usize::try_from(args.clients).context("too many clients")?;
     progress.event(&format!(
-        "{clients} clients write, read and cas their own files for {} s",
-        args.seconds
+        "{clients} clients write, read and cas their own files for {}",
+        humantime::format_duration(duration)
     ));
     progress.start_workload(duration);
     let started = Instant::now();

@@ -13,6 +13,7 @@
 //! later version made by one of those changes. Anything else is a stale read
 //! during the run, or a lost write at the end.
 
+use crate::error_chain;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use skiff_fs::protocol::Version;
@@ -345,7 +346,9 @@ fn failed(
     } else if matches!(error, ClientError::Unavailable { .. }) {
         report.unavailable += 1;
     } else {
-        report.errors.push(format!("{name}: {error}"));
+        report
+            .errors
+            .push(format!("{name}: {}", error_chain::render(&error)));
     }
     false
 }
