@@ -7,12 +7,15 @@
 //! * [`process_cluster`]: a cluster of `skiff node` child processes on
 //!   loopback: generating its configuration, starting, killing and
 //!   restarting nodes, and stopping every child when dropped.
+//! * [`inherited_listeners`]: handing bound listeners to a `skiff node`
+//!   child as inherited descriptors, so its ports are never free.
 //! * [`status_probe`]: the `status` extension of the file protocol from the
 //!   client side: ask servers for their view, find the leader they agree on.
 //! * [`shutdown`]: waiting for Ctrl-C or SIGTERM.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod inherited_listeners;
 pub mod process_cluster;
 pub mod shutdown;
 pub mod status_probe;

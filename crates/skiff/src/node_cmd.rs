@@ -2,9 +2,11 @@
 //! its logs on standard error, until Ctrl-C or SIGTERM.
 
 use anyhow::Context;
-use skiff_fs::ServerConfig;
+use skiff_fs::{Server, ServerConfig, ServerError};
 use skiff_node::{ClusterConfig, NodeId};
 use std::io::IsTerminal;
+use std::net::TcpListener;
+use std::os::fd::{FromRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -38,10 +40,25 @@ pub struct NodeArgs {
     /// pass it, so that their nodes stop even when they are killed.
     #[arg(long)]
     exit_on_stdin_close: bool,
+    /// Accept peers on this inherited listening socket instead of binding
+    /// the peer address: for process supervisors and tests that hold the
+    /// node's ports. Needs --client-listen-fd.
+    #[arg(long, value_name = "FD", requires = "client_listen_fd")]
+    peer_listen_fd: Option<RawFd>,
+    /// Accept file clients on this inherited listening socket instead of
+    /// binding the client address: for process supervisors and tests.
+    /// Needs --peer-listen-fd.
+    #[arg(long, value_name = "FD", requires = "peer_listen_fd")]
+    client_listen_fd: Option<RawFd>,
 }
 
 /// Runs the node until a stop is requested or it fails.
 pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
+    // First, while no descriptor of this process can have taken their numbers.
+    let listeners = match (args.peer_listen_fd, args.client_listen_fd) {
+        (Some(peer), Some(client)) => Some((adopt_listener(peer)?, adopt_listener(client)?)),
+        _ => None,
+    };
     init_logging();
     let cluster = ClusterConfig::load(&args.config)?;
     let config = ServerConfig::new(cluster, NodeId(args.id));
@@ -58,7 +75,17 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
             };
             tracing::info!(reason, "stopping");
         };
-        skiff_fs::run(config, stop).await
+        let mut server = match listeners {
+            Some((peers, clients)) => Server::start_with_listeners(config, peers, clients).await?,
+            None => Server::start(config).await?,
+        };
+        tokio::select! {
+            () = stop => server.shutdown().await,
+            outcome = server.stopped() => match outcome {
+                Ok(()) => Ok(()),
+                Err(e) => Err(ServerError::Stopped(e.to_string())),
+            },
+        }
     });
     // The server has stopped; only a read of standard input may still be
     // blocked in a thread, and it must not hold the exit.
@@ -66,6 +93,22 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
     outcome?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Takes over the listening socket `fd` that the parent process left open
+/// for this one (`--peer-listen-fd`, `--client-listen-fd`).
+fn adopt_listener(fd: RawFd) -> anyhow::Result<TcpListener> {
+    // Descriptors 0 to 2 are standard streams this process keeps using.
+    anyhow::ensure!(fd > 2, "fd {fd} is a standard stream, not a listener");
+    // SAFETY: the flags' contract: the parent left `fd` open for this
+    // process alone, and nothing else here owns that number (it is adopted
+    // once, before anything else opens files), so the listener may own and
+    // close it.
+    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    listener
+        .local_addr()
+        .with_context(|| format!("fd {fd} is not a listening socket"))?;
+    Ok(listener)
 }
 
 fn init_logging() {

@@ -19,8 +19,10 @@
 //! stays a zombie until [`Child::try_wait`] or [`Child::wait`] collects it,
 //! so its process id cannot have been reused by another process.
 
+use crate::inherited_listeners::InheritedListeners;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use skiff_node::local::LocalCluster;
 use skiff_node::{ClusterConfig, ConfigError, NodeId};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -98,6 +100,14 @@ pub enum ClusterError {
         /// What the system said.
         source: std::io::Error,
     },
+    /// The listeners held for a node could not be passed on to it.
+    #[error("cannot pass node {id} its listeners")]
+    Listeners {
+        /// The node.
+        id: NodeId,
+        /// What the system said.
+        source: std::io::Error,
+    },
     /// The node is not running.
     #[error("node {0} is not running")]
     NotRunning(NodeId),
@@ -111,35 +121,46 @@ pub enum Ports {
         /// The first node's peer port.
         base: u16,
     },
-    /// Ports the kernel reports free right now. Another process may take
-    /// one before the nodes bind it; the nodes then fail to start and say so.
+    /// Ports the kernel hands out now. A [`ProcessCluster`] made by
+    /// [`ProcessCluster::create_local`] holds them for its whole life and
+    /// passes them to its nodes, so no other process can take one, not
+    /// even while a node restarts.
     Free,
 }
 
 /// Writes the configuration of a `count`-node cluster on 127.0.0.1 to
 /// `dir/cluster.toml`, creating `dir`. Data directories are `node-<id>`,
 /// relative to the file, so the directory can be moved. Returns the path.
+///
+/// With [`Ports::Free`] the ports are not held once this returns: to run
+/// nodes on them, use [`ProcessCluster::create_local`], which keeps them.
 pub fn write_local_config(dir: &Path, count: u64, ports: Ports) -> Result<PathBuf, ClusterError> {
+    write_config(dir, count, ports).map(|(path, _)| path)
+}
+
+/// [`write_local_config`], also returning the listeners bound for
+/// [`Ports::Free`].
+fn write_config(
+    dir: &Path,
+    count: u64,
+    ports: Ports,
+) -> Result<(PathBuf, Option<LocalCluster>), ClusterError> {
     std::fs::create_dir_all(dir).map_err(|source| ClusterError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
-    let mut config = match ports {
+    let (mut config, listeners) = match ports {
         Ports::Consecutive { base } => {
             let last = u64::from(base) + 2 * count;
             if base == 0 || last > u64::from(u16::MAX) + 1 {
                 return Err(ClusterError::PortsOutOfRange { base, count });
             }
-            ClusterConfig::local(count, Path::new(""), base)
+            (ClusterConfig::local(count, Path::new(""), base), None)
         }
         Ports::Free => {
-            let mut config = ClusterConfig::local(count, Path::new(""), 1);
-            let addresses = free_addresses(config.nodes.len() * 2)?;
-            for (node, pair) in config.nodes.iter_mut().zip(addresses.chunks(2)) {
-                node.peer_address = pair[0];
-                node.client_address = pair[1];
-            }
-            config
+            let local =
+                LocalCluster::bind(count, Path::new("")).map_err(ClusterError::FreePorts)?;
+            (local.config.clone(), Some(local))
         }
     };
     // Drawn per cluster, so that a node of another local cluster is refused.
@@ -147,21 +168,7 @@ pub fn write_local_config(dir: &Path, count: u64, ports: Ports) -> Result<PathBu
     let path = dir.join(CONFIG_FILE_NAME);
     config.save(&path)?;
     ClusterConfig::load(&path)?;
-    Ok(path)
-}
-
-/// Loopback addresses the kernel just handed out, all distinct.
-fn free_addresses(count: usize) -> Result<Vec<SocketAddr>, ClusterError> {
-    // Held together until all are chosen, so none is handed out twice.
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ClusterError::FreePorts)?;
-    listeners
-        .iter()
-        .map(TcpListener::local_addr)
-        .collect::<Result<_, _>>()
-        .map_err(ClusterError::FreePorts)
+    Ok((path, listeners))
 }
 
 /// The nodes of one cluster configuration as child processes.
@@ -174,6 +181,9 @@ pub struct ProcessCluster {
     /// Where `node-<id>.log` files go: the configuration file's directory.
     log_dir: PathBuf,
     running: BTreeMap<NodeId, Child>,
+    /// The listeners of every node, bound by this process and passed to
+    /// each child it starts; `None` when the nodes bind their addresses.
+    listeners: Option<LocalCluster>,
 }
 
 impl ProcessCluster {
@@ -194,7 +204,24 @@ impl ProcessCluster {
             config,
             log_dir,
             running: BTreeMap::new(),
+            listeners: None,
         })
+    }
+
+    /// Writes a new `count`-node configuration to `dir` as
+    /// [`write_local_config`] does and returns its cluster. With
+    /// [`Ports::Free`] the cluster keeps the listeners it bound and every
+    /// node it starts, restarts included, serves on them. Starts nothing.
+    pub fn create_local(
+        program: impl Into<PathBuf>,
+        dir: &Path,
+        count: u64,
+        ports: Ports,
+    ) -> Result<Self, ClusterError> {
+        let (path, listeners) = write_config(dir, count, ports)?;
+        let mut cluster = ProcessCluster::new(program, &path)?;
+        cluster.listeners = listeners;
+        Ok(cluster)
     }
 
     /// The configuration, with data directories resolved.
@@ -265,31 +292,34 @@ impl ProcessCluster {
     /// Starts node `id`; returns its process id. It serves clients once it
     /// answers `status` (see [`crate::status_probe`]).
     pub fn start(&mut self, id: NodeId) -> Result<u32, ClusterError> {
-        let node = self.config.node(id)?;
+        self.config.node(id)?;
         if self.is_running(id) {
             return Err(ClusterError::AlreadyRunning(id));
         }
-        // A node that cannot bind exits at once, but another process on its
-        // client address would answer in its place: refuse before starting.
-        for address in [node.peer_address, node.client_address] {
-            TcpListener::bind(address).map_err(|source| ClusterError::AddressInUse {
-                id,
-                address,
-                source,
-            })?;
-        }
+        let inherited = match &self.listeners {
+            Some(local) => Some(self.inherited_listeners(local, id)?),
+            None => {
+                self.check_addresses_free(id)?;
+                None
+            }
+        };
         let log = self.open_log(id)?;
         let log_for_stderr = log.try_clone().map_err(|source| ClusterError::Io {
             path: self.log_path(id),
             source,
         })?;
-        let child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        command
             .arg("node")
             .arg("--config")
             .arg(&self.config_path)
             .arg("--id")
             .arg(id.to_string())
-            .arg("--exit-on-stdin-close")
+            .arg("--exit-on-stdin-close");
+        if let Some(inherited) = &inherited {
+            inherited.add_flags(&mut command);
+        }
+        let child = command
             .stdin(Stdio::piped())
             .stdout(log)
             .stderr(log_for_stderr)
@@ -300,9 +330,38 @@ impl ProcessCluster {
                 program: self.program.clone(),
                 source,
             })?;
+        // The child has its copies; ours must not leak into later children.
+        drop(inherited);
         let pid = child.id();
         self.running.insert(id, child);
         Ok(pid)
+    }
+
+    /// Refuses to start node `id` if another process listens on one of its
+    /// addresses: a node that cannot bind exits at once, but the other
+    /// process would answer its clients in its place.
+    fn check_addresses_free(&self, id: NodeId) -> Result<(), ClusterError> {
+        let node = self.config.node(id)?;
+        for address in [node.peer_address, node.client_address] {
+            TcpListener::bind(address).map_err(|source| ClusterError::AddressInUse {
+                id,
+                address,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Node `id`'s held listeners, ready for its child to inherit.
+    fn inherited_listeners(
+        &self,
+        local: &LocalCluster,
+        id: NodeId,
+    ) -> Result<InheritedListeners, ClusterError> {
+        let failed = |source| ClusterError::Listeners { id, source };
+        let peer = local.peer_listener(id).map_err(failed)?;
+        let client = local.client_listener(id).map_err(failed)?;
+        InheritedListeners::new(peer, client).map_err(failed)
     }
 
     fn open_log(&self, id: NodeId) -> Result<File, ClusterError> {
@@ -484,6 +543,22 @@ mod tests {
                 if *address == taken.local_addr().unwrap()),
             "{refused:?}"
         );
+    }
+
+    #[test]
+    fn free_ports_stay_held_for_the_clusters_whole_life() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster =
+            ProcessCluster::create_local("/nonexistent/skiff", dir.path(), 2, Ports::Free).unwrap();
+        assert_eq!(cluster.config_path(), dir.path().join(CONFIG_FILE_NAME));
+        let addresses: Vec<SocketAddr> = (cluster.config.nodes.iter())
+            .flat_map(|n| [n.peer_address, n.client_address])
+            .collect();
+        for address in &addresses {
+            assert!(TcpListener::bind(address).is_err(), "{address} is free");
+        }
+        let inherited = cluster.inherited_listeners(cluster.listeners.as_ref().unwrap(), NodeId(2));
+        assert!(inherited.is_ok(), "{inherited:?}");
     }
 
     #[test]

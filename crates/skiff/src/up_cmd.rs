@@ -4,9 +4,7 @@
 
 use crate::usage;
 use anyhow::Context;
-use skiff::process_cluster::{
-    write_local_config, Ports, ProcessCluster, CONFIG_FILE_NAME, STOP_GRACE,
-};
+use skiff::process_cluster::{Ports, ProcessCluster, CONFIG_FILE_NAME, STOP_GRACE};
 use skiff::status_probe::{wait_for_leader, wait_until_answering};
 use skiff_fs::protocol::StatusReport;
 use std::path::PathBuf;
@@ -60,9 +58,8 @@ pub struct UpArgs {
 
 /// Runs the cluster until Ctrl-C or SIGTERM.
 pub fn run(args: &UpArgs) -> anyhow::Result<()> {
-    let config_path = prepare_config(args)?;
     let program = std::env::current_exe().context("cannot find the skiff binary")?;
-    let mut cluster = ProcessCluster::new(program, &config_path)?;
+    let mut cluster = prepare_cluster(args, program)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -82,8 +79,8 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The configuration file to use: the one in `--dir`, or a new one.
-fn prepare_config(args: &UpArgs) -> anyhow::Result<PathBuf> {
+/// The cluster of the configuration in `--dir`, or of a new one.
+fn prepare_cluster(args: &UpArgs, program: PathBuf) -> anyhow::Result<ProcessCluster> {
     let existing = args.dir.join(CONFIG_FILE_NAME);
     if existing.exists() {
         if args.nodes.is_some() || args.base_port.is_some() {
@@ -95,16 +92,16 @@ fn prepare_config(args: &UpArgs) -> anyhow::Result<PathBuf> {
             )));
         }
         println!("using the existing configuration {}", existing.display());
-        return Ok(existing);
+        return Ok(ProcessCluster::new(program, &existing)?);
     }
     let ports = match args.base_port.unwrap_or(BASE_PORT_DEFAULT) {
         0 => Ports::Free,
         base => Ports::Consecutive { base },
     };
     let count = args.nodes.unwrap_or(NODES_DEFAULT);
-    let path = write_local_config(&args.dir, count, ports)?;
-    println!("wrote {}", path.display());
-    Ok(path)
+    let cluster = ProcessCluster::create_local(program, &args.dir, count, ports)?;
+    println!("wrote {}", cluster.config_path().display());
+    Ok(cluster)
 }
 
 /// Starts the nodes, prints where they are, then watches for nodes that

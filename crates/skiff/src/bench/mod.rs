@@ -36,7 +36,7 @@ use anyhow::Context;
 use floor::Floor;
 use load::{Measurement, Schedule};
 use report::{Report, TargetReport};
-use skiff::process_cluster::{write_local_config, Ports, ProcessCluster, STOP_GRACE};
+use skiff::process_cluster::{Ports, ProcessCluster, STOP_GRACE};
 use skiff::status_probe::{wait_for_leader, wait_until_answering};
 use skiff_node::ClusterConfig;
 use std::net::SocketAddr;
@@ -288,9 +288,8 @@ fn client_addresses(path: &Path) -> anyhow::Result<Vec<String>> {
 
 /// Starts `nodes` skiff nodes under `dir` and waits for a leader.
 async fn start_skiff(nodes: u64, dir: &Path) -> anyhow::Result<ProcessCluster> {
-    let config_path = write_local_config(dir, nodes, Ports::Free)?;
     let program = std::env::current_exe().context("cannot find the skiff binary")?;
-    let mut cluster = ProcessCluster::new(program, &config_path)?;
+    let mut cluster = ProcessCluster::create_local(program, dir, nodes, Ports::Free)?;
     cluster.start_all()?;
     for id in cluster.ids() {
         let address = cluster.client_address(id)?.to_string();

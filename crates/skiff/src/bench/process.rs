@@ -15,7 +15,11 @@ const CLOCK_TICKS_PER_SECOND: u64 = 100;
 /// How often to look whether a stopping process has exited.
 const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
-/// Loopback addresses the kernel just handed out, all distinct.
+/// Loopback addresses the kernel just handed out, all distinct. Only for
+/// etcd, which binds its addresses itself and cannot adopt inherited
+/// listeners: another process may take a port before etcd binds it, and
+/// etcd then fails to start. Skiff nodes keep theirs
+/// ([`ProcessCluster::create_local`](skiff::process_cluster::ProcessCluster::create_local)).
 pub fn free_addresses(count: usize) -> std::io::Result<Vec<SocketAddr>> {
     // Held together until all are chosen, so none is handed out twice.
     let listeners = (0..count)

@@ -26,7 +26,7 @@ use crate::duration_arg;
 use anyhow::Context;
 use monitor::{failovers, LeaderMonitor, Observation};
 use progress::Progress;
-use skiff::process_cluster::{write_local_config, Ports, ProcessCluster, STOP_GRACE};
+use skiff::process_cluster::{Ports, ProcessCluster, STOP_GRACE};
 use skiff::status_probe::{probe, wait_for_leader, wait_until_answering, PROBE_TIMEOUT_DEFAULT};
 use skiff_fs::{Client, ClientError};
 use skiff_node::{NodeId, Term};
@@ -89,9 +89,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .prefix("skiff-demo-")
         .tempdir()
         .context("cannot create a temporary directory")?;
-    let config_path = write_local_config(dir.path(), NODES, Ports::Free)?;
     let program = std::env::current_exe().context("cannot find the skiff binary")?;
-    let mut cluster = ProcessCluster::new(program, &config_path)?;
+    let mut cluster = ProcessCluster::create_local(program, dir.path(), NODES, Ports::Free)?;
     println!(
         "skiff demo: {NODES} nodes on 127.0.0.1 under {}",
         dir.path().display()

@@ -1,7 +1,7 @@
 //! Helpers for tests that run the `skiff` binary and its nodes as processes.
 #![allow(dead_code)] // each test file uses a different part
 
-use skiff::process_cluster::{write_local_config, Ports, ProcessCluster};
+use skiff::process_cluster::{Ports, ProcessCluster};
 use skiff::status_probe::{wait_for_leader, wait_until_answering};
 use skiff_fs::protocol::StatusReport;
 use std::path::PathBuf;
@@ -38,8 +38,8 @@ pub struct TestCluster {
 impl TestCluster {
     pub async fn start(count: u64) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
-        let config = write_local_config(dir.path(), count, Ports::Free).unwrap();
-        let mut cluster = ProcessCluster::new(skiff_binary(), &config).unwrap();
+        let mut cluster =
+            ProcessCluster::create_local(skiff_binary(), dir.path(), count, Ports::Free).unwrap();
         cluster.start_all().unwrap();
         for address in cluster.client_addresses() {
             wait_until_answering(&address, PATIENCE)
