@@ -5,6 +5,14 @@ use skiff_core::{Action, Entry, LogIndex, Term};
 use skiff_node::storage::{Identity, Storage};
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::Mutex;
+
+/// The tests of this file run one at a time. A child process spawned by
+/// one test holds a copy of every descriptor of this process from its
+/// fork to its exec, the other test's directory lock included, so a lock
+/// just released could still be held for that moment: the other test
+/// would then see its own directory as in use.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const ME: Identity = Identity {
     cluster_id: 3,
@@ -37,6 +45,7 @@ fn written_dir() -> (tempfile::TempDir, PathBuf) {
 
 #[test]
 fn a_clean_directory_passes_and_a_flipped_bit_is_reported_with_its_file_and_offset() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (_parent, dir) = written_dir();
     let clean = check(&dir);
     let text = String::from_utf8_lossy(&clean.stdout);
@@ -63,6 +72,7 @@ fn a_clean_directory_passes_and_a_flipped_bit_is_reported_with_its_file_and_offs
 
 #[test]
 fn a_directory_in_use_or_missing_cannot_be_checked() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (_parent, dir) = written_dir();
     let held = Storage::open(&dir, ME, 1 << 20).unwrap();
     let locked = check(&dir);
