@@ -259,3 +259,36 @@ async fn a_follower_with_a_flipped_bit_repairs_without_voting_and_loses_nothing(
 async fn a_follower_missing_its_last_segment_repairs_without_voting_and_loses_nothing() {
     a_damaged_follower_repairs(delete_the_last_segment).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_single_node_refuses_to_start_and_leaves_its_directory_as_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::bind(1, dir.path()).unwrap();
+    cluster.config.segment_bytes_max = SEGMENT_BYTES;
+    let node = cluster.start_node(NodeId(1)).await.unwrap();
+    let handle = node.handle();
+    wait_for(&[handle.clone()], "the single node to lead", |s| {
+        s[0].role == Role::Leader
+    })
+    .await;
+    for n in 0..ENTRIES {
+        handle.submit(format!("v{n}")).await.unwrap();
+    }
+    node.shutdown().await.unwrap();
+    let data_dir = cluster.config.node(NodeId(1)).unwrap().data_dir.clone();
+    let (file, _) = flip_a_synced_bit(&data_dir);
+    let before = fs::read_dir(&data_dir).unwrap().count();
+
+    let refused = cluster.start_node(NodeId(1)).await.unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        text.contains("single-node cluster cannot") && text.contains(&file.display().to_string()),
+        "{text}"
+    );
+    assert_eq!(
+        fs::read_dir(&data_dir).unwrap().count(),
+        before,
+        "nothing moved"
+    );
+    assert!(!data_dir.join("damaged-1").exists());
+}
