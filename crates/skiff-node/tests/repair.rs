@@ -212,9 +212,11 @@ async fn a_damaged_follower_repairs(damage: fn(&Path) -> (PathBuf, Option<Vec<u8
     // the node.
     let restarted = cluster.start_node(first_leader).await.unwrap();
     nodes.insert(first_leader, restarted);
-    wait_for(&[damaged_handle.clone()], "the repair to end", |s| {
-        !s[0].repairing
-    })
+    wait_for(
+        std::slice::from_ref(&damaged_handle),
+        "the repair to end",
+        |s| !s[0].repairing,
+    )
     .await;
     let second_leader = leader(&handles(&nodes)).await;
     let leader_handle = nodes[&second_leader].handle();
@@ -267,9 +269,11 @@ async fn a_damaged_single_node_refuses_to_start_and_leaves_its_directory_as_foun
     cluster.config.segment_bytes_max = SEGMENT_BYTES;
     let node = cluster.start_node(NodeId(1)).await.unwrap();
     let handle = node.handle();
-    wait_for(&[handle.clone()], "the single node to lead", |s| {
-        s[0].role == Role::Leader
-    })
+    wait_for(
+        std::slice::from_ref(&handle),
+        "the single node to lead",
+        |s| s[0].role == Role::Leader,
+    )
     .await;
     for n in 0..ENTRIES {
         handle.submit(format!("v{n}")).await.unwrap();

@@ -8,7 +8,7 @@
 //! * `manifest`: which segments must exist;
 //! * `header`: the header that ties every file to its node and cluster;
 //! * `damage`: what recovery reports when the log lost what it may have
-//!   acknowledged ([`LogDamage`]);
+//!   acknowledged ([`LogDamage`]), after which the node repairs;
 //! * `repair`: how a damaged directory is made usable again without
 //!   destroying the evidence ([`Storage::repair`]);
 //! * `check`: the read-only verification behind `skiff check` ([`check()`]).
