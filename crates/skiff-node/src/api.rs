@@ -63,6 +63,10 @@ pub struct Status {
     pub commit_index: LogIndex,
     /// The index of the last entry in the log.
     pub last_index: LogIndex,
+    /// Whether the node is repairing a log its disk damaged: it then grants
+    /// no vote and stands for no election until it has caught up from a
+    /// leader elected after the damage (see `Machine::repairing`).
+    pub repairing: bool,
 }
 
 /// One committed entry, as delivered to a [`Subscription`](crate::Subscription).
@@ -77,6 +81,13 @@ pub struct CommittedEntry {
     pub data: Bytes,
 }
 
+fn repair_reason(damage: &Option<crate::storage::LogDamage>) -> String {
+    match damage {
+        Some(damage) => damage.to_string(),
+        None => "a repair of its damaged log has not finished".to_string(),
+    }
+}
+
 /// Why a node did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -87,13 +98,20 @@ pub enum StartError {
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
     /// The log is damaged where it may have held entries the node
-    /// acknowledged; starting from the intact prefix could lose them.
-    #[error("the data directory {dir} needs repair: {damage}")]
-    NeedsRepair {
+    /// acknowledged (or a repair of it is unfinished), and the node cannot
+    /// repair it: the only node of its cluster has no other copy to catch
+    /// up from, and starting from the intact prefix could lose entries.
+    #[error(
+        "the data directory {dir} needs repair ({}), which a single-node cluster cannot do: \
+         no other node holds a copy of the log",
+        repair_reason(.damage)
+    )]
+    CannotRepair {
         /// The data directory.
         dir: std::path::PathBuf,
-        /// Where the damage is and how much of the log is intact.
-        damage: crate::storage::LogDamage,
+        /// Where the damage is and how much of the log is intact; `None`
+        /// when a repair begun earlier is unfinished.
+        damage: Option<crate::storage::LogDamage>,
     },
     /// The recovered state is not one a Raft node can be in.
     #[error("recovered state of {dir} is inconsistent: {reason}")]

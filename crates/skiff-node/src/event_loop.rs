@@ -313,6 +313,11 @@ impl EventLoop {
                 | Action::LogTruncate { .. } => {}
             }
         }
+        let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
+        if storage.repairing() && !self.machine.repairing() {
+            // After the turn's sync: the log that ended the repair is durable.
+            storage.finish_repair()?;
+        }
         self.feed_subscribers(self.machine.commit_index());
         self.publish_status();
         Ok(())
@@ -389,6 +394,7 @@ impl EventLoop {
             leader: self.machine.leader(),
             commit_index: self.machine.commit_index(),
             last_index: self.machine.last_index(),
+            repairing: self.machine.repairing(),
         };
         self.status.send_if_modified(|current| {
             if (current.role, current.term, current.leader) != (status.role, status.term, status.leader) {

@@ -42,7 +42,9 @@
 //!   tests and benchmarks.
 //! * [`storage`]: the data directory: write-ahead log segments, framed
 //!   records, the manifest, the two hard-state copies, the directory lock,
-//!   crash recovery that tells a torn tail from damage. Public for tools
+//!   crash recovery that tells a torn tail from damage, and the repair of
+//!   a damaged directory (damaged files moved aside, the intact prefix
+//!   rewritten, a durable repair flag). Public for tools
 //!   that open or check a stopped node's directory ([`storage::check`],
 //!   `skiff check`); the record format stays private.
 //! * `transport`: peer connections over TCP; its [`wire`] format is public,

@@ -6,7 +6,7 @@ use crate::event_loop::{Command, EventLoop};
 use crate::storage::{Identity, Recovered, Storage};
 use crate::transport::{Transport, TransportConfig};
 use bytes::Bytes;
-use skiff_core::{LogIndex, Machine, NodeId, Role};
+use skiff_core::{LogIndex, Machine, NodeId, Role, StateError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -84,13 +84,11 @@ impl Node {
             cluster_id: config.cluster_id,
             node_id: id.0,
         };
-        let (dir, segment_bytes_max) = (node_config.data_dir.clone(), config.segment_bytes_max);
-        let opened =
-            tokio::task::spawn_blocking(move || Storage::open(&dir, identity, segment_bytes_max))
+        let recovery_config = config.clone();
+        let (storage, machine) =
+            tokio::task::spawn_blocking(move || recover(&recovery_config, id, identity))
                 .await
-                .map_err(|e| StartError::Thread(std::io::Error::other(e)))?;
-        let (storage, recovered) = opened?;
-        let machine = restore_machine(config, id, recovered, &node_config.data_dir)?;
+                .map_err(|e| StartError::Thread(std::io::Error::other(e)))??;
         let (command_sender, commands) = mpsc::channel(COMMAND_QUEUE_MAX);
         let (status_sender, status) = watch::channel(initial_status(&machine));
         tracing::info!(
@@ -269,31 +267,64 @@ impl Subscription {
     }
 }
 
-fn restore_machine(
+/// Opens and recovers node `id`'s data directory and restores its machine.
+/// A damaged log is repaired, as long as the machine can repair it: the
+/// machine is built first, so that a node that cannot repair (alone in its
+/// cluster) is refused with its directory untouched.
+fn recover(
     config: &ClusterConfig,
     id: NodeId,
-    recovered: Recovered,
-    dir: &std::path::Path,
-) -> Result<Machine, StartError> {
+    identity: Identity,
+) -> Result<(Storage, Machine), StartError> {
+    let dir = config.node(id)?.data_dir.clone();
+    let (mut storage, recovered) = Storage::open(&dir, identity, config.segment_bytes_max)?;
     let mut core = skiff_core::Config::new(id, config.ids());
     core.election_timeout_ms = config.election_timeout_ms;
     core.heartbeat_interval_ms = config.heartbeat_interval_ms;
     core.seed = seed(id);
-    if let Some(damage) = recovered.damage {
-        // Until the core can repair a log from its peers, a damaged one is
-        // refused rather than run on with entries it may have acknowledged.
-        return Err(StartError::NeedsRepair {
-            dir: dir.to_path_buf(),
-            damage,
-        });
+    let Recovered {
+        hard_state,
+        log,
+        damage,
+        repairing,
+    } = recovered;
+    let inconsistent = |reason| StartError::State {
+        dir: dir.clone(),
+        reason,
+    };
+    if damage.is_none() && !repairing {
+        tracing::info!(%id, entries = log.len(), term = %hard_state.term, "recovered");
+        let machine = Machine::restore(core, hard_state, log).map_err(inconsistent)?;
+        return Ok((storage, machine));
     }
-    tracing::info!(%id, entries = recovered.log.len(), term = %recovered.hard_state.term, "recovered");
-    Machine::restore(core, recovered.hard_state, recovered.log).map_err(|reason| {
-        StartError::State {
-            dir: dir.to_path_buf(),
-            reason,
+    // Entries share their data, so the copy kept to rewrite the log is cheap.
+    let machine = match Machine::restore_damaged(core, hard_state, log.clone()) {
+        Ok(machine) => machine,
+        Err(StateError::CannotRepair) => return Err(StartError::CannotRepair { dir, damage }),
+        Err(reason) => return Err(inconsistent(reason)),
+    };
+    match damage {
+        Some(damage) => {
+            let moved_to = storage.repair(&log)?;
+            tracing::warn!(
+                %id,
+                file = %damage.path.display(),
+                offset = damage.offset,
+                reason = damage.reason,
+                intact_through = %damage.intact_through,
+                moved_to = %moved_to.display(),
+                "the log is damaged where it may hold acknowledged entries; \
+                 starting from its intact prefix and repairing from the other nodes \
+                 (no vote, no candidacy until caught up); the damaged files are kept"
+            );
         }
-    })
+        None => tracing::warn!(
+            %id,
+            entries = log.len(),
+            "the node stopped while repairing a damaged log; repairing again"
+        ),
+    }
+    Ok((storage, machine))
 }
 
 /// A seed that differs between nodes and between runs of one node, so that
@@ -326,6 +357,7 @@ fn initial_status(machine: &Machine) -> Status {
         leader: None,
         commit_index: machine.commit_index(),
         last_index: machine.last_index(),
+        repairing: machine.repairing(),
     }
 }
 

@@ -8,12 +8,15 @@ Examples:
   skiff check --dir skiff-cluster/node-1
 
 It reads every log record and checksum, segment continuity against the
-manifest, the sync records and both hard-state copies, and changes nothing.
+manifest, the sync records and both hard-state copies with their repair
+flag, and changes nothing.
 It takes the directory's lock, so it refuses a directory a running node holds.
 
 Exit status: 0 when the node would start (perhaps after cutting a torn tail
-a crash left), 1 when damage was found (the node would refuse to start),
-2 when the directory cannot be checked (missing, in use) or on usage errors.";
+a crash left, perhaps still repairing), 1 when damage was found (the node
+would move the damaged files aside and start repairing, or refuse where it
+cannot repair) or the directory would be refused, 2 when the directory
+cannot be checked (missing, in use) or on usage errors.";
 
 /// Arguments of `skiff check`.
 #[derive(clap::Args, Debug)]

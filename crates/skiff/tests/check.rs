@@ -67,7 +67,30 @@ fn a_clean_directory_passes_and_a_flipped_bit_is_reported_with_its_file_and_offs
         text.contains(&format!("{} at offset", segment.display())),
         "{text}"
     );
-    assert!(text.contains("needs repair"), "{text}");
+    assert!(text.contains("repair flag: not set"), "{text}");
+    assert!(text.contains("recovery would: start repairing"), "{text}");
+}
+
+#[test]
+fn a_directory_left_repairing_reports_the_flag_and_would_start_repairing() {
+    let (_parent, dir) = written_dir();
+    let segment = dir.join(format!("{:020}.wal", 1));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[100] ^= 0x20;
+    std::fs::write(&segment, &bytes).unwrap();
+    let (mut storage, recovered) = Storage::open(&dir, ME, 1 << 20).unwrap();
+    let intact = recovered.log.len();
+    storage.repair(&recovered.log).unwrap();
+    drop(storage); // stopped before the repair ended
+
+    let output = check(&dir);
+    let text = String::from_utf8_lossy(&output.stdout);
+    println!("{text}");
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("repair flag: set"), "{text}");
+    assert!(text.contains(", repairing"), "{text}");
+    let verdict = format!("recovery would: start repairing with {intact} entries");
+    assert!(text.contains(&verdict), "{text}");
 }
 
 #[test]

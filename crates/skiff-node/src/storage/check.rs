@@ -1,13 +1,13 @@
 //! `skiff check`: what recovery would find in a stopped node's data
 //! directory and what it would do, without changing anything.
 
-use super::hard_state::{self, HardStateFile};
+use super::hard_state::{self, HardStateFile, StoredState};
 use super::header::{intact_owner, Identity};
 use super::lock::DirLock;
 use super::manifest;
+use super::repair::DAMAGED_DIR_PREFIX;
 use super::wal::{self, SEGMENT_HEADER_BYTES};
 use super::{LogDamage, StorageError};
-use skiff_core::HardState;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,16 +29,23 @@ enum Verdict {
     /// No file holds anything: the node would start with an empty log.
     Empty,
     /// Start with this many entries, after cutting off a torn tail of
-    /// `torn_bytes` bytes (0 when there is none).
-    Start { entries: u64, torn_bytes: u64 },
-    /// The log is damaged.
+    /// `torn_bytes` bytes (0 when there is none), repairing if the repair
+    /// flag is set.
+    Start {
+        entries: u64,
+        torn_bytes: u64,
+        repairing: bool,
+    },
+    /// The log is damaged: the node would start repairing from the intact
+    /// prefix.
     Damaged(LogDamage),
     /// Recovery refuses the directory outright.
     Refused(String),
 }
 
 impl CheckReport {
-    /// Whether the node would refuse to start or needs repair.
+    /// Whether damage was found (the node would start repairing, or refuse
+    /// where it cannot repair) or the directory would be refused.
     pub fn needs_repair(&self) -> bool {
         matches!(self.verdict, Verdict::Damaged(_) | Verdict::Refused(_))
     }
@@ -106,16 +113,22 @@ pub fn check(dir: &Path) -> Result<CheckReport, StorageError> {
         ));
     }
     let is_new = replay.manifest.is_none() && replay.damage.is_none();
-    match hard_state.load() {
+    let repairing = match hard_state.load() {
         Ok(None) if !is_new => return refused(report, hard_state.both_missing()),
         Err(error) => return refused(report, error),
-        Ok(_) => {}
-    }
+        Ok(stored) => stored.is_some_and(|s| s.repairing),
+    };
+    report.findings.push(if repairing {
+        "repair flag: set (a repair of a damaged log has not finished)".to_string()
+    } else {
+        "repair flag: not set".to_string()
+    });
     report.verdict = match replay.damage {
         Some(damage) => Verdict::Damaged(damage),
         None => Verdict::Start {
             entries: replay.entries.len() as u64,
             torn_bytes: replay.torn.map_or(0, |torn| torn.bytes),
+            repairing,
         },
     };
     Ok(report)
@@ -131,11 +144,14 @@ fn refused(mut report: CheckReport, error: StorageError) -> Result<CheckReport, 
     }
 }
 
-fn describe(state: HardState) -> String {
-    match state.voted_for {
-        Some(vote) => format!("term {}, voted for {vote}", state.term),
-        None => format!("term {}, no vote", state.term),
-    }
+fn describe(stored: StoredState) -> String {
+    let StoredState { state, repairing } = stored;
+    let vote = match state.voted_for {
+        Some(vote) => format!("voted for {vote}"),
+        None => "no vote".to_string(),
+    };
+    let repair = if repairing { ", repairing" } else { "" };
+    format!("term {}, {vote}{repair}", state.term)
 }
 
 /// The owner named by the first intact file: the manifest, a hard-state
@@ -176,18 +192,25 @@ impl fmt::Display for CheckReport {
             Verdict::Empty => write!(f, "recovery would: start a new, empty node (no intact file found)"),
             Verdict::Start {
                 entries,
-                torn_bytes: 0,
-            } => write!(f, "recovery would: start normally with {entries} entries"),
-            Verdict::Start {
-                entries,
                 torn_bytes,
-            } => write!(
-                f,
-                "recovery would: cut a torn tail of {torn_bytes} bytes and start with {entries} entries"
-            ),
+                repairing,
+            } => {
+                write!(f, "recovery would: ")?;
+                if *torn_bytes > 0 {
+                    write!(f, "cut a torn tail of {torn_bytes} bytes and ")?;
+                }
+                if *repairing {
+                    write!(f, "start repairing with {entries} entries, catching up from the other nodes")
+                } else {
+                    write!(f, "start normally with {entries} entries")
+                }
+            }
             Verdict::Damaged(damage) => write!(
                 f,
-                "DAMAGE: {damage}\nrecovery would: refuse to start; the data directory needs repair"
+                "DAMAGE: {damage}\nrecovery would: start repairing: move the log's files aside into \
+                 a {DAMAGED_DIR_PREFIX}N subdirectory, keep the {} intact entries and catch up from \
+                 the other nodes (a single-node cluster refuses to start: it has no other copy)",
+                damage.intact_through
             ),
             Verdict::Refused(reason) => write!(f, "recovery would: refuse to start: {reason}"),
         }

@@ -61,7 +61,8 @@ pub enum StorageError {
         /// Why the second copy cannot be used (it names the file).
         second: Box<StorageError>,
     },
-    /// The log is damaged; it is not written to until it is repaired.
+    /// The log is damaged; it is not written to until
+    /// [`Storage::repair`](super::Storage::repair).
     #[error("{0}; the data directory needs repair")]
     NeedsRepair(LogDamage),
 }

@@ -1,16 +1,25 @@
-//! The hard state (current term and vote), kept in two copies,
+//! The hard state (current term and vote) and the repair flag, kept in two copies,
 //! `hardstate.a` and `hardstate.b`, each replaced atomically (see
 //! `replace_file`): a crash leaves each copy either old or new, never a mix,
 //! and one damaged copy leaves the other to read.
 //!
 //! ```text
-//! header (magic "SKIFFHST") | term: u64 LE | has vote: u8 | vote: u64 LE | crc: u32 LE
+//! header (magic "SKIFFHST") | term: u64 LE | has vote: u8 | vote: u64 LE
+//!     | repairing: u8 | crc: u32 LE
 //! ```
+//!
+//! The repair flag says that the log lost entries the node may have
+//! acknowledged and that the node has not yet caught up from its peers
+//! (see `repair`): it is kept with the term and vote because it must
+//! survive as durably as they do.
 //!
 //! A store writes `a`, then `b`, and is done when both are durable. On load
 //! an intact copy is taken over a damaged or missing one, and of two intact
 //! copies that differ (a crash between the two writes) the newer: the higher
-//! term, or at the same term the one with a vote.
+//! term, or at the same term the one with a vote, or at the same term and
+//! vote the one that says repairing. The flag only changes with term and
+//! vote unchanged, so of two copies differing in the flag alone one write
+//! of it was cut short; taking "repairing" then errs on the safe side.
 
 use super::header::{check_sealed, encode_header, seal, Fault, Identity, HEADER_BYTES};
 use super::{replace_file, StorageError};
@@ -22,7 +31,17 @@ const MAGIC: &[u8; 8] = b"SKIFFHST";
 /// The names of the two copies, in the order they are written.
 pub const FILES: [&str; 2] = ["hardstate.a", "hardstate.b"];
 /// Bytes of a hard-state file.
-pub const FILE_BYTES: usize = HEADER_BYTES + 8 + 1 + 8 + 4;
+pub const FILE_BYTES: usize = HEADER_BYTES + 8 + 1 + 8 + 1 + 4;
+
+/// What a hard-state file holds: the machine's term and vote, and whether
+/// the node is repairing a damaged log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoredState {
+    /// Term and vote.
+    pub state: HardState,
+    /// Whether the node is repairing (see the module's comment).
+    pub repairing: bool,
+}
 
 /// Where the hard state lives and whose it is.
 #[derive(Debug)]
@@ -33,7 +52,7 @@ pub struct HardStateFile {
 
 /// What one copy holds: `Ok(None)` when the file does not exist, an error
 /// naming the file when it cannot be used.
-pub type Copy = Result<Option<HardState>, StorageError>;
+pub type Copy = Result<Option<StoredState>, StorageError>;
 
 impl HardStateFile {
     /// The hard-state files of the data directory `dir`.
@@ -52,7 +71,7 @@ impl HardStateFile {
     /// The stored state: `Ok(None)` when neither copy exists; an error when
     /// one cannot be read because it is another owner's, or when neither
     /// can be used.
-    pub fn load(&self) -> Result<Option<HardState>, StorageError> {
+    pub fn load(&self) -> Result<Option<StoredState>, StorageError> {
         let [a, b] = self.load_copies();
         choose(&self.dir, a, b)
     }
@@ -64,7 +83,7 @@ impl HardStateFile {
     }
 
     /// Replaces both copies with `state`, durably.
-    pub fn store(&self, state: HardState) -> Result<(), StorageError> {
+    pub fn store(&self, state: StoredState) -> Result<(), StorageError> {
         let bytes = encode(self.identity, state);
         for name in FILES {
             replace_file(&self.dir, name, &bytes)?;
@@ -99,7 +118,7 @@ impl HardStateFile {
 }
 
 /// The state to recover from the two copies (see the module's rules).
-fn choose(dir: &Path, a: Copy, b: Copy) -> Result<Option<HardState>, StorageError> {
+fn choose(dir: &Path, a: Copy, b: Copy) -> Result<Option<StoredState>, StorageError> {
     let refused = |copy: &Copy| matches!(copy, Err(StorageError::Foreign { .. }));
     if refused(&a) {
         return a;
@@ -139,28 +158,32 @@ fn unusable(copy: Copy, path: &Path) -> StorageError {
 }
 
 /// The later of two states: the higher term, or at the same term the one
-/// with a vote (a vote is only ever added within a term).
-fn newer(a: HardState, b: HardState) -> HardState {
-    if (b.term, b.voted_for.is_some()) > (a.term, a.voted_for.is_some()) {
+/// with a vote (a vote is only ever added within a term), or the one that
+/// says repairing (see the module's comment).
+fn newer(a: StoredState, b: StoredState) -> StoredState {
+    let rank = |s: StoredState| (s.state.term, s.state.voted_for.is_some(), s.repairing);
+    if rank(b) > rank(a) {
         b
     } else {
         a
     }
 }
 
-fn encode(identity: Identity, state: HardState) -> Vec<u8> {
+fn encode(identity: Identity, stored: StoredState) -> Vec<u8> {
+    let StoredState { state, repairing } = stored;
     let mut out = Vec::with_capacity(FILE_BYTES);
     encode_header(MAGIC, identity, &mut out);
     out.extend_from_slice(&state.term.0.to_le_bytes());
     out.push(u8::from(state.voted_for.is_some()));
     out.extend_from_slice(&state.voted_for.map_or(0, |id| id.0).to_le_bytes());
+    out.push(u8::from(repairing));
     seal(&mut out);
     out
 }
 
 /// Decodes the fields of an intact file; on failure, the offset and what
 /// is wrong.
-fn decode_body(bytes: &[u8]) -> Result<HardState, (u64, String)> {
+fn decode_body(bytes: &[u8]) -> Result<StoredState, (u64, String)> {
     let read_u64 = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
     let term = Term(read_u64(HEADER_BYTES));
     let voted_for = match bytes[HEADER_BYTES + 8] {
@@ -168,7 +191,15 @@ fn decode_body(bytes: &[u8]) -> Result<HardState, (u64, String)> {
         1 => Some(NodeId(read_u64(HEADER_BYTES + 9))),
         flag => return Err(((HEADER_BYTES + 8) as u64, format!("vote flag {flag}"))),
     };
-    Ok(HardState { term, voted_for })
+    let repairing = match bytes[HEADER_BYTES + 17] {
+        0 => false,
+        1 => true,
+        flag => return Err(((HEADER_BYTES + 17) as u64, format!("repair flag {flag}"))),
+    };
+    Ok(StoredState {
+        state: HardState { term, voted_for },
+        repairing,
+    })
 }
 
 #[cfg(test)]
@@ -180,10 +211,20 @@ mod tests {
         node_id: 3,
     };
 
-    fn state(term: u64, vote: Option<u64>) -> HardState {
-        HardState {
-            term: Term(term),
-            voted_for: vote.map(NodeId),
+    fn state(term: u64, vote: Option<u64>) -> StoredState {
+        StoredState {
+            state: HardState {
+                term: Term(term),
+                voted_for: vote.map(NodeId),
+            },
+            repairing: false,
+        }
+    }
+
+    fn repairing(stored: StoredState) -> StoredState {
+        StoredState {
+            repairing: true,
+            ..stored
         }
     }
 
@@ -236,6 +277,19 @@ mod tests {
         for (a, b, expected) in [
             (state(5, None), state(4, Some(2)), state(5, None)),
             (state(4, None), state(4, Some(2)), state(4, Some(2))),
+            // A write of the flag cut short, setting it or clearing it.
+            (
+                repairing(state(4, None)),
+                state(4, None),
+                repairing(state(4, None)),
+            ),
+            (
+                state(4, None),
+                repairing(state(4, None)),
+                repairing(state(4, None)),
+            ),
+            // A store after the flag was cleared.
+            (state(5, None), repairing(state(4, None)), state(5, None)),
         ] {
             fs::write(dir.path().join(FILES[0]), encode(ME, a)).unwrap();
             fs::write(dir.path().join(FILES[1]), encode(ME, b)).unwrap();

@@ -16,8 +16,9 @@ use std::path::Path;
 
 /// The storage format version this code writes and reads. Version 2 added
 /// sync markers to the log, the segment manifest and the two hard-state
-/// copies; a directory of version 1 is refused by its segment headers.
-pub const FORMAT_VERSION: u32 = 2;
+/// copies; version 3 the repair flag in the hard state. A directory of an
+/// older version is refused by its headers.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Bytes of the common header.
 pub const HEADER_BYTES: usize = 8 + 4 + 8 + 8;

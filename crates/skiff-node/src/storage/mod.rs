@@ -1,13 +1,16 @@
 //! Durable state of one node, in one data directory:
 //!
 //! * `lock`: an exclusive lock, so that one process at a time uses the directory;
-//! * `hard_state`: term and vote, in two copies each replaced atomically;
+//! * `hard_state`: term, vote and the repair flag, in two copies each
+//!   replaced atomically;
 //! * `wal`: the log, in append-only segments of framed records (`record`),
 //!   ending each synced batch with a sync record;
 //! * `manifest`: which segments must exist;
 //! * `header`: the header that ties every file to its node and cluster;
 //! * `damage`: what recovery reports when the log lost what it may have
-//!   acknowledged ([`LogDamage`]);
+//!   acknowledged ([`LogDamage`]), after which the node repairs;
+//! * `repair`: how a damaged directory is made usable again without
+//!   destroying the evidence ([`Storage::repair`]);
 //! * `check`: the read-only verification behind `skiff check` ([`check()`]).
 //!
 //! [`Storage`] performs the persistence actions of a machine. Writes are
@@ -23,6 +26,7 @@ mod header;
 mod lock;
 mod manifest;
 mod record;
+mod repair;
 mod wal;
 
 pub use check::{check, CheckReport};
@@ -30,12 +34,12 @@ pub use damage::LogDamage;
 pub use error::StorageError;
 pub use header::Identity;
 
-use hard_state::HardStateFile;
+use hard_state::{HardStateFile, StoredState};
 use lock::DirLock;
 use skiff_core::{Action, Entry, HardState, LogIndex};
 use std::fs::{self, File};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use wal::Wal;
 
 /// What a node persisted before it stopped.
@@ -47,15 +51,24 @@ pub struct Recovered {
     /// `damage` the prefix that is provably intact.
     pub log: Vec<Entry>,
     /// Damage that may have cost entries the node acknowledged. The storage
-    /// then refuses to write the log until it is repaired.
+    /// then refuses to write the log until [`Storage::repair`].
     pub damage: Option<LogDamage>,
+    /// Whether a repair begun before is not finished: the node must start
+    /// repairing again, even if the log now reads as whole.
+    pub repairing: bool,
 }
 
 /// The open, locked storage of one node.
 #[derive(Debug)]
 pub struct Storage {
     _lock: DirLock,
+    dir: PathBuf,
+    identity: Identity,
+    segment_bytes_max: u64,
     hard_state_file: HardStateFile,
+    /// What the hard-state files hold: the last state stored and the
+    /// repair flag.
+    stored: StoredState,
     /// The last `StateStore` of the turn, not yet written.
     pending_hard_state: Option<HardState>,
     /// The log, or the damage that keeps it from being written.
@@ -69,7 +82,8 @@ impl Storage {
     ///
     /// A torn tail is cut off with a warning. Damage that may have cost
     /// acknowledged entries is returned in [`Recovered::damage`], with the
-    /// intact prefix of the log, and nothing on disk is changed. Files of
+    /// intact prefix of the log, and nothing on disk is changed: the log
+    /// cannot be written until [`Storage::repair`]. Files of
     /// another node or cluster or format, and a hard state lost in both
     /// copies, are refused with an error.
     pub fn open(
@@ -84,13 +98,13 @@ impl Storage {
         let hard_state_file = HardStateFile::new(dir, identity);
         let mut replay = wal::replay(dir, identity)?;
         let is_new = replay.manifest.is_none() && replay.damage.is_none();
-        let hard_state = match hard_state_file.load()? {
-            Some(state) => state,
+        let stored = match hard_state_file.load()? {
+            Some(stored) => stored,
             // Stored before the manifest is created, so that a directory
             // with a manifest and no hard state is known to have lost it.
             None if is_new => {
-                hard_state_file.store(HardState::default())?;
-                HardState::default()
+                hard_state_file.store(StoredState::default())?;
+                StoredState::default()
             }
             None => return Err(hard_state_file.both_missing()),
         };
@@ -102,13 +116,18 @@ impl Storage {
             }
         };
         let recovered = Recovered {
-            hard_state,
+            hard_state: stored.state,
             log: std::mem::take(&mut replay.entries),
             damage: replay.damage,
+            repairing: stored.repairing,
         };
         let storage = Storage {
             _lock: lock,
+            dir: dir.to_path_buf(),
+            identity,
+            segment_bytes_max,
             hard_state_file,
+            stored,
             pending_hard_state: None,
             wal,
             syncs: 0,
@@ -149,7 +168,10 @@ impl Storage {
     pub fn sync(&mut self) -> Result<(), StorageError> {
         let mut synced = false;
         if let Some(state) = self.pending_hard_state.take() {
-            self.hard_state_file.store(state)?;
+            self.store_hard_state(StoredState {
+                state,
+                repairing: self.stored.repairing,
+            })?;
             synced = true;
         }
         if let Ok(wal) = &mut self.wal {
@@ -169,6 +191,13 @@ impl Storage {
             Ok(wal) => wal.last_index(),
             Err(damage) => damage.intact_through,
         }
+    }
+
+    /// Replaces both hard-state copies, durably, and remembers what they hold.
+    fn store_hard_state(&mut self, stored: StoredState) -> Result<(), StorageError> {
+        self.hard_state_file.store(stored)?;
+        self.stored = stored;
+        Ok(())
     }
 
     fn writable_wal(&mut self) -> Result<&mut Wal, StorageError> {

@@ -352,3 +352,4 @@ fn the_directory_is_locked_while_open() {
 }
 
 mod faults;
+mod repair;

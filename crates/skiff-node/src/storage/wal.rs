@@ -47,7 +47,9 @@
 //!   names that is missing; a segment it does not name that holds records; a
 //!   damaged or missing manifest where segments exist: all are damage
 //!   ([`LogDamage`]). Recovery returns the log up to the damage and changes
-//!   nothing on disk.
+//!   nothing on disk; the node then repairs the directory (see `repair`:
+//!   the damaged files are moved aside, never deleted, and a fresh log of
+//!   the intact prefix is written) and catches up from its peers.
 //! * An empty segment one past the manifest's last is the trace of a
 //!   rotation cut short, and is removed.
 //! * A segment shorter than the length in its header was cut short: damage.
@@ -61,7 +63,7 @@
 //! page cache survives it. On power loss the kernel may have persisted the
 //! pages of an unsynced write out of order; if a sync record of that write
 //! reached the disk while an earlier page did not, recovery reports damage,
-//! erring on the side of a refusal.
+//! erring on the side of a repair.
 
 use super::damage::LogDamage;
 use super::error::StorageError;

@@ -1,0 +1,298 @@
+//! A follower whose data directory was damaged while it was down starts,
+//! repairs from the other nodes without ever voting meanwhile, and loses
+//! nothing the cluster committed, even when the leader goes down next.
+
+use skiff_node::local::LocalCluster;
+use skiff_node::{CommittedEntry, LogIndex, Node, NodeHandle, NodeId, Role, Status, Term};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Small, so that the log spans several segments.
+const SEGMENT_BYTES: u64 = 4096;
+/// Bytes of a segment's header: its first record starts here.
+const SEGMENT_HEADER_BYTES: usize = 48;
+const ENTRIES: usize = 150;
+
+fn cluster(dir: &Path) -> LocalCluster {
+    let mut cluster = LocalCluster::bind(3, dir).unwrap();
+    cluster.config.cluster_id = 5;
+    cluster.config.election_timeout_ms = 150;
+    cluster.config.heartbeat_interval_ms = 40;
+    cluster.config.segment_bytes_max = SEGMENT_BYTES;
+    cluster
+}
+
+/// Waits, on status changes rather than on a clock, until `done` holds for
+/// the statuses of `handles` (in their order); panics after [`TIMEOUT`].
+async fn wait_for(
+    handles: &[NodeHandle],
+    what: &str,
+    mut done: impl FnMut(&[Status]) -> bool,
+) -> Vec<Status> {
+    let (changed, mut changes) = mpsc::unbounded_channel();
+    for handle in handles {
+        let mut watch = handle.watch_status();
+        let changed = changed.clone();
+        tokio::spawn(
+            async move { while watch.changed().await.is_ok() && changed.send(()).is_ok() {} },
+        );
+    }
+    let statuses = || handles.iter().map(NodeHandle::status).collect::<Vec<_>>();
+    let waited = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let now = statuses();
+            if done(&now) {
+                return now;
+            }
+            changes.recv().await;
+        }
+    })
+    .await;
+    waited.unwrap_or_else(|_| panic!("timed out waiting for {what}: {:?}", statuses()))
+}
+
+/// Waits until one of `handles` leads and the others follow it.
+async fn leader(handles: &[NodeHandle]) -> NodeId {
+    let statuses = wait_for(handles, "a leader", |statuses| {
+        statuses.iter().any(|s| {
+            s.role == Role::Leader
+                && statuses
+                    .iter()
+                    .all(|o| o.leader == Some(s.id) && o.term == s.term)
+        })
+    })
+    .await;
+    statuses
+        .iter()
+        .find(|s| s.role == Role::Leader)
+        .expect("found above")
+        .id
+}
+
+/// The committed log at `handle` through `through`, every entry with its
+/// index, term and data.
+async fn committed_log(handle: &NodeHandle, through: LogIndex) -> Vec<CommittedEntry> {
+    let mut subscription = handle.subscribe(LogIndex(1)).await.unwrap();
+    let mut log = Vec::new();
+    tokio::time::timeout(TIMEOUT, async {
+        while log
+            .last()
+            .is_none_or(|e: &CommittedEntry| e.index < through)
+        {
+            log.push(subscription.next().await.expect("the node runs"));
+        }
+    })
+    .await
+    .expect("committed entries arrive");
+    log
+}
+
+fn assert_holds(log: &[CommittedEntry], written: &[(LogIndex, String)], node: NodeId) {
+    for (index, value) in written {
+        let entry = log.iter().find(|e| e.index == *index);
+        assert_eq!(
+            entry.map(|e| e.data.as_ref()),
+            Some(value.as_bytes()),
+            "node {node} lost committed entry {index}"
+        );
+    }
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Flips a bit inside the first record of the first segment, long before
+/// the last sync record: damage, not a torn tail. Returns the file and its
+/// damaged bytes.
+fn flip_a_synced_bit(dir: &Path) -> (PathBuf, Option<Vec<u8>>) {
+    let first = segments(dir).remove(0);
+    let mut bytes = fs::read(&first).unwrap();
+    bytes[SEGMENT_HEADER_BYTES + 20] ^= 0x10;
+    fs::write(&first, &bytes).unwrap();
+    (first, Some(bytes))
+}
+
+/// Deletes the last segment, which a plain log would not even notice.
+fn delete_the_last_segment(dir: &Path) -> (PathBuf, Option<Vec<u8>>) {
+    let last = segments(dir).pop().unwrap();
+    fs::remove_file(&last).unwrap();
+    (last, None)
+}
+
+async fn a_damaged_follower_repairs(damage: fn(&Path) -> (PathBuf, Option<Vec<u8>>)) {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(dir.path());
+    let mut nodes = BTreeMap::new();
+    for id in cluster.config.ids() {
+        nodes.insert(id, cluster.start_node(id).await.expect("node starts"));
+    }
+    let handles = |nodes: &BTreeMap<NodeId, Node>| -> Vec<NodeHandle> {
+        nodes.values().map(Node::handle).collect()
+    };
+    let first_leader = leader(&handles(&nodes)).await;
+    let mut written = Vec::new();
+    for n in 0..ENTRIES {
+        let value = format!("v{n}-{}", "x".repeat(n % 7 * 10));
+        let index = nodes[&first_leader].handle().submit(value.clone()).await;
+        written.push((index.expect("committed"), value));
+    }
+    let last = written.last().unwrap().0;
+    let ids: Vec<NodeId> = cluster.config.ids().collect();
+    let damaged = *ids.iter().find(|id| **id != first_leader).unwrap();
+    let other = *ids
+        .iter()
+        .find(|id| ![first_leader, damaged].contains(id))
+        .unwrap();
+    // The follower acknowledged every entry before it goes down.
+    let damaged_handle = nodes[&damaged].handle();
+    wait_for(&[damaged_handle], "the follower to hold the log", |s| {
+        s[0].last_index >= last
+    })
+    .await;
+    nodes.remove(&damaged).unwrap().shutdown().await.unwrap();
+    let data_dir = cluster.config.node(damaged).unwrap().data_dir.clone();
+    assert!(segments(&data_dir).len() >= 3, "{:?}", segments(&data_dir));
+    let (file, damaged_bytes) = damage(&data_dir);
+
+    // The leader goes down too: the two nodes left can only elect a leader
+    // with the damaged node's vote.
+    nodes
+        .remove(&first_leader)
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
+    let node = cluster
+        .start_node(damaged)
+        .await
+        .expect("a damaged node starts");
+    let damaged_handle = node.handle();
+    nodes.insert(damaged, node);
+    let status = damaged_handle.status();
+    assert!(status.repairing, "{status:?}");
+    assert!(
+        status.last_index < last,
+        "the damage cost entries: {status:?}"
+    );
+    let kept = data_dir.join("damaged-1").join(file.file_name().unwrap());
+    match damaged_bytes {
+        Some(bytes) => assert_eq!(fs::read(&kept).unwrap(), bytes, "kept as found"),
+        None => assert!(!kept.exists() && data_dir.join("damaged-1/manifest").exists()),
+    }
+
+    let other_handle = nodes[&other].handle();
+    let from_term = other_handle.status().term;
+    let pair = [other_handle.clone(), damaged_handle.clone()];
+    wait_for(&pair, "several failed elections", |statuses| {
+        for s in statuses {
+            assert_ne!(
+                s.role,
+                Role::Leader,
+                "elected with a repairing voter: {s:?}"
+            );
+            assert!(s.id != damaged || s.repairing, "repaired without a leader");
+        }
+        statuses[0].term >= Term(from_term.0 + 4)
+    })
+    .await;
+    assert_eq!(damaged_handle.status().role, Role::Follower);
+
+    // With the old leader back, a leader elected after the damage repairs
+    // the node.
+    let restarted = cluster.start_node(first_leader).await.unwrap();
+    nodes.insert(first_leader, restarted);
+    wait_for(
+        std::slice::from_ref(&damaged_handle),
+        "the repair to end",
+        |s| !s[0].repairing,
+    )
+    .await;
+    let second_leader = leader(&handles(&nodes)).await;
+    let leader_handle = nodes[&second_leader].handle();
+    let through = leader_handle.status().commit_index;
+    assert!(through >= last);
+    let leader_log = committed_log(&leader_handle, through).await;
+    let repaired_log = committed_log(&damaged_handle, through).await;
+    assert_eq!(
+        repaired_log, leader_log,
+        "the repaired log equals the leader's"
+    );
+    assert_holds(&repaired_log, &written, damaged);
+
+    // The repaired node now counts: the leader goes down, and the next one
+    // still holds every committed entry.
+    nodes
+        .remove(&second_leader)
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
+    let third_leader = leader(&handles(&nodes)).await;
+    assert_ne!(third_leader, second_leader);
+    let index = nodes[&third_leader].handle().submit("after").await.unwrap();
+    let log = committed_log(&nodes[&third_leader].handle(), index).await;
+    assert_holds(&log, &written, third_leader);
+
+    for (_, node) in nodes {
+        node.shutdown().await.unwrap();
+    }
+    let report = skiff_node::storage::check(&data_dir).unwrap().to_string();
+    assert!(report.contains("repair flag: not set"), "{report}");
+    assert!(report.contains("start normally"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_with_a_flipped_bit_repairs_without_voting_and_loses_nothing() {
+    a_damaged_follower_repairs(flip_a_synced_bit).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_missing_its_last_segment_repairs_without_voting_and_loses_nothing() {
+    a_damaged_follower_repairs(delete_the_last_segment).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_single_node_refuses_to_start_and_leaves_its_directory_as_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::bind(1, dir.path()).unwrap();
+    cluster.config.segment_bytes_max = SEGMENT_BYTES;
+    let node = cluster.start_node(NodeId(1)).await.unwrap();
+    let handle = node.handle();
+    wait_for(
+        std::slice::from_ref(&handle),
+        "the single node to lead",
+        |s| s[0].role == Role::Leader,
+    )
+    .await;
+    for n in 0..ENTRIES {
+        handle.submit(format!("v{n}")).await.unwrap();
+    }
+    node.shutdown().await.unwrap();
+    let data_dir = cluster.config.node(NodeId(1)).unwrap().data_dir.clone();
+    let (file, _) = flip_a_synced_bit(&data_dir);
+    let before = fs::read_dir(&data_dir).unwrap().count();
+
+    let refused = cluster.start_node(NodeId(1)).await.unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        text.contains("single-node cluster cannot") && text.contains(&file.display().to_string()),
+        "{text}"
+    );
+    assert_eq!(
+        fs::read_dir(&data_dir).unwrap().count(),
+        before,
+        "nothing moved"
+    );
+    assert!(!data_dir.join("damaged-1").exists());
+}
