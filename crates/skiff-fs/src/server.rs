@@ -480,6 +480,7 @@ impl Shared {
             leader: status.leader,
             commit_index: status.commit_index,
             last_index: status.last_index,
+            repairing: status.repairing,
         }
     }
 

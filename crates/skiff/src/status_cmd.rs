@@ -78,7 +78,11 @@ fn write_table(
                 report.term,
                 report.leader.map_or("-".to_string(), |id| id.to_string()),
                 report.commit_index,
-                report.last_index
+                if report.repairing {
+                    format!("{}  repairing", report.last_index)
+                } else {
+                    report.last_index.to_string()
+                }
             ),
             Err(error) => format!(
                 "{:<5} {:<21} {:<9} {:<5} {:<7} {:<7} {:<6} {error}",
@@ -109,6 +113,10 @@ mod tests {
                 address: "127.0.0.1:7101".into(),
             },
             Server {
+                id: Some(2),
+                address: "127.0.0.1:7102".into(),
+            },
+            Server {
                 id: None,
                 address: "127.0.0.1:7103".into(),
             },
@@ -121,6 +129,16 @@ mod tests {
                 leader: Some(NodeId(1)),
                 commit_index: LogIndex(118),
                 last_index: LogIndex(119),
+                repairing: false,
+            }),
+            Ok(StatusReport {
+                id: NodeId(2),
+                role: Role::Follower,
+                term: Term(3),
+                leader: None,
+                commit_index: LogIndex(40),
+                last_index: LogIndex(41),
+                repairing: true,
             }),
             Err(ProbeError::Timeout(Duration::from_secs(1))),
         ];
@@ -130,6 +148,7 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "node  address               role      term  leader  commit  last\n\
              1     127.0.0.1:7101        leader    2     1       118     119\n\
+             2     127.0.0.1:7102        follower  3     -       40      41  repairing\n\
              ?     127.0.0.1:7103        down                                   no answer within 1s\n"
         );
     }

@@ -152,6 +152,7 @@ mod tests {
             leader: leader.map(NodeId),
             commit_index: LogIndex(0),
             last_index: LogIndex(0),
+            repairing: false,
         }
     }
 

@@ -2,8 +2,13 @@
 //! cluster, answered from its own state without going through the log.
 //!
 //! ```text
-//! status\r\n  ->  STATUS id=<n> role=<leader|follower|candidate> term=<t> leader=<n|_> commit=<c> last=<i>\r\n
+//! status\r\n  ->  STATUS id=<n> role=<leader|follower|candidate> term=<t> leader=<n|_> commit=<c> last=<i> repairing=<yes|no>\r\n
 //! ```
+//!
+//! `repairing=yes` says the node is repairing a log its disk damaged: it
+//! catches up from the others and votes in no election until it holds
+//! everything it had acknowledged. The parser also takes a line without
+//! that last field (as servers before it sent), read as `repairing=no`.
 //!
 //! Any server answers, leader or not, and never with `ERR_REDIRECT`: the
 //! point is to ask each server what it believes. The answer is a snapshot of
@@ -69,25 +74,41 @@ pub struct StatusReport {
     pub commit_index: LogIndex,
     /// The index of the last entry in its log.
     pub last_index: LogIndex,
+    /// Whether it is repairing a log its disk damaged.
+    pub repairing: bool,
 }
 
 impl StatusReport {
-    /// Appends the wire form, `STATUS id=.. role=.. term=.. leader=.. commit=.. last=..\r\n`.
+    /// Appends the wire form, `STATUS id=.. role=.. term=.. leader=.. commit=.. last=.. repairing=..\r\n`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let leader = self
             .leader
             .map_or_else(|| "_".to_string(), |id| id.to_string());
         let line = format!(
-            "STATUS id={} role={} term={} leader={leader} commit={} last={}",
-            self.id, self.role, self.term, self.commit_index, self.last_index
+            "STATUS id={} role={} term={} leader={leader} commit={} last={} repairing={}",
+            self.id,
+            self.role,
+            self.term,
+            self.commit_index,
+            self.last_index,
+            if self.repairing { "yes" } else { "no" }
         );
         out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(CRLF);
     }
 }
 
-/// The fields of a `STATUS` line, in the order they are sent.
-const STATUS_FIELDS: [&str; 6] = ["id", "role", "term", "leader", "commit", "last"];
+/// The fields of a `STATUS` line, in the order they are sent; the last may
+/// be missing (servers before it did not send it).
+const STATUS_FIELDS: [&str; 7] = [
+    "id",
+    "role",
+    "term",
+    "leader",
+    "commit",
+    "last",
+    "repairing",
+];
 
 /// Parses a `STATUS` line at the start of `buf`.
 pub fn parse_status_report(buf: &[u8]) -> Result<Parsed<StatusReport>, ProtocolError> {
@@ -98,21 +119,21 @@ pub fn parse_status_report(buf: &[u8]) -> Result<Parsed<StatusReport>, ProtocolE
     let (b"STATUS", fields) = first_and_rest(&words) else {
         return Err(ProtocolError::UnknownCommand(lossy(line)));
     };
-    if fields.len() != STATUS_FIELDS.len() {
+    if !(STATUS_FIELDS.len() - 1..=STATUS_FIELDS.len()).contains(&fields.len()) {
         return Err(ProtocolError::ArgumentCount {
             command: "STATUS",
-            expected: "6",
+            expected: "6 or 7",
             got: fields.len(),
         });
     }
-    let mut values = [&b""[..]; STATUS_FIELDS.len()];
+    let mut values = [&b"no"[..]; STATUS_FIELDS.len()];
     for ((value, word), key) in values.iter_mut().zip(fields).zip(STATUS_FIELDS) {
         *value = word
             .strip_prefix(key.as_bytes())
             .and_then(|rest| rest.strip_prefix(b"="))
             .ok_or(ProtocolError::BadStatus { field: key })?;
     }
-    let [id, role, term, leader, commit, last] = values;
+    let [id, role, term, leader, commit, last, repairing] = values;
     let report = StatusReport {
         id: NodeId(parse_number(id, "id")?),
         role: parse_role(role)?,
@@ -123,6 +144,11 @@ pub fn parse_status_report(buf: &[u8]) -> Result<Parsed<StatusReport>, ProtocolE
         },
         commit_index: LogIndex(parse_number(commit, "commit")?),
         last_index: LogIndex(parse_number(last, "last")?),
+        repairing: match repairing {
+            b"yes" => true,
+            b"no" => false,
+            _ => return Err(ProtocolError::BadStatus { field: "repairing" }),
+        },
     };
     complete(report, line_bytes)
 }
@@ -154,6 +180,7 @@ mod tests {
             leader: leader.map(NodeId),
             commit_index: LogIndex(40),
             last_index: LogIndex(41),
+            repairing: false,
         }
     }
 
@@ -226,11 +253,11 @@ mod tests {
         for (leader, wire) in [
             (
                 Some(3),
-                &b"STATUS id=2 role=follower term=7 leader=3 commit=40 last=41\r\n"[..],
+                &b"STATUS id=2 role=follower term=7 leader=3 commit=40 last=41 repairing=no\r\n"[..],
             ),
             (
                 None,
-                b"STATUS id=2 role=follower term=7 leader=_ commit=40 last=41\r\n",
+                b"STATUS id=2 role=follower term=7 leader=_ commit=40 last=41 repairing=no\r\n",
             ),
         ] {
             let mut out = Vec::new();
@@ -284,6 +311,27 @@ mod tests {
         assert_eq!(
             line("STATUS id=1 role=leader term=1 leader= commit=1 last=1"),
             Err(ProtocolError::BadNumber { field: "leader" })
+        );
+        assert_eq!(
+            line("STATUS id=1 role=leader term=1 leader=1 commit=1 last=1 repairing=maybe"),
+            bad("repairing")
+        );
+    }
+
+    #[test]
+    fn a_repairing_node_says_so_and_an_older_line_reads_as_not_repairing() {
+        let repairing = StatusReport {
+            repairing: true,
+            ..report(None)
+        };
+        let mut out = Vec::new();
+        repairing.encode(&mut out);
+        assert!(out.ends_with(b" repairing=yes\r\n"), "{out:?}");
+        assert_eq!(parse_status_report(&out), complete(repairing, out.len()));
+        let older = b"STATUS id=2 role=follower term=7 leader=_ commit=40 last=41\r\n";
+        assert_eq!(
+            parse_status_report(older),
+            complete(report(None), older.len())
         );
     }
 }
