@@ -581,6 +581,57 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_keeps_a_prefix_of_the_unsynced_writes_and_may_tear_the_next() {
+        let mut disk = Durable::default();
+        disk.apply(&store(1, 1, "a")).unwrap();
+        disk.sync();
+        disk.apply(&vote(2)).unwrap();
+        disk.apply(&store(2, 2, "b")).unwrap();
+        disk.apply(&store(3, 2, "c")).unwrap();
+        let mut kept = disk.clone();
+        kept.crash_keeping(UnsyncedFate::Kept { kept: 2 });
+        assert_eq!(data(&kept), [&b"a"[..], b"b"]);
+        assert_eq!(kept.hard_state().term, Term(2));
+        assert_eq!(recover(kept.scan()), Recovery::Clean);
+        disk.crash_keeping(UnsyncedFate::Torn {
+            kept: 2,
+            entries: 0,
+        });
+        assert_eq!(data(&disk), [&b"a"[..], b"b"]);
+        assert_eq!(
+            recover(disk.scan()),
+            Recovery::TornTail { keep: LogIndex(2) }
+        );
+        assert!(!disk.lose_log_after(LogIndex(2)));
+        assert_eq!(recover(disk.scan()), Recovery::Clean);
+    }
+
+    #[test]
+    fn damage_before_a_sync_record_is_damage_and_stays_until_repaired() {
+        let mut disk = Durable::default();
+        for (index, data) in [(1, "a"), (2, "b"), (3, "c")] {
+            disk.apply(&store(index, 1, data)).unwrap();
+            disk.sync();
+        }
+        let starts: Vec<LogIndex> = disk.sync_run_starts().collect();
+        assert_eq!(starts, [LogIndex(1), LogIndex(2), LogIndex(3)]);
+        disk.damage_synced(LogIndex(2));
+        disk.crash();
+        let recovery = recover(disk.scan());
+        assert_eq!(recovery, Recovery::Damaged { keep: LogIndex(1) });
+        assert!(disk.lose_log_after(LogIndex(1)));
+        disk.set_unrepaired(true);
+        // A crash before the repair ends does not end it.
+        disk.crash();
+        assert_eq!(
+            recover(disk.scan()),
+            Recovery::Damaged { keep: LogIndex(1) }
+        );
+        disk.set_unrepaired(false);
+        assert_eq!(recover(disk.scan()), Recovery::Clean);
+    }
+
+    #[test]
     fn a_restored_machine_holds_what_the_disk_holds() {
         let mut disk = Durable::default();
         disk.apply(&vote(2)).unwrap();
