@@ -12,11 +12,30 @@
 //! * the read side ([`Durable::hard_state`], [`Durable::log`],
 //!   [`Durable::restore`], ...) is what a restarting node finds.
 //!
-//! Today's drivers sync after every write, so a crash loses nothing they
-//! performed; keeping written and synced apart is where storage faults
-//! (lost fsyncs, torn writes) plug in.
+//! The simulator syncs once per batch, after its persistence actions and
+//! before its first `Send` or `Commit` (as the real node does once per
+//! turn), so a crash in between loses the batch's writes, or, with storage
+//! faults, keeps a prefix of them and perhaps tears the last one
+//! ([`Durable::crash_keeping`]). Damage to synced records
+//! ([`Durable::damage_synced`]) stays on the disk until recovery reads it
+//! back: [`Durable::scan`] says where the first bad record is and whether a
+//! sync record follows it, and [`recover`] applies the real node's rule
+//! (crates/skiff-node/src/storage/wal.rs, "Recovery") to that.
+//!
+//! # What recovery can and cannot notice
+//!
+//! A record fails its check (bit flip, torn write, missing segment, lost
+//! records). If a sync record lies after it, the record had been synced,
+//! so the node may have acknowledged it: that is damage, and the node
+//! restarts repairing. If no sync record lies after it, the record was
+//! written after the last sync, never acknowledged, and is cut silently (a
+//! torn tail). A lost fsync therefore shows only if a later sync record
+//! survives: the writes of the last sync before a crash, lost with their
+//! sync record, look exactly like a torn tail and cannot be noticed by the
+//! node alone. The simulator injects lost fsyncs only in the noticeable
+//! form (see `world/storage`).
 
-use skiff_core::{Action, Config, Entry, HardState, LogIndex, Machine, StateError, Term};
+use skiff_core::{Action, Config, Entries, Entry, HardState, LogIndex, Machine, StateError, Term};
 
 /// A write the machine's contract rules out: performing it anyway would
 /// leave a disk that disagrees with the machine.
@@ -45,6 +64,95 @@ pub enum DiskError {
     },
 }
 
+/// One write since the last sync, kept so that a crash can keep a prefix of
+/// the writes and tear the next one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Write {
+    State(HardState),
+    Store(Entries),
+    Truncate(LogIndex),
+}
+
+/// What a crash does to the writes made since the last sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnsyncedFate {
+    /// The first `kept` writes reach the disk, the rest are lost (0: all lost).
+    Kept {
+        /// How many of the unsynced writes survive, in order.
+        kept: usize,
+    },
+    /// The first `kept` writes reach the disk and the next one is torn: of
+    /// a `LogStore`, its first `entries` entries are intact and the record
+    /// after them fails its check; any other write is simply lost (the hard
+    /// state's other copy survives a torn one).
+    Torn {
+        /// How many of the unsynced writes survive whole.
+        kept: usize,
+        /// How many entries of the torn `LogStore` survive.
+        entries: usize,
+    },
+}
+
+/// The first log record that fails its check, as recovery finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadRecord {
+    /// The index of the entry the record held.
+    pub index: LogIndex,
+    /// Whether an intact sync record lies after it: the record had been synced.
+    pub sync_after: bool,
+}
+
+/// What recovery reads back from a disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scan {
+    /// The first record that fails its check.
+    pub first_bad: Option<BadRecord>,
+    /// The disk's mark that an earlier recovery found damage and the node
+    /// has not finished repairing since: a crash must not end a repair.
+    pub unrepaired: bool,
+    /// The last index on disk.
+    pub last_index: LogIndex,
+}
+
+/// What recovery does with a disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Every record is intact: restore normally.
+    Clean,
+    /// A torn tail, never acknowledged: keep the log up to `keep`, restore normally.
+    TornTail {
+        /// The last index kept.
+        keep: LogIndex,
+    },
+    /// Damage in what may have been acknowledged: keep the intact prefix up
+    /// to `keep` and restart repairing.
+    Damaged {
+        /// The last index kept.
+        keep: LogIndex,
+    },
+}
+
+/// The node's recovery rule, on what `scan` found: a bad record with a sync
+/// record after it is damage, one without is a torn tail; a node that had
+/// not finished repairing before it stopped repairs again.
+pub fn recover(scan: Scan) -> Recovery {
+    match scan.first_bad {
+        Some(bad) if bad.sync_after => Recovery::Damaged {
+            keep: bad.index.prev(),
+        },
+        Some(bad) if scan.unrepaired => Recovery::Damaged {
+            keep: bad.index.prev(),
+        },
+        Some(bad) => Recovery::TornTail {
+            keep: bad.index.prev(),
+        },
+        None if scan.unrepaired => Recovery::Damaged {
+            keep: scan.last_index,
+        },
+        None => Recovery::Clean,
+    }
+}
+
 /// One node's disk: what it wrote, and what of that a crash would keep.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Durable {
@@ -59,6 +167,15 @@ pub struct Durable {
     /// Synced entries that a later truncation removed from `log`; they
     /// followed position `synced_prefix`, and a crash puts them back.
     synced_truncated: Vec<Entry>,
+    /// The writes since the last sync, in order.
+    unsynced: Vec<Write>,
+    /// Where the entries of each sync that wrote some begin (positions in
+    /// `log`, increasing): each such run is followed by its sync record.
+    sync_runs: Vec<usize>,
+    /// The first record that fails its check, until recovery cuts it.
+    bad: Option<BadRecord>,
+    /// Set when recovery finds damage, cleared once the node has repaired.
+    unrepaired: bool,
 }
 
 impl Durable {
@@ -68,8 +185,12 @@ impl Durable {
             hard_state,
             synced_hard_state: hard_state,
             synced_prefix: log.len(),
+            sync_runs: if log.is_empty() { Vec::new() } else { vec![0] },
             log,
             synced_truncated: Vec::new(),
+            unsynced: Vec::new(),
+            bad: None,
+            unrepaired: false,
         }
     }
 
@@ -106,14 +227,12 @@ impl Durable {
     pub fn apply(&mut self, action: &Action) -> Result<(), DiskError> {
         self.check(action)?;
         match action {
-            Action::StateStore { term, voted_for } => {
-                self.hard_state = HardState {
-                    term: *term,
-                    voted_for: *voted_for,
-                };
-            }
-            Action::LogStore { entries, .. } => self.log.extend(entries.iter().cloned()),
-            Action::LogTruncate { from } => self.truncate(*from),
+            Action::StateStore { term, voted_for } => self.write(Write::State(HardState {
+                term: *term,
+                voted_for: *voted_for,
+            })),
+            Action::LogStore { entries, .. } => self.write(Write::Store(entries.clone())),
+            Action::LogTruncate { from } => self.write(Write::Truncate(*from)),
             Action::Send { .. } | Action::Commit { .. } | Action::Alarm { .. } => {}
         }
         Ok(())
@@ -125,15 +244,41 @@ impl Durable {
         match action {
             Action::LogStore { index, entries } => {
                 self.check_store(index, entries.is_empty())?;
-                self.log.extend(entries);
+                self.write(Write::Store(entries));
                 Ok(())
             }
             other => self.apply(&other),
         }
     }
 
-    /// Makes every write so far survive a crash.
+    /// Performs one checked write and remembers it until the next sync.
+    fn write(&mut self, write: Write) {
+        match &write {
+            Write::State(hard_state) => self.hard_state = *hard_state,
+            Write::Store(entries) => self.log.extend(entries.iter().cloned()),
+            Write::Truncate(from) => self.truncate(*from),
+        }
+        self.unsynced.push(write);
+    }
+
+    /// Makes every write so far survive a crash; the sync record it appends
+    /// follows every log record written since the previous sync.
     pub fn sync(&mut self) {
+        let mut lowest_written = None::<usize>;
+        for write in self.unsynced.drain(..) {
+            let at = match write {
+                Write::State(_) => continue,
+                Write::Store(_) => self.synced_prefix,
+                Write::Truncate(from) => (from.0 - 1) as usize,
+            };
+            lowest_written = Some(lowest_written.map_or(at, |low| low.min(at)));
+        }
+        if let Some(low) = lowest_written {
+            self.sync_runs.retain(|start| *start < low);
+            if self.log.len() > low {
+                self.sync_runs.push(low);
+            }
+        }
         self.synced_hard_state = self.hard_state;
         self.synced_prefix = self.log.len();
         self.synced_truncated.clear();
@@ -142,21 +287,108 @@ impl Durable {
     /// Loses every write since the last sync: the disk holds what it held
     /// then.
     pub fn crash(&mut self) {
+        self.crash_keeping(UnsyncedFate::Kept { kept: 0 });
+    }
+
+    /// A crash that keeps part of the writes since the last sync, as `fate`
+    /// says; what survives is on disk (with no sync record after it).
+    pub fn crash_keeping(&mut self, fate: UnsyncedFate) {
+        let mut writes = std::mem::take(&mut self.unsynced).into_iter();
         self.hard_state = self.synced_hard_state;
         self.log.truncate(self.synced_prefix);
         self.log.append(&mut self.synced_truncated);
         self.synced_prefix = self.log.len();
+        let (kept, torn_entries) = match fate {
+            UnsyncedFate::Kept { kept } => (kept, None),
+            UnsyncedFate::Torn { kept, entries } => (kept, Some(entries)),
+        };
+        for write in writes.by_ref().take(kept) {
+            self.write(write);
+        }
+        let torn = torn_entries.zip(writes.next());
+        if let Some((entries, Write::Store(stored))) = torn {
+            let intact = stored.slice(0..entries.min(stored.len()));
+            if !intact.is_empty() {
+                self.write(Write::Store(intact));
+            }
+            let index = self.last_index().next();
+            self.mark_bad(BadRecord {
+                index,
+                sync_after: false,
+            });
+        }
+        // What reached the disk stays there; the next crash cannot take it.
+        self.sync();
     }
 
-    /// A storage fault that recovery notices: the disk loses every entry
-    /// after `keep`, synced or not (a damaged or vanished tail). Returns
-    /// whether it lost anything.
+    /// A storage fault in synced records (a flipped bit, a vanished
+    /// segment, records of a lost fsync with a later sync record): the
+    /// record holding `index` and every one after it are unreadable, and a
+    /// sync record follows them. Recovery finds it at the next restart.
+    pub fn damage_synced(&mut self, index: LogIndex) {
+        self.mark_bad(BadRecord {
+            index,
+            sync_after: true,
+        });
+    }
+
+    fn mark_bad(&mut self, bad: BadRecord) {
+        if self.bad.is_none_or(|first| bad.index <= first.index) {
+            self.bad = Some(bad);
+        }
+    }
+
+    /// Where the synced log ends: damage to synced records falls at or before it.
+    pub fn synced_last_index(&self) -> LogIndex {
+        LogIndex(self.synced_prefix as u64)
+    }
+
+    /// The first index written by each sync that wrote entries, in order:
+    /// losing the writes of one of them (a lost fsync) loses from there.
+    pub fn sync_run_starts(&self) -> impl Iterator<Item = LogIndex> + '_ {
+        self.sync_runs
+            .iter()
+            .map(|start| LogIndex(*start as u64 + 1))
+    }
+
+    /// What recovery reads back: the first bad record, if any.
+    pub fn scan(&self) -> Scan {
+        Scan {
+            first_bad: self.bad,
+            unrepaired: self.unrepaired,
+            last_index: self.last_index(),
+        }
+    }
+
+    /// How many writes a crash now would lose.
+    pub fn unsynced_writes(&self) -> usize {
+        self.unsynced.len()
+    }
+
+    /// Records whether the node still has to repair (recovery found damage)
+    /// or has finished; the mark survives crashes.
+    pub fn set_unrepaired(&mut self, unrepaired: bool) {
+        self.unrepaired = unrepaired;
+    }
+
+    /// Whether recovery found damage the node has not yet finished repairing.
+    pub fn unrepaired(&self) -> bool {
+        self.unrepaired
+    }
+
+    /// Recovery cuts the log after `keep`: the disk loses every entry after
+    /// it, synced or not, and with them any bad record. Returns whether it
+    /// lost any entry.
     pub fn lose_log_after(&mut self, keep: LogIndex) -> bool {
         let kept = usize::try_from(keep.0).unwrap_or(usize::MAX);
         let lost = self.log.len() > kept;
         self.log.truncate(kept);
         self.synced_truncated.clear();
         self.synced_prefix = self.synced_prefix.min(kept);
+        self.sync_runs.retain(|start| *start < kept);
+        if self.bad.is_some_and(|bad| bad.index > keep) {
+            self.bad = None;
+        }
         lost
     }
 
@@ -346,6 +578,57 @@ mod tests {
         disk.sync();
         disk.crash();
         assert_eq!(data(&disk), [&b"a"[..], b"b"]);
+    }
+
+    #[test]
+    fn a_crash_keeps_a_prefix_of_the_unsynced_writes_and_may_tear_the_next() {
+        let mut disk = Durable::default();
+        disk.apply(&store(1, 1, "a")).unwrap();
+        disk.sync();
+        disk.apply(&vote(2)).unwrap();
+        disk.apply(&store(2, 2, "b")).unwrap();
+        disk.apply(&store(3, 2, "c")).unwrap();
+        let mut kept = disk.clone();
+        kept.crash_keeping(UnsyncedFate::Kept { kept: 2 });
+        assert_eq!(data(&kept), [&b"a"[..], b"b"]);
+        assert_eq!(kept.hard_state().term, Term(2));
+        assert_eq!(recover(kept.scan()), Recovery::Clean);
+        disk.crash_keeping(UnsyncedFate::Torn {
+            kept: 2,
+            entries: 0,
+        });
+        assert_eq!(data(&disk), [&b"a"[..], b"b"]);
+        assert_eq!(
+            recover(disk.scan()),
+            Recovery::TornTail { keep: LogIndex(2) }
+        );
+        assert!(!disk.lose_log_after(LogIndex(2)));
+        assert_eq!(recover(disk.scan()), Recovery::Clean);
+    }
+
+    #[test]
+    fn damage_before_a_sync_record_is_damage_and_stays_until_repaired() {
+        let mut disk = Durable::default();
+        for (index, data) in [(1, "a"), (2, "b"), (3, "c")] {
+            disk.apply(&store(index, 1, data)).unwrap();
+            disk.sync();
+        }
+        let starts: Vec<LogIndex> = disk.sync_run_starts().collect();
+        assert_eq!(starts, [LogIndex(1), LogIndex(2), LogIndex(3)]);
+        disk.damage_synced(LogIndex(2));
+        disk.crash();
+        let recovery = recover(disk.scan());
+        assert_eq!(recovery, Recovery::Damaged { keep: LogIndex(1) });
+        assert!(disk.lose_log_after(LogIndex(1)));
+        disk.set_unrepaired(true);
+        // A crash before the repair ends does not end it.
+        disk.crash();
+        assert_eq!(
+            recover(disk.scan()),
+            Recovery::Damaged { keep: LogIndex(1) }
+        );
+        disk.set_unrepaired(false);
+        assert_eq!(recover(disk.scan()), Recovery::Clean);
     }
 
     #[test]

@@ -123,6 +123,108 @@ impl FromStr for FaultProfile {
     }
 }
 
+/// Storage faults, added to any profile: what a crash does to unsynced
+/// writes (all lost, a prefix kept, the last kept one torn) and damage to
+/// synced records (bit flips, lost fsyncs, missing segments, one hard-state
+/// copy). See `world/storage` for the mix and exactly what each checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DiskFaults {
+    /// Disks keep every synced write; a crash loses the unsynced ones.
+    #[default]
+    Off,
+    /// At most one node faulty at a time (from its damage until it has
+    /// repaired): nothing acknowledged may be lost, every rule is checked.
+    One,
+    /// Several nodes damaged at once: checks that damage is noticed and the
+    /// safety rules, but not liveness (see `world/storage`).
+    Many,
+}
+
+impl DiskFaults {
+    /// The mode's name, as `--disk-faults` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskFaults::Off => "off",
+            DiskFaults::One => "one",
+            DiskFaults::Many => "many",
+        }
+    }
+}
+
+impl fmt::Display for DiskFaults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A `--disk-faults` value that is not a mode.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown disk-fault mode {0:?}: expected off, one or many")]
+pub struct UnknownDiskFaults(pub String);
+
+impl FromStr for DiskFaults {
+    type Err = UnknownDiskFaults;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [DiskFaults::Off, DiskFaults::One, DiskFaults::Many]
+            .into_iter()
+            .find(|mode| mode.name() == s)
+            .ok_or_else(|| UnknownDiskFaults(s.to_string()))
+    }
+}
+
+/// A storage fault the world injects (with [`DiskFaults`] on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StorageFault {
+    /// A crash keeps some of the unsynced writes and loses the rest.
+    PartialWrites,
+    /// A crash tears the last unsynced write it keeps (a torn tail).
+    TornWrite,
+    /// A flipped bit in a synced log record.
+    BitFlip,
+    /// A sync that reported success lost its writes; a later sync survived.
+    LostFsync,
+    /// A segment vanished: the synced log is lost from some index on.
+    MissingSegment,
+    /// One of the two hard-state copies is damaged (the other is read).
+    HardStateCopy,
+}
+
+impl StorageFault {
+    /// Every kind, in the order the summary lists them.
+    pub const ALL: [StorageFault; 6] = [
+        StorageFault::PartialWrites,
+        StorageFault::TornWrite,
+        StorageFault::BitFlip,
+        StorageFault::LostFsync,
+        StorageFault::MissingSegment,
+        StorageFault::HardStateCopy,
+    ];
+
+    /// The kind's name in traces and summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            StorageFault::PartialWrites => "partial-writes",
+            StorageFault::TornWrite => "torn-write",
+            StorageFault::BitFlip => "bit-flip",
+            StorageFault::LostFsync => "lost-fsync",
+            StorageFault::MissingSegment => "missing-segment",
+            StorageFault::HardStateCopy => "hard-state-copy",
+        }
+    }
+
+    /// Position in [`StorageFault::ALL`], for per-kind counters.
+    pub fn ordinal(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for StorageFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The shape of a partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PartitionKind {
@@ -183,6 +285,10 @@ mod tests {
             assert_eq!(profile.name().parse::<FaultProfile>(), Ok(profile));
         }
         assert!("storm".parse::<FaultProfile>().is_err());
+        for mode in [DiskFaults::Off, DiskFaults::One, DiskFaults::Many] {
+            assert_eq!(mode.name().parse::<DiskFaults>(), Ok(mode));
+        }
+        assert!("some".parse::<DiskFaults>().is_err());
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub mod trace;
 pub mod world;
 
 pub use checker::{Rule, Violation};
-pub use faults::{FaultProfile, FaultRates};
+pub use faults::{DiskFaults, FaultProfile, FaultRates};
 pub use options::{Limit, SimOptions};
 pub use run::{run_seed, run_seed_traced, run_seeds, SeedsPlan, SeedsSummary, SimReport};
 pub use stats::SimStats;

@@ -1,6 +1,6 @@
 //! What one simulated run is asked to do.
 
-use crate::faults::{FaultProfile, FaultRates};
+use crate::faults::{DiskFaults, FaultProfile, FaultRates};
 use crate::network::NODES_MAX;
 
 /// How long the faulty part of a run lasts, before the quiet period in
@@ -38,6 +38,8 @@ pub struct SimOptions {
     pub election_timeout_ms: u64,
     /// The machines' heartbeat interval.
     pub heartbeat_interval_ms: u64,
+    /// Storage faults on top of the profile's.
+    pub disk_faults: DiskFaults,
 }
 
 impl SimOptions {
@@ -53,6 +55,7 @@ impl SimOptions {
             liveness_bound_ms: 10_000,
             election_timeout_ms: 150,
             heartbeat_interval_ms: 50,
+            disk_faults: DiskFaults::Off,
         }
     }
 

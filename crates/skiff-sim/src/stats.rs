@@ -1,6 +1,6 @@
 //! Counters of what a run did, summed over seeds for the summary.
 
-use crate::faults::PartitionKind;
+use crate::faults::{PartitionKind, StorageFault};
 
 /// What happened in one run (or, summed, in many).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,6 +43,10 @@ pub struct SimStats {
     pub restarts: u64,
     /// Partitions, per kind in [`PartitionKind::ALL`] order.
     pub partitions: [u64; 4],
+    /// Storage faults injected, per kind in [`StorageFault::ALL`] order.
+    pub storage_faults: [u64; 6],
+    /// Damaged nodes that finished repairing.
+    pub repairs: u64,
 }
 
 impl SimStats {
@@ -69,6 +73,29 @@ impl SimStats {
         for (sum, count) in self.partitions.iter_mut().zip(other.partitions) {
             *sum += count;
         }
+        for (sum, count) in self.storage_faults.iter_mut().zip(other.storage_faults) {
+            *sum += count;
+        }
+        self.repairs += other.repairs;
+    }
+
+    /// Storage faults injected, of every kind.
+    pub fn storage_faults_total(&self) -> u64 {
+        self.storage_faults.iter().sum()
+    }
+
+    /// The storage faults by kind and the repairs, for the summary line.
+    pub fn storage_line(&self) -> String {
+        let kinds: Vec<String> = StorageFault::ALL
+            .iter()
+            .map(|kind| format!("{} {kind}", self.storage_faults[kind.ordinal()]))
+            .collect();
+        format!(
+            "{} storage faults ({}), {} repairs completed",
+            self.storage_faults_total(),
+            kinds.join(", "),
+            self.repairs
+        )
     }
 
     /// Counts a partition of `kind`.
@@ -112,5 +139,17 @@ mod tests {
         assert_eq!(total.messages_delivered, 20);
         assert_eq!(total.partitions[PartitionKind::OneWay.ordinal()], 2);
         assert!(total.faults_line().contains("2 one-way"));
+        let mut torn = SimStats::default();
+        torn.storage_faults[StorageFault::TornWrite.ordinal()] = 3;
+        torn.repairs = 1;
+        total.add(&torn);
+        total.add(&torn);
+        assert!(
+            total.storage_line().starts_with("6 storage faults (")
+                && total.storage_line().contains("6 torn-write")
+                && total.storage_line().ends_with("2 repairs completed"),
+            "{}",
+            total.storage_line()
+        );
     }
 }

@@ -485,3 +485,80 @@ fn liveness_fires_when_no_new_append_commits_in_time() {
     assert_eq!(liveness.check(11_000, "none"), Ok(()));
     assert_eq!(liveness.recovered_at(), Some(6_000));
 }
+
+fn ack(to: u64, term: u64, index: u64) -> Action {
+    send(
+        to,
+        Message::AppendEntriesResp(AppendEntriesResp {
+            term: Term(term),
+            success: true,
+            index: LogIndex(index),
+        }),
+    )
+}
+
+fn grant(to: u64, term: u64) -> Action {
+    send(
+        to,
+        Message::VoteResp(VoteResp {
+            term: Term(term),
+            granted: true,
+        }),
+    )
+}
+
+/// Node 2 acknowledges entries 1 and 2, both commit (node 1 reports them),
+/// then a disk fault cuts node 2's log after `keep`.
+fn acknowledged_then_cut(keep: u64) -> History {
+    let mut h = History::new(3);
+    let entries = [(1, "a"), (1, "b")];
+    h.fill(1, 1, &entries);
+    h.fill(2, 1, &entries);
+    h.batch(2, &[ack(1, 1, 2)], Role::Follower).unwrap();
+    h.batch(1, &[commit(1, "a"), commit(2, "b")], Role::Leader)
+        .unwrap();
+    h.checkers.log_cut(NodeId(2), &h.disks[1], LogIndex(keep));
+    h.disks[1].lose_log_after(LogIndex(keep));
+    h
+}
+
+#[test]
+fn repair_before_vote_fires_on_a_vote_from_a_log_that_lost_an_acknowledged_commit() {
+    let mut h = acknowledged_then_cut(1);
+    let vote = h.batch(2, &[state(2, Some(3)), grant(3, 2)], Role::Follower);
+    assert_eq!(rule(vote), Some(Rule::RepairBeforeVote));
+}
+
+#[test]
+fn repair_before_vote_fires_on_standing_for_election() {
+    let mut h = acknowledged_then_cut(0);
+    let stand = h.batch(2, &[state(2, Some(2))], Role::Candidate);
+    assert_eq!(rule(stand), Some(Rule::RepairBeforeVote));
+}
+
+#[test]
+fn repair_before_vote_allows_a_vote_once_the_entries_are_back_or_never_acknowledged() {
+    let mut h = acknowledged_then_cut(1);
+    h.batch(2, &[store(2, 1, "b")], Role::Follower).unwrap();
+    let vote = h.batch(2, &[state(2, Some(3)), grant(3, 2)], Role::Follower);
+    assert_eq!(rule(vote), None);
+    // A cut of entries never acknowledged (a torn tail) takes nothing.
+    let mut h = History::new(3);
+    h.fill(2, 1, &[(1, "a"), (1, "b")]);
+    h.batch(1, &[commit(1, "a")], Role::Leader).ok();
+    h.checkers.log_cut(NodeId(2), &h.disks[1], LogIndex(0));
+    h.disks[1].lose_log_after(LogIndex(0));
+    let vote = h.batch(2, &[state(2, Some(3)), grant(3, 2)], Role::Follower);
+    assert_eq!(rule(vote), None);
+}
+
+#[test]
+fn damage_noticed_fires_on_a_normal_restart_after_damage() {
+    use skiff_sim::checker::damage_noticed::check_restart;
+    assert_eq!(
+        rule(check_restart(NodeId(1), true, false)),
+        Some(Rule::DamageNoticed)
+    );
+    assert_eq!(rule(check_restart(NodeId(1), true, true)), None);
+    assert_eq!(rule(check_restart(NodeId(1), false, false)), None);
+}

@@ -4,10 +4,20 @@
 //! within a minute or two on two cores in the test profile; `skiff sim`
 //! runs the long ones.
 
-use skiff_sim::{run_seeds, FaultProfile, Limit, SeedsPlan, SeedsSummary, SimOptions};
+use skiff_sim::{run_seeds, DiskFaults, FaultProfile, Limit, SeedsPlan, SeedsSummary, SimOptions};
 
 fn run_profile(profile: FaultProfile, seeds: u64, seconds: u64) -> SeedsSummary {
+    run_with_disks(profile, DiskFaults::Off, seeds, seconds)
+}
+
+fn run_with_disks(
+    profile: FaultProfile,
+    disk_faults: DiskFaults,
+    seeds: u64,
+    seconds: u64,
+) -> SeedsSummary {
     let mut options = SimOptions::new(0).with_profile(profile);
+    options.disk_faults = disk_faults;
     options.limit = Limit::Time { ms: seconds * 1000 };
     let plan = SeedsPlan {
         seeds: 1..=seeds,
@@ -80,6 +90,26 @@ fn chaos() {
     let s = &summary.stats;
     assert!(s.messages_lost > 0 && s.crashes_mid_batch > 0, "{s:?}");
     assert!(s.partitions.iter().sum::<u64>() > 0, "{s:?}");
+}
+
+#[test]
+fn chaos_with_one_faulty_disk_at_a_time() {
+    let summary = run_with_disks(FaultProfile::Chaos, DiskFaults::One, 100, 20);
+    let s = &summary.stats;
+    // Partial writes need a crash inside a batch of two writes or more:
+    // too rare to expect in 100 short runs.
+    assert!(
+        s.storage_faults[1..].iter().all(|count| *count > 0),
+        "{s:?}"
+    );
+    assert!(s.repairs > 0, "{s:?}");
+}
+
+#[test]
+fn crashes_with_many_faulty_disks() {
+    let summary = run_with_disks(FaultProfile::Crashes, DiskFaults::Many, 60, 20);
+    let s = &summary.stats;
+    assert!(s.repairs > 0 && s.storage_faults_total() > 0, "{s:?}");
 }
 
 #[test]

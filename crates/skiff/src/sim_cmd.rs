@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::builder::TypedValueParser as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use skiff_sim::{
-    network::NODES_MAX, run_seed_traced, run_seeds, FaultProfile, Limit, SeedsPlan, SeedsSummary,
-    SimOptions, SimReport,
+    network::NODES_MAX, run_seed_traced, run_seeds, DiskFaults, FaultProfile, Limit, SeedsPlan,
+    SeedsSummary, SimOptions, SimReport,
 };
 use std::fmt::Write as _;
 use std::io::Write;
@@ -78,6 +78,15 @@ pub struct SimArgs {
     /// Partitions per simulated second, 0 to 1000.
     #[arg(long, value_parser = rate)]
     partition_rate: Option<f64>,
+    /// Storage faults on top of the profile: crashes lose or tear unsynced
+    /// writes; synced records get bit flips, lost fsyncs and missing
+    /// segments, and the node repairs. `--disk-faults` (or `=one`): at most
+    /// one node faulty at a time, every rule checked, nothing acknowledged
+    /// may be lost. `--disk-faults=many`: several at once; checks that
+    /// damage is noticed and every safety rule, not liveness.
+    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true,
+          default_value = "off", default_missing_value = "one")]
+    disk_faults: DiskFaults,
     /// Clients submitting appends; at least one, as liveness is judged by a
     /// client's append.
     #[arg(long, default_value_t = 3,
@@ -137,6 +146,7 @@ fn options_of(args: &SimArgs) -> SimOptions {
     let mut options = SimOptions::new(args.seed.unwrap_or(1)).with_profile(args.faults);
     options.nodes = args.nodes;
     options.clients = args.clients;
+    options.disk_faults = args.disk_faults;
     options.limit = match (args.duration, args.steps) {
         (_, Some(steps)) => Limit::Steps(steps),
         (Some(duration), None) => Limit::Time {
@@ -277,7 +287,8 @@ fn headline(
     };
     format!(
         "skiff sim: seeds {}..{}, {} nodes, {} clients, faults {} (loss {}, dup {}, slow {}, \
-         {} partitions/s, {} crashes/s), {limit} per seed then a quiet period, {jobs} jobs",
+         {} partitions/s, {} crashes/s), disk faults {}, {limit} per seed then a quiet period, \
+         {jobs} jobs",
         seeds.start(),
         seeds.end(),
         args.nodes,
@@ -287,7 +298,8 @@ fn headline(
         f.duplicate,
         f.latency_tail,
         f.partition_rate,
-        f.crash_rate
+        f.crash_rate,
+        options.disk_faults
     )
 }
 
@@ -332,6 +344,9 @@ fn write_summary(
         s.commits, s.client_acks, s.client_redirects, s.client_overwritten, s.client_timeouts
     )?;
     writeln!(out, "  faults      {}", s.faults_line())?;
+    if args.disk_faults != DiskFaults::Off {
+        writeln!(out, "  storage     {}", s.storage_line())?;
+    }
     writeln!(
         out,
         "  recovery    slowest {:.3} s from faults stopping to a new append committing",
@@ -383,6 +398,9 @@ fn replay_command(args: &SimArgs, seed: u64) -> String {
             let _ = write!(command, " --duration {}", duration_arg::render(duration));
         }
         (None, None) => {}
+    }
+    if args.disk_faults != DiskFaults::Off {
+        let _ = write!(command, " --disk-faults={}", args.disk_faults);
     }
     let rates = [
         ("loss", args.loss),
@@ -570,6 +588,20 @@ mod tests {
         let mut expected = options_of(&given);
         expected.seed = 7;
         assert_eq!(options_of(&reparsed), expected);
+        for (flag, mode) in [("--disk-faults", "one"), ("--disk-faults=many", "many")] {
+            let given = args(&format!("--seeds 1..=10 {flag}"));
+            let replay = replay_command(&given, 7);
+            assert!(
+                replay.contains(&format!(" --disk-faults={mode} ")),
+                "{replay}"
+            );
+            let reparsed = args(replay.trim_start_matches("skiff sim"));
+            assert_eq!(
+                options_of(&reparsed).disk_faults,
+                options_of(&given).disk_faults
+            );
+        }
+        assert_eq!(options_of(&args("")).disk_faults, DiskFaults::Off);
     }
 
     #[test]

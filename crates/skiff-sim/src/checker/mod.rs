@@ -15,6 +15,7 @@ pub mod appended_once;
 pub mod commit_durable;
 pub mod committed_kept;
 pub mod current_term_commit;
+pub mod damage_noticed;
 pub mod durable_state;
 pub mod election_safety;
 pub mod leader_append_only;
@@ -23,6 +24,7 @@ pub mod liveness;
 pub mod log_matching;
 pub mod overwritten;
 pub mod persistence_order;
+pub mod repair_before_vote;
 pub mod state_machine_safety;
 pub mod term_adoption;
 pub mod vote_once;
@@ -69,6 +71,11 @@ pub enum Rule {
     VoteOnce,
     /// After faults stop, an append commits within the bound.
     Liveness,
+    /// A node whose disk lost synced records restarts repairing.
+    DamageNoticed,
+    /// No vote or candidacy from a log lacking a committed entry the node
+    /// acknowledged before a disk fault removed it.
+    RepairBeforeVote,
     /// A machine panicked (a broken invariant inside the core).
     Panic,
 }
@@ -92,6 +99,8 @@ impl Rule {
             Rule::TermAdoption => "Term Adoption",
             Rule::VoteOnce => "Vote Once",
             Rule::Liveness => "Liveness",
+            Rule::DamageNoticed => "Damage Noticed",
+            Rule::RepairBeforeVote => "Repair Before Vote",
             Rule::Panic => "Panic",
         }
     }
@@ -216,6 +225,7 @@ pub struct Checkers {
     overwritten: overwritten::OverwrittenNeverCommits,
     order: persistence_order::PersistenceOrder,
     votes: vote_once::VoteOnce,
+    repair: repair_before_vote::RepairBeforeVote,
     liveness: liveness::Liveness,
     batch: Option<Batch>,
 }
@@ -232,6 +242,7 @@ impl Checkers {
             overwritten: Default::default(),
             order: Default::default(),
             votes: Default::default(),
+            repair: Default::default(),
             liveness: Default::default(),
             batch: None,
         }
@@ -287,13 +298,26 @@ impl Checkers {
             }
             Action::LogTruncate { from } => {
                 self.append_only.observe_truncate(*from);
+                self.repair.observe_truncate(node, *from);
                 committed_kept::check_truncate(node, *from, disk, self.commits.agreed())
             }
             Action::Commit { data, result } => self.commit(node, data, *result, disk),
             Action::Send {
                 to,
                 message: Message::VoteResp(resp),
-            } if resp.granted => self.votes.observe_grant(node, resp.term, *to),
+            } if resp.granted => {
+                let what = format!("granted its vote of term {} to {to}", resp.term);
+                self.repair
+                    .check(node, disk, self.commits.agreed(), &what)?;
+                self.votes.observe_grant(node, resp.term, *to)
+            }
+            Action::Send {
+                message: Message::AppendEntriesResp(resp),
+                ..
+            } if resp.success => {
+                self.repair.observe_ack(node, resp.index);
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -350,6 +374,13 @@ impl Checkers {
         // moment it takes office covers its whole tenure.
         let took_office = after.role == Role::Leader
             && (before.role != Role::Leader || before.term != after.term);
+        let stood = after.role == Role::Candidate
+            && (before.role != Role::Candidate || before.term != after.term);
+        if stood {
+            let what = format!("stood for election in term {}", after.term);
+            self.repair
+                .check(node, disk, self.commits.agreed(), &what)?;
+        }
         if took_office {
             self.election.observe_leader(node, after.term)?;
             leader_completeness::check_new_leader(node, after.term, disk.log(), self.agreed())?;
@@ -370,6 +401,11 @@ impl Checkers {
     /// `node` restarted from its disk.
     pub fn restarted(&mut self, node: NodeId) {
         self.commits.restarted(node);
+    }
+
+    /// Recovery is about to cut the log on `disk`, the disk of `node`, after `keep`.
+    pub fn log_cut(&mut self, node: NodeId, disk: &Durable, keep: LogIndex) {
+        self.repair.observe_cut(node, disk, keep);
     }
 
     /// A client saw `data` acknowledged by `node` at `index`.

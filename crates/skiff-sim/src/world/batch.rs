@@ -23,6 +23,7 @@ pub(super) mod kind {
     pub const QUIET: u64 = 8;
     pub const CLIENT_GIVES_UP: u64 = 9;
     pub const SEND_FATE: u64 = 10;
+    pub const STORAGE_FAULT: u64 = 11;
 }
 
 /// What a machine is asked to do in a batch.
@@ -117,10 +118,13 @@ impl World {
         let mut config = self.config.clone();
         config.id = self.nodes[index].id;
         config.seed = self.rng.fork_seed();
-        let node = &mut self.nodes[index];
-        let id = node.id;
-        match node.disk.restore(config) {
-            Ok(machine) => node.machine = Some(machine),
+        let id = self.nodes[index].id;
+        match self.recover_disk(index, config) {
+            Ok(machine) => {
+                let repairing = machine.repairing();
+                self.nodes[index].machine = Some(machine);
+                self.check_damage_noticed(index, repairing);
+            }
             Err(e) => {
                 let detail = format!("node {id} cannot restart from its disk: {e}");
                 self.fail(Failure::new(Rule::DurableState, vec![id], detail));
@@ -174,9 +178,16 @@ impl World {
             None
         };
         let total = actions.len();
+        let mut synced = false;
         for (position, action) in actions.drain(..).enumerate() {
             if crash_at == Some(position) {
                 break;
+            }
+            // One sync per batch, once its writes are done and before
+            // anyone hears of them, as the node syncs once per turn.
+            if !synced && !action.is_persistence() {
+                self.nodes[index].disk.sync();
+                synced = true;
             }
             if let Err(failure) = self.perform(index, action) {
                 self.fail(failure);
@@ -189,7 +200,11 @@ impl World {
         }
         match crash_at {
             Some(performed) => self.crash_mid_batch(index, performed, total),
-            None => self.end_batch(index),
+            None => {
+                self.nodes[index].disk.sync();
+                self.end_batch(index);
+                self.note_repair(index);
+            }
         }
     }
 
@@ -232,12 +247,9 @@ impl World {
             Action::Alarm { ms } => self.arm_alarm(index, ms),
             Action::Commit { data, result } => return self.commit(index, data, result),
             persistence => {
-                // Each write is synced before the next action, as a driver
-                // that fsyncs every write does: a crash mid-batch keeps it.
+                // Unsynced until the batch's sync (see `run_batch`).
                 let disk = &mut self.nodes[index].disk;
-                let refused = disk.apply_owned(persistence);
-                disk.sync();
-                refused.map_err(|refused| {
+                disk.apply_owned(persistence).map_err(|refused| {
                     let id = self.nodes[index].id;
                     Failure::new(Rule::DurableState, vec![id], format!("node {id} {refused}"))
                 })?;

@@ -74,7 +74,6 @@ impl World {
     pub(super) fn crash(&mut self, index: usize, mid_batch: bool) {
         let node = &mut self.nodes[index];
         node.machine = None;
-        node.disk.crash();
         node.incarnation += 1;
         node.alarm_generation += 1;
         node.alarm_at = None;
@@ -94,6 +93,7 @@ impl World {
             u64::from(mid_batch),
         );
         self.trace_world(format_args!("crash {id}"));
+        self.crash_disk(index);
         let (low, high) = if self.rng.below(2) == 0 {
             DOWN_SHORT_US
         } else {

@@ -16,6 +16,7 @@
 mod batch;
 mod clients;
 mod injection;
+mod storage;
 
 use crate::checker::{Checkers, Failure, Violation};
 use crate::client::Client;
@@ -81,6 +82,15 @@ struct SimNode {
     incarnation: u64,
     /// Crash in the middle of the next batch that persists something.
     crash_armed: bool,
+    /// Synced records of its disk were damaged since it last started.
+    damage_pending: bool,
+}
+
+impl SimNode {
+    /// Faulty from its disk's damage until it has finished repairing.
+    fn faulty(&self) -> bool {
+        self.damage_pending || self.disk.unrepaired()
+    }
 }
 
 /// The parts of the run.
@@ -110,6 +120,8 @@ pub struct World {
     violation: Option<Violation>,
     /// The step from which trace text is written (0: all of it).
     text_from_step: u64,
+    /// The liveness bound passed in a mode that does not check liveness.
+    ended: bool,
 }
 
 /// What a finished run returns to the runner.
@@ -141,6 +153,7 @@ impl World {
                 alarm_generation: 0,
                 incarnation: 0,
                 crash_armed: false,
+                damage_pending: false,
             })
             .collect();
         World {
@@ -162,6 +175,7 @@ impl World {
             phase: Phase::Faulty,
             violation: None,
             text_from_step: 0,
+            ended: false,
             options: options.clone(),
         }
     }
@@ -181,7 +195,10 @@ impl World {
             Limit::Steps(steps) => Some(steps),
             Limit::Time { .. } => None,
         };
-        while self.violation.is_none() && self.checkers.liveness().recovered_at().is_none() {
+        while self.violation.is_none()
+            && !self.ended
+            && self.checkers.liveness().recovered_at().is_none()
+        {
             if self.phase == Phase::Faulty && step_limit.is_some_and(|s| self.stats.steps >= s) {
                 self.start_quiet();
             }
@@ -208,7 +225,7 @@ impl World {
             self.trace.line(format_args!(
                 "# seed={} nodes={} clients={} {limit} faults={} loss={} dup={} slow={} \
                  partition_rate={} crash_rate={} election={} heartbeat={} inflight_max={} \
-                 entries_per_message_max={}",
+                 entries_per_message_max={} disk_faults={}",
                 o.seed,
                 o.nodes,
                 o.clients,
@@ -221,7 +238,8 @@ impl World {
                 c.election_timeout_ms,
                 c.heartbeat_interval_ms,
                 c.inflight_max,
-                c.entries_per_message_max
+                c.entries_per_message_max,
+                o.disk_faults
             ));
         }
         for index in 0..self.nodes.len() {
@@ -297,6 +315,12 @@ impl World {
     }
 
     fn liveness_deadline(&mut self) {
+        if self.options.disk_faults == crate::faults::DiskFaults::Many {
+            // With several nodes repairing at once no leader may be
+            // electable: this mode does not check liveness.
+            self.ended = true;
+            return;
+        }
         let leaders: Vec<String> = self
             .nodes
             .iter()
