@@ -135,15 +135,17 @@ pub enum Ports {
 /// With [`Ports::Free`] the ports are not held once this returns: to run
 /// nodes on them, use [`ProcessCluster::create_local`], which keeps them.
 pub fn write_local_config(dir: &Path, count: u64, ports: Ports) -> Result<PathBuf, ClusterError> {
-    write_config(dir, count, ports).map(|(path, _)| path)
+    write_config(dir, count, ports, |_| {}).map(|(path, _)| path)
 }
 
-/// [`write_local_config`], also returning the listeners bound for
+/// [`write_local_config`], with `configure` applied to the configuration
+/// before it is saved, also returning the listeners bound for
 /// [`Ports::Free`].
 fn write_config(
     dir: &Path,
     count: u64,
     ports: Ports,
+    configure: impl FnOnce(&mut ClusterConfig),
 ) -> Result<(PathBuf, Option<LocalCluster>), ClusterError> {
     std::fs::create_dir_all(dir).map_err(|source| ClusterError::Io {
         path: dir.to_path_buf(),
@@ -165,6 +167,7 @@ fn write_config(
     };
     // Drawn per cluster, so that a node of another local cluster is refused.
     config.cluster_id = RandomState::new().hash_one(std::process::id()).max(1);
+    configure(&mut config);
     let path = dir.join(CONFIG_FILE_NAME);
     config.save(&path)?;
     ClusterConfig::load(&path)?;
@@ -218,7 +221,20 @@ impl ProcessCluster {
         count: u64,
         ports: Ports,
     ) -> Result<Self, ClusterError> {
-        let (path, listeners) = write_config(dir, count, ports)?;
+        Self::create_local_configured(program, dir, count, ports, |_| {})
+    }
+
+    /// [`ProcessCluster::create_local`], with `configure` applied to the
+    /// generated configuration before it is written: for timings or a
+    /// segment size other than the defaults (the file is validated after).
+    pub fn create_local_configured(
+        program: impl Into<PathBuf>,
+        dir: &Path,
+        count: u64,
+        ports: Ports,
+        configure: impl FnOnce(&mut ClusterConfig),
+    ) -> Result<Self, ClusterError> {
+        let (path, listeners) = write_config(dir, count, ports, configure)?;
         let mut cluster = ProcessCluster::new(program, &path)?;
         cluster.listeners = listeners;
         Ok(cluster)
@@ -559,6 +575,22 @@ mod tests {
         }
         let inherited = cluster.inherited_listeners(cluster.listeners.as_ref().unwrap(), NodeId(2));
         assert!(inherited.is_ok(), "{inherited:?}");
+    }
+
+    #[test]
+    fn a_configured_cluster_writes_the_changes_to_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = ProcessCluster::create_local_configured(
+            "/nonexistent/skiff",
+            dir.path(),
+            3,
+            Ports::Free,
+            |config| config.segment_bytes_max = 4096,
+        )
+        .unwrap();
+        assert_eq!(cluster.config().segment_bytes_max, 4096);
+        let saved = ClusterConfig::load(cluster.config_path()).unwrap();
+        assert_eq!(saved.segment_bytes_max, 4096);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use skiff::process_cluster::{Ports, ProcessCluster};
 use skiff::status_probe::{wait_for_leader, wait_until_answering};
 use skiff_fs::protocol::StatusReport;
+use skiff_node::ClusterConfig;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -37,9 +38,24 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub async fn start(count: u64) -> TestCluster {
+        TestCluster::start_configured(count, |_| {}).await
+    }
+
+    /// [`TestCluster::start`], with `configure` applied to the generated
+    /// configuration before it is written (a small segment size, say).
+    pub async fn start_configured(
+        count: u64,
+        configure: impl FnOnce(&mut ClusterConfig),
+    ) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
-        let mut cluster =
-            ProcessCluster::create_local(skiff_binary(), dir.path(), count, Ports::Free).unwrap();
+        let mut cluster = ProcessCluster::create_local_configured(
+            skiff_binary(),
+            dir.path(),
+            count,
+            Ports::Free,
+            configure,
+        )
+        .unwrap();
         cluster.start_all().unwrap();
         for address in cluster.client_addresses() {
             wait_until_answering(&address, PATIENCE)
@@ -55,15 +71,15 @@ impl TestCluster {
     pub async fn leader(&self) -> StatusReport {
         wait_for_leader(&self.cluster.client_addresses(), PATIENCE)
             .await
-            .unwrap_or_else(|e| {
-                let logs: Vec<String> = self
-                    .cluster
-                    .ids()
-                    .into_iter()
-                    .map(|id| self.cluster.log_tail(id))
-                    .collect();
-                panic!("{e}\n{}", logs.join("\n"))
-            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.log_tails()))
+    }
+
+    /// The last lines of every node's log, for error messages.
+    pub fn log_tails(&self) -> String {
+        let tails: Vec<String> = (self.cluster.ids().into_iter())
+            .map(|id| self.cluster.log_tail(id))
+            .collect();
+        tails.join("\n")
     }
 
     pub fn address(&self, id: skiff_node::NodeId) -> String {
