@@ -511,6 +511,20 @@ async fn start_and_watch(cluster: &mut ProcessCluster, id: NodeId) -> Result<boo
     ))
 }
 
+/// Waits until node `id` reports `repairing=no`.
+async fn repaired(cluster: &ProcessCluster, id: NodeId) -> Result<(), String> {
+    let address = cluster.client_address(id).unwrap().to_string();
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if let Ok(report) = probe(&address, PROBE_TIMEOUT).await {
+            if !report.repairing {
+                return Ok(());
+            }
+        }
+    }
+    Err(format!("node {id} still repairing after {PATIENCE:?}"))
+}
+
 async fn leader(cluster: &ProcessCluster) -> Result<NodeId, String> {
     let report = wait_for_leader(&cluster.client_addresses(), PATIENCE).await;
     report.map(|r| r.id).map_err(|e| format!("no leader: {e}"))
@@ -610,6 +624,13 @@ async fn damage_and_recover(
         }
     };
     trial.outcome = Some(outcome);
+    if outcome == Outcome::Repaired {
+        // A repairing node votes for no one until it holds again all it
+        // acknowledged (docs/state-machine.md, Repair): a leader killed
+        // before then would leave no majority. Its repair ends once a
+        // leader elected after its restart commits an entry.
+        repaired(cluster, victim).await?;
+    }
 
     // The leader dies too: the damaged node, if it runs, now takes part in
     // choosing the next one.
