@@ -43,6 +43,9 @@ const SEGMENTS_MIN: usize = 4;
 /// version, cluster id, node id), sequence, length and CRC (see
 /// `skiff-node/src/storage/wal.rs`).
 const SEGMENT_HEADER_BYTES: usize = 28 + 8 + 8 + 4;
+/// Bytes of the two sync slots between a segment's header and its first
+/// record (see `skiff-node/src/storage/sync_slot.rs`).
+const SYNC_SLOTS_BYTES: usize = 2 * 32;
 /// Bytes of a record's length and checksum fields (see `record.rs`).
 const RECORD_HEADER_BYTES: usize = 8;
 /// A lost disk block or page.
@@ -137,7 +140,7 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 /// a segment is preallocated with zeros, and a zero length ends the log.
 fn record_offsets(bytes: &[u8]) -> (Vec<usize>, usize) {
     let mut offsets = Vec::new();
-    let mut at = SEGMENT_HEADER_BYTES;
+    let mut at = SEGMENT_HEADER_BYTES + SYNC_SLOTS_BYTES;
     while let Some(length) = bytes.get(at..at + 4) {
         let length = u32::from_le_bytes(length.try_into().unwrap()) as usize;
         let end = at + RECORD_HEADER_BYTES + length;
