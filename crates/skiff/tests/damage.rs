@@ -514,6 +514,23 @@ async fn start_and_watch(cluster: &mut ProcessCluster, id: NodeId) -> Result<boo
     ))
 }
 
+/// Waits until node `id` answers `status` that it is no longer repairing.
+async fn wait_until_repaired(cluster: &ProcessCluster, id: NodeId) -> Result<(), String> {
+    let address = cluster.client_address(id).unwrap().to_string();
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if probe(&address, PROBE_TIMEOUT)
+            .await
+            .is_ok_and(|status| !status.repairing)
+        {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "node {id} did not finish repairing in {PATIENCE:?}"
+    ))
+}
+
 async fn leader(cluster: &ProcessCluster) -> Result<NodeId, String> {
     let report = wait_for_leader(&cluster.client_addresses(), PATIENCE).await;
     report.map(|r| r.id).map_err(|e| format!("no leader: {e}"))
@@ -613,6 +630,12 @@ async fn damage_and_recover(
         }
     };
     trial.outcome = Some(outcome);
+    if outcome == Outcome::Repaired {
+        // A repairing node grants no vote: with the leader killed before
+        // the repair ends, one voter of three is left and no successor can
+        // be elected (the availability cost of a repair, not a fault).
+        wait_until_repaired(cluster, victim).await?;
+    }
 
     // The leader dies too: the damaged node, if it runs, now takes part in
     // choosing the next one.
