@@ -53,10 +53,14 @@ fn a_clean_directory_passes_and_a_flipped_bit_is_reported_with_its_file_and_offs
     assert_eq!(clean.status.code(), Some(0), "{text}");
     assert!(text.contains("(cluster 3, node 2)"), "{text}");
     assert!(text.contains("start normally with 20 entries"), "{text}");
+    assert!(
+        text.contains("sync slot of the last segment read: sync "),
+        "{text}"
+    );
 
     let segment = dir.join(format!("{:020}.wal", 1));
     let mut bytes = std::fs::read(&segment).unwrap();
-    bytes[100] ^= 0x20; // inside the first records, well before the last sync
+    bytes[140] ^= 0x20; // inside the first records, well before the last sync
     std::fs::write(&segment, &bytes).unwrap();
     let damaged = check(&dir);
     let text = String::from_utf8_lossy(&damaged.stdout);

@@ -43,6 +43,9 @@ const SEGMENTS_MIN: usize = 4;
 /// version, cluster id, node id), sequence, length and CRC (see
 /// `skiff-node/src/storage/wal.rs`).
 const SEGMENT_HEADER_BYTES: usize = 28 + 8 + 8 + 4;
+/// Bytes of the two sync slots between a segment's header and its first
+/// record (see `skiff-node/src/storage/sync_slot.rs`).
+const SYNC_SLOTS_BYTES: usize = 2 * 32;
 /// Bytes of a record's length and checksum fields (see `record.rs`).
 const RECORD_HEADER_BYTES: usize = 8;
 /// A lost disk block or page.
@@ -137,7 +140,7 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 /// a segment is preallocated with zeros, and a zero length ends the log.
 fn record_offsets(bytes: &[u8]) -> (Vec<usize>, usize) {
     let mut offsets = Vec::new();
-    let mut at = SEGMENT_HEADER_BYTES;
+    let mut at = SEGMENT_HEADER_BYTES + SYNC_SLOTS_BYTES;
     while let Some(length) = bytes.get(at..at + 4) {
         let length = u32::from_le_bytes(length.try_into().unwrap()) as usize;
         let end = at + RECORD_HEADER_BYTES + length;
@@ -511,18 +514,21 @@ async fn start_and_watch(cluster: &mut ProcessCluster, id: NodeId) -> Result<boo
     ))
 }
 
-/// Waits until node `id` reports `repairing=no`.
-async fn repaired(cluster: &ProcessCluster, id: NodeId) -> Result<(), String> {
+/// Waits until node `id` answers `status` that it is no longer repairing.
+async fn wait_until_repaired(cluster: &ProcessCluster, id: NodeId) -> Result<(), String> {
     let address = cluster.client_address(id).unwrap().to_string();
     let deadline = Instant::now() + PATIENCE;
     while Instant::now() < deadline {
-        if let Ok(report) = probe(&address, PROBE_TIMEOUT).await {
-            if !report.repairing {
-                return Ok(());
-            }
+        if probe(&address, PROBE_TIMEOUT)
+            .await
+            .is_ok_and(|status| !status.repairing)
+        {
+            return Ok(());
         }
     }
-    Err(format!("node {id} still repairing after {PATIENCE:?}"))
+    Err(format!(
+        "node {id} did not finish repairing in {PATIENCE:?}"
+    ))
 }
 
 async fn leader(cluster: &ProcessCluster) -> Result<NodeId, String> {
@@ -625,11 +631,10 @@ async fn damage_and_recover(
     };
     trial.outcome = Some(outcome);
     if outcome == Outcome::Repaired {
-        // A repairing node votes for no one until it holds again all it
-        // acknowledged (docs/state-machine.md, Repair): a leader killed
-        // before then would leave no majority. Its repair ends once a
-        // leader elected after its restart commits an entry.
-        repaired(cluster, victim).await?;
+        // A repairing node grants no vote: with the leader killed before
+        // the repair ends, one voter of three is left and no successor can
+        // be elected (the availability cost of a repair, not a fault).
+        wait_until_repaired(cluster, victim).await?;
     }
 
     // The leader dies too: the damaged node, if it runs, now takes part in

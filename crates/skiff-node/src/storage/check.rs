@@ -96,6 +96,14 @@ pub fn check(dir: &Path) -> Result<CheckReport, StorageError> {
         replay.records,
         replay.entries.len()
     ));
+    report.findings.push(match replay.last_slot {
+        Some(slot) => format!(
+            "sync slot of the last segment read: sync {}, index {}, records end at offset {}",
+            slot.counter, slot.last_index, slot.end
+        ),
+        None => "sync slot of the last segment read: none".to_string(),
+    });
+    report.findings.extend(replay.slot_faults.iter().cloned());
     if let Some(leftover) = &replay.leftover {
         let line = format!(
             "{}: empty segment left by a rotation cut short",

@@ -16,9 +16,10 @@ use std::path::Path;
 
 /// The storage format version this code writes and reads. Version 2 added
 /// sync markers to the log, the segment manifest and the two hard-state
-/// copies; version 3 the repair flag in the hard state. A directory of an
-/// older version is refused by its headers.
-pub const FORMAT_VERSION: u32 = 3;
+/// copies; version 3 the repair flag in the hard state; version 4 the two
+/// sync slots after each log segment's header. A directory of an older
+/// version is refused by its headers.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Bytes of the common header.
 pub const HEADER_BYTES: usize = 8 + 4 + 8 + 8;

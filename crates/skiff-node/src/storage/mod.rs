@@ -27,6 +27,7 @@ mod lock;
 mod manifest;
 mod record;
 mod repair;
+mod sync_slot;
 mod wal;
 
 pub use check::{check, CheckReport};

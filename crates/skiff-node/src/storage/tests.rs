@@ -1,6 +1,6 @@
 //! Storage round trips, crash recovery and refusals.
 
-use super::wal::SEGMENT_HEADER_BYTES;
+use super::wal::{RECORDS_START, SEGMENT_HEADER_BYTES};
 use super::*;
 use skiff_core::{LogIndex, NodeId, Term};
 use std::path::PathBuf;
@@ -51,8 +51,8 @@ fn copy_dir(from: &Path, to: &Path) {
 /// Where each record of a segment's bytes starts, then where the last ends.
 fn record_bounds(segment: &[u8]) -> Vec<usize> {
     let bytes = bytes::Bytes::copy_from_slice(segment);
-    let mut bounds = vec![SEGMENT_HEADER_BYTES];
-    let mut offset = SEGMENT_HEADER_BYTES;
+    let mut bounds = vec![RECORDS_START];
+    let mut offset = RECORDS_START;
     while let record::Decoded::Record { bytes: size, .. } = record::decode(&bytes.slice(offset..)) {
         offset += size;
         bounds.push(offset);
@@ -165,6 +165,7 @@ fn a_torn_last_batch_cut_at_any_point_recovers_the_synced_log() {
     write_log(template.path(), 2, SMALL_SEGMENT_BYTES);
     let path = segments(template.path()).pop().unwrap();
     let synced_end = records_end(&path);
+    let synced_slots = fs::read(&path).unwrap()[SEGMENT_HEADER_BYTES..RECORDS_START].to_vec();
     {
         let (mut storage, _) = open(template.path(), SMALL_SEGMENT_BYTES).unwrap();
         store(&mut storage, 3, 1, "v3");
@@ -175,11 +176,14 @@ fn a_torn_last_batch_cut_at_any_point_recovers_the_synced_log() {
     let batch_end = records_end(&path);
     for cut in synced_end..=batch_end {
         // A crash during the write of the last batch leaves any prefix of
-        // it, and zeros where the rest would be.
+        // it, and zeros where the rest would be; its sync slot is written
+        // after the records, so the slots are still those of the sync
+        // before.
         let dir = tempfile::tempdir().unwrap();
         copy_dir(template.path(), dir.path());
         let mut torn = full.clone();
         torn[cut..].fill(0);
+        torn[SEGMENT_HEADER_BYTES..RECORDS_START].copy_from_slice(&synced_slots);
         fs::write(dir.path().join(path.file_name().unwrap()), &torn).unwrap();
         let (mut storage, recovered) = open(dir.path(), SMALL_SEGMENT_BYTES).unwrap();
         assert_eq!(recovered.damage, None, "cut at {cut}");
@@ -229,16 +233,77 @@ fn a_flipped_length_in_the_last_segment_is_damage_not_a_torn_tail() {
 }
 
 #[test]
+fn zeros_over_the_end_of_the_last_segment_and_all_its_sync_records_are_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 3, SEGMENT_BYTES);
+    {
+        let (mut storage, _) = open(dir.path(), SEGMENT_BYTES).unwrap();
+        for (first, last) in [(4, 10), (11, 20)] {
+            for index in first..=last {
+                store(&mut storage, index, 1, &format!("v{index}"));
+            }
+            storage.sync().unwrap();
+        }
+    }
+    let path = segments(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    let bounds = record_bounds(&bytes);
+    // From the third entry on: every sync record of the segment is gone,
+    // and what is left looks like a log of two entries, unsynced.
+    let third = bounds[2];
+    bytes[third..*bounds.last().unwrap()].fill(0);
+    fs::write(&path, &bytes).unwrap();
+    let (_, recovered) = open(dir.path(), SEGMENT_BYTES).unwrap();
+    let damage = recovered.damage.expect("damage, not a torn tail");
+    assert_eq!(
+        (damage.path.as_path(), damage.offset),
+        (path.as_path(), third as u64)
+    );
+    assert_eq!(damage.intact_through, LogIndex(2));
+    assert_eq!(damage.synced_through, Some(LogIndex(20)));
+    assert_eq!(data(&recovered.log), ["v1", "v2"]);
+    assert_eq!(fs::read(&path).unwrap(), bytes, "damage is left as found");
+}
+
+#[test]
+fn a_damaged_sync_slot_is_noted_and_the_other_bounds_the_synced_log() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 3, SEGMENT_BYTES);
+    {
+        let (mut storage, _) = open(dir.path(), SEGMENT_BYTES).unwrap();
+        store(&mut storage, 4, 1, "v4");
+        storage.sync().unwrap();
+    }
+    let path = segments(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    // The second sync went to slot B, right after slot A.
+    bytes[RECORDS_START - 3] ^= 0x40;
+    fs::write(&path, &bytes).unwrap();
+    let replay = wal::replay(dir.path(), ME).unwrap();
+    assert!(replay.damage.is_none(), "{:?}", replay.damage);
+    assert_eq!(replay.entries.len(), 4);
+    assert_eq!(replay.last_slot.map(|slot| slot.counter), Some(1));
+    assert_eq!(replay.slot_faults.len(), 1, "{:?}", replay.slot_faults);
+    assert!(replay.slot_faults[0].contains("sync slot B is damaged"));
+    // Both slots damaged, with records in the segment: damage.
+    bytes[SEGMENT_HEADER_BYTES + 3] ^= 0x40;
+    fs::write(&path, &bytes).unwrap();
+    let damage = wal::replay(dir.path(), ME).unwrap().damage.expect("damage");
+    assert!(damage.reason.contains("both sync slots"), "{damage}");
+    assert_eq!(damage.intact_through, LogIndex(0));
+}
+
+#[test]
 fn mid_log_corruption_names_the_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), 3, SEGMENT_BYTES);
     let path = segments(dir.path()).pop().unwrap();
     let mut bytes = fs::read(&path).unwrap();
-    bytes[SEGMENT_HEADER_BYTES + 20] ^= 1; // inside the first record's payload
+    bytes[RECORDS_START + 20] ^= 1; // inside the first record's payload
     fs::write(&path, &bytes).unwrap();
     let damage = open(dir.path(), SEGMENT_BYTES).unwrap().1.damage.unwrap();
     assert_eq!(damage.path, path);
-    assert_eq!(damage.offset, SEGMENT_HEADER_BYTES as u64);
+    assert_eq!(damage.offset, RECORDS_START as u64);
     assert_eq!(damage.intact_through, LogIndex(0));
 }
 

@@ -5,7 +5,8 @@
 //! Segments are named `00000000000000000001.wal`, `...0002.wal` and so on,
 //! numbered from 1 without gaps. Each starts with the common header (magic
 //! `SKIFFWAL`), its own sequence number, the length it was created with and
-//! a CRC32C of those bytes, then records (see `record`), then zeros: a
+//! a CRC32C of those bytes, then two sync slots (see `sync_slot`), then
+//! records (see `record`), then zeros: a
 //! segment is created at its full length (the size limit), so a segment
 //! cut short is told by its length, and the log ends where the zeros start.
 //! When a segment passes the size limit it is synced and sealed, and a new
@@ -16,6 +17,14 @@
 //! write, just before the `fdatasync`: the last sync record on disk marks
 //! how far the log was acknowledged, at the cost of one small record per
 //! sync and no extra system call. A sealed segment ends with one.
+//!
+//! Every sync also writes the segment's next sync slot, alternating
+//! between the two at the start of the file, just before the same
+//! `fdatasync`: the slot records the sync's counter, the log's last index
+//! and where the synced records end. It costs one more `pwrite` and no
+//! extra sync. Damage to the end of the records, where the sync records
+//! are, does not reach the slots, so the slots tell recovery how far the
+//! segment was synced however its end is damaged.
 //!
 //! # Truncation
 //!
@@ -35,11 +44,21 @@
 //! makes the few changes a crash calls for. Only what was written after the
 //! last completed sync can be torn by a crash, so:
 //!
+//! * The valid sync slot with the higher counter says where the segment's
+//!   synced records end and the log's last index there. Up to that end the
+//!   records must be intact, end exactly there and bring the log to that
+//!   index; anything else is damage (its `synced_through` is the slot's
+//!   index). One slot damaged while the other is valid is not: the other
+//!   is one sync older, a lower bound, and the fault is noted (a crash
+//!   while a slot is written leaves just this). Both slots damaged, or
+//!   both empty in a sealed segment, where the segment holds records, is
+//!   damage.
 //! * A bad record (checksum, impossible length, cut short) in the last
-//!   segment with no intact sync record of that segment anywhere after it
-//!   is a torn tail: never synced, so never acknowledged. It is cut off with
-//!   a warning. With a damaged length the frame boundaries are lost, so the
-//!   rest of the segment is searched at every offset for a valid sync record.
+//!   segment, after the end its slot names, with no intact sync record of
+//!   that segment anywhere after it is a torn tail: never synced, so never
+//!   acknowledged. It is cut off with a warning. With a damaged length the
+//!   frame boundaries are lost, so the rest of the segment is searched at
+//!   every offset for a valid sync record.
 //! * A bad record with an intact sync record after it, or in a sealed
 //!   segment; a record whose checksum holds but which does not follow the
 //!   log (an index gap, a sync record for another index or segment); a sealed
@@ -54,16 +73,19 @@
 //!   rotation cut short, and is removed.
 //! * A segment shorter than the length in its header was cut short: damage.
 //!
-//! The log alone cannot tell every fault from a crash: zeros written over
-//! the end of the last segment's records, its last sync record included,
-//! look like a write torn by a crash, and the records they cover are lost
-//! without a report. Every other loss of synced records is reported.
+//! So zeros written over the end of the last segment's records, its sync
+//! records included, are damage, not a torn tail: the slot still names the
+//! end they covered. Every loss of synced records is reported, as long as
+//! the damage spares one of the two slots; zeros over both, where the
+//! segment holds records, are reported too.
 //!
 //! A process crash (even SIGKILL) loses nothing that was written, since the
 //! page cache survives it. On power loss the kernel may have persisted the
-//! pages of an unsynced write out of order; if a sync record of that write
-//! reached the disk while an earlier page did not, recovery reports damage,
-//! erring on the side of a repair.
+//! pages of an unsynced write out of order; if a sync record or the sync
+//! slot of that write reached the disk while an earlier page of its
+//! records did not (the `fdatasync` had not completed), recovery reports
+//! damage, erring on the side of a repair: those records were never
+//! acknowledged, but the log cannot tell.
 
 use super::damage::LogDamage;
 use super::error::StorageError;
@@ -71,16 +93,20 @@ use super::header::{check_sealed, encode_header, seal, Fault, Identity, HEADER_B
 use super::manifest::{self, Manifest};
 use super::record::{self, Decoded, Record};
 use super::sync_dir;
+use super::sync_slot::{Slots, SyncSlot, SLOTS_BYTES};
 use bytes::Bytes;
 use skiff_core::{Entry, LogIndex};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"SKIFFWAL";
 const SEGMENT_EXTENSION: &str = "wal";
 /// Common header, sequence number, length at creation, CRC32C.
 pub const SEGMENT_HEADER_BYTES: usize = HEADER_BYTES + 8 + 8 + 4;
+/// Where a segment's records start: after its header and sync slots.
+pub const RECORDS_START: usize = SEGMENT_HEADER_BYTES + SLOTS_BYTES;
 
 /// The segment being appended to.
 #[derive(Debug)]
@@ -88,8 +114,11 @@ struct Segment {
     file: File,
     path: PathBuf,
     sequence: u64,
-    /// Where the records end (the file is longer, zeros after them).
+    /// Where the records end (the file is longer, zeros after them), and
+    /// so where the next are written.
     bytes: u64,
+    /// Syncs of this segment so far: the counter of its latest sync slot.
+    syncs: u64,
 }
 
 /// An open write-ahead log. Appends and truncations are buffered until
@@ -130,6 +159,11 @@ pub struct Replay {
     pub records: u64,
     /// The log's last index at the last sync record read.
     pub synced_through: Option<LogIndex>,
+    /// The latest valid sync slot of the last segment read.
+    pub last_slot: Option<SyncSlot>,
+    /// Sync slots found damaged while the segment's other slot was valid:
+    /// not damage to the log, but worth a note.
+    pub slot_faults: Vec<String>,
 }
 
 /// A write cut short by a crash at the end of the last segment.
@@ -262,6 +296,12 @@ impl Wal {
         if let Some(torn) = &replay.torn {
             cut_torn_tail(torn)?;
         }
+        for fault in &replay.slot_faults {
+            tracing::warn!(
+                fault,
+                "a sync slot is damaged; the other slot of its segment is intact"
+            );
+        }
         if let Some(leftover) = &replay.leftover {
             tracing::warn!(path = %leftover.display(), "removing an empty segment left by a rotation cut short");
             fs::remove_file(leftover).map_err(StorageError::io(leftover))?;
@@ -270,7 +310,12 @@ impl Wal {
         let (first_sequence, segment) = match replay.manifest {
             Some(manifest) => (
                 manifest.first,
-                open_for_append(dir, manifest.last, replay.last_bytes)?,
+                open_for_append(
+                    dir,
+                    manifest.last,
+                    replay.last_bytes,
+                    replay.last_slot.map_or(0, |slot| slot.counter),
+                )?,
             ),
             None => {
                 let segment = create_segment(dir, identity, 1, segment_bytes_max)?;
@@ -326,19 +371,30 @@ impl Wal {
     }
 
     /// Writes the buffered records and a sync record after them with one
-    /// write and one `fdatasync`.
+    /// write, then the segment's next sync slot, and syncs once.
     pub fn flush(&mut self) -> Result<(), StorageError> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let segment = &mut self.segment;
         record::encode_sync(self.last_index, segment.sequence, &mut self.pending);
+        let end = segment.bytes + self.pending.len() as u64;
+        let slot = SyncSlot {
+            counter: segment.syncs + 1,
+            last_index: self.last_index.0,
+            end,
+        };
+        let slot_at = (SEGMENT_HEADER_BYTES + slot.position() * slot.encode().len()) as u64;
+        // The records first, then the slot that covers them: the one
+        // `fdatasync` makes both durable.
         segment
             .file
-            .write_all(&self.pending)
+            .write_all_at(&self.pending, segment.bytes)
+            .and_then(|()| segment.file.write_all_at(&slot.encode(), slot_at))
             .and_then(|()| segment.file.sync_data())
             .map_err(StorageError::io(&segment.path))?;
-        segment.bytes += self.pending.len() as u64;
+        segment.bytes = end;
+        segment.syncs = slot.counter;
         self.pending.clear();
         Ok(())
     }
@@ -348,7 +404,7 @@ impl Wal {
     /// larger than the limit still finds a home.
     fn maybe_roll_segment(&mut self) -> Result<(), StorageError> {
         let size = self.segment.bytes + self.pending.len() as u64;
-        if size < self.segment_bytes_max || size <= SEGMENT_HEADER_BYTES as u64 {
+        if size < self.segment_bytes_max || size <= RECORDS_START as u64 {
             return Ok(());
         }
         self.flush()?;
@@ -385,7 +441,8 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>, StorageError> {
     Ok(sequences)
 }
 
-/// Whether segment `sequence` holds no record (at most a header).
+/// Whether segment `sequence` holds no record and no sync slot (at most a
+/// header).
 fn is_empty_segment(dir: &Path, sequence: u64) -> bool {
     fs::read(segment_path(dir, sequence))
         .is_ok_and(|bytes| bytes.get(SEGMENT_HEADER_BYTES..).is_none_or(all_zeros))
@@ -429,9 +486,54 @@ fn replay_segment(
         let reason = format!("segment cut short: created {created} bytes long");
         return Ok(damaged(bytes.len(), reason));
     }
-    let mut offset = SEGMENT_HEADER_BYTES;
+    let slots = Slots::decode(&bytes[SEGMENT_HEADER_BYTES..RECORDS_START]);
+    let slot = slots.latest();
+    let holds_records = !all_zeros(&bytes[RECORDS_START..]);
+    if slot.is_none() && holds_records && !(is_last && slots.are_empty()) {
+        // A sealed segment was synced, so it has a slot; both slots of the
+        // last segment are empty only after a crash before its first sync
+        // completed (its records then follow the rules of a torn tail).
+        let reason = if slots.are_empty() {
+            "both sync slots are empty, but the sealed segment holds records"
+        } else {
+            "both sync slots are damaged, and the segment holds records"
+        };
+        return Ok(damaged(SEGMENT_HEADER_BYTES, reason.to_string()));
+    }
+    if let Some(fault) = slot.and_then(|_| slots.fault()) {
+        replay
+            .slot_faults
+            .push(format!("{}: {fault}", path.display()));
+    }
+    replay.last_slot = slot;
+    let synced_end = slot.map_or(RECORDS_START, |slot| slot.end as usize);
+    if !(RECORDS_START..=bytes.len()).contains(&synced_end) {
+        let reason =
+            format!("sync slot names an end of records at {synced_end}, outside the segment");
+        return Ok(damaged(SEGMENT_HEADER_BYTES, reason));
+    }
+    // Damage before the synced end may have lost acknowledged entries.
+    let slot_damage = |offset: usize, problem: String| {
+        let slot = slot.expect("a synced end past the first record comes from a slot");
+        SegmentEnd::Damaged {
+            offset: offset as u64,
+            reason: format!(
+                "{problem}, before the end of the records synced by sync {} at offset {}",
+                slot.counter, slot.end
+            ),
+            synced_through: Some(LogIndex(slot.last_index)),
+        }
+    };
+    let mut offset = RECORDS_START;
     let mut ends_with_sync = false;
+    let mut reached_synced_end = slot.is_none();
     while offset < bytes.len() {
+        if !reached_synced_end && offset >= synced_end {
+            if let Err(problem) = check_synced_end(offset, slot, replay) {
+                return Ok(slot_damage(offset, problem));
+            }
+            reached_synced_end = true;
+        }
         let rest = bytes.slice(offset..);
         let problem = match record::decode(&rest) {
             Decoded::Record { record, bytes } => {
@@ -449,6 +551,9 @@ fn replay_segment(
             Decoded::Incomplete => format!("record cut short after {} bytes", rest.len()),
             Decoded::Invalid { reason } => reason,
         };
+        if offset < synced_end {
+            return Ok(slot_damage(offset, problem));
+        }
         let later_sync = record::resync(bytes, offset + 1)
             .filter_map(|(_, record)| match record {
                 Record::Sync {
@@ -476,6 +581,16 @@ fn replay_segment(
             },
         });
     }
+    if !reached_synced_end {
+        let problem = match check_synced_end(offset, slot, replay) {
+            Ok(()) => None,
+            Err(_) if offset < synced_end => Some("zeros where records were".to_string()),
+            Err(problem) => Some(problem),
+        };
+        if let Some(problem) = problem {
+            return Ok(slot_damage(offset, problem));
+        }
+    }
     if !is_last && !ends_with_sync {
         let reason = "sealed segment does not end with a sync record (cut short?)".to_string();
         return Ok(damaged(offset, reason));
@@ -483,6 +598,23 @@ fn replay_segment(
     Ok(SegmentEnd::Clean {
         bytes: offset as u64,
     })
+}
+
+/// Checks that the records read so far end at `offset` exactly where the
+/// sync slot `slot` says the synced ones end, with the log at its index.
+fn check_synced_end(offset: usize, slot: Option<SyncSlot>, replay: &Replay) -> Result<(), String> {
+    let Some(slot) = slot else { return Ok(()) };
+    if offset as u64 != slot.end {
+        return Err(format!("a record ends at {offset}"));
+    }
+    let last = replay.entries.len() as u64;
+    if last != slot.last_index {
+        return Err(format!(
+            "the log ends at index {last}, but sync {} synced index {}",
+            slot.counter, slot.last_index
+        ));
+    }
+    Ok(())
 }
 
 /// Replays one record of segment `sequence`, or says why it cannot follow
@@ -547,19 +679,23 @@ fn cut_torn_tail(torn: &TornTail) -> Result<(), StorageError> {
         .map_err(StorageError::io(path))
 }
 
-fn open_for_append(dir: &Path, sequence: u64, bytes: u64) -> Result<Segment, StorageError> {
+fn open_for_append(
+    dir: &Path,
+    sequence: u64,
+    bytes: u64,
+    syncs: u64,
+) -> Result<Segment, StorageError> {
     let path = segment_path(dir, sequence);
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .write(true)
         .open(&path)
-        .map_err(StorageError::io(&path))?;
-    file.seek(SeekFrom::Start(bytes))
         .map_err(StorageError::io(&path))?;
     Ok(Segment {
         file,
         path,
         sequence,
         bytes,
+        syncs,
     })
 }
 
@@ -572,7 +708,7 @@ fn create_segment(
     length: u64,
 ) -> Result<Segment, StorageError> {
     let path = segment_path(dir, sequence);
-    let length = length.max(SEGMENT_HEADER_BYTES as u64);
+    let length = length.max(RECORDS_START as u64);
     let mut header = Vec::with_capacity(SEGMENT_HEADER_BYTES);
     encode_header(MAGIC, identity, &mut header);
     header.extend_from_slice(&sequence.to_le_bytes());
@@ -592,6 +728,7 @@ fn create_segment(
         file,
         path,
         sequence,
-        bytes: SEGMENT_HEADER_BYTES as u64,
+        bytes: RECORDS_START as u64,
+        syncs: 0,
     })
 }

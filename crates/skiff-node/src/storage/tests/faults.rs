@@ -4,7 +4,7 @@
 //! reports damage naming the file (and offset), or refuses to start naming
 //! the file. Never a silently shorter log, never a panic.
 
-use super::super::wal::SEGMENT_HEADER_BYTES;
+use super::super::wal::RECORDS_START;
 use super::*;
 use std::collections::BTreeMap;
 
@@ -76,9 +76,6 @@ fn write_template(dir: &Path) -> Written {
 /// One fault, described for the failure message.
 struct Fault {
     what: String,
-    /// Zeros over the end of the last segment's records, which the log
-    /// alone cannot tell from a write torn by a crash (see `wal`).
-    looks_torn: bool,
     /// Both hard-state copies are damaged: a refusal is the only answer.
     hard_state_lost: bool,
 }
@@ -99,7 +96,6 @@ fn damage(dir: &Path, trial: usize, rng: &mut Rng) -> Fault {
     let pick = |rng: &mut Rng, from: &[String]| from[rng.below(from.len())].clone();
     let mut fault = Fault {
         what: String::new(),
-        looks_torn: false,
         hard_state_lost: false,
     };
     let rewrite = |name: &str, edit: &mut dyn FnMut(&mut Vec<u8>)| {
@@ -118,13 +114,14 @@ fn damage(dir: &Path, trial: usize, rng: &mut Rng) -> Fault {
                 fault.what = format!("bit {bit} of {name} flipped");
             });
         }
-        // A flipped bit in a record's length field, or a segment header.
+        // A flipped bit in a record's length field, or a segment's header
+        // or sync slots.
         3 | 4 => {
             let name = wals[rng.below(wals.len())].clone();
             rewrite(&name, &mut |bytes| {
                 let bounds = record_bounds(bytes);
                 let at = if rng.below(4) == 0 {
-                    rng.below(SEGMENT_HEADER_BYTES)
+                    rng.below(RECORDS_START)
                 } else {
                     bounds[rng.below(bounds.len() - 1)] + rng.below(4)
                 };
@@ -145,14 +142,11 @@ fn damage(dir: &Path, trial: usize, rng: &mut Rng) -> Fault {
         }
         // A zeroed 4 KiB block of a segment.
         6 => {
-            let last = wals.last().unwrap().to_string();
             let name = wals[rng.below(wals.len())].clone();
             rewrite(&name, &mut |bytes| {
                 let start = rng.below(bytes.len().div_ceil(BLOCK)) * BLOCK;
                 let end = (start + BLOCK).min(bytes.len());
-                let records_end = *record_bounds(bytes).last().unwrap();
                 bytes[start..end].fill(0);
-                fault.looks_torn = name == last && start < records_end && end >= records_end;
                 fault.what = format!("bytes {start}..{end} of {name} zeroed");
             });
         }
@@ -242,26 +236,19 @@ fn no_single_fault_silently_loses_a_synced_entry() {
                         || (recovered.damage.is_some() && is_prefix_of(&written.before_truncation)),
                     "{context}: the recovered log is not a prefix of the written one"
                 );
-                match (&recovered.damage, log.len() == written.log.len()) {
-                    (Some(damage), _) => {
-                        assert!(damage.path.starts_with(dir.path()), "{context}: {damage}");
-                        assert_eq!(damage.intact_through.0, log.len() as u64, "{context}");
-                        "damage reported"
-                    }
-                    (None, true) => {
-                        let (_, again) = open(dir.path(), SEGMENT_BYTES).unwrap();
-                        assert_eq!(again.log, written.log, "{context}: second recovery");
-                        "recovered whole"
-                    }
-                    (None, false) => {
-                        assert!(
-                            fault.looks_torn,
-                            "{context}: {} of {} entries recovered without a report",
-                            log.len(),
-                            written.log.len()
-                        );
-                        "zeroed tail taken for a torn write"
-                    }
+                if let Some(damage) = &recovered.damage {
+                    assert!(damage.path.starts_with(dir.path()), "{context}: {damage}");
+                    assert_eq!(damage.intact_through.0, log.len() as u64, "{context}");
+                    "damage reported"
+                } else {
+                    assert_eq!(
+                        log.len(),
+                        written.log.len(),
+                        "{context}: entries lost without a report"
+                    );
+                    let (_, again) = open(dir.path(), SEGMENT_BYTES).unwrap();
+                    assert_eq!(again.log, written.log, "{context}: second recovery");
+                    "recovered whole"
                 }
             }
         };

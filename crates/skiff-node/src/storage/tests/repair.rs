@@ -16,7 +16,7 @@ fn damaged_template(dir: &Path) -> (Vec<String>, Vec<Entry>) {
     write_log(dir, 50, SMALL_SEGMENTS);
     let third = segments(dir).remove(2);
     let mut bytes = fs::read(&third).unwrap();
-    bytes[SEGMENT_HEADER_BYTES + 20] ^= 1;
+    bytes[RECORDS_START + 20] ^= 1;
     fs::write(&third, &bytes).unwrap();
     let (_, recovered) = open(dir, SMALL_SEGMENTS).unwrap();
     let damage = recovered.damage.expect("the flipped bit is damage");
