@@ -13,8 +13,9 @@ use tokio::sync::mpsc;
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// Small, so that the log spans several segments.
 const SEGMENT_BYTES: u64 = 4096;
-/// Bytes of a segment's header: its first record starts here.
-const SEGMENT_HEADER_BYTES: usize = 48;
+/// Bytes of a segment's header and its two 32-byte sync slots: its first
+/// record starts here.
+const RECORDS_START: usize = 48 + 2 * 32;
 const ENTRIES: usize = 150;
 
 fn cluster(dir: &Path) -> LocalCluster {
@@ -118,7 +119,7 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 fn flip_a_synced_bit(dir: &Path) -> (PathBuf, Option<Vec<u8>>) {
     let first = segments(dir).remove(0);
     let mut bytes = fs::read(&first).unwrap();
-    bytes[SEGMENT_HEADER_BYTES + 20] ^= 0x10;
+    bytes[RECORDS_START + 20] ^= 0x10;
     fs::write(&first, &bytes).unwrap();
     (first, Some(bytes))
 }

@@ -6,8 +6,9 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// Damage to the log where it may have held acknowledged entries: a bad
-/// record at or before the last sync marker, a missing segment, a damaged
-/// or missing manifest. A torn tail (a write after the last completed sync,
+/// record (or zeros) before the end of the records its segment's sync slot
+/// names, or before an intact sync marker, a missing segment, damaged sync
+/// slots, a damaged or missing manifest. A torn tail (a write after the last completed sync,
 /// cut short by a crash) is not damage: it was never acknowledged.
 ///
 /// The log recovered with it is the prefix up to the damage, which holds
@@ -24,8 +25,9 @@ pub struct LogDamage {
     pub reason: String,
     /// The last index of the log that is provably intact.
     pub intact_through: LogIndex,
-    /// The last index recorded by an intact sync marker after the damage,
-    /// when one was found: entries up to it may have been acknowledged.
+    /// The last index recorded by the segment's latest sync slot, or by an
+    /// intact sync marker after the damage, when one was found: entries up
+    /// to it may have been acknowledged.
     pub synced_through: Option<LogIndex>,
 }
 

@@ -93,7 +93,7 @@ use super::header::{check_sealed, encode_header, seal, Fault, Identity, HEADER_B
 use super::manifest::{self, Manifest};
 use super::record::{self, Decoded, Record};
 use super::sync_dir;
-use super::sync_slot::{Slots, SyncSlot, SLOTS_BYTES};
+use super::sync_slot::{Slots, SyncSlot, SLOTS_BYTES, SLOT_BYTES};
 use bytes::Bytes;
 use skiff_core::{Entry, LogIndex};
 use std::fs::{self, File, OpenOptions};
@@ -384,7 +384,7 @@ impl Wal {
             last_index: self.last_index.0,
             end,
         };
-        let slot_at = (SEGMENT_HEADER_BYTES + slot.position() * slot.encode().len()) as u64;
+        let slot_at = (SEGMENT_HEADER_BYTES + slot.position() * SLOT_BYTES) as u64;
         // The records first, then the slot that covers them: the one
         // `fdatasync` makes both durable.
         segment
@@ -513,16 +513,10 @@ fn replay_segment(
         return Ok(damaged(SEGMENT_HEADER_BYTES, reason));
     }
     // Damage before the synced end may have lost acknowledged entries.
-    let slot_damage = |offset: usize, problem: String| {
-        let slot = slot.expect("a synced end past the first record comes from a slot");
-        SegmentEnd::Damaged {
-            offset: offset as u64,
-            reason: format!(
-                "{problem}, before the end of the records synced by sync {} at offset {}",
-                slot.counter, slot.end
-            ),
-            synced_through: Some(LogIndex(slot.last_index)),
-        }
+    let slot_damage = |offset: usize, problem: String| SegmentEnd::Damaged {
+        offset: offset as u64,
+        reason: format!("{problem} (the sync slot ends the synced records at offset {synced_end})"),
+        synced_through: slot.map(|slot| LogIndex(slot.last_index)),
     };
     let mut offset = RECORDS_START;
     let mut ends_with_sync = false;
@@ -539,7 +533,11 @@ fn replay_segment(
             Decoded::Record { record, bytes } => {
                 ends_with_sync = matches!(record, Record::Sync { .. });
                 if let Err(reason) = apply_record(record, sequence, replay) {
-                    return Ok(damaged(offset, reason));
+                    return Ok(if offset < synced_end {
+                        slot_damage(offset, reason)
+                    } else {
+                        damaged(offset, reason)
+                    });
                 }
                 replay.records += 1;
                 offset += bytes;
@@ -584,7 +582,7 @@ fn replay_segment(
     if !reached_synced_end {
         let problem = match check_synced_end(offset, slot, replay) {
             Ok(()) => None,
-            Err(_) if offset < synced_end => Some("zeros where records were".to_string()),
+            Err(_) if offset < synced_end => Some("zeros where synced records were".to_string()),
             Err(problem) => Some(problem),
         };
         if let Some(problem) = problem {
@@ -605,7 +603,10 @@ fn replay_segment(
 fn check_synced_end(offset: usize, slot: Option<SyncSlot>, replay: &Replay) -> Result<(), String> {
     let Some(slot) = slot else { return Ok(()) };
     if offset as u64 != slot.end {
-        return Err(format!("a record ends at {offset}"));
+        return Err(format!(
+            "a record ends at offset {offset}, not where sync {} ended them",
+            slot.counter
+        ));
     }
     let last = replay.entries.len() as u64;
     if last != slot.last_index {
