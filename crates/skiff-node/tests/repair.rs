@@ -104,13 +104,7 @@ fn assert_holds(log: &[CommittedEntry], written: &[(LogIndex, String)], node: No
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .collect();
-    paths.sort();
-    paths
+    skiff_node::storage::segment_files(dir).unwrap()
 }
 
 /// Flips a bit inside the first record of the first segment, long before

@@ -124,16 +124,9 @@ impl fmt::Display for DamageKind {
     }
 }
 
-/// The segment files of `dir`, oldest first (their names are zero-padded
-/// sequence numbers, so name order is sequence order).
+/// The segment files of `dir`, oldest first.
 fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    found.sort();
-    found
+    skiff_node::storage::segment_files(dir).unwrap()
 }
 
 /// The offsets of the records of a segment's bytes, and where they end:

@@ -35,6 +35,16 @@ pub use damage::LogDamage;
 pub use error::StorageError;
 pub use header::Identity;
 
+/// The WAL segment files of the data directory `dir`, oldest first: for
+/// tools and tests that inspect or damage a stopped node's log. Files that
+/// only look like segments are listed too; recovery judges them.
+pub fn segment_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, StorageError> {
+    Ok(wal::list_segments(dir)?
+        .into_iter()
+        .map(|sequence| wal::segment_path(dir, sequence))
+        .collect())
+}
+
 use hard_state::{HardStateFile, StoredState};
 use lock::DirLock;
 use skiff_core::{Action, Entry, HardState, LogIndex};

@@ -61,13 +61,7 @@ fn record_bounds(segment: &[u8]) -> Vec<usize> {
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .collect();
-    paths.sort();
-    paths
+    super::segment_files(dir).unwrap()
 }
 
 #[test]

@@ -365,11 +365,6 @@ impl Client {
 
 /// The last segment file of a data directory.
 pub fn last_segment(dir: &Path) -> PathBuf {
-    let mut segments: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .collect();
-    segments.sort();
+    let mut segments = skiff_node::storage::segment_files(dir).unwrap();
     segments.pop().expect("a segment")
 }
