@@ -7,6 +7,16 @@
 //! heartbeat_interval_ms = 100    # optional, default 100
 //! segment_bytes_max = 67108864   # optional, default 64 MiB
 //!
+//! [tls]                            # optional: mutual TLS between peers
+//! ca = "certs/ca.pem"              # the cluster's certificate authority
+//! cert = "certs/node-{id}.pem"     # {id} is replaced by each node's id
+//! key = "certs/node-{id}.key"
+//! clients = false                  # also TLS for the file server's clients
+//!
+//! [limits]                         # optional: every key has a default
+//! term_lead_max = 100000
+//! # ... see `LimitsConfig`
+//!
 //! [[nodes]]
 //! id = 1
 //! peer_address = "127.0.0.1:7101"    # Raft traffic between nodes
@@ -47,6 +57,13 @@ pub struct ClusterConfig {
     /// Size at which a log segment is sealed.
     #[serde(default = "segment_bytes_max_default")]
     pub segment_bytes_max: u64,
+    /// Mutual TLS between peers (and optionally for clients); absent means
+    /// plain TCP, which the node warns about at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Bounds on what peers and clients may make a node hold.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Every member, in any order.
     pub nodes: Vec<NodeConfig>,
 }
@@ -64,6 +81,113 @@ pub struct NodeConfig {
     /// The node's data directory. A relative path is taken relative to the
     /// configuration file's directory by [`ClusterConfig::load`].
     pub data_dir: PathBuf,
+}
+
+/// Where a node finds the cluster's certificate authority and its own
+/// certificate and key. In `cert` and `key`, `{id}` stands for the node's
+/// id, so that every node can share one configuration file. Relative paths
+/// are taken relative to the configuration file by [`ClusterConfig::load`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The PEM certificate of the CA that signed every node's certificate.
+    pub ca: PathBuf,
+    /// The node's PEM certificate chain; `{id}` is the node's id.
+    pub cert: PathBuf,
+    /// The node's PEM private key; `{id}` is the node's id.
+    pub key: PathBuf,
+    /// Whether the file server's clients must use TLS too.
+    #[serde(default)]
+    pub clients: bool,
+}
+
+/// Bounds on what a peer or client may make a node hold or wait for. Every
+/// field has a default; see each `*_DEFAULT` constant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// A message whose term is more than this far above the node's own is
+    /// refused and logged instead of adopted (a buggy or hostile peer could
+    /// otherwise push every term to the maximum for good).
+    pub term_lead_max: u64,
+    /// How long a peer connection may take to authenticate and say hello.
+    pub peer_handshake_timeout_ms: u64,
+    /// The largest frame accepted from a peer before its handshake completes.
+    pub peer_handshake_frame_bytes_max: u32,
+    /// Peer connections that have not yet completed their handshake, at once.
+    pub peer_handshaking_max: usize,
+    /// File-server clients served at once; when full, the longest-idle
+    /// connection is closed to make room.
+    pub clients_max: usize,
+    /// A client connection with no request in progress is closed after this.
+    pub client_idle_timeout_ms: u64,
+    /// A request begun must be received whole within this.
+    pub client_read_timeout_ms: u64,
+    /// Bytes held, over all client connections, for requests received in part.
+    pub client_pending_bytes_max: usize,
+}
+
+/// Default of [`LimitsConfig::term_lead_max`].
+pub const TERM_LEAD_MAX_DEFAULT: u64 = 100_000;
+/// Default of [`LimitsConfig::peer_handshake_timeout_ms`].
+pub const PEER_HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+/// Default of [`LimitsConfig::peer_handshake_frame_bytes_max`].
+pub const PEER_HANDSHAKE_FRAME_BYTES_MAX_DEFAULT: u32 = 1024;
+/// Default of [`LimitsConfig::peer_handshaking_max`].
+pub const PEER_HANDSHAKING_MAX_DEFAULT: usize = 16;
+/// Default of [`LimitsConfig::clients_max`].
+pub const CLIENTS_MAX_DEFAULT: usize = 1024;
+/// Default of [`LimitsConfig::client_idle_timeout_ms`].
+pub const CLIENT_IDLE_TIMEOUT_MS_DEFAULT: u64 = 300_000;
+/// Default of [`LimitsConfig::client_read_timeout_ms`].
+pub const CLIENT_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Default of [`LimitsConfig::client_pending_bytes_max`].
+pub const CLIENT_PENDING_BYTES_MAX_DEFAULT: usize = 64 << 20;
+
+impl LimitsConfig {
+    /// Refuses a zero bound, which would refuse everything.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let zero = [
+            ("term_lead_max", self.term_lead_max == 0),
+            (
+                "peer_handshake_timeout_ms",
+                self.peer_handshake_timeout_ms == 0,
+            ),
+            (
+                "peer_handshake_frame_bytes_max",
+                self.peer_handshake_frame_bytes_max == 0,
+            ),
+            ("peer_handshaking_max", self.peer_handshaking_max == 0),
+            ("clients_max", self.clients_max == 0),
+            ("client_idle_timeout_ms", self.client_idle_timeout_ms == 0),
+            ("client_read_timeout_ms", self.client_read_timeout_ms == 0),
+            (
+                "client_pending_bytes_max",
+                self.client_pending_bytes_max == 0,
+            ),
+        ];
+        match zero.iter().find(|(_, is_zero)| *is_zero) {
+            Some((key, _)) => Err(ConfigError::Invalid(format!(
+                "limits.{key} must be above 0"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            term_lead_max: TERM_LEAD_MAX_DEFAULT,
+            peer_handshake_timeout_ms: PEER_HANDSHAKE_TIMEOUT_MS_DEFAULT,
+            peer_handshake_frame_bytes_max: PEER_HANDSHAKE_FRAME_BYTES_MAX_DEFAULT,
+            peer_handshaking_max: PEER_HANDSHAKING_MAX_DEFAULT,
+            clients_max: CLIENTS_MAX_DEFAULT,
+            client_idle_timeout_ms: CLIENT_IDLE_TIMEOUT_MS_DEFAULT,
+            client_read_timeout_ms: CLIENT_READ_TIMEOUT_MS_DEFAULT,
+            client_pending_bytes_max: CLIENT_PENDING_BYTES_MAX_DEFAULT,
+        }
+    }
 }
 
 fn election_timeout_ms_default() -> u64 {
@@ -132,6 +256,8 @@ impl ClusterConfig {
             election_timeout_ms: ELECTION_TIMEOUT_MS_DEFAULT,
             heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS_DEFAULT,
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
+            tls: None,
+            limits: LimitsConfig::default(),
             nodes,
         }
     }
@@ -229,6 +355,7 @@ impl ClusterConfig {
                 self.segment_bytes_max
             ));
         }
+        self.limits.validate()?;
         self.validate_nodes()
     }
 
@@ -341,6 +468,9 @@ mod tests {
         );
         assert!(problem(|c| c.nodes.clear()).contains("no nodes"));
         assert!(problem(|c| c.election_timeout_ms = 0).contains("above 0"));
+        assert!(
+            problem(|c| c.limits.clients_max = 0).contains("limits.clients_max must be above 0")
+        );
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub mod storage;
 mod transport;
 
 pub use api::{CommittedEntry, NodeError, StartError, Status, SubmitError, ENTRY_BYTES_MAX};
-pub use config::{ClusterConfig, ConfigError, NodeConfig};
+pub use config::{ClusterConfig, ConfigError, LimitsConfig, NodeConfig, TlsConfig};
 pub use node::{Node, NodeHandle, Subscription, TASKS_GRACE};
 pub use skiff_core::{LogIndex, NodeId, Role, Term};
 pub use storage::StorageError;
