@@ -58,6 +58,56 @@ pub enum Action {
         /// The vote cast in `term`, if any.
         voted_for: Option<NodeId>,
     },
+    /// A message from `from` was dropped or refused because no correct peer
+    /// could have sent it (see [`Rejection`]). There is nothing to perform:
+    /// the driver reports it (a log line, a counter), because it means a
+    /// buggy or hostile peer, or a disk that lied to one.
+    Rejected {
+        /// The sender the message claimed.
+        from: NodeId,
+        /// What was impossible about it.
+        reason: Rejection,
+    },
+}
+
+/// Why a peer's message was rejected: what about it no correct peer in its
+/// role and term could have produced (`docs/state-machine.md`, "Messages no
+/// correct peer sends").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The sender is this node or not a member.
+    NotAPeer,
+    /// The message's term is more than [`Config::term_lead_max`](crate::Config)
+    /// above this node's; it was refused, not adopted.
+    TermTooFarAhead {
+        /// The message's term.
+        term: Term,
+    },
+    /// An AppendEntriesReq names a leader other than its sender.
+    LeaderNotSender,
+    /// An AppendEntriesReq whose entries cannot come from a correct leader:
+    /// terms that decrease along the log or pass the request's term, a
+    /// `prev_term` above the request's term, or indices that overflow.
+    MalformedEntries,
+    /// An AppendEntriesReq from a second leader in this node's current term:
+    /// this node leads it, or already follows another leader in it.
+    SecondLeader {
+        /// The leader this node knows for the term.
+        known: NodeId,
+    },
+    /// An AppendEntriesResp acknowledging entries past anything this leader
+    /// sent to that follower.
+    UnsentEntriesAcknowledged {
+        /// The index acknowledged.
+        index: LogIndex,
+    },
+    /// A VoteReq naming a candidate other than its sender.
+    CandidateNotSender,
+    /// A VoteReq whose last log term is above its own term.
+    VoteLogAfterTerm,
+    /// A granted VoteResp for a term in which this node never stood.
+    VoteNeverAsked,
 }
 
 impl Action {
@@ -105,6 +155,58 @@ pub enum CommitError {
         /// entry uniquely (two entries this node appended may share an index).
         term: Term,
     },
+}
+
+impl Rejection {
+    /// The reason's name, as the scenario format renders it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Rejection::NotAPeer => "NotAPeer",
+            Rejection::TermTooFarAhead { .. } => "TermTooFarAhead",
+            Rejection::LeaderNotSender => "LeaderNotSender",
+            Rejection::MalformedEntries => "MalformedEntries",
+            Rejection::SecondLeader { .. } => "SecondLeader",
+            Rejection::UnsentEntriesAcknowledged { .. } => "UnsentEntriesAcknowledged",
+            Rejection::CandidateNotSender => "CandidateNotSender",
+            Rejection::VoteLogAfterTerm => "VoteLogAfterTerm",
+            Rejection::VoteNeverAsked => "VoteNeverAsked",
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::NotAPeer => write!(f, "the sender is not a peer"),
+            Rejection::TermTooFarAhead { term } => {
+                write!(f, "term {term} is too far ahead of this node's")
+            }
+            Rejection::LeaderNotSender => {
+                write!(f, "AppendEntriesReq names a leader other than its sender")
+            }
+            Rejection::MalformedEntries => write!(
+                f,
+                "AppendEntriesReq entries no correct leader sends (terms out of order or past the request's)"
+            ),
+            Rejection::SecondLeader { known } => write!(
+                f,
+                "AppendEntriesReq from a second leader in a term whose leader is node {known}"
+            ),
+            Rejection::UnsentEntriesAcknowledged { index } => write!(
+                f,
+                "AppendEntriesResp acknowledges index {index}, past anything sent to it"
+            ),
+            Rejection::CandidateNotSender => {
+                write!(f, "VoteReq names a candidate other than its sender")
+            }
+            Rejection::VoteLogAfterTerm => {
+                write!(f, "VoteReq claims a log entry of a term after its own")
+            }
+            Rejection::VoteNeverAsked => {
+                write!(f, "granted VoteResp for a term in which this node never stood")
+            }
+        }
+    }
 }
 
 impl fmt::Display for CommitError {

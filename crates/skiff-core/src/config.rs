@@ -29,12 +29,22 @@ pub struct Config {
     /// The most entry data bytes in one AppendEntriesReq (one larger entry is
     /// still sent, alone).
     pub bytes_per_message_max: usize,
+    /// A message whose term is more than this far above the node's own is
+    /// refused and reported ([`Rejection::TermTooFarAhead`](crate::Rejection))
+    /// instead of adopted: one message from a buggy or hostile peer must not
+    /// move every node's term to the end of the term space for good. `None`
+    /// adopts any newer term, as the paper does.
+    pub term_lead_max: Option<u64>,
 }
+
+/// The default of [`Config::term_lead_max`]: far more elections than a
+/// node partitioned for hours could start, far fewer than the term space.
+pub const TERM_LEAD_MAX_DEFAULT: u64 = 100_000;
 
 impl Config {
     /// Defaults for node `id` in a cluster of `peers`: election timeout 150 ms,
     /// heartbeat 50 ms, window of 8 messages of up to 256 entries or 1 MiB,
-    /// and a seed derived from `id`, so that every node of a cluster draws
+    /// terms at most [`TERM_LEAD_MAX_DEFAULT`] ahead, and a seed derived from `id`, so that every node of a cluster draws
     /// its own election timeouts. A driver that wants runs to differ from
     /// one start to the next sets `seed` from a random source itself.
     pub fn new(id: NodeId, peers: impl IntoIterator<Item = NodeId>) -> Config {
@@ -47,6 +57,7 @@ impl Config {
             inflight_max: 8,
             entries_per_message_max: 256,
             bytes_per_message_max: 1 << 20,
+            term_lead_max: Some(TERM_LEAD_MAX_DEFAULT),
         }
     }
 
@@ -91,6 +102,9 @@ impl Config {
         }
         if self.bytes_per_message_max == 0 {
             return Err(ConfigError::Zero("bytes_per_message_max"));
+        }
+        if self.term_lead_max == Some(0) {
+            return Err(ConfigError::Zero("term_lead_max"));
         }
         Ok(())
     }

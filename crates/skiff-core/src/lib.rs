@@ -37,9 +37,9 @@ pub mod render;
 mod rng;
 mod types;
 
-pub use action::{Action, CommitError};
+pub use action::{Action, CommitError, Rejection};
 pub use bytes::Bytes;
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, TERM_LEAD_MAX_DEFAULT};
 pub use entries::Entries;
 pub use event::Event;
 pub use machine::{Machine, StartState, StateError};

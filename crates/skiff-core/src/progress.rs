@@ -38,6 +38,9 @@ pub(crate) struct Progress {
     /// The oldest in-flight index seen at the previous heartbeat; if it is
     /// still the oldest at this heartbeat, its request is taken as lost.
     oldest_inflight_at_tick: Option<LogIndex>,
+    /// The highest index any request sent to the follower let it
+    /// acknowledge (`prev_index` + entries); a success past it is forged.
+    sent_through: LogIndex,
 }
 
 impl Progress {
@@ -51,7 +54,18 @@ impl Progress {
             inflight: VecDeque::new(),
             inflight_first: LogIndex::ZERO,
             oldest_inflight_at_tick: None,
+            sent_through: LogIndex::ZERO,
         }
+    }
+
+    /// Records that a request let the follower acknowledge up to `index`.
+    pub(crate) fn note_sent_through(&mut self, index: LogIndex) {
+        self.sent_through = self.sent_through.max(index);
+    }
+
+    /// The highest index any request sent to the follower let it acknowledge.
+    pub(crate) fn sent_through(&self) -> LogIndex {
+        self.sent_through
     }
 
     /// Whether the window has room for another request with entries.

@@ -148,6 +148,9 @@ impl Display for Action {
                 "StateStore(term={term}, voted_for={})",
                 OptionalId(*voted_for)
             ),
+            Action::Rejected { from, reason } => {
+                write!(f, "Rejected(from={from}, reason={})", reason.name())
+            }
         }
     }
 }

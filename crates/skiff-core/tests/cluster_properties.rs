@@ -100,6 +100,10 @@ impl Cluster {
                     );
                 }
                 Action::Commit { .. } | Action::Alarm { .. } => {}
+                Action::Rejected {
+                    from: sender,
+                    reason,
+                } => panic!("node {from} rejected a message from correct node {sender}: {reason}"),
             }
         }
         if node.machine.role() == Role::Leader {

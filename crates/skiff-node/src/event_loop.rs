@@ -56,7 +56,7 @@ use crate::storage::Storage;
 use crate::transport::{Inbound, Transport};
 use bytes::Bytes;
 use skiff_core::{
-    Action, CommitError, Event, LogIndex, Machine, Message, NodeId, Role, Term, VoteResp,
+    Action, CommitError, Event, LogIndex, Machine, Message, NodeId, Rejection, Role, Term, VoteResp,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,6 +106,21 @@ struct Subscriber {
     stalled: Arc<AtomicBool>,
 }
 
+/// Logs the `count`th message the machine rejected: every one of the first
+/// few, then only at powers of two, so that a peer sending nothing but
+/// impossible messages cannot flood the log.
+fn report_rejection(count: u64, from: NodeId, reason: Rejection) {
+    const EVERY_ONE_UNTIL: u64 = 16;
+    if count <= EVERY_ONE_UNTIL || count.is_power_of_two() {
+        tracing::warn!(
+            peer = %from,
+            rejected = count,
+            reason = %reason,
+            "dropped a message no correct peer sends (a buggy or compromised peer?)"
+        );
+    }
+}
+
 /// The machine and everything that performs its actions.
 pub struct EventLoop {
     machine: Machine,
@@ -125,6 +140,8 @@ pub struct EventLoop {
     barriers: Vec<Reply>,
     subscribers: Vec<Subscriber>,
     stopping: bool,
+    /// Messages the machine rejected as impossible from a correct peer.
+    rejected: u64,
 }
 
 enum Input {
@@ -156,6 +173,7 @@ impl EventLoop {
             barriers: Vec::new(),
             subscribers: Vec::new(),
             stopping: false,
+            rejected: 0,
         }
     }
 
@@ -307,6 +325,10 @@ impl EventLoop {
                 Action::Commit { result, .. } => resolve(&mut self.waiters, &self.machine, result),
                 Action::Alarm { ms } => {
                     self.alarm = Some(Instant::now() + Duration::from_millis(ms))
+                }
+                Action::Rejected { from, reason } => {
+                    self.rejected += 1;
+                    report_rejection(self.rejected, from, reason);
                 }
                 Action::StateStore { .. }
                 | Action::LogStore { .. }

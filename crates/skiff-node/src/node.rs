@@ -281,6 +281,7 @@ fn recover(
     let mut core = skiff_core::Config::new(id, config.ids());
     core.election_timeout_ms = config.election_timeout_ms;
     core.heartbeat_interval_ms = config.heartbeat_interval_ms;
+    core.term_lead_max = Some(config.limits.term_lead_max);
     core.seed = seed(id);
     let Recovered {
         hard_state,

@@ -233,7 +233,10 @@ impl Durable {
             })),
             Action::LogStore { entries, .. } => self.write(Write::Store(entries.clone())),
             Action::LogTruncate { from } => self.write(Write::Truncate(*from)),
-            Action::Send { .. } | Action::Commit { .. } | Action::Alarm { .. } => {}
+            Action::Send { .. }
+            | Action::Commit { .. }
+            | Action::Alarm { .. }
+            | Action::Rejected { .. } => {}
         }
         Ok(())
     }

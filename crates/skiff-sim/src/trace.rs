@@ -253,6 +253,11 @@ pub fn hash_action(h: &mut StableHasher, action: &Action) {
             h.word(term.0);
             hash_node(h, *voted_for);
         }
+        Action::Rejected { from, reason } => {
+            h.word(17);
+            h.word(from.0);
+            h.bytes(reason.name().as_bytes());
+        }
     }
 }
 

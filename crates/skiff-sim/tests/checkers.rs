@@ -562,3 +562,15 @@ fn damage_noticed_fires_on_a_normal_restart_after_damage() {
     assert_eq!(rule(check_restart(NodeId(1), true, true)), None);
     assert_eq!(rule(check_restart(NodeId(1), false, false)), None);
 }
+
+#[test]
+fn no_false_rejection_fires_on_any_rejected_message() {
+    let mut h = History::new(3);
+    let rejected = Action::Rejected {
+        from: NodeId(2),
+        reason: skiff_core::Rejection::SecondLeader { known: NodeId(3) },
+    };
+    let result = h.batch(1, &[rejected], Role::Follower);
+    assert_eq!(rule(result), Some(Rule::NoFalseRejection));
+    assert_eq!(h.batch(1, &[state(1, None)], Role::Follower), Ok(()));
+}

@@ -118,6 +118,9 @@ impl Machine {
         if resp.term != self.hard_state.term || !resp.granted {
             return;
         }
+        if self.vote_never_asked(from, &resp) {
+            return;
+        }
         let quorum = self.config.quorum();
         let RoleState::Candidate { votes } = &mut self.role else {
             return;

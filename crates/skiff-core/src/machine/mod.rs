@@ -5,6 +5,7 @@
 //! event lives in `election` (timeouts and votes) and `replication`
 //! (appends and AppendEntries on both sides).
 
+mod defence;
 mod election;
 mod repair;
 mod replication;
@@ -64,6 +65,9 @@ use std::fmt;
 ///             if data.as_ref() == b"hello" {
 ///                 assert_eq!(result.map(|index| index.0), Ok(2));
 ///             }
+///         }
+///         Action::Rejected { from, reason } => {
+///             eprintln!("rejected a message from node {from}: {reason}");
 ///         }
 ///     }
 /// }
@@ -461,9 +465,11 @@ impl Machine {
 
     /// Handles one event, appending the actions it causes to `actions`.
     ///
-    /// Never panics on any event a peer or client can send: stale, duplicate,
-    /// reordered and malformed messages are answered or ignored as the
-    /// protocol says. Messages from nodes that are not peers are ignored.
+    /// Never panics on any event a peer or client can send: stale, duplicate
+    /// and reordered messages are answered or ignored as the protocol says.
+    /// Messages no correct peer could send (from non-members, malformed,
+    /// a term too far ahead, a second leader, ...) change nothing and are
+    /// reported with [`Action::Rejected`].
     pub fn step(&mut self, event: Event, actions: &mut Vec<Action>) {
         let first = actions.len();
         let before = self.debug_snapshot();
@@ -483,8 +489,8 @@ impl Machine {
     }
 
     fn handle_message(&mut self, from: NodeId, message: Message, actions: &mut Vec<Action>) {
-        if from == self.config.id || !self.config.peers.contains(&from) {
-            return;
+        if !self.screen(from, &message) {
+            return; // no correct peer sends it (`defence.rs`)
         }
         // Figure 2, rules for all servers: a newer term makes any role a follower.
         if message.term() > self.hard_state.term {

@@ -65,18 +65,22 @@ impl Machine {
         if resp.term != self.hard_state.term {
             return; // a newer term was handled in `step`; an older one is stale
         }
-        let last_index = self.log.last_index();
-        let RoleState::Leader { followers } = &mut self.role else {
+        let RoleState::Leader { followers } = &self.role else {
             return;
         };
         let Some(position) = followers.iter().position(|(peer, _)| *peer == from) else {
             return;
         };
+        let sent_through = followers[position].1.sent_through();
+        debug_assert!(sent_through <= self.log.last_index());
+        if resp.success && self.acknowledges_unsent(from, resp.index, sent_through) {
+            return;
+        }
+        let RoleState::Leader { followers } = &mut self.role else {
+            return;
+        };
         let progress = &mut followers[position].1;
         let advanced = if resp.success {
-            if resp.index > last_index {
-                return; // claims entries this leader never had: not from a sane peer
-            }
             progress.on_success(resp.index)
         } else {
             progress.on_reject(resp.index);
@@ -182,21 +186,23 @@ impl Replicator<'_> {
             let entries = self.batch(from);
             debug_assert!(!entries.is_empty());
             let last_sent = LogIndex(from.0 + entries.len() as u64 - 1);
-            self.send(peer, from.prev(), entries);
+            self.send(peer, progress, from.prev(), entries);
             progress.sent(last_sent);
             sent = true;
         }
         if !sent && progress.mode == (Mode::Probe { paused: false }) {
-            self.send(peer, progress.next_index.prev(), Entries::new());
-            progress.sent(progress.next_index.prev());
+            let prev_index = progress.next_index.prev();
+            self.send(peer, progress, prev_index, Entries::new());
+            progress.sent(prev_index);
             sent = true;
         }
         sent
     }
 
     /// An empty request that asserts leadership and carries the commit index.
-    fn send_heartbeat(&mut self, peer: NodeId, progress: &Progress) {
-        self.send(peer, progress.heartbeat_prev_index(), Entries::new());
+    fn send_heartbeat(&mut self, peer: NodeId, progress: &mut Progress) {
+        let prev_index = progress.heartbeat_prev_index();
+        self.send(peer, progress, prev_index, Entries::new());
     }
 
     /// The entries to send from `from`, bounded by the message limits: a
@@ -216,7 +222,16 @@ impl Replicator<'_> {
         entries
     }
 
-    fn send(&mut self, peer: NodeId, prev_index: LogIndex, entries: Entries) {
+    /// Sends one request and records in `progress` the highest index it
+    /// lets the follower acknowledge.
+    fn send(
+        &mut self,
+        peer: NodeId,
+        progress: &mut Progress,
+        prev_index: LogIndex,
+        entries: Entries,
+    ) {
+        progress.note_sent_through(LogIndex(prev_index.0 + entries.len() as u64));
         let prev_term = self.log.term_at(prev_index);
         debug_assert!(prev_term.is_some(), "prev index {prev_index} past the log");
         let req = AppendEntriesReq {
@@ -244,10 +259,12 @@ impl Machine {
         req: AppendEntriesReq,
         actions: &mut Vec<Action>,
     ) {
-        if req.term < self.hard_state.term || matches!(self.role, RoleState::Leader { .. }) {
-            // A stale leader learns the new term from the answer. A second
-            // leader in this leader's own term cannot exist; refuse it.
+        if req.term < self.hard_state.term {
+            // A stale leader learns the new term from the answer.
             self.reply_append(from, false, self.log.last_index());
+            return;
+        }
+        if req.term == self.hard_state.term && self.second_leader(from) {
             return;
         }
         self.become_follower(req.term); // a candidate of this term has lost
@@ -275,9 +292,8 @@ impl Machine {
         req: AppendEntriesReq,
         actions: &mut Vec<Action>,
     ) -> Result<LogIndex, LogIndex> {
-        if !is_well_formed(&req) {
-            return Err(self.commit_index);
-        }
+        // `screen` refused any other kind (`defence.rs`).
+        debug_assert!(super::defence::is_well_formed(&req));
         match self.log.term_at(req.prev_index) {
             None => return Err(self.log.last_index()),
             Some(term) if term != req.prev_term => return Err(self.conflict_hint(req.prev_index)),
@@ -323,7 +339,7 @@ impl Machine {
             .max(self.commit_index)
     }
 
-    fn reply_append(&mut self, to: NodeId, success: bool, index: LogIndex) {
+    pub(super) fn reply_append(&mut self, to: NodeId, success: bool, index: LogIndex) {
         let resp = AppendEntriesResp {
             term: self.hard_state.term,
             success,
@@ -331,23 +347,6 @@ impl Machine {
         };
         self.send(to, Message::AppendEntriesResp(resp));
     }
-}
-
-/// Whether a request could have come from a correct leader: terms that do
-/// not decrease and do not pass the request's term, and no index overflow.
-fn is_well_formed(req: &AppendEntriesReq) -> bool {
-    let count = req.entries.len() as u64;
-    let mut previous = req.prev_term;
-    let terms_ordered = req.entries.iter().all(|entry| {
-        let ordered = entry.term >= previous;
-        previous = entry.term;
-        ordered
-    });
-    req.prev_term <= req.term
-        && previous <= req.term
-        && terms_ordered
-        && (req.prev_index.0 != 0 || req.prev_term == Term(0))
-        && req.prev_index.0.checked_add(count).is_some()
 }
 
 // Log and commit changes shared by both sides.

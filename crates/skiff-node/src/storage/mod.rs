@@ -165,7 +165,10 @@ impl Storage {
                 Ok(())
             }
             Action::LogTruncate { from } => self.writable_wal()?.truncate(*from),
-            Action::Send { .. } | Action::Commit { .. } | Action::Alarm { .. } => Ok(()),
+            Action::Send { .. }
+            | Action::Commit { .. }
+            | Action::Alarm { .. }
+            | Action::Rejected { .. } => Ok(()),
         }
     }
 

@@ -22,6 +22,7 @@ pub mod leader_append_only;
 pub mod leader_completeness;
 pub mod liveness;
 pub mod log_matching;
+pub mod no_false_rejection;
 pub mod overwritten;
 pub mod persistence_order;
 pub mod repair_before_vote;
@@ -76,6 +77,8 @@ pub enum Rule {
     /// No vote or candidacy from a log lacking a committed entry the node
     /// acknowledged before a disk fault removed it.
     RepairBeforeVote,
+    /// No correct peer's message is rejected as impossible.
+    NoFalseRejection,
     /// A machine panicked (a broken invariant inside the core).
     Panic,
 }
@@ -101,6 +104,7 @@ impl Rule {
             Rule::Liveness => "Liveness",
             Rule::DamageNoticed => "Damage Noticed",
             Rule::RepairBeforeVote => "Repair Before Vote",
+            Rule::NoFalseRejection => "No False Rejection",
             Rule::Panic => "Panic",
         }
     }
@@ -279,6 +283,7 @@ impl Checkers {
     /// `node` is about to perform `action`; `disk` is its disk before it.
     pub fn action(&mut self, node: NodeId, action: &Action, disk: &Durable) -> Result<(), Failure> {
         self.order.observe(node, action)?;
+        no_false_rejection::check(node, action)?;
         if action.is_persistence() {
             durable_state::check_action(node, action, disk)?;
         }

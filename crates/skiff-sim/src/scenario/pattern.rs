@@ -19,6 +19,7 @@ const CALL_NAMES: &[&str] = &[
     "LogStore",
     "LogTruncate",
     "StateStore",
+    "Rejected",
     "AppendEntriesReq",
     "AppendEntriesResp",
     "VoteReq",
@@ -34,6 +35,7 @@ const ACTION_NAMES: &[&str] = &[
     "LogStore",
     "LogTruncate",
     "StateStore",
+    "Rejected",
 ];
 
 /// Names a pattern may use before `=`.
@@ -56,6 +58,7 @@ const FIELD_NAMES: &[&str] = &[
     "last_index",
     "last_term",
     "granted",
+    "reason",
 ];
 
 /// A pattern from an `expect` or `expect-none` line, ready to match.
