@@ -223,6 +223,9 @@ pub enum ConfigError {
     /// The configuration parses but makes no sense.
     #[error("invalid cluster configuration: {0}")]
     Invalid(String),
+    /// The `[tls]` files cannot be read or used; the error names the file.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The requested node is not in the configuration.
     #[error("node {id} is not in the cluster configuration (nodes: {known})")]
     UnknownNode {
@@ -263,7 +266,7 @@ impl ClusterConfig {
     }
 
     /// Reads and validates a configuration file. Relative data directories
-    /// are resolved against the file's directory.
+    /// and `[tls]` paths are resolved against the file's directory.
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.to_path_buf(),
@@ -280,6 +283,13 @@ impl ClusterConfig {
         for node in &mut config.nodes {
             if node.data_dir.is_relative() {
                 node.data_dir = base.join(&node.data_dir);
+            }
+        }
+        if let Some(tls) = &mut config.tls {
+            for path in [&mut tls.ca, &mut tls.cert, &mut tls.key] {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
             }
         }
         config.validate()?;
@@ -440,6 +450,30 @@ mod tests {
         let config = ClusterConfig::load(&path).unwrap();
         assert_eq!(config.election_timeout_ms, ELECTION_TIMEOUT_MS_DEFAULT);
         assert_eq!(config.nodes[0].data_dir, dir.path().join("n1"));
+        assert_eq!(config.tls, None);
+    }
+
+    #[test]
+    fn relative_tls_paths_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"
+            cluster_id = 4
+            [tls]
+            ca = "certs/ca.pem"
+            cert = "certs/node-{id}.pem"
+            key = "/abs/node-{id}.key"
+            [[nodes]]
+            id = 1
+            peer_address = "127.0.0.1:9001"
+            client_address = "127.0.0.1:9002"
+            data_dir = "n1"
+        "#;
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let tls = ClusterConfig::load(&path).unwrap().tls.unwrap();
+        assert_eq!(tls.ca, dir.path().join("certs/ca.pem"));
+        assert_eq!(tls.cert, dir.path().join("certs/node-{id}.pem"));
+        assert_eq!(tls.key, PathBuf::from("/abs/node-{id}.key"));
     }
 
     fn problem(change: impl FnOnce(&mut ClusterConfig)) -> String {

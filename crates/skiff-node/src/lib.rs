@@ -47,7 +47,9 @@
 //!   rewritten, a durable repair flag). Public for tools
 //!   that open or check a stopped node's directory ([`storage::check`],
 //!   `skiff check`); the record format stays private.
-//! * `transport`: peer connections over TCP; its [`wire`] format is public,
+//! * [`tls`]: mutual TLS between peers, which field of a certificate
+//!   names a node, and development certificates.
+//! * `transport`: peer connections over TCP (or TLS); its [`wire`] format is public,
 //!   for tools and tests that speak to a node as a peer would.
 //! * `event_loop`: the task that owns the machine and performs its actions,
 //!   on a thread it shares only with the transport's tasks.
@@ -62,6 +64,7 @@ mod event_loop;
 pub mod local;
 mod node;
 pub mod storage;
+pub mod tls;
 mod transport;
 
 pub use api::{CommittedEntry, NodeError, StartError, Status, SubmitError, ENTRY_BYTES_MAX};

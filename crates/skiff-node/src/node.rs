@@ -1,10 +1,11 @@
 //! Starting a node, talking to it, and stopping it.
 
 use crate::api::{CommittedEntry, NodeError, StartError, Status, SubmitError, ENTRY_BYTES_MAX};
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, ConfigError};
 use crate::event_loop::{Command, EventLoop};
 use crate::storage::{Identity, Recovered, Storage};
-use crate::transport::{Transport, TransportConfig};
+use crate::tls::NodeTls;
+use crate::transport::{PeerLimits, Transport, TransportConfig};
 use bytes::Bytes;
 use skiff_core::{LogIndex, Machine, NodeId, Role, StateError};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,6 +85,7 @@ impl Node {
             cluster_id: config.cluster_id,
             node_id: id.0,
         };
+        let transport = transport_config(config, id)?;
         let recovery_config = config.clone();
         let (storage, machine) =
             tokio::task::spawn_blocking(move || recover(&recovery_config, id, identity))
@@ -98,7 +100,7 @@ impl Node {
         let parts = EventLoopParts {
             machine,
             storage,
-            transport: transport_config(config, id),
+            transport,
             listener,
             commands,
             status: status_sender,
@@ -337,8 +339,24 @@ fn seed(id: NodeId) -> u64 {
     nanos ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-fn transport_config(config: &ClusterConfig, id: NodeId) -> TransportConfig {
-    TransportConfig {
+/// The transport's configuration, with node `id`'s TLS material loaded
+/// (an unreadable or unusable file is named in the error).
+fn transport_config(config: &ClusterConfig, id: NodeId) -> Result<TransportConfig, StartError> {
+    let tls = match &config.tls {
+        Some(tls) => {
+            let material = NodeTls::load(tls, id).map_err(ConfigError::from)?;
+            Some(material.peer_tls().map_err(ConfigError::from)?)
+        }
+        None => {
+            tracing::warn!(
+                %id,
+                "no [tls] in the cluster configuration: peer traffic is unauthenticated \
+                 and unencrypted; anyone who can reach the peer port can join the conversation"
+            );
+            None
+        }
+    };
+    Ok(TransportConfig {
         cluster_id: config.cluster_id,
         id,
         peers: config
@@ -347,7 +365,9 @@ fn transport_config(config: &ClusterConfig, id: NodeId) -> TransportConfig {
             .filter(|n| n.id != id.0)
             .map(|n| (NodeId(n.id), n.peer_address))
             .collect(),
-    }
+        tls,
+        limits: PeerLimits::from(&config.limits),
+    })
 }
 
 fn initial_status(machine: &Machine) -> Status {

@@ -2,6 +2,7 @@
 //! the libraries.
 
 mod bench;
+mod certs_cmd;
 mod check_cmd;
 mod cluster_args;
 mod completions_cmd;
@@ -29,6 +30,8 @@ Examples:
   skiff scenario tests/scenarios               # replay the scenario files
   skiff bench --target both --duration 20s     # skiff and etcd, side by side
   skiff check --dir data/node-1               # verify a stopped node's data directory
+  skiff certs --nodes 3 --dir certs            # development certificates for mutual TLS
+  skiff up --tls                               # a local cluster with mutual TLS between nodes
   skiff completions bash > ~/.local/share/bash-completion/completions/skiff
 
 Durations are written like 500ms, 20s, 2m or 1m 30s. `skiff COMMAND --help`
@@ -70,6 +73,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Verify a stopped node's data directory and say what recovery would do.
     Check(check_cmd::CheckArgs),
+    /// Make a development CA and a certificate and key per node, for mutual
+    /// TLS between peers ([tls] in cluster.toml).
+    Certs(certs_cmd::CertsArgs),
     /// Print a shell completion script for bash, zsh or fish to standard output.
     Completions(completions_cmd::CompletionsArgs),
 }
@@ -87,6 +93,7 @@ fn main() {
         Command::Fs(args) => fs_cmd::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Check(args) => check_cmd::run(&args),
+        Command::Certs(args) => certs_cmd::run(&args),
         Command::Completions(args) => completions_cmd::run(&args, &mut Cli::command()),
     };
     let Err(error) = outcome else {

@@ -23,7 +23,7 @@ use crate::inherited_listeners::InheritedListeners;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use skiff_node::local::LocalCluster;
-use skiff_node::{ClusterConfig, ConfigError, NodeId};
+use skiff_node::{ClusterConfig, ConfigError, NodeId, TlsConfig};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, RandomState};
@@ -111,6 +111,32 @@ pub enum ClusterError {
     /// The node is not running.
     #[error("node {0} is not running")]
     NotRunning(NodeId),
+    /// Development certificates could not be made.
+    #[error(transparent)]
+    Tls(#[from] skiff_node::tls::TlsError),
+}
+
+/// Where [`write_dev_certs`] puts certificates, under the cluster's directory.
+pub const CERTS_DIR: &str = "certs";
+
+/// Makes a development CA and certificates for nodes `1..=count` in
+/// `dir/certs` (see `skiff certs`), and returns the `[tls]` section naming
+/// them relative to `dir`, for a configuration file in `dir`.
+pub fn write_dev_certs(dir: &Path, count: u64) -> Result<TlsConfig, ClusterError> {
+    let certs = dir.join(CERTS_DIR);
+    std::fs::create_dir_all(&certs).map_err(|source| ClusterError::Io {
+        path: certs.clone(),
+        source,
+    })?;
+    let ca = skiff_node::tls::DevCa::new()?;
+    ca.write_cluster(&certs, (1..=count).map(NodeId), false)?;
+    let relative = Path::new(CERTS_DIR);
+    Ok(TlsConfig {
+        ca: relative.join(skiff_node::tls::CA_FILE),
+        cert: relative.join("node-{id}.pem"),
+        key: relative.join("node-{id}.key"),
+        clients: false,
+    })
 }
 
 /// Where the nodes of a generated configuration listen, on 127.0.0.1.

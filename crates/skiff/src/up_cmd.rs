@@ -4,7 +4,9 @@
 
 use crate::usage;
 use anyhow::Context;
-use skiff::process_cluster::{Ports, ProcessCluster, CONFIG_FILE_NAME, STOP_GRACE};
+use skiff::process_cluster::{
+    write_dev_certs, Ports, ProcessCluster, CERTS_DIR, CONFIG_FILE_NAME, STOP_GRACE,
+};
 use skiff::status_probe::{wait_for_leader, wait_until_answering};
 use skiff_fs::protocol::StatusReport;
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ Examples:
   skiff up                                   # 3 nodes, ./skiff-cluster, ports 7100-7105
   skiff up --nodes 5 --dir /tmp/c5 --base-port 9000
   skiff up --dir /tmp/c --base-port 0        # any free ports
+  skiff up --tls --dir /tmp/ct               # mutual TLS between the nodes
 
 The directory keeps the configuration (cluster.toml), each node's data
 (node-N/) and log (node-N.log). It is kept when the cluster stops, so the
@@ -54,6 +57,10 @@ pub struct UpArgs {
     /// 0 picks free ports [default: 7100].
     #[arg(long, value_name = "P")]
     base_port: Option<u16>,
+    /// Mutual TLS between the nodes: makes a development CA and node
+    /// certificates in DIR/certs and names them in the new cluster.toml.
+    #[arg(long)]
+    tls: bool,
 }
 
 /// Runs the cluster until Ctrl-C or SIGTERM.
@@ -83,9 +90,9 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
 fn prepare_cluster(args: &UpArgs, program: PathBuf) -> anyhow::Result<ProcessCluster> {
     let existing = args.dir.join(CONFIG_FILE_NAME);
     if existing.exists() {
-        if args.nodes.is_some() || args.base_port.is_some() {
+        if args.nodes.is_some() || args.base_port.is_some() || args.tls {
             return Err(usage::error(format!(
-                "{} exists: it is used as it is, so --nodes and --base-port cannot apply; \
+                "{} exists: it is used as it is, so --nodes, --base-port and --tls cannot apply; \
                  omit them, or remove {} to start afresh",
                 existing.display(),
                 args.dir.display()
@@ -99,7 +106,19 @@ fn prepare_cluster(args: &UpArgs, program: PathBuf) -> anyhow::Result<ProcessClu
         base => Ports::Consecutive { base },
     };
     let count = args.nodes.unwrap_or(NODES_DEFAULT);
-    let cluster = ProcessCluster::create_local(program, &args.dir, count, ports)?;
+    let tls = match args.tls {
+        true => Some(write_dev_certs(&args.dir, count)?),
+        false => None,
+    };
+    let cluster = ProcessCluster::create_local_configured(program, &args.dir, count, ports, |c| {
+        c.tls = tls;
+    })?;
+    if args.tls {
+        println!(
+            "wrote development certificates in {}",
+            args.dir.join(CERTS_DIR).display()
+        );
+    }
     println!("wrote {}", cluster.config_path().display());
     Ok(cluster)
 }

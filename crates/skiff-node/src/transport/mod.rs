@@ -1,7 +1,9 @@
-//! TCP between peers: one dialing task per peer that sends, one listening
-//! task that accepts the peers' connections and receives.
+//! TCP (or mutual TLS) between peers: one dialing task per peer that
+//! sends, one listening task that accepts the peers' connections and
+//! receives.
 //!
-//! The wire format is documented in `wire`. Each idiom, where it is used:
+//! The wire format is documented in `wire`, TLS in `crate::tls`. Each
+//! idiom, where it is used:
 //!
 //! * **A bounded queue per peer, dropping when full.** [`Transport::send`]
 //!   never waits: a slow or dead peer fills only its own queue, and what
@@ -12,8 +14,17 @@
 //! * **Backpressure on receipt.** Received messages go to the event loop
 //!   through a bounded channel with `send().await`: when the loop is busy
 //!   (syncing), readers wait and TCP slows the peer down.
-//! * **A bounded number of incoming connections**
-//!   ([`INCOMING_CONNECTIONS_MAX`]); extra ones are closed at once.
+//! * **Bounded handshakes** ([`PeerLimits`]): TLS and hello together must
+//!   finish within a timeout, a frame before the hello is accepted may not
+//!   exceed a small size (checked before anything is allocated), and only
+//!   so many connections may be handshaking at once; extra ones are closed
+//!   at once.
+//! * **One slot per configured peer.** An authenticated connection from
+//!   node N replaces the one N had, so a restarted peer always gets back
+//!   in, and nobody else can take a slot.
+//! * **Nothing told before authentication.** A refused handshake is
+//!   answered with a fixed refusal; the reason is logged here, with the
+//!   address.
 //! * **Bad input closes one connection.** A bad length, version, body or
 //!   handshake is logged with the peer's address and the reason, and only
 //!   that connection is closed.
@@ -23,7 +34,10 @@ pub mod wire;
 
 pub use connection::ConnectionError;
 
-use connection::{handshake_as_dialer, handshake_as_listener, read_frame};
+use crate::config::LimitsConfig;
+use crate::tls::PeerTls;
+use connection::{handshake_as_dialer, handshake_as_listener, read_frame, BoxedStream};
+use rustls_pki_types::CertificateDer;
 use skiff_core::{Message, NodeId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,8 +47,8 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
-use wire::{Frame, Hello, WireMessage};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use wire::{Frame, Hello, WireMessage, FRAME_BYTES_MAX};
 
 /// Messages queued for one peer before new ones are dropped.
 pub const OUTGOING_QUEUE_MAX: usize = 4096;
@@ -42,8 +56,6 @@ pub const OUTGOING_QUEUE_MAX: usize = 4096;
 pub const BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// The longest wait before reconnecting to a peer.
 pub const BACKOFF_MAX: Duration = Duration::from_millis(500);
-/// Incoming connections served at once.
-pub const INCOMING_CONNECTIONS_MAX: usize = 64;
 /// Bytes gathered from the queue into one write.
 const WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
 /// A write that makes no progress for this long counts as a dead connection.
@@ -52,7 +64,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A message received from a peer.
 pub type Inbound = (NodeId, Message);
 
-/// Who this node is and who its peers are.
+/// Who this node is, who its peers are, and how they are let in.
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
     /// The cluster id, checked in every handshake.
@@ -61,6 +73,38 @@ pub struct TransportConfig {
     pub id: NodeId,
     /// Every other member and its peer address.
     pub peers: Vec<(NodeId, SocketAddr)>,
+    /// Mutual TLS, or `None` for plain TCP.
+    pub tls: Option<PeerTls>,
+    /// Bounds on connections that have not finished their handshake.
+    pub limits: PeerLimits,
+}
+
+/// Bounds on peer connections before their handshake completes (see
+/// [`LimitsConfig`] for the keys and defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerLimits {
+    /// TLS and hello together, each way.
+    pub handshake_timeout: Duration,
+    /// The largest frame before the handshake completes.
+    pub handshake_frame_bytes_max: usize,
+    /// Incoming connections handshaking at once.
+    pub handshaking_max: usize,
+}
+
+impl From<&LimitsConfig> for PeerLimits {
+    fn from(limits: &LimitsConfig) -> PeerLimits {
+        PeerLimits {
+            handshake_timeout: Duration::from_millis(limits.peer_handshake_timeout_ms),
+            handshake_frame_bytes_max: limits.peer_handshake_frame_bytes_max as usize,
+            handshaking_max: limits.peer_handshaking_max,
+        }
+    }
+}
+
+impl Default for PeerLimits {
+    fn default() -> PeerLimits {
+        PeerLimits::from(&LimitsConfig::default())
+    }
 }
 
 /// The running transport. Dropping it stops
@@ -85,7 +129,7 @@ impl Transport {
         let listener = TcpListener::from_std(listener)?;
         let mut tasks = vec![tokio::spawn(run_listener(
             listener,
-            config.clone(),
+            Arc::new(config.clone()),
             inbound,
         ))];
         let mut queues = HashMap::new();
@@ -96,7 +140,13 @@ impl Transport {
                 node_id: config.id.0,
                 peer_id: peer.0,
             };
-            tasks.push(tokio::spawn(run_dialer(address, hello, receiver)));
+            let dialer = Dialer {
+                address,
+                hello,
+                tls: config.tls.clone(),
+                limits: config.limits,
+            };
+            tasks.push(tokio::spawn(dialer.run(receiver)));
             queues.insert(peer, sender);
         }
         Ok(Transport {
@@ -135,52 +185,77 @@ impl Drop for Transport {
     }
 }
 
-/// Dials `address` for as long as the queue lives, sending what it holds.
-async fn run_dialer(address: SocketAddr, hello: Hello, mut queue: mpsc::Receiver<Message>) {
-    let mut backoff = BACKOFF_MIN;
-    let mut failures = 0u64;
-    loop {
-        match dial(address, hello).await {
-            Ok(stream) => {
-                if failures > 0 {
-                    tracing::info!(peer = hello.peer_id, %address, "connected to peer");
+/// How one peer is dialed.
+struct Dialer {
+    address: SocketAddr,
+    hello: Hello,
+    tls: Option<PeerTls>,
+    limits: PeerLimits,
+}
+
+impl Dialer {
+    /// Dials for as long as the queue lives, sending what it holds.
+    async fn run(self, mut queue: mpsc::Receiver<Message>) {
+        let (peer, address) = (self.hello.peer_id, self.address);
+        let mut backoff = BACKOFF_MIN;
+        let mut failures = 0u64;
+        loop {
+            match self.dial().await {
+                Ok(stream) => {
+                    if failures > 0 {
+                        tracing::info!(peer, %address, "connected to peer");
+                    }
+                    failures = 0;
+                    backoff = BACKOFF_MIN;
+                    match pump(stream, &mut queue).await {
+                        Ok(()) => return, // the queue closed: the node is stopping
+                        Err(e) => {
+                            tracing::info!(peer, %address, reason = %e, "peer connection lost")
+                        }
+                    }
                 }
-                failures = 0;
-                backoff = BACKOFF_MIN;
-                match pump(stream, &mut queue).await {
-                    Ok(()) => return, // the queue closed: the node is stopping
-                    Err(e) => {
-                        tracing::info!(peer = hello.peer_id, %address, reason = %e, "peer connection lost")
+                Err(e) => {
+                    failures += 1;
+                    // The first failure of a streak is news; the rest are noise.
+                    if failures == 1 {
+                        tracing::warn!(peer, %address, reason = %e, "cannot connect to peer; retrying with backoff");
                     }
                 }
             }
-            Err(e) => {
-                failures += 1;
-                // The first failure of a streak is news; the rest are noise.
-                if failures == 1 {
-                    tracing::warn!(peer = hello.peer_id, %address, reason = %e, "cannot connect to peer; retrying with backoff");
-                }
-            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
-}
 
-async fn dial(address: SocketAddr, hello: Hello) -> Result<TcpStream, ConnectionError> {
-    let mut stream =
-        tokio::time::timeout(connection::HANDSHAKE_TIMEOUT, TcpStream::connect(address))
+    /// Connects, runs TLS if configured, and says hello, all within the
+    /// handshake timeout.
+    async fn dial(&self) -> Result<BoxedStream, ConnectionError> {
+        let handshake = async {
+            let stream = TcpStream::connect(self.address).await?;
+            stream.set_nodelay(true)?;
+            let mut stream: BoxedStream = match &self.tls {
+                Some(tls) => Box::new(
+                    tls.connector
+                        .connect(NodeId(self.hello.peer_id), stream)
+                        .await?,
+                ),
+                None => Box::new(stream),
+            };
+            let frame_max = self.limits.handshake_frame_bytes_max;
+            handshake_as_dialer(&mut stream, self.hello, frame_max).await?;
+            Ok(stream)
+        };
+        let timeout = self.limits.handshake_timeout;
+        tokio::time::timeout(timeout, handshake)
             .await
-            .map_err(|_| ConnectionError::HandshakeTimeout)??;
-    stream.set_nodelay(true)?;
-    handshake_as_dialer(&mut stream, hello).await?;
-    Ok(stream)
+            .map_err(|_| ConnectionError::HandshakeTimeout(timeout))?
+    }
 }
 
 /// Sends queued messages, gathering whatever is ready into one write.
 /// Returns `Ok` when the queue closes, `Err` when the connection fails.
 async fn pump(
-    stream: TcpStream,
+    stream: BoxedStream,
     queue: &mut mpsc::Receiver<Message>,
 ) -> Result<(), ConnectionError> {
     let mut writer = BufWriter::new(stream);
@@ -214,23 +289,31 @@ fn encode_message(message: &Message, buffer: &mut Vec<u8>) {
     }
 }
 
-/// Accepts peer connections and serves each in its own task. Aborting this
-/// task drops the `JoinSet`, which aborts every connection task too.
+/// Accepts peer connections: each handshakes in a task of its own, at
+/// most [`PeerLimits::handshaking_max`] at once; an authenticated one then
+/// takes its node's slot, closing the connection that held it. Aborting
+/// this task drops both `JoinSet`s, which aborts every connection task too.
 async fn run_listener(
     listener: TcpListener,
-    config: TransportConfig,
+    config: Arc<TransportConfig>,
     inbound: mpsc::Sender<Inbound>,
 ) {
-    let config = Arc::new(config);
-    let mut connections = JoinSet::new();
+    let mut handshaking = JoinSet::new();
+    let mut established = JoinSet::new();
+    let mut slots: HashMap<NodeId, AbortHandle> = HashMap::new();
+    let mut turned_away = 0u64;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, address)) if connections.len() < INCOMING_CONNECTIONS_MAX => {
-                    connections.spawn(serve_incoming(stream, address, config.clone(), inbound.clone()));
+                Ok((stream, address)) if handshaking.len() < config.limits.handshaking_max => {
+                    handshaking.spawn(handshake_incoming(stream, address, config.clone()));
                 }
                 Ok((_, address)) => {
-                    tracing::warn!(%address, "too many peer connections; closing a new one");
+                    turned_away += 1;
+                    // Under a flood, one line per doubling rather than one per connection.
+                    if turned_away.is_power_of_two() {
+                        tracing::warn!(%address, turned_away, "too many peer connections handshaking; closing a new one");
+                    }
                 }
                 Err(e) => {
                     // Accept fails when the process is out of descriptors; wait
@@ -239,56 +322,109 @@ async fn run_listener(
                     tokio::time::sleep(BACKOFF_MAX).await;
                 }
             },
-            Some(_) = connections.join_next() => {}
+            Some(done) = handshaking.join_next() => {
+                if let Ok(Some((from, stream, address))) = done {
+                    let receiver = established.spawn(receive(from, stream, address, inbound.clone()));
+                    if let Some(old) = slots.insert(from, receiver) {
+                        old.abort();
+                        tracing::debug!(%from, %address, "a new connection from the peer replaces its old one");
+                    }
+                }
+            },
+            Some(_) = established.join_next() => {}
         }
     }
 }
 
-async fn serve_incoming(
+/// Authenticates an incoming connection within the handshake timeout.
+/// Returns the peer's id and the stream, or `None` after logging why not.
+async fn handshake_incoming(
     stream: TcpStream,
     address: SocketAddr,
     config: Arc<TransportConfig>,
-    inbound: mpsc::Sender<Inbound>,
-) {
-    if let Err(e) = receive(stream, &config, &inbound).await {
-        match e {
-            ConnectionError::Io(ref io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-                tracing::debug!(%address, "peer closed its connection");
-            }
-            e => tracing::warn!(%address, reason = %e, "closing peer connection"),
+) -> Option<(NodeId, BoxedStream, SocketAddr)> {
+    let timeout = config.limits.handshake_timeout;
+    let outcome = tokio::time::timeout(timeout, authenticate(stream, &config))
+        .await
+        .unwrap_or(Err(ConnectionError::HandshakeTimeout(timeout)));
+    match outcome {
+        Ok((from, stream)) => Some((from, stream, address)),
+        Err(e) => {
+            log_closed(address, &e);
+            None
         }
     }
 }
 
-async fn receive(
-    mut stream: TcpStream,
+/// TLS (when configured), then the hello, checked by [`admit`].
+async fn authenticate(
+    stream: TcpStream,
     config: &TransportConfig,
-    inbound: &mpsc::Sender<Inbound>,
-) -> Result<(), ConnectionError> {
+) -> Result<(NodeId, BoxedStream), ConnectionError> {
     stream.set_nodelay(true)?;
+    let (mut stream, certificate): (BoxedStream, _) = match &config.tls {
+        Some(tls) => {
+            let (stream, certificate) = tls.acceptor.accept(stream).await?;
+            (Box::new(stream), Some(certificate))
+        }
+        None => (Box::new(stream), None),
+    };
     let me = Hello {
         cluster_id: config.cluster_id,
         node_id: config.id.0,
         peer_id: 0,
     };
-    let from = handshake_as_listener(&mut stream, me, |hello| admit(config, hello)).await?;
-    let from = NodeId(from);
-    let mut reader = tokio::io::BufReader::new(stream);
-    loop {
-        let body = read_frame(&mut reader).await?;
-        let message = match wire::decode_frame(&body)? {
-            Frame::Message(wire) => wire.into_message(&body),
-            Frame::Hello(_) => return Err(ConnectionError::Unexpected("second hello")),
-            Frame::Refused(_) => return Err(ConnectionError::Unexpected("refused")),
-        };
-        if inbound.send((from, message)).await.is_err() {
-            return Ok(()); // the node is stopping
+    let frame_max = config.limits.handshake_frame_bytes_max;
+    let from = handshake_as_listener(&mut stream, me, frame_max, |hello| {
+        admit(config, certificate.as_ref(), hello)
+    })
+    .await?;
+    Ok((NodeId(from), stream))
+}
+
+fn log_closed(address: SocketAddr, error: &ConnectionError) {
+    match error {
+        ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            tracing::debug!(%address, "peer closed its connection");
         }
+        e => tracing::warn!(%address, reason = %e, "closing peer connection"),
     }
 }
 
-/// Whether the dialer's hello may open a connection, and if not, why.
-fn admit(config: &TransportConfig, hello: &Hello) -> Result<(), String> {
+/// Passes the messages of an authenticated connection to the event loop.
+async fn receive(
+    from: NodeId,
+    stream: BoxedStream,
+    address: SocketAddr,
+    inbound: mpsc::Sender<Inbound>,
+) {
+    let mut reader = tokio::io::BufReader::new(stream);
+    let outcome = async {
+        loop {
+            let body = read_frame(&mut reader, FRAME_BYTES_MAX).await?;
+            let message = match wire::decode_frame(&body)? {
+                Frame::Message(wire) => wire.into_message(&body),
+                Frame::Hello(_) => return Err(ConnectionError::Unexpected("second hello")),
+                Frame::Refused(_) => return Err(ConnectionError::Unexpected("refused")),
+            };
+            if inbound.send((from, message)).await.is_err() {
+                return Ok(()); // the node is stopping
+            }
+        }
+    };
+    if let Err(e) = outcome.await {
+        log_closed(address, &e);
+    }
+}
+
+/// Whether the dialer's hello may open a connection, and if not, why (for
+/// our log only). With TLS, the dialer's certificate must name the node
+/// the hello claims to be.
+fn admit(
+    config: &TransportConfig,
+    certificate: Option<&CertificateDer<'_>>,
+    hello: &Hello,
+) -> Result<(), String> {
     if hello.cluster_id != config.cluster_id {
         return Err(format!(
             "cluster {} is not this node's cluster {}",
@@ -306,6 +442,15 @@ fn admit(config: &TransportConfig, hello: &Hello) -> Result<(), String> {
             "node {} is not a peer of node {}",
             hello.node_id, config.id
         ));
+    }
+    if let Some(certificate) = certificate {
+        if !crate::tls::certificate_names_node(certificate, NodeId(hello.node_id)) {
+            return Err(format!(
+                "the hello claims node {} but the certificate does not name {}",
+                hello.node_id,
+                crate::tls::node_name(NodeId(hello.node_id))
+            ));
+        }
     }
     Ok(())
 }

@@ -1,10 +1,11 @@
 //! Two transports on loopback, and peers that misbehave.
 
 use super::*;
-use bytes::Bytes;
 use skiff_core::{Term, VoteResp};
 use std::time::Instant;
 use tokio::io::AsyncReadExt;
+
+mod tls;
 
 /// A listener on a free loopback port, kept bound until a transport (or the
 /// test) takes it, so that nothing else can take the port meanwhile.
@@ -14,12 +15,17 @@ fn bound_listener() -> (std::net::TcpListener, SocketAddr) {
     (listener, address)
 }
 
-/// Node `id` of cluster 5, listening on `listen`, whose one peer is `peer`.
+/// The cluster id of the tests: distinctive bytes, to look for in answers.
+const CLUSTER: u64 = 0x5eed_c0de_1234;
+
+/// Node `id` of cluster [`CLUSTER`] over plain TCP, whose one peer is `peer`.
 fn config(id: u64, peer: u64, peer_address: SocketAddr) -> TransportConfig {
     TransportConfig {
-        cluster_id: 5,
+        cluster_id: CLUSTER,
         id: NodeId(id),
         peers: vec![(NodeId(peer), peer_address)],
+        tls: None,
+        limits: PeerLimits::default(),
     }
 }
 
@@ -33,20 +39,27 @@ fn vote(term: u64) -> Message {
 struct Pair {
     one: Transport,
     two: Transport,
+    one_address: SocketAddr,
     two_address: SocketAddr,
     one_inbox: mpsc::Receiver<Inbound>,
     two_inbox: mpsc::Receiver<Inbound>,
 }
 
 async fn pair() -> Pair {
+    pair_with(|config| config).await
+}
+
+/// Two transports whose configurations `change` adjusts.
+async fn pair_with(change: impl Fn(TransportConfig) -> TransportConfig) -> Pair {
     let ((a_listener, a), (b_listener, b)) = (bound_listener(), bound_listener());
     let (one_sender, one_inbox) = mpsc::channel(16);
     let (two_sender, two_inbox) = mpsc::channel(16);
-    let one = Transport::start(config(1, 2, b), a_listener, one_sender).unwrap();
-    let two = Transport::start(config(2, 1, a), b_listener, two_sender).unwrap();
+    let one = Transport::start(change(config(1, 2, b)), a_listener, one_sender).unwrap();
+    let two = Transport::start(change(config(2, 1, a)), b_listener, two_sender).unwrap();
     Pair {
         one,
         two,
+        one_address: a,
         two_address: b,
         one_inbox,
         two_inbox,
@@ -60,7 +73,7 @@ async fn expect_delivery(pair: &mut Pair, term: u64) {
 }
 
 /// Reads until the node closes the connection, returning what it sent.
-async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+async fn read_to_close<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
     read.expect("the node closes the connection").ok();
@@ -92,46 +105,125 @@ async fn garbage_closes_only_its_own_connection() {
     expect_delivery(&mut pair, 2).await;
 }
 
+fn encoded(frame: &Frame<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    wire::encode_frame(frame, &mut out).unwrap();
+    out
+}
+
+fn hello(cluster_id: u64, node_id: u64, peer_id: u64) -> Vec<u8> {
+    encoded(&Frame::Hello(Hello {
+        cluster_id,
+        node_id,
+        peer_id,
+    }))
+}
+
+/// The cluster id as the wire encodes it (a postcard varint).
+fn cluster_id_on_the_wire() -> Vec<u8> {
+    postcard::to_stdvec(&CLUSTER).unwrap()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Asserts that `answer` is exactly the generic refusal.
+fn assert_generic_refusal(answer: Vec<u8>) {
+    assert_eq!(answer, encoded(&Frame::Refused(wire::REFUSAL.into())));
+    assert!(!contains(&answer, &cluster_id_on_the_wire()));
+}
+
 #[tokio::test]
-async fn a_foreign_cluster_or_unknown_node_is_refused_with_a_reason() {
+async fn a_foreign_cluster_or_unknown_node_is_refused_without_a_word_about_the_cluster() {
     let mut pair = pair().await;
-    let hellos = [
-        (
-            Hello {
-                cluster_id: 6,
-                node_id: 1,
-                peer_id: 2,
-            },
-            "cluster 6 is not this node's cluster 5",
-        ),
-        (
-            Hello {
-                cluster_id: 5,
-                node_id: 7,
-                peer_id: 2,
-            },
-            "node 7 is not a peer of node 2",
-        ),
-        (
-            Hello {
-                cluster_id: 5,
-                node_id: 1,
-                peer_id: 3,
-            },
-            "this is node 2, not node 3",
-        ),
-    ];
-    for (hello, reason) in hellos {
+    for hello in [
+        hello(CLUSTER + 1, 1, 2), // another cluster
+        hello(CLUSTER, 7, 2),     // not a member
+        hello(CLUSTER, 1, 3),     // meant for another node
+    ] {
         let mut intruder = TcpStream::connect(pair.two_address).await.unwrap();
-        let mut out = Vec::new();
-        wire::encode_frame(&Frame::Hello(hello), &mut out).unwrap();
-        intruder.write_all(&out).await.unwrap();
-        let answer = Bytes::from(read_to_close(&mut intruder).await);
-        let body = answer.slice(4..);
-        let frame = wire::decode_frame(&body).unwrap();
-        assert_eq!(frame, Frame::Refused(reason.to_string()));
+        intruder.write_all(&hello).await.unwrap();
+        assert_generic_refusal(read_to_close(&mut intruder).await);
     }
     expect_delivery(&mut pair, 3).await;
+    assert!(
+        pair.two_inbox.try_recv().is_err(),
+        "only the real peer's message arrived"
+    );
+}
+
+#[tokio::test]
+async fn a_new_connection_from_a_peer_replaces_its_old_one() {
+    let mut pair = pair().await;
+    expect_delivery(&mut pair, 1).await;
+    // Node 1's own connection holds its slot; two more claiming node 1
+    // each take the slot in turn, and the one replaced is closed.
+    let mut first = TcpStream::connect(pair.two_address).await.unwrap();
+    first.write_all(&hello(CLUSTER, 1, 2)).await.unwrap();
+    let mut answer = [0; 64];
+    let read = first.read(&mut answer).await.unwrap();
+    assert!(read > 0, "the hello is answered");
+    let mut second = TcpStream::connect(pair.two_address).await.unwrap();
+    second.write_all(&hello(CLUSTER, 1, 2)).await.unwrap();
+    let rest = read_to_close(&mut first).await;
+    assert!(rest.is_empty(), "nothing more on the replaced connection");
+    second
+        .write_all(&encoded(&Frame::Message(WireMessage::from_message(&vote(
+            9,
+        )))))
+        .await
+        .unwrap();
+    let received = tokio::time::timeout(Duration::from_secs(10), pair.two_inbox.recv()).await;
+    assert_eq!(received.unwrap(), Some((NodeId(1), vote(9))));
+}
+
+#[tokio::test]
+async fn a_large_frame_before_the_handshake_is_refused_unread() {
+    // A long timeout: closing before it proves that the length was judged
+    // from the prefix alone, not after waiting for (and holding) 8 MiB.
+    let pair = pair_with(|mut config| {
+        config.limits.handshake_timeout = Duration::from_secs(3600);
+        config
+    })
+    .await;
+    let mut intruder = TcpStream::connect(pair.two_address).await.unwrap();
+    let announced = (FRAME_BYTES_MAX as u32).to_be_bytes();
+    intruder.write_all(&announced).await.unwrap();
+    intruder
+        .write_all(&[wire::WIRE_VERSION, 0, 0])
+        .await
+        .unwrap();
+    assert!(read_to_close(&mut intruder).await.is_empty());
+}
+
+#[tokio::test]
+async fn idle_handshakers_do_not_keep_a_real_peer_out() {
+    let ((a_listener, a), (b_listener, b)) = (bound_listener(), bound_listener());
+    let limits = PeerLimits {
+        handshake_timeout: Duration::from_millis(500),
+        ..PeerLimits::default()
+    };
+    let (two_sender, mut two_inbox) = mpsc::channel(16);
+    let two_config = TransportConfig {
+        limits,
+        ..config(2, 1, a)
+    };
+    let _two = Transport::start(two_config, b_listener, two_sender).unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..(4 * limits.handshaking_max) {
+        idle.push(TcpStream::connect(b).await.unwrap());
+    }
+    let (one_sender, _one_inbox) = mpsc::channel(16);
+    let one = Transport::start(config(1, 2, b), a_listener, one_sender).unwrap();
+    one.send(NodeId(2), vote(1));
+    let received = tokio::time::timeout(Duration::from_secs(10), two_inbox.recv()).await;
+    assert_eq!(received.unwrap(), Some((NodeId(1), vote(1))));
+    // Every idle connection was closed: at once when over the limit, at
+    // the timeout otherwise.
+    for mut connection in idle {
+        assert!(read_to_close(&mut connection).await.is_empty());
+    }
 }
 
 #[tokio::test]

@@ -19,11 +19,18 @@
 //! # Conversation
 //!
 //! Each node dials each peer and uses that connection only to send; it
-//! receives on the connections its peers dial. The dialer's first frame is
-//! [`Frame::Hello`]; the listener answers with its own `Hello`, or with
-//! [`Frame::Refused`] and closes, when the cluster id differs, the dialer is
-//! not a member, or the dialer expected another node. After the handshake
-//! only [`Frame::Message`] frames flow, from dialer to listener.
+//! receives on the connections its peers dial. With `[tls]` configured, the
+//! frames travel inside mutual TLS (see `skiff_node::tls`); the frames are
+//! the same either way. The dialer's first frame is [`Frame::Hello`]; the
+//! listener answers with its own `Hello`, or with [`Frame::Refused`]
+//! carrying the fixed text [`REFUSAL`] and closes, when the cluster id
+//! differs, the dialer is not a member, the dialer expected another node,
+//! or (with TLS) the dialer's certificate does not name the node id it
+//! claims. The refusal says no more, so that a stranger learns nothing of
+//! the cluster; the listener logs the reason. Until the handshake
+//! completes, a frame may be at most as long as the configured
+//! `peer_handshake_frame_bytes_max`. After the handshake only
+//! [`Frame::Message`] frames flow, from dialer to listener.
 //!
 //! Variant indices, field order and the version byte are the contract:
 //! change any of them only together with [`WIRE_VERSION`].
@@ -42,6 +49,9 @@ pub const WIRE_VERSION: u8 = 1;
 /// [`ENTRY_BYTES_MAX`](crate::ENTRY_BYTES_MAX), with room to spare.
 pub const FRAME_BYTES_MAX: usize = 8 << 20;
 
+/// The text of every [`Frame::Refused`] a node sends.
+pub const REFUSAL: &str = "refused";
+
 /// Bytes of the length prefix.
 pub const LENGTH_BYTES: usize = 4;
 
@@ -50,8 +60,8 @@ pub const LENGTH_BYTES: usize = 4;
 pub enum Frame<'a> {
     /// The first frame each way: who is speaking, in which cluster.
     Hello(Hello),
-    /// The listener's refusal of a handshake, with the reason, just before
-    /// it closes the connection.
+    /// The listener's refusal of a handshake, just before it closes the
+    /// connection. Always [`REFUSAL`]: the reason is logged, not told.
     Refused(String),
     /// A Raft message from the dialer.
     #[serde(borrow)]
@@ -112,9 +122,15 @@ pub struct WireEntry<'a> {
 /// Why bytes from a peer are not a frame.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
-    /// The length prefix is zero or over [`FRAME_BYTES_MAX`].
-    #[error("frame length {0} outside 1..={FRAME_BYTES_MAX}")]
-    BadLength(usize),
+    /// The length prefix is zero or over the limit that applies (
+    /// [`FRAME_BYTES_MAX`], or a smaller one before the handshake).
+    #[error("frame length {length} outside 1..={max}")]
+    BadLength {
+        /// The length announced.
+        length: usize,
+        /// The largest length allowed where it was read.
+        max: usize,
+    },
     /// The version byte is not [`WIRE_VERSION`].
     #[error("wire version {0}, expected {WIRE_VERSION}")]
     BadVersion(u8),
@@ -233,18 +249,24 @@ pub fn encode_frame(frame: &Frame<'_>, out: &mut Vec<u8>) -> Result<(), WireErro
     Ok(())
 }
 
-/// Checks a length prefix before its frame is read.
-pub fn check_length(prefix: [u8; LENGTH_BYTES]) -> Result<usize, WireError> {
+/// Checks a length prefix before its frame is read: at least 1 and at most
+/// `max` (itself at most [`FRAME_BYTES_MAX`]), so that nothing is
+/// allocated for a frame that will be refused.
+pub fn check_length(prefix: [u8; LENGTH_BYTES], max: usize) -> Result<usize, WireError> {
     let length = u32::from_be_bytes(prefix) as usize;
-    if length == 0 || length > FRAME_BYTES_MAX {
-        return Err(WireError::BadLength(length));
+    let max = max.min(FRAME_BYTES_MAX);
+    if length == 0 || length > max {
+        return Err(WireError::BadLength { length, max });
     }
     Ok(length)
 }
 
 /// Decodes a frame from what follows its length prefix (version and body).
 pub fn decode_frame(frame: &Bytes) -> Result<Frame<'_>, WireError> {
-    let (&version, body) = frame.split_first().ok_or(WireError::BadLength(0))?;
+    let (&version, body) = frame.split_first().ok_or(WireError::BadLength {
+        length: 0,
+        max: FRAME_BYTES_MAX,
+    })?;
     if version != WIRE_VERSION {
         return Err(WireError::BadVersion(version));
     }
@@ -270,7 +292,10 @@ mod tests {
         let mut out = Vec::new();
         encode_frame(frame, &mut out).unwrap();
         let prefix: [u8; 4] = out[..4].try_into().unwrap();
-        assert_eq!(check_length(prefix).unwrap(), out.len() - 4);
+        assert_eq!(
+            check_length(prefix, FRAME_BYTES_MAX).unwrap(),
+            out.len() - 4
+        );
         Bytes::from(out).slice(4..)
     }
 
@@ -324,11 +349,17 @@ mod tests {
 
     #[test]
     fn bad_lengths_versions_and_bodies_are_errors() {
-        assert_eq!(check_length([0, 0, 0, 0]), Err(WireError::BadLength(0)));
-        assert!(matches!(
-            check_length([0xff; 4]),
-            Err(WireError::BadLength(_))
-        ));
+        let bad = |length, max| Err(WireError::BadLength { length, max });
+        assert_eq!(
+            check_length([0, 0, 0, 0], FRAME_BYTES_MAX),
+            bad(0, FRAME_BYTES_MAX)
+        );
+        assert_eq!(
+            check_length([0xff; 4], usize::MAX),
+            bad(u32::MAX as usize, FRAME_BYTES_MAX)
+        );
+        assert_eq!(check_length([0, 0, 4, 1], 1024), bad(1025, 1024));
+        assert_eq!(check_length([0, 0, 4, 0], 1024), Ok(1024));
         let body = round_trip(&Frame::Refused("no".into()));
         let mut bad_version = body.to_vec();
         bad_version[0] = 9;

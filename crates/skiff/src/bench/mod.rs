@@ -36,7 +36,7 @@ use anyhow::Context;
 use floor::Floor;
 use load::{Measurement, Schedule};
 use report::{Report, TargetReport};
-use skiff::process_cluster::{Ports, ProcessCluster, STOP_GRACE};
+use skiff::process_cluster::{write_dev_certs, Ports, ProcessCluster, STOP_GRACE};
 use skiff::status_probe::{wait_for_leader, wait_until_answering};
 use skiff_node::ClusterConfig;
 use std::net::SocketAddr;
@@ -52,6 +52,7 @@ Examples:
   skiff bench --servers 127.0.0.1:7101,127.0.0.1:7103,127.0.0.1:7105 --duration 30s
   skiff bench --format json --duration 5s      # the report as JSON on standard output
   skiff bench --target etcd --etcd-api json    # etcd through its JSON gateway
+  skiff bench --tls-compare                    # skiff without, then with mutual TLS, and the ratio
 
 Clusters the bench starts live under a temporary directory (--dir picks
 its parent, and so the file system the logs and the floor's syncs use) and
@@ -146,6 +147,13 @@ pub struct BenchArgs {
     /// The directory under which started clusters keep their data.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Start the skiff cluster with mutual TLS between its nodes.
+    #[arg(long, conflicts_with_all = ["servers", "config"])]
+    tls: bool,
+    /// Measure the skiff cluster it starts twice under the same load,
+    /// without and then with mutual TLS between its nodes, and print the ratio.
+    #[arg(long, conflicts_with_all = ["servers", "config", "tls"])]
+    tls_compare: bool,
 }
 
 impl BenchArgs {
@@ -210,7 +218,10 @@ async fn measure_targets(
     let mut results = Vec::new();
     let mut floors = Vec::new();
     if args.runs(Target::Skiff) {
-        results.push(bench_skiff(args, dir, &mut floors).await?);
+        results.push(bench_skiff(args, dir, args.tls, &mut floors).await?);
+        if args.tls_compare {
+            results.push(bench_skiff(args, dir, true, &mut floors).await?);
+        }
     }
     if args.runs(Target::Etcd) {
         results.push(bench_etcd(args, &dir.join("etcd")).await?);
@@ -229,9 +240,13 @@ fn measure_floor(args: &BenchArgs, dir: &Path) -> anyhow::Result<Floor> {
 async fn bench_skiff(
     args: &BenchArgs,
     bench_dir: &Path,
+    tls: bool,
     floors: &mut Vec<Floor>,
 ) -> anyhow::Result<TargetReport> {
-    let dir = &bench_dir.join("skiff");
+    let (target, dir) = match tls {
+        true => (report::SKIFF_TLS, &bench_dir.join("skiff-tls")),
+        false => ("skiff", &bench_dir.join("skiff")),
+    };
     let mut cluster = None;
     let (servers, setup) = if !args.servers.is_empty() {
         (
@@ -243,10 +258,11 @@ async fn bench_skiff(
         let setup = format!("the cluster of {}", config.display());
         (addresses, setup)
     } else {
-        let started = start_skiff(args.nodes, dir).await?;
+        let started = start_skiff(args.nodes, dir, tls).await?;
         let setup = format!(
-            "{} skiff nodes started by the bench on 127.0.0.1, data in {}",
+            "{} skiff nodes started by the bench on 127.0.0.1{}, data in {}",
             args.nodes,
+            if tls { ", mutual TLS between them" } else { "" },
             dir.display()
         );
         let addresses = started.client_addresses();
@@ -271,7 +287,7 @@ async fn bench_skiff(
     if let Some(mut cluster) = cluster {
         cluster.stop_all(STOP_GRACE);
     }
-    Ok(TargetReport::new("skiff", setup, &measurement, cpu))
+    Ok(TargetReport::new(target, setup, &measurement, cpu))
 }
 
 /// The client addresses of the configuration at `path`.
@@ -286,10 +302,16 @@ fn client_addresses(path: &Path) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-/// Starts `nodes` skiff nodes under `dir` and waits for a leader.
-async fn start_skiff(nodes: u64, dir: &Path) -> anyhow::Result<ProcessCluster> {
+/// Starts `nodes` skiff nodes under `dir`, with mutual TLS between them
+/// when `tls`, and waits for a leader.
+async fn start_skiff(nodes: u64, dir: &Path, tls: bool) -> anyhow::Result<ProcessCluster> {
     let program = std::env::current_exe().context("cannot find the skiff binary")?;
-    let mut cluster = ProcessCluster::create_local(program, dir, nodes, Ports::Free)?;
+    let tls = match tls {
+        true => Some(write_dev_certs(dir, nodes)?),
+        false => None,
+    };
+    let mut cluster =
+        ProcessCluster::create_local_configured(program, dir, nodes, Ports::Free, |c| c.tls = tls)?;
     cluster.start_all()?;
     for id in cluster.ids() {
         let address = cluster.client_address(id)?.to_string();

@@ -21,14 +21,20 @@ pub struct Report {
     pub results: Vec<TargetReport>,
     /// Skiff's figures over etcd's, when both ran.
     pub ratios: Option<Ratios>,
+    /// Skiff's throughput with mutual TLS between its nodes over without,
+    /// when both ran (`--tls-compare`).
+    pub tls_throughput_ratio: Option<f64>,
     /// The latency floor, when measured.
     pub floor: Option<FloorReport>,
 }
 
+/// The target name of Skiff run with mutual TLS between its nodes.
+pub const SKIFF_TLS: &str = "skiff+tls";
+
 /// What one target did.
 #[derive(Debug, Serialize)]
 pub struct TargetReport {
-    /// `skiff` or `etcd`.
+    /// `skiff`, [`SKIFF_TLS`] or `etcd`.
     pub target: &'static str,
     /// What ran: the cluster started by the bench or the servers given.
     pub setup: String,
@@ -184,6 +190,9 @@ impl Report {
             mean_latency: s.latency_ms.mean / e.latency_ms.mean,
             p99_latency: s.latency_ms.p99 / e.latency_ms.p99,
         });
+        let tls_throughput_ratio = find(SKIFF_TLS)
+            .zip(find("skiff"))
+            .map(|(tls, plain)| tls.throughput_per_second / plain.throughput_per_second);
         let floor = (!floors.is_empty()).then(|| {
             let measurements: Vec<FloorMeasurement> = floors.iter().map(Into::into).collect();
             let floor_ms =
@@ -201,6 +210,7 @@ impl Report {
             seconds: duration.as_secs_f64(),
             results,
             ratios,
+            tls_throughput_ratio,
             floor,
         }
     }
@@ -220,7 +230,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "{:<7}{:>10}{:>11}{:>9}{:>9}{:>9}{:>10}{:>9}{:>8}  cpu us/write",
+            "{:<10}{:>10}{:>11}{:>9}{:>9}{:>9}{:>10}{:>9}{:>8}  cpu us/write",
             "target",
             "writes",
             "writes/s",
@@ -248,6 +258,13 @@ impl fmt::Display for Report {
                 r.throughput, r.mean_latency, r.p99_latency
             )?;
         }
+        if let Some(ratio) = self.tls_throughput_ratio {
+            writeln!(
+                f,
+                "{SKIFF_TLS}/skiff: throughput {:.1}% (mutual TLS between the nodes over plain TCP)",
+                ratio * 100.0
+            )?;
+        }
         if let Some(floor) = &self.floor {
             write_floor(f, floor)?;
         }
@@ -262,7 +279,7 @@ fn row(r: &TargetReport) -> String {
         let _ = write!(cpu, " + {servers:.0} servers");
     }
     format!(
-        "{:<7}{:>10}{:>11.0}{:>9.3}{:>9.3}{:>9.3}{:>10.3}{:>9.3}{:>8}  {cpu}",
+        "{:<10}{:>10}{:>11.0}{:>9.3}{:>9.3}{:>9.3}{:>10.3}{:>9.3}{:>8}  {cpu}",
         r.target,
         r.operations,
         r.throughput_per_second,

@@ -26,7 +26,7 @@ use crate::duration_arg;
 use anyhow::Context;
 use monitor::{failovers, LeaderMonitor, Observation};
 use progress::Progress;
-use skiff::process_cluster::{Ports, ProcessCluster, STOP_GRACE};
+use skiff::process_cluster::{write_dev_certs, Ports, ProcessCluster, STOP_GRACE};
 use skiff::status_probe::{probe, wait_for_leader, wait_until_answering, PROBE_TIMEOUT_DEFAULT};
 use skiff_fs::{Client, ClientError};
 use skiff_node::{NodeId, Term};
@@ -81,6 +81,10 @@ pub struct DemoArgs {
     /// Keep the temporary directory (configuration, data, node logs).
     #[arg(long)]
     keep: bool,
+    /// Mutual TLS between the nodes, with development certificates made
+    /// in the temporary directory.
+    #[arg(long)]
+    tls: bool,
 }
 
 /// Runs the demo; an error when anything was lost or went wrong.
@@ -90,10 +94,22 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .tempdir()
         .context("cannot create a temporary directory")?;
     let program = std::env::current_exe().context("cannot find the skiff binary")?;
-    let mut cluster = ProcessCluster::create_local(program, dir.path(), NODES, Ports::Free)?;
+    let tls = match args.tls {
+        true => Some(write_dev_certs(dir.path(), NODES)?),
+        false => None,
+    };
+    let mut cluster =
+        ProcessCluster::create_local_configured(program, dir.path(), NODES, Ports::Free, |c| {
+            c.tls = tls;
+        })?;
     println!(
-        "skiff demo: {NODES} nodes on 127.0.0.1 under {}",
-        dir.path().display()
+        "skiff demo: {NODES} nodes on 127.0.0.1 under {}{}",
+        dir.path().display(),
+        if args.tls {
+            ", mutual TLS between them"
+        } else {
+            ""
+        }
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
