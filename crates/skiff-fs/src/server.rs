@@ -218,6 +218,9 @@ pub struct ServerStatus {
     pub node: Status,
     /// The last log index applied to the store.
     pub applied_index: LogIndex,
+    /// Bytes of the pending-bytes budget (`client_pending_bytes_max`) held
+    /// now for requests received in part.
+    pub pending_bytes: usize,
 }
 
 /// What the connections, the applier and the server share.
@@ -396,6 +399,7 @@ impl Server {
         ServerStatus {
             node: self.shared.node.status(),
             applied_index: LogIndex(self.shared.applied_index.load(Ordering::Acquire)),
+            pending_bytes: self.shared.budget.held(),
         }
     }
 

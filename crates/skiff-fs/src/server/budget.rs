@@ -41,8 +41,12 @@ impl PendingBudget {
         self.total
     }
 
+    /// Bytes held now.
+    pub(crate) fn held(&self) -> usize {
+        self.total.saturating_sub(self.available())
+    }
+
     /// Bytes nobody holds now.
-    #[cfg(test)]
     pub(crate) fn available(&self) -> usize {
         self.bytes.available_permits()
     }
