@@ -142,6 +142,30 @@ async fn a_full_server_closes_its_longest_idle_connection_for_a_new_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_send_give_way_to_a_new_client_oldest_first() {
+    const CLIENTS_MAX: usize = 4;
+    let cluster = one_server(|config| config.limits.clients_max = CLIENTS_MAX).await;
+    // Accepted in the order they connect, the first idle the longest.
+    let mut silent = Vec::new();
+    for _ in 0..CLIENTS_MAX {
+        silent.push(Session::open(&cluster.address(1)).await);
+    }
+    let mut new = Vec::new();
+    for round in 0..2 {
+        // Kept open, so that the next one finds the slots full again.
+        let mut session = Session::open(&cluster.address(1)).await;
+        assert!(is_written(
+            &session.exchange(&[b"write f 1\r\nx\r\n"], 1).await
+        ));
+        silent[round].expect_closed().await;
+        new.push(session);
+    }
+    for session in &mut silent[2..] {
+        assert!(session.is_silent(), "only the two longest idle were closed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_full_of_busy_connections_refuses_a_new_client_at_once() {
     const CLIENTS_MAX: usize = 3;
     let cluster = one_server(|config| config.limits.clients_max = CLIENTS_MAX).await;

@@ -62,19 +62,24 @@ pub(super) async fn serve_client(
         }
         if buffer.is_empty() {
             slot.set_idle();
+            let mut first_byte = [0u8; 1];
             let woke = tokio::select! {
                 _ = stopping.changed() => return Ok(()),
                 _ = &mut eviction => {
                     tracing::debug!("closing an idle client connection to make room for a new one");
                     return Ok(());
                 }
-                woke = timeout(limits.idle_timeout, stream.readable()) => woke,
+                // A peek, not `readable`, which may wake without data and
+                // would then count an idle connection as busy.
+                woke = timeout(limits.idle_timeout, stream.peek(&mut first_byte)) => woke,
             };
-            let Ok(readable) = woke else {
+            let Ok(peeked) = woke else {
                 tracing::debug!(timeout = ?limits.idle_timeout, "closing an idle client connection");
                 return Ok(());
             };
-            readable?;
+            if peeked? == 0 {
+                return Ok(());
+            }
             if !slot.set_busy() {
                 // Evicted between waking and now.
                 return Ok(());
