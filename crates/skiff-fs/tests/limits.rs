@@ -151,13 +151,13 @@ async fn connections_that_never_send_give_way_to_a_new_client_oldest_first() {
         silent.push(Session::open(&cluster.address(1)).await);
     }
     let mut new = Vec::new();
-    for round in 0..2 {
+    for longest_idle in &mut silent[..2] {
         // Kept open, so that the next one finds the slots full again.
         let mut session = Session::open(&cluster.address(1)).await;
         assert!(is_written(
             &session.exchange(&[b"write f 1\r\nx\r\n"], 1).await
         ));
-        silent[round].expect_closed().await;
+        longest_idle.expect_closed().await;
         new.push(session);
     }
     for session in &mut silent[2..] {
