@@ -1,6 +1,7 @@
 //! The `skiff` command-line tool: a thin layer that parses flags and calls
 //! the libraries.
 
+mod abuse_cmd;
 mod bench;
 mod check_cmd;
 mod cluster_args;
@@ -29,6 +30,7 @@ Examples:
   skiff scenario tests/scenarios               # replay the scenario files
   skiff bench --target both --duration 20s     # skiff and etcd, side by side
   skiff check --dir data/node-1               # verify a stopped node's data directory
+  skiff abuse --idle 2000 --half-sent 500      # the client limits under abuse, measured
   skiff completions bash > ~/.local/share/bash-completion/completions/skiff
 
 Durations are written like 500ms, 20s, 2m or 1m 30s. `skiff COMMAND --help`
@@ -70,6 +72,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Verify a stopped node's data directory and say what recovery would do.
     Check(check_cmd::CheckArgs),
+    /// Hold idle and half-sent connections to a cluster's leader while a
+    /// well-behaved client writes: its latencies and the leader's memory.
+    Abuse(abuse_cmd::AbuseArgs),
     /// Print a shell completion script for bash, zsh or fish to standard output.
     Completions(completions_cmd::CompletionsArgs),
 }
@@ -87,6 +92,7 @@ fn main() {
         Command::Fs(args) => fs_cmd::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Check(args) => check_cmd::run(&args),
+        Command::Abuse(args) => abuse_cmd::run(&args),
         Command::Completions(args) => completions_cmd::run(&args, &mut Cli::command()),
     };
     let Err(error) = outcome else {
