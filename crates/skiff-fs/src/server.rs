@@ -49,33 +49,66 @@
 //!   the node syncs its log, which their requests wait for anyway.
 //! * One task per connection reads, parses and answers its requests one at a
 //!   time, so a client's commands are answered in the order sent.
-//! * A semaphore bounds the connections: the accept loop takes a permit
-//!   before it accepts, so clients over the bound wait in the listen backlog
-//!   instead of costing memory.
+//!
+//! # Client limits
+//!
+//! Every client limit comes from the cluster configuration's `[limits]`
+//! ([`skiff_node::LimitsConfig`]), so that `cluster.toml` sets them for
+//! every server alike:
+//!
+//! * `clients_max`: connections kept at once. When all are taken, a new
+//!   client is still accepted and the connection idle the longest is closed
+//!   to make room; if none is idle, the new client is closed at once rather
+//!   than left waiting in the listen backlog ([`slots`]).
+//! * `client_idle_timeout_ms`: a connection with no request in progress is
+//!   closed after this. An idle connection holds no buffer.
+//! * `client_read_timeout_ms`: a request begun must arrive whole within
+//!   this, or the connection closes; an answer must be taken within it too
+//!   ([`connection`]).
+//! * `client_pending_bytes_max`: bytes held, over all connections, for
+//!   requests received in part. Each connection's first
+//!   [`buffer::UNBUDGETED_BYTES`] are its own, so small requests never wait;
+//!   beyond them a buffer grows only with bytes from this budget. A request
+//!   that finds no room waits for it, within its read timeout, then gets
+//!   `ERR_INTERNAL` and its connection closes ([`budget`], [`buffer`]).
+//!
+//! Bytes held for requests in progress are thus at most
+//! `clients_max × UNBUDGETED_BYTES + client_pending_bytes_max` (16 MiB + 64
+//! MiB by default). Each limit hit is logged as a warning, at most once
+//! every [`rate_limited::WARN_INTERVAL`] per kind, with how many were not.
+//!
+//! # Accepting and stopping
+//!
 //! * Accept errors (e.g. out of file descriptors) back off, doubling to a
 //!   bound, instead of spinning.
 //! * Shutdown: a watch channel tells every connection to stop reading, and
 //!   each connection holds a clone of a completion sender, so that dropping
 //!   ours and waiting for the channel to close waits for all of them.
 
+mod budget;
+mod buffer;
+mod connection;
+mod rate_limited;
+mod slots;
+
 use crate::command::{Command, ProposalId};
-use crate::protocol::{
-    parse_client_message, ClientMessage, Limits, Parsed, Request, Response, StatusReport,
-};
+use crate::protocol::{Limits, Request, Response, StatusReport};
 use crate::store::Store;
+use budget::PendingBudget;
+use rate_limited::{RateLimited, WARN_INTERVAL};
 use skiff_node::{
-    ClusterConfig, LogIndex, Node, NodeError, NodeHandle, NodeId, StartError, Status, SubmitError,
-    Subscription, ENTRY_BYTES_MAX,
+    ClusterConfig, LimitsConfig, LogIndex, Node, NodeError, NodeHandle, NodeId, StartError, Status,
+    SubmitError, Subscription, ENTRY_BYTES_MAX,
 };
+use slots::{Admission, Slots};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Room in a log entry for everything but the contents: format byte,
 /// timestamp, proposal id, variant, lengths, version and exptime.
@@ -84,20 +117,17 @@ const COMMAND_OVERHEAD_BYTES_MAX: usize = 64;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// The longest pause after repeated failed accepts.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// Bytes read from a client at a time.
-const READ_CHUNK_BYTES: usize = 16 * 1024;
 
 /// How to run one file server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// The whole cluster; this server listens on its node's `client_address`.
+    /// The whole cluster; this server listens on its node's `client_address`
+    /// and takes its client limits from `cluster.limits`.
     pub cluster: ClusterConfig,
     /// Which node of the cluster this server is.
     pub id: NodeId,
     /// Limits on file size and name length.
     pub limits: Limits,
-    /// Clients served at once.
-    pub clients_max: usize,
     /// How long a request may wait for its commit before the client gets
     /// `ERR_INTERNAL`.
     pub request_timeout: Duration,
@@ -143,14 +173,13 @@ impl std::fmt::Debug for Clock {
 }
 
 impl ServerConfig {
-    /// Node `id` of `cluster` with default limits, 1024 clients, a 5 s
-    /// request timeout and the system clock.
+    /// Node `id` of `cluster` with default protocol limits, a 5 s request
+    /// timeout and the system clock.
     pub fn new(cluster: ClusterConfig, id: NodeId) -> ServerConfig {
         ServerConfig {
             cluster,
             id,
             limits: Limits::default(),
-            clients_max: 1024,
             request_timeout: Duration::from_secs(5),
             clock: Clock::System,
         }
@@ -189,6 +218,9 @@ pub struct ServerStatus {
     pub node: Status,
     /// The last log index applied to the store.
     pub applied_index: LogIndex,
+    /// Bytes of the pending-bytes budget (`client_pending_bytes_max`) held
+    /// now for requests received in part.
+    pub pending_bytes: usize,
 }
 
 /// What the connections, the applier and the server share.
@@ -207,6 +239,48 @@ struct Shared {
     /// The store's clock, so that proposals never carry an earlier time.
     clock_ms: AtomicU64,
     applied_index: AtomicU64,
+    client_limits: ClientLimits,
+    /// Bytes for requests received in part, over all connections.
+    budget: PendingBudget,
+    warnings: LimitWarnings,
+}
+
+/// The timeouts of [`LimitsConfig`] for one client connection.
+#[derive(Clone, Copy, Debug)]
+struct ClientLimits {
+    idle_timeout: Duration,
+    read_timeout: Duration,
+}
+
+impl ClientLimits {
+    fn new(limits: &LimitsConfig) -> ClientLimits {
+        ClientLimits {
+            idle_timeout: Duration::from_millis(limits.client_idle_timeout_ms),
+            read_timeout: Duration::from_millis(limits.client_read_timeout_ms),
+        }
+    }
+}
+
+/// One rate limiter per kind of client limit hit, so that one kind
+/// flooding the log cannot hide another.
+#[derive(Debug)]
+struct LimitWarnings {
+    /// `clients_max` reached: an idle connection evicted or a client refused.
+    clients_full: RateLimited,
+    /// A request or an answer not through within the read timeout.
+    slow_client: RateLimited,
+    /// The pending-bytes budget refused a request.
+    budget: RateLimited,
+}
+
+impl LimitWarnings {
+    fn new() -> LimitWarnings {
+        LimitWarnings {
+            clients_full: RateLimited::new(WARN_INTERVAL),
+            slow_client: RateLimited::new(WARN_INTERVAL),
+            budget: RateLimited::new(WARN_INTERVAL),
+        }
+    }
 }
 
 /// A running file server.
@@ -279,6 +353,9 @@ impl Server {
             waiting: Mutex::new(HashMap::new()),
             clock_ms: AtomicU64::new(0),
             applied_index: AtomicU64::new(0),
+            client_limits: ClientLimits::new(&config.cluster.limits),
+            budget: PendingBudget::new(config.cluster.limits.client_pending_bytes_max),
+            warnings: LimitWarnings::new(),
         });
         let runtime = node.handle().runtime().clone();
         let listener = {
@@ -289,7 +366,7 @@ impl Server {
         runtime.spawn(apply_committed(shared.clone(), subscription));
         let (stop, stopping) = watch::channel(false);
         let (done, finished) = mpsc::channel(1);
-        let slots = Arc::new(Semaphore::new(config.clients_max));
+        let slots = Slots::new(config.cluster.limits.clients_max);
         runtime.spawn(accept_clients(
             listener,
             shared.clone(),
@@ -322,6 +399,7 @@ impl Server {
         ServerStatus {
             node: self.shared.node.status(),
             applied_index: LogIndex(self.shared.applied_index.load(Ordering::Acquire)),
+            pending_bytes: self.shared.budget.held(),
         }
     }
 
@@ -360,10 +438,10 @@ pub async fn run(
 /// Refuses a configuration a server cannot run with.
 fn check_config(config: &ServerConfig) -> Result<(), ServerError> {
     check_limits(&config.limits)?;
-    if config.clients_max == 0 {
-        return Err(ServerError::Config("clients_max must be at least 1".into()));
-    }
-    Ok(())
+    config
+        .cluster
+        .validate()
+        .map_err(|error| ServerError::Config(error.to_string()))
 }
 
 /// Refuses limits under which a valid request could not fit in a log entry.
@@ -492,12 +570,12 @@ impl Shared {
     }
 }
 
-/// Accepts clients while permits last, until told to stop. Runs on the
-/// node's runtime, as do the connections it spawns.
+/// Accepts clients until told to stop, making room for each (see
+/// [`slots`]). Runs on the node's runtime, as do the connections it spawns.
 async fn accept_clients(
     listener: TcpListener,
     shared: Arc<Shared>,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     mut stopping: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
 ) {
@@ -505,83 +583,46 @@ async fn accept_clients(
     loop {
         let accepted = tokio::select! {
             _ = stopping.changed() => return,
-            accepted = accept_with_slot(&listener, &slots) => accepted,
+            accepted = listener.accept() => accepted,
         };
-        match accepted {
-            Ok((stream, slot)) => {
-                backoff = ACCEPT_BACKOFF_MIN;
-                let (shared, stopping, done) = (shared.clone(), stopping.clone(), done.clone());
-                tokio::spawn(async move {
-                    if let Err(error) = serve_client(stream, &shared, stopping).await {
-                        tracing::debug!(%error, "client connection ended");
-                    }
-                    drop((slot, done));
-                });
-            }
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
             Err(error) => {
                 tracing::warn!(%error, ?backoff, "accept failed; pausing");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        backoff = ACCEPT_BACKOFF_MIN;
+        let Some((slot, eviction, admission)) = slots.admit() else {
+            if let Some(suppressed) = shared.warnings.clients_full.check() {
+                tracing::warn!(
+                    clients_max = shared.cluster.limits.clients_max,
+                    suppressed,
+                    "clients_max reached and no connection idle; refusing a new client"
+                );
+            }
+            drop(stream);
+            continue;
+        };
+        if admission == Admission::Evicted {
+            if let Some(suppressed) = shared.warnings.clients_full.check() {
+                tracing::warn!(
+                    clients_max = shared.cluster.limits.clients_max,
+                    suppressed,
+                    "clients_max reached; closing the longest-idle connection for a new client"
+                );
             }
         }
-    }
-}
-
-async fn accept_with_slot(
-    listener: &TcpListener,
-    slots: &Arc<Semaphore>,
-) -> std::io::Result<(TcpStream, tokio::sync::OwnedSemaphorePermit)> {
-    let slot = slots
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("the semaphore is never closed");
-    let (stream, _) = listener.accept().await?;
-    Ok((stream, slot))
-}
-
-/// Serves one client: parse, execute, answer, in order, until the client
-/// closes, sends a malformed request, or the server stops.
-async fn serve_client(
-    mut stream: TcpStream,
-    shared: &Shared,
-    mut stopping: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let _ = stream.set_nodelay(true);
-    let mut buffer: Vec<u8> = Vec::new();
-    let mut out = Vec::new();
-    loop {
-        match parse_client_message(&buffer, &shared.limits) {
-            Ok(Parsed::Complete { value, consumed }) => {
-                buffer.drain(..consumed);
-                out.clear();
-                match value {
-                    ClientMessage::File(request) => shared.execute(request).await.encode(&mut out),
-                    ClientMessage::Status => shared.status_report().encode(&mut out),
-                }
-                stream.write_all(&out).await?;
+        let (shared, stopping, done) = (shared.clone(), stopping.clone(), done.clone());
+        tokio::spawn(async move {
+            let served = connection::serve_client(stream, &shared, slot, eviction, stopping);
+            if let Err(error) = served.await {
+                tracing::debug!(%error, "client connection ended");
             }
-            Ok(Parsed::Incomplete) => {
-                // The parser never leaves more than one request's worth of
-                // bytes incomplete, so the buffer stays within
-                // `request_bytes_max` plus one chunk.
-                buffer.reserve(READ_CHUNK_BYTES);
-                let read = tokio::select! {
-                    _ = stopping.changed() => return Ok(()),
-                    read = stream.read_buf(&mut buffer) => read?,
-                };
-                if read == 0 {
-                    return Ok(());
-                }
-            }
-            Err(error) => {
-                tracing::debug!(%error, "malformed request; closing the connection");
-                out.clear();
-                Response::CommandError.encode(&mut out);
-                stream.write_all(&out).await?;
-                return stream.shutdown().await;
-            }
-        }
+            drop(done);
+        });
     }
 }
 

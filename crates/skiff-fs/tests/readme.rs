@@ -71,3 +71,30 @@ fn each_rule_holds_at_its_edge() {
     let padding = " ".repeat(LINE_BYTES_MAX);
     assert!(parse_request(format!("read f{padding}\r\n").as_bytes(), &limits).is_err());
 }
+
+#[test]
+fn the_readme_gives_each_client_limit_with_its_default() {
+    let readme = readme();
+    let defaults = [
+        (
+            "clients_max",
+            skiff_node::config::CLIENTS_MAX_DEFAULT as u64,
+        ),
+        (
+            "client_idle_timeout_ms",
+            skiff_node::config::CLIENT_IDLE_TIMEOUT_MS_DEFAULT,
+        ),
+        (
+            "client_read_timeout_ms",
+            skiff_node::config::CLIENT_READ_TIMEOUT_MS_DEFAULT,
+        ),
+        (
+            "client_pending_bytes_max",
+            skiff_node::config::CLIENT_PENDING_BYTES_MAX_DEFAULT as u64,
+        ),
+    ];
+    for (key, default) in defaults {
+        let entry = format!("`{key}` (default **{}**", with_commas(default as usize));
+        assert!(readme.contains(&entry), "the README lacks {entry}");
+    }
+}

@@ -1,6 +1,7 @@
 //! The `skiff` command-line tool: a thin layer that parses flags and calls
 //! the libraries.
 
+mod abuse_cmd;
 mod bench;
 mod certs_cmd;
 mod check_cmd;
@@ -32,6 +33,7 @@ Examples:
   skiff check --dir data/node-1               # verify a stopped node's data directory
   skiff certs --nodes 3 --dir certs            # development certificates for mutual TLS
   skiff up --tls                               # a local cluster with mutual TLS between nodes
+  skiff abuse --idle 2000 --half-sent 500      # the client limits under abuse, measured
   skiff completions bash > ~/.local/share/bash-completion/completions/skiff
 
 Durations are written like 500ms, 20s, 2m or 1m 30s. `skiff COMMAND --help`
@@ -76,6 +78,9 @@ enum Command {
     /// Make a development CA and a certificate and key per node, for mutual
     /// TLS between peers ([tls] in cluster.toml).
     Certs(certs_cmd::CertsArgs),
+    /// Hold idle and half-sent connections to a cluster's leader while a
+    /// well-behaved client writes: its latencies and the leader's memory.
+    Abuse(abuse_cmd::AbuseArgs),
     /// Print a shell completion script for bash, zsh or fish to standard output.
     Completions(completions_cmd::CompletionsArgs),
 }
@@ -94,6 +99,7 @@ fn main() {
         Command::Bench(args) => bench::run(&args),
         Command::Check(args) => check_cmd::run(&args),
         Command::Certs(args) => certs_cmd::run(&args),
+        Command::Abuse(args) => abuse_cmd::run(&args),
         Command::Completions(args) => completions_cmd::run(&args, &mut Cli::command()),
     };
     let Err(error) = outcome else {

@@ -53,13 +53,31 @@ impl Cluster {
         Cluster::start_with_clock(count, clock.clock()).await
     }
 
+    /// Starts `count` servers with short timeouts and whatever else
+    /// `configure` changes in their configuration.
+    pub async fn start_configured(
+        count: u64,
+        configure: impl FnOnce(&mut ClusterConfig),
+    ) -> Cluster {
+        Cluster::start_with(count, Clock::System, configure).await
+    }
+
     async fn start_with_clock(count: u64, clock: Clock) -> Cluster {
+        Cluster::start_with(count, clock, |_| {}).await
+    }
+
+    async fn start_with(
+        count: u64,
+        clock: Clock,
+        configure: impl FnOnce(&mut ClusterConfig),
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut local = LocalCluster::bind(count, dir.path()).unwrap();
         local.config.cluster_id = 7;
         local.config.election_timeout_ms = 150;
         local.config.heartbeat_interval_ms = 40;
         local.config.segment_bytes_max = 1 << 20;
+        configure(&mut local.config);
         let mut cluster = Cluster {
             dir,
             config: local.config.clone(),
@@ -92,6 +110,11 @@ impl Cluster {
     pub async fn stop_node(&mut self, id: u64) {
         let server = self.servers[id as usize - 1].take().expect("node runs");
         server.shutdown().await.unwrap();
+    }
+
+    /// Node `id`'s server, which must be running.
+    pub fn server(&self, id: u64) -> &Server {
+        self.servers[id as usize - 1].as_ref().expect("node runs")
     }
 
     pub fn is_running(&self, id: u64) -> bool {
@@ -208,6 +231,13 @@ impl Session {
             "more after the last answer: {read:?} {:?}",
             self.buffer
         );
+    }
+
+    /// Whether the server has said nothing more, not even closing, so far.
+    pub fn is_silent(&mut self) -> bool {
+        let mut rest = [0u8; 64];
+        let silent = matches!(self.stream.try_read(&mut rest), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        silent && self.buffer.is_empty()
     }
 
     async fn read_responses(&mut self, count: usize) -> Vec<Response> {
