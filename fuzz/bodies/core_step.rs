@@ -46,7 +46,7 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
 
 /// What the machine has promised so far, and the durable state its actions
 /// built.
-struct Promises {
+pub struct Promises {
     term: Term,
     votes: BTreeMap<Term, NodeId>,
     commit: LogIndex,
@@ -56,7 +56,8 @@ struct Promises {
 }
 
 impl Promises {
-    fn new(machine: &Machine, state: StartState) -> Promises {
+    /// Promises of a machine just made from `state`.
+    pub fn new(machine: &Machine, state: StartState) -> Promises {
         let commit = state.commit_index;
         Promises {
             term: machine.term(),
@@ -68,7 +69,8 @@ impl Promises {
         }
     }
 
-    fn check(&mut self, machine: &Machine, batch: &[Action]) {
+    /// Checks `machine` after a step that answered with `batch`.
+    pub fn check(&mut self, machine: &Machine, batch: &[Action]) {
         assert!(machine.term() >= self.term, "term went back");
         self.term = machine.term();
         if let Some(vote) = machine.voted_for() {

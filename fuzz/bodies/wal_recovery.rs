@@ -4,7 +4,9 @@
 //! truncated, deleted, replaced), then recovered with `storage::check` and
 //! `Storage::open`. Never a panic, and never a silent start on damaged
 //! data: recovery that reports no damage must give back exactly what was
-//! written, and one that reports damage only a prefix of it.
+//! written, and one that reports damage only a prefix of a log the node
+//! once had (truncations are records appended after the entries they
+//! remove, so damage before one gives back the entries it removed).
 
 use arbitrary::{Result, Unstructured};
 use skiff_core::{Action, Entry, HardState, LogIndex, NodeId, Term};
@@ -26,6 +28,8 @@ struct Pristine {
     files: Vec<(String, Vec<u8>)>,
     hard_state: HardState,
     log: Vec<Entry>,
+    /// The log just before each truncation.
+    truncated_logs: Vec<Vec<Entry>>,
 }
 
 /// Runs one input.
@@ -59,7 +63,9 @@ pub fn run(data: &[u8]) {
         Ok((_storage, recovered)) => {
             let damage = recovered.damage.as_ref().expect("matched above");
             assert!(
-                pristine.log.starts_with(&recovered.log),
+                std::iter::once(&pristine.log)
+                    .chain(&pristine.truncated_logs)
+                    .any(|log| log.starts_with(&recovered.log)),
                 "recovered a log that was never written, with {damage}"
             );
             assert!(recovered.log.len() as u64 >= damage.intact_through.0);
@@ -120,10 +126,12 @@ fn write_pristine() -> Pristine {
         Storage::open(dir.path(), IDENTITY, SEGMENT_BYTES_MAX).expect("a new data directory");
     let entry = |term: u64, i: usize| Entry::new(Term(term), format!("entry {i} of term {term}"));
     let mut log: Vec<Entry> = Vec::new();
+    let mut truncated_logs = Vec::new();
     let mut turn = |actions: Vec<Action>, log: &mut Vec<Entry>| {
         for action in &actions {
             storage.persist(action).expect("persisting");
             if let Action::LogTruncate { from } = action {
+                truncated_logs.push(log.clone());
                 log.truncate(from.0 as usize - 1);
             }
             log.extend(action.stored_entries().map(|(_, e)| e.clone()));
@@ -166,5 +174,6 @@ fn write_pristine() -> Pristine {
         files,
         hard_state: reopened.hard_state,
         log,
+        truncated_logs,
     }
 }

@@ -3,6 +3,8 @@
 //! `fuzz/regressions/<target>/` through the same body the libFuzzer target
 //! runs (`fuzz/bodies/<target>.rs`). See `fuzz/README.md`.
 
+#[path = "../../../fuzz/bodies/core_cluster.rs"]
+mod core_cluster;
 #[path = "../../../fuzz/bodies/core_step.rs"]
 mod core_step;
 #[path = "../../../fuzz/bodies/fs_protocol.rs"]
@@ -60,4 +62,9 @@ fn wal_recovery_inputs_pass() {
 #[test]
 fn core_step_inputs_pass() {
     replay("core_step", core_step::run);
+}
+
+#[test]
+fn core_cluster_inputs_pass() {
+    replay("core_cluster", core_cluster::run);
 }
