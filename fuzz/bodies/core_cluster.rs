@@ -5,12 +5,8 @@
 //! term), committed entries the same on every node, and each machine's own
 //! promises as in `core_step`.
 
-#[path = "core_step.rs"]
-#[allow(dead_code)] // its `run` is the other target's
-mod core_step;
-
+use super::core_step::Promises;
 use arbitrary::{Result, Unstructured};
-use core_step::Promises;
 use skiff_core::{Action, Bytes, Config, Entry, Event, Machine, Message, NodeId, Role, StartState};
 use std::collections::BTreeMap;
 

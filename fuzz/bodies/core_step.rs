@@ -94,32 +94,62 @@ impl Promises {
                     }
                 }
                 Action::LogTruncate { from } => {
-                    assert!(*from > self.commit, "truncation from {from} at or below the commit");
-                    assert!(from.0 as usize <= self.durable_log.len(), "truncation past the log");
+                    assert!(
+                        *from > self.commit,
+                        "truncation from {from} at or below the commit"
+                    );
+                    assert!(
+                        from.0 as usize <= self.durable_log.len(),
+                        "truncation past the log"
+                    );
                     self.durable_log.truncate(from.0 as usize - 1);
                 }
                 Action::LogStore { index, .. } => {
-                    assert_eq!(index.0, self.durable_log.len() as u64 + 1, "store not at the end");
+                    assert_eq!(
+                        index.0,
+                        self.durable_log.len() as u64 + 1,
+                        "store not at the end"
+                    );
                     self.durable_log
                         .extend(action.stored_entries().map(|(_, e)| e.clone()));
                 }
             }
-            if let Action::Commit { result: Ok(index), .. } = action {
+            if let Action::Commit {
+                result: Ok(index), ..
+            } = action
+            {
                 assert_eq!(*index, reported.next(), "commits reported in order, once");
                 reported = *index;
             }
         }
 
         let commit = machine.commit_index();
-        assert!(commit >= self.commit, "commit went back from {} to {commit}", self.commit);
-        assert!(commit <= machine.last_index(), "commit {commit} past the log");
+        assert!(
+            commit >= self.commit,
+            "commit went back from {} to {commit}",
+            self.commit
+        );
+        assert!(
+            commit <= machine.last_index(),
+            "commit {commit} past the log"
+        );
         assert_eq!(reported, commit, "every commit reported");
         let log: Vec<Entry> = machine.log().cloned().collect();
-        assert!(log.starts_with(&self.committed), "a committed entry changed");
+        assert!(
+            log.starts_with(&self.committed),
+            "a committed entry changed"
+        );
         self.committed = log[..commit.0 as usize].to_vec();
         self.commit = commit;
-        assert_eq!(self.durable_log, log, "the persisted log is not the machine's");
-        assert_eq!(self.durable_hard_state, machine.hard_state(), "persisted hard state");
+        assert_eq!(
+            self.durable_log, log,
+            "the persisted log is not the machine's"
+        );
+        assert_eq!(
+            self.durable_hard_state,
+            machine.hard_state(),
+            "persisted hard state"
+        );
     }
 }
 
@@ -135,7 +165,9 @@ fn start_state(input: &mut Unstructured<'_>, peers: u64) -> Result<StartState> {
     let voted_for = if leading {
         Some(NodeId(1))
     } else {
-        input.arbitrary::<bool>()?.then_some(NodeId(input.int_in_range(1..=peers)?))
+        input
+            .arbitrary::<bool>()?
+            .then_some(NodeId(input.int_in_range(1..=peers)?))
     };
     Ok(StartState {
         role: Some(role),

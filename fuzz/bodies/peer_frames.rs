@@ -2,9 +2,7 @@
 //! decoded, turned into Raft messages with `into_message`, and each one
 //! encoded and decoded again to the same message.
 
-#[path = "wire_stream.rs"]
-mod wire_stream;
-
+use super::wire_stream;
 use skiff_node::wire::{self, Frame, WireMessage};
 
 /// Runs one input.

@@ -4,9 +4,7 @@
 //! prefix announces but the stream does not hold (libFuzzer's
 //! `-malloc_limit_mb` catches an allocation sized by the prefix alone).
 
-#[path = "wire_stream.rs"]
-mod wire_stream;
-
+use super::wire_stream;
 use skiff_node::wire;
 
 /// Runs one input.

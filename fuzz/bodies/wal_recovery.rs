@@ -53,7 +53,10 @@ pub fn run(data: &[u8]) {
             if intact_files_left {
                 assert_whole(&recovered, pristine);
                 if let Ok(report) = &checked {
-                    assert!(!report.needs_repair(), "open found no damage, check did: {report}");
+                    assert!(
+                        !report.needs_repair(),
+                        "open found no damage, check did: {report}"
+                    );
                 }
             } else {
                 // Every file gone is a new node, not damage.
@@ -71,14 +74,20 @@ pub fn run(data: &[u8]) {
             assert!(recovered.log.len() as u64 >= damage.intact_through.0);
             assert_eq!(recovered.hard_state, pristine.hard_state);
             if let Ok(report) = &checked {
-                assert!(report.needs_repair(), "open found {damage}, check did not: {report}");
+                assert!(
+                    report.needs_repair(),
+                    "open found {damage}, check did not: {report}"
+                );
             }
         }
     }
 }
 
 fn assert_whole(recovered: &Recovered, pristine: &Pristine) {
-    assert_eq!(recovered.hard_state, pristine.hard_state, "silent start, hard state differs");
+    assert_eq!(
+        recovered.hard_state, pristine.hard_state,
+        "silent start, hard state differs"
+    );
     assert_eq!(recovered.log, pristine.log, "silent start, log differs");
     assert!(!recovered.repairing);
 }
@@ -152,7 +161,10 @@ fn write_pristine() -> Pristine {
     turn(vec![state(2, 1)], &mut log);
     let second = (7..=9).map(|i| entry(2, i)).collect();
     turn(vec![store(&log, second)], &mut log);
-    turn(vec![state(3, 3), Action::LogTruncate { from: LogIndex(8) }], &mut log);
+    turn(
+        vec![state(3, 3), Action::LogTruncate { from: LogIndex(8) }],
+        &mut log,
+    );
     let third = (8..=12).map(|i| entry(3, i)).collect();
     turn(vec![store(&log, third)], &mut log);
     drop(storage);
@@ -164,12 +176,19 @@ fn write_pristine() -> Pristine {
         .map(|entry| entry.expect("a directory entry").path())
         .filter(|path| path.file_name().is_some_and(|name| name != "lock"))
         .map(|path| {
-            let name = path.file_name().expect("a file name").to_string_lossy().into_owned();
+            let name = path
+                .file_name()
+                .expect("a file name")
+                .to_string_lossy()
+                .into_owned();
             (name, fs::read(&path).expect("reading a pristine file"))
         })
         .collect();
     files.sort();
-    assert!(files.len() >= 4, "several segments, a manifest, hard states: {files:?}");
+    assert!(
+        files.len() >= 4,
+        "several segments, a manifest, hard states: {files:?}"
+    );
     Pristine {
         files,
         hard_state: reopened.hard_state,

@@ -29,6 +29,10 @@ pub fn reencode(frame: &wire::Frame<'_>) -> Bytes {
     let mut out = Vec::new();
     wire::encode_frame(frame, &mut out).expect("a decoded frame re-encodes");
     let (body, rest) = next_frame(&out).expect("an encoded frame has a valid prefix");
-    assert!(rest.is_empty(), "encode_frame wrote {} extra bytes", rest.len());
+    assert!(
+        rest.is_empty(),
+        "encode_frame wrote {} extra bytes",
+        rest.len()
+    );
     body
 }

@@ -1,7 +1,8 @@
 //! The fuzz targets' corpora and crash reproducers as regression tests on
 //! stable: every file of `fuzz/corpus/<target>/` and
 //! `fuzz/regressions/<target>/` through the same body the libFuzzer target
-//! runs (`fuzz/bodies/<target>.rs`). See `fuzz/README.md`.
+//! runs (`fuzz/bodies/<target>.rs`, with the helpers they share as their
+//! siblings). See `fuzz/README.md`.
 
 #[path = "../../../fuzz/bodies/core_cluster.rs"]
 mod core_cluster;
@@ -15,6 +16,8 @@ mod peer_frames;
 mod peer_handshake;
 #[path = "../../../fuzz/bodies/wal_recovery.rs"]
 mod wal_recovery;
+#[path = "../../../fuzz/bodies/wire_stream.rs"]
+mod wire_stream;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -31,7 +34,11 @@ fn replay(target: &str, body: fn(&[u8])) {
         .map(|entry| entry.expect("a corpus entry").path())
         .collect();
     inputs.sort();
-    assert!(!inputs.is_empty(), "no corpus for {target} under {}", fuzz.display());
+    assert!(
+        !inputs.is_empty(),
+        "no corpus for {target} under {}",
+        fuzz.display()
+    );
     for input in &inputs {
         eprintln!("{target}: {}", input.display());
         body(&fs::read(input).expect("reading an input"));
