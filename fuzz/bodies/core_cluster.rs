@@ -1,0 +1,124 @@
+//! Fuzz body `core_cluster`: three `skiff_core::Machine`s that pass each
+//! other's messages honestly, while the input picks which message is
+//! delivered, dropped or duplicated, whose alarm fires and who is asked to
+//! append. Checked after every step: election safety (one leader per
+//! term), committed entries the same on every node, and each machine's own
+//! promises as in `core_step`.
+
+use super::core_step::Promises;
+use arbitrary::{Result, Unstructured};
+use skiff_core::{Action, Bytes, Config, Entry, Event, Machine, Message, NodeId, Role, StartState};
+use std::collections::BTreeMap;
+
+/// Messages in flight beyond this are dropped, as a full network would.
+const IN_FLIGHT_MAX: usize = 64;
+
+/// Runs one input.
+pub fn run(data: &[u8]) {
+    // Running out of input just ends the run.
+    let _ = drive(&mut Unstructured::new(data));
+}
+
+struct Node {
+    machine: Machine,
+    promises: Promises,
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    in_flight: Vec<(NodeId, NodeId, Message)>,
+    leaders: BTreeMap<u64, NodeId>,
+    committed: Vec<Entry>,
+    appended: u64,
+}
+
+fn drive(input: &mut Unstructured<'_>) -> Result<()> {
+    let ids = [NodeId(1), NodeId(2), NodeId(3)];
+    let mut cluster = Cluster {
+        nodes: Vec::new(),
+        in_flight: Vec::new(),
+        leaders: BTreeMap::new(),
+        committed: Vec::new(),
+        appended: 0,
+    };
+    for id in ids {
+        let mut config = Config::new(id, ids);
+        config.inflight_max = 2;
+        config.entries_per_message_max = 2;
+        let machine = Machine::new(config).expect("a valid configuration");
+        let promises = Promises::new(&machine, StartState::default());
+        cluster.nodes.push(Node { machine, promises });
+        let mut actions = Vec::new();
+        let node = cluster.nodes.last_mut().expect("just pushed");
+        node.machine.start(&mut actions);
+        node.promises.check(&node.machine, &actions);
+    }
+    while !input.is_empty() {
+        match input.int_in_range(0..=5)? {
+            0 | 1 if !cluster.in_flight.is_empty() => {
+                let (from, to, message) = cluster
+                    .in_flight
+                    .remove(input.choose_index(cluster.in_flight.len())?);
+                cluster.step(to, Event::Receive { from, message });
+            }
+            2 if !cluster.in_flight.is_empty() => {
+                let at = input.choose_index(cluster.in_flight.len())?;
+                if input.arbitrary()? {
+                    cluster.in_flight.remove(at);
+                } else if cluster.in_flight.len() < IN_FLIGHT_MAX {
+                    cluster.in_flight.push(cluster.in_flight[at].clone());
+                }
+            }
+            3 => {
+                let to = *input.choose(&ids)?;
+                cluster.step(to, Event::Timeout);
+            }
+            _ => {
+                let to = *input.choose(&ids)?;
+                cluster.appended += 1;
+                let data = Bytes::from(cluster.appended.to_string());
+                cluster.step(to, Event::Append(data));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Cluster {
+    fn step(&mut self, to: NodeId, event: Event) {
+        let node = &mut self.nodes[to.0 as usize - 1];
+        let mut actions = Vec::new();
+        node.machine.step(event, &mut actions);
+        node.promises.check(&node.machine, &actions);
+        for action in actions {
+            if let Action::Send { to: peer, message } = action {
+                if self.in_flight.len() < IN_FLIGHT_MAX {
+                    self.in_flight.push((to, peer, message));
+                }
+            }
+        }
+        self.check_safety(to);
+    }
+
+    fn check_safety(&mut self, id: NodeId) {
+        let machine = &self.nodes[id.0 as usize - 1].machine;
+        if machine.role() == Role::Leader {
+            let first = *self.leaders.entry(machine.term().0).or_insert(id);
+            assert_eq!(first, id, "two leaders in term {}", machine.term());
+        }
+        let committed: Vec<Entry> = machine
+            .log()
+            .take(machine.commit_index().0 as usize)
+            .cloned()
+            .collect();
+        let shorter = committed.len().min(self.committed.len());
+        assert_eq!(
+            committed[..shorter],
+            self.committed[..shorter],
+            "node {id} committed other entries"
+        );
+        if committed.len() > self.committed.len() {
+            self.committed = committed;
+        }
+    }
+}
