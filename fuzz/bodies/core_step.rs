@@ -86,7 +86,7 @@ impl Promises {
             }
             match action {
                 Action::Send { .. } | Action::Commit { .. } => seen_io = true,
-                Action::Alarm { .. } => {}
+                Action::Alarm { .. } | Action::Rejected { .. } => {}
                 Action::StateStore { term, voted_for } => {
                     self.durable_hard_state = HardState {
                         term: *term,

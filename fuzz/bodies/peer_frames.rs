@@ -3,12 +3,12 @@
 //! encoded and decoded again to the same message.
 
 use super::wire_stream;
-use skiff_node::wire::{self, Frame, WireMessage};
+use skiff_node::wire::{self, Frame, WireMessage, FRAME_BYTES_MAX};
 
 /// Runs one input.
 pub fn run(data: &[u8]) {
     let mut stream = data;
-    while let Some((frame, rest)) = wire_stream::next_frame(stream) {
+    while let Some((frame, rest)) = wire_stream::next_frame(stream, FRAME_BYTES_MAX) {
         stream = rest;
         let Ok(decoded) = wire::decode_frame(&frame) else {
             // The transport drops the connection at the first bad frame.

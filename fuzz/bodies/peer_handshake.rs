@@ -5,11 +5,14 @@
 //! `-malloc_limit_mb` catches an allocation sized by the prefix alone).
 
 use super::wire_stream;
+use skiff_node::config::PEER_HANDSHAKE_FRAME_BYTES_MAX_DEFAULT;
 use skiff_node::wire;
 
 /// Runs one input.
 pub fn run(data: &[u8]) {
-    let Some((frame, _rest)) = wire_stream::next_frame(data) else {
+    // Before the handshake the transport accepts only small frames.
+    let max = PEER_HANDSHAKE_FRAME_BYTES_MAX_DEFAULT as usize;
+    let Some((frame, _rest)) = wire_stream::next_frame(data, max) else {
         return;
     };
     let Ok(decoded) = wire::decode_frame(&frame) else {
