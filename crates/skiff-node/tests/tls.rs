@@ -1,12 +1,13 @@
 //! A cluster whose peers speak mutual TLS, with development certificates
 //! written to disk as `skiff certs` writes them.
 
+mod common;
+
 use skiff_node::local::LocalCluster;
 use skiff_node::tls::DevCa;
-use skiff_node::{LogIndex, Node, NodeId, Role};
+use skiff_node::{LogIndex, NodeId};
 use std::path::Path;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -25,22 +26,6 @@ fn tls_cluster(dir: &Path) -> LocalCluster {
     cluster
 }
 
-/// The position of the first node to become leader, told by its status.
-async fn first_leader(nodes: &[Node]) -> usize {
-    let (sender, mut leaders) = mpsc::channel(nodes.len());
-    for (position, node) in nodes.iter().enumerate() {
-        let mut status = node.handle().watch_status();
-        let sender = sender.clone();
-        tokio::spawn(async move {
-            if status.wait_for(|s| s.role == Role::Leader).await.is_ok() {
-                let _ = sender.send(position).await;
-            }
-        });
-    }
-    let leader = tokio::time::timeout(TIMEOUT, leaders.recv()).await;
-    leader.expect("a leader is elected").unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_cluster_of_three_commits_writes_on_every_node() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,7 +38,7 @@ async fn a_tls_cluster_of_three_commits_writes_on_every_node() {
     // one leader has taken all ten.
     let last = tokio::time::timeout(TIMEOUT, async {
         'elect: loop {
-            let leader = nodes[first_leader(&nodes).await].handle();
+            let leader = nodes[common::first_leader(&nodes).await].handle();
             let mut last = LogIndex(0);
             for i in 0..10 {
                 match leader.submit(format!("value {i}")).await {

@@ -368,3 +368,23 @@ pub fn last_segment(dir: &Path) -> PathBuf {
     let mut segments = skiff_node::storage::segment_files(dir).unwrap();
     segments.pop().expect("a segment")
 }
+
+/// For tests of nodes in this process: the position in `nodes` of the
+/// first to be leader, told by its status (at once if one leads already).
+pub async fn first_leader(nodes: &[skiff_node::Node]) -> usize {
+    let (sender, mut leaders) = tokio::sync::mpsc::channel(nodes.len());
+    for (position, node) in nodes.iter().enumerate() {
+        let mut status = node.handle().watch_status();
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            let leads = |s: &skiff_node::Status| s.role == skiff_node::Role::Leader;
+            if status.wait_for(leads).await.is_ok() {
+                let _ = sender.send(position).await;
+            }
+        });
+    }
+    leaders
+        .recv()
+        .await
+        .expect("a node's status watch outlives this call")
+}
