@@ -114,7 +114,8 @@ pub struct LimitsConfig {
     pub peer_handshake_timeout_ms: u64,
     /// The largest frame accepted from a peer before its handshake completes.
     pub peer_handshake_frame_bytes_max: u32,
-    /// Peer connections that have not yet completed their handshake, at once.
+    /// Peer connections that have not yet completed their handshake, at
+    /// once; past it, a new connection closes the oldest still handshaking.
     pub peer_handshaking_max: usize,
     /// File-server clients served at once; when full, the longest-idle
     /// connection is closed to make room.

@@ -17,8 +17,8 @@
 //! * **Bounded handshakes** ([`PeerLimits`]): TLS and hello together must
 //!   finish within a timeout, a frame before the hello is accepted may not
 //!   exceed a small size (checked before anything is allocated), and only
-//!   so many connections may be handshaking at once; extra ones are closed
-//!   at once.
+//!   so many connections may be handshaking at once; past that, a new one
+//!   closes the oldest still handshaking.
 //! * **One slot per configured peer.** An authenticated connection from
 //!   node N replaces the one N had, so a restarted peer always gets back
 //!   in, and nobody else can take a slot.
@@ -39,7 +39,7 @@ use crate::tls::PeerTls;
 use connection::{handshake_as_dialer, handshake_as_listener, read_frame, BoxedStream};
 use rustls_pki_types::CertificateDer;
 use skiff_core::{Message, NodeId};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -290,7 +290,8 @@ fn encode_message(message: &Message, buffer: &mut Vec<u8>) {
 }
 
 /// Accepts peer connections: each handshakes in a task of its own, at
-/// most [`PeerLimits::handshaking_max`] at once; an authenticated one then
+/// most [`PeerLimits::handshaking_max`] at once (a new one closes the
+/// oldest still handshaking); an authenticated one then
 /// takes its node's slot, closing the connection that held it. Aborting
 /// this task drops both `JoinSet`s, which aborts every connection task too.
 async fn run_listener(
@@ -299,21 +300,33 @@ async fn run_listener(
     inbound: mpsc::Sender<Inbound>,
 ) {
     let mut handshaking = JoinSet::new();
+    // The handshakes in the order they began, so the oldest can make room.
+    let mut handshake_order: VecDeque<AbortHandle> = VecDeque::new();
     let mut established = JoinSet::new();
     let mut slots: HashMap<NodeId, AbortHandle> = HashMap::new();
-    let mut turned_away = 0u64;
+    let mut evicted = 0u64;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, address)) if handshaking.len() < config.limits.handshaking_max => {
-                    handshaking.spawn(handshake_incoming(stream, address, config.clone()));
-                }
-                Ok((_, address)) => {
-                    turned_away += 1;
-                    // Under a flood, one line per doubling rather than one per connection.
-                    if turned_away.is_power_of_two() {
-                        tracing::warn!(%address, turned_away, "too many peer connections handshaking; closing a new one");
+                Ok((stream, address)) => {
+                    handshake_order.retain(|handshake| !handshake.is_finished());
+                    if handshake_order.len() >= config.limits.handshaking_max {
+                        // Make room by closing the oldest handshake rather than
+                        // the new one: a real peer completes its handshake in
+                        // moments, so connections that sit idle to fill the
+                        // slots keep nobody out unless they arrive faster than
+                        // a handshake takes.
+                        if let Some(oldest) = handshake_order.pop_front() {
+                            oldest.abort();
+                        }
+                        evicted += 1;
+                        // Under a flood, one line per doubling rather than one per connection.
+                        if evicted.is_power_of_two() {
+                            tracing::warn!(%address, evicted, "too many peer connections handshaking; closed the oldest");
+                        }
                     }
+                    let handshake = handshaking.spawn(handshake_incoming(stream, address, config.clone()));
+                    handshake_order.push_back(handshake);
                 }
                 Err(e) => {
                     // Accept fails when the process is out of descriptors; wait
