@@ -88,18 +88,27 @@ impl ClientTls {
     }
 
     /// TLS for clients of `cluster`, if its `[tls]` says `clients = true`:
-    /// trusts its CA, and knows which node listens at each client address.
+    /// trusts its CA (the path as the configuration holds it: resolved
+    /// by [`ClusterConfig::load`]), and knows which node listens at each
+    /// client address.
     pub fn for_cluster(cluster: &ClusterConfig) -> Result<Option<ClientTls>, TlsError> {
         let Some(tls) = cluster.tls.as_ref().filter(|tls| tls.clients) else {
             return Ok(None);
         };
-        let mut client_tls = ClientTls::from_ca_file(&tls.ca)?;
-        client_tls.nodes = cluster
+        Ok(Some(
+            ClientTls::from_ca_file(&tls.ca)?.knowing_nodes(cluster),
+        ))
+    }
+
+    /// The same, but knowing which node of `cluster` listens at each client
+    /// address, so that each must show its own node's certificate.
+    pub fn knowing_nodes(mut self, cluster: &ClusterConfig) -> ClientTls {
+        self.nodes = cluster
             .nodes
             .iter()
             .map(|node| (node.client_address.to_string(), NodeId(node.id)))
             .collect();
-        Ok(Some(client_tls))
+        self
     }
 
     /// The name the server at `address` must show: its node's, if known,
@@ -113,8 +122,10 @@ impl ClientTls {
         ServerName::try_from(name).unwrap_or_else(|_| ServerName::try_from(ANY_NODE).unwrap())
     }
 
-    /// Runs the TLS handshake with the server at `address` over `stream`.
-    pub(crate) async fn connect(
+    /// Runs the TLS handshake with the server at `address` over `stream`
+    /// (connected to `address`), verifying the server as the
+    /// [module docs](self) say.
+    pub async fn connect(
         &self,
         address: &str,
         stream: TcpStream,
