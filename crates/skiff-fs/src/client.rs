@@ -14,12 +14,21 @@
 //! [`ClientError::Timeout`] instead of sending it twice;
 //! [`ClientError::outcome_unknown`] tells the two kinds of failure apart.
 //! Reads change nothing and are retried on the next server in that case.
+//!
+//! With [`ClientConfig::tls`] set, every connection is TLS; which servers
+//! the client accepts is described in [`tls`].
 
 use crate::protocol::{parse_request, parse_response, Limits, Parsed, Request, Response, Version};
 use bytes::Bytes;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+
+pub mod tls;
+
+pub use tls::ClientTls;
 
 /// How a client finds and talks to the cluster.
 #[derive(Clone, Debug)]
@@ -34,11 +43,15 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// The largest file and name the client sends or accepts.
     pub limits: Limits,
+    /// TLS for every connection, for a cluster with `[tls] clients = true`;
+    /// `None` speaks plain TCP.
+    pub tls: Option<ClientTls>,
 }
 
 impl ClientConfig {
     /// Defaults for `servers`: 20 attempts, 100 ms backoff (long enough for an
-    /// election to finish within the attempts), a 5 s timeout, default limits.
+    /// election to finish within the attempts), a 5 s timeout, default
+    /// limits, no TLS.
     pub fn new(servers: impl IntoIterator<Item = impl Into<String>>) -> ClientConfig {
         ClientConfig {
             servers: servers.into_iter().map(Into::into).collect(),
@@ -46,6 +59,7 @@ impl ClientConfig {
             backoff: Duration::from_millis(100),
             request_timeout: Duration::from_secs(5),
             limits: Limits::default(),
+            tls: None,
         }
     }
 }
@@ -144,10 +158,15 @@ pub struct Client {
     connection: Option<Connection>,
 }
 
+/// A connection's byte stream: plain TCP or TLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug> Stream for S {}
+
 #[derive(Debug)]
 struct Connection {
     address: String,
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     /// Bytes read but not yet parsed.
     buffer: Vec<u8>,
 }
@@ -363,7 +382,7 @@ impl Client {
 
     /// The open connection, or a new one to the current server.
     async fn connect(&mut self) -> Result<&mut Connection, String> {
-        if self.connection.as_ref().is_some_and(Connection::is_broken) {
+        if self.connection.as_mut().is_some_and(Connection::is_broken) {
             // Closed by the server while idle (it restarted, or dropped idle
             // clients): nothing was sent on it, so reconnecting is safe.
             self.connection = None;
@@ -371,12 +390,12 @@ impl Client {
         if self.connection.is_none() {
             let address = self.config.servers[self.current].clone();
             let timeout = self.config.request_timeout;
-            let stream = match tokio::time::timeout(timeout, TcpStream::connect(&address)).await {
+            let connecting = connect(&address, self.config.tls.as_ref());
+            let stream = match tokio::time::timeout(timeout, connecting).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => return Err(format!("cannot connect to {address}: {e}")),
                 Err(_) => return Err(format!("cannot connect to {address} within {timeout:?}")),
             };
-            let _ = stream.set_nodelay(true);
             self.connection = Some(Connection {
                 address,
                 stream,
@@ -387,17 +406,35 @@ impl Client {
     }
 }
 
+/// A connection to `address`, over TLS if `tls`: a failure here means
+/// nothing was sent.
+async fn connect(address: &str, tls: Option<&ClientTls>) -> std::io::Result<Box<dyn Stream>> {
+    let stream = TcpStream::connect(address).await?;
+    let _ = stream.set_nodelay(true);
+    Ok(match tls {
+        Some(tls) => Box::new(tls.connect(address, stream).await?),
+        None => Box::new(stream),
+    })
+}
+
 impl Connection {
     /// Whether the server closed the connection (or sent bytes nobody asked
-    /// for) since the last answer.
-    fn is_broken(&self) -> bool {
+    /// for) since the last answer. Polls a read once without waiting, so
+    /// that over TLS the records that carry no data (session tickets) are
+    /// taken in and only data or a close count.
+    fn is_broken(&mut self) -> bool {
         let mut byte = [0u8; 1];
-        !matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        let mut buffer = ReadBuf::new(&mut byte);
+        let mut context = Context::from_waker(Waker::noop());
+        let polled = Pin::new(&mut self.stream).poll_read(&mut context, &mut buffer);
+        !matches!(polled, Poll::Pending)
     }
 
     /// Sends one request and reads one response.
     async fn exchange(&mut self, wire: &[u8], limits: &Limits) -> std::io::Result<Response> {
         self.stream.write_all(wire).await?;
+        // TLS may hold written bytes until flushed.
+        self.stream.flush().await?;
         loop {
             match parse_response(&self.buffer, limits) {
                 Ok(Parsed::Complete { value, consumed }) => {

@@ -43,6 +43,6 @@ pub mod server;
 pub mod store;
 pub mod workload;
 
-pub use client::{Client, ClientConfig, ClientError, File};
+pub use client::{Client, ClientConfig, ClientError, ClientTls, File};
 pub use protocol::{Limits, Request, Response, Version};
 pub use server::{run, Clock, Server, ServerConfig, ServerError, ServerStatus};

@@ -77,6 +77,11 @@
 //! MiB by default). Each limit hit is logged as a warning, at most once
 //! every [`rate_limited::WARN_INTERVAL`] per kind, with how many were not.
 //!
+//! # Client TLS
+//!
+//! With `[tls] clients = true` every client must speak TLS; the node shows
+//! its own certificate and asks none of the client ([`client_tls`]).
+//!
 //! # Accepting and stopping
 //!
 //! * Accept errors (e.g. out of file descriptors) back off, doubling to a
@@ -87,6 +92,7 @@
 
 mod budget;
 mod buffer;
+mod client_tls;
 mod connection;
 mod rate_limited;
 mod slots;
@@ -95,6 +101,7 @@ use crate::command::{Command, ProposalId};
 use crate::protocol::{Limits, Request, Response, StatusReport};
 use crate::store::Store;
 use budget::PendingBudget;
+use connection::Admitted;
 use rate_limited::{RateLimited, WARN_INTERVAL};
 use skiff_node::{
     ClusterConfig, LimitsConfig, LogIndex, Node, NodeError, NodeHandle, NodeId, StartError, Status,
@@ -109,6 +116,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_rustls::TlsAcceptor;
 
 /// Room in a log entry for everything but the contents: format byte,
 /// timestamp, proposal id, variant, lengths, version and exptime.
@@ -209,6 +217,10 @@ pub enum ServerError {
     /// The node stopped by itself.
     #[error("the node stopped: {0}")]
     Stopped(String),
+    /// The `[tls]` files for clients cannot be read or used; the error names
+    /// the file.
+    #[error("client TLS: {0}")]
+    Tls(#[from] skiff_node::tls::TlsError),
 }
 
 /// What a server is doing: its node's status and how far its store got.
@@ -243,6 +255,8 @@ struct Shared {
     /// Bytes for requests received in part, over all connections.
     budget: PendingBudget,
     warnings: LimitWarnings,
+    /// Set when clients must use TLS (`[tls] clients = true`).
+    client_tls: Option<TlsAcceptor>,
 }
 
 /// The timeouts of [`LimitsConfig`] for one client connection.
@@ -333,6 +347,7 @@ impl Server {
             source,
         };
         // A std listener, so that the node's runtime can take it over.
+        let client_tls = client_tls::acceptor(&config)?;
         let listener = clients;
         listener.set_nonblocking(true).map_err(bind_error)?;
         let client_address = listener.local_addr().map_err(bind_error)?;
@@ -356,6 +371,7 @@ impl Server {
             client_limits: ClientLimits::new(&config.cluster.limits),
             budget: PendingBudget::new(config.cluster.limits.client_pending_bytes_max),
             warnings: LimitWarnings::new(),
+            client_tls,
         });
         let runtime = node.handle().runtime().clone();
         let listener = {
@@ -374,7 +390,8 @@ impl Server {
             stopping,
             done,
         ));
-        tracing::info!(id = %config.id, %client_address, "file server started");
+        let tls = shared.client_tls.is_some();
+        tracing::info!(id = %config.id, %client_address, tls, "file server started");
         Ok(Server {
             node,
             shared,
@@ -616,9 +633,20 @@ async fn accept_clients(
             }
         }
         let (shared, stopping, done) = (shared.clone(), stopping.clone(), done.clone());
+        let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let served = connection::serve_client(stream, &shared, slot, eviction, stopping);
-            if let Err(error) = served.await {
+            let admitted = Admitted {
+                slot,
+                eviction,
+                stopping,
+            };
+            let served = match &shared.client_tls {
+                Some(acceptor) => {
+                    client_tls::serve_client(stream, acceptor, &shared, admitted).await
+                }
+                None => connection::serve_client(stream, &shared, admitted).await,
+            };
+            if let Err(error) = served {
                 tracing::debug!(%error, "client connection ended");
             }
             drop(done);

@@ -20,7 +20,8 @@ Examples:
   skiff fs read notes --servers 127.0.0.1:7101,127.0.0.1:7103
 
 The servers come from --servers, --config, or skiff-cluster/cluster.toml (what
-`skiff up` writes). Contents are read from FILE, or from standard input when
+`skiff up` writes). TLS is used when that configuration says [tls] clients =
+true, or with --tls-ca CA.pem (e.g. beside --servers). Contents are read from FILE, or from standard input when
 FILE is - or absent, and are sent as they are (binary is fine).
 
 Exit status:
@@ -97,7 +98,11 @@ pub fn run(args: &FsArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let mut client = Client::new(ClientConfig::new(servers));
+    let tls = args.servers.client_tls()?;
+    let mut client = Client::new(ClientConfig {
+        tls,
+        ..ClientConfig::new(servers)
+    });
     let outcome = runtime.block_on(perform(&mut client, &args.operation));
     drop(runtime);
     match outcome {

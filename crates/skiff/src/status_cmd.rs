@@ -4,7 +4,7 @@
 use crate::cluster_args::{Server, ServersArgs};
 use crate::duration_arg;
 use anyhow::Context;
-use skiff::status_probe::{probe_all, ProbeError};
+use skiff::status_probe::{probe_all_with, ProbeError};
 use skiff_fs::protocol::StatusReport;
 use std::io::Write;
 use std::time::Duration;
@@ -14,6 +14,9 @@ Examples:
   skiff status
   skiff status --config skiff-cluster/cluster.toml
   skiff status --servers 127.0.0.1:7101,127.0.0.1:7103
+  skiff status --servers 127.0.0.1:7101 --tls-ca skiff-cluster/certs/ca.pem
+
+TLS is used when the configuration says [tls] clients = true, or with --tls-ca.
 
 Output, one line per server; a server that does not answer is down:
 
@@ -48,7 +51,8 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let timeout = args.timeout;
-    let reports = runtime.block_on(probe_all(&addresses, timeout));
+    let tls = args.servers.client_tls()?;
+    let reports = runtime.block_on(probe_all_with(tls.as_ref(), &addresses, timeout));
     let mut out = std::io::stdout().lock();
     write_table(&mut out, &servers, &reports).context("writing the table")?;
     out.flush().context("writing the table")?;

@@ -1,10 +1,14 @@
 //! Asking file servers for their view of the cluster with the protocol's
 //! `status` extension (`status\r\n` -> `STATUS id=.. role=.. ..\r\n`), and
 //! finding the leader they agree on.
+//!
+//! Each function has a `_with` twin that takes the client TLS to use
+//! against a cluster with `[tls] clients = true`; the plain ones speak TCP.
 
 use skiff_fs::protocol::{parse_status_report, Parsed, ProtocolError, StatusReport};
+use skiff_fs::ClientTls;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How long one probe may take, connection included, by default.
@@ -39,16 +43,36 @@ impl From<ProtocolError> for ProbeError {
     }
 }
 
-/// Asks the server at `address` for its status.
+/// Asks the server at `address` for its status, over plain TCP.
 pub async fn probe(address: &str, timeout: Duration) -> Result<StatusReport, ProbeError> {
-    tokio::time::timeout(timeout, exchange(address))
+    probe_with(None, address, timeout).await
+}
+
+/// Asks the server at `address` for its status, over TLS if `tls`.
+pub async fn probe_with(
+    tls: Option<&ClientTls>,
+    address: &str,
+    timeout: Duration,
+) -> Result<StatusReport, ProbeError> {
+    tokio::time::timeout(timeout, exchange(tls, address))
         .await
         .map_err(|_| ProbeError::Timeout(timeout))?
 }
 
-async fn exchange(address: &str) -> Result<StatusReport, ProbeError> {
-    let mut stream = TcpStream::connect(address).await?;
+async fn exchange(tls: Option<&ClientTls>, address: &str) -> Result<StatusReport, ProbeError> {
+    let stream = TcpStream::connect(address).await?;
+    match tls {
+        Some(tls) => ask_status(tls.connect(address, stream).await?).await,
+        None => ask_status(stream).await,
+    }
+}
+
+async fn ask_status(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+) -> Result<StatusReport, ProbeError> {
     stream.write_all(b"status\r\n").await?;
+    // TLS may hold written bytes until flushed.
+    stream.flush().await?;
     let mut answer = Vec::new();
     loop {
         if let Parsed::Complete { value, .. } = parse_status_report(&answer)? {
@@ -66,14 +90,25 @@ async fn exchange(address: &str) -> Result<StatusReport, ProbeError> {
     }
 }
 
-/// Asks every server at once; answers in the order of `addresses`.
+/// Asks every server at once over plain TCP; answers in the order of
+/// `addresses`.
 pub async fn probe_all(
     addresses: &[String],
     timeout: Duration,
 ) -> Vec<Result<StatusReport, ProbeError>> {
+    probe_all_with(None, addresses, timeout).await
+}
+
+/// Asks every server at once, over TLS if `tls`; answers in the order of
+/// `addresses`.
+pub async fn probe_all_with(
+    tls: Option<&ClientTls>,
+    addresses: &[String],
+    timeout: Duration,
+) -> Vec<Result<StatusReport, ProbeError>> {
     let probes = addresses.iter().map(|address| {
-        let address = address.clone();
-        tokio::spawn(async move { probe(&address, timeout).await })
+        let (address, tls) = (address.clone(), tls.cloned());
+        tokio::spawn(async move { probe_with(tls.as_ref(), &address, timeout).await })
     });
     let mut reports = Vec::with_capacity(addresses.len());
     for probe in probes.collect::<Vec<_>>() {
@@ -105,14 +140,23 @@ pub fn agreed_leader(
 }
 
 /// Waits up to `patience` for [`agreed_leader`] among `addresses`, which
-/// must be every server of the cluster.
+/// must be every server of the cluster, over plain TCP.
 pub async fn wait_for_leader(
+    addresses: &[String],
+    patience: Duration,
+) -> Result<StatusReport, ProbeError> {
+    wait_for_leader_with(None, addresses, patience).await
+}
+
+/// Like [`wait_for_leader`], over TLS if `tls`.
+pub async fn wait_for_leader_with(
+    tls: Option<&ClientTls>,
     addresses: &[String],
     patience: Duration,
 ) -> Result<StatusReport, ProbeError> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
-        let reports = probe_all(addresses, PROBE_TIMEOUT_DEFAULT).await;
+        let reports = probe_all_with(tls, addresses, PROBE_TIMEOUT_DEFAULT).await;
         if let Some(leader) = agreed_leader(&reports, addresses.len()) {
             return Ok(leader);
         }
@@ -124,14 +168,24 @@ pub async fn wait_for_leader(
 }
 
 /// Waits up to `patience` for the server at `address` to answer `status`
-/// (a node just started answers once it has bound its client address).
+/// (a node just started answers once it has bound its client address),
+/// over plain TCP.
 pub async fn wait_until_answering(
+    address: &str,
+    patience: Duration,
+) -> Result<StatusReport, ProbeError> {
+    wait_until_answering_with(None, address, patience).await
+}
+
+/// Like [`wait_until_answering`], over TLS if `tls`.
+pub async fn wait_until_answering_with(
+    tls: Option<&ClientTls>,
     address: &str,
     patience: Duration,
 ) -> Result<StatusReport, ProbeError> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
-        match probe(address, PROBE_TIMEOUT_DEFAULT).await {
+        match probe_with(tls, address, PROBE_TIMEOUT_DEFAULT).await {
             Ok(report) => return Ok(report),
             Err(error) if tokio::time::Instant::now() >= deadline => return Err(error),
             Err(_) => tokio::time::sleep(POLL_INTERVAL).await,

@@ -7,8 +7,9 @@ use anyhow::Context;
 use skiff::process_cluster::{
     write_dev_certs, Ports, ProcessCluster, CERTS_DIR, CONFIG_FILE_NAME, STOP_GRACE,
 };
-use skiff::status_probe::{wait_for_leader, wait_until_answering};
+use skiff::status_probe::{wait_for_leader_with, wait_until_answering_with};
 use skiff_fs::protocol::StatusReport;
+use skiff_fs::ClientTls;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ Examples:
   skiff up --nodes 5 --dir /tmp/c5 --base-port 9000
   skiff up --dir /tmp/c --base-port 0        # any free ports
   skiff up --tls --dir /tmp/ct               # mutual TLS between the nodes
+  skiff up --tls --client-tls                # ... and TLS for the file server's clients
 
 The directory keeps the configuration (cluster.toml), each node's data
 (node-N/) and log (node-N.log). It is kept when the cluster stops, so the
@@ -28,7 +30,10 @@ Delete the directory to start afresh.
 While it runs, from another terminal in the same directory:
   skiff status
   echo hello | skiff fs write greeting
-  skiff fs read greeting";
+  skiff fs read greeting
+(with another --dir, add --config DIR/cluster.toml). With --client-tls these
+use TLS by themselves, since cluster.toml says [tls] clients = true; against
+addresses given with --servers, add --tls-ca DIR/certs/ca.pem.";
 
 /// The directory `skiff up` uses without `--dir`.
 const DEFAULT_DIR: &str = "skiff-cluster";
@@ -61,6 +66,11 @@ pub struct UpArgs {
     /// certificates in DIR/certs and names them in the new cluster.toml.
     #[arg(long)]
     tls: bool,
+    /// With --tls, clients must use TLS too (`clients = true` in
+    /// cluster.toml), with the same CA; off by default, so that tools that
+    /// speak plain TCP to the servers keep working.
+    #[arg(long, requires = "tls")]
+    client_tls: bool,
 }
 
 /// Runs the cluster until Ctrl-C or SIGTERM.
@@ -90,9 +100,10 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
 fn prepare_cluster(args: &UpArgs, program: PathBuf) -> anyhow::Result<ProcessCluster> {
     let existing = args.dir.join(CONFIG_FILE_NAME);
     if existing.exists() {
-        if args.nodes.is_some() || args.base_port.is_some() || args.tls {
+        if args.nodes.is_some() || args.base_port.is_some() || args.tls || args.client_tls {
             return Err(usage::error(format!(
-                "{} exists: it is used as it is, so --nodes, --base-port and --tls cannot apply; \
+                "{} exists: it is used as it is, so --nodes, --base-port, --tls and --client-tls \
+                 cannot apply; \
                  omit them, or remove {} to start afresh",
                 existing.display(),
                 args.dir.display()
@@ -107,7 +118,10 @@ fn prepare_cluster(args: &UpArgs, program: PathBuf) -> anyhow::Result<ProcessClu
     };
     let count = args.nodes.unwrap_or(NODES_DEFAULT);
     let tls = match args.tls {
-        true => Some(write_dev_certs(&args.dir, count)?),
+        true => Some(skiff_node::TlsConfig {
+            clients: args.client_tls,
+            ..write_dev_certs(&args.dir, count)?
+        }),
         false => None,
     };
     let cluster = ProcessCluster::create_local_configured(program, &args.dir, count, ports, |c| {
@@ -126,17 +140,20 @@ fn prepare_cluster(args: &UpArgs, program: PathBuf) -> anyhow::Result<ProcessClu
 /// Starts the nodes, prints where they are, then watches for nodes that
 /// die; returns only on error.
 async fn serve(cluster: &mut ProcessCluster) -> anyhow::Result<()> {
+    let tls = ClientTls::for_cluster(cluster.config())?;
     cluster.start_all()?;
     for id in cluster.ids() {
         let address = cluster.client_address(id)?.to_string();
-        if let Err(error) = wait_until_answering(&address, START_PATIENCE).await {
+        let answering = wait_until_answering_with(tls.as_ref(), &address, START_PATIENCE);
+        if let Err(error) = answering.await {
             anyhow::bail!(
                 "node {id} does not answer on {address}: {error}\n{}",
                 cluster.log_tail(id)
             );
         }
     }
-    let leader = wait_for_leader(&cluster.client_addresses(), ELECTION_PATIENCE)
+    let addresses = cluster.client_addresses();
+    let leader = wait_for_leader_with(tls.as_ref(), &addresses, ELECTION_PATIENCE)
         .await
         .ok();
     print_cluster(cluster, leader);
@@ -174,6 +191,13 @@ fn print_cluster(cluster: &ProcessCluster, leader: Option<StatusReport>) {
         );
     }
     println!("servers: {}", cluster.client_addresses().join(","));
+    if let Some(tls) = cluster.config().tls.as_ref().filter(|tls| tls.clients) {
+        println!(
+            "clients: TLS only; `skiff fs/status --config {config}` use it by themselves, \
+             or add --tls-ca {}",
+            tls.ca.display()
+        );
+    }
     match leader {
         Some(leader) => println!("leader: node {} (term {})", leader.id, leader.term),
         None => println!("leader: none yet (see `skiff status --config {config}`)"),

@@ -62,22 +62,18 @@ impl FakeServer {
     }
 }
 
-/// Waits, on the socket's readiness rather than on a clock, until the
-/// server's close has reached `connection`.
-async fn until_broken(connection: &Connection) {
-    let broken = async {
-        loop {
-            connection.stream.readable().await.unwrap();
-            // Readiness left over from the last answer is stale; a check
-            // that finds nothing to read clears it, so the next wait is real.
-            if connection.is_broken() {
-                return;
-            }
-        }
-    };
+/// Waits, on the stream rather than on a clock, until the server's close
+/// has reached `connection` (a read that is ready: the close, or data).
+async fn until_broken(connection: &mut Connection) {
+    let mut byte = [0u8; 1];
+    let mut buffer = ReadBuf::new(&mut byte);
+    let broken = std::future::poll_fn(|context| {
+        Pin::new(&mut connection.stream).poll_read(context, &mut buffer)
+    });
     tokio::time::timeout(Duration::from_secs(10), broken)
         .await
-        .expect("the server's close reaches the client");
+        .expect("the server's close reaches the client")
+        .expect("the server closes cleanly");
 }
 
 async fn serve(
@@ -323,7 +319,7 @@ async fn a_connection_closed_while_idle_is_replaced_without_error() {
     .await;
     let mut client = Client::new(config(&[&server.address]));
     assert!(matches!(client.read("a").await, Err(ClientError::NotFound)));
-    let idle = client.connection.as_ref().expect("kept after the answer");
+    let idle = client.connection.as_mut().expect("kept after the answer");
     until_broken(idle).await;
     assert_eq!(client.write("a", "x", 0).await.unwrap(), Version(4));
     assert_eq!(

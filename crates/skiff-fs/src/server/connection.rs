@@ -13,27 +13,68 @@
 //!   client gets `ERR_INTERNAL` and the connection closes.
 //! * An answer must be taken by the client within the read timeout too, so
 //!   that a client that never reads cannot pin its answer forever.
+//!
+//! The stream is any byte stream: plain TCP, or TLS once its handshake is
+//! done (see [`super::client_tls`]).
 
 use super::buffer::RequestBuffer;
 use super::slots::{Eviction, Slot};
 use super::Shared;
 use crate::protocol::{parse_client_message, ClientMessage, Parsed, Response};
+use std::future::Future;
 use std::io;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{timeout, timeout_at, Instant};
 
+/// What an admitted connection holds besides its stream: its slot, word of
+/// its eviction, and word of the server stopping.
+pub(super) struct Admitted {
+    /// The connection's slot, given back when the connection ends.
+    pub(super) slot: Slot,
+    /// Resolves when the connection is evicted to make room.
+    pub(super) eviction: Eviction,
+    /// Changes when the server stops.
+    pub(super) stopping: watch::Receiver<bool>,
+}
+
+impl Admitted {
+    /// Waits, idle (evictable, under the idle timeout), for `ready`, then
+    /// marks the connection busy. `None` if the connection must close
+    /// instead: the server stops, the connection was evicted, or the idle
+    /// timeout passed.
+    pub(super) async fn idle_until<T>(
+        &mut self,
+        shared: &Shared,
+        ready: impl Future<Output = io::Result<T>>,
+    ) -> io::Result<Option<T>> {
+        let idle_timeout = shared.client_limits.idle_timeout;
+        self.slot.set_idle();
+        let woke = tokio::select! {
+            _ = self.stopping.changed() => return Ok(None),
+            _ = &mut self.eviction => {
+                tracing::debug!("closing an idle client connection to make room for a new one");
+                return Ok(None);
+            }
+            woke = timeout(idle_timeout, ready) => woke,
+        };
+        let Ok(ready) = woke else {
+            tracing::debug!(timeout = ?idle_timeout, "closing an idle client connection");
+            return Ok(None);
+        };
+        let ready = ready?;
+        // False if evicted between waking and now.
+        Ok(self.slot.set_busy().then_some(ready))
+    }
+}
+
 /// Serves one client until it closes, sends a malformed request, breaks a
 /// limit, is evicted, or the server stops.
-pub(super) async fn serve_client(
-    mut stream: TcpStream,
+pub(super) async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     shared: &Shared,
-    slot: Slot,
-    mut eviction: Eviction,
-    mut stopping: watch::Receiver<bool>,
+    mut admitted: Admitted,
 ) -> io::Result<()> {
-    let _ = stream.set_nodelay(true);
     let limits = &shared.client_limits;
     let mut buffer = RequestBuffer::new(&shared.budget, shared.limits.request_bytes_max());
     // When the request being received must be whole.
@@ -60,34 +101,19 @@ pub(super) async fn serve_client(
                 return stream.shutdown().await;
             }
         }
+        // The first byte of a request that arrives while idle: read alone,
+        // so that an idle connection holds no buffer.
+        let mut first_byte = None;
         if buffer.is_empty() {
-            slot.set_idle();
-            let mut first_byte = [0u8; 1];
-            let woke = tokio::select! {
-                _ = stopping.changed() => return Ok(()),
-                _ = &mut eviction => {
-                    tracing::debug!("closing an idle client connection to make room for a new one");
-                    return Ok(());
-                }
-                // A peek, not `readable`, which may wake without data and
-                // would then count an idle connection as busy.
-                woke = timeout(limits.idle_timeout, stream.peek(&mut first_byte)) => woke,
-            };
-            let Ok(peeked) = woke else {
-                tracing::debug!(timeout = ?limits.idle_timeout, "closing an idle client connection");
-                return Ok(());
-            };
-            if peeked? == 0 {
-                return Ok(());
-            }
-            if !slot.set_busy() {
-                // Evicted between waking and now.
-                return Ok(());
+            let mut byte = [0u8; 1];
+            match admitted.idle_until(shared, stream.read(&mut byte)).await? {
+                None | Some(0) => return Ok(()),
+                Some(_) => first_byte = Some(byte[0]),
             }
             deadline = Instant::now() + limits.read_timeout;
         }
         let room = tokio::select! {
-            _ = stopping.changed() => return Ok(()),
+            _ = admitted.stopping.changed() => return Ok(()),
             room = timeout_at(deadline, buffer.make_room()) => room,
         };
         let refusal = match room {
@@ -107,8 +133,12 @@ pub(super) async fn serve_client(
             answer(&mut stream, shared, &Response::Internal).await?;
             return Ok(());
         }
+        if let Some(byte) = first_byte {
+            buffer.unfilled().push(byte);
+            continue;
+        }
         let read = tokio::select! {
-            _ = stopping.changed() => return Ok(()),
+            _ = admitted.stopping.changed() => return Ok(()),
             read = timeout_at(deadline, stream.read_buf(buffer.unfilled())) => read,
         };
         match read {
@@ -131,17 +161,30 @@ pub(super) async fn serve_client(
 }
 
 /// Sends `response`.
-async fn answer(stream: &mut TcpStream, shared: &Shared, response: &Response) -> io::Result<()> {
+async fn answer(
+    stream: &mut (impl AsyncWrite + Unpin),
+    shared: &Shared,
+    response: &Response,
+) -> io::Result<()> {
     let mut out = Vec::new();
     response.encode(&mut out);
     send(stream, shared, &out).await
 }
 
-/// Sends `out`, failing if the client does not take it within the read
+/// Sends `out` and flushes it, failing if the client does not take it within the read
 /// timeout.
-async fn send(stream: &mut TcpStream, shared: &Shared, out: &[u8]) -> io::Result<()> {
+async fn send(
+    stream: &mut (impl AsyncWrite + Unpin),
+    shared: &Shared,
+    out: &[u8],
+) -> io::Result<()> {
     let read_timeout = shared.client_limits.read_timeout;
-    match timeout(read_timeout, stream.write_all(out)).await {
+    // Flushed: TLS may hold written bytes until then.
+    let sent = async {
+        stream.write_all(out).await?;
+        stream.flush().await
+    };
+    match timeout(read_timeout, sent).await {
         Ok(written) => written,
         Err(_) => {
             if let Some(suppressed) = shared.warnings.slow_client.check() {

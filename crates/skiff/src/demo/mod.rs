@@ -27,7 +27,10 @@ use anyhow::Context;
 use monitor::{failovers, LeaderMonitor, Observation};
 use progress::Progress;
 use skiff::process_cluster::{write_dev_certs, Ports, ProcessCluster, STOP_GRACE};
-use skiff::status_probe::{probe, wait_for_leader, wait_until_answering, PROBE_TIMEOUT_DEFAULT};
+use skiff::status_probe::{
+    probe_with, wait_for_leader_with, wait_until_answering_with, PROBE_TIMEOUT_DEFAULT,
+};
+use skiff_fs::ClientTls;
 use skiff_fs::{Client, ClientError};
 use skiff_node::{NodeId, Term};
 use std::sync::atomic::Ordering;
@@ -85,6 +88,10 @@ pub struct DemoArgs {
     /// in the temporary directory.
     #[arg(long)]
     tls: bool,
+    /// With --tls, the clients (the workload, the status polls, the final
+    /// reads) use TLS too: `clients = true` in the cluster's configuration.
+    #[arg(long, requires = "tls")]
+    client_tls: bool,
 }
 
 /// Runs the demo; an error when anything was lost or went wrong.
@@ -95,7 +102,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .context("cannot create a temporary directory")?;
     let program = std::env::current_exe().context("cannot find the skiff binary")?;
     let tls = match args.tls {
-        true => Some(write_dev_certs(dir.path(), NODES)?),
+        true => Some(skiff_node::TlsConfig {
+            clients: args.client_tls,
+            ..write_dev_certs(dir.path(), NODES)?
+        }),
         false => None,
     };
     let mut cluster =
@@ -105,10 +115,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     println!(
         "skiff demo: {NODES} nodes on 127.0.0.1 under {}{}",
         dir.path().display(),
-        if args.tls {
-            ", mutual TLS between them"
-        } else {
-            ""
+        match (args.tls, args.client_tls) {
+            (true, true) => ", mutual TLS between them, TLS for the clients",
+            (true, false) => ", mutual TLS between them",
+            _ => "",
         }
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -173,7 +183,8 @@ async fn demo(cluster: &mut ProcessCluster, args: &DemoArgs) -> anyhow::Result<S
     let progress = Arc::new(Progress::new());
     let addresses = cluster.client_addresses();
     start_cluster(cluster, &progress).await?;
-    let mut monitor = LeaderMonitor::start(addresses.clone());
+    let tls = client_tls(cluster)?;
+    let mut monitor = LeaderMonitor::start(addresses.clone(), tls.clone());
     let duration = args.duration;
     let clients = usize::try_from(args.clients).context("too many clients")?;
     progress.event(&format!(
@@ -183,7 +194,7 @@ async fn demo(cluster: &mut ProcessCluster, args: &DemoArgs) -> anyhow::Result<S
     progress.start_workload(duration);
     let started = Instant::now();
     let counters = Arc::new(LiveCounters::default());
-    let workers = spawn_clients(clients, &addresses, started + duration, &counters);
+    let workers = spawn_clients(clients, &addresses, tls, started + duration, &counters);
     let display = tokio::spawn(show_progress(
         started,
         duration,
@@ -229,16 +240,22 @@ async fn demo(cluster: &mut ProcessCluster, args: &DemoArgs) -> anyhow::Result<S
     Ok(summary)
 }
 
+/// The TLS the cluster's clients must use, if its configuration says so.
+fn client_tls(cluster: &ProcessCluster) -> anyhow::Result<Option<ClientTls>> {
+    ClientTls::for_cluster(cluster.config()).context("cannot use the cluster's CA for clients")
+}
+
 /// Starts every node and waits for the first leader.
 async fn start_cluster(cluster: &mut ProcessCluster, progress: &Progress) -> anyhow::Result<()> {
+    let tls = client_tls(cluster)?;
     cluster.start_all()?;
     for id in cluster.ids() {
         let address = cluster.client_address(id)?.to_string();
-        wait_until_answering(&address, START_PATIENCE)
+        wait_until_answering_with(tls.as_ref(), &address, START_PATIENCE)
             .await
             .with_context(|| format!("node {id} does not answer on {address}"))?;
     }
-    let leader = wait_for_leader(&cluster.client_addresses(), START_PATIENCE)
+    let leader = wait_for_leader_with(tls.as_ref(), &cluster.client_addresses(), START_PATIENCE)
         .await
         .context("no leader was elected")?;
     progress.event(&format!(
@@ -253,6 +270,7 @@ async fn start_cluster(cluster: &mut ProcessCluster, progress: &Progress) -> any
 fn spawn_clients(
     clients: usize,
     addresses: &[String],
+    tls: Option<ClientTls>,
     until: Instant,
     counters: &Arc<LiveCounters>,
 ) -> Vec<tokio::task::JoinHandle<ClientReport>> {
@@ -261,7 +279,13 @@ fn spawn_clients(
             // Clients start on different servers, so followers redirect some.
             let mut servers = addresses.to_vec();
             servers.rotate_left(id % addresses.len());
-            tokio::spawn(run_client(id, servers, until, counters.clone()))
+            tokio::spawn(run_client(
+                id,
+                servers,
+                tls.clone(),
+                until,
+                counters.clone(),
+            ))
         })
         .collect()
 }
@@ -350,7 +374,8 @@ async fn restart(
         .leader
         .context("no leader at the restart")?;
     let leader_address = cluster.client_address(leader)?.to_string();
-    let target = probe(&leader_address, PROBE_TIMEOUT_DEFAULT)
+    let tls = client_tls(cluster)?;
+    let target = probe_with(tls.as_ref(), &leader_address, PROBE_TIMEOUT_DEFAULT)
         .await
         .context("the leader does not answer status")?
         .commit_index;
@@ -362,7 +387,7 @@ async fn restart(
     let address = cluster.client_address(id)?.to_string();
     let deadline = restarted_at + CATCH_UP_PATIENCE;
     loop {
-        if let Ok(report) = probe(&address, PROBE_TIMEOUT_DEFAULT).await {
+        if let Ok(report) = probe_with(tls.as_ref(), &address, PROBE_TIMEOUT_DEFAULT).await {
             if report.commit_index >= target {
                 let took = restarted_at.elapsed();
                 progress.event(&format!(
@@ -395,7 +420,8 @@ async fn verify(
     progress: &Progress,
 ) -> anyhow::Result<Verification> {
     let addresses = cluster.client_addresses();
-    let leader = wait_for_leader(&addresses, FAILOVER_PATIENCE)
+    let tls = client_tls(cluster)?;
+    let leader = wait_for_leader_with(tls.as_ref(), &addresses, FAILOVER_PATIENCE)
         .await
         .context("no leader for the final reads")?;
     let leader_address = cluster.client_address(leader.id)?.to_string();
@@ -407,7 +433,7 @@ async fn verify(
             .position(|a| *a == leader_address)
             .unwrap_or(0),
     );
-    let mut client = Client::new(workload::client_config(servers));
+    let mut client = Client::new(workload::client_config(servers, tls));
     let mut lost_writes = 0;
     let mut files = 0;
     for (owner, report) in reports.iter().enumerate() {

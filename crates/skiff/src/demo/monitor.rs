@@ -1,8 +1,9 @@
 //! Watching who leads, the way an operator would: by polling every server's
 //! `status` and taking the leader a majority agrees on.
 
-use skiff::status_probe::{agreed_leader, probe_all};
+use skiff::status_probe::{agreed_leader, probe_all_with};
 use skiff_fs::protocol::StatusReport;
+use skiff_fs::ClientTls;
 use skiff_node::{NodeId, Term};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,15 +33,16 @@ pub struct LeaderMonitor {
 }
 
 impl LeaderMonitor {
-    /// Starts polling `addresses`, every server of the cluster.
-    pub fn start(addresses: Vec<String>) -> LeaderMonitor {
+    /// Starts polling `addresses`, every server of the cluster, over `tls`
+    /// if the cluster's clients must use it.
+    pub fn start(addresses: Vec<String>, tls: Option<ClientTls>) -> LeaderMonitor {
         let first = Observation {
             at: Instant::now(),
             leader: None,
         };
         let (publish, current) = watch::channel(first);
         let history = Arc::new(Mutex::new(vec![first]));
-        let task = tokio::spawn(poll(addresses, publish, history.clone()));
+        let task = tokio::spawn(poll(addresses, tls, publish, history.clone()));
         LeaderMonitor {
             current,
             history,
@@ -83,11 +85,12 @@ impl Drop for LeaderMonitor {
 
 async fn poll(
     addresses: Vec<String>,
+    tls: Option<ClientTls>,
     publish: watch::Sender<Observation>,
     history: Arc<Mutex<Vec<Observation>>>,
 ) {
     loop {
-        let reports = probe_all(&addresses, PROBE_TIMEOUT).await;
+        let reports = probe_all_with(tls.as_ref(), &addresses, PROBE_TIMEOUT).await;
         let leader = agreed_leader(&reports, addresses.len()).map(|r: StatusReport| (r.id, r.term));
         if leader != publish.borrow().leader {
             let seen = Observation {

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use skiff_fs::protocol::Version;
 use skiff_fs::workload::Rng;
-use skiff_fs::{Client, ClientConfig, ClientError, File};
+use skiff_fs::{Client, ClientConfig, ClientError, ClientTls, File};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -226,9 +226,11 @@ impl ClientReport {
     }
 }
 
-/// A client's settings: patient enough to ride out an election.
-pub fn client_config(servers: Vec<String>) -> ClientConfig {
+/// A client's settings: patient enough to ride out an election; TLS if
+/// `tls` (the cluster's clients must use it).
+pub fn client_config(servers: Vec<String>, tls: Option<ClientTls>) -> ClientConfig {
     ClientConfig {
+        tls,
         attempts_max: 100,
         backoff: Duration::from_millis(50),
         request_timeout: Duration::from_secs(3),
@@ -236,15 +238,16 @@ pub fn client_config(servers: Vec<String>) -> ClientConfig {
     }
 }
 
-/// Runs client `id` against `servers` until `until`: writes, reads and cas
+/// Runs client `id` against `servers` (over `tls`, if any) until `until`: writes, reads and cas
 /// on its own files, checking every answer against what it knows.
 pub async fn run_client(
     id: usize,
     servers: Vec<String>,
+    tls: Option<ClientTls>,
     until: Instant,
     counters: Arc<LiveCounters>,
 ) -> ClientReport {
-    let mut client = Client::new(client_config(servers));
+    let mut client = Client::new(client_config(servers, tls));
     let mut report = ClientReport::new();
     let mut rng = Rng::for_client(id as u64);
     let mut sequence = 0u64;
