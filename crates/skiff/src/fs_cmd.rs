@@ -99,6 +99,7 @@ pub fn run(args: &FsArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let tls = args.servers.client_tls()?;
+    let plain = tls.is_none();
     let mut client = Client::new(ClientConfig {
         tls,
         ..ClientConfig::new(servers)
@@ -109,6 +110,13 @@ pub fn run(args: &FsArgs) -> anyhow::Result<()> {
         Ok(()) => Ok(()),
         Err(Failure::Client(error)) => {
             eprintln!("skiff fs: {}", describe(&args.operation, &error));
+            if plain && matches!(error, ClientError::Unavailable { .. }) {
+                // A TLS-only server closes a plain connection unanswered.
+                eprintln!(
+                    "hint: if the cluster serves clients over TLS only ([tls] clients = true), \
+                     pass --config CLUSTER.toml or --tls-ca CA.pem"
+                );
+            }
             std::process::exit(exit_status(&error));
         }
         Err(Failure::Other(error)) => Err(error),
