@@ -20,10 +20,14 @@ struct Up {
 
 impl Up {
     fn start(dir: &Path) -> Up {
-        let mut child = skiff(&["up", "--dir", dir.to_str().unwrap(), "--base-port", "0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        Up::start_with(dir, &[])
+    }
+
+    /// `skiff up` with `extra` flags after the usual ones.
+    fn start_with(dir: &Path, extra: &[&str]) -> Up {
+        let mut args = vec!["up", "--dir", dir.to_str().unwrap(), "--base-port", "0"];
+        args.extend_from_slice(extra);
+        let mut child = skiff(&args).stdout(Stdio::piped()).spawn().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let (mut pids, mut config, mut printed) = (Vec::new(), None, String::new());
         loop {
@@ -152,6 +156,53 @@ fn files_round_trip_through_a_cluster_started_with_up() {
     for pid in &up.pids {
         assert!(!process_exists(*pid), "node pid {pid} outlived skiff up");
     }
+}
+
+#[test]
+fn a_cluster_started_with_tls_serves_tls_clients_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start_with(&dir.path().join("cluster"), &["--tls", "--client-tls"]);
+    // `skiff fs --config` finds [tls] in the configuration and uses it.
+    let written = up.fs(&["write", "secret", "-"], b"over tls");
+    assert!(written.status.success(), "{written:?}");
+    let read = up.fs(&["read", "secret"], b"");
+    assert!(read.status.success(), "{read:?}");
+    assert_eq!(read.stdout, b"over tls");
+
+    let config = skiff_node::ClusterConfig::load(Path::new(&up.config)).unwrap();
+    let tls = config.tls.as_ref().expect("up --tls writes [tls]");
+    assert!(tls.clients, "up --client-tls sets clients = true");
+    let key = skiff_node::tls::path_for_node(&tls.key, skiff_node::NodeId(1));
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+
+    // A plain client is answered by no one, and told why that may be.
+    let address = config.nodes[0].client_address.to_string();
+    let plain = skiff(&["fs", "read", "secret", "--servers", &address])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success(), "{plain:?}");
+    assert!(
+        stderr_of(&plain).contains("serves clients over TLS only"),
+        "{}",
+        stderr_of(&plain)
+    );
+    // With the CA alone, the same address answers.
+    let ca = tls.ca.to_str().unwrap();
+    let trusted = skiff(&[
+        "fs",
+        "read",
+        "secret",
+        "--servers",
+        &address,
+        "--tls-ca",
+        ca,
+    ])
+    .output()
+    .unwrap();
+    assert!(trusted.status.success(), "{trusted:?}");
+    assert_eq!(trusted.stdout, b"over tls");
 }
 
 #[test]
