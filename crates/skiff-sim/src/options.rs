@@ -40,6 +40,9 @@ pub struct SimOptions {
     pub heartbeat_interval_ms: u64,
     /// Storage faults on top of the profile's.
     pub disk_faults: DiskFaults,
+    /// Forged messages that no correct peer sends, which every node must
+    /// reject (`world/forgery.rs`).
+    pub forgeries: bool,
 }
 
 impl SimOptions {
@@ -56,6 +59,7 @@ impl SimOptions {
             election_timeout_ms: 150,
             heartbeat_interval_ms: 50,
             disk_faults: DiskFaults::Off,
+            forgeries: false,
         }
     }
 

@@ -47,6 +47,8 @@ pub struct SimStats {
     pub storage_faults: [u64; 6],
     /// Damaged nodes that finished repairing.
     pub repairs: u64,
+    /// Forged messages handed to nodes (each one rejected, or the run failed).
+    pub forgeries: u64,
 }
 
 impl SimStats {
@@ -77,6 +79,7 @@ impl SimStats {
             *sum += count;
         }
         self.repairs += other.repairs;
+        self.forgeries += other.forgeries;
     }
 
     /// Storage faults injected, of every kind.

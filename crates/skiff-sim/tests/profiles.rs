@@ -7,7 +7,7 @@
 use skiff_sim::{run_seeds, DiskFaults, FaultProfile, Limit, SeedsPlan, SeedsSummary, SimOptions};
 
 fn run_profile(profile: FaultProfile, seeds: u64, seconds: u64) -> SeedsSummary {
-    run_with_disks(profile, DiskFaults::Off, seeds, seconds)
+    run_configured(profile, seeds, seconds, |_| {})
 }
 
 fn run_with_disks(
@@ -16,8 +16,20 @@ fn run_with_disks(
     seeds: u64,
     seconds: u64,
 ) -> SeedsSummary {
+    run_configured(profile, seeds, seconds, |options| {
+        options.disk_faults = disk_faults
+    })
+}
+
+/// `seeds` runs of `profile`, `seconds` long, with options `configure` sets.
+fn run_configured(
+    profile: FaultProfile,
+    seeds: u64,
+    seconds: u64,
+    configure: impl FnOnce(&mut SimOptions),
+) -> SeedsSummary {
     let mut options = SimOptions::new(0).with_profile(profile);
-    options.disk_faults = disk_faults;
+    configure(&mut options);
     options.limit = Limit::Time { ms: seconds * 1000 };
     let plan = SeedsPlan {
         seeds: 1..=seeds,
@@ -110,6 +122,16 @@ fn crashes_with_many_faulty_disks() {
     let summary = run_with_disks(FaultProfile::Crashes, DiskFaults::Many, 60, 20);
     let s = &summary.stats;
     assert!(s.repairs > 0 && s.storage_faults_total() > 0, "{s:?}");
+}
+
+#[test]
+fn chaos_with_forged_messages() {
+    let summary = run_configured(FaultProfile::Chaos, 100, 20, |options| {
+        options.forgeries = true
+    });
+    // One forgery every 200 ms on average, while some node is up.
+    let s = &summary.stats;
+    assert!(s.forgeries >= 100 * 50, "{s:?}");
 }
 
 #[test]

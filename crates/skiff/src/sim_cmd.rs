@@ -87,6 +87,12 @@ pub struct SimArgs {
     #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true,
           default_value = "off", default_missing_value = "one")]
     disk_faults: DiskFaults,
+    /// Forged messages on top of the profile: at random moments a node is
+    /// handed a message no correct peer sends (a term far ahead, a second
+    /// leader, a success for entries never sent, ...), crafted from its
+    /// state, which it must reject without changing its term, vote or log.
+    #[arg(long)]
+    forge: bool,
     /// Clients submitting appends; at least one, as liveness is judged by a
     /// client's append.
     #[arg(long, default_value_t = 3,
@@ -147,6 +153,7 @@ fn options_of(args: &SimArgs) -> SimOptions {
     options.nodes = args.nodes;
     options.clients = args.clients;
     options.disk_faults = args.disk_faults;
+    options.forgeries = args.forge;
     options.limit = match (args.duration, args.steps) {
         (_, Some(steps)) => Limit::Steps(steps),
         (Some(duration), None) => Limit::Time {
@@ -287,8 +294,8 @@ fn headline(
     };
     format!(
         "skiff sim: seeds {}..{}, {} nodes, {} clients, faults {} (loss {}, dup {}, slow {}, \
-         {} partitions/s, {} crashes/s), disk faults {}, {limit} per seed then a quiet period, \
-         {jobs} jobs",
+         {} partitions/s, {} crashes/s), disk faults {}, forgeries {}, {limit} per seed then a \
+         quiet period, {jobs} jobs",
         seeds.start(),
         seeds.end(),
         args.nodes,
@@ -299,7 +306,8 @@ fn headline(
         f.latency_tail,
         f.partition_rate,
         f.crash_rate,
-        options.disk_faults
+        options.disk_faults,
+        if options.forgeries { "on" } else { "off" }
     )
 }
 
@@ -346,6 +354,13 @@ fn write_summary(
     writeln!(out, "  faults      {}", s.faults_line())?;
     if args.disk_faults != DiskFaults::Off {
         writeln!(out, "  storage     {}", s.storage_line())?;
+    }
+    if args.forge {
+        writeln!(
+            out,
+            "  forgeries   {} forged messages, every one rejected",
+            s.forgeries
+        )?;
     }
     writeln!(
         out,
@@ -401,6 +416,9 @@ fn replay_command(args: &SimArgs, seed: u64) -> String {
     }
     if args.disk_faults != DiskFaults::Off {
         let _ = write!(command, " --disk-faults={}", args.disk_faults);
+    }
+    if args.forge {
+        command.push_str(" --forge");
     }
     let rates = [
         ("loss", args.loss),

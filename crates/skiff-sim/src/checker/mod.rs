@@ -18,6 +18,7 @@ pub mod current_term_commit;
 pub mod damage_noticed;
 pub mod durable_state;
 pub mod election_safety;
+pub mod forgery_refused;
 pub mod leader_append_only;
 pub mod leader_completeness;
 pub mod liveness;
@@ -79,6 +80,8 @@ pub enum Rule {
     RepairBeforeVote,
     /// No correct peer's message is rejected as impossible.
     NoFalseRejection,
+    /// A forged message is rejected, and changes nothing.
+    ForgeryRefused,
     /// A machine panicked (a broken invariant inside the core).
     Panic,
 }
@@ -105,6 +108,7 @@ impl Rule {
             Rule::DamageNoticed => "Damage Noticed",
             Rule::RepairBeforeVote => "Repair Before Vote",
             Rule::NoFalseRejection => "No False Rejection",
+            Rule::ForgeryRefused => "Forgery Refused",
             Rule::Panic => "Panic",
         }
     }
@@ -231,6 +235,7 @@ pub struct Checkers {
     votes: vote_once::VoteOnce,
     repair: repair_before_vote::RepairBeforeVote,
     liveness: liveness::Liveness,
+    forgery: forgery_refused::ForgeryRefused,
     batch: Option<Batch>,
 }
 
@@ -248,8 +253,15 @@ impl Checkers {
             votes: Default::default(),
             repair: Default::default(),
             liveness: Default::default(),
+            forgery: Default::default(),
             batch: None,
         }
+    }
+
+    /// The next batch handles a forged message that must be rejected as
+    /// `reason` (a [`skiff_core::Rejection`] name).
+    pub fn expect_rejection(&mut self, reason: &'static str) {
+        self.forgery.expect(reason);
     }
 
     /// The agreed sequence so far.
@@ -283,7 +295,9 @@ impl Checkers {
     /// `node` is about to perform `action`; `disk` is its disk before it.
     pub fn action(&mut self, node: NodeId, action: &Action, disk: &Durable) -> Result<(), Failure> {
         self.order.observe(node, action)?;
-        no_false_rejection::check(node, action)?;
+        if !self.forgery.observe(action) {
+            no_false_rejection::check(node, action)?;
+        }
         if action.is_persistence() {
             durable_state::check_action(node, action, disk)?;
         }
@@ -375,6 +389,7 @@ impl Checkers {
             return Ok(());
         };
         let before = batch.before;
+        self.forgery.end_batch(node, &before, &after)?;
         // A leader's term cannot change while it leads, so checking at the
         // moment it takes office covers its whole tenure.
         let took_office = after.role == Role::Leader
@@ -401,6 +416,7 @@ impl Checkers {
     /// The batch in progress ended in a crash; there is no state after it.
     pub fn abort_batch(&mut self) {
         self.batch = None;
+        self.forgery.abort_batch();
     }
 
     /// `node` restarted from its disk.

@@ -24,6 +24,7 @@ pub(super) mod kind {
     pub const CLIENT_GIVES_UP: u64 = 9;
     pub const SEND_FATE: u64 = 10;
     pub const STORAGE_FAULT: u64 = 11;
+    pub const FORGE: u64 = 12;
 }
 
 /// What a machine is asked to do in a batch.

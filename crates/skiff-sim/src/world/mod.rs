@@ -11,10 +11,12 @@
 //!
 //! The work is split by concern: `batch` runs one event through a machine
 //! and performs its actions, `injection` crashes, restarts and partitions,
-//! `clients` handles client requests.
+//! `clients` handles client requests, `storage` the disks' faults and
+//! `forgery` the forged messages of `--forge`.
 
 mod batch;
 mod clients;
+mod forgery;
 mod injection;
 mod storage;
 
@@ -59,6 +61,8 @@ enum WorldEvent {
     QuietStart,
     /// The liveness bound passes.
     LivenessDeadline,
+    /// A forged message reaches a node (`forgery.rs`).
+    Forge,
 }
 
 /// One member of the cluster.
@@ -225,7 +229,7 @@ impl World {
             self.trace.line(format_args!(
                 "# seed={} nodes={} clients={} {limit} faults={} loss={} dup={} slow={} \
                  partition_rate={} crash_rate={} election={} heartbeat={} inflight_max={} \
-                 entries_per_message_max={} disk_faults={}",
+                 entries_per_message_max={} disk_faults={} forgeries={}",
                 o.seed,
                 o.nodes,
                 o.clients,
@@ -239,7 +243,8 @@ impl World {
                 c.heartbeat_interval_ms,
                 c.inflight_max,
                 c.entries_per_message_max,
-                o.disk_faults
+                o.disk_faults,
+                o.forgeries
             ));
         }
         for index in 0..self.nodes.len() {
@@ -250,6 +255,7 @@ impl World {
             self.queue.push(at, WorldEvent::ClientSubmit { client });
         }
         self.schedule_first_faults();
+        self.schedule_forgery();
         if let Limit::Time { ms } = self.options.limit {
             self.queue
                 .push(ms.saturating_mul(1000), WorldEvent::QuietStart);
@@ -269,6 +275,7 @@ impl World {
             WorldEvent::PartitionHeal => self.partition_heal(),
             WorldEvent::QuietStart => self.start_quiet(),
             WorldEvent::LivenessDeadline => self.liveness_deadline(),
+            WorldEvent::Forge => self.forge(),
         }
     }
 
