@@ -77,6 +77,7 @@ fn a_clean_directory_passes_and_a_flipped_bit_is_reported_with_its_file_and_offs
 
 #[test]
 fn a_directory_left_repairing_reports_the_flag_and_would_start_repairing() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (_parent, dir) = written_dir();
     let segment = dir.join(format!("{:020}.wal", 1));
     let mut bytes = std::fs::read(&segment).unwrap();
