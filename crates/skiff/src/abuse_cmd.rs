@@ -21,7 +21,7 @@ use crate::duration_arg;
 use anyhow::Context;
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use skiff::process_cluster::{Ports, ProcessCluster};
-use skiff::status_probe::{wait_for_leader, wait_until_answering};
+use skiff::status_probe::wait_for_leader;
 use skiff_fs::{Client, ClientConfig};
 use skiff_node::{LimitsConfig, NodeId};
 use std::net::SocketAddr;
@@ -110,14 +110,7 @@ pub fn run(args: &AbuseArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     // `cluster` is dropped, stopping every node, whichever way this returns.
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            signal = skiff::shutdown::requested() => Err(anyhow::anyhow!("interrupted by {signal}")),
-            outcome = abuse(&mut cluster, args) => outcome,
-        }
-    });
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    outcome
+    skiff::shutdown::run_until_requested(runtime, abuse(&mut cluster, args))
 }
 
 /// Raises this process's soft limit on open files to `needed` (the nodes it
@@ -210,16 +203,7 @@ fn rss_bound_kib(before: u64, limits: &LimitsConfig, connections: u64) -> u64 {
 /// Starts every node and waits for a leader: its id, client address and
 /// process id.
 async fn start(cluster: &mut ProcessCluster) -> anyhow::Result<(NodeId, SocketAddr, u32)> {
-    cluster.start_all()?;
-    for id in cluster.ids() {
-        let address = cluster.client_address(id)?.to_string();
-        if let Err(error) = wait_until_answering(&address, START_PATIENCE).await {
-            anyhow::bail!(
-                "node {id} does not answer on {address}: {error}\n{}",
-                cluster.log_tail(id)
-            );
-        }
-    }
+    cluster.start_all_answering(START_PATIENCE).await?;
     let leader = wait_for_leader(&cluster.client_addresses(), START_PATIENCE)
         .await
         .context("the cluster elected no leader")?

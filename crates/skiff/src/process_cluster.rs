@@ -65,6 +65,18 @@ pub enum ClusterError {
     /// No free ports could be found on 127.0.0.1.
     #[error("cannot find free ports on 127.0.0.1: {0}")]
     FreePorts(std::io::Error),
+    /// A started node never answered on its client address.
+    #[error("node {id} does not answer on {address}: {reason}\n{log_tail}")]
+    NotAnswering {
+        /// The node.
+        id: NodeId,
+        /// Its client address.
+        address: SocketAddr,
+        /// Why the last probe failed.
+        reason: String,
+        /// The end of its log.
+        log_tail: String,
+    },
     /// A node process could not be started.
     #[error("cannot start node {id} with {program}")]
     Spawn {
@@ -326,6 +338,26 @@ impl ProcessCluster {
         for id in self.ids() {
             if !self.is_running(id) {
                 self.start(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts every node that is not running and waits until each answers
+    /// `status` on its client address, for at most `patience` each.
+    pub async fn start_all_answering(&mut self, patience: Duration) -> Result<(), ClusterError> {
+        self.start_all()?;
+        for id in self.ids() {
+            let address = self.client_address(id)?;
+            let probed = address.to_string();
+            let answer = crate::status_probe::wait_until_answering(&probed, patience).await;
+            if let Err(error) = answer {
+                return Err(ClusterError::NotAnswering {
+                    id,
+                    address,
+                    reason: error.to_string(),
+                    log_tail: self.log_tail(id),
+                });
             }
         }
         Ok(())

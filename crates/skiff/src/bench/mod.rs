@@ -37,7 +37,7 @@ use floor::Floor;
 use load::{Measurement, Schedule};
 use report::{Report, TargetReport};
 use skiff::process_cluster::{write_dev_certs, Ports, ProcessCluster, STOP_GRACE};
-use skiff::status_probe::{wait_for_leader, wait_until_answering};
+use skiff::status_probe::wait_for_leader;
 use skiff_node::ClusterConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -180,14 +180,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            signal = skiff::shutdown::requested() => Err(anyhow::anyhow!("interrupted by {signal}")),
-            results = measure_targets(args, dir.path()) => results,
-        }
-    });
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    let (results, mut floors) = outcome?;
+    let (results, mut floors) =
+        skiff::shutdown::run_until_requested(runtime, measure_targets(args, dir.path()))?;
     if args.wants_floor() && floors.is_empty() {
         floors.push(measure_floor(args, dir.path())?);
     }
@@ -312,16 +306,7 @@ async fn start_skiff(nodes: u64, dir: &Path, tls: bool) -> anyhow::Result<Proces
     };
     let mut cluster =
         ProcessCluster::create_local_configured(program, dir, nodes, Ports::Free, |c| c.tls = tls)?;
-    cluster.start_all()?;
-    for id in cluster.ids() {
-        let address = cluster.client_address(id)?.to_string();
-        if let Err(error) = wait_until_answering(&address, START_PATIENCE).await {
-            anyhow::bail!(
-                "node {id} does not answer on {address}: {error}\n{}",
-                cluster.log_tail(id)
-            );
-        }
-    }
+    cluster.start_all_answering(START_PATIENCE).await?;
     wait_for_leader(&cluster.client_addresses(), START_PATIENCE)
         .await
         .context("the skiff nodes elected no leader")?;
