@@ -435,6 +435,13 @@ mod tests {
         assert_eq!(ClusterConfig::load(&path).unwrap(), config);
     }
 
+    /// `text` written to `dir/c.toml` and loaded from there.
+    fn load_text(dir: &Path, text: &str) -> ClusterConfig {
+        let path = dir.join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        ClusterConfig::load(&path).unwrap()
+    }
+
     #[test]
     fn defaults_fill_in_and_relative_dirs_follow_the_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -446,9 +453,7 @@ mod tests {
             client_address = "127.0.0.1:9002"
             data_dir = "n1"
         "#;
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, text).unwrap();
-        let config = ClusterConfig::load(&path).unwrap();
+        let config = load_text(dir.path(), text);
         assert_eq!(config.election_timeout_ms, ELECTION_TIMEOUT_MS_DEFAULT);
         assert_eq!(config.nodes[0].data_dir, dir.path().join("n1"));
         assert_eq!(config.tls, None);
@@ -469,9 +474,7 @@ mod tests {
             client_address = "127.0.0.1:9002"
             data_dir = "n1"
         "#;
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, text).unwrap();
-        let tls = ClusterConfig::load(&path).unwrap().tls.unwrap();
+        let tls = load_text(dir.path(), text).tls.unwrap();
         assert_eq!(tls.ca, dir.path().join("certs/ca.pem"));
         assert_eq!(tls.cert, dir.path().join("certs/node-{id}.pem"));
         assert_eq!(tls.key, PathBuf::from("/abs/node-{id}.key"));

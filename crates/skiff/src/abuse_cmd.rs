@@ -262,34 +262,32 @@ async fn measure_while<T>(
 /// connection with an answer it no longer waits for.
 async fn measure_writes(client: &mut Client, phase: &str, stopped: watch::Receiver<bool>) -> Phase {
     let contents = bytes::Bytes::from(vec![b'w'; PROBE_CONTENT_BYTES]);
-    let mut latencies = Vec::new();
+    let mut latency_us = crate::bench::load::latency_histogram();
     let (mut failed, mut first_error) = (0, None);
     while !*stopped.borrow() {
-        let name = format!("abuse-probe-{phase}-{}", latencies.len() % 100);
+        let name = format!("abuse-probe-{phase}-{}", latency_us.len() % 100);
         let started = Instant::now();
         match client.write(&name, contents.clone(), 0).await {
-            Ok(_) => latencies.push(started.elapsed()),
+            Ok(_) => {
+                let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                latency_us.saturating_record(us.max(1));
+            }
             Err(error) => {
                 failed += 1;
                 first_error.get_or_insert_with(|| error.to_string());
             }
         }
     }
-    latencies.sort_unstable();
+    let quantile = |q: f64| {
+        (!latency_us.is_empty()).then(|| Duration::from_micros(latency_us.value_at_quantile(q)))
+    };
     Phase {
-        writes: latencies.len() + failed,
+        writes: latency_us.len() as usize + failed,
         failed,
         first_error,
-        p50: percentile(&latencies, 0.50),
-        p99: percentile(&latencies, 0.99),
+        p50: quantile(0.50),
+        p99: quantile(0.99),
     }
-}
-
-/// The nearest-rank `quantile` of `sorted`.
-fn percentile(sorted: &[Duration], quantile: f64) -> Option<Duration> {
-    // The rank is at most the length, which fits an f64 exactly here.
-    let rank = (quantile * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.saturating_sub(1)).copied()
 }
 
 /// The resident memory of process `pid`, in KiB.
@@ -468,18 +466,6 @@ mod tests {
         assert_eq!(parse_vm_rss_kib(status), Some(12345));
         assert_eq!(parse_vm_rss_kib("Name:\tskiff\n"), None);
         assert!(resident_kib(std::process::id()).unwrap() > 0);
-    }
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let sorted: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&sorted, 0.50), Some(Duration::from_millis(50)));
-        assert_eq!(percentile(&sorted, 0.99), Some(Duration::from_millis(99)));
-        assert_eq!(
-            percentile(&sorted[..1], 0.99),
-            Some(Duration::from_millis(1))
-        );
-        assert_eq!(percentile(&[], 0.5), None);
     }
 
     #[test]

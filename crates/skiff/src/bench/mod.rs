@@ -26,7 +26,7 @@ mod etcd;
 mod floor;
 mod grpc;
 mod http;
-mod load;
+pub(crate) mod load;
 mod process;
 mod report;
 mod writer;
