@@ -68,6 +68,11 @@ impl Admitted {
     }
 }
 
+/// The most read from an idle connection when it wakes: enough for most
+/// requests whole, small enough to cost idle connections next to nothing.
+const IDLE_READ_BYTES: usize = 512;
+const _: () = assert!(IDLE_READ_BYTES <= super::buffer::UNBUDGETED_BYTES);
+
 /// Serves one client until it closes, sends a malformed request, breaks a
 /// limit, is evicted, or the server stops.
 pub(super) async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
@@ -79,12 +84,13 @@ pub(super) async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buffer = RequestBuffer::new(&shared.budget, shared.limits.request_bytes_max());
     // When the request being received must be whole.
     let mut deadline = Instant::now() + limits.read_timeout;
+    let mut out = Vec::new();
     loop {
         match parse_client_message(buffer.bytes(), &shared.limits) {
             Ok(Parsed::Complete { value, consumed }) => {
                 // Released before the wait for a commit, which may be long.
                 buffer.consume(consumed);
-                let mut out = Vec::new();
+                out.clear();
                 match value {
                     ClientMessage::File(request) => shared.execute(request).await.encode(&mut out),
                     ClientMessage::Status => shared.status_report().encode(&mut out),
@@ -101,14 +107,15 @@ pub(super) async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
                 return stream.shutdown().await;
             }
         }
-        // The first byte of a request that arrives while idle: read alone,
-        // so that an idle connection holds no buffer.
-        let mut first_byte = None;
+        // The first bytes of a request that arrives while idle: read into
+        // a small array, so that an idle connection holds no buffer, yet
+        // a small request still arrives in one read.
+        let mut first = [0u8; IDLE_READ_BYTES];
+        let mut first_read = 0;
         if buffer.is_empty() {
-            let mut byte = [0u8; 1];
-            match admitted.idle_until(shared, stream.read(&mut byte)).await? {
+            match admitted.idle_until(shared, stream.read(&mut first)).await? {
                 None | Some(0) => return Ok(()),
-                Some(_) => first_byte = Some(byte[0]),
+                Some(read) => first_read = read,
             }
             deadline = Instant::now() + limits.read_timeout;
         }
@@ -133,8 +140,9 @@ pub(super) async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
             answer(&mut stream, shared, &Response::Internal).await?;
             return Ok(());
         }
-        if let Some(byte) = first_byte {
-            buffer.unfilled().push(byte);
+        if first_read > 0 {
+            // Fits: an empty buffer's first room is far above IDLE_READ_BYTES.
+            buffer.unfilled().extend_from_slice(&first[..first_read]);
             continue;
         }
         let read = tokio::select! {

@@ -44,7 +44,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
@@ -254,11 +254,12 @@ impl Dialer {
 
 /// Sends queued messages, gathering whatever is ready into one write.
 /// Returns `Ok` when the queue closes, `Err` when the connection fails.
+/// The gathering buffer is the only one: a `BufWriter` on top would copy
+/// every batch once more. The flush is what pushes TLS records out.
 async fn pump(
-    stream: BoxedStream,
+    mut writer: BoxedStream,
     queue: &mut mpsc::Receiver<Message>,
 ) -> Result<(), ConnectionError> {
-    let mut writer = BufWriter::new(stream);
     let mut buffer = Vec::new();
     loop {
         let Some(first) = queue.recv().await else {
