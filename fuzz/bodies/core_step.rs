@@ -87,6 +87,9 @@ impl Promises {
             match action {
                 Action::Send { .. } | Action::Commit { .. } => seen_io = true,
                 Action::Alarm { .. } | Action::Rejected { .. } => {}
+                Action::LogCompact { .. } | Action::SnapshotInstall { .. } => {
+                    panic!("no snapshot event was fed, yet the machine acted on one: {action}")
+                }
                 Action::StateStore { term, voted_for } => {
                     self.durable_hard_state = HardState {
                         term: *term,
@@ -176,6 +179,7 @@ fn start_state(input: &mut Unstructured<'_>, peers: u64) -> Result<StartState> {
             voted_for,
         },
         commit_index: LogIndex(input.int_in_range(0..=log.len() as u64)?),
+        snapshot: Default::default(),
         log,
         damaged: input.ratio(1, 8)?,
     })

@@ -2,7 +2,7 @@
 
 use crate::entries::Entries;
 use crate::message::Message;
-use crate::types::{Entry, LogIndex, NodeId, Term};
+use crate::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
 use bytes::Bytes;
 use std::fmt;
 
@@ -58,6 +58,24 @@ pub enum Action {
         /// The vote cast in `term`, if any.
         voted_for: Option<NodeId>,
     },
+    /// The log through `through` is captured in the snapshot of the same
+    /// index (see [`Event::SnapshotTaken`](crate::Event::SnapshotTaken)):
+    /// the driver may discard those entries from its durable log. Nothing
+    /// depends on when it does; until then restarts replay them needlessly.
+    LogCompact {
+        /// The last index the snapshot covers.
+        through: LogIndex,
+    },
+    /// Durably make `snapshot`, the one the driver received with the
+    /// [`InstallSnapshotReq`](crate::InstallSnapshotReq) just stepped, this
+    /// node's snapshot, and replace the whole log with it: every entry is
+    /// discarded, and the log continues at `snapshot.index + 1`. The
+    /// application's state is restored from the snapshot; entries up to
+    /// `snapshot.index` are committed and are not reported one by one.
+    SnapshotInstall {
+        /// The snapshot installed.
+        snapshot: SnapshotMeta,
+    },
     /// A message from `from` was dropped or refused because no correct peer
     /// could have sent it (see [`Rejection`]). There is nothing to perform:
     /// the driver reports it (a log line, a counter), because it means a
@@ -102,6 +120,9 @@ pub enum Rejection {
         /// The index acknowledged.
         index: LogIndex,
     },
+    /// An InstallSnapshotReq no correct leader sends: a snapshot of a term
+    /// after the request's, or of a term but no entry (index 0).
+    MalformedSnapshot,
     /// A VoteReq naming a candidate other than its sender.
     CandidateNotSender,
     /// A VoteReq whose last log term is above its own term.
@@ -125,11 +146,15 @@ impl Action {
     }
 
     /// Whether the action changes durable state (`StateStore`, `LogStore`,
-    /// `LogTruncate`), as opposed to talking to the world.
+    /// `LogTruncate`, `SnapshotInstall`), as opposed to talking to the
+    /// world. `LogCompact` is not: it only permits the driver to forget.
     pub fn is_persistence(&self) -> bool {
         matches!(
             self,
-            Action::StateStore { .. } | Action::LogStore { .. } | Action::LogTruncate { .. }
+            Action::StateStore { .. }
+                | Action::LogStore { .. }
+                | Action::LogTruncate { .. }
+                | Action::SnapshotInstall { .. }
         )
     }
 }
@@ -155,6 +180,16 @@ pub enum CommitError {
         /// entry uniquely (two entries this node appended may share an index).
         term: Term,
     },
+    /// The entry this node appended as leader at `index` in `term` was
+    /// covered by a snapshot installed from a later leader before this node
+    /// learned its fate: it may or may not have committed. A client must
+    /// find out from the application's state before it retries.
+    OutcomeUnknown {
+        /// Where the entry had been appended.
+        index: LogIndex,
+        /// The term in which it was appended.
+        term: Term,
+    },
 }
 
 impl Rejection {
@@ -167,6 +202,7 @@ impl Rejection {
             Rejection::MalformedEntries => "MalformedEntries",
             Rejection::SecondLeader { .. } => "SecondLeader",
             Rejection::UnsentEntriesAcknowledged { .. } => "UnsentEntriesAcknowledged",
+            Rejection::MalformedSnapshot => "MalformedSnapshot",
             Rejection::CandidateNotSender => "CandidateNotSender",
             Rejection::VoteLogAfterTerm => "VoteLogAfterTerm",
             Rejection::VoteNeverAsked => "VoteNeverAsked",
@@ -196,6 +232,10 @@ impl fmt::Display for Rejection {
                 f,
                 "AppendEntriesResp acknowledges index {index}, past anything sent to it"
             ),
+            Rejection::MalformedSnapshot => write!(
+                f,
+                "InstallSnapshotReq for a snapshot no correct leader holds (a term after the request's)"
+            ),
             Rejection::CandidateNotSender => {
                 write!(f, "VoteReq names a candidate other than its sender")
             }
@@ -221,6 +261,11 @@ impl fmt::Display for CommitError {
             CommitError::Overwritten { index, term } => write!(
                 f,
                 "entry of term {term} at index {index} lost its place to another committed entry"
+            ),
+            CommitError::OutcomeUnknown { index, term } => write!(
+                f,
+                "entry of term {term} at index {index} was covered by an installed snapshot \
+                 before its outcome was known; it may or may not have committed"
             ),
         }
     }

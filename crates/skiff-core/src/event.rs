@@ -1,7 +1,7 @@
 //! What a driver feeds into the machine.
 
 use crate::message::Message;
-use crate::types::NodeId;
+use crate::types::{LogIndex, NodeId};
 use bytes::Bytes;
 
 /// An input to [`Machine::step`](crate::Machine::step).
@@ -14,6 +14,16 @@ pub enum Event {
     Append(Bytes),
     /// The alarm last requested by [`Action::Alarm`](crate::Action::Alarm) fired.
     Timeout,
+    /// The application's state through `index` is captured in a durable
+    /// snapshot (section 7): the machine drops its log through `index`,
+    /// keeping the term at `index` for the consistency check, and answers
+    /// with [`Action::LogCompact`](crate::Action::LogCompact). Ignored when
+    /// `index` is past the commit index (a snapshot holds committed state
+    /// only) or not past the current snapshot.
+    SnapshotTaken {
+        /// The last index the snapshot covers.
+        index: LogIndex,
+    },
     /// A message arrived from peer `from`.
     Receive {
         /// The peer that sent the message.

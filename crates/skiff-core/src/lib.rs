@@ -43,5 +43,8 @@ pub use config::{Config, ConfigError, TERM_LEAD_MAX_DEFAULT};
 pub use entries::Entries;
 pub use event::Event;
 pub use machine::{Machine, StartState, StateError};
-pub use message::{AppendEntriesReq, AppendEntriesResp, Message, VoteReq, VoteResp};
-pub use types::{Entry, HardState, LogIndex, NodeId, Role, Term};
+pub use message::{
+    AppendEntriesReq, AppendEntriesResp, InstallSnapshotReq, InstallSnapshotResp, Message, VoteReq,
+    VoteResp,
+};
+pub use types::{Entry, HardState, LogIndex, NodeId, Role, SnapshotMeta, Term};

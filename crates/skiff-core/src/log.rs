@@ -1,5 +1,6 @@
 //! The machine's in-memory copy of its log. The driver keeps the durable copy
-//! in step through `LogStore` and `LogTruncate` actions.
+//! in step through `LogStore`, `LogTruncate`, `LogCompact` and
+//! `SnapshotInstall` actions.
 //!
 //! The log is kept in runs: the entry lists it received or sent, shared
 //! with the messages and actions that carry them. A follower stores a whole
@@ -7,21 +8,27 @@
 //! view of a run, so neither clones entry by entry (each clone is an atomic
 //! reference count on the entry's data, the main cost of replication once
 //! nothing is copied).
+//!
+//! The log starts after its snapshot (section 7): entries through the
+//! snapshot's index are gone, and only the snapshot's term is kept, as the
+//! term at that index, for the consistency check of the entry after it.
 
 use crate::entries::Entries;
-use crate::types::{Entry, LogIndex, Term};
+use crate::types::{Entry, LogIndex, SnapshotMeta, Term};
 use std::mem;
 
-/// Entries from index 1, with the term lookups replication needs.
+/// Entries after the snapshot, with the term lookups replication needs.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Log {
+    /// What the entries before the first one became; `0:0` when none did.
+    snapshot: SnapshotMeta,
     /// Shared runs in index order, each non-empty, each starting where the
     /// one before ends.
     runs: Vec<Run>,
     /// Entries after the last run that nothing shares yet: a leader's own
     /// appends. They become a run when first sent.
     tail: Vec<Entry>,
-    /// The number of entries, runs and tail together.
+    /// The number of entries after the snapshot, runs and tail together.
     len: u64,
 }
 
@@ -46,22 +53,32 @@ const TAIL_CAPACITY_MAX: usize = 1024;
 const RECENT_RUNS: usize = 4;
 
 impl Log {
-    pub(crate) fn from_entries(entries: Vec<Entry>) -> Log {
-        let mut log = Log::default();
+    /// A log that starts after `snapshot` and holds `entries` after it.
+    pub(crate) fn from_entries(snapshot: SnapshotMeta, entries: Vec<Entry>) -> Log {
+        let mut log = Log {
+            snapshot,
+            ..Log::default()
+        };
         log.extend(&Entries::from(entries));
         log
     }
 
-    /// Every entry, in index order.
+    /// The snapshot the log starts after.
+    pub(crate) fn snapshot(&self) -> SnapshotMeta {
+        self.snapshot
+    }
+
+    /// Every entry after the snapshot, in index order.
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &Entry> + '_ {
-        self.iter_from(LogIndex(1))
+        self.iter_from(self.snapshot.index.next())
     }
 
     /// The entries from `from` to the end, in index order: one lookup,
-    /// then a walk, for reading a range of the log. Index 0 reads as 1.
+    /// then a walk, for reading a range of the log. An index the snapshot
+    /// covers reads as the first entry after it.
     pub(crate) fn iter_from(&self, from: LogIndex) -> impl ExactSizeIterator<Item = &Entry> + '_ {
-        let from = from.max(LogIndex(1));
-        let remaining = (self.len + 1).saturating_sub(from.0) as usize;
+        let from = from.max(self.snapshot.index.next());
+        let remaining = (self.last_index().0 + 1).saturating_sub(from.0) as usize;
         let tail_first = self.tail_first();
         if from >= tail_first {
             let offset = (from.0 - tail_first.0) as usize;
@@ -84,31 +101,37 @@ impl Log {
     }
 
     pub(crate) fn last_index(&self) -> LogIndex {
-        LogIndex(self.len)
+        LogIndex(self.snapshot.index.0 + self.len)
     }
 
     pub(crate) fn last_term(&self) -> Term {
         self.tail
             .last()
             .or_else(|| self.runs.last().and_then(|run| run.entries.last()))
-            .map_or(Term(0), |e| e.term)
+            .map_or(self.snapshot.term, |e| e.term)
     }
 
     /// The index of the tail's first entry.
     fn tail_first(&self) -> LogIndex {
-        LogIndex(self.len - self.tail.len() as u64 + 1)
+        LogIndex(self.last_index().0 - self.tail.len() as u64 + 1)
     }
 
-    /// The term at `index`: 0 for index 0, `None` past the end.
+    /// The term at `index`: 0 for index 0, the snapshot's term at its
+    /// index, `None` for an index the snapshot covers or past the end.
     pub(crate) fn term_at(&self, index: LogIndex) -> Option<Term> {
+        if index == self.snapshot.index {
+            return Some(self.snapshot.term);
+        }
         if index.0 == 0 {
             return Some(Term(0));
         }
         self.get(index).map(|e| e.term)
     }
 
+    /// The entry at `index`; `None` for an index the snapshot covers or
+    /// past the end.
     pub(crate) fn get(&self, index: LogIndex) -> Option<&Entry> {
-        if index.0 == 0 || index.0 > self.len {
+        if index <= self.snapshot.index || index > self.last_index() {
             return None;
         }
         let tail_first = self.tail_first();
@@ -121,7 +144,7 @@ impl Log {
 
     /// The position of the run holding `index`, which must be in a run.
     fn run_position(&self, index: LogIndex) -> usize {
-        debug_assert!(index.0 >= 1 && index < self.tail_first());
+        debug_assert!(index > self.snapshot.index && index < self.tail_first());
         let recent = self.runs.len().saturating_sub(RECENT_RUNS);
         if self.runs.get(recent).is_some_and(|run| run.first <= index) {
             if let Some(offset) = self.runs[recent..].iter().position(|r| index.0 < r.end()) {
@@ -144,7 +167,7 @@ impl Log {
         } else if !entries.is_empty() {
             self.seal();
             self.runs.push(Run {
-                first: LogIndex(self.len + 1),
+                first: self.last_index().next(),
                 entries: entries.clone(),
             });
         }
@@ -178,8 +201,8 @@ impl Log {
     /// data stays in memory as long as the run does: truncation is rare
     /// (a follower overwriting a deposed leader's entries) and touches few.
     pub(crate) fn truncate(&mut self, from: LogIndex) -> Vec<Entry> {
-        debug_assert!(from.0 >= 1 && from <= self.last_index());
-        if from.0 == 0 || from > self.last_index() {
+        debug_assert!(from > self.snapshot.index && from <= self.last_index());
+        if from <= self.snapshot.index || from > self.last_index() {
             return Vec::new();
         }
         self.seal();
@@ -197,8 +220,46 @@ impl Log {
         if run.entries.is_empty() {
             self.runs.pop();
         }
-        self.len = from.0 - 1;
+        self.len = from.0 - 1 - self.snapshot.index.0;
         removed
+    }
+
+    /// Drops the entries through `through`, which must be in the log, and
+    /// starts the log after them: `snapshot` is `through` with its term.
+    ///
+    /// The run holding `through` is kept as a view of its rest, so its
+    /// list stays in memory until the entries after `through` are dropped
+    /// too: runs are bounded by the message limits, so that is little.
+    pub(crate) fn compact(&mut self, through: LogIndex) {
+        debug_assert!(through > self.snapshot.index && through <= self.last_index());
+        let Some(term) = self
+            .term_at(through)
+            .filter(|_| through > self.snapshot.index)
+        else {
+            return;
+        };
+        self.seal();
+        let dropped = self.runs.partition_point(|run| run.end() <= through.0 + 1);
+        self.runs.drain(..dropped);
+        if let Some(run) = self.runs.first_mut().filter(|run| run.first <= through) {
+            let offset = (through.0 + 1 - run.first.0) as usize;
+            run.entries = run.entries.slice(offset..run.entries.len());
+            run.first = through.next();
+        }
+        self.len = self.last_index().0 - through.0;
+        self.snapshot = SnapshotMeta {
+            index: through,
+            term,
+        };
+    }
+
+    /// Replaces the whole log with `snapshot`: no entries, the next one at
+    /// `snapshot.index + 1`.
+    pub(crate) fn reset(&mut self, snapshot: SnapshotMeta) {
+        *self = Log {
+            snapshot,
+            ..Log::default()
+        };
     }
 
     /// Up to `count_max` entries from `from`, stopping before the entry that
@@ -210,7 +271,7 @@ impl Log {
     /// across runs, one by one, so that a log of small runs (one-entry
     /// requests, say) is still sent in full batches.
     pub(crate) fn batch(&mut self, from: LogIndex, count_max: usize, bytes_max: usize) -> Entries {
-        if from.0 == 0 || from.0 > self.len {
+        if from <= self.snapshot.index || from > self.last_index() {
             return Entries::new();
         }
         self.seal();
@@ -219,7 +280,7 @@ impl Log {
         let offset = (from.0 - run.first.0) as usize;
         let in_run = &run.entries[offset..];
         let count = bounded(in_run.iter(), count_max, bytes_max);
-        let run_ends_log = run.end() > self.len;
+        let run_ends_log = run.end() > self.last_index().0;
         if count < in_run.len() || count == count_max || run_ends_log {
             return run.entries.slice(offset..offset + count);
         }
@@ -233,13 +294,15 @@ impl Log {
 
     /// The first index of the run of entries of `term` that contains `index`.
     /// A follower hints `result - 1` so the leader skips the whole term at once.
+    /// The run may begin inside the snapshot; the first entry after the
+    /// snapshot then stands for its start.
     pub(crate) fn first_index_of_term_run(&self, index: LogIndex) -> LogIndex {
-        let Some(term) = self.term_at(index).filter(|_| index.0 > 0) else {
+        let Some(term) = self.term_at(index).filter(|_| index > self.snapshot.index) else {
             return index;
         };
         // Terms never decrease along the log, so a binary search finds the
         // first entry of `term` without walking a long term entry by entry.
-        let (mut low, mut high) = (1, index.0);
+        let (mut low, mut high) = (self.snapshot.index.0 + 1, index.0);
         while low < high {
             let middle = low + (high - low) / 2;
             if self.term_at(LogIndex(middle)).is_some_and(|t| t < term) {
@@ -317,7 +380,8 @@ mod tests {
     use super::*;
 
     fn log(terms: &[u64]) -> Log {
-        Log::from_entries(terms.iter().map(|t| Entry::new(Term(*t), "x")).collect())
+        let entries = terms.iter().map(|t| Entry::new(Term(*t), "x")).collect();
+        Log::from_entries(SnapshotMeta::default(), entries)
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The four messages Raft peers exchange (Figure 2).
 
 use crate::entries::Entries;
-use crate::types::{LogIndex, NodeId, Term};
+use crate::types::{LogIndex, NodeId, SnapshotMeta, Term};
 
 /// A message between two peers.
 ///
@@ -18,6 +18,14 @@ pub enum Message {
     VoteReq(VoteReq),
     /// A peer's answer to a [`VoteReq`].
     VoteResp(VoteResp),
+    /// A leader hands a follower its snapshot, because the entries the
+    /// follower needs are gone from its log (section 7). The message names
+    /// the snapshot; the drivers carry its data alongside, and the
+    /// follower's driver delivers the message only once the whole snapshot
+    /// has arrived and is durable.
+    InstallSnapshotReq(InstallSnapshotReq),
+    /// A follower's answer to an [`InstallSnapshotReq`].
+    InstallSnapshotResp(InstallSnapshotResp),
 }
 
 impl Message {
@@ -28,6 +36,8 @@ impl Message {
             Message::AppendEntriesResp(m) => m.term,
             Message::VoteReq(m) => m.term,
             Message::VoteResp(m) => m.term,
+            Message::InstallSnapshotReq(m) => m.term,
+            Message::InstallSnapshotResp(m) => m.term,
         }
     }
 }
@@ -83,4 +93,28 @@ pub struct VoteResp {
     pub term: Term,
     /// Whether the responder voted for the candidate.
     pub granted: bool,
+}
+
+/// Sent by a leader whose log no longer holds the entries a follower needs:
+/// install my snapshot instead (the paper's InstallSnapshot RPC, without
+/// its data, which the drivers stream beside the message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstallSnapshotReq {
+    /// The leader's term.
+    pub term: Term,
+    /// The leader, so that followers can redirect clients.
+    pub leader: NodeId,
+    /// The snapshot: the last index it covers and that entry's term.
+    pub snapshot: SnapshotMeta,
+}
+
+/// A follower's answer to an [`InstallSnapshotReq`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstallSnapshotResp {
+    /// The responder's current term, for the leader to update itself.
+    pub term: Term,
+    /// The last index known to match the leader's log: the snapshot's
+    /// index, whether the follower installed it, kept the log that already
+    /// matched it, or had committed past it already.
+    pub index: LogIndex,
 }

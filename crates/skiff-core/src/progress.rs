@@ -17,7 +17,25 @@ pub(crate) enum Mode {
     /// The follower is known to match at `match_index`: stream entries
     /// optimistically, up to the in-flight window.
     Replicate,
+    /// The follower needs entries the leader's log no longer holds, so the
+    /// snapshot through `index` is on its way (section 7). Only heartbeats
+    /// go until the follower answers; after [`SNAPSHOT_PATIENCE`]
+    /// heartbeats without an answer the leader probes again, which sends
+    /// the snapshot anew if it is still needed.
+    Snapshot {
+        /// The last index the snapshot covers.
+        index: LogIndex,
+        /// Heartbeats sent since the snapshot went out.
+        heartbeats: u32,
+    },
 }
+
+/// Heartbeats a leader waits for a follower to answer a snapshot before it
+/// probes again. A transfer takes as long as the snapshot's size demands,
+/// so the wait is generous; the drivers keep a transfer in progress going
+/// when the same snapshot is asked for again, so a probe that ends in a
+/// new `InstallSnapshotReq` costs a message, not a new transfer.
+pub(crate) const SNAPSHOT_PATIENCE: u32 = 20;
 
 /// Per-follower replication state.
 ///
@@ -76,13 +94,30 @@ impl Progress {
         match self.mode {
             Mode::Probe { paused } => !paused,
             Mode::Replicate => self.inflight.len() < inflight_max,
+            Mode::Snapshot { .. } => false,
         }
+    }
+
+    /// Records that the snapshot through `index` went to the follower:
+    /// nothing but heartbeats until it answers, and then entries from
+    /// `index + 1` (optimistically, as the follower will hold then).
+    pub(crate) fn sent_snapshot(&mut self, index: LogIndex) {
+        self.mode = Mode::Snapshot {
+            index,
+            heartbeats: 0,
+        };
+        self.inflight.clear();
+        self.oldest_inflight_at_tick = None;
+        self.next_index = index.next().max(self.match_index.next());
+        self.note_sent_through(index);
+        self.debug_check();
     }
 
     /// Records a request whose entries end at `last_sent`.
     pub(crate) fn sent(&mut self, last_sent: LogIndex) {
         match &mut self.mode {
             Mode::Probe { paused } => *paused = true,
+            Mode::Snapshot { .. } => debug_assert!(false, "entries sent while a snapshot is"),
             Mode::Replicate => {
                 debug_assert!(last_sent >= self.next_index);
                 if self.inflight.is_empty() {
@@ -107,9 +142,15 @@ impl Progress {
             self.inflight_first = front.next();
         }
         // Only the answer to the outstanding probe ends probing; an older
-        // success says nothing about where the follower stands now.
-        if matches!(self.mode, Mode::Probe { .. }) && index >= self.next_index.prev() {
-            self.mode = Mode::Replicate;
+        // success says nothing about where the follower stands now. A
+        // snapshot ends once the follower holds what it covers, whether it
+        // installed it or a heartbeat found the follower had it already.
+        match self.mode {
+            Mode::Probe { .. } if index >= self.next_index.prev() => self.mode = Mode::Replicate,
+            Mode::Snapshot {
+                index: snapshot, ..
+            } if index >= snapshot => self.mode = Mode::Replicate,
+            _ => {}
         }
         self.debug_check();
         advanced
@@ -124,6 +165,11 @@ impl Progress {
         // below it). A rejection that does not is from a request sent before
         // the probe; acting on it would put a second probe on the wire.
         if self.mode == (Mode::Probe { paused: true }) && hint.next() >= self.next_index {
+            return;
+        }
+        // While a snapshot is on its way the follower refuses heartbeats
+        // (it lacks the snapshot's index); it answers the snapshot itself.
+        if matches!(self.mode, Mode::Snapshot { .. }) {
             return;
         }
         let floor = self.match_index.next();
@@ -142,6 +188,14 @@ impl Progress {
     pub(crate) fn on_heartbeat(&mut self) {
         match &mut self.mode {
             Mode::Probe { paused } => *paused = false,
+            Mode::Snapshot { heartbeats, .. } => {
+                *heartbeats += 1;
+                if *heartbeats >= SNAPSHOT_PATIENCE {
+                    // Ask again whether the follower holds the snapshot's
+                    // index; a refusal leads to sending it anew.
+                    self.mode = Mode::Probe { paused: false };
+                }
+            }
             Mode::Replicate => {
                 let oldest = self.inflight.front().copied();
                 if oldest.is_some() && oldest == self.oldest_inflight_at_tick {
@@ -161,12 +215,17 @@ impl Progress {
     /// next index, unless requests are still in flight. Then only the match
     /// index is sure to be on the follower already; a heartbeat overtaking
     /// those requests must not be refused.
-    pub(crate) fn heartbeat_prev_index(&self) -> LogIndex {
-        if self.inflight.is_empty() {
+    ///
+    /// Never below `snapshot_index`: the leader knows no term before it. A
+    /// follower that does not hold that index refuses, and the refusal
+    /// leads to the snapshot.
+    pub(crate) fn heartbeat_prev_index(&self, snapshot_index: LogIndex) -> LogIndex {
+        let prev = if self.inflight.is_empty() {
             self.next_index.prev()
         } else {
             self.match_index
-        }
+        };
+        prev.max(snapshot_index)
     }
 
     fn debug_check(&self) {
@@ -263,5 +322,67 @@ mod tests {
         p.on_heartbeat();
         assert_eq!(p.mode, Mode::Probe { paused: false });
         assert_eq!(p.next_index, LogIndex(6001));
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_waits_for_its_answer_then_replicates_after_it() {
+        let mut p = Progress::new(LogIndex(50));
+        p.on_reject(LogIndex(3));
+        assert_eq!(p.next_index, LogIndex(4));
+        p.sent_snapshot(LogIndex(40));
+        assert_eq!(p.sent_through(), LogIndex(40));
+        assert!(
+            !p.can_send_entries(LogIndex(50), 8),
+            "nothing but heartbeats"
+        );
+        assert_eq!(p.heartbeat_prev_index(LogIndex(40)), LogIndex(40));
+        p.on_reject(LogIndex(3));
+        assert!(
+            matches!(p.mode, Mode::Snapshot { .. }),
+            "a refused heartbeat changes nothing"
+        );
+        assert!(!p.on_success(LogIndex(3)) || p.match_index == LogIndex(3));
+        assert!(
+            matches!(p.mode, Mode::Snapshot { .. }),
+            "an older success does not end it"
+        );
+        assert!(p.on_success(LogIndex(40)));
+        assert_eq!(p.mode, Mode::Replicate);
+        assert_eq!(p.next_index, LogIndex(41));
+        assert!(p.can_send_entries(LogIndex(50), 8));
+    }
+
+    #[test]
+    fn an_unanswered_snapshot_is_probed_after_the_patience_runs_out() {
+        let mut p = Progress::new(LogIndex(50));
+        p.sent_snapshot(LogIndex(40));
+        for _ in 1..SNAPSHOT_PATIENCE {
+            p.on_heartbeat();
+            assert!(matches!(p.mode, Mode::Snapshot { .. }));
+        }
+        p.on_heartbeat();
+        assert_eq!(p.mode, Mode::Probe { paused: false });
+        assert_eq!(
+            p.next_index,
+            LogIndex(41),
+            "the probe asks for the snapshot's index"
+        );
+    }
+
+    #[test]
+    fn heartbeats_never_name_an_index_the_snapshot_covers() {
+        let mut p = Progress::new(LogIndex(10));
+        p.sent(LogIndex(12));
+        assert_eq!(
+            p.heartbeat_prev_index(LogIndex(0)),
+            LogIndex(0),
+            "match index"
+        );
+        assert_eq!(p.heartbeat_prev_index(LogIndex(8)), LogIndex(8));
     }
 }

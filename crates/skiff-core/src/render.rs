@@ -2,7 +2,10 @@
 //! traces (`docs/scenario-format.md`), as `Display` impls.
 
 use crate::action::{Action, CommitError};
-use crate::message::{AppendEntriesReq, AppendEntriesResp, Message, VoteReq, VoteResp};
+use crate::message::{
+    AppendEntriesReq, AppendEntriesResp, InstallSnapshotReq, InstallSnapshotResp, Message, VoteReq,
+    VoteResp,
+};
 use crate::types::{Entry, LogIndex, NodeId};
 use std::fmt::{self, Display, Formatter};
 
@@ -60,7 +63,29 @@ impl Display for Message {
             Message::AppendEntriesResp(m) => m.fmt(f),
             Message::VoteReq(m) => m.fmt(f),
             Message::VoteResp(m) => m.fmt(f),
+            Message::InstallSnapshotReq(m) => m.fmt(f),
+            Message::InstallSnapshotResp(m) => m.fmt(f),
         }
+    }
+}
+
+impl Display for InstallSnapshotReq {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "InstallSnapshotReq(term={}, leader={}, last_index={}, last_term={})",
+            self.term, self.leader, self.snapshot.index, self.snapshot.term
+        )
+    }
+}
+
+impl Display for InstallSnapshotResp {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "InstallSnapshotResp(term={}, index={})",
+            self.term, self.index
+        )
     }
 }
 
@@ -118,6 +143,9 @@ impl Display for Action {
                     Err(CommitError::Overwritten { index, .. }) => {
                         write!(f, "Commit(index={index}, data={data}, err=Overwritten)")
                     }
+                    Err(CommitError::OutcomeUnknown { index, .. }) => {
+                        write!(f, "Commit(index={index}, data={data}, err=OutcomeUnknown)")
+                    }
                     Err(CommitError::NotLeader { leader }) => write!(
                         f,
                         "Commit(index=none, data={data}, err=NotLeader(leader={}))",
@@ -143,6 +171,12 @@ impl Display for Action {
                 Ok(())
             }
             Action::LogTruncate { from } => write!(f, "LogTruncate(from={from})"),
+            Action::LogCompact { through } => write!(f, "LogCompact(through={through})"),
+            Action::SnapshotInstall { snapshot } => write!(
+                f,
+                "SnapshotInstall(index={}, term={})",
+                snapshot.index, snapshot.term
+            ),
             Action::StateStore { term, voted_for } => write!(
                 f,
                 "StateStore(term={term}, voted_for={})",

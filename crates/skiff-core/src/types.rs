@@ -82,6 +82,26 @@ pub struct HardState {
     pub voted_for: Option<NodeId>,
 }
 
+/// Which snapshot: the index and term of the last entry whose effect it
+/// holds (the paper's "last included index" and "last included term").
+///
+/// The machine never holds a snapshot's bytes; drivers name a snapshot by
+/// this pair and keep its data themselves. The default, `0:0`, is the empty
+/// state before index 1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SnapshotMeta {
+    /// The last index the snapshot covers.
+    pub index: LogIndex,
+    /// The term of the entry at `index`.
+    pub term: Term,
+}
+
+impl fmt::Display for SnapshotMeta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.index, self.term)
+    }
+}
+
 /// The role a node plays in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -100,6 +100,9 @@ impl Cluster {
                     );
                 }
                 Action::Commit { .. } | Action::Alarm { .. } => {}
+                Action::LogCompact { .. } | Action::SnapshotInstall { .. } => {
+                    panic!("node {from} acted on a snapshot, but none was taken")
+                }
                 Action::Rejected {
                     from: sender,
                     reason,

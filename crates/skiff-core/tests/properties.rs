@@ -115,7 +115,7 @@ fn start_state() -> impl Strategy<Value = StartState> {
                 hard_state: HardState { term, voted_for },
                 log,
                 commit_index,
-                damaged: false,
+                ..StartState::default()
             }
         })
 }

@@ -330,9 +330,12 @@ impl EventLoop {
                     self.rejected += 1;
                     report_rejection(self.rejected, from, reason);
                 }
+                // Snapshot actions: performed by the snapshot work (issue 13, in progress).
                 Action::StateStore { .. }
                 | Action::LogStore { .. }
-                | Action::LogTruncate { .. } => {}
+                | Action::LogTruncate { .. }
+                | Action::LogCompact { .. }
+                | Action::SnapshotInstall { .. } => {}
             }
         }
         let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
@@ -529,7 +532,7 @@ mod tests {
             },
             log: vec![Entry::new(Term(2), "")],
             commit_index: LogIndex(1),
-            damaged: false,
+            ..StartState::default()
         };
         Machine::with_state(config, state).unwrap()
     }

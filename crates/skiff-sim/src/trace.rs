@@ -192,6 +192,18 @@ pub fn hash_message(h: &mut StableHasher, message: &Message) {
             h.word(m.term.0);
             h.word(u64::from(m.granted));
         }
+        Message::InstallSnapshotReq(m) => {
+            h.word(5);
+            h.word(m.term.0);
+            h.word(m.leader.0);
+            h.word(m.snapshot.index.0);
+            h.word(m.snapshot.term.0);
+        }
+        Message::InstallSnapshotResp(m) => {
+            h.word(6);
+            h.word(m.term.0);
+            h.word(m.index.0);
+        }
     }
 }
 
@@ -257,6 +269,15 @@ pub fn hash_action(h: &mut StableHasher, action: &Action) {
             h.word(17);
             h.word(from.0);
             h.bytes(reason.name().as_bytes());
+        }
+        Action::LogCompact { through } => {
+            h.word(18);
+            h.word(through.0);
+        }
+        Action::SnapshotInstall { snapshot } => {
+            h.word(19);
+            h.word(snapshot.index.0);
+            h.word(snapshot.term.0);
         }
     }
 }

@@ -31,6 +31,14 @@ impl Machine {
             Message::AppendEntriesReq(req) if !is_well_formed(req) => {
                 Some(Rejection::MalformedEntries)
             }
+            Message::InstallSnapshotReq(req) if req.leader != from => {
+                Some(Rejection::LeaderNotSender)
+            }
+            Message::InstallSnapshotReq(req)
+                if req.snapshot.term > req.term || req.snapshot.index.0 == 0 =>
+            {
+                Some(Rejection::MalformedSnapshot)
+            }
             Message::VoteReq(req) if req.candidate != from => Some(Rejection::CandidateNotSender),
             Message::VoteReq(req) if req.last_term > req.term => Some(Rejection::VoteLogAfterTerm),
             _ => self.term_too_far_ahead(message.term()),
@@ -52,9 +60,9 @@ impl Machine {
         (term.0 > own.saturating_add(lead_max)).then_some(Rejection::TermTooFarAhead { term })
     }
 
-    /// An AppendEntriesReq of the current term from a node other than the
-    /// term's leader: Election Safety says there is one. `true`: rejected
-    /// and refused.
+    /// An AppendEntriesReq or InstallSnapshotReq of the current term from a
+    /// node other than the term's leader: Election Safety says there is one.
+    /// `true`: rejected; the caller refuses it.
     pub(super) fn second_leader(&mut self, from: NodeId) -> bool {
         let known = match self.role {
             RoleState::Leader { .. } => Some(self.config.id),
@@ -64,7 +72,6 @@ impl Machine {
             return false;
         };
         self.reject(from, Rejection::SecondLeader { known });
-        self.reply_append(from, false, self.log.last_index());
         true
     }
 
@@ -101,9 +108,12 @@ impl Machine {
     }
 
     /// Answers a request "no" at this node's term; responses get nothing.
-    fn refuse(&mut self, from: NodeId, message: &Message) {
+    /// A refused snapshot is answered as matching nothing (index 0), which
+    /// moves no leader's bookkeeping.
+    pub(super) fn refuse(&mut self, from: NodeId, message: &Message) {
         match message {
             Message::AppendEntriesReq(_) => self.reply_append(from, false, self.log.last_index()),
+            Message::InstallSnapshotReq(_) => self.reply_install(from, LogIndex::ZERO),
             Message::VoteReq(VoteReq { .. }) => {
                 let resp = VoteResp {
                     term: self.hard_state.term,
@@ -111,7 +121,9 @@ impl Machine {
                 };
                 self.send(from, Message::VoteResp(resp));
             }
-            Message::AppendEntriesResp(_) | Message::VoteResp(_) => {}
+            Message::AppendEntriesResp(_)
+            | Message::VoteResp(_)
+            | Message::InstallSnapshotResp(_) => {}
         }
     }
 }

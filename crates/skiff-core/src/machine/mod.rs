@@ -9,6 +9,7 @@ mod defence;
 mod election;
 mod repair;
 mod replication;
+mod snapshot;
 
 use crate::action::Action;
 use crate::config::{Config, ConfigError};
@@ -17,7 +18,7 @@ use crate::log::Log;
 use crate::message::Message;
 use crate::progress::Progress;
 use crate::rng::Rng;
-use crate::types::{Entry, HardState, LogIndex, NodeId, Role, Term};
+use crate::types::{Entry, HardState, LogIndex, NodeId, Role, SnapshotMeta, Term};
 use std::collections::VecDeque;
 use std::fmt;
 
@@ -56,9 +57,13 @@ use std::fmt;
 ///
 /// for action in actions.drain(..) {
 ///     match action {
-///         Action::StateStore { .. } | Action::LogStore { .. } | Action::LogTruncate { .. } => {
+///         Action::StateStore { .. }
+///         | Action::LogStore { .. }
+///         | Action::LogTruncate { .. }
+///         | Action::SnapshotInstall { .. } => {
 ///             // write to disk and sync before going on
 ///         }
+///         Action::LogCompact { .. } => { /* may discard log entries */ }
 ///         Action::Send { .. } => { /* hand to the transport */ }
 ///         Action::Alarm { .. } => { /* re-arm the one timer */ }
 ///         Action::Commit { data, result } => {
@@ -131,9 +136,13 @@ pub struct StartState {
     pub role: Option<Role>,
     /// Term and vote. A candidate or leader has voted for itself.
     pub hard_state: HardState,
-    /// The log, from index 1.
+    /// The snapshot the log starts after; `0:0` (the default) for none.
+    /// Its entries count as committed.
+    pub snapshot: SnapshotMeta,
+    /// The log, from the index after `snapshot`'s.
     pub log: Vec<Entry>,
-    /// Entries up to here count as committed and already reported.
+    /// Entries up to here count as committed and already reported; never
+    /// below `snapshot`'s index (a lower value reads as it).
     pub commit_index: LogIndex,
     /// The disk lost part of the log this node may have acknowledged: `log`
     /// is only what is provably intact. The machine starts repairing (see
@@ -152,6 +161,13 @@ pub enum StateError {
     LogTermDecreases {
         /// The first entry out of order.
         index: LogIndex,
+    },
+    /// The snapshot's term is later than the current term, or the term of
+    /// the first entry after it is earlier than the snapshot's, or the
+    /// snapshot has a term but no index.
+    SnapshotInconsistent {
+        /// The snapshot.
+        snapshot: SnapshotMeta,
     },
     /// The log holds an entry of a term later than the current term.
     LogTermAfterCurrentTerm {
@@ -186,6 +202,10 @@ impl fmt::Display for StateError {
                     "log entry {index} has a lower term than the entry before it"
                 )
             }
+            StateError::SnapshotInconsistent { snapshot } => write!(
+                f,
+                "snapshot {snapshot} does not fit the term or the log after it"
+            ),
             StateError::LogTermAfterCurrentTerm { last_term, term } => write!(
                 f,
                 "log holds an entry of term {last_term}, after the current term {term}"
@@ -267,6 +287,28 @@ impl Machine {
         )
     }
 
+    /// A node restarted from its newest snapshot and what it persisted
+    /// after it: the last `StateStore`, and the log after `snapshot` as
+    /// `LogStore`, `LogTruncate`, `LogCompact` and `SnapshotInstall` left
+    /// it. It starts as a follower with commit index `snapshot.index`
+    /// (a snapshot holds committed entries only).
+    pub fn restore_from_snapshot(
+        config: Config,
+        snapshot: SnapshotMeta,
+        hard_state: HardState,
+        log: Vec<Entry>,
+    ) -> Result<Machine, StateError> {
+        Machine::with_state(
+            config,
+            StartState {
+                hard_state,
+                snapshot,
+                log,
+                ..StartState::default()
+            },
+        )
+    }
+
     /// A node restarted from a disk that lost part of the log it may have
     /// acknowledged: `hard_state` as stored, `intact_log` the part of the
     /// log that is provably whole. It starts repairing (see
@@ -294,9 +336,9 @@ impl Machine {
     pub fn with_state(config: Config, state: StartState) -> Result<Machine, StateError> {
         config.validate()?;
         validate_state(&config, &state)?;
-        let log = Log::from_entries(state.log);
+        let log = Log::from_entries(state.snapshot, state.log);
         let mut machine = Machine::assemble(config, state.hard_state, log);
-        machine.commit_index = state.commit_index;
+        machine.commit_index = state.commit_index.max(state.snapshot.index);
         match state.role.unwrap_or(Role::Follower) {
             Role::Follower => {}
             Role::Candidate => {
@@ -336,11 +378,18 @@ impl Machine {
 }
 
 fn validate_state(config: &Config, state: &StartState) -> Result<(), StateError> {
-    let mut previous = Term(0);
+    let snapshot = state.snapshot;
+    if snapshot.term > state.hard_state.term
+        || (snapshot.index.0 == 0 && snapshot.term.0 != 0)
+        || state.log.first().is_some_and(|e| e.term < snapshot.term)
+    {
+        return Err(StateError::SnapshotInconsistent { snapshot });
+    }
+    let mut previous = snapshot.term;
     for (position, entry) in state.log.iter().enumerate() {
         if entry.term < previous {
             return Err(StateError::LogTermDecreases {
-                index: LogIndex(position as u64 + 1),
+                index: LogIndex(snapshot.index.0 + position as u64 + 1),
             });
         }
         previous = entry.term;
@@ -363,7 +412,12 @@ fn validate_state(config: &Config, state: &StartState) -> Result<(), StateError>
     if role != Role::Follower && state.hard_state.voted_for != Some(config.id) {
         return Err(StateError::VoteNotForSelf);
     }
-    let last_index = LogIndex(state.log.len() as u64);
+    let last_index = snapshot
+        .index
+        .0
+        .checked_add(state.log.len() as u64)
+        .map(LogIndex)
+        .ok_or(StateError::SnapshotInconsistent { snapshot })?;
     if state.commit_index > last_index {
         return Err(StateError::CommitPastLog {
             commit_index: state.commit_index,
@@ -429,12 +483,19 @@ impl Machine {
         self.log.last_term()
     }
 
-    /// The whole log in index order, from index 1.
+    /// The log in index order: every entry after the snapshot.
     pub fn log(&self) -> impl ExactSizeIterator<Item = &Entry> + '_ {
         self.log.iter()
     }
 
-    /// The entry at `index`, if the log holds one there.
+    /// The snapshot the log starts after (`0:0` when there is none): the
+    /// last one taken here or installed from a leader.
+    pub fn snapshot(&self) -> SnapshotMeta {
+        self.log.snapshot()
+    }
+
+    /// The entry at `index`, if the log holds one there (an index the
+    /// snapshot covers holds none).
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
         self.log.get(index)
     }
@@ -472,10 +533,11 @@ impl Machine {
     /// reported with [`Action::Rejected`].
     pub fn step(&mut self, event: Event, actions: &mut Vec<Action>) {
         let first = actions.len();
-        let before = self.debug_snapshot();
+        let before = self.debug_before();
         match event {
             Event::Append(data) => self.handle_append(data, actions),
             Event::Timeout => self.handle_timeout(actions),
+            Event::SnapshotTaken { index } => self.handle_snapshot_taken(index, actions),
             Event::Receive { from, message } => self.handle_message(from, message, actions),
         }
         self.finish_step(actions);
@@ -503,6 +565,10 @@ impl Machine {
             }
             Message::VoteReq(req) => self.handle_vote_req(from, req),
             Message::VoteResp(resp) => self.handle_vote_resp(from, resp, actions),
+            Message::InstallSnapshotReq(req) => {
+                self.handle_install_snapshot_req(from, req, actions)
+            }
+            Message::InstallSnapshotResp(resp) => self.handle_install_snapshot_resp(from, resp),
         }
     }
 
@@ -575,23 +641,25 @@ fn persistence_comes_first(batch: &[Action]) -> bool {
 
 /// What a step may only move forward, taken before it in debug builds.
 #[derive(Clone, Copy)]
-struct Snapshot {
+struct Before {
     hard_state: HardState,
     commit_index: LogIndex,
+    snapshot: SnapshotMeta,
 }
 
 // Invariants, checked after every transition in debug builds.
 impl Machine {
-    fn debug_snapshot(&self) -> Option<Snapshot> {
-        cfg!(debug_assertions).then_some(Snapshot {
+    fn debug_before(&self) -> Option<Before> {
+        cfg!(debug_assertions).then_some(Before {
             hard_state: self.hard_state,
             commit_index: self.commit_index,
+            snapshot: self.log.snapshot(),
         })
     }
 
     /// Term and commit index only grow, and a vote cast in a term is never
     /// changed or withdrawn within it (Figure 2; Election Safety rests on it).
-    fn debug_check_transition(&self, before: Option<Snapshot>) {
+    fn debug_check_transition(&self, before: Option<Before>) {
         let Some(before) = before else { return };
         let (old, new) = (before.hard_state, self.hard_state);
         assert!(
@@ -613,6 +681,12 @@ impl Machine {
             before.commit_index,
             self.commit_index
         );
+        assert!(
+            self.log.snapshot().index >= before.snapshot.index,
+            "snapshot went back from {} to {}",
+            before.snapshot,
+            self.log.snapshot()
+        );
     }
 
     fn debug_check_invariants(&self) {
@@ -624,6 +698,12 @@ impl Machine {
             "commit {} past last index {}",
             self.commit_index,
             self.log.last_index()
+        );
+        assert!(
+            self.log.snapshot().index <= self.commit_index,
+            "snapshot {} past commit {}: a snapshot holds committed entries only",
+            self.log.snapshot(),
+            self.commit_index
         );
         assert!(
             self.log.last_term() <= self.hard_state.term,
@@ -690,31 +770,31 @@ mod tests {
 
     #[test]
     fn a_forward_transition_passes() {
-        let before = follower(2, Some(2)).debug_snapshot();
+        let before = follower(2, Some(2)).debug_before();
         follower(3, Some(3)).debug_check_transition(before);
         follower(2, Some(2)).debug_check_transition(before);
-        follower(2, None).debug_check_transition(follower(2, None).debug_snapshot());
-        follower(2, Some(3)).debug_check_transition(follower(2, None).debug_snapshot());
+        follower(2, None).debug_check_transition(follower(2, None).debug_before());
+        follower(2, Some(3)).debug_check_transition(follower(2, None).debug_before());
     }
 
     #[test]
     #[should_panic(expected = "term went back")]
     fn a_term_that_goes_back_is_caught() {
-        let before = follower(3, None).debug_snapshot();
+        let before = follower(3, None).debug_before();
         follower(2, None).debug_check_transition(before);
     }
 
     #[test]
     #[should_panic(expected = "vote of term 2 changed")]
     fn a_vote_changed_within_its_term_is_caught() {
-        let before = follower(2, Some(2)).debug_snapshot();
+        let before = follower(2, Some(2)).debug_before();
         follower(2, Some(3)).debug_check_transition(before);
     }
 
     #[test]
     #[should_panic(expected = "vote of term 2 changed")]
     fn a_vote_withdrawn_within_its_term_is_caught() {
-        let before = follower(2, Some(2)).debug_snapshot();
+        let before = follower(2, Some(2)).debug_before();
         follower(2, None).debug_check_transition(before);
     }
 
@@ -722,7 +802,7 @@ mod tests {
     #[should_panic(expected = "commit index went back")]
     fn a_commit_index_that_goes_back_is_caught() {
         let mut machine = follower(2, None);
-        let before = machine.debug_snapshot();
+        let before = machine.debug_before();
         machine.commit_index = LogIndex(0);
         machine.debug_check_transition(before);
     }

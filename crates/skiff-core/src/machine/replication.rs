@@ -4,7 +4,7 @@ use super::{Awaiting, Machine, RoleState};
 use crate::action::{Action, CommitError};
 use crate::entries::Entries;
 use crate::log::Log;
-use crate::message::{AppendEntriesReq, AppendEntriesResp, Message};
+use crate::message::{AppendEntriesReq, AppendEntriesResp, InstallSnapshotReq, Message};
 use crate::progress::{Mode, Progress};
 use crate::quorum::committed_index;
 use crate::types::{Entry, LogIndex, NodeId, Term};
@@ -139,7 +139,7 @@ impl Machine {
 
     /// Splits the leader's state into what sends need and the followers'
     /// progress, so both can be borrowed at once. `None` unless leader.
-    fn replicator(&mut self) -> Option<(Replicator<'_>, &mut Vec<(NodeId, Progress)>)> {
+    pub(super) fn replicator(&mut self) -> Option<(Replicator<'_>, &mut Vec<(NodeId, Progress)>)> {
         let RoleState::Leader { followers } = &mut self.role else {
             return None;
         };
@@ -159,7 +159,7 @@ impl Machine {
 }
 
 /// Builds the AppendEntriesReq messages a leader sends to one follower.
-struct Replicator<'a> {
+pub(super) struct Replicator<'a> {
     log: &'a mut Log,
     term: Term,
     leader: NodeId,
@@ -178,7 +178,16 @@ impl Replicator<'_> {
     /// Sends what the follower's progress allows: entries up to the window
     /// or, for an unpaused probe with nothing new, an empty probe. Returns
     /// whether anything was sent.
-    fn send_pending(&mut self, peer: NodeId, progress: &mut Progress) -> bool {
+    pub(super) fn send_pending(&mut self, peer: NodeId, progress: &mut Progress) -> bool {
+        let snapshot = self.log.snapshot();
+        if progress.next_index <= snapshot.index {
+            // The entries the follower needs next are gone from the log.
+            if !matches!(progress.mode, Mode::Snapshot { .. }) {
+                self.send_snapshot(peer, progress);
+                return true;
+            }
+            return false;
+        }
         let last_index = self.log.last_index();
         let mut sent = false;
         while progress.can_send_entries(last_index, self.inflight_max) {
@@ -201,8 +210,24 @@ impl Replicator<'_> {
 
     /// An empty request that asserts leadership and carries the commit index.
     fn send_heartbeat(&mut self, peer: NodeId, progress: &mut Progress) {
-        let prev_index = progress.heartbeat_prev_index();
+        let prev_index = progress.heartbeat_prev_index(self.log.snapshot().index);
         self.send(peer, progress, prev_index, Entries::new());
+    }
+
+    /// Sends the leader's snapshot, in place of entries its log no longer
+    /// holds (`snapshot.rs`).
+    fn send_snapshot(&mut self, peer: NodeId, progress: &mut Progress) {
+        let snapshot = self.log.snapshot();
+        progress.sent_snapshot(snapshot.index);
+        let req = InstallSnapshotReq {
+            term: self.term,
+            leader: self.leader,
+            snapshot,
+        };
+        self.sends.push(Action::Send {
+            to: peer,
+            message: Message::InstallSnapshotReq(req),
+        });
     }
 
     /// The entries to send from `from`, bounded by the message limits: a
@@ -265,6 +290,7 @@ impl Machine {
             return;
         }
         if req.term == self.hard_state.term && self.second_leader(from) {
+            self.reply_append(from, false, self.log.last_index());
             return;
         }
         self.become_follower(req.term); // a candidate of this term has lost
@@ -294,6 +320,15 @@ impl Machine {
     ) -> Result<LogIndex, LogIndex> {
         // `screen` refused any other kind (`defence.rs`).
         debug_assert!(super::defence::is_well_formed(&req));
+        let snapshot = self.log.snapshot();
+        let req = if req.prev_index < snapshot.index {
+            match skip_covered(req, snapshot.index) {
+                Ok(req) => req,
+                Err(matched) => return Ok(matched),
+            }
+        } else {
+            req
+        };
         match self.log.term_at(req.prev_index) {
             None => return Err(self.log.last_index()),
             Some(term) if term != req.prev_term => return Err(self.conflict_hint(req.prev_index)),
@@ -430,6 +465,29 @@ impl Machine {
         }
         self.commit_index = index;
     }
+}
+
+/// A request whose `prev_index` lies before the snapshot's `index`, cut
+/// to the entries after the snapshot: the snapshot holds committed entries
+/// only, and committed entries match every leader's, so the entries it
+/// covers are known to be held and the rest follow `index`. `Err` holds
+/// the request's last index when every entry of it is covered.
+fn skip_covered(req: AppendEntriesReq, index: LogIndex) -> Result<AppendEntriesReq, LogIndex> {
+    let covered = index.0 - req.prev_index.0;
+    let count = req.entries.len() as u64;
+    if covered >= count {
+        return Err(LogIndex(req.prev_index.0 + count));
+    }
+    let Some(at_index) = req.entries.get(covered as usize - 1).map(|e| e.term) else {
+        return Err(LogIndex(req.prev_index.0 + count));
+    };
+    let rest = req.entries.slice(covered as usize..req.entries.len());
+    Ok(AppendEntriesReq {
+        prev_index: index,
+        prev_term: at_index,
+        entries: rest,
+        ..req
+    })
 }
 
 /// `VecDeque::pop_front_if`, which needs a newer Rust than this crate's

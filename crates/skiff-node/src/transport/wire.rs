@@ -38,7 +38,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use skiff_core::{
-    AppendEntriesReq, AppendEntriesResp, Entry, LogIndex, Message, NodeId, Term, VoteReq, VoteResp,
+    AppendEntriesReq, AppendEntriesResp, Entry, InstallSnapshotReq, InstallSnapshotResp, LogIndex,
+    Message, NodeId, SnapshotMeta, Term, VoteReq, VoteResp,
 };
 
 /// The version byte of every frame this code writes and accepts.
@@ -108,6 +109,16 @@ pub enum WireMessage<'a> {
         term: u64,
         granted: bool,
     },
+    InstallSnapshotReq {
+        term: u64,
+        leader: u64,
+        last_index: u64,
+        last_term: u64,
+    },
+    InstallSnapshotResp {
+        term: u64,
+        index: u64,
+    },
 }
 
 /// A log entry on the wire.
@@ -176,6 +187,16 @@ impl<'a> WireMessage<'a> {
                 term: m.term.0,
                 granted: m.granted,
             },
+            Message::InstallSnapshotReq(m) => WireMessage::InstallSnapshotReq {
+                term: m.term.0,
+                leader: m.leader.0,
+                last_index: m.snapshot.index.0,
+                last_term: m.snapshot.term.0,
+            },
+            Message::InstallSnapshotResp(m) => WireMessage::InstallSnapshotResp {
+                term: m.term.0,
+                index: m.index.0,
+            },
         }
     }
 
@@ -228,6 +249,25 @@ impl<'a> WireMessage<'a> {
                 term: Term(term),
                 granted,
             }),
+            WireMessage::InstallSnapshotReq {
+                term,
+                leader,
+                last_index,
+                last_term,
+            } => Message::InstallSnapshotReq(InstallSnapshotReq {
+                term: Term(term),
+                leader: NodeId(leader),
+                snapshot: SnapshotMeta {
+                    index: LogIndex(last_index),
+                    term: Term(last_term),
+                },
+            }),
+            WireMessage::InstallSnapshotResp { term, index } => {
+                Message::InstallSnapshotResp(InstallSnapshotResp {
+                    term: Term(term),
+                    index: LogIndex(index),
+                })
+            }
         }
     }
 }

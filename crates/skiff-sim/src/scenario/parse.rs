@@ -497,6 +497,7 @@ fn start_state(config: &Config, mut keyed: Keyed) -> Result<StartState, String> 
             term: Term(term.unwrap_or(0)),
             voted_for: voted_for.unwrap_or(self_vote),
         },
+        snapshot: Default::default(),
         log: log.unwrap_or_default(),
         commit_index: LogIndex(commit.unwrap_or(0)),
         damaged: damaged.unwrap_or(false),
