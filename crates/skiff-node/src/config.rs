@@ -64,6 +64,10 @@ pub struct ClusterConfig {
     /// Bounds on what peers and clients may make a node hold.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// When nodes snapshot their application's state and discard the log
+    /// it covers, and how snapshots travel between peers.
+    #[serde(default)]
+    pub snapshot: SnapshotConfig,
     /// Every member, in any order.
     pub nodes: Vec<NodeConfig>,
 }
@@ -126,6 +130,41 @@ pub struct LimitsConfig {
     pub client_read_timeout_ms: u64,
     /// Bytes held, over all client connections, for requests received in part.
     pub client_pending_bytes_max: usize,
+}
+
+/// When a node snapshots its application's state and discards the log the
+/// snapshot covers (the log's size and the restart time then stay bounded
+/// however long the cluster runs), and how snapshots travel to followers
+/// that need entries a leader no longer holds. Every field has a default;
+/// see each `*_DEFAULT` constant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotConfig {
+    /// Take a snapshot once this many entries have been applied since the
+    /// last one; 0 never snapshots by count.
+    pub entries: u64,
+    /// Take a snapshot once the entries applied since the last one hold
+    /// this many bytes of data; 0 never snapshots by size.
+    pub bytes: u64,
+    /// The size of one chunk of a snapshot sent to a follower.
+    pub chunk_bytes: u32,
+}
+
+/// Default of [`SnapshotConfig::entries`].
+pub const SNAPSHOT_ENTRIES_DEFAULT: u64 = 50_000;
+/// Default of [`SnapshotConfig::bytes`].
+pub const SNAPSHOT_BYTES_DEFAULT: u64 = 16 << 20;
+/// Default of [`SnapshotConfig::chunk_bytes`].
+pub const SNAPSHOT_CHUNK_BYTES_DEFAULT: u32 = 256 << 10;
+
+impl Default for SnapshotConfig {
+    fn default() -> SnapshotConfig {
+        SnapshotConfig {
+            entries: SNAPSHOT_ENTRIES_DEFAULT,
+            bytes: SNAPSHOT_BYTES_DEFAULT,
+            chunk_bytes: SNAPSHOT_CHUNK_BYTES_DEFAULT,
+        }
+    }
 }
 
 /// Default of [`LimitsConfig::term_lead_max`].
@@ -262,6 +301,7 @@ impl ClusterConfig {
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
             tls: None,
             limits: LimitsConfig::default(),
+            snapshot: SnapshotConfig::default(),
             nodes,
         }
     }

@@ -55,6 +55,8 @@
 //!   on a thread it shares only with the transport's tasks.
 //! * `node`: starting, using and stopping a node ([`Node`], [`NodeHandle`]).
 //! * `api`: the types users see (errors, [`Status`], [`CommittedEntry`]).
+//! * `state_machine`: what an application implements so that the node can
+//!   apply the log to it, snapshot it and restore it ([`StateMachine`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -63,13 +65,15 @@ pub mod config;
 mod event_loop;
 pub mod local;
 mod node;
+mod state_machine;
 pub mod storage;
 pub mod tls;
 mod transport;
 
 pub use api::{CommittedEntry, NodeError, StartError, Status, SubmitError, ENTRY_BYTES_MAX};
-pub use config::{ClusterConfig, ConfigError, LimitsConfig, NodeConfig, TlsConfig};
+pub use config::{ClusterConfig, ConfigError, LimitsConfig, NodeConfig, SnapshotConfig, TlsConfig};
 pub use node::{Node, NodeHandle, Subscription, TASKS_GRACE};
-pub use skiff_core::{LogIndex, NodeId, Role, Term};
+pub use skiff_core::{LogIndex, NodeId, Role, SnapshotMeta, Term};
+pub use state_machine::{SnapshotWriter, StateMachine};
 pub use storage::StorageError;
 pub use transport::wire;
