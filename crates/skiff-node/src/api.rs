@@ -1,7 +1,7 @@
 //! The types the node's users see: errors, status, committed entries.
 
 use bytes::Bytes;
-use skiff_core::{LogIndex, NodeId, Role, Term};
+use skiff_core::{LogIndex, NodeId, Role, SnapshotMeta, Term};
 use std::net::SocketAddr;
 
 /// The largest entry data a node accepts from [`submit`](crate::NodeHandle::submit).
@@ -67,6 +67,28 @@ pub struct Status {
     /// no vote and stands for no election until it has caught up from a
     /// leader elected after the damage (see `Machine::repairing`).
     pub repairing: bool,
+    /// The snapshot the log starts after (`0:0` before the first): the
+    /// log holds `last_index - snapshot.index` entries.
+    pub snapshot: SnapshotMeta,
+}
+
+/// Why [`NodeHandle::snapshot_now`](crate::NodeHandle::snapshot_now) took no snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The node was started without a [`StateMachine`](crate::StateMachine),
+    /// so it has no application state to capture.
+    #[error("the node runs no state machine, so it has nothing to snapshot")]
+    NoStateMachine,
+    /// Nothing was applied since the last snapshot.
+    #[error("nothing was applied since the snapshot through index {0}")]
+    NothingNew(LogIndex),
+    /// Writing the snapshot failed.
+    #[error("writing the snapshot failed: {0}")]
+    Failed(String),
+    /// The node stopped first.
+    #[error("the node stopped")]
+    Stopped,
 }
 
 /// One committed entry, as delivered to a [`Subscription`](crate::Subscription).

@@ -420,6 +420,7 @@ impl EventLoop {
             commit_index: self.machine.commit_index(),
             last_index: self.machine.last_index(),
             repairing: self.machine.repairing(),
+            snapshot: self.machine.snapshot(),
         };
         self.status.send_if_modified(|current| {
             if (current.role, current.term, current.leader) != (status.role, status.term, status.leader) {

