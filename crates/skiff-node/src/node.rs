@@ -402,6 +402,8 @@ fn transport_config(config: &ClusterConfig, id: NodeId) -> Result<TransportConfi
             .collect(),
         tls,
         limits: PeerLimits::from(&config.limits),
+        snapshot_incoming_dir: config.node(id)?.data_dir.join("snapshots").join("incoming"),
+        snapshot_chunk_bytes: config.snapshot.chunk_bytes,
     })
 }
 

@@ -77,6 +77,24 @@ pub struct TransportConfig {
     pub tls: Option<PeerTls>,
     /// Bounds on connections that have not finished their handshake.
     pub limits: PeerLimits,
+    /// Where snapshots being received from peers are written
+    /// (`<data_dir>/snapshots/incoming`).
+    pub snapshot_incoming_dir: std::path::PathBuf,
+    /// The size of one chunk of a snapshot sent to a peer.
+    pub snapshot_chunk_bytes: u32,
+}
+
+/// Where a snapshot received whole and durable from peer `from` lies until
+/// the node installs or deletes it.
+pub fn received_snapshot_path(
+    incoming_dir: &std::path::Path,
+    from: NodeId,
+    snapshot: skiff_core::SnapshotMeta,
+) -> std::path::PathBuf {
+    incoming_dir.join(format!(
+        "from-{from}-{}-{}.snap",
+        snapshot.index, snapshot.term
+    ))
 }
 
 /// Bounds on peer connections before their handshake completes (see
@@ -169,6 +187,19 @@ impl Transport {
                 tracing::debug!(%to, dropped, "peer queue full; message dropped");
             }
         }
+    }
+
+    /// Streams the snapshot file `file` to `to`, whose transport delivers
+    /// `req` to its node once the whole file is durable there.
+    ///
+    /// (Until the transfer work lands, nothing is sent.)
+    pub fn send_snapshot(
+        &self,
+        to: NodeId,
+        req: skiff_core::InstallSnapshotReq,
+        file: std::path::PathBuf,
+    ) {
+        tracing::debug!(%to, snapshot = %req.snapshot, file = %file.display(), "snapshot transfer not available yet");
     }
 
     /// Messages dropped so far because a peer's queue was full.

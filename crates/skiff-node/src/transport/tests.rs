@@ -26,6 +26,8 @@ fn config(id: u64, peer: u64, peer_address: SocketAddr) -> TransportConfig {
         peers: vec![(NodeId(peer), peer_address)],
         tls: None,
         limits: PeerLimits::default(),
+        snapshot_incoming_dir: std::env::temp_dir().join(format!("skiff-transport-test-{id}")),
+        snapshot_chunk_bytes: 64 << 10,
     }
 }
 
