@@ -493,7 +493,8 @@ mod tests {
         assert_eq!(l.last_term(), Term(0));
     }
 
-    /// What the log is meant to be: a plain vector of entries.
+    /// What the log is meant to be: a snapshot and a plain vector of the
+    /// entries after it.
     #[derive(Debug, Clone)]
     enum Op {
         /// Append this many entries, as one list (a follower's request) or
@@ -507,6 +508,10 @@ mod tests {
             count_max: usize,
             bytes_max: usize,
         },
+        /// Compact through the entry at this fraction of the log.
+        Compact { at: u8 },
+        /// Replace the log with a snapshot this far past its end.
+        Reset { ahead: u8 },
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -517,12 +522,15 @@ mod tests {
             3 => (any::<u8>(), 1..300usize, 0..200usize).prop_map(|(at, count_max, bytes_max)| {
                 Op::Batch { at, count_max, bytes_max }
             }),
+            1 => any::<u8>().prop_map(|at| Op::Compact { at }),
+            1 => (0..10u8).prop_map(|ahead| Op::Reset { ahead }),
         ]
     }
 
-    /// An index of a log of `len` entries at fraction `at` of it.
-    fn index_at(at: u8, len: usize) -> LogIndex {
-        LogIndex((at as usize * len / 256) as u64 + 1)
+    /// An index of a log that holds `len` entries after `base` at
+    /// fraction `at` of them.
+    fn index_at(at: u8, base: LogIndex, len: usize) -> LogIndex {
+        LogIndex(base.0 + (at as usize * len / 256) as u64 + 1)
     }
 
     use proptest::prelude::*;
@@ -531,9 +539,13 @@ mod tests {
         #[test]
         fn reads_as_the_vector_it_models(ops in prop::collection::vec(op(), 1..60)) {
             let mut l = Log::default();
+            let mut snapshot = SnapshotMeta::default();
             let mut model: Vec<Entry> = Vec::new();
             let mut term = 1;
             for (step, op) in ops.into_iter().enumerate() {
+                let base = snapshot.index;
+                // The model's position of `index`, which must be after `base`.
+                let position = |index: LogIndex| (index.0 - base.0 - 1) as usize;
                 match op {
                     Op::Append { count, one_at_a_time } => {
                         term += step as u64 % 2;
@@ -550,16 +562,31 @@ mod tests {
                         }
                     }
                     Op::Truncate { at } if !model.is_empty() => {
-                        let from = index_at(at, model.len());
+                        let from = index_at(at, base, model.len());
                         let removed = l.truncate(from);
-                        prop_assert_eq!(&removed[..], &model[(from.0 - 1) as usize..]);
-                        model.truncate((from.0 - 1) as usize);
+                        prop_assert_eq!(&removed[..], &model[position(from)..]);
+                        model.truncate(position(from));
                     }
-                    Op::Truncate { .. } => {}
+                    Op::Compact { at } if !model.is_empty() => {
+                        let through = index_at(at, base, model.len());
+                        l.compact(through);
+                        snapshot = SnapshotMeta { index: through, term: model[position(through)].term };
+                        model.drain(..=position(through));
+                    }
+                    Op::Truncate { .. } | Op::Compact { .. } => {}
+                    Op::Reset { ahead } => {
+                        term += 1;
+                        snapshot = SnapshotMeta {
+                            index: LogIndex(base.0 + model.len() as u64 + u64::from(ahead)),
+                            term: Term(term),
+                        };
+                        l.reset(snapshot);
+                        model.clear();
+                    }
                     Op::Batch { at, count_max, bytes_max } => {
-                        let from = index_at(at, model.len());
+                        let from = index_at(at, base, model.len());
                         let batch = l.batch(from, count_max, bytes_max);
-                        let rest = model.get((from.0 - 1) as usize..).unwrap_or_default();
+                        let rest = model.get(position(from)..).unwrap_or_default();
                         prop_assert_eq!(&batch[..], &rest[..batch.len()], "a prefix of the rest");
                         prop_assert_eq!(batch.is_empty(), rest.is_empty());
                         prop_assert!(batch.len() <= count_max);
@@ -567,24 +594,34 @@ mod tests {
                         prop_assert!(batch.len() <= 1 || bytes <= bytes_max);
                     }
                 }
-                prop_assert_eq!(l.last_index(), LogIndex(model.len() as u64));
-                prop_assert_eq!(l.last_term(), model.last().map_or(Term(0), |e| e.term));
+                let base = snapshot.index;
+                prop_assert_eq!(l.snapshot(), snapshot);
+                prop_assert_eq!(l.last_index(), LogIndex(base.0 + model.len() as u64));
+                prop_assert_eq!(l.last_term(), model.last().map_or(snapshot.term, |e| e.term));
                 prop_assert!(l.iter().eq(model.iter()));
                 prop_assert_eq!(l.iter().len(), model.len());
-                for index in 0..=model.len() as u64 + 1 {
+                prop_assert_eq!(l.term_at(base), Some(snapshot.term));
+                prop_assert!(base.0 == 0 || l.term_at(base.prev()).is_none() || base.prev().0 == 0);
+                for index in base.0..=base.0 + model.len() as u64 + 1 {
                     let index = LogIndex(index);
-                    let expected = index.0.checked_sub(1).and_then(|i| model.get(i as usize));
+                    let expected = index
+                        .0
+                        .checked_sub(base.0 + 1)
+                        .and_then(|i| model.get(i as usize));
                     prop_assert_eq!(l.get(index), expected);
                     let from: Vec<&Entry> = l.iter_from(index).collect();
                     let rest: Vec<&Entry> =
-                        model.iter().skip(index.0.saturating_sub(1) as usize).collect();
+                        model.iter().skip(index.0.saturating_sub(base.0 + 1) as usize).collect();
                     prop_assert_eq!(l.iter_from(index).len(), rest.len());
                     prop_assert_eq!(from, rest);
                 }
                 if let Some(last) = model.last() {
                     let index = l.last_index();
                     let first = model.iter().position(|e| e.term == last.term).unwrap_or(0);
-                    prop_assert_eq!(l.first_index_of_term_run(index), LogIndex(first as u64 + 1));
+                    prop_assert_eq!(
+                        l.first_index_of_term_run(index),
+                        LogIndex(base.0 + first as u64 + 1)
+                    );
                 }
             }
         }

@@ -7,7 +7,7 @@ use super::cursor::{unknown_key, Arg};
 use super::pattern::Pattern;
 use super::report::{entries_text, optional_id};
 use crate::durable::Durable;
-use skiff_core::{Action, Entry, LogIndex, Machine, NodeId, Role, Term};
+use skiff_core::{Action, Entry, LogIndex, Machine, NodeId, Role, SnapshotMeta, Term};
 
 const CHECK_KEYS: &[&str] = &[
     "role",
@@ -19,6 +19,7 @@ const CHECK_KEYS: &[&str] = &[
     "leader",
     "log",
     "repairing",
+    "snapshot",
 ];
 
 /// One `KEY=VALUE` of a `check` line.
@@ -33,6 +34,7 @@ pub(crate) enum Check {
     Leader(Option<NodeId>),
     Log(Vec<Entry>),
     Repairing(bool),
+    Snapshot(SnapshotMeta),
 }
 
 impl Check {
@@ -67,6 +69,7 @@ impl Check {
             "leader" => Check::Leader(arg.optional_node()?),
             "log" => Check::Log(arg.entries()?),
             "repairing" => Check::Repairing(arg.boolean()?),
+            "snapshot" => Check::Snapshot(arg.snapshot()?),
             other => return Err(unknown_key("check", other, CHECK_KEYS)),
         })
     }
@@ -111,6 +114,11 @@ impl Check {
                 machine.repairing().to_string(),
                 repairing.to_string(),
             ),
+            Check::Snapshot(snapshot) => (
+                "snapshot",
+                machine.snapshot().to_string(),
+                snapshot.to_string(),
+            ),
         };
         (actual != expected).then(|| format!("{key} is {actual}, expected {expected}"))
     }
@@ -146,8 +154,8 @@ pub(crate) fn check_expectation(
     }
 }
 
-/// The rule checked on every batch: every `StateStore`, `LogStore` and
-/// `LogTruncate` comes before every `Send` and `Commit`.
+/// The rule checked on every batch: every `StateStore`, `LogStore`,
+/// `LogTruncate` and `SnapshotInstall` comes before every `Send` and `Commit`.
 pub(crate) fn check_persistence_first(batch: &[Action]) -> Result<(), String> {
     let talks = |a: &Action| matches!(a, Action::Send { .. } | Action::Commit { .. });
     let Some(first_talk) = batch.iter().position(talks) else {
@@ -156,7 +164,7 @@ pub(crate) fn check_persistence_first(batch: &[Action]) -> Result<(), String> {
     match batch[first_talk..].iter().position(Action::is_persistence) {
         None => Ok(()),
         Some(offset) => Err(format!(
-            "action {} ({}) persists state after action {} ({}): every StateStore, LogStore and LogTruncate must come before every Send and Commit",
+            "action {} ({}) persists state after action {} ({}): every StateStore, LogStore, LogTruncate and SnapshotInstall must come before every Send and Commit",
             first_talk + offset + 1,
             batch[first_talk + offset],
             first_talk + 1,
@@ -178,10 +186,17 @@ pub(crate) fn check_durable_agrees(disk: &Durable, machine: &Machine) -> Result<
             optional_id(machine.voted_for()),
         ));
     }
-    if !disk.log().iter().eq(machine.log()) {
+    // The entries after the machine's snapshot; those it covers the driver
+    // may discard whenever it likes (`LogCompact`).
+    let after = machine.snapshot().index.next();
+    let persisted: Vec<&Entry> = (after.0..=disk.last_index().0)
+        .filter_map(|index| disk.entry(LogIndex(index)))
+        .collect();
+    if disk.last_index() != machine.last_index() || !persisted.iter().copied().eq(machine.log()) {
         return Err(format!(
-            "the persisted log [{}] differs from the machine's log [{}]",
-            entries_text(disk.log()),
+            "the persisted log [{}] after the snapshot {} differs from the machine's log [{}]",
+            entries_text(persisted.iter().copied()),
+            machine.snapshot(),
             entries_text(machine.log()),
         ));
     }

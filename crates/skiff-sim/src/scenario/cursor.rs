@@ -3,7 +3,7 @@
 //! found, so that a scenario author can fix the line without reading code.
 
 use super::lex::{Token, TokenKind};
-use skiff_core::{Bytes, Entry, NodeId, Role, Term};
+use skiff_core::{Bytes, Entry, LogIndex, NodeId, Role, SnapshotMeta, Term};
 use std::collections::BTreeMap;
 
 /// Walks the tokens of one line.
@@ -358,6 +358,28 @@ impl Arg {
                 self.key
             )
         })
+    }
+
+    /// A snapshot written `INDEX:TERM`, as `state` and `check` take it.
+    pub(crate) fn snapshot(&self) -> Result<SnapshotMeta, String> {
+        let atom = self.single("INDEX:TERM")?;
+        let text = match &atom.kind {
+            AtomKind::Word(word) => Some(word.as_str()),
+            _ => None,
+        };
+        let parsed = text
+            .and_then(|word| word.split_once(':'))
+            .and_then(|(index, term)| Some((index.parse().ok()?, term.parse().ok()?)));
+        match parsed {
+            Some((index, term)) => Ok(SnapshotMeta {
+                index: LogIndex(index),
+                term: Term(term),
+            }),
+            None => Err(format!(
+                "expected INDEX:TERM for '{}', found '{}'",
+                self.key, atom.source
+            )),
+        }
     }
 
     pub(crate) fn boolean(&self) -> Result<bool, String> {

@@ -1,15 +1,18 @@
-//! Events and messages as scenario text: `append DATA`, `timeout` and
-//! `recv from=N MESSAGE`, with the four messages as the format writes them.
+//! Events and messages as scenario text: `append DATA`, `timeout`,
+//! `snapshot index=I` and `recv from=N MESSAGE`, with the messages as the
+//! format writes them.
 
 use super::cursor::{Arg, Cursor, Keyed};
 use skiff_core::{
-    AppendEntriesReq, AppendEntriesResp, Event, LogIndex, Message, NodeId, Term, VoteReq, VoteResp,
+    AppendEntriesReq, AppendEntriesResp, Event, InstallSnapshotReq, InstallSnapshotResp, LogIndex,
+    Message, NodeId, SnapshotMeta, Term, VoteReq, VoteResp,
 };
 
 /// The commands that are events.
-pub(crate) const EVENT_COMMANDS: &[&str] = &["append", "timeout", "recv"];
+pub(crate) const EVENT_COMMANDS: &[&str] = &["append", "timeout", "snapshot", "recv"];
 
-const MESSAGE_NAMES: &str = "AppendEntriesReq, AppendEntriesResp, VoteReq or VoteResp";
+const MESSAGE_NAMES: &str = "AppendEntriesReq, AppendEntriesResp, VoteReq, VoteResp, \
+     InstallSnapshotReq or InstallSnapshotResp";
 
 /// Parses the event named `command` from the rest of the line.
 pub(crate) fn event(command: &str, cursor: &mut Cursor<'_>) -> Result<Event, String> {
@@ -22,6 +25,12 @@ pub(crate) fn event(command: &str, cursor: &mut Cursor<'_>) -> Result<Event, Str
         "timeout" => {
             cursor.finish("timeout")?;
             Ok(Event::Timeout)
+        }
+        "snapshot" => {
+            let args = cursor.arguments("snapshot")?;
+            let mut keyed = Keyed::new("snapshot", args, &["index"])?;
+            let index = LogIndex(keyed.required("index")?.number()?);
+            Ok(Event::SnapshotTaken { index })
         }
         "recv" => {
             let from = cursor.argument("recv", false)?;
@@ -73,9 +82,21 @@ pub(crate) fn message(cursor: &mut Cursor<'_>, after: &str) -> Result<Message, S
             last_index: LogIndex(keyed.required("last_index")?.number()?),
             last_term: Term(keyed.required("last_term")?.number()?),
         }),
-        _ => Message::VoteResp(VoteResp {
+        "VoteResp" => Message::VoteResp(VoteResp {
             term: Term(keyed.required("term")?.number()?),
             granted: keyed.required("granted")?.boolean()?,
+        }),
+        "InstallSnapshotReq" => Message::InstallSnapshotReq(InstallSnapshotReq {
+            term: Term(keyed.required("term")?.number()?),
+            leader: NodeId(keyed.required("leader")?.number()?),
+            snapshot: SnapshotMeta {
+                index: LogIndex(keyed.required("last_index")?.number()?),
+                term: Term(keyed.required("last_term")?.number()?),
+            },
+        }),
+        _ => Message::InstallSnapshotResp(InstallSnapshotResp {
+            term: Term(keyed.required("term")?.number()?),
+            index: LogIndex(keyed.required("index")?.number()?),
         }),
     };
     Ok(message)
@@ -95,6 +116,8 @@ fn fields(name: &str) -> Option<&'static [&'static str]> {
         "AppendEntriesResp" => Some(&["term", "success", "index"]),
         "VoteReq" => Some(&["term", "candidate", "last_index", "last_term"]),
         "VoteResp" => Some(&["term", "granted"]),
+        "InstallSnapshotReq" => Some(&["term", "leader", "last_index", "last_term"]),
+        "InstallSnapshotResp" => Some(&["term", "index"]),
         _ => None,
     }
 }
@@ -144,6 +167,8 @@ mod tests {
             "AppendEntriesResp(term=3, success=false, index=7)",
             "VoteReq(term=4, candidate=2, last_index=3, last_term=2)",
             "VoteResp(term=4, granted=true)",
+            "InstallSnapshotReq(term=5, leader=2, last_index=40, last_term=4)",
+            "InstallSnapshotResp(term=5, index=40)",
         ];
         for text in messages {
             let Event::Receive { from, message } = parse_event(&format!("recv from=2 {text}"))
@@ -182,6 +207,12 @@ mod tests {
             Event::Append(b"a \"q\" \x00"[..].into())
         );
         assert_eq!(parse_event("timeout").unwrap(), Event::Timeout);
+        assert_eq!(
+            parse_event("snapshot index=12").unwrap(),
+            Event::SnapshotTaken {
+                index: LogIndex(12)
+            }
+        );
         let entries = parse_event(
             "recv from=1 AppendEntriesReq(term=1, leader=1, prev_index=0, prev_term=0, entries=[1:\"\\\\\"], commit=0)",
         )
@@ -202,7 +233,11 @@ mod tests {
             ("recv from2 VoteResp(term=1, granted=true)", "expected key=value after 'recv', found 'from2'"),
             ("recv to=2 VoteResp(term=1, granted=true)", "expected from=N after 'recv', found 'to=2'"),
             ("recv from=x VoteResp(term=1, granted=true)", "expected a number for 'from', found 'x'"),
-            ("recv from=2", "expected a message (AppendEntriesReq, AppendEntriesResp, VoteReq or VoteResp) after 'from=2', found the end of the line"),
+            ("recv from=2", "expected a message (AppendEntriesReq, AppendEntriesResp, VoteReq, VoteResp, InstallSnapshotReq or InstallSnapshotResp) after 'from=2', found the end of the line"),
+            ("snapshot", "'snapshot' needs index=..."),
+            ("snapshot index=x", "expected a number for 'index', found 'x'"),
+            ("snapshot index=3 at=4", "unknown key 'at' for 'snapshot'"),
+            ("recv from=2 InstallSnapshotReq(term=5, leader=2, last_index=40)", "'InstallSnapshotReq' needs last_term=..."),
             ("recv from=2 VoteRes(term=1)", "unknown message 'VoteRes'"),
             ("recv from=2 VoteResp(term=1)", "'VoteResp' needs granted=..."),
             ("recv from=2 VoteResp(term=1, granted=yes)", "expected true or false for 'granted', found 'yes'"),

@@ -265,7 +265,8 @@ impl Parser {
             "on" => {
                 let id = node(cursor, "on")?;
                 let after = format!("on {id}");
-                let event_name = cursor.word("an event (append, timeout, recv)", &after)?;
+                let event_name =
+                    cursor.word("an event (append, timeout, snapshot, recv)", &after)?;
                 Command::Event {
                     node: Some(id),
                     event: event(&event_name, cursor)?,
@@ -401,7 +402,15 @@ const NODE_KEYS: &[&str] = &[
     "seed",
     "term_lead_max",
 ];
-const STATE_KEYS: &[&str] = &["role", "term", "voted_for", "log", "commit", "damaged"];
+const STATE_KEYS: &[&str] = &[
+    "role",
+    "term",
+    "voted_for",
+    "snapshot",
+    "log",
+    "commit",
+    "damaged",
+];
 const RESTART_KEYS: &[&str] = &["keep"];
 const CLUSTER_KEYS: &[&str] = &["n", "election", "heartbeat", "seed", "term_lead_max"];
 const CLUSTER_COMMANDS: &[&str] = &[
@@ -475,14 +484,19 @@ fn term_lead(keyed: &mut Keyed, config: &mut Config) -> Result<(), String> {
     Ok(())
 }
 
-/// `state [role=] [term=] [voted_for=] [log=] [commit=]`. A candidate or
-/// leader has voted for itself unless `voted_for` says otherwise.
+/// `state [role=] [term=] [voted_for=] [snapshot=I:T] [log=] [commit=]`. A
+/// candidate or leader has voted for itself unless `voted_for` says
+/// otherwise; `log` lists the entries after the snapshot.
 fn start_state(config: &Config, mut keyed: Keyed) -> Result<StartState, String> {
     let role = keyed.optional("role").map(|a| a.role()).transpose()?;
     let term = keyed.optional("term").map(|a| a.number()).transpose()?;
     let voted_for = keyed
         .optional("voted_for")
         .map(|a| a.optional_node())
+        .transpose()?;
+    let snapshot = keyed
+        .optional("snapshot")
+        .map(|a| a.snapshot())
         .transpose()?;
     let log = keyed.optional("log").map(|a| a.entries()).transpose()?;
     let commit = keyed.optional("commit").map(|a| a.number()).transpose()?;
@@ -497,7 +511,7 @@ fn start_state(config: &Config, mut keyed: Keyed) -> Result<StartState, String> 
             term: Term(term.unwrap_or(0)),
             voted_for: voted_for.unwrap_or(self_vote),
         },
-        snapshot: Default::default(),
+        snapshot: snapshot.unwrap_or_default(),
         log: log.unwrap_or_default(),
         commit_index: LogIndex(commit.unwrap_or(0)),
         damaged: damaged.unwrap_or(false),
@@ -603,7 +617,9 @@ mod tests {
             ("cluster n=3\ntimeout\n", 2, "'on N timeout ...'"),
             ("cluster n=3\non 4 timeout\n", 2, "node 4 in 'on 4' is not in the cluster (nodes 1 to 3)"),
             ("cluster n=3\non x timeout\n", 2, "expected a node number after 'on', found 'x'"),
-            ("cluster n=3\non 1 sleep\n", 2, "expected an event (append, timeout, recv), found 'sleep'"),
+            ("cluster n=3\non 1 sleep\n", 2, "expected an event (append, timeout, snapshot, recv), found 'sleep'"),
+            ("node id=1 peers=1\nstate snapshot=3\n", 2, "expected INDEX:TERM for 'snapshot', found '3'"),
+            ("node id=1 peers=1\ncheck snapshot=a:b\n", 2, "expected INDEX:TERM for 'snapshot', found 'a:b'"),
             ("cluster n=3\ndeliver to=9\n", 2, "node 9 in 'to=9' is not in the cluster"),
             ("cluster n=3\ndrop count=1\n", 2, "unknown key 'count' for 'drop'"),
             ("cluster n=3\nexpect 1 Alarm(*)\n", 2, "expect before any event"),

@@ -20,10 +20,14 @@ const CALL_NAMES: &[&str] = &[
     "LogTruncate",
     "StateStore",
     "Rejected",
+    "LogCompact",
+    "SnapshotInstall",
     "AppendEntriesReq",
     "AppendEntriesResp",
     "VoteReq",
     "VoteResp",
+    "InstallSnapshotReq",
+    "InstallSnapshotResp",
     "NotLeader",
 ];
 
@@ -36,6 +40,8 @@ const ACTION_NAMES: &[&str] = &[
     "LogTruncate",
     "StateStore",
     "Rejected",
+    "LogCompact",
+    "SnapshotInstall",
 ];
 
 /// Names a pattern may use before `=`.
@@ -59,6 +65,7 @@ const FIELD_NAMES: &[&str] = &[
     "last_term",
     "granted",
     "reason",
+    "through",
 ];
 
 /// A pattern from an `expect` or `expect-none` line, ready to match.

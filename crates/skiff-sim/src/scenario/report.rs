@@ -1,7 +1,7 @@
 //! What running a scenario reports: a pass, or the first failing line with
 //! the batch the machine actually produced and the state it ended in.
 
-use skiff_core::{Entry, LogIndex, Machine, NodeId, Role, Term};
+use skiff_core::{Entry, LogIndex, Machine, NodeId, Role, SnapshotMeta, Term};
 use std::fmt;
 
 /// The result of running one scenario that parsed and set up cleanly.
@@ -92,6 +92,8 @@ pub struct StateSummary {
     pub last_term: Term,
     /// The leader known for the current term.
     pub leader: Option<NodeId>,
+    /// The snapshot the log starts after.
+    pub snapshot: SnapshotMeta,
 }
 
 impl StateSummary {
@@ -105,6 +107,7 @@ impl StateSummary {
             last_index: machine.last_index(),
             last_term: machine.last_term(),
             leader: machine.leader(),
+            snapshot: machine.snapshot(),
         }
     }
 }
@@ -121,7 +124,11 @@ impl fmt::Display for StateSummary {
             self.last_index,
             self.last_term,
             optional_id(self.leader)
-        )
+        )?;
+        if self.snapshot.index.0 > 0 {
+            write!(f, " snapshot={}", self.snapshot)?;
+        }
+        Ok(())
     }
 }
 
