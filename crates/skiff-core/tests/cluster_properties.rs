@@ -1,13 +1,26 @@
 //! A small cluster under a random schedule: messages delivered in any order,
-//! dropped or duplicated, timeouts and appends anywhere, crashes that keep
-//! only what was persisted. After every step: at most one leader per term,
-//! and no two nodes ever commit different data at one index.
+//! dropped or duplicated, timeouts and appends anywhere, snapshots taken
+//! anywhere (and sent to followers that need them), crashes that keep only
+//! what was persisted. After every step: at most one leader per term, no two
+//! nodes ever commit different data at one index, and every node's
+//! application state (the committed data it applied, or restored from a
+//! snapshot) is the agreed committed log.
 //!
 //! `skiff-sim` hunts the same bugs with clocks, latencies and clients; this
 //! test keeps the core honest on its own, without any driver.
 
+use bytes::Bytes;
 use proptest::prelude::*;
-use skiff_core::{Action, Config, Entry, Event, HardState, Machine, NodeId, Role};
+use skiff_core::{
+    Action, Config, Entry, Event, HardState, LogIndex, Machine, Message, NodeId, Role, SnapshotMeta,
+};
+
+/// Delivers every queued message, oldest first, until none is left.
+fn settle(cluster: &mut Cluster) {
+    while !cluster.queue.is_empty() {
+        cluster.apply(Step::Deliver(0));
+    }
+}
 use std::collections::HashMap;
 
 /// One step of the schedule; numbers are reduced modulo what exists.
@@ -19,6 +32,7 @@ enum Step {
     Timeout(u64),
     Append(u64),
     Crash(u64),
+    Snapshot(u64),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -29,13 +43,20 @@ fn step() -> impl Strategy<Value = Step> {
         3 => any::<u64>().prop_map(Step::Timeout),
         3 => any::<u64>().prop_map(Step::Append),
         1 => any::<u64>().prop_map(Step::Crash),
+        2 => any::<u64>().prop_map(Step::Snapshot),
     ]
 }
 
 struct Node {
     machine: Machine,
     hard_state: HardState,
+    /// The durable snapshot and the application state it holds: the data
+    /// of every entry through its index.
+    snapshot: (SnapshotMeta, Vec<Bytes>),
+    /// The durable log after the snapshot.
     log: Vec<Entry>,
+    /// The application: the data applied so far, from index 1.
+    applied: Vec<Bytes>,
 }
 
 struct Cluster {
@@ -57,7 +78,9 @@ impl Cluster {
                 Node {
                     machine: Machine::new(config).unwrap(),
                     hard_state: HardState::default(),
+                    snapshot: (SnapshotMeta::default(), Vec::new()),
                     log: Vec::new(),
+                    applied: Vec::new(),
                 }
             })
             .collect();
@@ -72,19 +95,51 @@ impl Cluster {
 
     fn step_node(&mut self, position: usize, event: Event) {
         let mut actions = Vec::new();
+        // A snapshot arrives with its data: the sender's current snapshot,
+        // if it is still the one named (a driver whose file is gone sends
+        // nothing, and the leader asks again).
+        let received = match &event {
+            Event::Receive {
+                from,
+                message: Message::InstallSnapshotReq(req),
+            } => {
+                let (meta, state) = &self.nodes[from.0 as usize - 1].snapshot;
+                if *meta != req.snapshot {
+                    return;
+                }
+                Some(state.clone())
+            }
+            _ => None,
+        };
         let node = &mut self.nodes[position];
         node.machine.step(event, &mut actions);
         let from = node.machine.id();
+        let base = |node: &Node| node.snapshot.0.index.0;
         for action in actions {
             match action {
                 Action::StateStore { term, voted_for } => {
                     node.hard_state = HardState { term, voted_for }
                 }
                 Action::LogStore { index, entries } => {
-                    assert_eq!(index.0, node.log.len() as u64 + 1);
+                    assert_eq!(index.0, base(node) + node.log.len() as u64 + 1);
                     node.log.extend(entries);
                 }
-                Action::LogTruncate { from } => node.log.truncate(from.0 as usize - 1),
+                Action::LogTruncate { from } => {
+                    assert!(from.0 > base(node), "truncation into the snapshot");
+                    node.log.truncate((from.0 - base(node)) as usize - 1)
+                }
+                Action::LogCompact { through } => {
+                    // The snapshot was stored before the event; now the
+                    // entries it covers go.
+                    assert_eq!(through, node.snapshot.0.index);
+                }
+                Action::SnapshotInstall { snapshot } => {
+                    let state = received.clone().expect("installs only what it received");
+                    assert_eq!(state.len() as u64, snapshot.index.0);
+                    node.snapshot = (snapshot, state.clone());
+                    node.log.clear();
+                    node.applied = state;
+                }
                 Action::Send { to, message } => self.queue.push((from, to, message)),
                 Action::Commit {
                     data,
@@ -98,17 +153,27 @@ impl Cluster {
                         *agreed, data,
                         "two nodes committed different data at {index}"
                     );
+                    assert_eq!(index.0, node.applied.len() as u64 + 1, "applied in order");
+                    node.applied.push(data);
                 }
                 Action::Commit { .. } | Action::Alarm { .. } => {}
-                Action::LogCompact { .. } | Action::SnapshotInstall { .. } => {
-                    panic!("node {from} acted on a snapshot, but none was taken")
-                }
                 Action::Rejected {
                     from: sender,
                     reason,
                 } => panic!("node {from} rejected a message from correct node {sender}: {reason}"),
             }
         }
+        for (index, data) in node.applied.iter().enumerate() {
+            if let Some(agreed) = self.committed.get(&(index as u64 + 1)) {
+                assert_eq!(
+                    agreed,
+                    data,
+                    "node {from} applied other data at {}",
+                    index + 1
+                );
+            }
+        }
+        assert_eq!(node.applied.len() as u64, node.machine.commit_index().0);
         if node.machine.role() == Role::Leader {
             let term = node.machine.term().0;
             let leader = *self.leaders.entry(term).or_insert(from);
@@ -141,8 +206,34 @@ impl Cluster {
             Step::Crash(node) => {
                 let node = &mut self.nodes[(node % size) as usize];
                 let config = node.machine.config().clone();
-                node.machine = Machine::restore(config, node.hard_state, node.log.clone())
-                    .expect("persisted state restores");
+                let (snapshot, state) = node.snapshot.clone();
+                node.machine = Machine::restore_from_snapshot(
+                    config,
+                    snapshot,
+                    node.hard_state,
+                    node.log.clone(),
+                )
+                .expect("persisted state restores");
+                node.applied = state;
+            }
+            Step::Snapshot(node) => {
+                // The application captures what it applied, durably, then
+                // tells the machine.
+                let position = (node % size) as usize;
+                let node = &mut self.nodes[position];
+                let index = node.machine.commit_index();
+                if index <= node.snapshot.0.index {
+                    return;
+                }
+                let offset = (index.0 - node.snapshot.0.index.0) as usize;
+                let term = node.log[offset - 1].term;
+                node.snapshot = (
+                    SnapshotMeta { index, term },
+                    node.applied[..index.0 as usize].to_vec(),
+                );
+                node.log.drain(..offset);
+                self.step_node(position, Event::SnapshotTaken { index });
+                assert_eq!(self.nodes[position].machine.snapshot().index, index);
             }
             _ => {}
         }
@@ -181,4 +272,40 @@ fn a_fair_schedule_commits() {
         cluster.committed.get(&2).map(|d| d.as_ref()),
         Some(&b"v1"[..])
     );
+}
+
+/// A follower cut off while the leader compacts its log catches up through
+/// the leader's snapshot, and then through entries after it.
+#[test]
+fn a_lagging_follower_catches_up_through_a_snapshot() {
+    let mut cluster = Cluster::new(3);
+    cluster.apply(Step::Timeout(0));
+    settle(&mut cluster);
+    assert_eq!(cluster.nodes[0].machine.role(), Role::Leader);
+    for _ in 0..6 {
+        cluster.apply(Step::Append(0));
+        // Node 3 hears nothing.
+        cluster.queue.retain(|(_, to, _)| *to != NodeId(3));
+        while !cluster.queue.is_empty() {
+            cluster.apply(Step::Deliver(0));
+            cluster.queue.retain(|(_, to, _)| *to != NodeId(3));
+        }
+    }
+    let commit = cluster.nodes[0].machine.commit_index();
+    assert_eq!(commit, LogIndex(7));
+    cluster.apply(Step::Snapshot(0));
+    assert_eq!(cluster.nodes[0].machine.snapshot().index, commit);
+    assert_eq!(cluster.nodes[2].machine.last_index(), LogIndex(1));
+    cluster.apply(Step::Append(0));
+    for _ in 0..4 {
+        cluster.apply(Step::Timeout(0)); // heartbeats, which probe node 3
+        settle(&mut cluster);
+    }
+    let follower = &cluster.nodes[2];
+    assert_eq!(
+        follower.machine.snapshot(),
+        cluster.nodes[0].machine.snapshot()
+    );
+    assert_eq!(follower.machine.commit_index(), LogIndex(8));
+    assert_eq!(follower.applied, cluster.nodes[0].applied);
 }
