@@ -1,13 +1,17 @@
 //! Fuzz body `core_cluster`: three `skiff_core::Machine`s that pass each
 //! other's messages honestly, while the input picks which message is
 //! delivered, dropped or duplicated, whose alarm fires and who is asked to
-//! append. Checked after every step: election safety (one leader per
-//! term), committed entries the same on every node, and each machine's own
+//! append or to snapshot (a leader then sends its snapshot to followers
+//! that need compacted entries, passed as honestly as any message).
+//! Checked after every step: election safety (one leader per term),
+//! committed entries the same on every node, and each machine's own
 //! promises as in `core_step`.
 
 use super::core_step::Promises;
 use arbitrary::{Result, Unstructured};
-use skiff_core::{Action, Bytes, Config, Entry, Event, Machine, Message, NodeId, Role, StartState};
+use skiff_core::{
+    Action, Bytes, Config, Entry, Event, LogIndex, Machine, Message, NodeId, Role, StartState,
+};
 use std::collections::BTreeMap;
 
 /// Messages in flight beyond this are dropped, as a full network would.
@@ -28,7 +32,8 @@ struct Cluster {
     nodes: Vec<Node>,
     in_flight: Vec<(NodeId, NodeId, Message)>,
     leaders: BTreeMap<u64, NodeId>,
-    committed: Vec<Entry>,
+    /// Every committed entry any node has held, by index.
+    committed: BTreeMap<LogIndex, Entry>,
     appended: u64,
 }
 
@@ -38,7 +43,7 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
         nodes: Vec::new(),
         in_flight: Vec::new(),
         leaders: BTreeMap::new(),
-        committed: Vec::new(),
+        committed: BTreeMap::new(),
         appended: 0,
     };
     for id in ids {
@@ -54,7 +59,7 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
         node.promises.check(&node.machine, &actions);
     }
     while !input.is_empty() {
-        match input.int_in_range(0..=5)? {
+        match input.int_in_range(0..=6)? {
             0 | 1 if !cluster.in_flight.is_empty() => {
                 let (from, to, message) = cluster
                     .in_flight
@@ -72,6 +77,11 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
             3 => {
                 let to = *input.choose(&ids)?;
                 cluster.step(to, Event::Timeout);
+            }
+            6 => {
+                let to = *input.choose(&ids)?;
+                let index = cluster.nodes[to.0 as usize - 1].machine.commit_index();
+                cluster.step(to, Event::SnapshotTaken { index });
             }
             _ => {
                 let to = *input.choose(&ids)?;
@@ -106,19 +116,22 @@ impl Cluster {
             let first = *self.leaders.entry(machine.term().0).or_insert(id);
             assert_eq!(first, id, "two leaders in term {}", machine.term());
         }
-        let committed: Vec<Entry> = machine
-            .log()
-            .take(machine.commit_index().0 as usize)
-            .cloned()
-            .collect();
-        let shorter = committed.len().min(self.committed.len());
-        assert_eq!(
-            committed[..shorter],
-            self.committed[..shorter],
-            "node {id} committed other entries"
-        );
-        if committed.len() > self.committed.len() {
-            self.committed = committed;
+        let first = machine.snapshot().index.next();
+        let held = (machine.commit_index().0 + 1).saturating_sub(first.0) as usize;
+        for (offset, entry) in machine.log().take(held).enumerate() {
+            let index = LogIndex(first.0 + offset as u64);
+            let agreed = self.committed.entry(index).or_insert_with(|| entry.clone());
+            assert_eq!(
+                agreed, entry,
+                "node {id} committed another entry at {index}"
+            );
+        }
+        let snapshot = machine.snapshot();
+        if let Some(agreed) = self.committed.get(&snapshot.index) {
+            assert_eq!(
+                agreed.term, snapshot.term,
+                "node {id}'s snapshot {snapshot} disagrees"
+            );
         }
     }
 }

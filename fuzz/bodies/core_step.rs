@@ -1,17 +1,20 @@
 //! Fuzz body `core_step`: one `skiff_core::Machine`, started in a valid
-//! state the input picks, fed an arbitrary sequence of appends, timeouts
-//! and messages from any id with any terms and indices, and checked after
-//! every step against what Raft promises: term never back, one vote per
-//! term, commit never back nor past the log, a batch's persistence before
-//! its sends and commits, no truncation at or below the commit index,
-//! committed entries never changed, and the persisted state equal to the
+//! state the input picks (with or without a snapshot), fed an arbitrary
+//! sequence of appends, timeouts, snapshots taken and messages (snapshots
+//! offered and answered included) from any id with any terms and indices,
+//! and checked after every step against what Raft promises: term never
+//! back, one vote per term, commit never back nor past the log, a batch's
+//! persistence before its sends and commits, no truncation at or below the
+//! commit index, no compaction past it, committed entries never changed,
+//! and the persisted state (snapshot and log after it) equal to the
 //! machine's. The core's own debug assertions run too (fuzz builds and
 //! tests keep debug assertions on).
 
 use arbitrary::{Result, Unstructured};
 use skiff_core::{
-    Action, AppendEntriesReq, AppendEntriesResp, Bytes, Config, Entry, Event, HardState, LogIndex,
-    Machine, Message, NodeId, Role, StartState, Term, VoteReq, VoteResp,
+    Action, AppendEntriesReq, AppendEntriesResp, Bytes, Config, Entry, Event, HardState,
+    InstallSnapshotReq, InstallSnapshotResp, LogIndex, Machine, Message, NodeId, Role,
+    SnapshotMeta, StartState, Term, VoteReq, VoteResp,
 };
 use std::collections::BTreeMap;
 
@@ -50,7 +53,11 @@ pub struct Promises {
     term: Term,
     votes: BTreeMap<Term, NodeId>,
     commit: LogIndex,
-    committed: Vec<Entry>,
+    /// The term of every committed index seen so far: a committed entry
+    /// never changes, whether it stays in the log or a snapshot covers it.
+    committed: BTreeMap<LogIndex, Term>,
+    durable_snapshot: SnapshotMeta,
+    /// The persisted log after `durable_snapshot`.
     durable_log: Vec<Entry>,
     durable_hard_state: HardState,
 }
@@ -58,14 +65,37 @@ pub struct Promises {
 impl Promises {
     /// Promises of a machine just made from `state`.
     pub fn new(machine: &Machine, state: StartState) -> Promises {
-        let commit = state.commit_index;
-        Promises {
+        let commit = machine.commit_index();
+        let mut promises = Promises {
             term: machine.term(),
             votes: BTreeMap::new(),
             commit,
-            committed: state.log[..commit.0 as usize].to_vec(),
+            committed: BTreeMap::new(),
+            durable_snapshot: state.snapshot,
             durable_log: state.log,
             durable_hard_state: state.hard_state,
+        };
+        promises.record_committed(machine);
+        promises
+    }
+
+    /// Records (and checks) the terms of the committed entries `machine`
+    /// still holds, and of its snapshot.
+    fn record_committed(&mut self, machine: &Machine) {
+        let snapshot = machine.snapshot();
+        let first = snapshot.index.next();
+        let held = machine
+            .log()
+            .take((machine.commit_index().0 + 1).saturating_sub(first.0) as usize);
+        let terms = std::iter::once((snapshot.index, snapshot.term))
+            .filter(|(index, _)| index.0 > 0)
+            .chain(
+                held.enumerate()
+                    .map(|(offset, e)| (LogIndex(first.0 + offset as u64), e.term)),
+            );
+        for (index, term) in terms {
+            let agreed = *self.committed.entry(index).or_insert(term);
+            assert_eq!(agreed, term, "the committed entry at {index} changed");
         }
     }
 
@@ -87,8 +117,34 @@ impl Promises {
             match action {
                 Action::Send { .. } | Action::Commit { .. } => seen_io = true,
                 Action::Alarm { .. } | Action::Rejected { .. } => {}
-                Action::LogCompact { .. } | Action::SnapshotInstall { .. } => {
-                    panic!("no snapshot event was fed, yet the machine acted on one: {action}")
+                Action::LogCompact { through } => {
+                    let base = self.durable_snapshot.index;
+                    assert!(
+                        *through > base,
+                        "compaction through {through}, not past {base}"
+                    );
+                    assert!(
+                        *through <= machine.commit_index(),
+                        "compaction past the commit"
+                    );
+                    let kept = (through.0 - base.0) as usize;
+                    assert!(kept <= self.durable_log.len(), "compaction past the log");
+                    let term = self.durable_log[kept - 1].term;
+                    self.durable_log.drain(..kept);
+                    self.durable_snapshot = SnapshotMeta {
+                        index: *through,
+                        term,
+                    };
+                }
+                Action::SnapshotInstall { snapshot } => {
+                    assert!(
+                        snapshot.index > self.commit,
+                        "installed snapshot {snapshot} is not past the commit {}",
+                        self.commit
+                    );
+                    self.durable_snapshot = *snapshot;
+                    self.durable_log.clear();
+                    reported = snapshot.index;
                 }
                 Action::StateStore { term, voted_for } => {
                     self.durable_hard_state = HardState {
@@ -97,20 +153,21 @@ impl Promises {
                     }
                 }
                 Action::LogTruncate { from } => {
+                    let base = self.durable_snapshot.index.0;
                     assert!(
                         *from > self.commit,
                         "truncation from {from} at or below the commit"
                     );
                     assert!(
-                        from.0 as usize <= self.durable_log.len(),
+                        from.0 - base <= self.durable_log.len() as u64,
                         "truncation past the log"
                     );
-                    self.durable_log.truncate(from.0 as usize - 1);
+                    self.durable_log.truncate((from.0 - base) as usize - 1);
                 }
                 Action::LogStore { index, .. } => {
                     assert_eq!(
                         index.0,
-                        self.durable_log.len() as u64 + 1,
+                        self.durable_snapshot.index.0 + self.durable_log.len() as u64 + 1,
                         "store not at the end"
                     );
                     self.durable_log
@@ -137,13 +194,14 @@ impl Promises {
             "commit {commit} past the log"
         );
         assert_eq!(reported, commit, "every commit reported");
-        let log: Vec<Entry> = machine.log().cloned().collect();
-        assert!(
-            log.starts_with(&self.committed),
-            "a committed entry changed"
-        );
-        self.committed = log[..commit.0 as usize].to_vec();
+        self.record_committed(machine);
         self.commit = commit;
+        assert_eq!(
+            self.durable_snapshot,
+            machine.snapshot(),
+            "the persisted snapshot is not the machine's"
+        );
+        let log: Vec<Entry> = machine.log().cloned().collect();
         assert_eq!(
             self.durable_log, log,
             "the persisted log is not the machine's"
@@ -162,6 +220,15 @@ fn start_state(input: &mut Unstructured<'_>, peers: u64) -> Result<StartState> {
         .collect::<Result<_>>()?;
     terms.sort_unstable();
     let log: Vec<Entry> = terms.iter().map(|&t| Entry::new(Term(t), "s")).collect();
+    // Sometimes the first entries are covered by a snapshot.
+    let covered = input.int_in_range(0..=terms.len())?;
+    let snapshot = match covered {
+        0 => SnapshotMeta::default(),
+        _ => SnapshotMeta {
+            index: LogIndex(covered as u64),
+            term: Term(terms[covered - 1]),
+        },
+    };
     let role = *input.choose(&[Role::Follower, Role::Candidate, Role::Leader])?;
     let leading = role != Role::Follower;
     let term = terms.last().copied().unwrap_or(0) + input.int_in_range(0..=2)? + u64::from(leading);
@@ -178,16 +245,19 @@ fn start_state(input: &mut Unstructured<'_>, peers: u64) -> Result<StartState> {
             term: Term(term),
             voted_for,
         },
-        commit_index: LogIndex(input.int_in_range(0..=log.len() as u64)?),
-        snapshot: Default::default(),
-        log,
+        commit_index: LogIndex(input.int_in_range(covered as u64..=log.len() as u64)?),
+        snapshot,
+        log: log[covered..].to_vec(),
         damaged: input.ratio(1, 8)?,
     })
 }
 
 fn event(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Result<Event> {
-    Ok(match input.int_in_range(0..=5)? {
+    Ok(match input.int_in_range(0..=6)? {
         0 => Event::Timeout,
+        6 => Event::SnapshotTaken {
+            index: index_near(input, machine.commit_index())?,
+        },
         1 => {
             let len = input.int_in_range(0..=3)?;
             Event::Append(Bytes::copy_from_slice(input.bytes(len)?))
@@ -203,7 +273,19 @@ fn event(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Result<
 fn message(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Result<Message> {
     let term = term_near(input, machine.term())?;
     let sender = NodeId(input.int_in_range(0..=peers + 1)?);
-    Ok(match input.int_in_range(0..=3)? {
+    Ok(match input.int_in_range(0..=5)? {
+        4 => Message::InstallSnapshotReq(InstallSnapshotReq {
+            term,
+            leader: sender,
+            snapshot: SnapshotMeta {
+                index: index_near(input, machine.last_index())?,
+                term: term_near(input, machine.last_term())?,
+            },
+        }),
+        5 => Message::InstallSnapshotResp(InstallSnapshotResp {
+            term,
+            index: index_near(input, machine.snapshot().index)?,
+        }),
         0 => {
             let entries = (0..input.int_in_range(0..=3)?)
                 .map(|_| Ok(Entry::new(term_near(input, term)?, "e")))
