@@ -22,6 +22,7 @@
 //! * `floor`: the fdatasync and loopback round-trip measurements.
 //! * `report`: the table and the JSON.
 
+mod disk;
 mod etcd;
 mod floor;
 mod grpc;
@@ -154,6 +155,11 @@ pub struct BenchArgs {
     /// without and then with mutual TLS between its nodes, and print the ratio.
     #[arg(long, conflicts_with_all = ["servers", "config", "tls"])]
     tls_compare: bool,
+    /// After the load, stop one follower of the skiff cluster the bench
+    /// started, start it again, and report how long it took to serve again
+    /// (answering, knowing the leader, caught up to what it had committed).
+    #[arg(long, conflicts_with_all = ["servers", "config"])]
+    restart_check: bool,
 }
 
 impl BenchArgs {
@@ -267,21 +273,76 @@ async fn bench_skiff(
     let writers = (0..args.clients as usize)
         .map(|client| Writer::Skiff(SkiffWriter::new(&servers, client, value.clone())))
         .collect();
-    let pids = cluster.as_ref().map(|cluster| {
+    let pids: Option<Vec<u32>> = cluster.as_ref().map(|cluster| {
         let ids = cluster.ids();
         ids.iter().filter_map(|&id| cluster.pid(id)).collect()
     });
     if args.wants_floor() {
         floors.push(measure_floor(args, bench_dir)?);
     }
+    let watch = cluster.as_ref().map(|cluster| {
+        let dirs = (cluster.config().nodes.iter())
+            .map(|node| (node.id, node.data_dir.clone()))
+            .collect();
+        disk::DiskWatch::start(dirs, pids.clone().unwrap_or_default())
+    });
     let (measurement, cpu) = measure(writers, args, pids).await?;
+    let disk = watch.map(disk::DiskWatch::finish);
     if args.wants_floor() {
         floors.push(measure_floor(args, bench_dir)?);
     }
+    let mut restart = None;
     if let Some(mut cluster) = cluster {
+        if args.restart_check {
+            restart = Some(restart_follower(&mut cluster).await?);
+        }
         cluster.stop_all(STOP_GRACE);
     }
-    Ok(TargetReport::new(target, setup, &measurement, cpu))
+    let mut report = TargetReport::new(target, setup, &measurement, cpu);
+    report.disk = disk;
+    report.restart = restart;
+    Ok(report)
+}
+
+/// Stops a follower of `cluster`, starts it again, and measures how long it
+/// takes to serve again: to answer `status`, know the leader, and have
+/// committed at least what it had committed when it stopped.
+async fn restart_follower(cluster: &mut ProcessCluster) -> anyhow::Result<report::RestartReport> {
+    use skiff::status_probe::{probe, PROBE_TIMEOUT_DEFAULT};
+    use skiff_node::Role;
+    let mut follower = None;
+    for id in cluster.ids() {
+        let address = cluster.client_address(id)?.to_string();
+        if let Ok(status) = probe(&address, PROBE_TIMEOUT_DEFAULT).await {
+            if status.role == Role::Follower {
+                follower = Some((id, address, status.commit_index));
+                break;
+            }
+        }
+    }
+    let (id, address, committed) =
+        follower.context("no follower answered, so none could be restarted")?;
+    cluster.stop(id, STOP_GRACE)?;
+    let started = tokio::time::Instant::now();
+    cluster.start(id)?;
+    loop {
+        if let Ok(status) = probe(&address, PROBE_TIMEOUT_DEFAULT).await {
+            if status.leader.is_some() && status.commit_index >= committed {
+                return Ok(report::RestartReport {
+                    node: id.0,
+                    committed_before: committed.0,
+                    serving_after_ms: started.elapsed().as_secs_f64() * 1000.0,
+                });
+            }
+        }
+        if started.elapsed() > START_PATIENCE {
+            anyhow::bail!(
+                "node {id} did not serve again within {START_PATIENCE:?} of its restart:\n{}",
+                cluster.log_tail(id)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// The client addresses of the configuration at `path`.

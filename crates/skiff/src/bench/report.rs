@@ -54,6 +54,24 @@ pub struct TargetReport {
     /// (the clients) and the servers' together (when the bench started
     /// them, so it knows their processes).
     pub cpu_us_per_write: CpuPerWrite,
+    /// The data directories over the run, when the bench started the cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<super::disk::DiskReport>,
+    /// How long a restarted follower took to serve again (`--restart-check`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartReport>,
+}
+
+/// A follower stopped after the load and started again.
+#[derive(Debug, Serialize)]
+pub struct RestartReport {
+    /// The node restarted.
+    pub node: u64,
+    /// What it had committed when it stopped.
+    pub committed_before: u64,
+    /// From its start until it answered, knew the leader and had committed
+    /// at least `committed_before`, in ms.
+    pub serving_after_ms: f64,
 }
 
 /// Latency figures in milliseconds.
@@ -170,6 +188,8 @@ impl TargetReport {
                 bench: per_write(cpu.0),
                 servers: cpu.1.map(per_write),
             },
+            disk: None,
+            restart: None,
         }
     }
 }
@@ -249,6 +269,17 @@ impl fmt::Display for Report {
             if let Some(error) = &result.first_error {
                 writeln!(f, "  {} first error: {error}", result.target)?;
             }
+            if let Some(disk) = &result.disk {
+                write_disk(f, result.target, disk)?;
+            }
+            if let Some(restart) = &result.restart {
+                writeln!(
+                    f,
+                    "  {} restart: node {} served again {:.0} ms after it started \
+                     (answering, leader known, committed through {} again)",
+                    result.target, restart.node, restart.serving_after_ms, restart.committed_before
+                )?;
+            }
         }
         if let Some(r) = &self.ratios {
             writeln!(
@@ -269,6 +300,28 @@ impl fmt::Display for Report {
             write_floor(f, floor)?;
         }
         Ok(())
+    }
+}
+
+fn write_disk(
+    f: &mut fmt::Formatter<'_>,
+    target: &str,
+    disk: &super::disk::DiskReport,
+) -> fmt::Result {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let finals: Vec<String> = (disk.final_dir_bytes.iter())
+        .map(|(id, bytes)| format!("node {id} {:.1}", *bytes as f64 / MIB))
+        .collect();
+    write!(
+        f,
+        "  {target} disk: largest data directory {:.1} MiB (node {}); at the end {} MiB",
+        disk.largest_dir_bytes as f64 / MIB,
+        disk.largest_dir_node,
+        finals.join(", ")
+    )?;
+    match disk.bytes_written {
+        Some(bytes) => writeln!(f, "; the nodes wrote {:.1} MiB", bytes as f64 / MIB),
+        None => writeln!(f),
     }
 }
 
