@@ -31,7 +31,7 @@ fn pattern(length: usize) -> Vec<u8> {
         .collect()
 }
 
-fn install(term: u64, index: u64) -> InstallSnapshotReq {
+pub(super) fn install(term: u64, index: u64) -> InstallSnapshotReq {
     InstallSnapshotReq {
         term: Term(term),
         leader: NodeId(1),
@@ -43,12 +43,12 @@ fn install(term: u64, index: u64) -> InstallSnapshotReq {
 }
 
 /// A test's files: a snapshot to send and each node's incoming directory.
-struct Files {
+pub(super) struct Files {
     dir: tempfile::TempDir,
 }
 
 impl Files {
-    fn new() -> Files {
+    pub(super) fn new() -> Files {
         Files {
             dir: tempfile::tempdir().unwrap(),
         }
@@ -60,7 +60,7 @@ impl Files {
 
     /// Writes the snapshot file `name` of `length` bytes; returns its path
     /// and bytes.
-    fn snapshot(&self, name: &str, length: usize) -> (PathBuf, Vec<u8>) {
+    pub(super) fn snapshot(&self, name: &str, length: usize) -> (PathBuf, Vec<u8>) {
         let path = self.dir.path().join(name);
         let bytes = pattern(length);
         std::fs::write(&path, &bytes).unwrap();
@@ -68,7 +68,7 @@ impl Files {
     }
 
     /// `config` with this test's incoming directory for its node.
-    fn configure(&self, mut config: TransportConfig) -> TransportConfig {
+    pub(super) fn configure(&self, mut config: TransportConfig) -> TransportConfig {
         config.snapshot_incoming_dir = self.incoming(config.id.0);
         config.snapshot_chunk_bytes = CHUNK as u32;
         config
@@ -87,7 +87,7 @@ fn names(dir: &Path) -> Vec<String> {
 
 /// Asserts that node 2 delivered `req` from node 1, and holds exactly
 /// `bytes` at the received path, and nothing else, at that moment.
-async fn assert_received(
+pub(super) async fn assert_received(
     files: &Files,
     inbox: &mut mpsc::Receiver<Inbound>,
     req: InstallSnapshotReq,
@@ -397,6 +397,31 @@ async fn strangers_cannot_open_a_snapshot_stream_and_peers_cannot_offer_absurd_o
         pair.two_inbox.try_recv().is_err(),
         "only the real message arrived"
     );
+}
+
+#[tokio::test]
+async fn a_stalled_stream_is_closed_and_its_slot_freed() {
+    let files = Files::new();
+    let mut pair = pair_with(|config| {
+        let mut config = files.configure(config);
+        config.limits.snapshot_stall_timeout = Duration::from_millis(200);
+        config
+    })
+    .await;
+    let bytes = pattern(2 * CHUNK);
+    let req = install(3, 40);
+    let mut stream = snapshot_stream(pair.two_address).await;
+    offer(&mut stream, req, bytes.len()).await;
+    put_chunks(&mut stream, &bytes, 0, CHUNK).await;
+    // Silence: the node gives up on the stream.
+    assert!(read_to_close(&mut stream).await.is_empty());
+    // The peer comes back and picks up where it stalled.
+    let mut stream = snapshot_stream(pair.two_address).await;
+    let resume = offer(&mut stream, req, bytes.len()).await;
+    assert_eq!(resume.offset, CHUNK as u64);
+    put_chunks(&mut stream, &bytes, CHUNK, bytes.len()).await;
+    put(&mut stream, end(req, &bytes, crc32c::crc32c(&bytes))).await;
+    assert_received(&files, &mut pair.two_inbox, req, &bytes).await;
 }
 
 /// Plays node 2 for node 1's snapshot streams: accepts connections on
