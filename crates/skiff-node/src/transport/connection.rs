@@ -60,18 +60,32 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// The dialer's side: sends `hello`, expects the listener's `Hello` back
-/// from node `hello.peer_id` of the same cluster, in a frame of at most
-/// `frame_max` bytes. The caller bounds the time.
+/// What a peer connection carries, as its dialer's first frame says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StreamKind {
+    /// Raft messages ([`Frame::Hello`]).
+    Messages,
+    /// One snapshot file ([`Frame::SnapshotHello`]).
+    Snapshot,
+}
+
+/// The dialer's side: sends `hello` (as a stream of `kind`), expects the
+/// listener's `Hello` back from node `hello.peer_id` of the same cluster,
+/// in a frame of at most `frame_max` bytes. The caller bounds the time.
 pub async fn handshake_as_dialer<S>(
     stream: &mut S,
     hello: Hello,
+    kind: StreamKind,
     frame_max: usize,
 ) -> Result<(), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    write_frame(stream, &Frame::Hello(hello)).await?;
+    let first = match kind {
+        StreamKind::Messages => Frame::Hello(hello),
+        StreamKind::Snapshot => Frame::SnapshotHello(hello),
+    };
+    write_frame(stream, &first).await?;
     let body = read_frame(stream, frame_max).await?;
     match wire::decode_frame(&body)? {
         Frame::Hello(answer)
@@ -88,28 +102,29 @@ where
         Frame::Refused(reason) => Err(ConnectionError::Refused(format!(
             "the peer answered {reason:?}; its log says why"
         ))),
-        Frame::Message(_) => Err(ConnectionError::Unexpected("message")),
+        other => Err(ConnectionError::Unexpected(other.kind())),
     }
 }
 
-/// The listener's side: reads the dialer's `Hello` (at most `frame_max`
-/// bytes), checks it with `admit`, and answers with `me` or with the
-/// generic [`REFUSAL`]. Returns the dialer's node id, or the reason
-/// `admit` gave, for the caller to log. The caller bounds the time.
+/// The listener's side: reads the dialer's `Hello` or `SnapshotHello` (at
+/// most `frame_max` bytes), checks it with `admit`, and answers with `me`
+/// or with the generic [`REFUSAL`]. Returns the dialer's node id and what
+/// its connection carries, or the reason `admit` gave, for the caller to
+/// log. The caller bounds the time.
 pub async fn handshake_as_listener<S>(
     stream: &mut S,
     me: Hello,
     frame_max: usize,
     admit: impl FnOnce(&Hello) -> Result<(), String>,
-) -> Result<u64, ConnectionError>
+) -> Result<(u64, StreamKind), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let body = read_frame(stream, frame_max).await?;
-    let hello = match wire::decode_frame(&body)? {
-        Frame::Hello(hello) => hello,
-        Frame::Refused(_) => return Err(ConnectionError::Unexpected("refused")),
-        Frame::Message(_) => return Err(ConnectionError::Unexpected("message before hello")),
+    let (hello, kind) = match wire::decode_frame(&body)? {
+        Frame::Hello(hello) => (hello, StreamKind::Messages),
+        Frame::SnapshotHello(hello) => (hello, StreamKind::Snapshot),
+        other => return Err(ConnectionError::Unexpected(other.kind())),
     };
     if let Err(reason) = admit(&hello) {
         // Best effort: we close either way.
@@ -121,5 +136,5 @@ where
         ..me
     };
     write_frame(stream, &Frame::Hello(answer)).await?;
-    Ok(hello.node_id)
+    Ok((hello.node_id, kind))
 }

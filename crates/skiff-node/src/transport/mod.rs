@@ -28,21 +28,26 @@
 //! * **Bad input closes one connection.** A bad length, version, body or
 //!   handshake is logged with the peer's address and the reason, and only
 //!   that connection is closed.
+//! * **Snapshots on connections of their own** ([`Transport::send_snapshot`],
+//!   see the `snapshot` module): a file streamed on the message connection
+//!   would put every heartbeat behind it.
 
 mod connection;
+mod snapshot;
 pub mod wire;
 
 pub use connection::ConnectionError;
 
 use crate::config::LimitsConfig;
 use crate::tls::PeerTls;
-use connection::{handshake_as_dialer, handshake_as_listener, read_frame, BoxedStream};
+use connection::{handshake_as_dialer, handshake_as_listener, read_frame, BoxedStream, StreamKind};
 use rustls_pki_types::CertificateDer;
-use skiff_core::{Message, NodeId};
+use skiff_core::{InstallSnapshotReq, Message, NodeId};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -107,7 +112,20 @@ pub struct PeerLimits {
     pub handshake_frame_bytes_max: usize,
     /// Incoming connections handshaking at once.
     pub handshaking_max: usize,
+    /// How long a snapshot stream may wait for its next frame, either way,
+    /// before it counts as stalled and is closed.
+    pub snapshot_stall_timeout: Duration,
+    /// The largest snapshot file accepted from a peer.
+    pub snapshot_bytes_max: u64,
 }
+
+/// Default of [`PeerLimits::snapshot_stall_timeout`]: long enough for a
+/// receiver's fsync of a large file, short enough that a dead transfer does
+/// not hold its peer's slot for long.
+pub const SNAPSHOT_STALL_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+/// Default of [`PeerLimits::snapshot_bytes_max`]: far above any snapshot
+/// this project writes, far below what a length field can claim.
+pub const SNAPSHOT_BYTES_MAX_DEFAULT: u64 = 64 << 30;
 
 impl From<&LimitsConfig> for PeerLimits {
     fn from(limits: &LimitsConfig) -> PeerLimits {
@@ -115,6 +133,8 @@ impl From<&LimitsConfig> for PeerLimits {
             handshake_timeout: Duration::from_millis(limits.peer_handshake_timeout_ms),
             handshake_frame_bytes_max: limits.peer_handshake_frame_bytes_max as usize,
             handshaking_max: limits.peer_handshaking_max,
+            snapshot_stall_timeout: SNAPSHOT_STALL_TIMEOUT_DEFAULT,
+            snapshot_bytes_max: SNAPSHOT_BYTES_MAX_DEFAULT,
         }
     }
 }
@@ -130,6 +150,14 @@ impl Default for PeerLimits {
 #[derive(Debug)]
 pub struct Transport {
     queues: HashMap<NodeId, mpsc::Sender<Message>>,
+    /// How each peer is dialed, for snapshot streams.
+    dialers: HashMap<NodeId, Arc<Dialer>>,
+    /// The snapshot transfer to each peer, running or last run.
+    snapshot_transfers: Mutex<HashMap<NodeId, snapshot::Outgoing>>,
+    chunk_bytes: usize,
+    /// Where transfers are spawned from, so that `send_snapshot` works
+    /// from any thread.
+    runtime: tokio::runtime::Handle,
     tasks: Vec<JoinHandle<()>>,
     dropped: Arc<AtomicU64>,
 }
@@ -151,6 +179,7 @@ impl Transport {
             inbound,
         ))];
         let mut queues = HashMap::new();
+        let mut dialers = HashMap::new();
         for &(peer, address) in &config.peers {
             let (sender, receiver) = mpsc::channel(OUTGOING_QUEUE_MAX);
             let hello = Hello {
@@ -158,17 +187,22 @@ impl Transport {
                 node_id: config.id.0,
                 peer_id: peer.0,
             };
-            let dialer = Dialer {
+            let dialer = Arc::new(Dialer {
                 address,
                 hello,
                 tls: config.tls.clone(),
                 limits: config.limits,
-            };
-            tasks.push(tokio::spawn(dialer.run(receiver)));
+            });
+            tasks.push(tokio::spawn(dialer.clone().run(receiver)));
             queues.insert(peer, sender);
+            dialers.insert(peer, dialer);
         }
         Ok(Transport {
             queues,
+            dialers,
+            snapshot_transfers: Mutex::default(),
+            chunk_bytes: snapshot::chunk_bytes(config.snapshot_chunk_bytes),
+            runtime: tokio::runtime::Handle::current(),
             tasks,
             dropped: Arc::default(),
         })
@@ -190,16 +224,42 @@ impl Transport {
     }
 
     /// Streams the snapshot file `file` to `to`, whose transport delivers
-    /// `req` to its node once the whole file is durable there.
+    /// `req` to its node once the whole file is durable there. Never
+    /// waits: the transfer runs in a task of its own, on a connection of
+    /// its own, retrying with backoff and resuming where the peer stopped.
     ///
-    /// (Until the transfer work lands, nothing is sent.)
-    pub fn send_snapshot(
-        &self,
-        to: NodeId,
-        req: skiff_core::InstallSnapshotReq,
-        file: std::path::PathBuf,
-    ) {
-        tracing::debug!(%to, snapshot = %req.snapshot, file = %file.display(), "snapshot transfer not available yet");
+    /// While a transfer of the same snapshot to `to` runs, this only
+    /// updates the `req` it will deliver (a leader may ask again in a later
+    /// term); a transfer of another snapshot to `to` is replaced. A file
+    /// that vanished ends the transfer quietly: the leader asks again with
+    /// its newer snapshot.
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "the event loop calls it once the snapshot work in the node lands"
+        )
+    )]
+    pub fn send_snapshot(&self, to: NodeId, req: InstallSnapshotReq, file: PathBuf) {
+        let Some(dialer) = self.dialers.get(&to) else {
+            tracing::error!(%to, "no such peer; snapshot not sent");
+            return;
+        };
+        let mut transfers = self
+            .snapshot_transfers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(running) = transfers.get(&to) {
+            if running.carries(req.snapshot) {
+                running.update(req);
+                return;
+            }
+        }
+        let transfer =
+            snapshot::Outgoing::spawn(&self.runtime, dialer.clone(), req, file, self.chunk_bytes);
+        if let Some(replaced) = transfers.insert(to, transfer) {
+            replaced.stop();
+        }
     }
 
     /// Messages dropped so far because a peer's queue was full.
@@ -213,10 +273,18 @@ impl Drop for Transport {
         for task in &self.tasks {
             task.abort();
         }
+        let transfers = self
+            .snapshot_transfers
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (_, transfer) in transfers.drain() {
+            transfer.stop();
+        }
     }
 }
 
 /// How one peer is dialed.
+#[derive(Debug)]
 struct Dialer {
     address: SocketAddr,
     hello: Hello,
@@ -226,12 +294,12 @@ struct Dialer {
 
 impl Dialer {
     /// Dials for as long as the queue lives, sending what it holds.
-    async fn run(self, mut queue: mpsc::Receiver<Message>) {
+    async fn run(self: Arc<Self>, mut queue: mpsc::Receiver<Message>) {
         let (peer, address) = (self.hello.peer_id, self.address);
         let mut backoff = BACKOFF_MIN;
         let mut failures = 0u64;
         loop {
-            match self.dial().await {
+            match self.dial(StreamKind::Messages).await {
                 Ok(stream) => {
                     if failures > 0 {
                         tracing::info!(peer, %address, "connected to peer");
@@ -258,9 +326,9 @@ impl Dialer {
         }
     }
 
-    /// Connects, runs TLS if configured, and says hello, all within the
-    /// handshake timeout.
-    async fn dial(&self) -> Result<BoxedStream, ConnectionError> {
+    /// Connects, runs TLS if configured, and says hello for a stream of
+    /// `kind`, all within the handshake timeout.
+    async fn dial(&self, kind: StreamKind) -> Result<BoxedStream, ConnectionError> {
         let handshake = async {
             let stream = TcpStream::connect(self.address).await?;
             stream.set_nodelay(true)?;
@@ -273,7 +341,7 @@ impl Dialer {
                 None => Box::new(stream),
             };
             let frame_max = self.limits.handshake_frame_bytes_max;
-            handshake_as_dialer(&mut stream, self.hello, frame_max).await?;
+            handshake_as_dialer(&mut stream, self.hello, kind, frame_max).await?;
             Ok(stream)
         };
         let timeout = self.limits.handshake_timeout;
@@ -324,8 +392,10 @@ fn encode_message(message: &Message, buffer: &mut Vec<u8>) {
 /// Accepts peer connections: each handshakes in a task of its own, at
 /// most [`PeerLimits::handshaking_max`] at once (a new one closes the
 /// oldest still handshaking); an authenticated one then
-/// takes its node's slot, closing the connection that held it. Aborting
-/// this task drops both `JoinSet`s, which aborts every connection task too.
+/// takes its node's slot, closing the connection that held it. A node has
+/// two slots: one for its messages, one for its snapshot stream, so that a
+/// peer has at most one transfer coming in. Aborting this task drops both
+/// `JoinSet`s, which aborts every connection task too.
 async fn run_listener(
     listener: TcpListener,
     config: Arc<TransportConfig>,
@@ -335,7 +405,7 @@ async fn run_listener(
     // The handshakes in the order they began, so the oldest can make room.
     let mut handshake_order: VecDeque<AbortHandle> = VecDeque::new();
     let mut established = JoinSet::new();
-    let mut slots: HashMap<NodeId, AbortHandle> = HashMap::new();
+    let mut slots: HashMap<(NodeId, StreamKind), AbortHandle> = HashMap::new();
     let mut evicted = 0u64;
     loop {
         tokio::select! {
@@ -368,11 +438,18 @@ async fn run_listener(
                 }
             },
             Some(done) = handshaking.join_next() => {
-                if let Ok(Some((from, stream, address))) = done {
-                    let receiver = established.spawn(receive(from, stream, address, inbound.clone()));
-                    if let Some(old) = slots.insert(from, receiver) {
+                if let Ok(Some((from, kind, stream, address))) = done {
+                    let receiver = match kind {
+                        StreamKind::Messages => established.spawn(receive(from, stream, address, inbound.clone())),
+                        StreamKind::Snapshot => established.spawn(snapshot::receive(
+                            snapshot::Incoming { from, address, config: config.clone() },
+                            stream,
+                            inbound.clone(),
+                        )),
+                    };
+                    if let Some(old) = slots.insert((from, kind), receiver) {
                         old.abort();
-                        tracing::debug!(%from, %address, "a new connection from the peer replaces its old one");
+                        tracing::debug!(%from, %address, ?kind, "a new connection from the peer replaces its old one");
                     }
                 }
             },
@@ -382,18 +459,19 @@ async fn run_listener(
 }
 
 /// Authenticates an incoming connection within the handshake timeout.
-/// Returns the peer's id and the stream, or `None` after logging why not.
+/// Returns the peer's id, what the connection carries and the stream, or
+/// `None` after logging why not.
 async fn handshake_incoming(
     stream: TcpStream,
     address: SocketAddr,
     config: Arc<TransportConfig>,
-) -> Option<(NodeId, BoxedStream, SocketAddr)> {
+) -> Option<(NodeId, StreamKind, BoxedStream, SocketAddr)> {
     let timeout = config.limits.handshake_timeout;
     let outcome = tokio::time::timeout(timeout, authenticate(stream, &config))
         .await
         .unwrap_or(Err(ConnectionError::HandshakeTimeout(timeout)));
     match outcome {
-        Ok((from, stream)) => Some((from, stream, address)),
+        Ok((from, kind, stream)) => Some((from, kind, stream, address)),
         Err(e) => {
             log_closed(address, &e);
             None
@@ -405,7 +483,7 @@ async fn handshake_incoming(
 async fn authenticate(
     stream: TcpStream,
     config: &TransportConfig,
-) -> Result<(NodeId, BoxedStream), ConnectionError> {
+) -> Result<(NodeId, StreamKind, BoxedStream), ConnectionError> {
     stream.set_nodelay(true)?;
     let (mut stream, certificate): (BoxedStream, _) = match &config.tls {
         Some(tls) => {
@@ -420,11 +498,11 @@ async fn authenticate(
         peer_id: 0,
     };
     let frame_max = config.limits.handshake_frame_bytes_max;
-    let from = handshake_as_listener(&mut stream, me, frame_max, |hello| {
+    let (from, kind) = handshake_as_listener(&mut stream, me, frame_max, |hello| {
         admit(config, certificate.as_ref(), hello)
     })
     .await?;
-    Ok((NodeId(from), stream))
+    Ok((NodeId(from), kind, stream))
 }
 
 fn log_closed(address: SocketAddr, error: &ConnectionError) {
@@ -449,8 +527,7 @@ async fn receive(
             let body = read_frame(&mut reader, FRAME_BYTES_MAX).await?;
             let message = match wire::decode_frame(&body)? {
                 Frame::Message(wire) => wire.into_message(&body),
-                Frame::Hello(_) => return Err(ConnectionError::Unexpected("second hello")),
-                Frame::Refused(_) => return Err(ConnectionError::Unexpected("refused")),
+                other => return Err(ConnectionError::Unexpected(other.kind())),
             };
             if inbound.send((from, message)).await.is_err() {
                 return Ok(()); // the node is stopping

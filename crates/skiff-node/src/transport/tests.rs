@@ -5,6 +5,7 @@ use skiff_core::{Term, VoteResp};
 use std::time::Instant;
 use tokio::io::AsyncReadExt;
 
+mod snapshot;
 mod tls;
 
 /// A listener on a free loopback port, kept bound until a transport (or the
@@ -53,10 +54,19 @@ async fn pair() -> Pair {
 
 /// Two transports whose configurations `change` adjusts.
 async fn pair_with(change: impl Fn(TransportConfig) -> TransportConfig) -> Pair {
+    pair_routed(change, |two_address| two_address)
+}
+
+/// Two transports whose configurations `change` adjusts, node 1 dialing
+/// node 2 at the address `route` gives for node 2's own.
+fn pair_routed(
+    change: impl Fn(TransportConfig) -> TransportConfig,
+    route: impl FnOnce(SocketAddr) -> SocketAddr,
+) -> Pair {
     let ((a_listener, a), (b_listener, b)) = (bound_listener(), bound_listener());
     let (one_sender, one_inbox) = mpsc::channel(16);
     let (two_sender, two_inbox) = mpsc::channel(16);
-    let one = Transport::start(change(config(1, 2, b)), a_listener, one_sender).unwrap();
+    let one = Transport::start(change(config(1, 2, route(b))), a_listener, one_sender).unwrap();
     let two = Transport::start(change(config(2, 1, a)), b_listener, two_sender).unwrap();
     Pair {
         one,

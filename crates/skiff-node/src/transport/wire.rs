@@ -32,6 +32,33 @@
 //! `peer_handshake_frame_bytes_max`. After the handshake only
 //! [`Frame::Message`] frames flow, from dialer to listener.
 //!
+//! # Snapshot streams
+//!
+//! A node that sends a snapshot file to a peer dials a connection of its
+//! own for it, whose first frame is [`Frame::SnapshotHello`] instead of
+//! `Hello` (checked exactly like a `Hello`, under the same limits; the
+//! listener answers with its `Hello` or the refusal). Then, with `>` from
+//! the sender and `<` from the receiver:
+//!
+//! ```text
+//! > SnapshotOffer { index, term, length }
+//! < SnapshotResume { offset, crc32c, chunk_bytes_max }
+//! > SnapshotChunk { offset, crc32c, data }      repeated
+//! > SnapshotEnd { length, crc32c, term, leader }
+//! < SnapshotDone
+//! ```
+//!
+//! The offer names the snapshot and the file's length. The receiver
+//! answers how many bytes of that file it already holds from an earlier
+//! connection (`offset`), their crc32c, and the largest chunk it accepts.
+//! The sender resumes at `offset` when its own first `offset` bytes have
+//! that crc32c, and starts over at 0 otherwise. Each chunk carries its
+//! offset (the receiver's length so far, or 0 to start over) and the
+//! crc32c of its data; the end carries the crc32c of the whole file and
+//! the `InstallSnapshotReq` (term, leader) to deliver. The receiver
+//! acknowledges with `SnapshotDone` once the file is durable, and closes
+//! the connection at the first frame it refuses.
+//!
 //! Variant indices, field order and the version byte are the contract:
 //! change any of them only together with [`WIRE_VERSION`].
 
@@ -67,7 +94,88 @@ pub enum Frame<'a> {
     /// A Raft message from the dialer.
     #[serde(borrow)]
     Message(WireMessage<'a>),
+    /// The first frame of a snapshot stream's dialer, in place of
+    /// [`Frame::Hello`].
+    SnapshotHello(Hello),
+    /// The snapshot a stream carries, from its sender.
+    SnapshotOffer(SnapshotOffer),
+    /// Where the sender resumes, from the receiver.
+    SnapshotResume(SnapshotResume),
+    /// A piece of the snapshot file, from the sender.
+    #[serde(borrow)]
+    SnapshotChunk(SnapshotChunk<'a>),
+    /// The end of the file and the message to deliver, from the sender.
+    SnapshotEnd(SnapshotEnd),
+    /// The receiver's word that the file is durable.
+    SnapshotDone,
 }
+
+impl Frame<'_> {
+    /// The frame's kind, for errors about a frame out of place.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Frame::Hello(_) => "hello",
+            Frame::Refused(_) => "refused",
+            Frame::Message(_) => "message",
+            Frame::SnapshotHello(_) => "snapshot hello",
+            Frame::SnapshotOffer(_) => "snapshot offer",
+            Frame::SnapshotResume(_) => "snapshot resume",
+            Frame::SnapshotChunk(_) => "snapshot chunk",
+            Frame::SnapshotEnd(_) => "snapshot end",
+            Frame::SnapshotDone => "snapshot done",
+        }
+    }
+}
+
+/// The snapshot a stream carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotOffer {
+    /// The last log index the snapshot covers.
+    pub index: u64,
+    /// The term of that entry.
+    pub term: u64,
+    /// The length of the snapshot file in bytes.
+    pub length: u64,
+}
+
+/// How much of the offered file the receiver already holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotResume {
+    /// Bytes held, from the start of the file.
+    pub offset: u64,
+    /// The crc32c of those bytes.
+    pub crc32c: u32,
+    /// The largest chunk of data the receiver accepts.
+    pub chunk_bytes_max: u32,
+}
+
+/// A piece of a snapshot file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotChunk<'a> {
+    /// Where `data` starts in the file.
+    pub offset: u64,
+    /// The crc32c of `data`.
+    pub crc32c: u32,
+    /// The bytes.
+    pub data: &'a [u8],
+}
+
+/// The end of a snapshot stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotEnd {
+    /// The file's length (that of the offer).
+    pub length: u64,
+    /// The crc32c of the whole file.
+    pub crc32c: u32,
+    /// The term of the `InstallSnapshotReq` to deliver.
+    pub term: u64,
+    /// The leader of the `InstallSnapshotReq` to deliver.
+    pub leader: u64,
+}
+
+/// Bytes a [`Frame::SnapshotChunk`] takes beyond its data, at most: version,
+/// variant, offset, crc and the data's length, each at its longest.
+pub const SNAPSHOT_CHUNK_OVERHEAD_MAX: usize = 32;
 
 /// A handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -372,6 +480,53 @@ mod tests {
             peer_id: 3,
         });
         assert_eq!(decode_frame(&round_trip(&hello)).unwrap(), hello);
+    }
+
+    #[test]
+    fn snapshot_frames_round_trip_and_a_full_chunk_fits_its_overhead() {
+        let data = vec![7; 300];
+        let frames = [
+            Frame::SnapshotHello(Hello {
+                cluster_id: 1,
+                node_id: 2,
+                peer_id: 3,
+            }),
+            Frame::SnapshotOffer(SnapshotOffer {
+                index: 40,
+                term: 2,
+                length: u64::MAX,
+            }),
+            Frame::SnapshotResume(SnapshotResume {
+                offset: 1 << 40,
+                crc32c: u32::MAX,
+                chunk_bytes_max: 1 << 20,
+            }),
+            Frame::SnapshotChunk(SnapshotChunk {
+                offset: u64::MAX,
+                crc32c: u32::MAX,
+                data: &data,
+            }),
+            Frame::SnapshotEnd(SnapshotEnd {
+                length: 9,
+                crc32c: 5,
+                term: 4,
+                leader: 1,
+            }),
+            Frame::SnapshotDone,
+        ];
+        for frame in frames {
+            assert_eq!(decode_frame(&round_trip(&frame)).unwrap(), frame);
+        }
+        // The largest fields cost at most the overhead beyond the data
+        // (the length prefix is not counted).
+        let mut out = Vec::new();
+        let chunk = SnapshotChunk {
+            offset: u64::MAX,
+            crc32c: u32::MAX,
+            data: &vec![0; FRAME_BYTES_MAX / 2],
+        };
+        encode_frame(&Frame::SnapshotChunk(chunk.clone()), &mut out).unwrap();
+        assert!(out.len() - LENGTH_BYTES <= chunk.data.len() + SNAPSHOT_CHUNK_OVERHEAD_MAX);
     }
 
     #[test]

@@ -15,8 +15,14 @@ fn peer_tls(ca: &DevCa, id: u64) -> PeerTls {
 /// Nodes 1 and 2 of a cluster of three (node 3 is configured but absent),
 /// with certificates from one CA.
 async fn tls_pair(ca: &DevCa) -> Pair {
+    tls_pair_with(ca, |config| config).await
+}
+
+/// [`tls_pair`] with configurations that `change` adjusts too.
+async fn tls_pair_with(ca: &DevCa, change: impl Fn(TransportConfig) -> TransportConfig) -> Pair {
     let absent = bound_listener().1;
-    pair_with(|mut config| {
+    pair_with(|config| {
+        let mut config = change(config);
         config.tls = Some(peer_tls(ca, config.id.0));
         config.peers.push((NodeId(3), absent));
         config
@@ -69,6 +75,17 @@ async fn tls_peers_exchange_messages_both_ways() {
     pair.two.send(NodeId(1), vote(2));
     let received = tokio::time::timeout(Duration::from_secs(10), pair.one_inbox.recv()).await;
     assert_eq!(received.unwrap(), Some((NodeId(2), vote(2))));
+}
+
+#[tokio::test]
+async fn a_snapshot_crosses_over_tls() {
+    let ca = DevCa::new().unwrap();
+    let files = super::snapshot::Files::new();
+    let mut pair = tls_pair_with(&ca, |config| files.configure(config)).await;
+    let (file, bytes) = files.snapshot("40.snap", (1 << 20) + 5);
+    let req = super::snapshot::install(3, 40);
+    pair.one.send_snapshot(NodeId(2), req, file);
+    super::snapshot::assert_received(&files, &mut pair.two_inbox, req, &bytes).await;
 }
 
 #[tokio::test]
