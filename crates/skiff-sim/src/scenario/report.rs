@@ -177,6 +177,7 @@ mod tests {
                 last_index: LogIndex(2),
                 last_term: Term(3),
                 leader: Some(NodeId(1)),
+                snapshot: SnapshotMeta::default(),
             }),
         };
         assert_eq!(
