@@ -535,7 +535,7 @@ fn name_holds_a_space(args: &[&[u8]], required: usize) -> bool {
     args.len() == required + 1 && !is_number(&args[1]) && args[2..].iter().all(is_number)
 }
 
-fn parse_name(word: &[u8], limits: &Limits) -> Result<String, ProtocolError> {
+pub(crate) fn parse_name(word: &[u8], limits: &Limits) -> Result<String, ProtocolError> {
     if word.len() > limits.name_bytes_max {
         return Err(ProtocolError::NameTooLong {
             bytes: word.len(),
