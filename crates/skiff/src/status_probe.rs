@@ -207,6 +207,7 @@ mod tests {
             commit_index: LogIndex(0),
             last_index: LogIndex(0),
             repairing: false,
+            log: None,
         }
     }
 

@@ -121,17 +121,10 @@ fn every_truncation_is_an_error() {
     }
 }
 
-/// `sample()`'s snapshot with the 4 bytes at `at` replaced by `value`.
-fn patched_u32(at: usize, value: u32) -> Vec<u8> {
+/// `sample()`'s snapshot with the bytes at `at` replaced by `value`.
+fn patched(at: usize, value: &[u8]) -> Vec<u8> {
     let mut bytes = snapshot_of(&sample());
-    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
-    bytes
-}
-
-/// `sample()`'s snapshot with the 8 bytes at `at` replaced by `value`.
-fn patched_u64(at: usize, value: u64) -> Vec<u8> {
-    let mut bytes = snapshot_of(&sample());
-    bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    bytes[at..at + value.len()].copy_from_slice(value);
     bytes
 }
 
@@ -159,7 +152,7 @@ fn a_wrong_magic_format_or_end_is_refused() {
         Err(SnapshotReadError::NotASnapshot)
     ));
     assert!(matches!(
-        Store::read_snapshot(&patched_u32(FORMAT_AT, 2)[..], &LIMITS),
+        Store::read_snapshot(&patched(FORMAT_AT, &2u32.to_le_bytes())[..], &LIMITS),
         Err(SnapshotReadError::UnknownFormat(2))
     ));
     let mut bytes = snapshot_of(&sample());
@@ -170,7 +163,7 @@ fn a_wrong_magic_format_or_end_is_refused() {
         Err(SnapshotReadError::MissingEnd)
     ));
     // A count of one file too few leaves a file where the end belongs.
-    let bytes = patched_u64(28, 1);
+    let bytes = patched(28, &1u64.to_le_bytes());
     assert!(matches!(
         Store::read_snapshot(&bytes[..], &LIMITS),
         Err(SnapshotReadError::MissingEnd)
@@ -179,7 +172,10 @@ fn a_wrong_magic_format_or_end_is_refused() {
 
 #[test]
 fn lengths_over_the_limits_are_refused_before_reading_what_they_count() {
-    let read = Store::read_snapshot(&patched_u32(FIRST_NAME_LEN_AT, u32::MAX)[..], &LIMITS);
+    let read = Store::read_snapshot(
+        &patched(FIRST_NAME_LEN_AT, &u32::MAX.to_le_bytes())[..],
+        &LIMITS,
+    );
     assert!(
         matches!(
             read,
@@ -192,7 +188,10 @@ fn lengths_over_the_limits_are_refused_before_reading_what_they_count() {
         ),
         "{read:?}"
     );
-    let read = Store::read_snapshot(&patched_u32(FIRST_CONTENTS_LEN_AT, 1001)[..], &LIMITS);
+    let read = Store::read_snapshot(
+        &patched(FIRST_CONTENTS_LEN_AT, &1001u32.to_le_bytes())[..],
+        &LIMITS,
+    );
     assert!(
         matches!(
             read,
@@ -204,7 +203,7 @@ fn lengths_over_the_limits_are_refused_before_reading_what_they_count() {
         "{read:?}"
     );
     // Within the limit but never delivered: truncated, not a panic.
-    let mut bytes = patched_u32(FIRST_CONTENTS_LEN_AT, 1000);
+    let mut bytes = patched(FIRST_CONTENTS_LEN_AT, &1000u32.to_le_bytes());
     bytes.truncate(FIRST_CONTENTS_LEN_AT + 4 + 10);
     assert!(matches!(
         Store::read_snapshot(&bytes[..], &LIMITS),
@@ -219,10 +218,10 @@ fn files_that_the_store_could_not_hold_are_refused() {
         other => panic!("{other:?}"),
     };
     // A version past the entries applied, or 0.
-    assert!(bad(patched_u64(FIRST_VERSION_AT, 5)).contains("version 5"));
-    assert!(bad(patched_u64(FIRST_VERSION_AT, 0)).contains("version 0"));
+    assert!(bad(patched(FIRST_VERSION_AT, &5u64.to_le_bytes())).contains("version 5"));
+    assert!(bad(patched(FIRST_VERSION_AT, &0u64.to_le_bytes())).contains("version 0"));
     // A file that expired at or before the clock.
-    assert!(bad(patched_u64(FIRST_EXPIRY_AT, 10_000)).contains("expired"));
+    assert!(bad(patched(FIRST_EXPIRY_AT, &10_000u64.to_le_bytes())).contains("expired"));
     // Names out of order or repeated.
     let mut bytes = snapshot_of(&sample());
     bytes[SECOND_NAME_AT] = b'a';
@@ -235,7 +234,7 @@ fn files_that_the_store_could_not_hold_are_refused() {
     bytes[SECOND_NAME_AT] = 0xff;
     assert!(bad(bytes).contains("UTF-8"));
     // An empty name: drop the first name's byte and say so in its length.
-    let mut bytes = patched_u32(FIRST_NAME_LEN_AT, 0);
+    let mut bytes = patched(FIRST_NAME_LEN_AT, &0u32.to_le_bytes());
     bytes.remove(FIRST_NAME_LEN_AT + 4);
     assert!(bad(bytes).contains("empty"));
 }
