@@ -594,6 +594,11 @@ fn parse_number(word: &[u8], field: &'static str) -> Result<u64, ProtocolError> 
     })
 }
 
+/// The value of `word` if it is `key=value`, as in the extensions' answers.
+fn field_value<'a>(word: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    word.strip_prefix(key.as_bytes())?.strip_prefix(b"=")
+}
+
 /// A short printable form of bytes for error messages.
 fn lossy(bytes: &[u8]) -> String {
     const SHOWN_BYTES_MAX: usize = 40;

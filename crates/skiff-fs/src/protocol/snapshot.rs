@@ -13,7 +13,7 @@
 //! through index 40`. A snapshot changes no file, so the command is
 //! harmless to the classic protocol's clients, which never send it.
 
-use super::{complete, first_and_rest, lossy, parse_number, split_line, words};
+use super::{complete, field_value, first_and_rest, lossy, parse_number, split_line, words};
 use super::{Parsed, ProtocolError, CRLF};
 use skiff_core::{LogIndex, SnapshotMeta, Term};
 
@@ -71,10 +71,11 @@ pub fn parse_snapshot_answer(buf: &[u8]) -> Result<Parsed<SnapshotAnswer>, Proto
     let answer = match first_and_rest(&words) {
         (b"SNAPSHOT", [index, term]) => {
             let field = |word: &[u8], key: &'static str| {
-                word.strip_prefix(key.as_bytes())
-                    .and_then(|rest| rest.strip_prefix(b"="))
-                    .ok_or(ProtocolError::BadSnapshotAnswer { field: key })
-                    .and_then(|value| parse_number(value, key))
+                let value = field_value(word, key);
+                parse_number(
+                    value.ok_or(ProtocolError::BadSnapshotAnswer { field: key })?,
+                    key,
+                )
             };
             SnapshotAnswer::Taken(SnapshotMeta {
                 index: LogIndex(field(index, "index")?),

@@ -30,7 +30,9 @@
 //! means no leader is known, as in `ERR_REDIRECT _`. The classic protocol has
 //! no such command; clients that do not send it see no difference.
 
-use super::{complete, first_and_rest, lossy, parse_number, parse_request, split_line, words};
+use super::{
+    complete, field_value, first_and_rest, lossy, parse_number, parse_request, split_line, words,
+};
 use super::{Limits, Parsed, ProtocolError, Request, CRLF};
 use skiff_core::{LogIndex, NodeId, Role, Term};
 
@@ -199,11 +201,6 @@ pub fn parse_status_report(buf: &[u8]) -> Result<Parsed<StatusReport>, ProtocolE
         },
     };
     complete(report, line_bytes)
-}
-
-/// The value of `word` if it is `key=value`.
-fn field_value<'a>(word: &'a [u8], key: &str) -> Option<&'a [u8]> {
-    word.strip_prefix(key.as_bytes())?.strip_prefix(b"=")
 }
 
 fn parse_role(word: &[u8]) -> Result<Role, ProtocolError> {
