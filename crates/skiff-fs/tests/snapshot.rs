@@ -5,7 +5,9 @@
 mod common;
 
 use common::{check_files, write_files, Cluster, Session, TestClock};
-use skiff_fs::protocol::{parse_snapshot_answer, parse_status_report, LogExtent, SnapshotAnswer};
+use skiff_fs::protocol::{
+    parse_snapshot_answer, parse_status_report, LogExtent, Response, SnapshotAnswer,
+};
 use skiff_fs::ClientError;
 use skiff_node::LogIndex;
 use std::time::Duration;
@@ -74,4 +76,26 @@ async fn a_cluster_restarted_after_a_snapshot_finds_its_files_and_expires_them_o
         Err(ClientError::NotFound)
     ));
     assert_eq!(client.read("last").await.unwrap().version, last_version);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_is_answered_in_one_line_and_the_connection_goes_on() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    let mut session = Session::open(&cluster.address(follower)).await;
+    // Taken or refused (by this node's own judgement), in one line, by the
+    // follower itself: no redirect.
+    session.ask(b"snapshot\r\n", parse_snapshot_answer).await;
+    let answers = session.exchange(&[b"read nothing\r\n"], 1).await;
+    assert_eq!(
+        answers,
+        [Response::Redirect {
+            leader: Some(cluster.address(leader))
+        }]
+    );
+    let mut session = Session::open(&cluster.address(leader)).await;
+    let answers = session.exchange(&[b"snapshot now\r\n"], 1).await;
+    assert_eq!(answers, [Response::CommandError]);
+    session.expect_closed().await;
 }
