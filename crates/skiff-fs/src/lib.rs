@@ -31,7 +31,8 @@
 //! * [`store`]: the versioned files as a deterministic function of the log;
 //!   versions are log indices, expiry is decided by log timestamps; the
 //!   store's snapshot format.
-//! * [`server`]: the node, the applier and the client connections.
+//! * [`server`]: the node, the store as its state machine, and the client
+//!   connections.
 //! * [`client`]: an async client with leader discovery.
 //! * [`linearizability`]: a Wing-Gong checker for histories of the store,
 //!   used by the tests that crash leaders under load.

@@ -23,7 +23,7 @@
 //! event-loop turn by the node's group commit).
 //!
 //! Routing answers by proposal id rather than by log index means the answer
-//! cannot be missed when the applier gets to the entry before the proposer
+//! cannot be missed when the store applies the entry before the proposer
 //! learns its index, and that nothing is kept for entries other servers
 //! proposed.
 //!
@@ -46,13 +46,17 @@
 //!
 //! # Concurrency
 //!
-//! * Every task of the server (the node's applier, the accept loop, one task per
-//!   connection) runs on the node's own runtime
+//! * Every task of the server (the accept loop, one task per connection)
+//!   runs on the node's own runtime
 //!   ([`NodeHandle::runtime`](skiff_node::NodeHandle::runtime)), on the
 //!   thread of the node's event loop: a request reaches the loop, and its
 //!   answer the connection, without a switch between threads, which on a
 //!   loaded machine is much of a request's cost. Connections pause while
 //!   the node syncs its log, which their requests wait for anyway.
+//! * The node calls the store's [`StateMachine`] methods wherever it
+//!   applies entries; the store shares with the connections only the
+//!   waiting answers and its progress ([`replies::Replies`]), behind a
+//!   mutex and atomics.
 //! * One task per connection reads, parses and answers its requests one at a
 //!   time, so a client's commands are answered in the order sent.
 //!
@@ -245,7 +249,7 @@ pub struct ServerStatus {
     pub pending_bytes: usize,
 }
 
-/// What the connections, the applier and the server share.
+/// What the connections and the server share.
 struct Shared {
     node: NodeHandle,
     cluster: ClusterConfig,
