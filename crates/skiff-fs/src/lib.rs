@@ -9,11 +9,14 @@
 //! read <name>\r\n                                               -> CONTENTS <version> <numbytes> <exptime>\r\n<bytes>
 //! cas <name> <version> <numbytes> [<exptime>]\r\n<bytes>\r\n    -> OK <version> | ERR_VERSION <v> | ERR_FILE_NOT_FOUND
 //! delete <name>\r\n                                             -> OK | ERR_FILE_NOT_FOUND
-//! status\r\n                                                    -> STATUS id=.. role=.. term=.. leader=.. commit=.. last=..
+//! status\r\n                                                    -> STATUS id=.. role=.. term=.. leader=.. commit=.. last=.. repairing=.. snapshot=.. log=..
+//! snapshot\r\n                                                  -> SNAPSHOT index=.. term=.. | ERR_SNAPSHOT <reason>
 //! ```
 //!
-//! `status` is our extension, answered by each server from its own node
-//! without the log, for monitoring (see [`protocol::status`]).
+//! `status` and `snapshot` are our extensions, answered by each server
+//! for its own node without the log: `status` for monitoring (see
+//! [`protocol::status`]), `snapshot` for an administrator who wants the
+//! log released now (see [`protocol::snapshot`]).
 //!
 //! Everything but [`server`] and [`client`] is deterministic and does no
 //! I/O: the parser is a function of a byte buffer, the store a function of
@@ -26,8 +29,10 @@
 //! * [`command`]: a request as a log entry (with the leader's timestamp and a
 //!   proposal id) and its stable binary encoding.
 //! * [`store`]: the versioned files as a deterministic function of the log;
-//!   versions are log indices, expiry is decided by log timestamps.
-//! * [`server`]: the node, the applier and the client connections.
+//!   versions are log indices, expiry is decided by log timestamps; the
+//!   store's snapshot format.
+//! * [`server`]: the node, the store as its state machine, and the client
+//!   connections.
 //! * [`client`]: an async client with leader discovery.
 //! * [`linearizability`]: a Wing-Gong checker for histories of the store,
 //!   used by the tests that crash leaders under load.

@@ -8,11 +8,20 @@
 //! any                                                           -> ERR_CMD_ERR | ERR_INTERNAL | ERR_REDIRECT <host:port> | ERR_REDIRECT _
 //! ```
 //!
-//! One extension, which the classic protocol lacks: `status\r\n` asks a
-//! server for its own view of the cluster and is answered by that server,
-//! leader or not, with `STATUS id=<n> role=<role> term=<t> leader=<n|_>
-//! commit=<c> last=<i>\r\n` (see [`status`]). Servers parse with
-//! [`parse_client_message`], which knows it; [`parse_request`] does not.
+//! Two extensions, which the classic protocol lacks, each answered by the
+//! server that receives it, leader or not, for its own node:
+//!
+//! ```text
+//! status\r\n     -> STATUS id=<n> role=<role> term=<t> leader=<n|_> commit=<c> last=<i> repairing=<yes|no> snapshot=<s> log=<l>
+//! snapshot\r\n   -> SNAPSHOT index=<i> term=<t> | ERR_SNAPSHOT <reason>
+//! ```
+//!
+//! `status` reports the server's view of the cluster and how much log it
+//! keeps (see [`status`], which also says how that line grows without
+//! breaking parsers). `snapshot`, for administrators, has the server
+//! snapshot its store now and release the log it covers (see
+//! [`snapshot`]). Servers parse with [`parse_client_message`], which knows
+//! both; [`parse_request`] knows neither.
 //!
 //! Nothing here touches a socket. [`parse_request`] looks at the bytes a
 //! connection has buffered so far and says one of three things: not enough
@@ -36,9 +45,13 @@
 use bytes::Bytes;
 use std::fmt;
 
+pub mod snapshot;
 pub mod status;
 
-pub use status::{parse_client_message, parse_status_report, ClientMessage, StatusReport};
+pub use snapshot::{parse_snapshot_answer, SnapshotAnswer};
+pub use status::{
+    parse_client_message, parse_status_report, ClientMessage, LogExtent, StatusReport,
+};
 
 /// A header line (without its `\r\n`) of this many bytes or more is refused.
 pub const LINE_BYTES_MAX: usize = 500;
@@ -310,6 +323,12 @@ pub enum ProtocolError {
         /// The field, e.g. `role`.
         field: &'static str,
     },
+    /// A `SNAPSHOT` line lacks a field, or has one out of order.
+    #[error("SNAPSHOT field {field} is missing or out of order")]
+    BadSnapshotAnswer {
+        /// The field, e.g. `index`.
+        field: &'static str,
+    },
 }
 
 /// Parses the first request in `buf`.
@@ -535,7 +554,7 @@ fn name_holds_a_space(args: &[&[u8]], required: usize) -> bool {
     args.len() == required + 1 && !is_number(&args[1]) && args[2..].iter().all(is_number)
 }
 
-fn parse_name(word: &[u8], limits: &Limits) -> Result<String, ProtocolError> {
+pub(crate) fn parse_name(word: &[u8], limits: &Limits) -> Result<String, ProtocolError> {
     if word.len() > limits.name_bytes_max {
         return Err(ProtocolError::NameTooLong {
             bytes: word.len(),
@@ -573,6 +592,11 @@ fn parse_number(word: &[u8], field: &'static str) -> Result<u64, ProtocolError> 
             .and_then(|n| n.checked_add(u64::from(digit - b'0')))
             .ok_or_else(bad)
     })
+}
+
+/// The value of `word` if it is `key=value`, as in the extensions' answers.
+fn field_value<'a>(word: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    word.strip_prefix(key.as_bytes())?.strip_prefix(b"=")
 }
 
 /// A short printable form of bytes for error messages.

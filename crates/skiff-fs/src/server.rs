@@ -4,11 +4,13 @@
 //! # How a request is answered
 //!
 //! Every request, reads included, is proposed through the node as a
-//! [`Command`] stamped with the leader's clock and a [`ProposalId`]. One task
-//! applies the node's stream of committed entries to the [`Store`] in index
-//! order, on every replica alike; when it applies an entry this server
-//! proposed, it hands the store's answer to the connection waiting for that
-//! proposal. A server that is not the leader answers `ERR_REDIRECT` with the
+//! [`Command`] stamped with the leader's clock and a [`ProposalId`]. The
+//! node applies its committed entries to the [`Store`] in index order, on
+//! every replica alike, through the store's [`StateMachine`] implementation
+//! ([`replies`]); when it applies an entry this server proposed, the store's
+//! answer goes to the connection waiting for that proposal. The node also
+//! snapshots the store by its `[snapshot]` policy and restores it from a
+//! snapshot at restart or when it fell too far behind its leader. A server that is not the leader answers `ERR_REDIRECT` with the
 //! leader's client address, or `ERR_REDIRECT _` when it knows none.
 //!
 //! Reads go through the log rather than through the node's read barrier: the
@@ -21,7 +23,7 @@
 //! event-loop turn by the node's group commit).
 //!
 //! Routing answers by proposal id rather than by log index means the answer
-//! cannot be missed when the applier gets to the entry before the proposer
+//! cannot be missed when the store applies the entry before the proposer
 //! learns its index, and that nothing is kept for entries other servers
 //! proposed.
 //!
@@ -32,21 +34,29 @@
 //!   leader), or its entry was overwritten by a new leader; either way the
 //!   request had no effect and may be sent again.
 //! * `ERR_INTERNAL`: the outcome is unknown (no commit within
-//!   [`ServerConfig::request_timeout`], or the node stopped), or the node
-//!   refused the entry (too many pending).
+//!   [`ServerConfig::request_timeout`], the node stopped, or a snapshot
+//!   covering the entry replaced the store before it was applied here), or
+//!   the node refused the entry (too many pending).
 //! * `ERR_CMD_ERR`, then the connection closes: a malformed request.
 //! * For `status` (an extension, see [`crate::protocol::status`]): a
 //!   `STATUS` line from this server's own node, leader or not, at once.
+//! * For `snapshot` (an extension, see [`crate::protocol::snapshot`]): a
+//!   `SNAPSHOT` line once this server's node has a durable snapshot, or
+//!   `ERR_SNAPSHOT` with the reason it took none.
 //!
 //! # Concurrency
 //!
-//! * Every task of the server (the applier, the accept loop, one task per
-//!   connection) runs on the node's own runtime
+//! * Every task of the server (the accept loop, one task per connection)
+//!   runs on the node's own runtime
 //!   ([`NodeHandle::runtime`](skiff_node::NodeHandle::runtime)), on the
 //!   thread of the node's event loop: a request reaches the loop, and its
 //!   answer the connection, without a switch between threads, which on a
 //!   loaded machine is much of a request's cost. Connections pause while
 //!   the node syncs its log, which their requests wait for anyway.
+//! * The node calls the store's [`StateMachine`] methods wherever it
+//!   applies entries; the store shares with the connections only the
+//!   waiting answers and its progress ([`replies::Replies`]), behind a
+//!   mutex and atomics.
 //! * One task per connection reads, parses and answers its requests one at a
 //!   time, so a client's commands are answered in the order sent.
 //!
@@ -95,27 +105,31 @@ mod buffer;
 mod client_tls;
 mod connection;
 mod rate_limited;
+mod replies;
 mod slots;
 
 use crate::command::{Command, ProposalId};
-use crate::protocol::{Limits, Request, Response, StatusReport};
+use crate::protocol::{Limits, LogExtent, Request, Response, SnapshotAnswer, StatusReport};
+#[cfg(doc)]
 use crate::store::Store;
 use budget::PendingBudget;
 use connection::Admitted;
 use rate_limited::{RateLimited, WARN_INTERVAL};
+use replies::{FileStateMachine, Replies};
+#[cfg(doc)]
+use skiff_node::StateMachine;
 use skiff_node::{
     ClusterConfig, LimitsConfig, LogIndex, Node, NodeError, NodeHandle, NodeId, StartError, Status,
-    SubmitError, Subscription, ENTRY_BYTES_MAX,
+    SubmitError, ENTRY_BYTES_MAX,
 };
 use slots::{Admission, Slots};
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 /// Room in a log entry for everything but the contents: format byte,
@@ -235,22 +249,17 @@ pub struct ServerStatus {
     pub pending_bytes: usize,
 }
 
-/// What the connections, the applier and the server share.
+/// What the connections and the server share.
 struct Shared {
     node: NodeHandle,
     cluster: ClusterConfig,
     limits: Limits,
     request_timeout: Duration,
-    /// This run's id in every [`ProposalId`] it makes.
-    server_id: u64,
     next_sequence: AtomicU64,
-    /// Connections waiting for the answer to their proposal, by sequence.
-    waiting: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
+    /// Where the store's answers go, and how far it got.
+    replies: Arc<Replies>,
     /// Where proposals' timestamps come from.
     clock: Clock,
-    /// The store's clock, so that proposals never carry an earlier time.
-    clock_ms: AtomicU64,
-    applied_index: AtomicU64,
     client_limits: ClientLimits,
     /// Bytes for requests received in part, over all connections.
     budget: PendingBudget,
@@ -308,7 +317,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the node, the applier and the client listener, binding the
+    /// Starts the node with the store and the client listener, binding the
     /// node's peer and client addresses.
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
         check_config(&config)?;
@@ -351,23 +360,17 @@ impl Server {
         let listener = clients;
         listener.set_nonblocking(true).map_err(bind_error)?;
         let client_address = listener.local_addr().map_err(bind_error)?;
-        let node = Node::start_with_listener(&config.cluster, config.id, peers).await?;
-        let subscription = node
-            .handle()
-            .subscribe(LogIndex(1))
-            .await
-            .map_err(|e| ServerError::Stopped(e.to_string()))?;
+        let replies = Arc::new(Replies::new(random_u64()));
+        let store = FileStateMachine::new(replies.clone());
+        let node = Node::start_with_state_machine(&config.cluster, config.id, peers, store).await?;
         let shared = Arc::new(Shared {
             node: node.handle(),
             cluster: config.cluster.clone(),
             limits: config.limits,
             request_timeout: config.request_timeout,
             clock: config.clock.clone(),
-            server_id: random_u64(),
             next_sequence: AtomicU64::new(0),
-            waiting: Mutex::new(HashMap::new()),
-            clock_ms: AtomicU64::new(0),
-            applied_index: AtomicU64::new(0),
+            replies,
             client_limits: ClientLimits::new(&config.cluster.limits),
             budget: PendingBudget::new(config.cluster.limits.client_pending_bytes_max),
             warnings: LimitWarnings::new(),
@@ -379,7 +382,6 @@ impl Server {
             let _node_runtime = runtime.enter();
             TcpListener::from_std(listener).map_err(bind_error)?
         };
-        runtime.spawn(apply_committed(shared.clone(), subscription));
         let (stop, stopping) = watch::channel(false);
         let (done, finished) = mpsc::channel(1);
         let slots = Slots::new(config.cluster.limits.clients_max);
@@ -415,7 +417,7 @@ impl Server {
     pub fn status(&self) -> ServerStatus {
         ServerStatus {
             node: self.shared.node.status(),
-            applied_index: LogIndex(self.shared.applied_index.load(Ordering::Acquire)),
+            applied_index: self.shared.replies.applied_index(),
             pending_bytes: self.shared.budget.held(),
         }
     }
@@ -431,6 +433,8 @@ impl Server {
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         let _ = self.stop.send(true);
         let stopped = self.node.shutdown().await;
+        // Whether or not the node dropped the store yet, nothing more is applied.
+        self.shared.replies.end_all();
         // Every sender is dropped once the accept loop and all connections end.
         let _ = self.finished.recv().await;
         Ok(stopped?)
@@ -492,56 +496,15 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Applies every committed entry to the store, in order, and hands each
-/// answer to the connection that proposed the entry, if it was ours.
-async fn apply_committed(shared: Arc<Shared>, mut committed: Subscription) {
-    let mut store = Store::new();
-    while let Some(entry) = committed.next().await {
-        match store.apply_data(entry.index, &entry.data) {
-            Ok(Some((command, response))) => shared.deliver(command.proposal, response),
-            Ok(None) => {}
-            Err(error) => {
-                // Only a bug or a foreign writer can put such data in the log;
-                // every replica skips it alike.
-                tracing::error!(index = %entry.index, %error, "skipping an entry that is not a command");
-            }
-        }
-        shared.clock_ms.store(store.clock_ms(), Ordering::Release);
-        shared.applied_index.store(entry.index.0, Ordering::Release);
-    }
-    // The node stopped: nothing more will be applied, so nobody waiting will
-    // get an answer. Dropping their senders tells them so at once.
-    shared.lock_waiting().clear();
-    tracing::debug!("the node stopped; no more entries to apply");
-}
-
 impl Shared {
-    fn deliver(&self, proposal: ProposalId, response: Response) {
-        if proposal.server != self.server_id {
-            return;
-        }
-        let waiter = self.lock_waiting().remove(&proposal.sequence);
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(response);
-        }
-    }
-
-    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Response>>> {
-        // A panic while holding this lock would be a bug; the map stays usable.
-        self.waiting
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Proposes `request` and waits for the store's answer.
     async fn execute(&self, request: Request) -> Response {
         let sequence = self.next_sequence.fetch_add(1, Ordering::Relaxed);
-        let (answer, answered) = oneshot::channel();
-        self.lock_waiting().insert(sequence, answer);
+        let answered = self.replies.wait_for(sequence);
         let command = Command {
-            timestamp_ms: (self.clock.now_ms()).max(self.clock_ms.load(Ordering::Acquire)),
+            timestamp_ms: (self.clock.now_ms()).max(self.replies.clock_ms()),
             proposal: ProposalId {
-                server: self.server_id,
+                server: self.replies.server_id,
                 sequence,
             },
             request,
@@ -549,10 +512,13 @@ impl Shared {
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let submitted = tokio::time::timeout_at(deadline, self.node.submit(command.encode())).await;
         let response = match submitted {
-            Ok(Ok(_index)) => match tokio::time::timeout_at(deadline, answered).await {
-                Ok(Ok(response)) => response,
-                _ => Response::Internal,
-            },
+            Ok(Ok(index)) => {
+                self.replies.committed_at(sequence, index);
+                match tokio::time::timeout_at(deadline, answered).await {
+                    Ok(Ok(response)) => response,
+                    _ => Response::Internal,
+                }
+            }
             Ok(Err(SubmitError::NotLeader { leader })) => self.redirect(leader),
             Ok(Err(SubmitError::Overwritten { .. })) => self.redirect(self.node.status().leader),
             Ok(Err(error)) => {
@@ -561,7 +527,7 @@ impl Shared {
             }
             Err(_) => Response::Internal,
         };
-        self.lock_waiting().remove(&sequence);
+        self.replies.forget(sequence);
         response
     }
 
@@ -576,6 +542,24 @@ impl Shared {
             commit_index: status.commit_index,
             last_index: status.last_index,
             repairing: status.repairing,
+            log: Some(LogExtent {
+                snapshot_index: status.snapshot.index,
+                entries: status.last_index.0.saturating_sub(status.snapshot.index.0),
+            }),
+        }
+    }
+
+    /// The answer to `snapshot`: the node's, once it has one or has refused.
+    async fn snapshot_answer(&self) -> SnapshotAnswer {
+        match self.node.snapshot_now().await {
+            Ok(snapshot) => {
+                tracing::info!(
+                    snapshot = %format_args!("{}:{}", snapshot.index, snapshot.term),
+                    "snapshot taken on a client's request"
+                );
+                SnapshotAnswer::Taken(snapshot)
+            }
+            Err(error) => SnapshotAnswer::refused(error),
         }
     }
 

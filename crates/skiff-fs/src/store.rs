@@ -32,21 +32,39 @@
 //! file is bounded by [`Limits`](crate::protocol::Limits) (size and name
 //! length); the number of files is not bounded, so the total is the sum of the
 //! live files that clients chose to keep.
+//!
+//! # Snapshots
+//!
+//! The maps are persistent ([`imbl`]): a clone shares every node with the
+//! original and copies only what either side changes afterwards, so
+//! [`Store::clone`] is a frozen copy taken in constant time, which a
+//! background thread writes out ([`snapshot`]) while the original goes on
+//! applying. A store read back from a snapshot holds the same files, clock
+//! and applied index, so it answers every later command as the original
+//! would: expiry times are absolute instants of the log's clock, never of
+//! the replica's.
 
 use crate::command::{Command, DecodeError};
 use crate::protocol::{Request, Response, Version};
 use bytes::Bytes;
+use imbl::{OrdMap, OrdSet};
 use skiff_core::LogIndex;
-use std::collections::{BTreeSet, HashMap};
+
+pub mod snapshot;
+
+pub use snapshot::SnapshotReadError;
 
 const MS_PER_S: u64 = 1000;
 
-/// The files, as of the last applied log index.
-#[derive(Clone, Debug, Default)]
+/// The files, as of the last applied log index. Cloning is cheap and
+/// gives a frozen copy (see [Snapshots](self#snapshots)).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Store {
-    files: HashMap<String, File>,
+    /// Ordered by name, so that a snapshot lists them in one order on
+    /// every replica.
+    files: OrdMap<String, File>,
     /// Every file that expires, ordered by when: `(expires_at_ms, name)`.
-    expiries: BTreeSet<(u64, String)>,
+    expiries: OrdSet<(u64, String)>,
     /// The largest command timestamp applied so far, in ms.
     clock_ms: u64,
     applied_index: LogIndex,
@@ -214,11 +232,11 @@ impl Store {
 
     /// Drops every file whose expiry is at or before the clock.
     fn drop_expired(&mut self) {
-        while let Some((at, _)) = self.expiries.first() {
+        while let Some((at, _)) = self.expiries.get_min() {
             if *at > self.clock_ms {
                 break;
             }
-            let (_, name) = self.expiries.pop_first().expect("first() was Some");
+            let (_, name) = self.expiries.remove_min().expect("get_min() was Some");
             self.files.remove(&name);
         }
     }

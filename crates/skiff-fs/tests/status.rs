@@ -54,6 +54,10 @@ async fn every_server_reports_its_own_view_without_redirecting() {
         };
         assert_eq!(report.role, role);
         assert!(report.last_index.0 >= report.commit_index.0);
+        // The log holds every entry after the node's snapshot.
+        let log = report.log.expect("a server with snapshots reports its log");
+        assert!(log.snapshot_index <= report.commit_index, "{report:?}");
+        assert_eq!(log.entries, report.last_index.0 - log.snapshot_index.0);
         if id == leader {
             assert!(report.commit_index.0 >= version.0);
         }

@@ -14,6 +14,7 @@ mod fs_cmd;
 mod node_cmd;
 mod scenario_cmd;
 mod sim_cmd;
+mod snapshot_cmd;
 mod status_cmd;
 mod up_cmd;
 mod usage;
@@ -26,7 +27,8 @@ Examples:
   skiff demo                                   # a cluster, a leader crash, no write lost
   skiff up                                     # a local cluster of 3 file servers
   skiff fs write notes ./notes.txt             # then read, cas, delete
-  skiff status                                 # each server's role, term and leader
+  skiff status                                 # each server's role, term, leader and log
+  skiff snapshot --node 2                      # node 2 snapshots its store now
   skiff sim --faults chaos --seeds 1..=200     # hunt for Raft bugs in simulated clusters
   skiff scenario tests/scenarios               # replay the scenario files
   skiff bench --target both --duration 20s     # skiff and etcd, side by side
@@ -67,8 +69,10 @@ enum Command {
     Up(up_cmd::UpArgs),
     /// Run one file-server node of a cluster in the foreground.
     Node(node_cmd::NodeArgs),
-    /// Show each server's role, term, leader and log indices.
+    /// Show each server's role, term, leader, log indices and snapshot.
     Status(status_cmd::StatusArgs),
+    /// Have one node snapshot its file store now and release the log it covers.
+    Snapshot(snapshot_cmd::SnapshotArgs),
     /// Write, read, compare-and-swap or delete a file on the cluster.
     Fs(fs_cmd::FsArgs),
     /// Measure write throughput and latency of skiff, etcd or both, side by side.
@@ -95,6 +99,7 @@ fn main() {
         Command::Up(args) => up_cmd::run(&args),
         Command::Node(args) => node_cmd::run(&args),
         Command::Status(args) => status_cmd::run(&args),
+        Command::Snapshot(args) => snapshot_cmd::run(&args),
         Command::Fs(args) => fs_cmd::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Check(args) => check_cmd::run(&args),

@@ -1,11 +1,14 @@
 //! Asking file servers for their view of the cluster with the protocol's
 //! `status` extension (`status\r\n` -> `STATUS id=.. role=.. ..\r\n`), and
-//! finding the leader they agree on.
+//! finding the leader they agree on; asking one for a snapshot with the
+//! `snapshot` extension (`snapshot\r\n` -> `SNAPSHOT index=.. term=..`).
 //!
 //! Each function has a `_with` twin that takes the client TLS to use
 //! against a cluster with `[tls] clients = true`; the plain ones speak TCP.
 
-use skiff_fs::protocol::{parse_status_report, Parsed, ProtocolError, StatusReport};
+use skiff_fs::protocol::{
+    parse_snapshot_answer, parse_status_report, Parsed, ProtocolError, SnapshotAnswer, StatusReport,
+};
 use skiff_fs::ClientTls;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -15,7 +18,8 @@ use tokio::net::TcpStream;
 pub const PROBE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(1);
 /// How often [`wait_for_leader`] asks again.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
-/// Bytes of an answer read before giving up on a line: far above any `STATUS` line.
+/// Bytes of an answer read before giving up on a line: far above any
+/// `STATUS` or `SNAPSHOT` line.
 const ANSWER_BYTES_MAX: usize = 1024;
 
 /// Why a server gave no status.
@@ -27,8 +31,9 @@ pub enum ProbeError {
     /// No answer within the timeout.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    /// The answer is not a `STATUS` line, e.g. a server without the extension.
-    #[error("not a status answer: {0}")]
+    /// The answer is not the extension's line, e.g. from a server without
+    /// the extension.
+    #[error("not an answer to the extension: {0}")]
     Malformed(ProtocolError),
     /// No leader that the servers agree on appeared in time.
     #[error("no leader within {0:?}")]
@@ -54,28 +59,62 @@ pub async fn probe_with(
     address: &str,
     timeout: Duration,
 ) -> Result<StatusReport, ProbeError> {
-    tokio::time::timeout(timeout, exchange(tls, address))
+    exchange(tls, address, timeout, b"status\r\n", parse_status_report).await
+}
+
+/// Asks the server at `address` to snapshot its store now, over TLS if
+/// `tls`, and waits up to `timeout` for the outcome: the snapshot taken, or
+/// the server's reason for taking none.
+pub async fn request_snapshot_with(
+    tls: Option<&ClientTls>,
+    address: &str,
+    timeout: Duration,
+) -> Result<SnapshotAnswer, ProbeError> {
+    exchange(
+        tls,
+        address,
+        timeout,
+        b"snapshot\r\n",
+        parse_snapshot_answer,
+    )
+    .await
+}
+
+/// What parses one answer line of an extension.
+type ParseLine<T> = fn(&[u8]) -> Result<Parsed<T>, ProtocolError>;
+
+/// Sends `request` to the server at `address` and reads its one-line
+/// answer, all within `timeout`.
+async fn exchange<T>(
+    tls: Option<&ClientTls>,
+    address: &str,
+    timeout: Duration,
+    request: &[u8],
+    parse: ParseLine<T>,
+) -> Result<T, ProbeError> {
+    let exchange = async {
+        let stream = TcpStream::connect(address).await?;
+        match tls {
+            Some(tls) => ask(tls.connect(address, stream).await?, request, parse).await,
+            None => ask(stream, request, parse).await,
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| ProbeError::Timeout(timeout))?
 }
 
-async fn exchange(tls: Option<&ClientTls>, address: &str) -> Result<StatusReport, ProbeError> {
-    let stream = TcpStream::connect(address).await?;
-    match tls {
-        Some(tls) => ask_status(tls.connect(address, stream).await?).await,
-        None => ask_status(stream).await,
-    }
-}
-
-async fn ask_status(
+async fn ask<T>(
     mut stream: impl AsyncRead + AsyncWrite + Unpin,
-) -> Result<StatusReport, ProbeError> {
-    stream.write_all(b"status\r\n").await?;
+    request: &[u8],
+    parse: ParseLine<T>,
+) -> Result<T, ProbeError> {
+    stream.write_all(request).await?;
     // TLS may hold written bytes until flushed.
     stream.flush().await?;
     let mut answer = Vec::new();
     loop {
-        if let Parsed::Complete { value, .. } = parse_status_report(&answer)? {
+        if let Parsed::Complete { value, .. } = parse(&answer)? {
             return Ok(value);
         }
         if answer.len() >= ANSWER_BYTES_MAX {
@@ -207,6 +246,7 @@ mod tests {
             commit_index: LogIndex(0),
             last_index: LogIndex(0),
             repairing: false,
+            log: None,
         }
     }
 

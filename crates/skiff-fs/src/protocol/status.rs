@@ -2,13 +2,26 @@
 //! cluster, answered from its own state without going through the log.
 //!
 //! ```text
-//! status\r\n  ->  STATUS id=<n> role=<leader|follower|candidate> term=<t> leader=<n|_> commit=<c> last=<i> repairing=<yes|no>\r\n
+//! status\r\n  ->  STATUS id=<n> role=<leader|follower|candidate> term=<t> leader=<n|_> commit=<c> last=<i> repairing=<yes|no> snapshot=<s> log=<l>\r\n
 //! ```
 //!
 //! `repairing=yes` says the node is repairing a log its disk damaged: it
 //! catches up from the others and votes in no election until it holds
-//! everything it had acknowledged. The parser also takes a line without
-//! that last field (as servers before it sent), read as `repairing=no`.
+//! everything it had acknowledged. `snapshot=<s>` is the index of the
+//! snapshot its log starts after (0 before the first) and `log=<l>` how
+//! many entries it holds after that snapshot (`last - snapshot`).
+//!
+//! # How the line grows
+//!
+//! The line only ever grows at its end, by `key=value` words. The first
+//! six fields are always there; after them come the optional fields in
+//! the order they were added: `repairing` (read as `no` when missing),
+//! then `snapshot` and `log`, which come together (read as unknown when
+//! missing: a server from before snapshots). A parser takes the fields it
+//! knows, in that order, and ignores any `key=value` words after them, so
+//! that a field added later does not break it. (Parsers from before
+//! snapshots accept at most the seven fields through `repairing`, and so
+//! refuse the lines of servers that have the `snapshot` field.)
 //!
 //! Any server answers, leader or not, and never with `ERR_REDIRECT`: the
 //! point is to ask each server what it believes. The answer is a snapshot of
@@ -17,37 +30,47 @@
 //! means no leader is known, as in `ERR_REDIRECT _`. The classic protocol has
 //! no such command; clients that do not send it see no difference.
 
-use super::{complete, first_and_rest, lossy, parse_number, parse_request, split_line, words};
+use super::{
+    complete, field_value, first_and_rest, lossy, parse_number, parse_request, split_line, words,
+};
 use super::{Limits, Parsed, ProtocolError, Request, CRLF};
 use skiff_core::{LogIndex, NodeId, Role, Term};
 
-/// What a client may send: a file request, or `status`.
+/// What a client may send: a file request, or one of the extensions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientMessage {
     /// A request of the classic protocol.
     File(Request),
     /// `status`: report this server's role, term, leader and indices.
     Status,
+    /// `snapshot`: snapshot this server's store now (see
+    /// [`super::snapshot`]).
+    Snapshot,
 }
 
-/// Parses the first message in `buf`: `status`, or a request as
-/// [`parse_request`] would. Errors are those of [`parse_request`].
+/// Parses the first message in `buf`: `status`, `snapshot`, or a request
+/// as [`parse_request`] would. Errors are those of [`parse_request`].
 pub fn parse_client_message(
     buf: &[u8],
     limits: &Limits,
 ) -> Result<Parsed<ClientMessage>, ProtocolError> {
     if let Some((line, line_bytes)) = split_line(buf)? {
         let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
-        if words.next() == Some(b"status") {
+        let extension = match words.next() {
+            Some(b"status") => Some(("status", ClientMessage::Status)),
+            Some(b"snapshot") => Some(("snapshot", ClientMessage::Snapshot)),
+            _ => None,
+        };
+        if let Some((command, message)) = extension {
             let got = words.count();
             if got != 0 {
                 return Err(ProtocolError::ArgumentCount {
-                    command: "status",
+                    command,
                     expected: "0",
                     got,
                 });
             }
-            return complete(ClientMessage::Status, line_bytes);
+            return complete(message, line_bytes);
         }
     }
     Ok(match parse_request(buf, limits)? {
@@ -76,15 +99,29 @@ pub struct StatusReport {
     pub last_index: LogIndex,
     /// Whether it is repairing a log its disk damaged.
     pub repairing: bool,
+    /// Where its log starts and how long it is; `None` from a server
+    /// from before snapshots, which does not say.
+    pub log: Option<LogExtent>,
+}
+
+/// How much log a server holds: the entries after its latest snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogExtent {
+    /// The index of the last entry its snapshot covers; 0 before the first.
+    pub snapshot_index: LogIndex,
+    /// How many entries it holds after the snapshot.
+    pub entries: u64,
 }
 
 impl StatusReport {
-    /// Appends the wire form, `STATUS id=.. role=.. term=.. leader=.. commit=.. last=.. repairing=..\r\n`.
+    /// Appends the wire form, `STATUS id=.. role=.. term=.. leader=..
+    /// commit=.. last=.. repairing=.. snapshot=.. log=..\r\n`, without
+    /// the last two when [`StatusReport::log`] is `None`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let leader = self
             .leader
             .map_or_else(|| "_".to_string(), |id| id.to_string());
-        let line = format!(
+        let mut line = format!(
             "STATUS id={} role={} term={} leader={leader} commit={} last={} repairing={}",
             self.id,
             self.role,
@@ -93,24 +130,19 @@ impl StatusReport {
             self.last_index,
             if self.repairing { "yes" } else { "no" }
         );
+        if let Some(log) = self.log {
+            line += &format!(" snapshot={} log={}", log.snapshot_index, log.entries);
+        }
         out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(CRLF);
     }
 }
 
-/// The fields of a `STATUS` line, in the order they are sent; the last may
-/// be missing (servers before it did not send it).
-const STATUS_FIELDS: [&str; 7] = [
-    "id",
-    "role",
-    "term",
-    "leader",
-    "commit",
-    "last",
-    "repairing",
-];
+/// The fields every `STATUS` line has, in order.
+const REQUIRED_FIELDS: [&str; 6] = ["id", "role", "term", "leader", "commit", "last"];
 
-/// Parses a `STATUS` line at the start of `buf`.
+/// Parses a `STATUS` line at the start of `buf`, old or new (see [How the
+/// line grows](self#how-the-line-grows)).
 pub fn parse_status_report(buf: &[u8]) -> Result<Parsed<StatusReport>, ProtocolError> {
     let Some((line, line_bytes)) = split_line(buf)? else {
         return Ok(Parsed::Incomplete);
@@ -119,21 +151,30 @@ pub fn parse_status_report(buf: &[u8]) -> Result<Parsed<StatusReport>, ProtocolE
     let (b"STATUS", fields) = first_and_rest(&words) else {
         return Err(ProtocolError::UnknownCommand(lossy(line)));
     };
-    if !(STATUS_FIELDS.len() - 1..=STATUS_FIELDS.len()).contains(&fields.len()) {
+    if fields.len() < REQUIRED_FIELDS.len() {
         return Err(ProtocolError::ArgumentCount {
             command: "STATUS",
-            expected: "6 or 7",
+            expected: "6 or more",
             got: fields.len(),
         });
     }
-    let mut values = [&b"no"[..]; STATUS_FIELDS.len()];
-    for ((value, word), key) in values.iter_mut().zip(fields).zip(STATUS_FIELDS) {
-        *value = word
-            .strip_prefix(key.as_bytes())
-            .and_then(|rest| rest.strip_prefix(b"="))
-            .ok_or(ProtocolError::BadStatus { field: key })?;
+    let (required, optional) = fields.split_at(REQUIRED_FIELDS.len());
+    let mut values = [&b""[..]; REQUIRED_FIELDS.len()];
+    for ((value, word), key) in values.iter_mut().zip(required).zip(REQUIRED_FIELDS) {
+        *value = field_value(word, key).ok_or(ProtocolError::BadStatus { field: key })?;
     }
-    let [id, role, term, leader, commit, last, repairing] = values;
+    let [id, role, term, leader, commit, last] = values;
+    let mut optional = optional.iter().peekable();
+    // Each optional field is taken only where it belongs, after those before it.
+    let mut take = |key| {
+        optional
+            .next_if(|word| field_value(word, key).is_some())
+            .and_then(|word| field_value(word, key))
+    };
+    let (repairing, snapshot, log) = (take("repairing"), take("snapshot"), take("log"));
+    if let Some(unknown) = optional.find(|word| !word.contains(&b'=')) {
+        return Err(ProtocolError::UnknownCommand(lossy(unknown)));
+    }
     let report = StatusReport {
         id: NodeId(parse_number(id, "id")?),
         role: parse_role(role)?,
@@ -145,9 +186,18 @@ pub fn parse_status_report(buf: &[u8]) -> Result<Parsed<StatusReport>, ProtocolE
         commit_index: LogIndex(parse_number(commit, "commit")?),
         last_index: LogIndex(parse_number(last, "last")?),
         repairing: match repairing {
-            b"yes" => true,
-            b"no" => false,
-            _ => return Err(ProtocolError::BadStatus { field: "repairing" }),
+            Some(b"yes") => true,
+            Some(b"no") | None => false,
+            Some(_) => return Err(ProtocolError::BadStatus { field: "repairing" }),
+        },
+        log: match (snapshot, log) {
+            (Some(snapshot), Some(log)) => Some(LogExtent {
+                snapshot_index: LogIndex(parse_number(snapshot, "snapshot")?),
+                entries: parse_number(log, "log")?,
+            }),
+            (None, None) => None,
+            (Some(_), None) => return Err(ProtocolError::BadStatus { field: "log" }),
+            (None, Some(_)) => return Err(ProtocolError::BadStatus { field: "snapshot" }),
         },
     };
     complete(report, line_bytes)
@@ -181,6 +231,10 @@ mod tests {
             commit_index: LogIndex(40),
             last_index: LogIndex(41),
             repairing: false,
+            log: Some(LogExtent {
+                snapshot_index: LogIndex(30),
+                entries: 11,
+            }),
         }
     }
 
@@ -253,11 +307,11 @@ mod tests {
         for (leader, wire) in [
             (
                 Some(3),
-                &b"STATUS id=2 role=follower term=7 leader=3 commit=40 last=41 repairing=no\r\n"[..],
+                &b"STATUS id=2 role=follower term=7 leader=3 commit=40 last=41 repairing=no snapshot=30 log=11\r\n"[..],
             ),
             (
                 None,
-                b"STATUS id=2 role=follower term=7 leader=_ commit=40 last=41 repairing=no\r\n",
+                b"STATUS id=2 role=follower term=7 leader=_ commit=40 last=41 repairing=no snapshot=30 log=11\r\n",
             ),
         ] {
             let mut out = Vec::new();
@@ -326,12 +380,73 @@ mod tests {
         };
         let mut out = Vec::new();
         repairing.encode(&mut out);
-        assert!(out.ends_with(b" repairing=yes\r\n"), "{out:?}");
+        assert!(
+            out.ends_with(b" repairing=yes snapshot=30 log=11\r\n"),
+            "{out:?}"
+        );
         assert_eq!(parse_status_report(&out), complete(repairing, out.len()));
         let older = b"STATUS id=2 role=follower term=7 leader=_ commit=40 last=41\r\n";
+        let from_before_snapshots = StatusReport {
+            log: None,
+            ..report(None)
+        };
         assert_eq!(
             parse_status_report(older),
-            complete(report(None), older.len())
+            complete(from_before_snapshots, older.len())
         );
+    }
+
+    #[test]
+    fn lines_of_every_age_parse_and_later_fields_are_ignored() {
+        let line = |text: &str| parse_status_report(format!("{text}\r\n").as_bytes());
+        let value = |text: &str| match line(text) {
+            Ok(Parsed::Complete { value, .. }) => value,
+            other => panic!("{text}: {other:?}"),
+        };
+        let base = "STATUS id=2 role=follower term=7 leader=_ commit=40 last=41";
+        let before_snapshots = value(&format!("{base} repairing=yes"));
+        assert_eq!(
+            (before_snapshots.repairing, before_snapshots.log),
+            (true, None)
+        );
+        // A server without the extension encodes no snapshot fields.
+        let mut out = Vec::new();
+        before_snapshots.encode(&mut out);
+        assert_eq!(out, format!("{base} repairing=yes\r\n").as_bytes());
+        let now = value(&format!("{base} repairing=no snapshot=30 log=11"));
+        assert_eq!(now, report(None));
+        let later = value(&format!(
+            "{base} repairing=no snapshot=30 log=11 shiny=new more=1"
+        ));
+        assert_eq!(later, report(None));
+        // Every optional field is optional, the later ones included.
+        assert_eq!(value(&format!("{base} snapshot=30 log=11")), report(None));
+        assert_eq!(value(&format!("{base} future=1")).log, None);
+    }
+
+    #[test]
+    fn malformed_snapshot_fields_are_refused() {
+        let line = |text: &str| parse_status_report(format!("{text}\r\n").as_bytes());
+        let base = "STATUS id=2 role=follower term=7 leader=_ commit=40 last=41 repairing=no";
+        assert_eq!(
+            line(&format!("{base} snapshot=30")),
+            Err(ProtocolError::BadStatus { field: "log" })
+        );
+        assert_eq!(
+            line(&format!("{base} log=30")),
+            Err(ProtocolError::BadStatus { field: "snapshot" })
+        );
+        assert_eq!(
+            line(&format!("{base} snapshot=x log=1")),
+            Err(ProtocolError::BadNumber { field: "snapshot" })
+        );
+        assert_eq!(
+            line(&format!("{base} snapshot=1 log=-1")),
+            Err(ProtocolError::BadNumber { field: "log" })
+        );
+        assert!(matches!(
+            line(&format!("{base} snapshot=1 log=1 junk")),
+            Err(ProtocolError::UnknownCommand(_))
+        ));
     }
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::command::ProposalId;
+use crate::protocol::Limits;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -376,5 +377,38 @@ proptest! {
         }
         prop_assert_eq!(&proposer.files, &follower.files);
         prop_assert_eq!(proposer.clock_ms, follower.clock_ms);
+    }
+
+    #[test]
+    fn a_store_restored_from_a_snapshot_goes_on_as_the_original(
+        commands in proptest::collection::vec(command_strategy(), 1..60),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        // One store applies everything; the other applies a prefix, is
+        // written to a snapshot and read back, then applies the rest.
+        let cut = cut.index(commands.len() + 1);
+        let mut now_ms: u64 = 10_000;
+        let log: Vec<(LogIndex, Command)> = (1u64..)
+            .zip(commands)
+            .map(|(index, (step_ms, request))| {
+                now_ms = now_ms.saturating_add_signed(step_ms);
+                let command = Command { timestamp_ms: now_ms, proposal: ProposalId::default(), request };
+                (LogIndex(index), command)
+            })
+            .collect();
+        let mut whole = Store::new();
+        let answers: Vec<Response> = log.iter().map(|(index, command)| whole.apply(*index, command)).collect();
+        let mut prefix = Store::new();
+        for (index, command) in &log[..cut] {
+            prefix.apply(*index, command);
+        }
+        let mut snapshot = Vec::new();
+        prefix.write_snapshot(&mut snapshot).unwrap();
+        let mut restored = Store::read_snapshot(&snapshot[..], &Limits::default()).unwrap();
+        prop_assert_eq!(&restored, &prefix);
+        for ((index, command), answer) in log[cut..].iter().zip(&answers[cut..]) {
+            prop_assert_eq!(&restored.apply(*index, command), answer);
+        }
+        prop_assert_eq!(&restored, &whole);
     }
 }

@@ -1,8 +1,10 @@
 //! A cluster of file servers in this process, on loopback, for tests.
 #![allow(dead_code)] // each test file uses a different part
 
-use skiff_fs::protocol::{parse_response, Limits, Parsed, Response};
-use skiff_fs::{Client, ClientConfig, Clock, Server, ServerConfig};
+use bytes::Bytes;
+use skiff_fs::protocol::Version;
+use skiff_fs::protocol::{parse_response, Limits, Parsed, ProtocolError, Response};
+use skiff_fs::{Client, ClientConfig, ClientError, Clock, Server, ServerConfig};
 use skiff_node::local::LocalCluster;
 use skiff_node::{ClusterConfig, NodeId, Role};
 use std::path::PathBuf;
@@ -181,6 +183,41 @@ impl Cluster {
     }
 }
 
+/// Files as written: name, version, contents.
+pub type Written = Vec<(String, Version, Bytes)>;
+
+/// Writes `file-0` to `file-{count - 1}`, with contents that hold `\r\n`
+/// and NUL, then deletes `file-0`; answers what is left.
+pub async fn write_files(client: &mut Client, count: usize) -> Written {
+    let mut written = Vec::new();
+    for i in 0..count {
+        let name = format!("file-{i}");
+        let contents = Bytes::from(format!("contents {i}\r\n\0"));
+        let version = client.write(&name, contents.clone(), 0).await.unwrap();
+        written.push((name, version, contents));
+    }
+    client.delete("file-0").await.unwrap();
+    written.remove(0);
+    written
+}
+
+/// Checks that `file-0` is gone and every file of `written` reads back
+/// with its version and contents.
+pub async fn check_files(client: &mut Client, written: &Written) {
+    assert!(matches!(
+        client.read("file-0").await,
+        Err(ClientError::NotFound)
+    ));
+    for (name, version, contents) in written {
+        let file = client.read(name).await.unwrap();
+        assert_eq!(
+            (&file.version, &file.contents),
+            (version, contents),
+            "{name}"
+        );
+    }
+}
+
 /// A raw protocol session, as `telnet` would have it.
 pub struct Session {
     stream: TcpStream,
@@ -218,6 +255,35 @@ impl Session {
     pub async fn exchange(&mut self, chunks: &[&[u8]], count: usize) -> Vec<Response> {
         self.send(chunks).await;
         self.receive(count).await
+    }
+
+    /// Sends `request` and reads one answer with `parse`: for the lines of
+    /// the extensions, which [`Session::receive`] does not know.
+    pub async fn ask<T>(
+        &mut self,
+        request: &[u8],
+        parse: impl Fn(&[u8]) -> Result<Parsed<T>, ProtocolError>,
+    ) -> T {
+        self.send(&[request]).await;
+        let answer = async {
+            loop {
+                if let Parsed::Complete { value, consumed } =
+                    parse(&self.buffer).unwrap_or_else(|error| {
+                        panic!("{error}: {:?}", String::from_utf8_lossy(&self.buffer))
+                    })
+                {
+                    self.buffer.drain(..consumed);
+                    return value;
+                }
+                let mut chunk = [0u8; 4096];
+                let read = self.stream.read(&mut chunk).await.unwrap();
+                assert!(read > 0, "closed after {:?}", self.buffer);
+                self.buffer.extend_from_slice(&chunk[..read]);
+            }
+        };
+        tokio::time::timeout(PATIENCE, answer)
+            .await
+            .expect("the server answers")
     }
 
     /// Waits for the server to close the connection, with nothing more said.
