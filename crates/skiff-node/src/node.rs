@@ -10,7 +10,7 @@ use crate::storage::{Identity, Recovered, Storage};
 use crate::tls::NodeTls;
 use crate::transport::{PeerLimits, Transport, TransportConfig};
 use bytes::Bytes;
-use skiff_core::{LogIndex, Machine, NodeId, Role, SnapshotMeta, StateError};
+use skiff_core::{LogIndex, Machine, NodeId, Role, SnapshotMeta, StartState, StateError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -322,6 +322,7 @@ fn recover(
     core.seed = seed(id);
     let Recovered {
         hard_state,
+        snapshot,
         log,
         damage,
         repairing,
@@ -330,13 +331,26 @@ fn recover(
         dir: dir.clone(),
         reason,
     };
-    if damage.is_none() && !repairing {
-        tracing::info!(%id, entries = log.len(), term = %hard_state.term, "recovered");
-        let machine = Machine::restore(core, hard_state, log).map_err(inconsistent)?;
+    let start = StartState {
+        hard_state,
+        snapshot: snapshot
+            .as_ref()
+            .map_or(SnapshotMeta::default(), |s| s.meta),
+        // Entries share their data, so the copy kept to rewrite a damaged
+        // log is cheap.
+        log: log.clone(),
+        damaged: damage.is_some() || repairing,
+        ..StartState::default()
+    };
+    if !start.damaged {
+        tracing::info!(
+            %id, snapshot = %start.snapshot, entries = log.len(), term = %hard_state.term,
+            "recovered"
+        );
+        let machine = Machine::with_state(core, start).map_err(inconsistent)?;
         return Ok((storage, machine));
     }
-    // Entries share their data, so the copy kept to rewrite the log is cheap.
-    let machine = match Machine::restore_damaged(core, hard_state, log.clone()) {
+    let machine = match Machine::with_state(core, start) {
         Ok(machine) => machine,
         Err(StateError::CannotRepair) => return Err(StartError::CannotRepair { dir, damage }),
         Err(reason) => return Err(inconsistent(reason)),
