@@ -57,10 +57,13 @@
 //! * `api`: the types users see (errors, [`Status`], [`CommittedEntry`]).
 //! * `state_machine`: what an application implements so that the node can
 //!   apply the log to it, snapshot it and restore it ([`StateMachine`]).
+//! * `applier`: the thread that runs a [`StateMachine`]: applies, restores,
+//!   takes snapshots by the `[snapshot]` policy.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod api;
+mod applier;
 pub mod config;
 mod event_loop;
 pub mod local;

@@ -239,6 +239,11 @@ impl Storage {
             .map_or(SnapshotMeta::default(), |s| s.meta)
     }
 
+    /// The current snapshot and its file, if there is one.
+    pub fn current_snapshot(&self) -> Option<&StoredSnapshot> {
+        self.snapshots.current()
+    }
+
     /// The file of the kept snapshot `meta` (the current one or the one
     /// before), for a transfer to a follower.
     pub fn snapshot_path(&self, meta: SnapshotMeta) -> Option<PathBuf> {
