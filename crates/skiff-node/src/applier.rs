@@ -167,12 +167,16 @@ impl<S: StateMachine> Applier<S> {
         self.entries_since += 1;
         self.bytes_since += entry.data.len() as u64;
         self.state_machine.apply(entry);
-        let policy = &self.place.policy;
-        let due = (policy.entries > 0 && self.entries_since >= policy.entries)
-            || (policy.bytes > 0 && self.bytes_since >= policy.bytes);
-        if due && !self.writing {
+        if self.due() && !self.writing {
             self.take();
         }
+    }
+
+    /// Whether the policy calls for a snapshot.
+    fn due(&self) -> bool {
+        let policy = &self.place.policy;
+        (policy.entries > 0 && self.entries_since >= policy.entries)
+            || (policy.bytes > 0 && self.bytes_since >= policy.bytes)
     }
 
     fn restore(&mut self, snapshot: StoredSnapshot) {
@@ -254,6 +258,10 @@ impl<S: StateMachine> Applier<S> {
         }
         for reply in std::mem::take(&mut self.waiting) {
             self.snapshot_now(reply);
+        }
+        // Entries applied while it was written may have made another due.
+        if self.due() && !self.writing {
+            self.take();
         }
     }
 }

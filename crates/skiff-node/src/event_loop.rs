@@ -557,10 +557,10 @@ impl EventLoop {
             storage.finish_repair()?;
         }
         self.feed_subscribers(self.machine.commit_index());
+        self.publish_status();
         for (reply, meta) in self.snapshot_replies.drain(..) {
             let _ = reply.send(Ok(meta));
         }
-        self.publish_status();
         Ok(())
     }
 
