@@ -729,18 +729,20 @@ fn take_early_sends(actions: &mut Vec<Action>, mut send: impl FnMut(NodeId, Mess
 }
 
 /// Hands `perform` every `Ok` commit at or below `durable`, in order, and
-/// removes it from `actions`, unless the turn truncates the log: an entry
-/// it replaced below `durable` is no longer the durable one. Returns
-/// whether the turn may commit early (it truncates nothing).
+/// removes it from `actions`, unless the turn truncates the log or installs
+/// a snapshot: an entry it replaced below `durable` is no longer the
+/// durable one. Returns whether the turn may commit early.
 fn take_durable_commits(
     actions: &mut Vec<Action>,
     durable: LogIndex,
     mut perform: impl FnMut(Result<LogIndex, CommitError>),
 ) -> bool {
-    if actions
-        .iter()
-        .any(|action| matches!(action, Action::LogTruncate { .. }))
-    {
+    if actions.iter().any(|action| {
+        matches!(
+            action,
+            Action::LogTruncate { .. } | Action::SnapshotInstall { .. }
+        )
+    }) {
         return false;
     }
     actions.retain(|action| match action {
@@ -945,13 +947,20 @@ mod tests {
     }
 
     #[test]
-    fn a_turn_that_truncates_commits_nothing_early() {
-        let truncate = Action::LogTruncate { from: LogIndex(5) };
-        let mut actions = vec![truncate, commit(4)];
-        let before = actions.clone();
-        let mut early = Vec::new();
-        assert!(!take_durable_commits(&mut actions, LogIndex(6), |r| early.push(r)));
-        assert!(early.is_empty());
-        assert_eq!(actions, before);
+    fn a_turn_that_truncates_or_installs_commits_nothing_early() {
+        let install = Action::SnapshotInstall {
+            snapshot: SnapshotMeta {
+                index: LogIndex(3),
+                term: Term(2),
+            },
+        };
+        for replacing in [Action::LogTruncate { from: LogIndex(5) }, install] {
+            let mut actions = vec![replacing, commit(4)];
+            let before = actions.clone();
+            let mut early = Vec::new();
+            assert!(!take_durable_commits(&mut actions, LogIndex(6), |r| early.push(r)));
+            assert!(early.is_empty());
+            assert_eq!(actions, before);
+        }
     }
 }

@@ -353,3 +353,167 @@ async fn a_subscription_whose_entries_a_snapshot_covers_ends_and_says_so() {
     assert_eq!(early.overtaken_by(), None);
     node.shutdown().await.unwrap();
 }
+
+/// Plays node 2, a leader of term `term`, towards node 1: dials it and
+/// sends `req` as a peer would, once the file is where node 1's transport
+/// would have put it.
+async fn send_as_leader(cluster: &LocalCluster, message: skiff_core::Message) {
+    use skiff_node::wire::{self, Frame, Hello, WireMessage, FRAME_BYTES_MAX, LENGTH_BYTES};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = cluster.config.node(ME).unwrap().peer_address;
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut out = Vec::new();
+    let hello = Hello {
+        cluster_id: cluster.config.cluster_id,
+        node_id: 2,
+        peer_id: ME.0,
+    };
+    wire::encode_frame(&Frame::Hello(hello), &mut out).unwrap();
+    stream.write_all(&out).await.unwrap();
+    let mut prefix = [0; LENGTH_BYTES];
+    stream.read_exact(&mut prefix).await.unwrap();
+    let length = wire::check_length(prefix, FRAME_BYTES_MAX).unwrap();
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await.unwrap();
+    let body = Bytes::from(body);
+    assert!(matches!(wire::decode_frame(&body), Ok(Frame::Hello(_))));
+    out.clear();
+    let frame = Frame::Message(WireMessage::from_message(&message));
+    wire::encode_frame(&frame, &mut out).unwrap();
+    stream.write_all(&out).await.unwrap();
+    stream.flush().await.unwrap();
+    // Kept open until the node has had the message.
+    tokio::spawn(async move {
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink).await;
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restart() {
+    use skiff_core::{InstallSnapshotReq, Message, Term};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::bind(3, dir.path()).unwrap();
+    cluster.config.cluster_id = 14;
+    // Node 1 runs alone and stays a follower: long timeouts.
+    cluster.config.election_timeout_ms = 10_000;
+    let data_dir = cluster.config.node(ME).unwrap().data_dir.clone();
+    let kv = Kv::new();
+    let node = cluster
+        .start_node_with_state_machine(ME, kv.clone())
+        .await
+        .unwrap();
+    let handle = node.handle();
+
+    // The leader's snapshot, as node 1's transport leaves it once received.
+    let snapshot = SnapshotMeta {
+        index: LogIndex(100),
+        term: Term(4),
+    };
+    let incoming = data_dir.join("snapshots").join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let leader = skiff_node::storage::Identity {
+        cluster_id: 14,
+        node_id: 2,
+    };
+    let written = skiff_node::storage::write_snapshot(&incoming, leader, snapshot, 8, |out| {
+        out.write_all(b"colour=blue\nshape=round\n")
+    })
+    .unwrap();
+    let received = incoming.join(format!("from-2-{}-{}.snap", snapshot.index, snapshot.term));
+    std::fs::rename(&written.path, &received).unwrap();
+
+    let req = InstallSnapshotReq {
+        term: Term(5),
+        leader: NodeId(2),
+        snapshot,
+    };
+    send_as_leader(&cluster, Message::InstallSnapshotReq(req)).await;
+    let status = wait_status(&handle, |s| s.snapshot == snapshot).await;
+    assert_eq!(
+        (status.commit_index, status.last_index),
+        (LogIndex(100), LogIndex(100))
+    );
+    assert_eq!(status.term, Term(5));
+    kv.applied_through(LogIndex(100)).await;
+    {
+        let seen = kv.seen();
+        assert_eq!(seen.restored, [snapshot]);
+        assert_eq!(seen.map.get("colour").map(String::as_str), Some("blue"));
+    }
+    assert!(!received.exists(), "adopted, not left in incoming");
+    node.shutdown().await.unwrap();
+
+    let restarted = Kv::new();
+    let node = cluster
+        .start_node_with_state_machine(ME, restarted.clone())
+        .await
+        .unwrap();
+    let status = node.handle().status();
+    assert_eq!(status.snapshot, snapshot);
+    assert_eq!(
+        status.last_index,
+        LogIndex(100),
+        "the log starts after the snapshot"
+    );
+    assert_eq!(status.term, Term(5));
+    assert_eq!(restarted.seen().restored, [snapshot]);
+    assert_eq!(restarted.seen().map.len(), 2);
+    node.shutdown().await.unwrap();
+}
+
+/// Not a benchmark, but the figure the snapshot work is for: a restart
+/// reads (and the application applies) a long log, or restores a snapshot
+/// and applies a short one. Both restarts must rebuild the same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_from_a_snapshot_applies_only_the_short_log_after_it() {
+    const ENTRIES: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = single(dir.path(), policy(0, 0));
+    let kv = Kv::new();
+    let node = start(&cluster, &kv).await;
+    let last = write(&node.handle(), 0..ENTRIES, 1_000, 100).await;
+    kv.applied_through(last).await;
+    let map = kv.seen().map.clone();
+    node.shutdown().await.unwrap();
+
+    // Restarts until the node serves with the whole state applied.
+    let restart = |label: &'static str| {
+        let cluster = &cluster;
+        let map = &map;
+        async move {
+            let kv = Kv::new();
+            let started = Instant::now();
+            let node = cluster
+                .start_node_with_state_machine(ME, kv.clone())
+                .await
+                .expect("node starts");
+            let recovered = started.elapsed();
+            let handle = node.handle();
+            let status = wait_status(&handle, |s| {
+                s.role == Role::Leader && s.commit_index == s.last_index
+            })
+            .await;
+            kv.applied_through(status.last_index).await;
+            let elapsed = started.elapsed();
+            let applies = kv.seen().applies;
+            eprintln!(
+                "restart {label}: snapshot at {}, {} entries in the log; recovered (and restored) \
+                 in {recovered:?}; {applies} applied, serving with its state (an election \
+                 included) in {elapsed:?}",
+                status.snapshot.index,
+                status.last_index.0 - status.snapshot.index.0,
+            );
+            assert_eq!(&kv.seen().map, map);
+            (node, applies)
+        }
+    };
+    let (node, long) = restart("from the long log").await;
+    assert!(long > ENTRIES);
+    let taken = node.handle().snapshot_now().await.unwrap();
+    node.shutdown().await.unwrap();
+    let (node, short) = restart("from a snapshot").await;
+    assert_eq!(node.handle().status().snapshot, taken);
+    assert!(short <= 2, "{short} entries applied after the snapshot");
+    node.shutdown().await.unwrap();
+}
