@@ -65,7 +65,7 @@ pub enum StorageError {
     /// the older snapshot that would replace it: what lies between is in
     /// no intact file.
     #[error(
-        "the newest snapshot is damaged (moved aside to {corrupt}), and the log, which starts at {}, \
+        "the newest snapshot is damaged ({corrupt}), and the log, which starts at {}, \
          does not reach back to the snapshot before it ({}): the state in between is lost; \
          restore the node's data directory from a peer",
         .log_start.map_or("no index (it is empty)".to_string(), |i| format!("index {i}")),

@@ -172,7 +172,7 @@ impl SnapshotStore {
 }
 
 /// Verifies a snapshot file, and that it holds the snapshot its name says.
-fn check(candidate: &StoredSnapshot, cluster_id: u64) -> Result<(), SnapshotFault> {
+pub(super) fn check(candidate: &StoredSnapshot, cluster_id: u64) -> Result<(), SnapshotFault> {
     let meta = snapshot::verify(&candidate.path, cluster_id)?;
     if meta != candidate.meta {
         return Err(SnapshotFault::Damaged {

@@ -225,3 +225,27 @@ fn an_install_cut_short_before_the_log_was_discarded_is_finished_at_recovery() {
     let (_, recovered) = open(dir.path(), SMALL_SEGMENTS).unwrap();
     assert_eq!(data(&recovered.log), ["new"]);
 }
+
+#[test]
+fn check_reports_the_snapshot_and_judges_the_log_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 60, SMALL_SEGMENTS);
+    let (mut storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    let taken = take_snapshot(&mut storage, meta(40, 1), true);
+    drop(storage);
+    let report = check(dir.path()).unwrap();
+    let text = report.to_string();
+    assert!(!report.needs_repair(), "{text}");
+    assert!(text.contains("index 40, term 1, intact"), "{text}");
+    assert!(
+        text.contains("start normally with 20 entries after the snapshot through index 40"),
+        "{text}"
+    );
+    damage_snapshot(&taken.path);
+    let report = check(dir.path()).unwrap();
+    let text = report.to_string();
+    assert!(report.needs_repair(), "{text}");
+    assert!(text.contains("snapshot DAMAGED"), "{text}");
+    assert!(text.contains("refuse to start"), "{text}");
+    assert!(taken.path.exists(), "check changes nothing");
+}
