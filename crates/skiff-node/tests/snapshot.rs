@@ -238,15 +238,16 @@ async fn entries_policy_compacts_and_a_restart_restores_then_applies_only_the_re
     // The new term's no-op follows what was written.
     assert_eq!(status.last_index, last.next());
     restarted.applied_through(status.last_index).await;
-    let seen = restarted.seen();
-    assert_eq!(seen.restored, [snapshot]);
-    assert_eq!(
-        seen.applies,
-        status.last_index.0 - snapshot.index.0,
-        "only the log after it"
-    );
-    assert_eq!(seen.map, map);
-    drop(seen);
+    {
+        let seen = restarted.seen();
+        assert_eq!(seen.restored, [snapshot]);
+        assert_eq!(
+            seen.applies,
+            status.last_index.0 - snapshot.index.0,
+            "only the log after it"
+        );
+        assert_eq!(seen.map, map);
+    }
     node.shutdown().await.unwrap();
 }
 
@@ -516,4 +517,77 @@ async fn a_restart_from_a_snapshot_applies_only_the_short_log_after_it() {
     assert_eq!(node.handle().status().snapshot, taken);
     assert!(short <= 2, "{short} entries applied after the snapshot");
     node.shutdown().await.unwrap();
+}
+
+/// The catch-up of issue 13: a follower stopped while the others take
+/// 200,000 writes restarts after the leader compacted past its log, and
+/// catches up through the leader's snapshot (streamed by the transport).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the snapshot transfer of the transport (Transport::send_snapshot)"]
+async fn a_follower_stopped_for_200000_writes_catches_up_through_a_snapshot() {
+    const WRITES: u64 = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::bind(3, dir.path()).unwrap();
+    cluster.config.cluster_id = 15;
+    cluster.config.election_timeout_ms = 300;
+    cluster.config.heartbeat_interval_ms = 50;
+    let machines: Vec<Kv> = (0..3).map(|_| Kv::new()).collect();
+    let mut nodes = Vec::new();
+    for (id, kv) in cluster.config.ids().zip(&machines) {
+        nodes.push(Some(
+            cluster
+                .start_node_with_state_machine(id, kv.clone())
+                .await
+                .unwrap(),
+        ));
+    }
+    let first = nodes[0].as_ref().unwrap().handle();
+    let leader = wait_status(&first, |s| s.leader.is_some())
+        .await
+        .leader
+        .unwrap();
+    let leader_position = (leader.0 - 1) as usize;
+    let leader_handle = nodes[leader_position].as_ref().unwrap().handle();
+    wait_status(&leader_handle, |s| s.role == Role::Leader).await;
+    let stopped_position = (leader_position + 1) % 3;
+    let stopped_id = NodeId(stopped_position as u64 + 1);
+    let stopped_last = nodes[stopped_position]
+        .as_ref()
+        .unwrap()
+        .handle()
+        .status()
+        .last_index;
+    nodes[stopped_position]
+        .take()
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
+
+    let last = write(&leader_handle, 0..WRITES, 1_000, 20).await;
+    let status = wait_status(&leader_handle, |s| s.snapshot.index > stopped_last).await;
+    eprintln!(
+        "the leader compacted through {} while node {stopped_id} was down",
+        status.snapshot.index
+    );
+
+    let kv = Kv::new();
+    let started = Instant::now();
+    let node = cluster
+        .start_node_with_state_machine(stopped_id, kv.clone())
+        .await
+        .unwrap();
+    kv.applied_through(last).await;
+    let elapsed = started.elapsed();
+    let installed = kv.seen().restored.clone();
+    eprintln!("node {stopped_id} caught up through {installed:?} to index {last} in {elapsed:?}");
+    assert!(
+        installed.last().is_some_and(|s| s.index > stopped_last),
+        "{installed:?}"
+    );
+    assert_eq!(kv.seen().map, machines[leader_position].seen().map);
+    node.shutdown().await.unwrap();
+    for node in nodes.into_iter().flatten() {
+        node.shutdown().await.unwrap();
+    }
 }
