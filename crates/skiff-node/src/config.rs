@@ -142,6 +142,11 @@ pub struct LimitsConfig {
 /// however long the cluster runs), and how snapshots travel to followers
 /// that need entries a leader no longer holds. Every field has a default;
 /// see each `*_DEFAULT` constant.
+///
+/// Only a node started with a [`StateMachine`](crate::StateMachine) takes
+/// snapshots (its applier thread counts what it applied); a node without
+/// one never compacts its log, but still installs a leader's snapshot when
+/// it needs entries the leader no longer holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SnapshotConfig {
