@@ -16,11 +16,15 @@
 //! read           ->  INDEX VALUE ... end    every committed value (linearizable)
 //!                    redirect HOST:PORT | error REASON, as for append
 //! dump           ->  INDEX VALUE ... end    what this node has applied (may be stale)
-//! status         ->  role=R term=T leader=L commit=C last=I applied=A
+//! status         ->  role=R term=T leader=L commit=C last=I applied=A snapshot=S
 //! ```
 //!
 //! The application state is a list of values, built only from the stream
-//! of committed entries, so every node builds the same list.
+//! of committed entries, so every node builds the same list. It is a
+//! [`StateMachine`]: the node applies the log to it, snapshots it by the
+//! `[snapshot]` policy of the cluster file (the log it covers is then
+//! discarded), restores it from the newest snapshot at restart, and from
+//! the leader's when this node fell too far behind.
 //!
 //! `read` is how clients should read: the leader asks the node for a read
 //! barrier ([`NodeHandle::read_barrier`]), which proves it still leads, and
@@ -32,7 +36,11 @@
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
-use skiff_node::{ClusterConfig, LogIndex, Node, NodeHandle, NodeId, SubmitError};
+use skiff_node::{
+    ClusterConfig, CommittedEntry, LogIndex, Node, NodeHandle, NodeId, SnapshotMeta,
+    SnapshotWriter, StateMachine, SubmitError,
+};
+use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -81,6 +89,60 @@ struct Register {
 
 type Shared = Arc<Register>;
 
+/// The register as the node's state machine.
+struct Replica(Shared);
+
+impl StateMachine for Replica {
+    fn apply(&mut self, entry: CommittedEntry) {
+        if !entry.data.is_empty() {
+            let mut values = self.0.values.lock().expect("no panics while locked");
+            values.push((entry.index, entry.data));
+        }
+        self.0.applied.send_replace(entry.index);
+    }
+
+    /// The values share their bytes, so the copy costs a pointer per value.
+    fn snapshot(&self) -> Box<dyn SnapshotWriter> {
+        let values = self.0.values.lock().expect("no panics while locked");
+        Box::new(Frozen(values.clone()))
+    }
+
+    fn restore(&mut self, snapshot: SnapshotMeta, reader: &mut dyn Read) -> std::io::Result<()> {
+        let mut restored = Vec::new();
+        let mut header = [0u8; 12];
+        loop {
+            match reader.read_exact(&mut header) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(e),
+            }
+            let index = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
+            let length = u32::from_le_bytes(header[8..].try_into().expect("4 bytes"));
+            let mut value = vec![0; length as usize];
+            reader.read_exact(&mut value)?;
+            restored.push((LogIndex(index), Bytes::from(value)));
+        }
+        *self.0.values.lock().expect("no panics while locked") = restored;
+        self.0.applied.send_replace(snapshot.index);
+        Ok(())
+    }
+}
+
+/// The values as of one applied index, written as
+/// `index: u64 LE | length: u32 LE | value` each.
+struct Frozen(Vec<(LogIndex, Bytes)>);
+
+impl SnapshotWriter for Frozen {
+    fn write_to(self: Box<Self>, out: &mut dyn Write) -> std::io::Result<()> {
+        for (index, value) in &self.0 {
+            out.write_all(&index.0.to_le_bytes())?;
+            out.write_all(&(value.len() as u32).to_le_bytes())?;
+            out.write_all(value)?;
+        }
+        Ok(())
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -93,23 +155,26 @@ async fn main() -> anyhow::Result<()> {
     let id = NodeId(args.id);
     let config = ClusterConfig::load(&args.config)?;
     let client_address = config.node(id)?.client_address;
-    let (mut node, listener) = match (args.peer_listen_fd, args.client_listen_fd) {
+    let peer_address = config.node(id)?.peer_address;
+    let (peers, clients) = match (args.peer_listen_fd, args.client_listen_fd) {
         (Some(peer), Some(client)) => {
-            let node = Node::start_with_listener(&config, id, adopt_listener(peer)?).await?;
             let listener = adopt_listener(client)?;
             listener.set_nonblocking(true)?;
-            (node, TcpListener::from_std(listener)?)
+            (adopt_listener(peer)?, TcpListener::from_std(listener)?)
         }
         _ => {
-            let node = Node::start(&config, id).await?;
-            let listener = TcpListener::bind(client_address)
+            let peers = std::net::TcpListener::bind(peer_address)
+                .with_context(|| format!("cannot listen for peers on {peer_address}"))?;
+            let clients = TcpListener::bind(client_address)
                 .await
                 .with_context(|| format!("cannot listen for clients on {client_address}"))?;
-            (node, listener)
+            (peers, clients)
         }
     };
     let register = Shared::default();
-    tokio::spawn(apply_committed(node.handle(), register.clone()));
+    let replica = Replica(register.clone());
+    let mut node = Node::start_with_state_machine(&config, id, peers, replica).await?;
+    let listener = clients;
     tracing::info!(%client_address, "serving clients");
     let clients = serve_clients(listener, node.handle(), config, register);
     tokio::select! {
@@ -135,21 +200,6 @@ fn adopt_listener(fd: RawFd) -> anyhow::Result<std::net::TcpListener> {
         .local_addr()
         .with_context(|| format!("fd {fd} is not a listening socket"))?;
     Ok(listener)
-}
-
-/// Builds the register from the committed log, skipping empty entries
-/// (a leader's no-op, read barriers).
-async fn apply_committed(node: NodeHandle, register: Shared) {
-    let Ok(mut committed) = node.subscribe(LogIndex(1)).await else {
-        return;
-    };
-    while let Some(entry) = committed.next().await {
-        if !entry.data.is_empty() {
-            let mut values = register.values.lock().expect("no panics while locked");
-            values.push((entry.index, entry.data));
-        }
-        register.applied.send_replace(entry.index);
-    }
 }
 
 async fn serve_clients(
@@ -264,7 +314,7 @@ fn status(node: &NodeHandle, register: &Shared) -> String {
         .map_or("none".to_string(), |id| id.to_string());
     let applied = *register.applied.borrow();
     format!(
-        "role={} term={} leader={leader} commit={} last={} applied={applied}\n",
-        status.role, status.term, status.commit_index, status.last_index
+        "role={} term={} leader={leader} commit={} last={} applied={applied} snapshot={}\n",
+        status.role, status.term, status.commit_index, status.last_index, status.snapshot.index
     )
 }

@@ -42,6 +42,14 @@ pub enum SubmitError {
     /// Too many submissions are waiting for their outcome; retry later.
     #[error("too many submissions are waiting; retry later")]
     Busy,
+    /// The entry was appended at `index`, then this node installed a
+    /// leader's snapshot that covers that index: whether this entry or
+    /// another committed there is unknown.
+    #[error("the entry at index {index} is covered by a snapshot from the leader; it may or may not have committed")]
+    OutcomeUnknown {
+        /// Where the entry had been appended.
+        index: LogIndex,
+    },
     /// The node stopped before the outcome was known: the entry may or may
     /// not commit.
     #[error("the node stopped before the outcome was known")]
@@ -155,6 +163,9 @@ pub enum StartError {
     /// The node's thread could not be started.
     #[error("cannot start the event-loop thread: {0}")]
     Thread(std::io::Error),
+    /// The state machine could not be restored from the node's snapshot.
+    #[error("cannot restore the state machine: {0}")]
+    Restore(String),
 }
 
 /// Why a running node stopped on its own.
@@ -168,4 +179,8 @@ pub enum NodeError {
     /// The event-loop thread panicked or could not build its runtime.
     #[error("the event loop failed: {0}")]
     EventLoop(String),
+    /// The application's state machine cannot go on: its thread ended (it
+    /// panicked), or it cannot restore a snapshot.
+    #[error("the state machine failed: {0}")]
+    StateMachine(String),
 }

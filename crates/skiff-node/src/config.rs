@@ -5,7 +5,7 @@
 //! cluster_id = 1
 //! election_timeout_ms = 300      # optional, default 300
 //! heartbeat_interval_ms = 100    # optional, default 100
-//! segment_bytes_max = 67108864   # optional, default 64 MiB
+//! segment_bytes_max = 8388608    # optional, default 8 MiB
 //!
 //! [tls]                            # optional: mutual TLS between peers
 //! ca = "certs/ca.pem"              # the cluster's certificate authority
@@ -39,7 +39,12 @@ pub const ELECTION_TIMEOUT_MS_DEFAULT: u64 = 300;
 /// The default heartbeat interval.
 pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 100;
 /// The default size at which a log segment is sealed and a new one begun.
-pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 << 20;
+/// Compaction deletes whole segments only, and a segment is created at its
+/// full size, so the log on disk is the snapshot policy's
+/// ([`SNAPSHOT_BYTES_DEFAULT`]) plus up to about two segments: 8 MiB keeps
+/// that well inside a bounded data directory while a segment still takes
+/// tens of thousands of entries between rolls.
+pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 8 << 20;
 
 /// A whole cluster: its id, its timing and every node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +142,11 @@ pub struct LimitsConfig {
 /// however long the cluster runs), and how snapshots travel to followers
 /// that need entries a leader no longer holds. Every field has a default;
 /// see each `*_DEFAULT` constant.
+///
+/// Only a node started with a [`StateMachine`](crate::StateMachine) takes
+/// snapshots (its applier thread counts what it applied); a node without
+/// one never compacts its log, but still installs a leader's snapshot when
+/// it needs entries the leader no longer holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SnapshotConfig {

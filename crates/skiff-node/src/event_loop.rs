@@ -50,17 +50,42 @@
 //! voted sends everything after its sync, as the machine asks. A vote or an
 //! answer to the leader is never sent before the sync: those promise what
 //! this node has made durable.
+//!
+//! # Snapshots
+//!
+//! With a state machine, the loop feeds the applier thread (see `applier`)
+//! the committed, durable entries, as it feeds subscriptions. When the
+//! applier has written a snapshot, the loop makes it the storage's current
+//! one, steps `SnapshotTaken`, and performs the `LogCompact` the machine
+//! answers with by deleting the log segments the snapshot covers.
+//!
+//! A leader's `Send` of an `InstallSnapshotReq` goes to the transport with
+//! the file of the snapshot it names, which the transport streams beside
+//! it. On a follower, the transport delivers the message once the file has
+//! arrived whole and durable; the loop verifies the file on a blocking
+//! thread before stepping the message, so that the machine never installs
+//! a snapshot the storage cannot adopt. A `SnapshotInstall` is performed in
+//! the turn's persistence order (the file adopted, the log discarded,
+//! durably), and the applier then restores from the file; a received file
+//! the machine did not install is deleted.
+//!
+//! A subscription whose next entry a snapshot covers (compacted, or
+//! replaced by a leader's snapshot) ends, and says so
+//! ([`Subscription::overtaken_by`](crate::Subscription::overtaken_by)).
 
-use crate::api::{CommittedEntry, NodeError, Status, SubmitError};
-use crate::storage::Storage;
-use crate::transport::{Inbound, Transport};
+use crate::api::{CommittedEntry, NodeError, SnapshotError, Status, SubmitError};
+use crate::applier::{ApplierEvent, ApplierInput, SnapshotReply};
+use crate::storage::{Storage, StoredSnapshot};
+use crate::transport::{received_snapshot_path, Inbound, Transport};
 use bytes::Bytes;
 use skiff_core::{
-    Action, CommitError, Event, LogIndex, Machine, Message, NodeId, Rejection, Role, Term, VoteResp,
+    Action, CommitError, Event, LogIndex, Machine, Message, NodeId, Rejection, Role, SnapshotMeta,
+    Term, VoteResp,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Duration, Instant};
 
@@ -92,7 +117,10 @@ pub enum Command {
         from: LogIndex,
         sender: mpsc::Sender<CommittedEntry>,
         stalled: Arc<AtomicBool>,
+        overtaken: Arc<OnceLock<SnapshotMeta>>,
     },
+    /// Take a snapshot of the state machine now.
+    SnapshotNow { reply: SnapshotReply },
     /// A subscriber made room in its channel.
     Nudge,
     /// Finish the turn, sync, and stop.
@@ -104,6 +132,29 @@ struct Subscriber {
     next: LogIndex,
     /// Set when the channel was full, so the subscriber nudges the loop.
     stalled: Arc<AtomicBool>,
+    /// Set when the subscription ends because a snapshot covers its next
+    /// entry.
+    overtaken: Arc<OnceLock<SnapshotMeta>>,
+}
+
+/// The loop's end of the applier thread.
+pub struct ApplierLink {
+    /// In order: entries, restores, snapshot requests.
+    pub inputs: mpsc::UnboundedSender<ApplierInput>,
+    /// What the applier reports.
+    pub events: mpsc::UnboundedReceiver<ApplierEvent>,
+    /// The next entry to hand it.
+    pub next: LogIndex,
+    /// The applier's thread, joined when the node stops.
+    pub thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Where snapshots come from and go.
+pub struct SnapshotLinks {
+    /// The applier, when the node runs a state machine.
+    pub applier: Option<ApplierLink>,
+    /// Where the transport leaves the snapshots it received.
+    pub incoming_dir: PathBuf,
 }
 
 /// Logs the `count`th message the machine rejected: every one of the first
@@ -142,11 +193,26 @@ pub struct EventLoop {
     stopping: bool,
     /// Messages the machine rejected as impossible from a correct peer.
     rejected: u64,
+    applier: Option<ApplierLink>,
+    incoming_dir: PathBuf,
+    /// Received snapshot messages whose file was verified, to step.
+    verified_sender: mpsc::UnboundedSender<Inbound>,
+    verified: mpsc::UnboundedReceiver<Inbound>,
+    /// The files of the snapshots stepped this turn, by snapshot.
+    received: HashMap<SnapshotMeta, PathBuf>,
+    /// A snapshot installed this turn, for the applier after the sync.
+    installed: Option<StoredSnapshot>,
+    /// Requests for a snapshot answered once the turn compacted the log.
+    snapshot_replies: Vec<(SnapshotReply, SnapshotMeta)>,
+    /// Why the applier failed, which stops the node.
+    applier_failed: Option<String>,
 }
 
 enum Input {
     Peer(Inbound),
+    Verified(Inbound),
     Command(Command),
+    Applier(ApplierEvent),
     Timeout,
 }
 
@@ -159,7 +225,9 @@ impl EventLoop {
         peer_inbox: mpsc::Receiver<Inbound>,
         commands: mpsc::Receiver<Command>,
         status: watch::Sender<Status>,
+        snapshots: SnapshotLinks,
     ) -> EventLoop {
+        let (verified_sender, verified) = mpsc::unbounded_channel();
         EventLoop {
             machine,
             storage: Some(storage),
@@ -174,6 +242,14 @@ impl EventLoop {
             subscribers: Vec::new(),
             stopping: false,
             rejected: 0,
+            applier: snapshots.applier,
+            incoming_dir: snapshots.incoming_dir,
+            verified_sender,
+            verified,
+            received: HashMap::new(),
+            installed: None,
+            snapshot_replies: Vec::new(),
+            applier_failed: None,
         }
     }
 
@@ -188,6 +264,9 @@ impl EventLoop {
             self.drain_ready_inputs();
             self.append_barrier();
             self.perform().await?;
+            if let Some(reason) = self.applier_failed.take() {
+                return Err(NodeError::StateMachine(reason));
+            }
         }
         let syncs = self.storage.as_ref().map_or(0, Storage::sync_count);
         let dropped = self.transport.dropped_count();
@@ -203,9 +282,17 @@ impl EventLoop {
                 None => std::future::pending().await,
             }
         };
+        let applier_event = async {
+            match self.applier.as_mut() {
+                Some(applier) => applier.events.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             command = self.commands.recv() => Input::Command(command.unwrap_or(Command::Shutdown)),
             Some(inbound) = self.peer_inbox.recv() => Input::Peer(inbound),
+            Some(inbound) = self.verified.recv() => Input::Verified(inbound),
+            Some(event) = applier_event => Input::Applier(event),
             () = sleep => Input::Timeout,
         }
     }
@@ -223,6 +310,10 @@ impl EventLoop {
                 self.handle(Input::Peer(inbound));
                 taken += 1;
             }
+            if let Ok(inbound) = self.verified.try_recv() {
+                self.handle(Input::Verified(inbound));
+                taken += 1;
+            }
             if self
                 .alarm
                 .is_some_and(|deadline| deadline <= Instant::now())
@@ -238,10 +329,34 @@ impl EventLoop {
 
     fn handle(&mut self, input: Input) {
         match input {
+            Input::Peer((from, Message::InstallSnapshotReq(req))) => {
+                self.verify_received(from, req)
+            }
             Input::Peer((from, message)) => {
                 self.machine
                     .step(Event::Receive { from, message }, &mut self.actions);
             }
+            Input::Verified((from, message)) => {
+                if let Message::InstallSnapshotReq(req) = &message {
+                    let path = received_snapshot_path(&self.incoming_dir, from, req.snapshot);
+                    self.received.insert(req.snapshot, path);
+                }
+                self.machine
+                    .step(Event::Receive { from, message }, &mut self.actions);
+            }
+            Input::Applier(event) => self.applier_event(event),
+            Input::Command(Command::SnapshotNow { reply }) => match &self.applier {
+                Some(applier) => {
+                    if let Err(e) = applier.inputs.send(ApplierInput::SnapshotNow(reply)) {
+                        if let ApplierInput::SnapshotNow(reply) = e.0 {
+                            let _ = reply.send(Err(SnapshotError::Stopped));
+                        }
+                    }
+                }
+                None => {
+                    let _ = reply.send(Err(SnapshotError::NoStateMachine));
+                }
+            },
             Input::Timeout => {
                 self.alarm = None;
                 self.machine.step(Event::Timeout, &mut self.actions);
@@ -252,16 +367,82 @@ impl EventLoop {
                 from,
                 sender,
                 stalled,
+                overtaken,
             }) => {
                 let next = from.max(LogIndex(1));
                 self.subscribers.push(Subscriber {
                     sender,
                     next,
                     stalled,
+                    overtaken,
                 });
             }
             Input::Command(Command::Nudge) => {}
             Input::Command(Command::Shutdown) => self.stopping = true,
+        }
+    }
+
+    /// Checks the snapshot file a leader's `InstallSnapshotReq` names (the
+    /// transport received it whole) on a blocking thread, then steps the
+    /// message in a later turn; a file that does not verify is deleted and
+    /// the message dropped (the leader sends again).
+    fn verify_received(&mut self, from: NodeId, req: skiff_core::InstallSnapshotReq) {
+        let path = received_snapshot_path(&self.incoming_dir, from, req.snapshot);
+        let cluster_id = self
+            .storage
+            .as_ref()
+            .expect(STORAGE_IS_BACK)
+            .identity()
+            .cluster_id;
+        let verified = self.verified_sender.clone();
+        tokio::task::spawn_blocking(move || {
+            match crate::storage::verify_snapshot(&path, cluster_id) {
+                Ok(meta) if meta == req.snapshot => {
+                    let _ = verified.send((from, Message::InstallSnapshotReq(req)));
+                }
+                outcome => {
+                    let reason = match outcome {
+                        Ok(meta) => format!("it holds snapshot {meta}"),
+                        Err(fault) => fault.to_string(),
+                    };
+                    tracing::warn!(
+                        peer = %from, snapshot = %req.snapshot, path = %path.display(), %reason,
+                        "a received snapshot file does not verify; dropped"
+                    );
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        });
+    }
+
+    /// A snapshot the applier wrote becomes the storage's current one, and
+    /// the machine hears of it (it answers with `LogCompact`).
+    fn applier_event(&mut self, event: ApplierEvent) {
+        match event {
+            ApplierEvent::SnapshotWritten { snapshot, replies } => {
+                let meta = snapshot.meta;
+                let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
+                match storage.add_snapshot(snapshot) {
+                    Ok(true) => {
+                        self.machine.step(
+                            Event::SnapshotTaken { index: meta.index },
+                            &mut self.actions,
+                        );
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::error!(%error, snapshot = %meta, "keeping a snapshot failed");
+                        for reply in replies {
+                            let _ = reply.send(Err(SnapshotError::Failed(error.to_string())));
+                        }
+                        return;
+                    }
+                }
+                let current = storage.snapshot();
+                self.snapshot_replies
+                    .extend(replies.into_iter().map(|reply| (reply, current)));
+            }
+            ApplierEvent::Failed(reason) => self.applier_failed = Some(reason),
         }
     }
 
@@ -310,7 +491,20 @@ impl EventLoop {
         // Every turn ends with a sync, so what is written now is durable.
         let durable = storage.last_index();
         for action in self.actions.iter().filter(|a| a.is_persistence()) {
-            storage.persist(action)?;
+            if let Action::SnapshotInstall { snapshot } = action {
+                let Some(received) = self.received.remove(snapshot) else {
+                    return Err(NodeError::EventLoop(format!(
+                        "the machine installs snapshot {snapshot}, which was not received"
+                    )));
+                };
+                self.installed = Some(storage.install_snapshot(*snapshot, &received)?);
+            } else {
+                storage.persist(action)?;
+            }
+        }
+        for (_, path) in self.received.drain() {
+            // Received, but not installed: older than what is committed here.
+            let _ = std::fs::remove_file(path);
         }
         self.perform_durable_commits(durable);
         let transport = &self.transport;
@@ -319,10 +513,31 @@ impl EventLoop {
         } else {
             self.storage.as_mut().expect(STORAGE_IS_BACK).sync()?;
         }
+        if let Some(installed) = self.installed.take() {
+            self.restore_applier(installed)?;
+        }
         for action in self.actions.drain(..) {
             match action {
+                Action::Send {
+                    to,
+                    message: Message::InstallSnapshotReq(req),
+                } => {
+                    let storage = self.storage.as_ref().expect(STORAGE_IS_BACK);
+                    match storage.snapshot_path(req.snapshot) {
+                        Some(file) => self.transport.send_snapshot(to, req, file),
+                        None => tracing::warn!(
+                            peer = %to, snapshot = %req.snapshot,
+                            "no file for the snapshot a follower needs"
+                        ),
+                    }
+                }
                 Action::Send { to, message } => self.transport.send(to, message),
                 Action::Commit { result, .. } => resolve(&mut self.waiters, &self.machine, result),
+                Action::LogCompact { through } => {
+                    let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
+                    let segments = storage.compact(through)?;
+                    tracing::debug!(%through, segments, "log compacted");
+                }
                 Action::Alarm { ms } => {
                     self.alarm = Some(Instant::now() + Duration::from_millis(ms))
                 }
@@ -330,11 +545,9 @@ impl EventLoop {
                     self.rejected += 1;
                     report_rejection(self.rejected, from, reason);
                 }
-                // Snapshot actions: performed by the snapshot work (issue 13, in progress).
                 Action::StateStore { .. }
                 | Action::LogStore { .. }
                 | Action::LogTruncate { .. }
-                | Action::LogCompact { .. }
                 | Action::SnapshotInstall { .. } => {}
             }
         }
@@ -345,7 +558,23 @@ impl EventLoop {
         }
         self.feed_subscribers(self.machine.commit_index());
         self.publish_status();
+        for (reply, meta) in self.snapshot_replies.drain(..) {
+            let _ = reply.send(Ok(meta));
+        }
         Ok(())
+    }
+
+    /// After an install: the applier restores from the snapshot and goes
+    /// on with the entries after it.
+    fn restore_applier(&mut self, installed: StoredSnapshot) -> Result<(), NodeError> {
+        let Some(applier) = &mut self.applier else {
+            return Ok(());
+        };
+        applier.next = installed.meta.index.next();
+        applier
+            .inputs
+            .send(ApplierInput::Restore(installed))
+            .map_err(|_| applier_gone())
     }
 
     /// Performs, ahead of this turn's sync, the commits of entries that
@@ -383,15 +612,48 @@ impl EventLoop {
     }
 
     /// Sends each subscriber the committed entries it has not had, as far
-    /// as its channel has room.
+    /// as its channel has room, and the applier all of them. A subscriber
+    /// whose next entry a snapshot covers ends.
     fn feed_subscribers(&mut self, commit_index: LogIndex) {
         let machine = &self.machine;
+        if let Some(applier) = &mut self.applier {
+            while applier.next <= commit_index {
+                let Some(entry) = machine.entry(applier.next) else {
+                    debug_assert!(
+                        false,
+                        "entry {} not applied yet is in the log",
+                        applier.next
+                    );
+                    break;
+                };
+                let committed = CommittedEntry {
+                    index: applier.next,
+                    term: entry.term,
+                    data: entry.data.clone(),
+                };
+                if applier.inputs.send(ApplierInput::Entry(committed)).is_err() {
+                    // The applier's thread ended (the application panicked).
+                    self.applier_failed = Some("the state machine's thread ended".to_string());
+                    break;
+                }
+                applier.next = applier.next.next();
+            }
+        }
         self.subscribers.retain_mut(|subscriber| {
             while subscriber.next <= commit_index {
                 let index = subscriber.next;
                 let Some(entry) = machine.entry(index) else {
-                    debug_assert!(false, "committed entry {index} is in the log");
-                    return true;
+                    let snapshot = machine.snapshot();
+                    debug_assert!(
+                        index <= snapshot.index,
+                        "committed entry {index} is in the log"
+                    );
+                    tracing::warn!(
+                        next = %index, %snapshot,
+                        "a subscription ends: a snapshot covers the entries it needs next"
+                    );
+                    let _ = subscriber.overtaken.set(snapshot);
+                    return false;
                 };
                 let committed = CommittedEntry {
                     index,
@@ -435,6 +697,10 @@ impl EventLoop {
     }
 }
 
+fn applier_gone() -> NodeError {
+    NodeError::StateMachine("the state machine's thread ended".to_string())
+}
+
 /// Removes from `actions` the sends that may go out before the turn's sync
 /// (a leader's `AppendEntriesReq`s, in a turn that stores no term or vote;
 /// see the module's comment) and hands each to `send`, keeping every other
@@ -463,18 +729,20 @@ fn take_early_sends(actions: &mut Vec<Action>, mut send: impl FnMut(NodeId, Mess
 }
 
 /// Hands `perform` every `Ok` commit at or below `durable`, in order, and
-/// removes it from `actions`, unless the turn truncates the log: an entry
-/// it replaced below `durable` is no longer the durable one. Returns
-/// whether the turn may commit early (it truncates nothing).
+/// removes it from `actions`, unless the turn truncates the log or installs
+/// a snapshot: an entry it replaced below `durable` is no longer the
+/// durable one. Returns whether the turn may commit early.
 fn take_durable_commits(
     actions: &mut Vec<Action>,
     durable: LogIndex,
     mut perform: impl FnMut(Result<LogIndex, CommitError>),
 ) -> bool {
-    if actions
-        .iter()
-        .any(|action| matches!(action, Action::LogTruncate { .. }))
-    {
+    if actions.iter().any(|action| {
+        matches!(
+            action,
+            Action::LogTruncate { .. } | Action::SnapshotInstall { .. }
+        )
+    }) {
         return false;
     }
     actions.retain(|action| match action {
@@ -506,6 +774,9 @@ fn resolve(
         }
         Err(CommitError::Overwritten { index, term }) => {
             ((index, term), Err(SubmitError::Overwritten { index }))
+        }
+        Err(CommitError::OutcomeUnknown { index, term }) => {
+            ((index, term), Err(SubmitError::OutcomeUnknown { index }))
         }
         // `NotLeader` is answered in `submit`; an outcome of a kind this
         // version does not know names no entry a submitter waits on.
@@ -676,13 +947,20 @@ mod tests {
     }
 
     #[test]
-    fn a_turn_that_truncates_commits_nothing_early() {
-        let truncate = Action::LogTruncate { from: LogIndex(5) };
-        let mut actions = vec![truncate, commit(4)];
-        let before = actions.clone();
-        let mut early = Vec::new();
-        assert!(!take_durable_commits(&mut actions, LogIndex(6), |r| early.push(r)));
-        assert!(early.is_empty());
-        assert_eq!(actions, before);
+    fn a_turn_that_truncates_or_installs_commits_nothing_early() {
+        let install = Action::SnapshotInstall {
+            snapshot: SnapshotMeta {
+                index: LogIndex(3),
+                term: Term(2),
+            },
+        };
+        for replacing in [Action::LogTruncate { from: LogIndex(5) }, install] {
+            let mut actions = vec![replacing, commit(4)];
+            let before = actions.clone();
+            let mut early = Vec::new();
+            assert!(!take_durable_commits(&mut actions, LogIndex(6), |r| early.push(r)));
+            assert!(early.is_empty());
+            assert_eq!(actions, before);
+        }
     }
 }

@@ -30,6 +30,13 @@
 //! # }
 //! ```
 //!
+//! An application whose state must survive the log being compacted
+//! implements [`StateMachine`] and starts the node with
+//! [`Node::start_with_state_machine`]: the node then applies the log to it,
+//! snapshots it by the `[snapshot]` policy, and restores it at restart or
+//! from a leader's snapshot. A plain [`Subscription`] ends when a snapshot
+//! covers the entry it needs next.
+//!
 //! The example `skiff-register` (`examples/skiff-register.rs`, run with
 //! `cargo run -p skiff-node --example skiff-register -- --help`) is a
 //! complete application built this way, small enough to copy, reads
@@ -41,7 +48,8 @@
 //! * [`local`]: a loopback cluster whose listeners are bound up front, for
 //!   tests and benchmarks.
 //! * [`storage`]: the data directory: write-ahead log segments, framed
-//!   records, the manifest, the two hard-state copies, the directory lock,
+//!   records, the manifest, the two hard-state copies, snapshot files (the
+//!   newest and one older; the log is compacted after them), the directory lock,
 //!   crash recovery that tells a torn tail from damage, and the repair of
 //!   a damaged directory (damaged files moved aside, the intact prefix
 //!   rewritten, a durable repair flag). Public for tools
@@ -57,10 +65,13 @@
 //! * `api`: the types users see (errors, [`Status`], [`CommittedEntry`]).
 //! * `state_machine`: what an application implements so that the node can
 //!   apply the log to it, snapshot it and restore it ([`StateMachine`]).
+//! * `applier`: the thread that runs a [`StateMachine`]: applies, restores,
+//!   takes snapshots by the `[snapshot]` policy.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod api;
+mod applier;
 pub mod config;
 mod event_loop;
 pub mod local;

@@ -15,6 +15,7 @@
 use crate::api::StartError;
 use crate::config::ClusterConfig;
 use crate::node::Node;
+use crate::state_machine::StateMachine;
 use skiff_core::NodeId;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
@@ -66,6 +67,20 @@ impl LocalCluster {
             .peer_listener(id)
             .map_err(|source| StartError::Bind { address, source })?;
         Node::start_with_listener(&self.config, id, listener).await
+    }
+
+    /// Starts node `id` of [`LocalCluster::config`] on its peer listener,
+    /// running `state_machine` ([`Node::start_with_state_machine`]).
+    pub async fn start_node_with_state_machine<S: StateMachine>(
+        &self,
+        id: NodeId,
+        state_machine: S,
+    ) -> Result<Node, StartError> {
+        let address = self.config.node(id)?.peer_address;
+        let listener = self
+            .peer_listener(id)
+            .map_err(|source| StartError::Bind { address, source })?;
+        Node::start_with_state_machine(&self.config, id, listener, state_machine).await
     }
 
     fn listeners(&self, id: NodeId) -> std::io::Result<&(TcpListener, TcpListener)> {

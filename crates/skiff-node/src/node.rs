@@ -3,16 +3,17 @@
 use crate::api::{
     CommittedEntry, NodeError, SnapshotError, StartError, Status, SubmitError, ENTRY_BYTES_MAX,
 };
+use crate::applier::{self, SnapshotPlace};
 use crate::config::{ClusterConfig, ConfigError};
-use crate::event_loop::{Command, EventLoop};
+use crate::event_loop::{ApplierLink, Command, EventLoop, SnapshotLinks};
 use crate::state_machine::StateMachine;
-use crate::storage::{Identity, Recovered, Storage};
+use crate::storage::{Identity, Recovered, Storage, StoredSnapshot};
 use crate::tls::NodeTls;
 use crate::transport::{PeerLimits, Transport, TransportConfig};
 use bytes::Bytes;
-use skiff_core::{LogIndex, Machine, NodeId, Role, SnapshotMeta, StateError};
+use skiff_core::{LogIndex, Machine, NodeId, Role, SnapshotMeta, StartState, StateError};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Commands queued for the event loop before submitters wait.
@@ -55,8 +56,16 @@ pub struct NodeHandle {
 pub struct Subscription {
     receiver: mpsc::Receiver<CommittedEntry>,
     stalled: Arc<AtomicBool>,
+    overtaken: Arc<OnceLock<SnapshotMeta>>,
     commands: mpsc::Sender<Command>,
 }
+
+/// Restores the application from the snapshot recovery found (if any) and
+/// starts its applier thread: built by [`Node::start_with_state_machine`]
+/// around the application, called once the data directory is recovered.
+type StartApplier = Box<
+    dyn FnOnce(Option<&StoredSnapshot>, SnapshotPlace) -> Result<ApplierLink, StartError> + Send,
+>;
 
 impl Node {
     /// Starts node `id` of `config`: binds its peer address, locks and
@@ -82,6 +91,15 @@ impl Node {
         id: NodeId,
         listener: std::net::TcpListener,
     ) -> Result<Node, StartError> {
+        Node::launch(config, id, listener, None).await
+    }
+
+    async fn launch(
+        config: &ClusterConfig,
+        id: NodeId,
+        listener: std::net::TcpListener,
+        start_applier: Option<StartApplier>,
+    ) -> Result<Node, StartError> {
         config.validate()?;
         let node_config = config.node(id)?.clone();
         let identity = Identity {
@@ -90,10 +108,20 @@ impl Node {
         };
         let transport = transport_config(config, id)?;
         let recovery_config = config.clone();
-        let (storage, machine) =
-            tokio::task::spawn_blocking(move || recover(&recovery_config, id, identity))
-                .await
-                .map_err(|e| StartError::Thread(std::io::Error::other(e)))??;
+        let (storage, machine, applier) = tokio::task::spawn_blocking(move || {
+            let (storage, machine) = recover(&recovery_config, id, identity)?;
+            let place = SnapshotPlace {
+                dir: storage.snapshot_dir().to_path_buf(),
+                identity,
+                policy: recovery_config.snapshot.clone(),
+            };
+            let applier = start_applier
+                .map(|start| start(storage.current_snapshot(), place))
+                .transpose()?;
+            Ok::<_, StartError>((storage, machine, applier))
+        })
+        .await
+        .map_err(|e| StartError::Thread(std::io::Error::other(e)))??;
         let (command_sender, commands) = mpsc::channel(COMMAND_QUEUE_MAX);
         let (status_sender, status) = watch::channel(initial_status(&machine));
         tracing::info!(
@@ -103,6 +131,7 @@ impl Node {
         let parts = EventLoopParts {
             machine,
             storage,
+            applier,
             transport,
             listener,
             commands,
@@ -133,29 +162,52 @@ impl Node {
     }
 
     /// Like [`Node::start_with_listener`], with the application's state
-    /// machine: the node applies the committed log to it, snapshots it by
-    /// the `[snapshot]` policy, discards the log the snapshots cover, and
-    /// restores it at restart or from a leader's snapshot.
-    ///
-    /// (Until the snapshot work lands, the node only applies the log.)
+    /// machine: the node restores it from its newest snapshot (if it has
+    /// one), applies the committed log after it on a thread of its own,
+    /// snapshots it by the `[snapshot]` policy (or on
+    /// [`NodeHandle::snapshot_now`]) while it goes on applying, discards the
+    /// log the snapshots cover, and restores it from a leader's snapshot
+    /// when this node fell too far behind.
     pub async fn start_with_state_machine<S: StateMachine>(
         config: &ClusterConfig,
         id: NodeId,
         listener: std::net::TcpListener,
-        mut state_machine: S,
+        state_machine: S,
     ) -> Result<Node, StartError> {
-        let node = Node::start_with_listener(config, id, listener).await?;
-        let mut committed = node
-            .handle()
-            .subscribe(LogIndex(1))
-            .await
-            .map_err(|_| StartError::Thread(std::io::Error::other(lost_thread())))?;
-        node.handle().runtime().spawn(async move {
-            while let Some(entry) = committed.next().await {
-                state_machine.apply(entry);
-            }
+        let cluster_id = config.cluster_id;
+        let start: StartApplier = Box::new(move |snapshot, place| {
+            let mut state_machine = state_machine;
+            let applied = match snapshot {
+                Some(snapshot) => {
+                    let started = std::time::Instant::now();
+                    applier::restore(&mut state_machine, snapshot, cluster_id)
+                        .map_err(StartError::Restore)?;
+                    tracing::info!(
+                        snapshot = %snapshot.meta, path = %snapshot.path.display(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "the state machine restored the snapshot"
+                    );
+                    snapshot.meta
+                }
+                None => SnapshotMeta::default(),
+            };
+            let (inputs, events) = (mpsc::unbounded_channel(), mpsc::unbounded_channel());
+            let thread = applier::spawn(
+                state_machine,
+                applied,
+                place,
+                (inputs.0.clone(), inputs.1),
+                events.0,
+            )
+            .map_err(StartError::Thread)?;
+            Ok(ApplierLink {
+                inputs: inputs.0,
+                events: events.1,
+                next: applied.index.next(),
+                thread: Some(thread),
+            })
         });
-        Ok(node)
+        Node::launch(config, id, listener, Some(start)).await
     }
 
     /// A handle for submitting, reading the status and subscribing.
@@ -215,8 +267,18 @@ impl NodeHandle {
 
     /// Takes a snapshot of the state machine now, whatever the policy says,
     /// and resolves once it is durable and the log it covers is released.
+    ///
+    /// The snapshot captures the state as of the last entry applied when
+    /// the request reaches the applier; a snapshot being written then is
+    /// finished first. A node without a state machine refuses
+    /// ([`SnapshotError::NoStateMachine`]).
     pub async fn snapshot_now(&self) -> Result<SnapshotMeta, SnapshotError> {
-        Err(SnapshotError::NoStateMachine)
+        let (reply, outcome) = oneshot::channel();
+        self.commands
+            .send(Command::SnapshotNow { reply })
+            .await
+            .map_err(|_| SnapshotError::Stopped)?;
+        outcome.await.unwrap_or(Err(SnapshotError::Stopped))
     }
 
     /// For linearizable reads: resolves with an index `i` once this node has
@@ -248,13 +310,23 @@ impl NodeHandle {
     /// barriers). After a restart the node re-learns the commit index from
     /// the leader, so entries arrive as it does. A subscriber that falls
     /// behind slows nothing down: its entries wait in the log.
+    ///
+    /// Entries a snapshot covers are gone from the log: a node with a state
+    /// machine discards them once applied, and any node replaces its log
+    /// with a leader's snapshot when it fell too far behind. A subscription
+    /// whose next entry is gone ends (`next` answers `None`), and
+    /// [`Subscription::overtaken_by`] names the snapshot. An application
+    /// that must see every entry implements [`StateMachine`] instead,
+    /// whose state is restored from such a snapshot.
     pub async fn subscribe(&self, from: LogIndex) -> Result<Subscription, SubmitError> {
         let (sender, receiver) = mpsc::channel(SUBSCRIPTION_QUEUE_MAX);
         let stalled = Arc::new(AtomicBool::new(false));
+        let overtaken = Arc::new(OnceLock::new());
         let command = Command::Subscribe {
             from,
             sender,
             stalled: stalled.clone(),
+            overtaken: overtaken.clone(),
         };
         self.commands
             .send(command)
@@ -263,6 +335,7 @@ impl NodeHandle {
         Ok(Subscription {
             receiver,
             stalled,
+            overtaken,
             commands: self.commands.clone(),
         })
     }
@@ -293,7 +366,14 @@ impl NodeHandle {
 }
 
 impl Subscription {
-    /// The next committed entry, or `None` once the node has stopped.
+    /// The snapshot that covers the entry this subscription needed next,
+    /// once it ended for that reason (see [`NodeHandle::subscribe`]).
+    pub fn overtaken_by(&self) -> Option<SnapshotMeta> {
+        self.overtaken.get().copied()
+    }
+
+    /// The next committed entry, or `None` once the node has stopped or a
+    /// snapshot covers the next entry ([`Subscription::overtaken_by`]).
     pub async fn next(&mut self) -> Option<CommittedEntry> {
         let entry = self.receiver.recv().await;
         if self.stalled.swap(false, Ordering::AcqRel) {
@@ -322,6 +402,7 @@ fn recover(
     core.seed = seed(id);
     let Recovered {
         hard_state,
+        snapshot,
         log,
         damage,
         repairing,
@@ -330,13 +411,26 @@ fn recover(
         dir: dir.clone(),
         reason,
     };
-    if damage.is_none() && !repairing {
-        tracing::info!(%id, entries = log.len(), term = %hard_state.term, "recovered");
-        let machine = Machine::restore(core, hard_state, log).map_err(inconsistent)?;
+    let start = StartState {
+        hard_state,
+        snapshot: snapshot
+            .as_ref()
+            .map_or(SnapshotMeta::default(), |s| s.meta),
+        // Entries share their data, so the copy kept to rewrite a damaged
+        // log is cheap.
+        log: log.clone(),
+        damaged: damage.is_some() || repairing,
+        ..StartState::default()
+    };
+    if !start.damaged {
+        tracing::info!(
+            %id, snapshot = %start.snapshot, entries = log.len(), term = %hard_state.term,
+            "recovered"
+        );
+        let machine = Machine::with_state(core, start).map_err(inconsistent)?;
         return Ok((storage, machine));
     }
-    // Entries share their data, so the copy kept to rewrite the log is cheap.
-    let machine = match Machine::restore_damaged(core, hard_state, log.clone()) {
+    let machine = match Machine::with_state(core, start) {
         Ok(machine) => machine,
         Err(StateError::CannotRepair) => return Err(StartError::CannotRepair { dir, damage }),
         Err(reason) => return Err(inconsistent(reason)),
@@ -429,6 +523,7 @@ type Bound = oneshot::Receiver<std::io::Result<tokio::runtime::Handle>>;
 struct EventLoopParts {
     machine: Machine,
     storage: Storage,
+    applier: Option<ApplierLink>,
     transport: TransportConfig,
     /// Where peers connect.
     listener: std::net::TcpListener,
@@ -502,6 +597,7 @@ async fn run_event_loop(
     bound: oneshot::Sender<std::io::Result<tokio::runtime::Handle>>,
 ) -> Result<(), NodeError> {
     let (peer_sender, peer_inbox) = mpsc::channel(INBOUND_QUEUE_MAX);
+    let incoming_dir = parts.transport.snapshot_incoming_dir.clone();
     let transport = match Transport::start(parts.transport, parts.listener, peer_sender) {
         Ok(transport) => transport,
         Err(error) => {
@@ -510,6 +606,8 @@ async fn run_event_loop(
         }
     };
     let _ = bound.send(Ok(tokio::runtime::Handle::current()));
+    let mut applier = parts.applier;
+    let applier_thread = applier.as_mut().and_then(|link| link.thread.take());
     let event_loop = EventLoop::new(
         parts.machine,
         parts.storage,
@@ -517,8 +615,18 @@ async fn run_event_loop(
         peer_inbox,
         parts.commands,
         parts.status,
+        SnapshotLinks {
+            applier,
+            incoming_dir,
+        },
     );
-    event_loop.run().await
+    let outcome = event_loop.run().await;
+    // The loop dropped the applier's channel: it applies what it was
+    // handed, finishes the snapshot it writes, and ends.
+    if let Some(thread) = applier_thread {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    outcome
 }
 
 fn lost_thread() -> NodeError {

@@ -224,3 +224,40 @@ fn garbage_and_foreign_peers_are_refused_while_the_cluster_works() {
         assert!(log.contains(reason), "{reason:?} not logged:\n{log}");
     }
 }
+
+#[test]
+fn registers_snapshot_by_the_policy_and_restore_their_values_at_restart() {
+    let mut cluster = Cluster::new(3);
+    cluster.config.snapshot.entries = 20;
+    cluster.config.save(&cluster.config_path).unwrap();
+    cluster.start_all();
+    cluster.wait_for_leader(TIMEOUT);
+    let acknowledged = append_values(&cluster, "s", 50);
+    cluster.wait_converged(acknowledged.last().unwrap().0, TIMEOUT);
+    cluster.kill_all();
+    for id in cluster.ids() {
+        let snapshots = cluster.data_dir(id).join("snapshots");
+        let taken = fs::read_dir(&snapshots)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".snap")
+            })
+            .count();
+        assert!(
+            taken >= 1,
+            "node {id} took no snapshot in {}",
+            snapshots.display()
+        );
+    }
+    cluster.start_all();
+    let leader = cluster.wait_for_leader(TIMEOUT);
+    assert_eq!(cluster.read(leader), Ok(acknowledged.clone()));
+    cluster.wait_converged(acknowledged.last().unwrap().0, TIMEOUT);
+    for id in cluster.ids() {
+        assert_eq!(cluster.dump(id), acknowledged, "node {id}");
+    }
+}

@@ -6,8 +6,11 @@ use super::header::{intact_owner, Identity};
 use super::lock::DirLock;
 use super::manifest;
 use super::repair::DAMAGED_DIR_PREFIX;
+use super::snapshot::{self, SnapshotFault};
+use super::snapshot_store;
 use super::wal::{self, SEGMENT_HEADER_BYTES};
-use super::{LogDamage, StorageError};
+use super::{log_gap, LogDamage, StorageError};
+use skiff_core::{LogIndex, SnapshotMeta};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -32,6 +35,7 @@ enum Verdict {
     /// `torn_bytes` bytes (0 when there is none), repairing if the repair
     /// flag is set.
     Start {
+        snapshot: SnapshotMeta,
         entries: u64,
         torn_bytes: u64,
         repairing: bool,
@@ -79,6 +83,7 @@ pub fn check(dir: &Path) -> Result<CheckReport, StorageError> {
             Err(error) => format!("{name}: unusable: {error}"),
         });
     }
+    let (snapshot, corrupt) = check_snapshots(dir, identity, &mut report.findings)?;
     let replay = match wal::replay(dir, identity) {
         Ok(replay) => replay,
         Err(error) => return refused(report, error),
@@ -131,15 +136,68 @@ pub fn check(dir: &Path) -> Result<CheckReport, StorageError> {
     } else {
         "repair flag: not set".to_string()
     });
-    report.verdict = match replay.damage {
+    let reaches = replay
+        .start
+        .is_some_and(|start| start.0 <= snapshot.index.0 + 1);
+    if let (Some(corrupt), false) = (corrupt, reaches) {
+        let gap = StorageError::SnapshotGap {
+            corrupt,
+            used: None,
+            log_start: replay.start,
+        };
+        return refused(report, gap);
+    }
+    let damage = replay
+        .damage
+        .clone()
+        .or_else(|| log_gap(dir, &replay, snapshot));
+    report.verdict = match damage {
         Some(damage) => Verdict::Damaged(damage),
         None => Verdict::Start {
-            entries: replay.entries.len() as u64,
+            snapshot,
+            entries: replay.last_index().0.saturating_sub(snapshot.index.0),
             torn_bytes: replay.torn.map_or(0, |torn| torn.bytes),
             repairing,
         },
     };
     Ok(report)
+}
+
+/// Reports the snapshot files, newest first, down to the first that
+/// verifies, which recovery would start from. Returns it (0:0 for none)
+/// and the newest damaged one, which recovery would move aside.
+fn check_snapshots(
+    dir: &Path,
+    identity: Identity,
+    findings: &mut Vec<String>,
+) -> Result<(SnapshotMeta, Option<PathBuf>), StorageError> {
+    let snapshots = snapshot_store::dir(dir);
+    if !snapshots.is_dir() {
+        findings.push("snapshots: none".to_string());
+        return Ok((SnapshotMeta::default(), None));
+    }
+    let mut corrupt = None;
+    for candidate in snapshot::list(&snapshots)? {
+        let path = candidate.path.display();
+        match snapshot_store::check(&candidate, identity.cluster_id) {
+            Ok(()) => {
+                findings.push(format!(
+                    "snapshot {path}: index {}, term {}, intact",
+                    candidate.meta.index, candidate.meta.term
+                ));
+                return Ok((candidate.meta, corrupt));
+            }
+            Err(SnapshotFault::Io { path, source }) => {
+                return Err(StorageError::Io { path, source })
+            }
+            Err(fault) => {
+                findings.push(format!("snapshot DAMAGED: {fault} (recovery would move it aside and use the one before)"));
+                corrupt.get_or_insert(candidate.path);
+            }
+        }
+    }
+    findings.push("snapshots: none intact".to_string());
+    Ok((SnapshotMeta::default(), corrupt))
 }
 
 fn refused(mut report: CheckReport, error: StorageError) -> Result<CheckReport, StorageError> {
@@ -199,6 +257,7 @@ impl fmt::Display for CheckReport {
         match &self.verdict {
             Verdict::Empty => write!(f, "recovery would: start a new, empty node (no intact file found)"),
             Verdict::Start {
+                snapshot,
                 entries,
                 torn_bytes,
                 repairing,
@@ -208,10 +267,14 @@ impl fmt::Display for CheckReport {
                     write!(f, "cut a torn tail of {torn_bytes} bytes and ")?;
                 }
                 if *repairing {
-                    write!(f, "start repairing with {entries} entries, catching up from the other nodes")
+                    write!(f, "start repairing with {entries} entries, catching up from the other nodes")?;
                 } else {
-                    write!(f, "start normally with {entries} entries")
+                    write!(f, "start normally with {entries} entries")?;
                 }
+                if snapshot.index > LogIndex(0) {
+                    write!(f, " after the snapshot through index {}", snapshot.index)?;
+                }
+                Ok(())
             }
             Verdict::Damaged(damage) => write!(
                 f,

@@ -61,6 +61,24 @@ pub enum StorageError {
         /// Why the second copy cannot be used (it names the file).
         second: Box<StorageError>,
     },
+    /// The newest snapshot is damaged, and the log no longer reaches back to
+    /// the older snapshot that would replace it: what lies between is in
+    /// no intact file.
+    #[error(
+        "the newest snapshot is damaged ({corrupt}), and the log, which starts at {}, \
+         does not reach back to the snapshot before it ({}): the state in between is lost; \
+         restore the node's data directory from a peer",
+        .log_start.map_or("no index (it is empty)".to_string(), |i| format!("index {i}")),
+        .used.as_ref().map_or("none left".to_string(), |p| p.display().to_string())
+    )]
+    SnapshotGap {
+        /// Where the damaged snapshot file was moved.
+        corrupt: PathBuf,
+        /// The older snapshot file recovery would have used, if any.
+        used: Option<PathBuf>,
+        /// The first index the log holds, if it holds any.
+        log_start: Option<skiff_core::LogIndex>,
+    },
     /// The log is damaged; it is not written to until
     /// [`Storage::repair`](super::Storage::repair).
     #[error("{0}; the data directory needs repair")]

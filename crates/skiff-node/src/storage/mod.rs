@@ -11,7 +11,21 @@
 //!   acknowledged ([`LogDamage`]), after which the node repairs;
 //! * `repair`: how a damaged directory is made usable again without
 //!   destroying the evidence ([`Storage::repair`]);
-//! * `check`: the read-only verification behind `skiff check` ([`check()`]).
+//! * `check`: the read-only verification behind `skiff check` ([`check()`]);
+//! * `snapshot`: the snapshot file, written and verified as a stream;
+//! * `snapshot_store`: which snapshot files are kept, and which one
+//!   recovery starts from.
+//!
+//! # Snapshots and the log
+//!
+//! The log starts after the current snapshot: `LogCompact` deletes the
+//! segments a snapshot covers wholly, and `SnapshotInstall` adopts a
+//! leader's snapshot and discards the whole log. Recovery loads the newest
+//! snapshot that verifies and replays the log after it. The log must reach
+//! back to one past the snapshot's index: a log that starts later lost
+//! entries (damage, repaired from the peers), and one that no longer
+//! reaches back to the older snapshot used when the newest is damaged is
+//! refused ([`StorageError::SnapshotGap`]).
 //!
 //! [`Storage`] performs the persistence actions of a machine. Writes are
 //! buffered until [`Storage::sync`], which makes all of them durable with
@@ -27,6 +41,8 @@ mod lock;
 mod manifest;
 mod record;
 mod repair;
+mod snapshot;
+mod snapshot_store;
 mod sync_slot;
 mod wal;
 
@@ -34,6 +50,37 @@ pub use check::{check, CheckReport};
 pub use damage::LogDamage;
 pub use error::StorageError;
 pub use header::Identity;
+pub use snapshot::{SnapshotFault, SnapshotReader, StoredSnapshot};
+
+/// Verifies the snapshot file at `path` (written by any node of cluster
+/// `cluster_id`), reading it through once, and opens its application bytes
+/// for reading.
+pub fn open_snapshot(
+    path: &Path,
+    cluster_id: u64,
+) -> Result<(SnapshotMeta, SnapshotReader), SnapshotFault> {
+    snapshot::open(path, cluster_id)
+}
+
+/// Verifies the snapshot file at `path` (written by any node of cluster
+/// `cluster_id`), reading it through once: the snapshot it holds.
+pub fn verify_snapshot(path: &Path, cluster_id: u64) -> Result<SnapshotMeta, SnapshotFault> {
+    snapshot::verify(path, cluster_id)
+}
+
+/// Writes a snapshot file for `meta` into `dir` (see [`Storage::snapshot_dir`]),
+/// durably: `fill` writes the application's bytes, framed in chunks of
+/// `chunk_bytes`. For a blocking thread; the storage adopts the file with
+/// [`Storage::add_snapshot`].
+pub fn write_snapshot(
+    dir: &Path,
+    identity: Identity,
+    meta: SnapshotMeta,
+    chunk_bytes: usize,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<StoredSnapshot, StorageError> {
+    snapshot::write(dir, identity, meta, chunk_bytes, fill)
+}
 
 /// The WAL segment files of the data directory `dir`, oldest first: for
 /// tools and tests that inspect or damage a stopped node's log. Files that
@@ -47,7 +94,8 @@ pub fn segment_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, StorageError
 
 use hard_state::{HardStateFile, StoredState};
 use lock::DirLock;
-use skiff_core::{Action, Entry, HardState, LogIndex};
+use skiff_core::{Action, Entry, HardState, LogIndex, SnapshotMeta};
+use snapshot_store::SnapshotStore;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -58,8 +106,11 @@ use wal::Wal;
 pub struct Recovered {
     /// The last stored term and vote.
     pub hard_state: HardState,
-    /// The log, entry `i` at position `i - 1`: the whole log, or with
-    /// `damage` the prefix that is provably intact.
+    /// The snapshot the log starts after, if there is one.
+    pub snapshot: Option<StoredSnapshot>,
+    /// The log after the snapshot, entry `snapshot.index + i` at position
+    /// `i - 1`: the whole log, or with `damage` the prefix that is
+    /// provably intact.
     pub log: Vec<Entry>,
     /// Damage that may have cost entries the node acknowledged. The storage
     /// then refuses to write the log until [`Storage::repair`].
@@ -84,6 +135,7 @@ pub struct Storage {
     pending_hard_state: Option<HardState>,
     /// The log, or the damage that keeps it from being written.
     wal: Result<Wal, LogDamage>,
+    snapshots: SnapshotStore,
     syncs: u64,
 }
 
@@ -107,8 +159,10 @@ impl Storage {
         }
         let lock = DirLock::acquire(dir)?;
         let hard_state_file = HardStateFile::new(dir, identity);
+        let (snapshots, opened) = SnapshotStore::open(dir, identity)?;
         let mut replay = wal::replay(dir, identity)?;
-        let is_new = replay.manifest.is_none() && replay.damage.is_none();
+        let is_new =
+            replay.manifest.is_none() && replay.damage.is_none() && opened.current.is_none();
         let stored = match hard_state_file.load()? {
             Some(stored) => stored,
             // Stored before the manifest is created, so that a directory
@@ -119,8 +173,38 @@ impl Storage {
             }
             None => return Err(hard_state_file.both_missing()),
         };
+        let snapshot = opened
+            .current
+            .as_ref()
+            .map_or(SnapshotMeta::default(), |s| s.meta);
+        let reaches = replay
+            .start
+            .is_some_and(|start| start.0 <= snapshot.index.0 + 1);
+        if let (Some(corrupt), false) = (opened.corrupt.last(), reaches) {
+            return Err(StorageError::SnapshotGap {
+                corrupt: corrupt.clone(),
+                used: opened.current.map(|s| s.path),
+                log_start: replay.start,
+            });
+        }
+        if replay.damage.is_none() {
+            replay.damage = log_gap(dir, &replay, snapshot);
+        }
+        let discard = replay.damage.is_none() && log_conflicts(&replay, snapshot);
         let wal = match replay.damage.clone() {
-            None => Ok(Wal::open(dir, identity, segment_bytes_max, &replay)?),
+            None => {
+                let mut wal = Wal::open(dir, identity, segment_bytes_max, &replay, snapshot.index)?;
+                if discard {
+                    tracing::warn!(
+                        %snapshot, log_last = %replay.last_index(),
+                        "the log does not continue the snapshot (an install cut short by a crash): \
+                         discarding it"
+                    );
+                    wal.reset(snapshot.index)?;
+                    replay.entries.clear();
+                }
+                Ok(wal)
+            }
             Some(damage) => {
                 tracing::error!(%damage, "the log is damaged");
                 Err(damage)
@@ -128,7 +212,8 @@ impl Storage {
         };
         let recovered = Recovered {
             hard_state: stored.state,
-            log: std::mem::take(&mut replay.entries),
+            snapshot: opened.current,
+            log: log_after(&mut replay, snapshot.index),
             damage: replay.damage,
             repairing: stored.repairing,
         };
@@ -141,9 +226,81 @@ impl Storage {
             stored,
             pending_hard_state: None,
             wal,
+            snapshots,
             syncs: 0,
         };
         Ok((storage, recovered))
+    }
+
+    /// The current snapshot (`0:0` before the first).
+    pub fn snapshot(&self) -> SnapshotMeta {
+        self.snapshots
+            .current()
+            .map_or(SnapshotMeta::default(), |s| s.meta)
+    }
+
+    /// The current snapshot and its file, if there is one.
+    pub fn current_snapshot(&self) -> Option<&StoredSnapshot> {
+        self.snapshots.current()
+    }
+
+    /// The file of the kept snapshot `meta` (the current one or the one
+    /// before), for a transfer to a follower.
+    pub fn snapshot_path(&self, meta: SnapshotMeta) -> Option<PathBuf> {
+        self.snapshots.path_of(meta).map(Path::to_path_buf)
+    }
+
+    /// Where new snapshot files are written ([`write_snapshot`]).
+    pub fn snapshot_dir(&self) -> &Path {
+        self.snapshots.dir()
+    }
+
+    /// Whose files these are.
+    pub fn identity(&self) -> Identity {
+        self.identity
+    }
+
+    /// Makes `taken`, a snapshot file [`write_snapshot`] wrote into
+    /// [`Storage::snapshot_dir`], the current snapshot if it is newer than
+    /// the current one (else it is deleted), keeping one older. Call it
+    /// before the machine hears of the snapshot (`Event::SnapshotTaken`).
+    /// Returns whether it became current.
+    pub fn add_snapshot(&mut self, taken: StoredSnapshot) -> Result<bool, StorageError> {
+        self.snapshots.add(taken)
+    }
+
+    /// Makes the verified snapshot file `received` (a leader's) the current
+    /// snapshot and discards the whole log, durably, so that the log
+    /// continues at `meta.index + 1`: `SnapshotInstall`. The turn's pending
+    /// term and vote are stored first (the snapshot's term may be past the
+    /// stored one) and its pending log records are dropped with the log.
+    pub fn install_snapshot(
+        &mut self,
+        meta: SnapshotMeta,
+        received: &Path,
+    ) -> Result<StoredSnapshot, StorageError> {
+        if let Some(state) = self.pending_hard_state.take() {
+            self.store_hard_state(StoredState {
+                state,
+                repairing: self.stored.repairing,
+            })?;
+        }
+        // Checked before anything changes: a damaged log is not reset.
+        self.writable_wal()?;
+        let installed = self.snapshots.adopt(meta, received)?;
+        self.writable_wal()?.reset(meta.index)?;
+        tracing::info!(snapshot = %meta, "installed a leader's snapshot; the log starts after it");
+        Ok(installed)
+    }
+
+    /// Deletes the log segments whose entries a snapshot through `through`
+    /// covers (`LogCompact`). Returns how many went.
+    pub fn compact(&mut self, through: LogIndex) -> Result<usize, StorageError> {
+        let through = through.min(self.snapshot().index);
+        match &mut self.wal {
+            Ok(wal) => wal.compact(through),
+            Err(_) => Ok(0),
+        }
     }
 
     /// Buffers one persistence action; other actions are not for storage
@@ -165,7 +322,7 @@ impl Storage {
                 Ok(())
             }
             Action::LogTruncate { from } => self.writable_wal()?.truncate(*from),
-            // Snapshot actions: performed by the snapshot work (issue 13, in progress).
+            // Performed with their files: `compact`, `install_snapshot`.
             Action::LogCompact { .. } | Action::SnapshotInstall { .. } => Ok(()),
             Action::Send { .. }
             | Action::Commit { .. }
@@ -226,6 +383,60 @@ impl Storage {
     pub fn sync_count(&self) -> u64 {
         self.syncs
     }
+}
+
+/// Damage when the log starts past one after the snapshot's index: the
+/// entries in between are lost (a compaction never deletes past the
+/// snapshot).
+fn log_gap(dir: &Path, replay: &wal::Replay, snapshot: SnapshotMeta) -> Option<LogDamage> {
+    let start = replay.start?;
+    if start.0 <= snapshot.index.0 + 1 {
+        return None;
+    }
+    let first = replay.manifest.map_or(1, |m| m.first);
+    Some(LogDamage {
+        path: wal::segment_path(dir, first),
+        offset: wal::RECORDS_START as u64,
+        reason: format!(
+            "the log starts at index {start}, but the snapshot ends at index {}: \
+             entries {} to {} are missing",
+            snapshot.index,
+            snapshot.index.next(),
+            start.prev()
+        ),
+        intact_through: snapshot.index,
+        synced_through: None,
+    })
+}
+
+/// Whether the log does not continue `snapshot`: it holds another term at
+/// the snapshot's index, or ends before it. Only a crash during an install
+/// (the snapshot adopted, the log not yet discarded) leaves that.
+fn log_conflicts(replay: &wal::Replay, snapshot: SnapshotMeta) -> bool {
+    let Some(start) = replay.start else {
+        return false;
+    };
+    if snapshot.index.0 == 0 {
+        return false;
+    }
+    if replay.last_index() < snapshot.index {
+        return true;
+    }
+    match snapshot.index.0.checked_sub(start.0) {
+        Some(position) => replay.entries[position as usize].term != snapshot.term,
+        // The log starts right after the snapshot.
+        None => false,
+    }
+}
+
+/// Takes the entries after index `after` out of `replay`.
+fn log_after(replay: &mut wal::Replay, after: LogIndex) -> Vec<Entry> {
+    let mut entries = std::mem::take(&mut replay.entries);
+    if let Some(start) = replay.start {
+        let covered = after.0.saturating_add(1).saturating_sub(start.0);
+        entries.drain(..(covered as usize).min(entries.len()));
+    }
+    entries
 }
 
 /// Syncs a directory, so that a file created or renamed in it survives a crash.

@@ -105,16 +105,18 @@ impl Storage {
     }
 
     /// Step 3: starts a new log in the emptied directory and writes
-    /// `intact_log` to it, synced.
+    /// `intact_log` (the entries after the snapshot) to it, synced.
     pub(super) fn write_fresh_log(&mut self, intact_log: &[Entry]) -> Result<(), StorageError> {
+        let after = self.snapshot().index;
         let mut log = Wal::open(
             &self.dir,
             self.identity,
             self.segment_bytes_max,
             &Replay::default(),
+            after,
         )?;
         for (position, entry) in intact_log.iter().enumerate() {
-            log.append(LogIndex(position as u64 + 1), entry)?;
+            log.append(LogIndex(after.0 + position as u64 + 1), entry)?;
         }
         log.flush()?;
         self.wal = Ok(log);

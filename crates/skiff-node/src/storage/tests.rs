@@ -42,8 +42,12 @@ fn write_log(dir: &Path, count: u64, segment_bytes_max: u64) {
 fn copy_dir(from: &Path, to: &Path) {
     for item in fs::read_dir(from).unwrap() {
         let path = item.unwrap().path();
-        if path.file_name().unwrap() != "lock" {
-            fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            fs::create_dir_all(&target).unwrap();
+            copy_dir(&path, &target);
+        } else if path.file_name().unwrap() != "lock" {
+            fs::copy(&path, target).unwrap();
         }
     }
 }
@@ -412,3 +416,4 @@ fn the_directory_is_locked_while_open() {
 
 mod faults;
 mod repair;
+mod snapshots;

@@ -26,6 +26,17 @@
 //! are, does not reach the slots, so the slots tell recovery how far the
 //! segment was synced however its end is damaged.
 //!
+//! # Compaction
+//!
+//! Entries a snapshot covers may go: [`Wal::compact`] deletes the sealed
+//! segments whose entries all lie at or below the snapshot's index, after
+//! storing a manifest that no longer names them (recovery removes segments
+//! before the manifest's first, which a crash in between leaves).
+//! [`Wal::reset`] discards the whole log for an installed snapshot. Every
+//! record names its index, so the log read back starts wherever its first
+//! record says; whether that start is right (at most one past the
+//! snapshot's index) is judged by the storage, which knows the snapshot.
+//!
 //! # Truncation
 //!
 //! `LogTruncate` appends a truncate record instead of cutting files. The
@@ -135,13 +146,29 @@ pub struct Wal {
     pending: Vec<u8>,
     /// The last index of the log, pending records included.
     last_index: LogIndex,
+    /// The highest entry index each segment, the current one included,
+    /// received (`None` for one without entries), oldest first: which
+    /// segments a compaction may delete.
+    segment_last: Vec<(u64, Option<LogIndex>)>,
 }
 
 /// What a read of the log found, before anything on disk is changed.
 #[derive(Debug, Default)]
 pub struct Replay {
-    /// The entries recovered: the whole log, or the prefix before `damage`.
+    /// The entries recovered: the whole log, or the prefix before `damage`,
+    /// from index `start` on.
     pub entries: Vec<Entry>,
+    /// The index of the first entry of `entries`, known from the first
+    /// record read (every record names its index). A log that was compacted
+    /// or reset after a snapshot starts after 1; `None` when no segment
+    /// holds a record.
+    pub start: Option<LogIndex>,
+    /// The highest entry index in each segment read (see
+    /// [`Wal`]'s `segment_last`).
+    pub segment_last: Vec<(u64, Option<LogIndex>)>,
+    /// Segments before the manifest's first: left by a compaction cut
+    /// short (the manifest is stored before they are deleted), to remove.
+    pub compacted: Vec<PathBuf>,
     /// The manifest, when it is intact.
     pub manifest: Option<Manifest>,
     /// Where appends would continue in the last segment.
@@ -164,6 +191,21 @@ pub struct Replay {
     /// Sync slots found damaged while the segment's other slot was valid:
     /// not damage to the log, but worth a note.
     pub slot_faults: Vec<String>,
+}
+
+impl Replay {
+    /// The index of the last entry recovered; 0 when no record says.
+    pub fn last_index(&self) -> LogIndex {
+        match self.start {
+            Some(start) => LogIndex(start.0 + self.entries.len() as u64 - 1),
+            None => LogIndex(0),
+        }
+    }
+
+    /// Where the next entry goes, once a record has said.
+    fn next_index(&self) -> Option<u64> {
+        self.start.map(|start| start.0 + self.entries.len() as u64)
+    }
 }
 
 /// A write cut short by a crash at the end of the last segment.
@@ -227,6 +269,7 @@ pub fn replay(dir: &Path, identity: Identity) -> Result<Replay, StorageError> {
         }
         let bytes = Bytes::from(fs::read(&path).map_err(StorageError::io(&path))?);
         replay.segments += 1;
+        replay.segment_last.push((sequence, None));
         match replay_segment(
             &path,
             identity,
@@ -252,7 +295,9 @@ pub fn replay(dir: &Path, identity: Identity) -> Result<Replay, StorageError> {
     }
     for &sequence in present.iter().filter(|s| !(first..=last).contains(*s)) {
         let path = segment_path(dir, sequence);
-        if sequence == last + 1 && is_empty_segment(dir, sequence) {
+        if sequence < first && replay.manifest.is_some() {
+            replay.compacted.push(path);
+        } else if sequence == last + 1 && is_empty_segment(dir, sequence) {
             replay.leftover = Some(path);
         } else {
             let reason = format!("segment not named by the manifest (segments {first} to {last})");
@@ -277,20 +322,23 @@ fn damage_at(
         path,
         offset,
         reason,
-        intact_through: LogIndex(replay.entries.len() as u64),
+        intact_through: replay.last_index(),
         synced_through,
     }
 }
 
 impl Wal {
     /// Opens the log in `dir` for appending after a [`replay`] that found
-    /// no damage: cuts off its torn tail, removes a leftover empty segment,
-    /// and starts segment 1 and the manifest in a new directory.
+    /// no damage: cuts off its torn tail, removes a leftover empty segment
+    /// and segments a compaction left, and starts segment 1 and the
+    /// manifest in a new directory. A log without records continues after
+    /// `after` (the snapshot's index).
     pub fn open(
         dir: &Path,
         identity: Identity,
         segment_bytes_max: u64,
         replay: &Replay,
+        after: LogIndex,
     ) -> Result<Wal, StorageError> {
         assert!(replay.damage.is_none(), "a damaged log is not opened");
         if let Some(torn) = &replay.torn {
@@ -301,6 +349,16 @@ impl Wal {
                 fault,
                 "a sync slot is damaged; the other slot of its segment is intact"
             );
+        }
+        if !replay.compacted.is_empty() {
+            tracing::info!(
+                segments = replay.compacted.len(),
+                "removing log segments a compaction left behind"
+            );
+            for path in &replay.compacted {
+                fs::remove_file(path).map_err(StorageError::io(path))?;
+            }
+            sync_dir(dir)?;
         }
         if let Some(leftover) = &replay.leftover {
             tracing::warn!(path = %leftover.display(), "removing an empty segment left by a rotation cut short");
@@ -323,6 +381,10 @@ impl Wal {
                 (1, segment)
             }
         };
+        let mut segment_last = replay.segment_last.clone();
+        if segment_last.is_empty() {
+            segment_last.push((segment.sequence, None));
+        }
         Ok(Wal {
             dir: dir.to_path_buf(),
             identity,
@@ -330,8 +392,67 @@ impl Wal {
             first_sequence,
             segment,
             pending: Vec::new(),
-            last_index: LogIndex(replay.entries.len() as u64),
+            last_index: replay.start.map_or(after, |_| replay.last_index()),
+            segment_last,
         })
+    }
+
+    /// Deletes the segments before the current one whose entries are all
+    /// at or below `through` (a snapshot covers them): the manifest is
+    /// stored without them first, durably, then the files are removed (a
+    /// crash in between leaves files before the manifest's first, which
+    /// recovery removes). Returns how many segments went.
+    pub fn compact(&mut self, through: LogIndex) -> Result<usize, StorageError> {
+        let current = self.segment.sequence;
+        let covered = self
+            .segment_last
+            .iter()
+            .take_while(|(sequence, last)| *sequence < current && last.is_none_or(|l| l <= through))
+            .count();
+        if covered == 0 {
+            return Ok(0);
+        }
+        let removed: Vec<u64> = self.segment_last.drain(..covered).map(|(s, _)| s).collect();
+        self.first_sequence = self.segment_last.first().map_or(current, |(s, _)| *s);
+        let manifest = Manifest {
+            first: self.first_sequence,
+            last: current,
+        };
+        manifest::store(&self.dir, self.identity, manifest)?;
+        for sequence in &removed {
+            let path = segment_path(&self.dir, *sequence);
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StorageError::io(&path)(e))
+                }
+                _ => {}
+            }
+        }
+        Ok(removed.len())
+    }
+
+    /// Discards the whole log, durably, so that it continues after `after`
+    /// (a snapshot installed in its place): records not yet written are
+    /// dropped, a new segment is started and named alone in the manifest,
+    /// and the old segments are deleted.
+    pub fn reset(&mut self, after: LogIndex) -> Result<(), StorageError> {
+        self.pending.clear();
+        let next = self.segment.sequence + 1;
+        let segment = create_segment(&self.dir, self.identity, next, self.segment_bytes_max)?;
+        let manifest = Manifest {
+            first: next,
+            last: next,
+        };
+        manifest::store(&self.dir, self.identity, manifest)?;
+        for (sequence, _) in self.segment_last.drain(..) {
+            let path = segment_path(&self.dir, sequence);
+            fs::remove_file(&path).map_err(StorageError::io(&path))?;
+        }
+        self.segment = segment;
+        self.first_sequence = next;
+        self.segment_last = vec![(next, None)];
+        self.last_index = after;
+        Ok(())
     }
 
     /// Buffers `entry` at `index`, which must be one past the last index.
@@ -344,6 +465,9 @@ impl Wal {
         self.maybe_roll_segment()?;
         record::encode_entry(index, entry, &mut self.pending);
         self.last_index = index;
+        if let Some((_, last)) = self.segment_last.last_mut() {
+            *last = Some(last.map_or(index, |l| l.max(index)));
+        }
         Ok(())
     }
 
@@ -416,6 +540,7 @@ impl Wal {
         };
         manifest::store(&self.dir, self.identity, manifest)?;
         self.segment = segment;
+        self.segment_last.push((next, None));
         Ok(())
     }
 }
@@ -608,7 +733,7 @@ fn check_synced_end(offset: usize, slot: Option<SyncSlot>, replay: &Replay) -> R
             slot.counter
         ));
     }
-    let last = replay.entries.len() as u64;
+    let last = replay.last_index().0;
     if last != slot.last_index {
         return Err(format!(
             "the log ends at index {last}, but sync {} synced index {}",
@@ -621,17 +746,30 @@ fn check_synced_end(offset: usize, slot: Option<SyncSlot>, replay: &Replay) -> R
 /// Replays one record of segment `sequence`, or says why it cannot follow
 /// what was replayed before it.
 fn apply_record(record: Record, sequence: u64, replay: &mut Replay) -> Result<(), String> {
+    // The first record read says where the log starts (after a compaction
+    // or a reset, past 1); whether that start is right is for the caller,
+    // who knows the snapshot, to judge.
+    let next = match (replay.next_index(), &record) {
+        (Some(next), _) => next,
+        (None, Record::Entry { index, .. }) => index.0,
+        (None, Record::Truncate { from }) => from.0,
+        (None, Record::Sync { last_index, .. }) => last_index.0 + 1,
+    };
+    let start = replay.start.map_or(next, |start| start.0);
+    replay.start = Some(LogIndex(start));
     let entries = &mut replay.entries;
-    let next = entries.len() as u64 + 1;
     match record {
         Record::Entry { index, entry } => {
-            if index.0 != next {
+            if index.0 != next || index.0 == 0 {
                 return Err(format!("entry index {index} where {next} was expected"));
             }
             if let Some(previous) = entries.last().filter(|p| p.term > entry.term) {
                 return Err(format!("term {} after term {}", entry.term, previous.term));
             }
             entries.push(entry);
+            if let Some((_, last)) = replay.segment_last.last_mut() {
+                *last = Some(last.map_or(index, |l| l.max(index)));
+            }
         }
         Record::Truncate { from } => {
             if from.0 == 0 || from.0 > next {
@@ -640,7 +778,13 @@ fn apply_record(record: Record, sequence: u64, replay: &mut Replay) -> Result<()
                     next - 1
                 ));
             }
-            entries.truncate((from.0 - 1) as usize);
+            if from.0 < start {
+                // Entries of a compacted segment, replaced since.
+                entries.clear();
+                replay.start = Some(from);
+            } else {
+                entries.truncate((from.0 - start) as usize);
+            }
         }
         Record::Sync {
             last_index,

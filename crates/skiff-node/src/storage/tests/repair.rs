@@ -130,7 +130,14 @@ fn a_crash_after_any_repair_step_restarts_repairing_from_a_prefix_of_the_intact_
                 storage.move_log_aside().unwrap();
             }
             if crash == CrashAfter::FreshLogStarted {
-                Wal::open(dir.path(), ME, SMALL_SEGMENTS, &Replay::default()).unwrap();
+                Wal::open(
+                    dir.path(),
+                    ME,
+                    SMALL_SEGMENTS,
+                    &Replay::default(),
+                    LogIndex(0),
+                )
+                .unwrap();
             }
             if crash == CrashAfter::Rewritten {
                 storage.write_fresh_log(&intact).unwrap();

@@ -1,0 +1,251 @@
+//! Snapshots and the log: compaction, recovery from a snapshot, a damaged
+//! snapshot, an install, and the damage checks a compacted log must not fool.
+
+use super::*;
+use skiff_core::SnapshotMeta;
+
+const SMALL_SEGMENTS: u64 = 256;
+
+fn meta(index: u64, term: u64) -> SnapshotMeta {
+    SnapshotMeta {
+        index: LogIndex(index),
+        term: Term(term),
+    }
+}
+
+/// Takes a snapshot `meta` whose application bytes say so, as the node
+/// does: written, added, then the log it covers compacted when `compact`.
+fn take_snapshot(storage: &mut Storage, meta: SnapshotMeta, compact: bool) -> StoredSnapshot {
+    let identity = storage.identity();
+    let taken = write_snapshot(storage.snapshot_dir(), identity, meta, 16, |out| {
+        out.write_all(format!("state through {}", meta.index).as_bytes())
+    })
+    .unwrap();
+    assert!(storage.add_snapshot(taken.clone()).unwrap());
+    if compact {
+        storage.compact(meta.index).unwrap();
+    }
+    taken
+}
+
+fn segment_count(dir: &Path) -> usize {
+    segment_files(dir).unwrap().len()
+}
+
+#[test]
+fn compaction_deletes_covered_segments_and_a_restart_replays_only_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 60, SMALL_SEGMENTS);
+    let before = segment_count(dir.path());
+    let (mut storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    take_snapshot(&mut storage, meta(40, 1), true);
+    let after = segment_count(dir.path());
+    assert!(after < before / 2, "{before} segments, then {after}");
+    drop(storage);
+
+    let (mut storage, recovered) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    assert_eq!(
+        recovered.snapshot.as_ref().map(|s| s.meta),
+        Some(meta(40, 1))
+    );
+    assert_eq!(
+        recovered.log.len(),
+        20,
+        "only the entries after the snapshot"
+    );
+    assert_eq!(data(&recovered.log)[0], "v41");
+    assert_eq!(storage.last_index(), LogIndex(60));
+    store(&mut storage, 61, 1, "v61");
+    storage.sync().unwrap();
+    drop(storage);
+    let (_, recovered) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    assert_eq!(data(&recovered.log).last().unwrap(), "v61");
+    assert_eq!(recovered.damage, None);
+}
+
+#[test]
+fn a_compaction_cut_short_leaves_segments_recovery_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 60, SMALL_SEGMENTS);
+    let all = segment_files(dir.path()).unwrap();
+    let saved: Vec<(PathBuf, Vec<u8>)> = all
+        .iter()
+        .map(|p| (p.clone(), fs::read(p).unwrap()))
+        .collect();
+    let (mut storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    take_snapshot(&mut storage, meta(40, 1), true);
+    drop(storage);
+    // The manifest was stored; the deletions "did not happen".
+    for (path, bytes) in &saved {
+        fs::write(path, bytes).unwrap();
+    }
+    let (_, recovered) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    assert_eq!(recovered.damage, None);
+    assert_eq!(recovered.log.len(), 20);
+    assert!(segment_count(dir.path()) < all.len());
+}
+
+#[test]
+fn a_compacted_log_still_tells_missing_segments_and_a_missing_start() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 60, SMALL_SEGMENTS);
+    let (mut storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    let taken = take_snapshot(&mut storage, meta(40, 1), true);
+    drop(storage);
+    let first = segment_files(dir.path()).unwrap()[0].clone();
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+
+    // The first segment the manifest names is gone.
+    fs::remove_file(&first).unwrap();
+    let (_, recovered) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    let damage = recovered.damage.expect("a missing segment is damage");
+    assert_eq!(damage.path, first);
+    assert!(damage.reason.contains("missing segment"), "{damage}");
+
+    // Without its snapshot, the log starts too late: damage, not compaction.
+    let snapshot = copy
+        .path()
+        .join("snapshots")
+        .join(taken.path.file_name().unwrap());
+    fs::remove_file(snapshot).unwrap();
+    let (_, recovered) = open(copy.path(), SMALL_SEGMENTS).unwrap();
+    let damage = recovered
+        .damage
+        .expect("a log starting after index 1 is damage");
+    assert!(damage.reason.contains("entries 1 to"), "{damage}");
+    assert_eq!(damage.intact_through, LogIndex(0));
+}
+
+fn damage_snapshot(path: &Path) {
+    let mut bytes = fs::read(path).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 1;
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_damaged_newest_snapshot_is_reported_and_the_previous_one_used() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 60, SMALL_SEGMENTS);
+    let (mut storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    take_snapshot(&mut storage, meta(20, 1), true);
+    // Taken but not compacted to yet: the log reaches back to 20.
+    let newest = take_snapshot(&mut storage, meta(40, 1), false);
+    drop(storage);
+    damage_snapshot(&newest.path);
+    let (storage, recovered) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    assert_eq!(recovered.snapshot.map(|s| s.meta), Some(meta(20, 1)));
+    assert_eq!(recovered.log.len(), 40);
+    assert_eq!(data(&recovered.log)[0], "v21");
+    assert_eq!(storage.snapshot(), meta(20, 1));
+    assert!(!newest.path.exists(), "moved aside");
+}
+
+#[test]
+fn a_damaged_newest_snapshot_the_log_no_longer_covers_is_refused_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 60, SMALL_SEGMENTS);
+    let (mut storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    let older = take_snapshot(&mut storage, meta(20, 1), true);
+    let newest = take_snapshot(&mut storage, meta(50, 1), true);
+    drop(storage);
+    damage_snapshot(&newest.path);
+    let error = open(dir.path(), SMALL_SEGMENTS).unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, StorageError::SnapshotGap { .. }), "{text}");
+    assert!(text.contains(&newest.path.display().to_string()), "{text}");
+    assert!(text.contains(&older.path.display().to_string()), "{text}");
+}
+
+/// A leader's snapshot, received whole into the incoming directory.
+fn receive(storage: &Storage, meta: SnapshotMeta) -> PathBuf {
+    let incoming = storage.snapshot_dir().join("incoming");
+    fs::create_dir_all(&incoming).unwrap();
+    let leader = Identity { node_id: 3, ..ME };
+    write_snapshot(&incoming, leader, meta, 16, |out| {
+        out.write_all(b"leader state")
+    })
+    .unwrap()
+    .path
+}
+
+#[test]
+fn an_install_discards_the_log_durably_and_it_continues_after_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 30, SMALL_SEGMENTS);
+    let (mut storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    let received = receive(&storage, meta(100, 4));
+    // The turn: a new term, an entry the install discards, the install.
+    storage
+        .persist(&Action::StateStore {
+            term: Term(4),
+            voted_for: None,
+        })
+        .unwrap();
+    store(&mut storage, 31, 1, "discarded");
+    let installed = storage.install_snapshot(meta(100, 4), &received).unwrap();
+    assert_eq!(storage.last_index(), LogIndex(100));
+    store(&mut storage, 101, 4, "after");
+    storage.sync().unwrap();
+    drop(storage);
+    assert_eq!(segment_count(dir.path()), 1);
+
+    let (storage, recovered) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    assert_eq!(recovered.snapshot, Some(installed));
+    assert_eq!(data(&recovered.log), ["after"]);
+    assert_eq!(recovered.hard_state.term, Term(4));
+    assert_eq!(storage.last_index(), LogIndex(101));
+    let (meta_read, mut reader) =
+        open_snapshot(&storage.snapshot_path(meta(100, 4)).unwrap(), 9).unwrap();
+    assert_eq!(meta_read, meta(100, 4));
+    let mut state = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut state).unwrap();
+    assert_eq!(state, "leader state");
+}
+
+#[test]
+fn an_install_cut_short_before_the_log_was_discarded_is_finished_at_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 30, SMALL_SEGMENTS);
+    // The snapshot adopted (index 20, term 2), the log (term 1 at 20) not
+    // yet discarded: the crash falls between the two.
+    let (storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    let received = receive(&storage, meta(20, 2));
+    let adopted = storage.snapshot_dir().join(received.file_name().unwrap());
+    fs::rename(&received, adopted).unwrap();
+    drop(storage);
+    let (mut storage, recovered) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    assert_eq!(recovered.snapshot.map(|s| s.meta), Some(meta(20, 2)));
+    assert!(recovered.log.is_empty(), "{:?}", data(&recovered.log));
+    assert_eq!(storage.last_index(), LogIndex(20));
+    store(&mut storage, 21, 2, "new");
+    storage.sync().unwrap();
+    drop(storage);
+    let (_, recovered) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    assert_eq!(data(&recovered.log), ["new"]);
+}
+
+#[test]
+fn check_reports_the_snapshot_and_judges_the_log_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 60, SMALL_SEGMENTS);
+    let (mut storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    let taken = take_snapshot(&mut storage, meta(40, 1), true);
+    drop(storage);
+    let report = check(dir.path()).unwrap();
+    let text = report.to_string();
+    assert!(!report.needs_repair(), "{text}");
+    assert!(text.contains("index 40, term 1, intact"), "{text}");
+    assert!(
+        text.contains("start normally with 20 entries after the snapshot through index 40"),
+        "{text}"
+    );
+    damage_snapshot(&taken.path);
+    let report = check(dir.path()).unwrap();
+    let text = report.to_string();
+    assert!(report.needs_repair(), "{text}");
+    assert!(text.contains("snapshot DAMAGED"), "{text}");
+    assert!(text.contains("refuse to start"), "{text}");
+    assert!(taken.path.exists(), "check changes nothing");
+}
