@@ -4,7 +4,7 @@
 
 use skiff_core::{
     Action, AppendEntriesResp, Bytes, CommitError, Entry, HardState, LogIndex, Message, NodeId,
-    Role, Term, VoteResp,
+    Role, SnapshotMeta, Term, VoteResp,
 };
 use skiff_sim::checker::{Checkers, Failure, NodeView, Rule};
 use skiff_sim::durable::Durable;
@@ -34,6 +34,7 @@ impl History {
             hard_state: disk.hard_state(),
             last_index: disk.last_index(),
             last_term: disk.last_term(),
+            snapshot: disk.snapshot(),
         }
     }
 
@@ -255,7 +256,9 @@ fn state_machine_safety_allows_agreeing_streams_and_restarts() {
     h.batch(1, &[commit(1, "a"), commit(2, "b")], Role::Follower)
         .unwrap();
     h.batch(2, &[commit(1, "a")], Role::Follower).unwrap();
-    h.checkers.restarted(NodeId(1));
+    h.checkers
+        .restarted(NodeId(1), SnapshotMeta::default(), None)
+        .unwrap();
     assert_eq!(rule(h.batch(1, &[commit(1, "a")], Role::Follower)), None);
 }
 
@@ -425,6 +428,7 @@ fn durable_state_fires_when_the_machine_holds_more_than_its_disk() {
         },
         last_index: LogIndex(0),
         last_term: Term(0),
+        snapshot: SnapshotMeta::default(),
     };
     checkers.begin_batch(node, view(0, None), None);
     assert_eq!(checkers.end_batch(node, view(0, None), &disk), Ok(()));
