@@ -8,7 +8,8 @@
 
 use super::{Failure, NodeView, Rule};
 use crate::durable::Durable;
-use skiff_core::{Action, Machine, NodeId};
+use skiff_core::{Action, LogIndex, Machine, NodeId};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Checks a persistence action of `node` before it reaches `disk`.
 pub fn check_action(node: NodeId, action: &Action, disk: &Durable) -> Result<(), Failure> {
@@ -83,27 +84,36 @@ fn check_snapshot(node: NodeId, after: &NodeView, disk: &Durable) -> Result<(), 
 }
 
 /// Checks that the log of `machine`, the machine of `node`, is entry for
-/// entry the log on `disk`.
+/// entry the log on `disk`, read index by index through `Machine::entry`.
+/// A machine whose log is inconsistent inside may panic when read: that is
+/// reported as a difference too, so that the rule, not the read, names it.
 pub fn check_log(node: NodeId, machine: &Machine, disk: &Durable) -> Result<(), Failure> {
-    let held = machine.log();
-    if held.len() == disk.log().len() && held.eq(disk.log()) {
-        return Ok(());
-    }
-    let first_difference = machine
-        .log()
-        .zip(disk.log())
-        .position(|(held, written)| held != written)
-        .unwrap_or(machine.log().len().min(disk.log().len()));
-    let index = disk.base().index.0 + first_difference as u64 + 1;
+    let base = disk.base().index.0;
+    let first_difference = || {
+        disk.log().iter().enumerate().find_map(|(offset, written)| {
+            let index = LogIndex(base + offset as u64 + 1);
+            let held = machine.entry(index);
+            (held != Some(written)).then(|| (index, held.map(ToString::to_string), written))
+        })
+    };
+    let held = match catch_unwind(AssertUnwindSafe(first_difference)) {
+        Ok(None) => return Ok(()),
+        Ok(Some((index, held, written))) => format!(
+            "holds {} at index {index}, its disk {written}",
+            held.as_deref().unwrap_or("nothing")
+        ),
+        Err(_) => format!(
+            "cannot be read back (reading it panicked); its disk holds {} entries after {}",
+            disk.log().len(),
+            disk.base()
+        ),
+    };
     Err(Failure::new(
         Rule::DurableState,
         vec![node],
         format!(
-            "after its batch node {node} holds {} entries after snapshot {}, its disk {}; \
-             they differ from index {index}",
-            machine.log().len(),
-            machine.snapshot(),
-            disk.log().len()
+            "after its batch node {node}'s log (after snapshot {}) {held}",
+            machine.snapshot()
         ),
     ))
 }
