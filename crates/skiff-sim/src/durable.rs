@@ -478,7 +478,8 @@ impl Durable {
             let at = match write {
                 Write::State(_) => continue,
                 Write::Store(_) => self.synced_prefix,
-                Write::Truncate(from) => (from.0 - self.base.index.0 - 1) as usize,
+                // An install in the same batch moved the base past it.
+                Write::Truncate(from) => from.0.saturating_sub(self.base.index.0 + 1) as usize,
                 Write::Install(..) => 0,
             };
             lowest_written = Some(lowest_written.map_or(at, |low| low.min(at)));
