@@ -1,7 +1,23 @@
-//! A node's simulated disk: exactly what its `StateStore`, `LogStore` and
-//! `LogTruncate` actions wrote, and nothing else. The one model of a disk in
-//! this workspace: the simulator, the scenario runner and skiff-core's
-//! property tests all build their expectations on it.
+//! A node's simulated disk: exactly what its `StateStore`, `LogStore`,
+//! `LogTruncate` and `SnapshotInstall` actions wrote, less what `LogCompact`
+//! let it discard, plus its current snapshot, and nothing else. The one
+//! model of a disk in this workspace: the simulator, the scenario runner
+//! and skiff-core's property tests all build their expectations on it.
+//!
+//! # Snapshots
+//!
+//! The disk holds one current snapshot (its name, [`SnapshotMeta`], and the
+//! application state at it, when the driver models one) and the log after
+//! it. A snapshot the node takes ([`Durable::store_snapshot`]) is written to
+//! its own file and synced at once, before the machine hears of it; the
+//! `LogCompact` that follows discards the entries it covers (not a write:
+//! timing free, and a crash does not bring them back, for a restart reads
+//! only the log after the snapshot). A snapshot received from a peer
+//! ([`Durable::receive_snapshot`]) is durable on arrival; the
+//! `SnapshotInstall` that names it makes it current and replaces the whole
+//! log, a write like the others: a crash before the next sync takes it
+//! back to the snapshot and log of before. [`Durable::restore`] restarts a
+//! machine from the current snapshot and the log after it.
 //!
 //! The API follows a driver's life:
 //!
@@ -35,7 +51,11 @@
 //! node alone. The simulator injects lost fsyncs only in the noticeable
 //! form (see `world/storage`).
 
-use skiff_core::{Action, Config, Entries, Entry, HardState, LogIndex, Machine, StateError, Term};
+use crate::app::{AppState, Snapshot};
+use skiff_core::{
+    Action, Config, Entries, Entry, HardState, LogIndex, Machine, SnapshotMeta, StartState,
+    StateError, Term,
+};
 
 /// A write the machine's contract rules out: performing it anyway would
 /// leave a disk that disagrees with the machine.
@@ -54,13 +74,31 @@ pub enum DiskError {
     /// A `LogStore` with no entries.
     #[error("stores no entries (a LogStore stores something)")]
     StoreEmpty,
-    /// A `LogTruncate` from index 0 or past the end of the log.
-    #[error("truncates from index {from}, which removes nothing: the durable log ends at {last}")]
+    /// A `LogTruncate` from index 0, from an index the log's base covers,
+    /// or past the end of the log.
+    #[error("truncates from index {from}, which removes nothing it holds: the durable log ends at {last}")]
     TruncateOutside {
         /// Where the truncation would start.
         from: LogIndex,
         /// The last index on disk.
         last: LogIndex,
+    },
+    /// A `LogCompact` past the end of the log.
+    #[error("compacts through index {through}, past the durable log's end at {last}")]
+    CompactOutside {
+        /// The last index the compaction would discard.
+        through: LogIndex,
+        /// The last index on disk.
+        last: LogIndex,
+    },
+    /// A snapshot that does not name an entry of the log after the current
+    /// snapshot.
+    #[error("stores snapshot {snapshot}, which names no entry on disk after the current snapshot {current}")]
+    SnapshotNotOnDisk {
+        /// The snapshot stored.
+        snapshot: SnapshotMeta,
+        /// The current snapshot.
+        current: SnapshotMeta,
     },
 }
 
@@ -71,6 +109,7 @@ enum Write {
     State(HardState),
     Store(Entries),
     Truncate(LogIndex),
+    Install(SnapshotMeta, Option<AppState>),
 }
 
 /// What a crash does to the writes made since the last sync.
@@ -154,11 +193,25 @@ pub fn recover(scan: Scan) -> Recovery {
 }
 
 /// One node's disk: what it wrote, and what of that a crash would keep.
+///
+/// Entries are kept after `base`, the point the log starts after (what
+/// `LogCompact` or `SnapshotInstall` left): entry `i` at position
+/// `i - base.index - 1`. Positions below (`synced_prefix`, `sync_runs`)
+/// are in that numbering and shift when a compaction moves `base`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Durable {
     /// The last `StateStore` written.
     hard_state: HardState,
-    /// The log as written, entry `i` at position `i - 1`.
+    /// The current snapshot: the newest one taken or installed (0:0: none).
+    snapshot: SnapshotMeta,
+    /// The application state it holds; `None` when the driver does not
+    /// model the application (the scenario runner and the core's tests).
+    snapshot_state: Option<AppState>,
+    /// What the log starts after: the snapshot the last compaction or
+    /// install reached (the current snapshot may be newer, until the
+    /// compaction that follows it).
+    base: SnapshotMeta,
+    /// The log after `base`.
     log: Vec<Entry>,
     /// The hard state as of the last sync.
     synced_hard_state: HardState,
@@ -167,6 +220,12 @@ pub struct Durable {
     /// Synced entries that a later truncation removed from `log`; they
     /// followed position `synced_prefix`, and a crash puts them back.
     synced_truncated: Vec<Entry>,
+    /// The disk as of the last sync, kept when an unsynced `SnapshotInstall`
+    /// replaced the whole log: a crash before the next sync goes back to it.
+    before_install: Option<Box<Image>>,
+    /// A snapshot received from a peer, whole and durable, that the next
+    /// `SnapshotInstall` of its name adopts.
+    received: Option<Snapshot>,
     /// The writes since the last sync, in order.
     unsynced: Vec<Write>,
     /// Where the entries of each sync that wrote some begin (positions in
@@ -178,30 +237,62 @@ pub struct Durable {
     unrepaired: bool,
 }
 
+/// The synced disk from before an unsynced install.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Image {
+    snapshot: SnapshotMeta,
+    snapshot_state: Option<AppState>,
+    base: SnapshotMeta,
+    log: Vec<Entry>,
+    sync_runs: Vec<usize>,
+    bad: Option<BadRecord>,
+}
+
 impl Durable {
     /// A disk that already holds, synced, `hard_state` and `log`.
     pub fn new(hard_state: HardState, log: Vec<Entry>) -> Durable {
+        Durable::with_snapshot(hard_state, SnapshotMeta::default(), None, log)
+    }
+
+    /// A disk that already holds, synced, `hard_state`, the snapshot
+    /// `snapshot` (with the application state `state`, if modelled) and
+    /// `log`, the entries after it.
+    pub fn with_snapshot(
+        hard_state: HardState,
+        snapshot: SnapshotMeta,
+        state: Option<AppState>,
+        log: Vec<Entry>,
+    ) -> Durable {
         Durable {
             hard_state,
+            snapshot,
+            snapshot_state: state,
+            base: snapshot,
             synced_hard_state: hard_state,
             synced_prefix: log.len(),
             sync_runs: if log.is_empty() { Vec::new() } else { vec![0] },
             log,
-            synced_truncated: Vec::new(),
-            unsynced: Vec::new(),
-            bad: None,
-            unrepaired: false,
+            ..Durable::default()
         }
     }
 
     /// Checks that `action` is a write the disk can perform: any action but
-    /// a `LogStore` that does not append or a `LogTruncate` outside the log.
+    /// a `LogStore` that does not append, a `LogTruncate` outside the log
+    /// after its base, or a `LogCompact` past the log's end.
     pub fn check(&self, action: &Action) -> Result<(), DiskError> {
         match action {
             Action::LogStore { index, entries } => self.check_store(*index, entries.is_empty()),
-            Action::LogTruncate { from } if from.0 == 0 || *from > self.last_index() => {
+            Action::LogTruncate { from }
+                if *from <= self.base.index || *from > self.last_index() =>
+            {
                 Err(DiskError::TruncateOutside {
                     from: *from,
+                    last: self.last_index(),
+                })
+            }
+            Action::LogCompact { through } if *through > self.last_index() => {
+                Err(DiskError::CompactOutside {
+                    through: *through,
                     last: self.last_index(),
                 })
             }
@@ -222,8 +313,13 @@ impl Durable {
         Ok(())
     }
 
-    /// Writes one persistence action (unsynced); other actions leave the
-    /// disk alone. A write [`Durable::check`] refuses is not performed.
+    /// Writes one persistence action (unsynced), or discards the entries a
+    /// `LogCompact` covers; other actions leave the disk alone. A write
+    /// [`Durable::check`] refuses is not performed.
+    ///
+    /// A `SnapshotInstall` adopts the snapshot received under its name
+    /// ([`Durable::receive_snapshot`]), or, when none was, takes the name
+    /// with no application state (for drivers that do not model one).
     pub fn apply(&mut self, action: &Action) -> Result<(), DiskError> {
         self.check(action)?;
         match action {
@@ -233,8 +329,14 @@ impl Durable {
             })),
             Action::LogStore { entries, .. } => self.write(Write::Store(entries.clone())),
             Action::LogTruncate { from } => self.write(Write::Truncate(*from)),
-            // Snapshot actions: modelled by the snapshot work (issue 13, in progress).
-            Action::LogCompact { .. } | Action::SnapshotInstall { .. } => {}
+            Action::LogCompact { through } => self.compact(*through),
+            Action::SnapshotInstall { snapshot } => {
+                let state = self
+                    .received
+                    .filter(|received| received.meta == *snapshot)
+                    .map(|received| received.state);
+                self.write(Write::Install(*snapshot, state));
+            }
             Action::Send { .. }
             | Action::Commit { .. }
             | Action::Alarm { .. }
@@ -262,8 +364,110 @@ impl Durable {
             Write::State(hard_state) => self.hard_state = *hard_state,
             Write::Store(entries) => self.log.extend(entries.iter().cloned()),
             Write::Truncate(from) => self.truncate(*from),
+            Write::Install(snapshot, state) => self.install(*snapshot, *state),
         }
         self.unsynced.push(write);
+    }
+
+    /// Replaces the whole log with `snapshot`, keeping the synced disk
+    /// aside for a crash before the next sync.
+    fn install(&mut self, snapshot: SnapshotMeta, state: Option<AppState>) {
+        if self.before_install.is_none() {
+            let mut log = self.log[..self.synced_prefix].to_vec();
+            log.extend(self.synced_truncated.iter().cloned());
+            self.before_install = Some(Box::new(Image {
+                snapshot: self.snapshot,
+                snapshot_state: self.snapshot_state,
+                base: self.base,
+                log,
+                sync_runs: self.sync_runs.clone(),
+                bad: self.bad,
+            }));
+        }
+        self.snapshot = snapshot;
+        self.snapshot_state = state;
+        self.base = snapshot;
+        self.log.clear();
+        self.synced_prefix = 0;
+        self.synced_truncated.clear();
+        self.sync_runs.clear();
+        self.bad = None;
+    }
+
+    /// Discards the entries through `through`, which a durable snapshot
+    /// covers. The driver takes its snapshot before the machine compacts
+    /// (`store_snapshot`); a compaction past the stored snapshot (a driver
+    /// that does not model the application) makes a snapshot of that name
+    /// without application state. Not a write: it needs no sync, and a
+    /// crash does not bring the entries back (recovery would skip them).
+    fn compact(&mut self, through: LogIndex) {
+        if through <= self.base.index {
+            return;
+        }
+        let term = self.term_at(through).unwrap_or_default();
+        if through > self.snapshot.index {
+            self.snapshot = SnapshotMeta {
+                index: through,
+                term,
+            };
+            self.snapshot_state = None;
+        }
+        let dropped = (through.0 - self.base.index.0) as usize;
+        self.log.drain(..dropped);
+        // The synced image loses the same front: its prefix, then what a
+        // truncation set aside after it.
+        let from_truncated = dropped.saturating_sub(self.synced_prefix);
+        self.synced_prefix = self.synced_prefix.saturating_sub(dropped);
+        let set_aside = from_truncated.min(self.synced_truncated.len());
+        self.synced_truncated.drain(..set_aside);
+        let mut runs: Vec<usize> = Vec::with_capacity(self.sync_runs.len());
+        for start in self.sync_runs.drain(..) {
+            let start = start.saturating_sub(dropped);
+            if runs.last() != Some(&start) && start < self.log.len().max(self.synced_prefix) {
+                runs.push(start);
+            }
+        }
+        self.sync_runs = runs;
+        self.base = SnapshotMeta {
+            index: through,
+            term,
+        };
+    }
+
+    /// Makes `snapshot`, taken by the node's application from its applied
+    /// state, the current snapshot. Written to its own file and synced at
+    /// once, with every write before it: the machine hears of it
+    /// (`SnapshotTaken`) only then. The snapshot must name an entry on the
+    /// disk, after the current snapshot.
+    pub fn store_snapshot(&mut self, snapshot: Snapshot) -> Result<(), DiskError> {
+        let meta = snapshot.meta;
+        if meta.index <= self.snapshot.index || self.term_at(meta.index) != Some(meta.term) {
+            return Err(DiskError::SnapshotNotOnDisk {
+                snapshot: meta,
+                current: self.snapshot,
+            });
+        }
+        self.sync();
+        self.snapshot = meta;
+        self.snapshot_state = Some(snapshot.state);
+        Ok(())
+    }
+
+    /// A snapshot a peer sent arrived whole and is durable (in its own
+    /// file, apart from the current snapshot): a `SnapshotInstall` of its
+    /// name adopts it. Replaces one received earlier.
+    pub fn receive_snapshot(&mut self, snapshot: Snapshot) {
+        self.received = Some(snapshot);
+    }
+
+    /// The snapshot received whole and not yet deleted, if any.
+    pub fn received(&self) -> Option<Snapshot> {
+        self.received
+    }
+
+    /// Deletes the received snapshot, installed or not.
+    pub fn discard_received(&mut self) {
+        self.received = None;
     }
 
     /// Makes every write so far survive a crash; the sync record it appends
@@ -274,7 +478,9 @@ impl Durable {
             let at = match write {
                 Write::State(_) => continue,
                 Write::Store(_) => self.synced_prefix,
-                Write::Truncate(from) => (from.0 - 1) as usize,
+                // An install in the same batch moved the base past it.
+                Write::Truncate(from) => from.0.saturating_sub(self.base.index.0 + 1) as usize,
+                Write::Install(..) => 0,
             };
             lowest_written = Some(lowest_written.map_or(at, |low| low.min(at)));
         }
@@ -287,6 +493,7 @@ impl Durable {
         self.synced_hard_state = self.hard_state;
         self.synced_prefix = self.log.len();
         self.synced_truncated.clear();
+        self.before_install = None;
     }
 
     /// Loses every write since the last sync: the disk holds what it held
@@ -300,9 +507,20 @@ impl Durable {
     pub fn crash_keeping(&mut self, fate: UnsyncedFate) {
         let mut writes = std::mem::take(&mut self.unsynced).into_iter();
         self.hard_state = self.synced_hard_state;
-        self.log.truncate(self.synced_prefix);
-        self.log.append(&mut self.synced_truncated);
+        if let Some(image) = self.before_install.take() {
+            self.snapshot = image.snapshot;
+            self.snapshot_state = image.snapshot_state;
+            self.base = image.base;
+            self.log = image.log;
+            self.sync_runs = image.sync_runs;
+            self.bad = image.bad;
+            self.synced_truncated.clear();
+        } else {
+            self.log.truncate(self.synced_prefix);
+            self.log.append(&mut self.synced_truncated);
+        }
         self.synced_prefix = self.log.len();
+        self.received = None;
         let (kept, torn_entries) = match fate {
             UnsyncedFate::Kept { kept } => (kept, None),
             UnsyncedFate::Torn { kept, entries } => (kept, Some(entries)),
@@ -328,9 +546,11 @@ impl Durable {
 
     /// A storage fault in synced records (a flipped bit, a vanished
     /// segment, records of a lost fsync with a later sync record): the
-    /// record holding `index` and every one after it are unreadable, and a
-    /// sync record follows them. Recovery finds it at the next restart.
+    /// record holding `index` (after the log's base) and every one after it
+    /// are unreadable, and a sync record follows them. Recovery finds it at
+    /// the next restart.
     pub fn damage_synced(&mut self, index: LogIndex) {
+        debug_assert!(index > self.base.index, "damage falls in the log");
         self.mark_bad(BadRecord {
             index,
             sync_after: true,
@@ -345,15 +565,16 @@ impl Durable {
 
     /// Where the synced log ends: damage to synced records falls at or before it.
     pub fn synced_last_index(&self) -> LogIndex {
-        LogIndex(self.synced_prefix as u64)
+        LogIndex(self.base.index.0 + self.synced_prefix as u64)
     }
 
     /// The first index written by each sync that wrote entries, in order:
     /// losing the writes of one of them (a lost fsync) loses from there.
     pub fn sync_run_starts(&self) -> impl Iterator<Item = LogIndex> + '_ {
+        let base = self.base.index.0;
         self.sync_runs
             .iter()
-            .map(|start| LogIndex(*start as u64 + 1))
+            .map(move |start| LogIndex(base + *start as u64 + 1))
     }
 
     /// What recovery reads back: the first bad record, if any.
@@ -381,11 +602,11 @@ impl Durable {
         self.unrepaired
     }
 
-    /// Recovery cuts the log after `keep`: the disk loses every entry after
-    /// it, synced or not, and with them any bad record. Returns whether it
-    /// lost any entry.
+    /// Recovery cuts the log after `keep` (at or after the log's base): the
+    /// disk loses every entry after it, synced or not, and with them any
+    /// bad record. Returns whether it lost any entry.
     pub fn lose_log_after(&mut self, keep: LogIndex) -> bool {
-        let kept = usize::try_from(keep.0).unwrap_or(usize::MAX);
+        let kept = usize::try_from(keep.0.saturating_sub(self.base.index.0)).unwrap_or(usize::MAX);
         let lost = self.log.len() > kept;
         self.log.truncate(kept);
         self.synced_truncated.clear();
@@ -402,40 +623,97 @@ impl Durable {
         self.hard_state
     }
 
-    /// The log as written, entry `i` at position `i - 1`.
+    /// The current snapshot's name (0:0: none).
+    pub fn snapshot(&self) -> SnapshotMeta {
+        self.snapshot
+    }
+
+    /// The current snapshot with its application state, if it has one.
+    pub fn current_snapshot(&self) -> Option<Snapshot> {
+        let state = self.snapshot_state?;
+        Some(Snapshot {
+            meta: self.snapshot,
+            state,
+        })
+    }
+
+    /// What the log starts after: the snapshot it was last compacted to or
+    /// replaced by (0:0: none).
+    pub fn base(&self) -> SnapshotMeta {
+        self.base
+    }
+
+    /// The log as written after its base, entry `i` at position
+    /// `i - base().index - 1`.
     pub fn log(&self) -> &[Entry] {
         &self.log
     }
 
-    /// A machine restarted from this disk, as a driver restarts one.
+    /// The entries from `from` through `through` that the log holds.
+    pub fn entries(&self, from: LogIndex, through: LogIndex) -> &[Entry] {
+        let base = self.base.index.0;
+        let start = (from.0.max(base + 1) - base - 1) as usize;
+        let end = (through.0.saturating_sub(base) as usize).min(self.log.len());
+        self.log.get(start..end).unwrap_or_default()
+    }
+
+    /// The log after the current snapshot: what a restart replays.
+    fn log_after_snapshot(&self) -> Vec<Entry> {
+        self.entries(self.snapshot.index.next(), self.last_index())
+            .to_vec()
+    }
+
+    /// A machine restarted from this disk, as a driver restarts one: from
+    /// its current snapshot and the log after it.
     pub fn restore(&self, config: Config) -> Result<Machine, StateError> {
-        Machine::restore(config, self.hard_state, self.log.clone())
+        if self.snapshot == SnapshotMeta::default() {
+            return Machine::restore(config, self.hard_state, self.log.clone());
+        }
+        Machine::restore_from_snapshot(
+            config,
+            self.snapshot,
+            self.hard_state,
+            self.log_after_snapshot(),
+        )
     }
 
     /// A machine restarted from this disk after recovery found it damaged
     /// ([`Durable::lose_log_after`]): it starts repairing.
     pub fn restore_damaged(&self, config: Config) -> Result<Machine, StateError> {
-        Machine::restore_damaged(config, self.hard_state, self.log.clone())
+        Machine::with_state(
+            config,
+            StartState {
+                hard_state: self.hard_state,
+                snapshot: self.snapshot,
+                log: self.log_after_snapshot(),
+                damaged: true,
+                ..StartState::default()
+            },
+        )
     }
 
-    /// The index of the last entry on disk.
+    /// The index of the last entry on disk (the base's when none follows it).
     pub fn last_index(&self) -> LogIndex {
-        LogIndex(self.log.len() as u64)
+        LogIndex(self.base.index.0 + self.log.len() as u64)
     }
 
-    /// The term of the last entry on disk (0 when the log is empty).
+    /// The term of the last entry on disk (the base's when none follows it).
     pub fn last_term(&self) -> Term {
-        self.log.last().map_or(Term(0), |entry| entry.term)
+        self.log.last().map_or(self.base.term, |entry| entry.term)
     }
 
-    /// The entry at `index`, if any.
+    /// The entry at `index`, if the log holds it (not one the base covers).
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
-        let position = usize::try_from(index.0.checked_sub(1)?).ok()?;
-        self.log.get(position)
+        let position = index.0.checked_sub(self.base.index.0 + 1)?;
+        self.log.get(usize::try_from(position).ok()?)
     }
 
-    /// The term at `index`: 0 at index 0, `None` past the end.
+    /// The term at `index`: 0 at index 0, the base's at its index, `None`
+    /// before it or past the end.
     pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        if index == self.base.index {
+            return Some(self.base.term);
+        }
         if index.0 == 0 {
             return Some(Term(0));
         }
@@ -445,7 +723,7 @@ impl Durable {
     /// Removes the entries from `from` on; synced ones are set aside so
     /// that a crash before the next sync can put them back.
     fn truncate(&mut self, from: LogIndex) {
-        let kept = (from.0 - 1) as usize;
+        let kept = (from.0 - self.base.index.0 - 1) as usize;
         if kept < self.synced_prefix {
             let mut removed: Vec<Entry> = self.log.drain(kept..self.synced_prefix).collect();
             removed.append(&mut self.synced_truncated);
@@ -634,6 +912,148 @@ mod tests {
         );
         disk.set_unrepaired(false);
         assert_eq!(recover(disk.scan()), Recovery::Clean);
+    }
+
+    fn snapshot(index: u64, term: u64, data: &[&str]) -> Snapshot {
+        let mut state = AppState::default();
+        for datum in data {
+            state.apply(datum.as_bytes());
+        }
+        assert_eq!(state.applied, LogIndex(index));
+        Snapshot {
+            meta: SnapshotMeta {
+                index: LogIndex(index),
+                term: Term(term),
+            },
+            state,
+        }
+    }
+
+    fn three_synced() -> Durable {
+        let mut disk = Durable::default();
+        disk.apply(&vote(1)).unwrap();
+        for (index, data) in [(1, "a"), (2, "b"), (3, "c")] {
+            disk.apply(&store(index, 1, data)).unwrap();
+            disk.sync();
+        }
+        disk
+    }
+
+    #[test]
+    fn a_compaction_keeps_the_indices_and_a_restart_starts_after_the_snapshot() {
+        let mut disk = three_synced();
+        let taken = snapshot(2, 1, &["a", "b"]);
+        disk.store_snapshot(taken).unwrap();
+        // Stored, not yet compacted: the log still starts at 1.
+        assert_eq!(disk.base(), SnapshotMeta::default());
+        assert_eq!(disk.current_snapshot(), Some(taken));
+        disk.apply(&Action::LogCompact {
+            through: LogIndex(2),
+        })
+        .unwrap();
+        assert_eq!(disk.base(), taken.meta);
+        assert_eq!(data(&disk), [&b"c"[..]]);
+        assert_eq!(
+            (disk.last_index(), disk.last_term()),
+            (LogIndex(3), Term(1))
+        );
+        assert_eq!(disk.entry(LogIndex(2)), None);
+        assert_eq!(disk.term_at(LogIndex(2)), Some(Term(1)));
+        assert_eq!(disk.term_at(LogIndex(1)), None);
+        assert_eq!(disk.synced_last_index(), LogIndex(3));
+        assert!(disk.sync_run_starts().all(|start| start == LogIndex(3)));
+        // Stores continue at the end; truncation cannot reach the snapshot.
+        disk.apply(&store(4, 1, "d")).unwrap();
+        assert!(disk
+            .apply(&Action::LogTruncate { from: LogIndex(2) })
+            .is_err());
+        disk.crash();
+        assert_eq!(data(&disk), [&b"c"[..]]);
+        let machine = disk.restore(Config::new(NodeId(1), [NodeId(1)])).unwrap();
+        assert_eq!(machine.snapshot(), taken.meta);
+        assert_eq!(machine.commit_index(), LogIndex(2));
+        assert!(machine.log().eq(disk.log()));
+        // A snapshot must name an entry after the current one.
+        assert!(disk.store_snapshot(snapshot(2, 1, &["a", "b"])).is_err());
+        let wrong_term = Snapshot {
+            meta: SnapshotMeta {
+                index: LogIndex(3),
+                term: Term(2),
+            },
+            ..snapshot(3, 1, &["a", "b", "c"])
+        };
+        assert!(disk.store_snapshot(wrong_term).is_err());
+    }
+
+    #[test]
+    fn an_install_replaces_the_log_and_a_crash_before_its_sync_takes_it_back() {
+        let mut disk = three_synced();
+        let received = snapshot(5, 2, &["a", "x", "y", "z", "w"]);
+        let install = Action::SnapshotInstall {
+            snapshot: received.meta,
+        };
+        disk.receive_snapshot(received);
+        disk.apply(&vote(2)).unwrap();
+        disk.apply(&install).unwrap();
+        assert_eq!(disk.current_snapshot(), Some(received));
+        assert_eq!(
+            (disk.base(), disk.last_index()),
+            (received.meta, LogIndex(5))
+        );
+        assert!(disk.log().is_empty());
+        disk.apply(&store(6, 2, "v")).unwrap();
+        disk.crash();
+        assert_eq!(disk.snapshot(), SnapshotMeta::default());
+        assert_eq!(data(&disk), [&b"a"[..], b"b", b"c"]);
+        assert_eq!(disk.hard_state().term, Term(1));
+        // Kept up to the install by a partial write, then synced by the crash.
+        disk.receive_snapshot(received);
+        disk.apply(&install).unwrap();
+        disk.apply(&store(6, 2, "v")).unwrap();
+        disk.crash_keeping(UnsyncedFate::Kept { kept: 1 });
+        assert_eq!(disk.current_snapshot(), Some(received));
+        assert!(disk.log().is_empty());
+        disk.apply(&store(6, 2, "v")).unwrap();
+        disk.sync();
+        disk.crash();
+        assert_eq!(
+            (disk.snapshot(), data(&disk)),
+            (received.meta, vec![&b"v"[..]])
+        );
+        // Without a received snapshot the name is taken with no state.
+        let bare = SnapshotMeta {
+            index: LogIndex(9),
+            term: Term(3),
+        };
+        disk.apply(&Action::SnapshotInstall { snapshot: bare })
+            .unwrap();
+        assert_eq!((disk.snapshot(), disk.current_snapshot()), (bare, None));
+    }
+
+    #[test]
+    fn damage_and_recovery_work_after_a_compaction() {
+        let mut disk = three_synced();
+        disk.store_snapshot(snapshot(1, 1, &["a"])).unwrap();
+        disk.apply(&Action::LogCompact {
+            through: LogIndex(1),
+        })
+        .unwrap();
+        disk.apply(&store(4, 1, "d")).unwrap();
+        disk.sync();
+        let starts: Vec<LogIndex> = disk.sync_run_starts().collect();
+        assert_eq!(starts, [LogIndex(2), LogIndex(3), LogIndex(4)]);
+        disk.damage_synced(LogIndex(3));
+        disk.crash();
+        let recovery = recover(disk.scan());
+        assert_eq!(recovery, Recovery::Damaged { keep: LogIndex(2) });
+        assert!(disk.lose_log_after(LogIndex(2)));
+        assert_eq!(data(&disk), [&b"b"[..]]);
+        let machine = disk
+            .restore_damaged(Config::new(NodeId(1), [NodeId(1), NodeId(2), NodeId(3)]))
+            .unwrap();
+        assert!(machine.repairing());
+        assert_eq!(machine.snapshot().index, LogIndex(1));
+        assert_eq!(disk.entries(LogIndex(1), LogIndex(9)), disk.log());
     }
 
     #[test]

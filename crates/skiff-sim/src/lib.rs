@@ -11,13 +11,19 @@
 //! threads. Every run hashes its trace ([`trace`]); the same seed and
 //! [`SimOptions`] give the same hash and, with a trace file, the same text.
 //!
+//! Nodes run a small application ([`app`]): each folds its committed
+//! entries into a state, takes snapshots of it as a per-seed policy says
+//! (or `--compact-every`), and a leader streams its snapshot in chunks over
+//! the same hostile network to followers that need it.
+//!
 //! Supporting pieces: [`rng`] (the one generator), [`queue`] (the agenda of
-//! timed events), [`durable`] (a node's disk), [`history`] (what clients
-//! were told), [`stats`], [`hash`],
+//! timed events), [`durable`] (a node's disk and snapshot), [`history`]
+//! (what clients were told), [`stats`], [`hash`],
 //! [`options`], [`run`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod app;
 pub mod checker;
 pub mod client;
 pub mod durable;

@@ -43,6 +43,10 @@ pub struct SimOptions {
     /// Forged messages that no correct peer sends, which every node must
     /// reject (`world/forgery.rs`).
     pub forgeries: bool,
+    /// Snapshot policy: each node takes a snapshot every this many applied
+    /// entries (0: never); `None` draws a policy per seed, from never to
+    /// every 5 entries (`world/snapshots.rs`).
+    pub compact_every: Option<u64>,
 }
 
 impl SimOptions {
@@ -60,6 +64,7 @@ impl SimOptions {
             heartbeat_interval_ms: 50,
             disk_faults: DiskFaults::Off,
             forgeries: false,
+            compact_every: None,
         }
     }
 

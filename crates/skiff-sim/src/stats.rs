@@ -49,6 +49,18 @@ pub struct SimStats {
     pub repairs: u64,
     /// Forged messages handed to nodes (each one rejected, or the run failed).
     pub forgeries: u64,
+    /// Snapshots nodes took of their applied state (each followed by a compaction).
+    pub snapshots_taken: u64,
+    /// Snapshot transfers a leader started (resumed ones not counted again).
+    pub transfers_started: u64,
+    /// Snapshot transfers whose every chunk arrived.
+    pub transfers_completed: u64,
+    /// Snapshot chunks sent, resends included.
+    pub chunks_sent: u64,
+    /// Snapshot chunks lost: dropped, blocked, or arriving at a down node.
+    pub chunks_lost: u64,
+    /// Snapshots installed by followers (`SnapshotInstall` performed).
+    pub snapshots_installed: u64,
 }
 
 impl SimStats {
@@ -80,6 +92,25 @@ impl SimStats {
         }
         self.repairs += other.repairs;
         self.forgeries += other.forgeries;
+        self.snapshots_taken += other.snapshots_taken;
+        self.transfers_started += other.transfers_started;
+        self.transfers_completed += other.transfers_completed;
+        self.chunks_sent += other.chunks_sent;
+        self.chunks_lost += other.chunks_lost;
+        self.snapshots_installed += other.snapshots_installed;
+    }
+
+    /// The snapshots taken, sent and installed, for the summary line.
+    pub fn snapshots_line(&self) -> String {
+        format!(
+            "{} taken, {} installed; {} transfers started, {} completed; {} chunks sent, {} lost",
+            self.snapshots_taken,
+            self.snapshots_installed,
+            self.transfers_started,
+            self.transfers_completed,
+            self.chunks_sent,
+            self.chunks_lost
+        )
     }
 
     /// Storage faults injected, of every kind.
@@ -142,6 +173,18 @@ mod tests {
         assert_eq!(total.messages_delivered, 20);
         assert_eq!(total.partitions[PartitionKind::OneWay.ordinal()], 2);
         assert!(total.faults_line().contains("2 one-way"));
+        let snapshots = SimStats {
+            snapshots_taken: 3,
+            snapshots_installed: 1,
+            chunks_lost: 2,
+            ..SimStats::default()
+        };
+        total.add(&snapshots);
+        total.add(&snapshots);
+        assert_eq!(
+            total.snapshots_line(),
+            "6 taken, 2 installed; 0 transfers started, 0 completed; 0 chunks sent, 4 lost"
+        );
         let mut torn = SimStats::default();
         torn.storage_faults[StorageFault::TornWrite.ordinal()] = 3;
         torn.repairs = 1;

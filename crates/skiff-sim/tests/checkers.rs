@@ -4,9 +4,10 @@
 
 use skiff_core::{
     Action, AppendEntriesResp, Bytes, CommitError, Entry, HardState, LogIndex, Message, NodeId,
-    Role, Term, VoteResp,
+    Role, SnapshotMeta, Term, VoteResp,
 };
-use skiff_sim::checker::{Checkers, Failure, NodeView, Rule};
+use skiff_sim::app::{AppState, Snapshot};
+use skiff_sim::checker::{snapshot_state, Checkers, Failure, NodeView, Rule};
 use skiff_sim::durable::Durable;
 
 /// A hand-driven cluster: disks, and each node's role as the history says.
@@ -34,6 +35,7 @@ impl History {
             hard_state: disk.hard_state(),
             last_index: disk.last_index(),
             last_term: disk.last_term(),
+            snapshot: disk.snapshot(),
         }
     }
 
@@ -255,7 +257,9 @@ fn state_machine_safety_allows_agreeing_streams_and_restarts() {
     h.batch(1, &[commit(1, "a"), commit(2, "b")], Role::Follower)
         .unwrap();
     h.batch(2, &[commit(1, "a")], Role::Follower).unwrap();
-    h.checkers.restarted(NodeId(1));
+    h.checkers
+        .restarted(NodeId(1), SnapshotMeta::default(), None)
+        .unwrap();
     assert_eq!(rule(h.batch(1, &[commit(1, "a")], Role::Follower)), None);
 }
 
@@ -425,6 +429,7 @@ fn durable_state_fires_when_the_machine_holds_more_than_its_disk() {
         },
         last_index: LogIndex(0),
         last_term: Term(0),
+        snapshot: SnapshotMeta::default(),
     };
     checkers.begin_batch(node, view(0, None), None);
     assert_eq!(checkers.end_batch(node, view(0, None), &disk), Ok(()));
@@ -573,4 +578,109 @@ fn no_false_rejection_fires_on_any_rejected_message() {
     let result = h.batch(1, &[rejected], Role::Follower);
     assert_eq!(rule(result), Some(Rule::NoFalseRejection));
     assert_eq!(h.batch(1, &[state(1, None)], Role::Follower), Ok(()));
+}
+
+/// The application state of the data `data` applied from index 1.
+fn folded(data: &[&str]) -> AppState {
+    let mut state = AppState::default();
+    for datum in data {
+        state.apply(datum.as_bytes());
+    }
+    state
+}
+
+fn snapshot_of(index: u64, state: AppState) -> Snapshot {
+    Snapshot {
+        meta: SnapshotMeta {
+            index: LogIndex(index),
+            term: Term(1),
+        },
+        state,
+    }
+}
+
+/// Node 1 commits "a", "b", "c" at indices 1 to 3.
+fn three_committed() -> History {
+    let mut h = History::new(3);
+    h.fill(1, 1, &[(1, "a"), (1, "b"), (1, "c")]);
+    let commits = [commit(1, "a"), commit(2, "b"), commit(3, "c")];
+    h.batch(1, &commits, Role::Follower).unwrap();
+    h
+}
+
+#[test]
+fn snapshot_state_fires_on_a_snapshot_that_lost_or_changed_an_entry() {
+    let mut h = three_committed();
+    let node = NodeId(1);
+    let good = snapshot_of(2, folded(&["a", "b"]));
+    assert_eq!(h.checkers.snapshot(node, &good, "took"), Ok(()));
+    let changed = snapshot_of(2, folded(&["a", "x"]));
+    let lost = snapshot_of(
+        2,
+        AppState {
+            applied: LogIndex(2),
+            ..folded(&["a"])
+        },
+    );
+    let misnamed = snapshot_of(3, folded(&["a", "b"]));
+    let beyond = snapshot_of(4, folded(&["a", "b", "c", "d"]));
+    for bad in [changed, lost, misnamed, beyond] {
+        assert_eq!(
+            rule(h.checkers.snapshot(node, &bad, "took")),
+            Some(Rule::SnapshotState),
+            "{bad:?}"
+        );
+    }
+    let sent = snapshot_state::check_sent(node, good.meta, Some(&good));
+    assert_eq!(sent, Ok(()));
+    let stale = snapshot_state::check_sent(node, misnamed.meta, Some(&good));
+    assert_eq!(rule(stale), Some(Rule::SnapshotState));
+    assert_eq!(
+        rule(snapshot_state::check_sent(node, good.meta, None)),
+        Some(Rule::SnapshotState)
+    );
+}
+
+#[test]
+fn applied_state_fires_on_a_state_off_the_fold_and_on_an_install_that_goes_back() {
+    let mut h = three_committed();
+    let node = NodeId(2);
+    assert_eq!(h.checkers.applied(node, &folded(&["a", "b"])), Ok(()));
+    assert_eq!(
+        rule(h.checkers.applied(node, &folded(&["a", "c"]))),
+        Some(Rule::AppliedState)
+    );
+    // Forward: accepted, and the commit stream continues after it.
+    let at_one = folded(&["a"]);
+    let two = snapshot_of(2, folded(&["a", "b"]));
+    assert_eq!(h.checkers.installed(node, &at_one, &two), Ok(()));
+    let next = h.batch(2, &[commit(3, "c")], Role::Follower);
+    assert_eq!(rule(next), Some(Rule::CommitDurable), "its disk is empty");
+    // Back, or in place: refused.
+    let at_three = folded(&["a", "b", "c"]);
+    for applied in [at_three, folded(&["a", "b"])] {
+        assert_eq!(
+            rule(h.checkers.installed(node, &applied, &two)),
+            Some(Rule::AppliedState)
+        );
+    }
+}
+
+#[test]
+fn state_machine_safety_continues_after_a_snapshot_and_refuses_a_gap_past_the_agreed_log() {
+    let mut h = three_committed();
+    // Node 2 restarts from a snapshot through 2 and commits 3.
+    h.fill(2, 1, &[(1, "a"), (1, "b"), (1, "c")]);
+    let meta = snapshot_of(2, folded(&["a", "b"])).meta;
+    let state = folded(&["a", "b"]);
+    h.checkers.restarted(NodeId(2), meta, Some(&state)).unwrap();
+    assert_eq!(h.batch(2, &[commit(3, "c")], Role::Follower), Ok(()));
+    // Node 3 claims a snapshot through 4, past what ever committed.
+    h.fill(3, 1, &[(1, "a"), (1, "b"), (1, "c"), (1, "d"), (1, "e")]);
+    let meta = snapshot_of(4, folded(&["a", "b", "c", "d"])).meta;
+    h.checkers.restarted(NodeId(3), meta, None).unwrap();
+    assert_eq!(
+        rule(h.batch(3, &[commit(5, "e")], Role::Follower)),
+        Some(Rule::StateMachineSafety)
+    );
 }

@@ -93,6 +93,12 @@ pub struct SimArgs {
     /// state, which it must reject without changing its term, vote or log.
     #[arg(long)]
     forge: bool,
+    /// Every node takes a snapshot of its applied state every N committed
+    /// entries and compacts its log (0: never); followers that fall behind
+    /// get the leader's snapshot streamed in chunks over the faulty network
+    /// [default: a policy drawn per seed, from never to every 5 entries].
+    #[arg(long, value_name = "N")]
+    compact_every: Option<u64>,
     /// Clients submitting appends; at least one, as liveness is judged by a
     /// client's append.
     #[arg(long, default_value_t = 3,
@@ -154,6 +160,7 @@ fn options_of(args: &SimArgs) -> SimOptions {
     options.clients = args.clients;
     options.disk_faults = args.disk_faults;
     options.forgeries = args.forge;
+    options.compact_every = args.compact_every;
     options.limit = match (args.duration, args.steps) {
         (_, Some(steps)) => Limit::Steps(steps),
         (Some(duration), None) => Limit::Time {
@@ -294,8 +301,8 @@ fn headline(
     };
     format!(
         "skiff sim: seeds {}..{}, {} nodes, {} clients, faults {} (loss {}, dup {}, slow {}, \
-         {} partitions/s, {} crashes/s), disk faults {}, forgeries {}, {limit} per seed then a \
-         quiet period, {jobs} jobs",
+         {} partitions/s, {} crashes/s), disk faults {}, forgeries {}, snapshots {}, {limit} per \
+         seed then a quiet period, {jobs} jobs",
         seeds.start(),
         seeds.end(),
         args.nodes,
@@ -307,8 +314,17 @@ fn headline(
         f.partition_rate,
         f.crash_rate,
         options.disk_faults,
-        if options.forgeries { "on" } else { "off" }
+        if options.forgeries { "on" } else { "off" },
+        snapshot_policy(options.compact_every)
     )
+}
+
+fn snapshot_policy(compact_every: Option<u64>) -> String {
+    match compact_every {
+        None => "drawn per seed".to_string(),
+        Some(0) => "never".to_string(),
+        Some(every) => format!("every {every} entries"),
+    }
 }
 
 fn write_summary(
@@ -352,6 +368,7 @@ fn write_summary(
         s.commits, s.client_acks, s.client_redirects, s.client_overwritten, s.client_timeouts
     )?;
     writeln!(out, "  faults      {}", s.faults_line())?;
+    writeln!(out, "  snapshots   {}", s.snapshots_line())?;
     if args.disk_faults != DiskFaults::Off {
         writeln!(out, "  storage     {}", s.storage_line())?;
     }
@@ -419,6 +436,9 @@ fn replay_command(args: &SimArgs, seed: u64) -> String {
     }
     if args.forge {
         command.push_str(" --forge");
+    }
+    if let Some(every) = args.compact_every {
+        let _ = write!(command, " --compact-every {every}");
     }
     let rates = [
         ("loss", args.loss),
@@ -620,6 +640,12 @@ mod tests {
             );
         }
         assert_eq!(options_of(&args("")).disk_faults, DiskFaults::Off);
+        let given = args("--seeds 1..=10 --compact-every 20");
+        let replay = replay_command(&given, 7);
+        assert!(replay.contains(" --compact-every 20 "), "{replay}");
+        let reparsed = args(replay.trim_start_matches("skiff sim"));
+        assert_eq!(options_of(&reparsed).compact_every, Some(20));
+        assert_eq!(options_of(&args("")).compact_every, None);
     }
 
     #[test]
@@ -658,5 +684,32 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("ok: no violation"), "{text}");
+        assert!(text.contains("  snapshots   "), "{text}");
+    }
+
+    #[test]
+    fn compact_every_runs_snapshots_and_the_summary_counts_them() {
+        let given = args("--seeds 1..=1 --faults none --compact-every 5");
+        let mut options = options_of(&given);
+        options.limit = Limit::Time { ms: 3_000 };
+        let report = skiff_sim::run_seed(&options);
+        assert!(report.violation.is_none(), "{:?}", report.violation);
+        assert!(report.stats.snapshots_taken > 0, "{:?}", report.stats);
+        let mut summary = SeedsSummary::default();
+        summary.stats.add(&report.stats);
+        let mut out = Vec::new();
+        write_summary(
+            &mut out,
+            &given,
+            &summary,
+            &[(1, 9)],
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let taken = format!("  snapshots   {} taken, ", report.stats.snapshots_taken);
+        assert!(text.contains(&taken), "{text}");
+        assert_eq!(snapshot_policy(Some(5)), "every 5 entries");
+        assert_eq!(snapshot_policy(Some(0)), "never");
     }
 }

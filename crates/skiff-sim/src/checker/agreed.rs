@@ -10,7 +10,12 @@
 //! its term bounds the commit term from above. Commits are prefix-closed
 //! (committing an index commits all before it), so the tightest such bound
 //! never decreases along the log; it is kept as runs of equal bounds.
+//!
+//! And, per index, the application state the committed log folds into
+//! through it ([`AppState`]): what every snapshot and every node's applied
+//! state at that index must equal.
 
+use crate::app::AppState;
 use crate::hash::StableBuildHasher;
 use skiff_core::{Bytes, LogIndex, Term};
 use std::collections::HashMap;
@@ -25,6 +30,8 @@ pub struct AgreedLog {
     /// The commit-term bound as runs `(bound, last index of the run)`, both
     /// strictly increasing from run to run.
     commit_term_runs: Vec<(Term, u64)>,
+    /// Position `i - 1`: the fold of entries 1 through `i`.
+    folds: Vec<AppState>,
 }
 
 impl AgreedLog {
@@ -61,6 +68,9 @@ impl AgreedLog {
                 }
             }
         };
+        let mut fold = self.fold_through(index.prev()).unwrap_or_default();
+        fold.apply(&data);
+        self.folds.push(fold);
         self.entries.push((term, data));
         earlier
     }
@@ -93,6 +103,15 @@ impl AgreedLog {
             .commit_term_runs
             .partition_point(|(_, last)| *last < index.0);
         self.commit_term_runs.get(run).map(|(t, _)| *t)
+    }
+
+    /// The application state the committed log folds into through `index`
+    /// (the empty state at 0), if entries up to it are known.
+    pub fn fold_through(&self, index: LogIndex) -> Option<AppState> {
+        match index.0.checked_sub(1) {
+            None => Some(AppState::default()),
+            Some(position) => self.folds.get(usize::try_from(position).ok()?).copied(),
+        }
     }
 
     /// Where the non-empty `data` first committed, if it did.
@@ -163,5 +182,12 @@ mod tests {
             Some(LogIndex(1))
         );
         assert_eq!(log.position_of(b"a"), Some(LogIndex(1)));
+        let mut expected = AppState::default();
+        assert_eq!(log.fold_through(LogIndex(0)), Some(expected));
+        for data in ["a", "", "", "a"] {
+            expected.apply(data.as_bytes());
+        }
+        assert_eq!(log.fold_through(LogIndex(4)), Some(expected));
+        assert_eq!(log.fold_through(LogIndex(5)), None);
     }
 }

@@ -12,31 +12,38 @@
 //! that committed its last entry (State Machine Safety checks every node's
 //! commits against it, from index 1), and Log Matching, checked on every
 //! stored entry, makes any log that holds the same entry at the same index
-//! identical up to it.
+//! identical up to it. An entry the leader's log no longer holds because
+//! its snapshot covers it counts as held: Snapshot State checks that the
+//! snapshot holds the committed log through its index.
 
 use super::agreed::AgreedLog;
 use super::{Failure, Rule};
+use crate::durable::Durable;
 use skiff_core::render::DataText;
-use skiff_core::{Entry, LogIndex, NodeId, Term};
+use skiff_core::{NodeId, Term};
 
-/// Checks that `leader`, now leading `term` with `log`, holds all of `agreed`.
+/// Checks that `leader`, now leading `term` with the log on `disk`, holds
+/// all of `agreed`.
 pub fn check_new_leader(
     leader: NodeId,
     term: Term,
-    log: &[Entry],
+    disk: &Durable,
     agreed: &AgreedLog,
 ) -> Result<(), Failure> {
     let index = agreed.committed_before(term);
     let Some((committed_term, data)) = agreed.get(index) else {
         return Ok(()); // nothing committed before this term
     };
-    let held = log.get(index.0 as usize - 1);
+    if index <= disk.base().index {
+        return Ok(()); // its snapshot covers it
+    }
+    let held = disk.entry(index);
     if held.is_some_and(|entry| entry.term == committed_term && entry.data == *data) {
         return Ok(());
     }
     let found = match held {
         Some(entry) => format!("{entry}"),
-        None => format!("nothing (its log ends at {})", LogIndex(log.len() as u64)),
+        None => format!("nothing (its log ends at {})", disk.last_index()),
     };
     Err(Failure::new(
         Rule::LeaderCompleteness,

@@ -12,6 +12,7 @@
 
 pub mod agreed;
 pub mod appended_once;
+pub mod applied_state;
 pub mod commit_durable;
 pub mod committed_kept;
 pub mod current_term_commit;
@@ -27,15 +28,18 @@ pub mod no_false_rejection;
 pub mod overwritten;
 pub mod persistence_order;
 pub mod repair_before_vote;
+pub mod snapshot_state;
 pub mod state_machine_safety;
 pub mod term_adoption;
 pub mod vote_once;
 
+use crate::app::{AppState, Snapshot};
 use crate::durable::Durable;
 use crate::queue::Micros;
 use agreed::AgreedLog;
 use skiff_core::{
-    Action, Bytes, CommitError, HardState, LogIndex, Machine, Message, NodeId, Role, Term,
+    Action, Bytes, CommitError, HardState, LogIndex, Machine, Message, NodeId, Role, SnapshotMeta,
+    Term,
 };
 use state_machine_safety::{CommitOutcome, StateMachineSafety};
 use std::fmt;
@@ -82,6 +86,11 @@ pub enum Rule {
     NoFalseRejection,
     /// A forged message is rejected, and changes nothing.
     ForgeryRefused,
+    /// Every snapshot holds the fold of the committed log through its index.
+    SnapshotState,
+    /// A node's applied state is the fold of the committed log through its
+    /// applied index, and never goes back.
+    AppliedState,
     /// A machine panicked (a broken invariant inside the core).
     Panic,
 }
@@ -109,6 +118,8 @@ impl Rule {
             Rule::RepairBeforeVote => "Repair Before Vote",
             Rule::NoFalseRejection => "No False Rejection",
             Rule::ForgeryRefused => "Forgery Refused",
+            Rule::SnapshotState => "Snapshot State",
+            Rule::AppliedState => "Applied State",
             Rule::Panic => "Panic",
         }
     }
@@ -199,6 +210,8 @@ pub struct NodeView {
     pub last_index: LogIndex,
     /// Its last log term.
     pub last_term: Term,
+    /// The snapshot its log starts after.
+    pub snapshot: SnapshotMeta,
 }
 
 impl NodeView {
@@ -210,6 +223,7 @@ impl NodeView {
             hard_state: machine.hard_state(),
             last_index: machine.last_index(),
             last_term: machine.last_term(),
+            snapshot: machine.snapshot(),
         }
     }
 }
@@ -403,7 +417,7 @@ impl Checkers {
         }
         if took_office {
             self.election.observe_leader(node, after.term)?;
-            leader_completeness::check_new_leader(node, after.term, disk.log(), self.agreed())?;
+            leader_completeness::check_new_leader(node, after.term, disk, self.agreed())?;
         }
         self.append_only.end_batch(node, &before, &after)?;
         self.leader_commit.end_batch(node, &after)?;
@@ -419,9 +433,51 @@ impl Checkers {
         self.forgery.abort_batch();
     }
 
-    /// `node` restarted from its disk.
-    pub fn restarted(&mut self, node: NodeId) {
-        self.commits.restarted(node);
+    /// `node` restarted from its disk, whose current snapshot is
+    /// `snapshot` (0:0: none); its application state is `state`, if the
+    /// driver models one.
+    pub fn restarted(
+        &mut self,
+        node: NodeId,
+        snapshot: SnapshotMeta,
+        state: Option<&AppState>,
+    ) -> Result<(), Failure> {
+        self.commits.restarted(node, snapshot.index);
+        match state {
+            Some(state) => applied_state::check(node, state, self.agreed()),
+            None => Ok(()),
+        }
+    }
+
+    /// `node` applied a committed entry; its application state is now `state`.
+    pub fn applied(&mut self, node: NodeId, state: &AppState) -> Result<(), Failure> {
+        applied_state::check(node, state, self.agreed())
+    }
+
+    /// `node` took `snapshot` of its applied state, or is about to send or
+    /// restart from it, as `what` says.
+    pub fn snapshot(
+        &mut self,
+        node: NodeId,
+        snapshot: &Snapshot,
+        what: &str,
+    ) -> Result<(), Failure> {
+        snapshot_state::check(node, snapshot, self.agreed(), what)
+    }
+
+    /// `node`, whose application state was `before`, installs `snapshot`
+    /// (its state becomes the snapshot's): its commit stream continues
+    /// after the snapshot.
+    pub fn installed(
+        &mut self,
+        node: NodeId,
+        before: &AppState,
+        snapshot: &Snapshot,
+    ) -> Result<(), Failure> {
+        applied_state::check_install(node, before, snapshot.meta)?;
+        snapshot_state::check(node, snapshot, self.agreed(), "installed")?;
+        self.commits.restarted(node, snapshot.meta.index);
+        Ok(())
     }
 
     /// Recovery is about to cut the log on `disk`, the disk of `node`, after `keep`.

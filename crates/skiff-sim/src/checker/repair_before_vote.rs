@@ -18,7 +18,9 @@
 //! committed ones are a prefix (the agreed sequence is one log, the run a
 //! piece of another, and Log Matching makes them agree up to a point), and
 //! holding the last committed one means holding all before it (Log
-//! Matching again), so each check looks at one entry per run.
+//! Matching again), so each check looks at one entry per run. An entry the
+//! node's snapshot now covers (it installed one since) is held again:
+//! Snapshot State checks what the snapshot holds.
 
 use super::agreed::AgreedLog;
 use super::{Failure, Rule};
@@ -64,8 +66,8 @@ impl RepairBeforeVote {
             return;
         };
         let through = acks.acked_through.min(disk.last_index());
-        if through > keep {
-            let lost = disk.log()[keep.0 as usize..through.0 as usize].to_vec();
+        if through > keep && through > disk.base().index {
+            let lost = disk.entries(keep.next(), through).to_vec();
             acks.lost.push((keep.next(), lost));
             acks.acked_through = keep;
         }
@@ -83,10 +85,12 @@ impl RepairBeforeVote {
         let Some(acks) = self.nodes.get_mut(&node) else {
             return Ok(());
         };
-        // A run whose last entry the node holds again is whole again.
+        // A run whose last entry the node holds again (or that its
+        // snapshot covers) is whole again.
+        let covered = disk.base().index;
         acks.lost.retain(|(first, entries)| {
             let last = LogIndex(first.0 + entries.len() as u64 - 1);
-            disk.entry(last) != entries.last()
+            last > covered && disk.entry(last) != entries.last()
         });
         for (first, entries) in &acks.lost {
             let agrees = |at: usize| {
@@ -100,7 +104,7 @@ impl RepairBeforeVote {
                 continue;
             };
             let index = LogIndex(first.0 + committed as u64 - 1);
-            if disk.entry(index) == Some(entry) {
+            if index <= covered || disk.entry(index) == Some(entry) {
                 continue;
             }
             return Err(Failure::new(

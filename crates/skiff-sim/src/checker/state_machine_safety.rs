@@ -2,7 +2,9 @@
 //! a given index, no other node ever applies a different entry at that
 //! index. Checked on the commit streams: every node's `Commit` actions,
 //! from index 1 after each (re)start, must be a prefix of one agreed
-//! sequence, in order, without gaps or repeats.
+//! sequence, in order, without gaps or repeats. A node restarted from a
+//! snapshot, or that installed one, continues after the snapshot's index
+//! (Snapshot State checks what the snapshot holds).
 
 use super::agreed::AgreedLog;
 use super::{Failure, Rule};
@@ -44,10 +46,11 @@ impl StateMachineSafety {
         &self.agreed
     }
 
-    /// `node` restarted: its stream begins again at index 1.
-    pub fn restarted(&mut self, node: NodeId) {
+    /// `node` restarted from a snapshot through `snapshot_index` (0: none),
+    /// or installed one: its stream continues after it.
+    pub fn restarted(&mut self, node: NodeId, snapshot_index: LogIndex) {
         if let Some(next) = self.next.get_mut(node_position(node)) {
-            *next = LogIndex(1);
+            *next = snapshot_index.next();
         }
     }
 
@@ -71,6 +74,13 @@ impl StateMachineSafety {
             ));
         }
         *next = index.next();
+        if index > LogIndex(self.agreed.len()).next() {
+            let known = self.agreed.len();
+            return Err(failure(
+                node,
+                format!("node {node} committed index {index}, but the committed log known ends at {known}"),
+            ));
+        }
         if let Some((agreed_term, agreed_data)) = self.agreed.get(index) {
             if agreed_term == term && agreed_data == data {
                 return Ok(CommitOutcome::Known);

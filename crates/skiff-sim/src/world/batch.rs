@@ -5,11 +5,12 @@
 //! keeps its writes, sent messages fly), the rest is lost.
 
 use super::{World, WorldEvent};
-use crate::checker::{Failure, NodeView, Rule};
+use crate::app::AppState;
+use crate::checker::{durable_state, Failure, NodeView, Rule};
 use crate::network::Fate;
 use crate::rng::SimRng;
 use crate::trace::{hash_action, hash_event, Time};
-use skiff_core::{Action, Event, Message, NodeId, Term};
+use skiff_core::{Action, Bytes, CommitError, Event, LogIndex, Message, NodeId, Term};
 
 /// Event kinds, as mixed into the trace hash.
 pub(super) mod kind {
@@ -25,6 +26,9 @@ pub(super) mod kind {
     pub const SEND_FATE: u64 = 10;
     pub const STORAGE_FAULT: u64 = 11;
     pub const FORGE: u64 = 12;
+    pub const SNAPSHOT: u64 = 13;
+    pub const CHUNK_FATE: u64 = 14;
+    pub const CHUNK: u64 = 15;
 }
 
 /// What a machine is asked to do in a batch.
@@ -151,11 +155,37 @@ impl World {
                 "{now} {what} {id} from disk: term={term} voted_for={vote} last_index={last}"
             ));
         }
+        if let Err(failure) = self.restore_app(index, restart) {
+            self.fail(failure);
+            return;
+        }
         if restart {
             self.stats.restarts += 1;
-            self.checkers.restarted(id);
         }
         self.run_batch(index, Input::Start, None);
+    }
+
+    /// The application of node index `index`, (re)started from its disk's
+    /// snapshot (or from nothing, without one).
+    fn restore_app(&mut self, index: usize, restart: bool) -> Result<(), Failure> {
+        let node = &self.nodes[index];
+        let (id, meta) = (node.id, node.disk.snapshot());
+        let app = if meta == Default::default() {
+            AppState::default()
+        } else {
+            let Some(snapshot) = node.disk.current_snapshot() else {
+                let detail =
+                    format!("node {id} restarts from snapshot {meta}, whose data it lacks");
+                return Err(Failure::new(Rule::DurableState, vec![id], detail));
+            };
+            self.checkers.snapshot(id, &snapshot, "restarted from")?;
+            snapshot.state
+        };
+        self.nodes[index].app = app;
+        if restart {
+            self.checkers.restarted(id, meta, Some(&app))?;
+        }
+        Ok(())
     }
 
     /// Runs `input` through node index `index` and performs the batch.
@@ -180,6 +210,7 @@ impl World {
         };
         let total = actions.len();
         let mut synced = false;
+        self.log_reshaped = false;
         for (position, action) in actions.drain(..).enumerate() {
             if crash_at == Some(position) {
                 break;
@@ -205,6 +236,7 @@ impl World {
                 self.nodes[index].disk.sync();
                 self.end_batch(index);
                 self.note_repair(index);
+                self.maybe_take_snapshot(index);
             }
         }
     }
@@ -225,10 +257,13 @@ impl World {
         let Some(machine) = &node.machine else {
             return;
         };
-        if let Err(failure) = self
+        let mut checked = self
             .checkers
-            .end_batch(node.id, NodeView::of(machine), &node.disk)
-        {
+            .end_batch(node.id, NodeView::of(machine), &node.disk);
+        if checked.is_ok() && self.log_reshaped {
+            checked = durable_state::check_log(node.id, machine, &node.disk);
+        }
+        if let Err(failure) = checked {
             self.fail(failure);
         }
     }
@@ -244,19 +279,63 @@ impl World {
             }
         }
         match action {
+            Action::Send {
+                to,
+                message: Message::InstallSnapshotReq(req),
+            } => return self.send_snapshot(index, to, req),
             Action::Send { to, message } => self.send(index, to, message),
             Action::Alarm { ms } => self.arm_alarm(index, ms),
-            Action::Commit { data, result } => return self.commit(index, data, result),
-            persistence => {
-                // Unsynced until the batch's sync (see `run_batch`).
-                let disk = &mut self.nodes[index].disk;
-                disk.apply_owned(persistence).map_err(|refused| {
-                    let id = self.nodes[index].id;
-                    Failure::new(Rule::DurableState, vec![id], format!("node {id} {refused}"))
-                })?;
+            Action::Commit { data, result } => {
+                self.apply_commit(index, &data, result)?;
+                return self.commit(index, data, result);
             }
+            Action::SnapshotInstall { snapshot } => {
+                let installed = self.installed_snapshot(index, snapshot)?;
+                self.write_disk(index, action)?;
+                self.nodes[index].app = installed.state;
+                self.log_reshaped = true;
+            }
+            Action::LogCompact { .. } => {
+                self.write_disk(index, action)?;
+                self.log_reshaped = true;
+            }
+            persistence => self.write_disk(index, persistence)?,
         }
         Ok(())
+    }
+
+    /// Performs a persistence action or a compaction on the disk of node
+    /// index `index`.
+    fn write_disk(&mut self, index: usize, action: Action) -> Result<(), Failure> {
+        // Unsynced until the batch's sync (see `run_batch`).
+        let disk = &mut self.nodes[index].disk;
+        disk.apply_owned(action).map_err(|refused| {
+            let id = self.nodes[index].id;
+            Failure::new(Rule::DurableState, vec![id], format!("node {id} {refused}"))
+        })
+    }
+
+    /// A `Commit` of node index `index`: its application applies the entry.
+    fn apply_commit(
+        &mut self,
+        index: usize,
+        data: &Bytes,
+        result: Result<LogIndex, CommitError>,
+    ) -> Result<(), Failure> {
+        let Ok(at) = result else {
+            return Ok(()); // not committed here: nothing to apply
+        };
+        let node = &mut self.nodes[index];
+        let (id, before) = (node.id, node.app.applied);
+        node.app.apply(data);
+        if node.app.applied != at {
+            return Err(Failure::new(
+                Rule::AppliedState,
+                vec![id],
+                format!("node {id} committed index {at} after applying through {before}"),
+            ));
+        }
+        self.checkers.applied(id, &node.app)
     }
 
     /// Hands a message to the network.

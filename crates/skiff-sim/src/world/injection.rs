@@ -41,15 +41,10 @@ impl World {
             return;
         }
         self.schedule_after_gap(self.options.faults.crash_rate, WorldEvent::Crash);
-        let nodes = self.nodes.len();
-        let unavailable = self
-            .nodes
-            .iter()
-            .filter(|n| n.machine.is_none() || n.crash_armed)
-            .count();
-        if unavailable >= (nodes - (nodes / 2 + 1)).max(1) {
+        if !self.crash_allowed() {
             return;
         }
+        let nodes = self.nodes.len();
         let candidates: Vec<usize> = (0..nodes)
             .filter(|i| self.nodes[*i].machine.is_some() && !self.nodes[*i].crash_armed)
             .collect();
@@ -67,6 +62,18 @@ impl World {
                 "# crash of {id} armed for its next batch that persists"
             ));
         }
+    }
+
+    /// Whether one more node may crash: at most a minority is down or about
+    /// to go down at once (one node, in clusters of one or two).
+    pub(super) fn crash_allowed(&self) -> bool {
+        let nodes = self.nodes.len();
+        let unavailable = self
+            .nodes
+            .iter()
+            .filter(|n| n.machine.is_none() || n.crash_armed)
+            .count();
+        unavailable < (nodes - (nodes / 2 + 1)).max(1)
     }
 
     /// Node index `index` crashes: its machine and everything not on its
@@ -93,6 +100,7 @@ impl World {
             u64::from(mid_batch),
         );
         self.trace_world(format_args!("crash {id}"));
+        self.snapshots.crashed(index);
         self.crash_disk(index);
         let (low, high) = if self.rng.below(2) == 0 {
             DOWN_SHORT_US

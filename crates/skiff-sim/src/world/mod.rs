@@ -11,15 +11,18 @@
 //!
 //! The work is split by concern: `batch` runs one event through a machine
 //! and performs its actions, `injection` crashes, restarts and partitions,
-//! `clients` handles client requests, `storage` the disks' faults and
-//! `forgery` the forged messages of `--forge`.
+//! `clients` handles client requests, `storage` the disks' faults,
+//! `snapshots` the nodes' snapshots and their transfers, and `forgery` the
+//! forged messages of `--forge`.
 
 mod batch;
 mod clients;
 mod forgery;
 mod injection;
+mod snapshots;
 mod storage;
 
+use crate::app::AppState;
 use crate::checker::{Checkers, Failure, Violation};
 use crate::client::Client;
 use crate::durable::Durable;
@@ -63,6 +66,13 @@ enum WorldEvent {
     LivenessDeadline,
     /// A forged message reaches a node (`forgery.rs`).
     Forge,
+    /// A chunk of a snapshot transfer arrives (`snapshots.rs`).
+    Chunk {
+        from: usize,
+        to: usize,
+        transfer: u64,
+        chunk: usize,
+    },
 }
 
 /// One member of the cluster.
@@ -88,6 +98,9 @@ struct SimNode {
     crash_armed: bool,
     /// Synced records of its disk were damaged since it last started.
     damage_pending: bool,
+    /// Its application's state: the committed entries it applied, from its
+    /// snapshot on.
+    app: AppState,
 }
 
 impl SimNode {
@@ -126,6 +139,11 @@ pub struct World {
     text_from_step: u64,
     /// The liveness bound passed in a mode that does not check liveness.
     ended: bool,
+    /// Snapshots and their transfers (`snapshots.rs`).
+    snapshots: snapshots::Snapshots,
+    /// The batch in progress compacted or replaced the log: its end
+    /// compares the machine's whole log with the disk's.
+    log_reshaped: bool,
 }
 
 /// What a finished run returns to the runner.
@@ -158,8 +176,10 @@ impl World {
                 incarnation: 0,
                 crash_armed: false,
                 damage_pending: false,
+                app: AppState::default(),
             })
             .collect();
+        let snapshots = snapshots::Snapshots::draw(options, &mut rng);
         World {
             config,
             rng,
@@ -180,6 +200,8 @@ impl World {
             violation: None,
             text_from_step: 0,
             ended: false,
+            snapshots,
+            log_reshaped: false,
             options: options.clone(),
         }
     }
@@ -229,7 +251,8 @@ impl World {
             self.trace.line(format_args!(
                 "# seed={} nodes={} clients={} {limit} faults={} loss={} dup={} slow={} \
                  partition_rate={} crash_rate={} election={} heartbeat={} inflight_max={} \
-                 entries_per_message_max={} disk_faults={} forgeries={}",
+                 entries_per_message_max={} disk_faults={} forgeries={} compact_every={} \
+                 chunk_bytes={}",
                 o.seed,
                 o.nodes,
                 o.clients,
@@ -244,7 +267,9 @@ impl World {
                 c.inflight_max,
                 c.entries_per_message_max,
                 o.disk_faults,
-                o.forgeries
+                o.forgeries,
+                self.snapshots.every(),
+                self.snapshots.chunk_bytes()
             ));
         }
         for index in 0..self.nodes.len() {
@@ -276,6 +301,12 @@ impl World {
             WorldEvent::QuietStart => self.start_quiet(),
             WorldEvent::LivenessDeadline => self.liveness_deadline(),
             WorldEvent::Forge => self.forge(),
+            WorldEvent::Chunk {
+                from,
+                to,
+                transfer,
+                chunk,
+            } => self.chunk_arrives(from, to, transfer, chunk),
         }
     }
 

@@ -99,16 +99,20 @@ impl World {
     /// index `index`, if it has any.
     fn damage(&mut self, index: usize) {
         let disk = &self.nodes[index].disk;
-        let synced = disk.synced_last_index().0;
+        // The synced records after the log's base: what its snapshot covers
+        // is no longer read back.
+        let base = disk.base().index.0;
+        let synced = disk.synced_last_index().0 - base;
         if synced == 0 {
             return;
         }
-        let from = if self.rng.below(3) < 2 {
-            let quarter = synced.div_ceil(4);
-            self.rng.between(synced - quarter + 1, synced + 1)
-        } else {
-            self.rng.between(1, synced + 1)
-        };
+        let from = base
+            + if self.rng.below(3) < 2 {
+                let quarter = synced.div_ceil(4);
+                self.rng.between(synced - quarter + 1, synced + 1)
+            } else {
+                self.rng.between(1, synced + 1)
+            };
         let kinds = [
             StorageFault::BitFlip,
             StorageFault::LostFsync,
