@@ -523,7 +523,6 @@ async fn a_restart_from_a_snapshot_applies_only_the_short_log_after_it() {
 /// 200,000 writes restarts after the leader compacted past its log, and
 /// catches up through the leader's snapshot (streamed by the transport).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the snapshot transfer of the transport (Transport::send_snapshot)"]
 async fn a_follower_stopped_for_200000_writes_catches_up_through_a_snapshot() {
     const WRITES: u64 = 200_000;
     let dir = tempfile::tempdir().unwrap();

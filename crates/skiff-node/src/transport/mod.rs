@@ -233,13 +233,6 @@ impl Transport {
     /// term); a transfer of another snapshot to `to` is replaced. A file
     /// that vanished ends the transfer quietly: the leader asks again with
     /// its newer snapshot.
-    #[cfg_attr(
-        not(test),
-        allow(
-            dead_code,
-            reason = "the event loop calls it once the snapshot work in the node lands"
-        )
-    )]
     pub fn send_snapshot(&self, to: NodeId, req: InstallSnapshotReq, file: PathBuf) {
         let Some(dialer) = self.dialers.get(&to) else {
             tracing::error!(%to, "no such peer; snapshot not sent");

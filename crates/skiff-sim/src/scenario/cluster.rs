@@ -226,6 +226,17 @@ impl Cluster {
         if !receiver_up {
             return Ok(());
         }
+        if let Message::InstallSnapshotReq(req) = &envelope.message {
+            // The snapshot's data travels with it: the sender's current
+            // snapshot, if it is still the one named; otherwise the
+            // transfer fails and the message is lost.
+            match self.node(from).current_snapshot() {
+                Some(snapshot) if snapshot.meta == req.snapshot => {
+                    self.node_mut(to).receive_snapshot(snapshot)
+                }
+                _ => return Ok(()),
+            }
+        }
         let summary = envelope.message.to_string();
         let event = Event::Receive {
             from,

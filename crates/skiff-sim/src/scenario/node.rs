@@ -1,13 +1,17 @@
 //! One machine as a scenario drives it: the machine (absent while crashed),
-//! what it persisted, the batch of its latest event, and what it committed.
-//! Both runners use it, so the checks on every batch are the same in both
-//! modes.
+//! what it persisted, the batch of its latest event, what it committed, and
+//! its application (the simulator's folded state), which its snapshots
+//! capture. Both runners use it, so the checks on every batch are the same
+//! in both modes.
 
 use super::check::{check_durable_agrees, check_persistence_first};
 use super::report::StateSummary;
+use crate::app::{AppState, Snapshot};
 use crate::durable::Durable;
 use skiff_core::render::DataText;
-use skiff_core::{Action, Bytes, Config, Event, LogIndex, Machine, StartState, StateError};
+use skiff_core::{
+    Action, Bytes, Config, Event, LogIndex, Machine, SnapshotMeta, StartState, StateError,
+};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -24,19 +28,25 @@ pub(crate) struct Node {
     /// The last index committed in this lifetime: the next commit must be
     /// the one after it, since a machine reports each entry once, in order.
     lifetime_commit: LogIndex,
+    /// The application: the committed data folded in order, and its state
+    /// after each index applied (what a snapshot through that index holds).
+    app: AppState,
+    app_history: BTreeMap<LogIndex, AppState>,
 }
 
 impl Node {
     /// A node in `state`, which counts as already persisted.
     pub(crate) fn with_state(config: Config, state: StartState) -> Result<Node, StateError> {
-        // TEMPORARY until the simulator's disk models snapshots: the
-        // entries the snapshot covers stand in as copies of its term.
-        let mut padded =
-            vec![skiff_core::Entry::new(state.snapshot.term, ""); state.snapshot.index.0 as usize];
-        padded.extend(state.log.iter().cloned());
-        let durable = Durable::new(state.hard_state, padded);
-        let lifetime_commit = state.commit_index;
+        // A snapshot given in the set-up has no application state to go
+        // with it: nothing before it was applied here.
+        let durable = Durable::with_snapshot(
+            state.hard_state,
+            state.snapshot,
+            None,
+            state.log.clone(),
+        );
         let machine = Machine::with_state(config.clone(), state)?;
+        let lifetime_commit = machine.commit_index();
         Ok(Node {
             config,
             machine: Some(machine),
@@ -44,6 +54,8 @@ impl Node {
             batch: None,
             committed: BTreeMap::new(),
             lifetime_commit,
+            app: AppState::default(),
+            app_history: BTreeMap::new(),
         })
     }
 
@@ -70,14 +82,47 @@ impl Node {
         self.perform(actions, outcome.map_err(panic_message), as_batch)
     }
 
+    /// The snapshot this node would send a follower: its current one, with
+    /// the application state it holds, if it has one.
+    pub(crate) fn current_snapshot(&self) -> Option<Snapshot> {
+        self.durable.current_snapshot()
+    }
+
+    /// A peer's snapshot arrived whole and durable, ahead of the
+    /// `InstallSnapshotReq` that names it.
+    pub(crate) fn receive_snapshot(&mut self, snapshot: Snapshot) {
+        self.durable.receive_snapshot(snapshot);
+    }
+
     /// Hands `event` to the machine and performs the batch it answers with.
+    /// Before a `SnapshotTaken`, the application captures its state through
+    /// that index in a durable snapshot, as a driver does, when it can (an
+    /// index it never applied, or one the disk cannot name, is left to the
+    /// machine to ignore).
     pub(crate) fn step(&mut self, event: Event) -> Result<(), String> {
+        if let Event::SnapshotTaken { index } = event {
+            self.capture(index);
+        }
         let Some(machine) = self.machine.as_mut() else {
             return Err("the node is crashed".to_string());
         };
         let mut actions = Vec::new();
         let outcome = catch_unwind(AssertUnwindSafe(|| machine.step(event, &mut actions)));
         self.perform(actions, outcome.map_err(panic_message), true)
+    }
+
+    fn capture(&mut self, index: LogIndex) {
+        let (Some(state), Some(term)) = (self.app_history.get(&index), self.durable.term_at(index))
+        else {
+            return;
+        };
+        let snapshot = Snapshot {
+            meta: SnapshotMeta { index, term },
+            state: *state,
+        };
+        // Refused only for a snapshot that is not past the current one,
+        // which the machine ignores as well.
+        let _ = self.durable.store_snapshot(snapshot);
     }
 
     /// Loses the machine and the last batch; keeps what was persisted.
@@ -101,8 +146,14 @@ impl Node {
         };
         let machine =
             restored.map_err(|e| format!("the machine refuses its persisted state: {e}"))?;
-        // A machine restored from a snapshot reports commits after it.
+        // A machine restored from a snapshot reports commits after it; the
+        // application restarts from the snapshot's state.
         self.lifetime_commit = machine.commit_index();
+        self.app = self
+            .durable
+            .current_snapshot()
+            .map_or_else(AppState::default, |snapshot| snapshot.state);
+        self.app_history.retain(|index, _| *index <= self.app.applied);
         self.machine = Some(machine);
         self.start(true)
     }
@@ -150,13 +201,30 @@ impl Node {
                 Action::Commit {
                     data,
                     result: Ok(index),
-                } => record_commit(&mut self.committed, &mut self.lifetime_commit, *index, data)?,
+                } => {
+                    record_commit(&mut self.committed, &mut self.lifetime_commit, *index, data)?;
+                    self.app.apply(data);
+                    self.app_history.insert(*index, self.app);
+                }
                 // The entries an installed snapshot covers are committed
-                // without a report; the next report follows the snapshot.
-                Action::SnapshotInstall { snapshot } => self.lifetime_commit = snapshot.index,
+                // without a report; the next report follows the snapshot,
+                // and the application takes the snapshot's state.
+                Action::SnapshotInstall { snapshot } => {
+                    self.lifetime_commit = snapshot.index;
+                    self.app = self.durable.current_snapshot().map_or(
+                        AppState {
+                            applied: snapshot.index,
+                            ..AppState::default()
+                        },
+                        |installed| installed.state,
+                    );
+                    self.app_history.insert(snapshot.index, self.app);
+                }
                 _ => {}
             }
         }
+        // A received snapshot the batch did not install is deleted.
+        self.durable.discard_received();
         // A scenario's driver syncs each batch before the next event, so a
         // crash (always between events) loses none of it.
         self.durable.sync();
