@@ -175,6 +175,8 @@ fn write_pristine() -> Pristine {
         .expect("listing the directory")
         .map(|entry| entry.expect("a directory entry").path())
         .filter(|path| path.file_name().is_some_and(|name| name != "lock"))
+        // Files only: the directory also holds `snapshots/` (empty here).
+        .filter(|path| path.is_file())
         .map(|path| {
             let name = path
                 .file_name()

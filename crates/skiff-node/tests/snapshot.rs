@@ -173,17 +173,18 @@ async fn write(
     last
 }
 
+/// The bytes of the files under `dir`. The node may delete a segment or a
+/// snapshot while it is walked: a file that vanished counts as nothing.
 fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|item| {
-            let item = item.unwrap();
-            let kind = item.file_type().unwrap();
-            if kind.is_dir() {
-                dir_bytes(&item.path())
-            } else {
-                item.metadata().unwrap().len()
-            }
+    let Ok(items) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    items
+        .filter_map(Result::ok)
+        .map(|item| match item.metadata() {
+            Ok(meta) if meta.is_dir() => dir_bytes(&item.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
         })
         .sum()
 }

@@ -39,12 +39,8 @@ impl Node {
     pub(crate) fn with_state(config: Config, state: StartState) -> Result<Node, StateError> {
         // A snapshot given in the set-up has no application state to go
         // with it: nothing before it was applied here.
-        let durable = Durable::with_snapshot(
-            state.hard_state,
-            state.snapshot,
-            None,
-            state.log.clone(),
-        );
+        let durable =
+            Durable::with_snapshot(state.hard_state, state.snapshot, None, state.log.clone());
         let machine = Machine::with_state(config.clone(), state)?;
         let lifetime_commit = machine.commit_index();
         Ok(Node {
@@ -153,7 +149,8 @@ impl Node {
             .durable
             .current_snapshot()
             .map_or_else(AppState::default, |snapshot| snapshot.state);
-        self.app_history.retain(|index, _| *index <= self.app.applied);
+        self.app_history
+            .retain(|index, _| *index <= self.app.applied);
         self.machine = Some(machine);
         self.start(true)
     }
