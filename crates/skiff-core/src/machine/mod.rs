@@ -277,14 +277,7 @@ impl Machine {
         hard_state: HardState,
         log: Vec<Entry>,
     ) -> Result<Machine, StateError> {
-        Machine::with_state(
-            config,
-            StartState {
-                hard_state,
-                log,
-                ..StartState::default()
-            },
-        )
+        Machine::restore_from_snapshot(config, SnapshotMeta::default(), hard_state, log)
     }
 
     /// A node restarted from its newest snapshot and what it persisted

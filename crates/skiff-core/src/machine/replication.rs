@@ -62,20 +62,10 @@ impl Machine {
         resp: AppendEntriesResp,
         actions: &mut Vec<Action>,
     ) {
-        if resp.term != self.hard_state.term {
-            return; // a newer term was handled in `step`; an older one is stale
-        }
-        let RoleState::Leader { followers } = &self.role else {
+        let acknowledged = resp.success.then_some(resp.index);
+        let Some(position) = self.follower_answering(from, resp.term, acknowledged) else {
             return;
         };
-        let Some(position) = followers.iter().position(|(peer, _)| *peer == from) else {
-            return;
-        };
-        let sent_through = followers[position].1.sent_through();
-        debug_assert!(sent_through <= self.log.last_index());
-        if resp.success && self.acknowledges_unsent(from, resp.index, sent_through) {
-            return;
-        }
         let RoleState::Leader { followers } = &mut self.role else {
             return;
         };
@@ -98,6 +88,32 @@ impl Machine {
         }
         if let Some((mut replicator, followers)) = self.replicator() {
             replicator.send_pending(from, &mut followers[position].1);
+        }
+    }
+
+    /// The position of follower `from` among the leader's followers, for an
+    /// answer of `term` that acknowledges `acknowledged` (if anything): `None`
+    /// when this node is not leading `term` (a newer term was handled in
+    /// `step`; an older answer is stale), `from` is not a follower, or the
+    /// answer acknowledges what was never sent to it (rejected).
+    pub(super) fn follower_answering(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        acknowledged: Option<LogIndex>,
+    ) -> Option<usize> {
+        if term != self.hard_state.term {
+            return None;
+        }
+        let RoleState::Leader { followers } = &self.role else {
+            return None;
+        };
+        let position = followers.iter().position(|(peer, _)| *peer == from)?;
+        let sent_through = followers[position].1.sent_through();
+        debug_assert!(sent_through <= self.log.last_index());
+        match acknowledged {
+            Some(index) if self.acknowledges_unsent(from, index, sent_through) => None,
+            _ => Some(position),
         }
     }
 

@@ -142,19 +142,9 @@ impl Machine {
 // The leader hears back.
 impl Machine {
     pub(super) fn handle_install_snapshot_resp(&mut self, from: NodeId, resp: InstallSnapshotResp) {
-        if resp.term != self.hard_state.term {
-            return; // a newer term was handled in `step`; an older one is stale
-        }
-        let RoleState::Leader { followers } = &self.role else {
+        let Some(position) = self.follower_answering(from, resp.term, Some(resp.index)) else {
             return;
         };
-        let Some(position) = followers.iter().position(|(peer, _)| *peer == from) else {
-            return;
-        };
-        let sent_through = followers[position].1.sent_through();
-        if self.acknowledges_unsent(from, resp.index, sent_through) {
-            return;
-        }
         let RoleState::Leader { followers } = &mut self.role else {
             return;
         };
