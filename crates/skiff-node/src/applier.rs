@@ -1,6 +1,13 @@
-//! The thread that runs the application's [`StateMachine`]: it applies
+//! The task that runs the application's [`StateMachine`]: it applies
 //! the committed entries the event loop hands it, restores the state from
 //! a snapshot file, and takes snapshots, by the policy or on request.
+//!
+//! It runs on the node's own thread, beside the event loop (as the
+//! application's tasks may, see `NodeHandle::runtime`): an entry reaches it,
+//! and its answer reaches a client's connection task, without waking
+//! another thread. Applying is the application's quick, in-memory work;
+//! what may take long leaves the thread: a restore reads its file on the
+//! blocking pool, and a snapshot is written by a thread of its own.
 //!
 //! Everything reaches it through one ordered channel, so that a restore or
 //! a snapshot falls exactly between the entries before and after it. The
@@ -65,7 +72,8 @@ pub struct SnapshotPlace {
 
 /// The applier's end of things: its state machine and where it stands.
 struct Applier<S> {
-    state_machine: S,
+    /// Away only while a restore runs on the blocking pool.
+    state_machine: Option<S>,
     place: SnapshotPlace,
     /// The last entry applied (or the snapshot restored).
     applied: SnapshotMeta,
@@ -104,11 +112,11 @@ pub fn restore<S: StateMachine>(
     })
 }
 
-/// Starts the applier's thread for `state_machine`, whose state is as of
-/// `applied` (the snapshot restored at start, or 0:0). It ends when the
-/// sender of `inputs` is dropped, after the snapshot being written (if
-/// any) is done.
-pub fn spawn<S: StateMachine>(
+/// The applier for `state_machine`, whose state is as of `applied` (the
+/// snapshot restored at start, or 0:0), as a future for the node's runtime
+/// to run. It ends when the sender of `inputs` is dropped, after the
+/// snapshot being written (if any) is done.
+pub fn prepare<S: StateMachine>(
     state_machine: S,
     applied: SnapshotMeta,
     place: SnapshotPlace,
@@ -117,10 +125,10 @@ pub fn spawn<S: StateMachine>(
         mpsc::UnboundedReceiver<ApplierInput>,
     ),
     events: mpsc::UnboundedSender<ApplierEvent>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> ApplierTask {
     let (sender, receiver) = inputs;
     let applier = Applier {
-        state_machine,
+        state_machine: Some(state_machine),
         place,
         applied,
         last_snapshot: applied.index,
@@ -134,24 +142,29 @@ pub fn spawn<S: StateMachine>(
         events,
     };
     drop(sender);
-    std::thread::Builder::new()
-        .name(format!("skiff-applier-{}", applier.place.identity.node_id))
-        .spawn(move || applier.run(receiver))
+    Box::pin(applier.run(receiver))
 }
 
+/// The applier's work, to be spawned on the node's runtime.
+pub type ApplierTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The state machine is away only while a restore runs, which the applier
+/// awaits before it takes its next input.
+const STATE_MACHINE_IS_BACK: &str = "the state machine is back after every restore";
+
 impl<S: StateMachine> Applier<S> {
-    fn run(mut self, mut inputs: mpsc::UnboundedReceiver<ApplierInput>) {
-        while let Some(input) = inputs.blocking_recv() {
+    async fn run(mut self, mut inputs: mpsc::UnboundedReceiver<ApplierInput>) {
+        while let Some(input) = inputs.recv().await {
             match input {
                 ApplierInput::Entry(entry) => self.apply(entry),
-                ApplierInput::Restore(snapshot) => self.restore(snapshot),
+                ApplierInput::Restore(snapshot) => self.restore(snapshot).await,
                 ApplierInput::SnapshotNow(reply) => self.snapshot_now(reply),
                 ApplierInput::Written(result) => self.written(result),
             }
         }
         // The node stops once the snapshot being written is complete.
         if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
     }
 
@@ -166,7 +179,10 @@ impl<S: StateMachine> Applier<S> {
         };
         self.entries_since += 1;
         self.bytes_since += entry.data.len() as u64;
-        self.state_machine.apply(entry);
+        self.state_machine
+            .as_mut()
+            .expect(STATE_MACHINE_IS_BACK)
+            .apply(entry);
         if self.due() && !self.writing {
             self.take();
         }
@@ -179,12 +195,31 @@ impl<S: StateMachine> Applier<S> {
             || (policy.bytes > 0 && self.bytes_since >= policy.bytes)
     }
 
-    fn restore(&mut self, snapshot: StoredSnapshot) {
-        match restore(
-            &mut self.state_machine,
-            &snapshot,
-            self.place.identity.cluster_id,
-        ) {
+    /// Restores from `snapshot` on the blocking pool: reading a large file
+    /// must not hold up the event loop that shares this thread.
+    async fn restore(&mut self, snapshot: StoredSnapshot) {
+        let mut state_machine = self.state_machine.take().expect(STATE_MACHINE_IS_BACK);
+        let cluster_id = self.place.identity.cluster_id;
+        let file = snapshot.clone();
+        let restored = tokio::task::spawn_blocking(move || {
+            let outcome = restore(&mut state_machine, &file, cluster_id);
+            (state_machine, outcome)
+        })
+        .await;
+        let outcome = match restored {
+            Ok((state_machine, outcome)) => {
+                self.state_machine = Some(state_machine);
+                outcome
+            }
+            Err(e) => {
+                // The state machine panicked; without it nothing goes on.
+                let _ = self
+                    .events
+                    .send(ApplierEvent::Failed(format!("the restore failed: {e}")));
+                return;
+            }
+        };
+        match outcome {
             Ok(()) => {
                 tracing::info!(snapshot = %snapshot.meta, "the state machine restored a leader's snapshot");
                 self.applied = snapshot.meta;
@@ -213,7 +248,11 @@ impl<S: StateMachine> Applier<S> {
     /// writes it on a thread of its own.
     fn take(&mut self) {
         let meta = self.applied;
-        let writer = self.state_machine.snapshot();
+        let writer = self
+            .state_machine
+            .as_ref()
+            .expect(STATE_MACHINE_IS_BACK)
+            .snapshot();
         self.writing = true;
         self.last_snapshot = meta.index;
         self.entries_since = 0;

@@ -144,7 +144,7 @@ pub struct LimitsConfig {
 /// see each `*_DEFAULT` constant.
 ///
 /// Only a node started with a [`StateMachine`](crate::StateMachine) takes
-/// snapshots (its applier thread counts what it applied); a node without
+/// snapshots (its applier counts what it applied); a node without
 /// one never compacts its log, but still installs a leader's snapshot when
 /// it needs entries the leader no longer holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

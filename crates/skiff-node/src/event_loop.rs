@@ -53,7 +53,7 @@
 //!
 //! # Snapshots
 //!
-//! With a state machine, the loop feeds the applier thread (see `applier`)
+//! With a state machine, the loop feeds the applier task (see `applier`)
 //! the committed, durable entries, as it feeds subscriptions. When the
 //! applier has written a snapshot, the loop makes it the storage's current
 //! one, steps `SnapshotTaken`, and performs the `LogCompact` the machine
@@ -137,7 +137,7 @@ struct Subscriber {
     overtaken: Arc<OnceLock<SnapshotMeta>>,
 }
 
-/// The loop's end of the applier thread.
+/// The loop's end of the applier.
 pub struct ApplierLink {
     /// In order: entries, restores, snapshot requests.
     pub inputs: mpsc::UnboundedSender<ApplierInput>,
@@ -145,8 +145,9 @@ pub struct ApplierLink {
     pub events: mpsc::UnboundedReceiver<ApplierEvent>,
     /// The next entry to hand it.
     pub next: LogIndex,
-    /// The applier's thread, joined when the node stops.
-    pub thread: Option<std::thread::JoinHandle<()>>,
+    /// The applier's work, spawned on the node's runtime when the event
+    /// loop starts, and awaited when the node stops.
+    pub task: Option<crate::applier::ApplierTask>,
 }
 
 /// Where snapshots come from and go.
@@ -632,7 +633,7 @@ impl EventLoop {
                     data: entry.data.clone(),
                 };
                 if applier.inputs.send(ApplierInput::Entry(committed)).is_err() {
-                    // The applier's thread ended (the application panicked).
+                    // The applier ended (the application panicked).
                     self.applier_failed = Some("the state machine's thread ended".to_string());
                     break;
                 }

@@ -61,7 +61,7 @@ pub struct Subscription {
 }
 
 /// Restores the application from the snapshot recovery found (if any) and
-/// starts its applier thread: built by [`Node::start_with_state_machine`]
+/// starts its applier: built by [`Node::start_with_state_machine`]
 /// around the application, called once the data directory is recovered.
 type StartApplier = Box<
     dyn FnOnce(Option<&StoredSnapshot>, SnapshotPlace) -> Result<ApplierLink, StartError> + Send,
@@ -163,7 +163,7 @@ impl Node {
 
     /// Like [`Node::start_with_listener`], with the application's state
     /// machine: the node restores it from its newest snapshot (if it has
-    /// one), applies the committed log after it on a thread of its own,
+    /// one), applies the committed log after it (on the node's thread),
     /// snapshots it by the `[snapshot]` policy (or on
     /// [`NodeHandle::snapshot_now`]) while it goes on applying, discards the
     /// log the snapshots cover, and restores it from a leader's snapshot
@@ -192,19 +192,18 @@ impl Node {
                 None => SnapshotMeta::default(),
             };
             let (inputs, events) = (mpsc::unbounded_channel(), mpsc::unbounded_channel());
-            let thread = applier::spawn(
+            let task = applier::prepare(
                 state_machine,
                 applied,
                 place,
                 (inputs.0.clone(), inputs.1),
                 events.0,
-            )
-            .map_err(StartError::Thread)?;
+            );
             Ok(ApplierLink {
                 inputs: inputs.0,
                 events: events.1,
                 next: applied.index.next(),
-                thread: Some(thread),
+                task: Some(task),
             })
         });
         Node::launch(config, id, listener, Some(start)).await
@@ -607,7 +606,10 @@ async fn run_event_loop(
     };
     let _ = bound.send(Ok(tokio::runtime::Handle::current()));
     let mut applier = parts.applier;
-    let applier_thread = applier.as_mut().and_then(|link| link.thread.take());
+    // On this thread, beside the loop (see `applier`).
+    let applier_task = (applier.as_mut())
+        .and_then(|link| link.task.take())
+        .map(tokio::spawn);
     let event_loop = EventLoop::new(
         parts.machine,
         parts.storage,
@@ -623,8 +625,8 @@ async fn run_event_loop(
     let outcome = event_loop.run().await;
     // The loop dropped the applier's channel: it applies what it was
     // handed, finishes the snapshot it writes, and ends.
-    if let Some(thread) = applier_thread {
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    if let Some(task) = applier_task {
+        let _ = task.await;
     }
     outcome
 }
