@@ -294,9 +294,14 @@ impl Storage {
     }
 
     /// Deletes the log segments whose entries a snapshot through `through`
-    /// covers (`LogCompact`). Returns how many went.
+    /// covers (`LogCompact`), as far as the snapshot kept before the current
+    /// one covers them too: the log must still reach back to that one, so
+    /// that a restart whose current snapshot turns out damaged falls back to
+    /// it and replays the log after it. The log on disk thus spans up to two
+    /// snapshot intervals. Returns how many segments went.
     pub fn compact(&mut self, through: LogIndex) -> Result<usize, StorageError> {
-        let through = through.min(self.snapshot().index);
+        let previous = (self.snapshots.previous()).map_or(LogIndex::ZERO, |s| s.meta.index);
+        let through = through.min(self.snapshot().index).min(previous);
         match &mut self.wal {
             Ok(wal) => wal.compact(through),
             Err(_) => Ok(0),

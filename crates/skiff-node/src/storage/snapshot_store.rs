@@ -106,6 +106,12 @@ impl SnapshotStore {
         self.kept.first()
     }
 
+    /// The snapshot kept before the current one, if any: what a restart
+    /// falls back to when the current one does not verify.
+    pub fn previous(&self) -> Option<&StoredSnapshot> {
+        self.kept.get(1)
+    }
+
     /// The file of a kept snapshot `meta`, for a transfer.
     pub fn path_of(&self, meta: SnapshotMeta) -> Option<&Path> {
         self.kept

@@ -14,7 +14,8 @@ fn meta(index: u64, term: u64) -> SnapshotMeta {
 }
 
 /// Takes a snapshot `meta` whose application bytes say so, as the node
-/// does: written, added, then the log it covers compacted when `compact`.
+/// does: written, added, then the log compacted when `compact` (as far as
+/// the snapshot kept before it covers: see `Storage::compact`).
 fn take_snapshot(storage: &mut Storage, meta: SnapshotMeta, compact: bool) -> StoredSnapshot {
     let identity = storage.identity();
     let taken = write_snapshot(storage.snapshot_dir(), identity, meta, 16, |out| {
@@ -38,9 +39,18 @@ fn compaction_deletes_covered_segments_and_a_restart_replays_only_the_rest() {
     write_log(dir.path(), 60, SMALL_SEGMENTS);
     let before = segment_count(dir.path());
     let (mut storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    take_snapshot(&mut storage, meta(20, 1), true);
+    assert_eq!(
+        segment_count(dir.path()),
+        before,
+        "the first snapshot has none before it to fall back to: the log stays whole"
+    );
     take_snapshot(&mut storage, meta(40, 1), true);
     let after = segment_count(dir.path());
-    assert!(after < before / 2, "{before} segments, then {after}");
+    assert!(
+        after < before * 5 / 6,
+        "the segments the snapshot before the current one covers go: {before}, then {after}"
+    );
     drop(storage);
 
     let (mut storage, recovered) = open(dir.path(), SMALL_SEGMENTS).unwrap();
@@ -73,6 +83,7 @@ fn a_compaction_cut_short_leaves_segments_recovery_removes() {
         .map(|p| (p.clone(), fs::read(p).unwrap()))
         .collect();
     let (mut storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    take_snapshot(&mut storage, meta(20, 1), true);
     take_snapshot(&mut storage, meta(40, 1), true);
     drop(storage);
     // The manifest was stored; the deletions "did not happen".
@@ -90,6 +101,7 @@ fn a_compacted_log_still_tells_missing_segments_and_a_missing_start() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), 60, SMALL_SEGMENTS);
     let (mut storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    let older = take_snapshot(&mut storage, meta(20, 1), true);
     let taken = take_snapshot(&mut storage, meta(40, 1), true);
     drop(storage);
     let first = segment_files(dir.path()).unwrap()[0].clone();
@@ -103,12 +115,14 @@ fn a_compacted_log_still_tells_missing_segments_and_a_missing_start() {
     assert_eq!(damage.path, first);
     assert!(damage.reason.contains("missing segment"), "{damage}");
 
-    // Without its snapshot, the log starts too late: damage, not compaction.
-    let snapshot = copy
-        .path()
-        .join("snapshots")
-        .join(taken.path.file_name().unwrap());
-    fs::remove_file(snapshot).unwrap();
+    // Without its snapshots, the log starts too late: damage, not compaction.
+    for kept in [&older, &taken] {
+        let snapshot = copy
+            .path()
+            .join("snapshots")
+            .join(kept.path.file_name().unwrap());
+        fs::remove_file(snapshot).unwrap();
+    }
     let (_, recovered) = open(copy.path(), SMALL_SEGMENTS).unwrap();
     let damage = recovered
         .damage
@@ -129,9 +143,10 @@ fn a_damaged_newest_snapshot_is_reported_and_the_previous_one_used() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), 60, SMALL_SEGMENTS);
     let (mut storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    take_snapshot(&mut storage, meta(10, 1), true);
     take_snapshot(&mut storage, meta(20, 1), true);
-    // Taken but not compacted to yet: the log reaches back to 20.
-    let newest = take_snapshot(&mut storage, meta(40, 1), false);
+    // Compacted to as the node does: the log still reaches back to 20.
+    let newest = take_snapshot(&mut storage, meta(40, 1), true);
     drop(storage);
     damage_snapshot(&newest.path);
     let (storage, recovered) = open(dir.path(), SMALL_SEGMENTS).unwrap();
@@ -148,7 +163,11 @@ fn a_damaged_newest_snapshot_the_log_no_longer_covers_is_refused_naming_both() {
     write_log(dir.path(), 60, SMALL_SEGMENTS);
     let (mut storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
     let older = take_snapshot(&mut storage, meta(20, 1), true);
-    let newest = take_snapshot(&mut storage, meta(50, 1), true);
+    // A leader's snapshot replaces the whole log: it no longer reaches
+    // back to the older one.
+    let received = receive(&storage, meta(100, 2));
+    let newest = storage.install_snapshot(meta(100, 2), &received).unwrap();
+    storage.sync().unwrap();
     drop(storage);
     damage_snapshot(&newest.path);
     let error = open(dir.path(), SMALL_SEGMENTS).unwrap_err();
@@ -231,6 +250,7 @@ fn check_reports_the_snapshot_and_judges_the_log_after_it() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), 60, SMALL_SEGMENTS);
     let (mut storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    take_snapshot(&mut storage, meta(20, 1), true);
     let taken = take_snapshot(&mut storage, meta(40, 1), true);
     drop(storage);
     let report = check(dir.path()).unwrap();
@@ -244,8 +264,11 @@ fn check_reports_the_snapshot_and_judges_the_log_after_it() {
     damage_snapshot(&taken.path);
     let report = check(dir.path()).unwrap();
     let text = report.to_string();
-    assert!(report.needs_repair(), "{text}");
     assert!(text.contains("snapshot DAMAGED"), "{text}");
-    assert!(text.contains("refuse to start"), "{text}");
+    assert!(text.contains("use the one before"), "{text}");
+    assert!(
+        !text.contains("refuse to start"),
+        "the log reaches back to the one before: {text}"
+    );
     assert!(taken.path.exists(), "check changes nothing");
 }
