@@ -11,7 +11,7 @@ use skiff_node::{
 };
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -412,18 +412,7 @@ async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restar
         index: LogIndex(100),
         term: Term(4),
     };
-    let incoming = data_dir.join("snapshots").join("incoming");
-    std::fs::create_dir_all(&incoming).unwrap();
-    let leader = skiff_node::storage::Identity {
-        cluster_id: 14,
-        node_id: 2,
-    };
-    let written = skiff_node::storage::write_snapshot(&incoming, leader, snapshot, 8, |out| {
-        out.write_all(b"colour=blue\nshape=round\n")
-    })
-    .unwrap();
-    let received = incoming.join(format!("from-2-{}-{}.snap", snapshot.index, snapshot.term));
-    std::fs::rename(&written.path, &received).unwrap();
+    let received = leave_received(&data_dir, 14, snapshot, b"colour=blue\nshape=round\n");
 
     let req = InstallSnapshotReq {
         term: Term(5),
@@ -461,6 +450,86 @@ async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restar
     assert_eq!(status.term, Term(5));
     assert_eq!(restarted.seen().restored, [snapshot]);
     assert_eq!(restarted.seen().map.len(), 2);
+    node.shutdown().await.unwrap();
+}
+
+/// A snapshot file as node 1's transport leaves it once received from
+/// node 2: whole and durable, under the name the event loop looks for.
+fn leave_received(
+    data_dir: &Path,
+    cluster_id: u64,
+    snapshot: SnapshotMeta,
+    state: &[u8],
+) -> PathBuf {
+    let incoming = data_dir.join("snapshots").join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let leader = skiff_node::storage::Identity {
+        cluster_id,
+        node_id: 2,
+    };
+    let written = skiff_node::storage::write_snapshot(&incoming, leader, snapshot, 8, |out| {
+        out.write_all(state)
+    })
+    .unwrap();
+    let received = incoming.join(format!("from-2-{}-{}.snap", snapshot.index, snapshot.term));
+    std::fs::rename(&written.path, &received).unwrap();
+    received
+}
+
+/// A received file that fails its checksums (the disk lied after the
+/// transport checked it) is deleted and its message dropped: the machine
+/// never hears of it, so it never resets to a snapshot it cannot restore.
+/// The leader's next one is installed as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_snapshot_that_does_not_verify_is_deleted_and_never_installed() {
+    use skiff_core::{InstallSnapshotReq, Message, Term};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::bind(3, dir.path()).unwrap();
+    cluster.config.cluster_id = 16;
+    cluster.config.election_timeout_ms = 10_000;
+    let data_dir = cluster.config.node(ME).unwrap().data_dir.clone();
+    let kv = Kv::new();
+    let node = cluster
+        .start_node_with_state_machine(ME, kv.clone())
+        .await
+        .unwrap();
+    let request = |index| InstallSnapshotReq {
+        term: Term(5),
+        leader: NodeId(2),
+        snapshot: SnapshotMeta {
+            index: LogIndex(index),
+            term: Term(4),
+        },
+    };
+
+    let damaged = request(100);
+    let path = leave_received(&data_dir, 16, damaged.snapshot, b"colour=red\n");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 12;
+    bytes[last] ^= 0x20;
+    std::fs::write(&path, bytes).unwrap();
+    send_as_leader(&cluster, Message::InstallSnapshotReq(damaged)).await;
+    // The file's deletion is what the node does with it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while path.exists() {
+        assert!(Instant::now() < deadline, "the damaged file was kept");
+        tokio::time::sleep(Duration::from_millis(1)).await; // polls the condition
+    }
+
+    let sound = request(200);
+    leave_received(&data_dir, 16, sound.snapshot, b"colour=blue\n");
+    send_as_leader(&cluster, Message::InstallSnapshotReq(sound)).await;
+    let status = wait_status(&node.handle(), |s| s.snapshot == sound.snapshot).await;
+    assert_eq!(status.commit_index, LogIndex(200));
+    kv.applied_through(LogIndex(200)).await;
+    let seen = kv.seen();
+    assert_eq!(
+        seen.restored,
+        [sound.snapshot],
+        "the damaged one was never restored"
+    );
+    assert_eq!(seen.map.get("colour").map(String::as_str), Some("blue"));
+    drop(seen);
     node.shutdown().await.unwrap();
 }
 
