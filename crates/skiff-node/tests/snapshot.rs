@@ -522,14 +522,16 @@ async fn a_received_snapshot_that_does_not_verify_is_deleted_and_never_installed
     let status = wait_status(&node.handle(), |s| s.snapshot == sound.snapshot).await;
     assert_eq!(status.commit_index, LogIndex(200));
     kv.applied_through(LogIndex(200)).await;
-    let seen = kv.seen();
-    assert_eq!(
-        seen.restored,
-        [sound.snapshot],
-        "the damaged one was never restored"
-    );
-    assert_eq!(seen.map.get("colour").map(String::as_str), Some("blue"));
-    drop(seen);
+    {
+        let seen = kv.seen();
+        let restored = &seen.restored;
+        assert_eq!(
+            restored,
+            &[sound.snapshot],
+            "the damaged one was never restored"
+        );
+        assert_eq!(seen.map.get("colour").map(String::as_str), Some("blue"));
+    }
     node.shutdown().await.unwrap();
 }
 
