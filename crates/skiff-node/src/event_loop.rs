@@ -84,7 +84,7 @@ use skiff_core::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Duration, Instant};
@@ -158,12 +158,18 @@ pub struct SnapshotLinks {
     pub incoming_dir: PathBuf,
 }
 
+/// Whether the `count`th occurrence of a problem a peer can repeat at will
+/// is logged: every one of the first few, then only at powers of two.
+fn worth_logging(count: u64) -> bool {
+    const EVERY_ONE_UNTIL: u64 = 16;
+    count <= EVERY_ONE_UNTIL || count.is_power_of_two()
+}
+
 /// Logs the `count`th message the machine rejected: every one of the first
 /// few, then only at powers of two, so that a peer sending nothing but
 /// impossible messages cannot flood the log.
 fn report_rejection(count: u64, from: NodeId, reason: Rejection) {
-    const EVERY_ONE_UNTIL: u64 = 16;
-    if count <= EVERY_ONE_UNTIL || count.is_power_of_two() {
+    if worth_logging(count) {
         tracing::warn!(
             peer = %from,
             rejected = count,
@@ -194,6 +200,9 @@ pub struct EventLoop {
     stopping: bool,
     /// Messages the machine rejected as impossible from a correct peer.
     rejected: u64,
+    /// Received snapshot files that did not verify, shared with the
+    /// threads that verify them (their warnings are rate-limited).
+    unverified: Arc<AtomicU64>,
     applier: Option<ApplierLink>,
     incoming_dir: PathBuf,
     /// Received snapshot messages whose file was verified, to step.
@@ -243,6 +252,7 @@ impl EventLoop {
             subscribers: Vec::new(),
             stopping: false,
             rejected: 0,
+            unverified: Arc::new(AtomicU64::new(0)),
             applier: snapshots.applier,
             incoming_dir: snapshots.incoming_dir,
             verified_sender,
@@ -396,6 +406,7 @@ impl EventLoop {
             .identity()
             .cluster_id;
         let verified = self.verified_sender.clone();
+        let unverified = self.unverified.clone();
         tokio::task::spawn_blocking(move || {
             match crate::storage::verify_snapshot(&path, cluster_id) {
                 Ok(meta) if meta == req.snapshot => {
@@ -406,10 +417,14 @@ impl EventLoop {
                         Ok(meta) => format!("it holds snapshot {meta}"),
                         Err(fault) => fault.to_string(),
                     };
-                    tracing::warn!(
-                        peer = %from, snapshot = %req.snapshot, path = %path.display(), %reason,
-                        "a received snapshot file does not verify; dropped"
-                    );
+                    let count = unverified.fetch_add(1, Ordering::Relaxed) + 1;
+                    if worth_logging(count) {
+                        tracing::warn!(
+                            peer = %from, snapshot = %req.snapshot, path = %path.display(), %reason,
+                            unverified = count,
+                            "a received snapshot file does not verify; dropped"
+                        );
+                    }
                     let _ = std::fs::remove_file(&path);
                 }
             }

@@ -479,9 +479,10 @@ fn leave_received(
 /// A received file that fails its checksums (the disk lied after the
 /// transport checked it) is deleted and its message dropped: the machine
 /// never hears of it, so it never resets to a snapshot it cannot restore.
-/// The leader's next one is installed as usual.
+/// The leader's next one is installed as usual, and one older than what is
+/// then committed changes nothing and is deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_received_snapshot_that_does_not_verify_is_deleted_and_never_installed() {
+async fn received_snapshots_that_fail_their_checks_or_are_too_old_are_deleted_never_installed() {
     use skiff_core::{InstallSnapshotReq, Message, Term};
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = LocalCluster::bind(3, dir.path()).unwrap();
@@ -532,6 +533,21 @@ async fn a_received_snapshot_that_does_not_verify_is_deleted_and_never_installed
         );
         assert_eq!(seen.map.get("colour").map(String::as_str), Some("blue"));
     }
+
+    // A snapshot older than what is now committed (a resend that crossed
+    // the install): the machine changes nothing, and the file goes.
+    let older = request(150);
+    let path = leave_received(&data_dir, 16, older.snapshot, b"colour=green\n");
+    send_as_leader(&cluster, Message::InstallSnapshotReq(older)).await;
+    while path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the older snapshot's file was kept"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await; // polls the condition
+    }
+    assert_eq!(node.handle().status().snapshot, sound.snapshot);
+    assert_eq!(kv.seen().restored, [sound.snapshot]);
     node.shutdown().await.unwrap();
 }
 
