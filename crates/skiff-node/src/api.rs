@@ -179,7 +179,7 @@ pub enum NodeError {
     /// The event-loop thread panicked or could not build its runtime.
     #[error("the event loop failed: {0}")]
     EventLoop(String),
-    /// The application's state machine cannot go on: its thread ended (it
+    /// The application's state machine cannot go on: its applier ended (it
     /// panicked), or it cannot restore a snapshot.
     #[error("the state machine failed: {0}")]
     StateMachine(String),

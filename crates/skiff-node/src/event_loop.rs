@@ -649,7 +649,7 @@ impl EventLoop {
                 };
                 if applier.inputs.send(ApplierInput::Entry(committed)).is_err() {
                     // The applier ended (the application panicked).
-                    self.applier_failed = Some("the state machine's thread ended".to_string());
+                    self.applier_failed = Some(APPLIER_GONE.to_string());
                     break;
                 }
                 applier.next = applier.next.next();
@@ -713,8 +713,11 @@ impl EventLoop {
     }
 }
 
+/// Why the node stops when its applier is gone.
+const APPLIER_GONE: &str = "the state machine's applier ended (the application panicked)";
+
 fn applier_gone() -> NodeError {
-    NodeError::StateMachine("the state machine's thread ended".to_string())
+    NodeError::StateMachine(APPLIER_GONE.to_string())
 }
 
 /// Removes from `actions` the sends that may go out before the turn's sync

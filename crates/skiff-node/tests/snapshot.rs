@@ -391,13 +391,13 @@ async fn send_as_leader(cluster: &LocalCluster, message: skiff_core::Message) {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restart() {
-    use skiff_core::{InstallSnapshotReq, Message, Term};
-    let dir = tempfile::tempdir().unwrap();
-    let mut cluster = LocalCluster::bind(3, dir.path()).unwrap();
-    cluster.config.cluster_id = 14;
-    // Node 1 runs alone and stays a follower: long timeouts.
+/// Node 1 of a three-node cluster `cluster_id`, started alone with a state
+/// machine: with long timeouts it stays a follower, for a test to play its
+/// leader (`send_as_leader`). Returns the cluster, node 1's data directory,
+/// its state machine and the node.
+async fn lone_follower(dir: &Path, cluster_id: u64) -> (LocalCluster, PathBuf, Kv, Node) {
+    let mut cluster = LocalCluster::bind(3, dir).unwrap();
+    cluster.config.cluster_id = cluster_id;
     cluster.config.election_timeout_ms = 10_000;
     let data_dir = cluster.config.node(ME).unwrap().data_dir.clone();
     let kv = Kv::new();
@@ -405,6 +405,14 @@ async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restar
         .start_node_with_state_machine(ME, kv.clone())
         .await
         .unwrap();
+    (cluster, data_dir, kv, node)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restart() {
+    use skiff_core::{InstallSnapshotReq, Message, Term};
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, data_dir, kv, node) = lone_follower(dir.path(), 14).await;
     let handle = node.handle();
 
     // The leader's snapshot, as node 1's transport leaves it once received.
@@ -485,15 +493,7 @@ fn leave_received(
 async fn received_snapshots_that_fail_their_checks_or_are_too_old_are_deleted_never_installed() {
     use skiff_core::{InstallSnapshotReq, Message, Term};
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = LocalCluster::bind(3, dir.path()).unwrap();
-    cluster.config.cluster_id = 16;
-    cluster.config.election_timeout_ms = 10_000;
-    let data_dir = cluster.config.node(ME).unwrap().data_dir.clone();
-    let kv = Kv::new();
-    let node = cluster
-        .start_node_with_state_machine(ME, kv.clone())
-        .await
-        .unwrap();
+    let (cluster, data_dir, kv, node) = lone_follower(dir.path(), 16).await;
     let request = |index| InstallSnapshotReq {
         term: Term(5),
         leader: NodeId(2),

@@ -300,18 +300,10 @@ impl Machine {
         req: AppendEntriesReq,
         actions: &mut Vec<Action>,
     ) {
-        if req.term < self.hard_state.term {
-            // A stale leader learns the new term from the answer.
+        if !self.follow(from, req.term) {
             self.reply_append(from, false, self.log.last_index());
             return;
         }
-        if req.term == self.hard_state.term && self.second_leader(from) {
-            self.reply_append(from, false, self.log.last_index());
-            return;
-        }
-        self.become_follower(req.term); // a candidate of this term has lost
-        self.leader = Some(from);
-        self.arm_election_alarm();
         let leader_commit = req.commit;
         match self.accept_entries(req, actions) {
             Ok(matched) => {
@@ -324,6 +316,22 @@ impl Machine {
             }
             Err(hint) => self.reply_append(from, false, hint),
         }
+    }
+
+    /// Takes `from` as the leader of `term`, for a request (AppendEntries or
+    /// InstallSnapshot) it sent: this node becomes (or stays) its follower
+    /// and waits a whole election timeout again. `false` when the request
+    /// must be refused instead: its term is stale (the answer teaches the
+    /// sender the newer one), or another node already leads it (rejected).
+    pub(super) fn follow(&mut self, from: NodeId, term: Term) -> bool {
+        if term < self.hard_state.term || (term == self.hard_state.term && self.second_leader(from))
+        {
+            return false;
+        }
+        self.become_follower(term); // a candidate of this term has lost
+        self.leader = Some(from);
+        self.arm_election_alarm();
+        true
     }
 
     /// Stores the request's entries after `prev_index`, truncating only

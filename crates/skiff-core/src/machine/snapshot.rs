@@ -66,18 +66,12 @@ impl Machine {
         actions: &mut Vec<Action>,
     ) {
         let snapshot = req.snapshot;
-        if req.term < self.hard_state.term {
-            // A stale leader learns the new term from the answer.
-            self.reply_install(from, snapshot.index);
-            return;
-        }
-        if req.term == self.hard_state.term && self.second_leader(from) {
+        if !self.follow(from, req.term) {
+            // Stale (the answer teaches the newer term) or from a second
+            // leader: nothing acknowledged.
             self.reply_install(from, LogIndex::ZERO);
             return;
         }
-        self.become_follower(req.term); // a candidate of this term has lost
-        self.leader = Some(from);
-        self.arm_election_alarm();
         if snapshot.index <= self.commit_index {
             // Rule 1: older than what is known committed here.
         } else if self.log.term_at(snapshot.index) == Some(snapshot.term) {
