@@ -116,7 +116,7 @@ impl Promises {
             }
             match action {
                 Action::Send { .. } | Action::Commit { .. } => seen_io = true,
-                Action::Alarm { .. } | Action::Rejected { .. } => {}
+                Action::Alarm { .. } | Action::Rejected { .. } | Action::SteppedDown { .. } => {}
                 Action::LogCompact { through } => {
                     let base = self.durable_snapshot.index;
                     assert!(

@@ -86,6 +86,34 @@ pub enum Action {
         /// What was impossible about it.
         reason: Rejection,
     },
+    /// This node stopped leading its term for `reason`, without a newer
+    /// term to follow. There is nothing to perform: the driver reports it,
+    /// because an operator wants to know why leadership moved.
+    SteppedDown {
+        /// Why it stepped down.
+        reason: StepDownReason,
+    },
+}
+
+/// Why a leader stepped down within its own term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StepDownReason {
+    /// CheckQuorum: no majority answered within an election timeout, so the
+    /// leader may be cut off and could commit nothing.
+    QuorumLost,
+    /// The driver reported its storage stalled ([`Event::StorageStalled`](crate::Event::StorageStalled)).
+    StorageStalled,
+}
+
+impl StepDownReason {
+    /// The reason's name, as scenarios and logs write it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepDownReason::QuorumLost => "QuorumLost",
+            StepDownReason::StorageStalled => "StorageStalled",
+        }
+    }
 }
 
 /// Why a peer's message was rejected: what about it no correct peer in its

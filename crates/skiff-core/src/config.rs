@@ -35,6 +35,20 @@ pub struct Config {
     /// move every node's term to the end of the term space for good. `None`
     /// adopts any newer term, as the paper does.
     pub term_lead_max: Option<u64>,
+    /// PreVote (Ongaro's thesis, 9.6): before it raises its term, a node
+    /// whose election alarm fired asks the others whether they would vote
+    /// for it ([`Message::PreVoteReq`](crate::Message::PreVoteReq)), and
+    /// stands only if a majority would. A node cut off from the majority
+    /// then cannot inflate its term and depose a healthy leader on its
+    /// return.
+    pub pre_vote: bool,
+    /// CheckQuorum: a leader that has not heard from a majority within an
+    /// election timeout steps down, so that clients stop waiting on a
+    /// leader that can commit nothing. With it on, a follower that heard
+    /// from a live leader within the election timeout also refuses a
+    /// (pre-)vote of a newer term without adopting that term (the thesis'
+    /// 4.2.3): a node that cannot reach the leader cannot depose it.
+    pub check_quorum: bool,
 }
 
 /// The default of [`Config::term_lead_max`]: far more elections than a
@@ -44,8 +58,9 @@ pub const TERM_LEAD_MAX_DEFAULT: u64 = 100_000;
 impl Config {
     /// Defaults for node `id` in a cluster of `peers`: election timeout 150 ms,
     /// heartbeat 50 ms, window of 8 messages of up to 256 entries or 1 MiB,
-    /// terms at most [`TERM_LEAD_MAX_DEFAULT`] ahead, and a seed derived from `id`, so that every node of a cluster draws
-    /// its own election timeouts. A driver that wants runs to differ from
+    /// terms at most [`TERM_LEAD_MAX_DEFAULT`] ahead, PreVote and
+    /// CheckQuorum on, and a seed derived from `id`, so that every node of a
+    /// cluster draws its own election timeouts. A driver that wants runs to differ from
     /// one start to the next sets `seed` from a random source itself.
     pub fn new(id: NodeId, peers: impl IntoIterator<Item = NodeId>) -> Config {
         Config {
@@ -58,6 +73,8 @@ impl Config {
             entries_per_message_max: 256,
             bytes_per_message_max: 1 << 20,
             term_lead_max: Some(TERM_LEAD_MAX_DEFAULT),
+            pre_vote: true,
+            check_quorum: true,
         }
     }
 

@@ -24,6 +24,16 @@ pub enum Event {
         /// The last index the snapshot covers.
         index: LogIndex,
     },
+    /// The driver's persistence (a write or sync it was asked for) has not
+    /// completed for longer than it allows: the disk may hang. A leader
+    /// steps down ([`Action::SteppedDown`](crate::Action::SteppedDown)) so
+    /// that its heartbeats stop and another node takes over; until
+    /// [`Event::StorageRecovered`], the node stands for no election and
+    /// grants no (pre-)vote, which it could not make durable.
+    StorageStalled,
+    /// The persistence that stalled has completed: the node is an ordinary
+    /// follower again.
+    StorageRecovered,
     /// A message arrived from peer `from`.
     Receive {
         /// The peer that sent the message.

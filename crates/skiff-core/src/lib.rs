@@ -37,7 +37,7 @@ pub mod render;
 mod rng;
 mod types;
 
-pub use action::{Action, CommitError, Rejection};
+pub use action::{Action, CommitError, Rejection, StepDownReason};
 pub use bytes::Bytes;
 pub use config::{Config, ConfigError, TERM_LEAD_MAX_DEFAULT};
 pub use entries::Entries;

@@ -1,4 +1,5 @@
-//! The four messages Raft peers exchange (Figure 2).
+//! The messages Raft peers exchange: Figure 2's four, InstallSnapshot
+//! (section 7) and PreVote (the thesis, 9.6).
 
 use crate::entries::Entries;
 use crate::types::{LogIndex, NodeId, SnapshotMeta, Term};
@@ -18,6 +19,14 @@ pub enum Message {
     VoteReq(VoteReq),
     /// A peer's answer to a [`VoteReq`].
     VoteResp(VoteResp),
+    /// A node whose election alarm fired asks whether the receiver would
+    /// vote for it in `term` (its own term plus one), before it raises its
+    /// own term (PreVote, [`Config::pre_vote`](crate::Config)). Changes
+    /// nothing on the receiver: no term is adopted, no vote recorded.
+    PreVoteReq(VoteReq),
+    /// A peer's answer to a [`Message::PreVoteReq`]: granted at the
+    /// request's term, or refused at the responder's own term.
+    PreVoteResp(VoteResp),
     /// A leader hands a follower its snapshot, because the entries the
     /// follower needs are gone from its log (section 7). The message names
     /// the snapshot; the drivers carry its data alongside, and the
@@ -36,6 +45,8 @@ impl Message {
             Message::AppendEntriesResp(m) => m.term,
             Message::VoteReq(m) => m.term,
             Message::VoteResp(m) => m.term,
+            Message::PreVoteReq(m) => m.term,
+            Message::PreVoteResp(m) => m.term,
             Message::InstallSnapshotReq(m) => m.term,
             Message::InstallSnapshotResp(m) => m.term,
         }

@@ -59,6 +59,9 @@ pub(crate) struct Progress {
     /// The highest index any request sent to the follower let it
     /// acknowledge (`prev_index` + entries); a success past it is forged.
     sent_through: LogIndex,
+    /// The leader's tick at which it last stepped an answer from the
+    /// follower, for CheckQuorum (`machine/check_quorum.rs`).
+    pub(crate) heard_tick: u64,
 }
 
 impl Progress {
@@ -73,6 +76,7 @@ impl Progress {
             inflight_first: LogIndex::ZERO,
             oldest_inflight_at_tick: None,
             sent_through: LogIndex::ZERO,
+            heard_tick: 0,
         }
     }
 

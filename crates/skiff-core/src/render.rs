@@ -63,6 +63,8 @@ impl Display for Message {
             Message::AppendEntriesResp(m) => m.fmt(f),
             Message::VoteReq(m) => m.fmt(f),
             Message::VoteResp(m) => m.fmt(f),
+            Message::PreVoteReq(m) => write!(f, "Pre{m}"),
+            Message::PreVoteResp(m) => write!(f, "Pre{m}"),
             Message::InstallSnapshotReq(m) => m.fmt(f),
             Message::InstallSnapshotResp(m) => m.fmt(f),
         }
@@ -184,6 +186,9 @@ impl Display for Action {
             ),
             Action::Rejected { from, reason } => {
                 write!(f, "Rejected(from={from}, reason={})", reason.name())
+            }
+            Action::SteppedDown { reason } => {
+                write!(f, "SteppedDown(reason={})", reason.name())
             }
         }
     }

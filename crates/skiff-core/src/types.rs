@@ -108,6 +108,9 @@ impl fmt::Display for SnapshotMeta {
 pub enum Role {
     /// Follows a leader and votes; starts an election when its alarm fires.
     Follower,
+    /// Asks the others whether they would vote for it (PreVote), without
+    /// raising its term; becomes candidate if a majority would.
+    PreCandidate,
     /// Has voted for itself and asks the others for votes.
     Candidate,
     /// Accepts appends and replicates its log to the followers.
@@ -118,6 +121,7 @@ impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Role::Follower => "follower",
+            Role::PreCandidate => "pre-candidate",
             Role::Candidate => "candidate",
             Role::Leader => "leader",
         })

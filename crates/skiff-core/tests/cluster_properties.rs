@@ -33,6 +33,8 @@ enum Step {
     Append(u64),
     Crash(u64),
     Snapshot(u64),
+    /// The node's storage stalls, or recovers if it had stalled.
+    Stall(u64),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -44,6 +46,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => any::<u64>().prop_map(Step::Append),
         1 => any::<u64>().prop_map(Step::Crash),
         2 => any::<u64>().prop_map(Step::Snapshot),
+        1 => any::<u64>().prop_map(Step::Stall),
     ]
 }
 
@@ -68,11 +71,15 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn new(size: u64) -> Cluster {
+    /// A cluster of `size` nodes; `features` picks PreVote (bit 0) and
+    /// CheckQuorum (bit 1).
+    fn new(size: u64, features: u8) -> Cluster {
         let nodes = (1..=size)
             .map(|id| {
                 let mut config = Config::new(NodeId(id), (1..=size).map(NodeId));
                 config.seed = id;
+                config.pre_vote = features & 1 != 0;
+                config.check_quorum = features & 2 != 0;
                 config.inflight_max = 2;
                 config.entries_per_message_max = 2;
                 Node {
@@ -156,7 +163,7 @@ impl Cluster {
                     assert_eq!(index.0, node.applied.len() as u64 + 1, "applied in order");
                     node.applied.push(data);
                 }
-                Action::Commit { .. } | Action::Alarm { .. } => {}
+                Action::Commit { .. } | Action::Alarm { .. } | Action::SteppedDown { .. } => {}
                 Action::Rejected {
                     from: sender,
                     reason,
@@ -235,6 +242,19 @@ impl Cluster {
                 self.step_node(position, Event::SnapshotTaken { index });
                 assert_eq!(self.nodes[position].machine.snapshot().index, index);
             }
+            Step::Stall(node) => {
+                let position = (node % size) as usize;
+                let event = if self.nodes[position].machine.storage_stalled() {
+                    Event::StorageRecovered
+                } else {
+                    Event::StorageStalled
+                };
+                self.step_node(position, event);
+                let machine = &self.nodes[position].machine;
+                if machine.storage_stalled() {
+                    assert_eq!(machine.role(), skiff_core::Role::Follower);
+                }
+            }
             _ => {}
         }
     }
@@ -246,9 +266,10 @@ proptest! {
     #[test]
     fn no_two_leaders_in_a_term_and_no_divergent_commits(
         size in 1u64..6,
+        features in 0u8..4,
         steps in prop::collection::vec(step(), 1..300),
     ) {
-        let mut cluster = Cluster::new(size);
+        let mut cluster = Cluster::new(size, features);
         for step in steps {
             cluster.apply(step);
         }
@@ -259,7 +280,7 @@ proptest! {
 /// with a fair schedule a cluster elects a leader and commits an append.
 #[test]
 fn a_fair_schedule_commits() {
-    let mut cluster = Cluster::new(3);
+    let mut cluster = Cluster::new(3, 3);
     cluster.apply(Step::Timeout(0));
     while !cluster.queue.is_empty() {
         cluster.apply(Step::Deliver(0));
@@ -278,7 +299,7 @@ fn a_fair_schedule_commits() {
 /// the leader's snapshot, and then through entries after it.
 #[test]
 fn a_lagging_follower_catches_up_through_a_snapshot() {
-    let mut cluster = Cluster::new(3);
+    let mut cluster = Cluster::new(3, 3);
     cluster.apply(Step::Timeout(0));
     settle(&mut cluster);
     assert_eq!(cluster.nodes[0].machine.role(), Role::Leader);

@@ -561,6 +561,12 @@ impl EventLoop {
                     self.rejected += 1;
                     report_rejection(self.rejected, from, reason);
                 }
+                Action::SteppedDown { reason } => tracing::warn!(
+                    id = %self.machine.id(),
+                    term = %self.machine.term(),
+                    reason = reason.name(),
+                    "stepped down as leader"
+                ),
                 Action::StateStore { .. }
                 | Action::LogStore { .. }
                 | Action::LogTruncate { .. }

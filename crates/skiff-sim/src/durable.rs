@@ -340,7 +340,8 @@ impl Durable {
             Action::Send { .. }
             | Action::Commit { .. }
             | Action::Alarm { .. }
-            | Action::Rejected { .. } => {}
+            | Action::Rejected { .. }
+            | Action::SteppedDown { .. } => {}
         }
         Ok(())
     }

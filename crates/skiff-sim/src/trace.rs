@@ -204,6 +204,18 @@ pub fn hash_message(h: &mut StableHasher, message: &Message) {
             h.word(m.term.0);
             h.word(m.index.0);
         }
+        Message::PreVoteReq(m) => {
+            h.word(7);
+            h.word(m.term.0);
+            h.word(m.candidate.0);
+            h.word(m.last_index.0);
+            h.word(m.last_term.0);
+        }
+        Message::PreVoteResp(m) => {
+            h.word(8);
+            h.word(m.term.0);
+            h.word(u64::from(m.granted));
+        }
     }
 }
 
@@ -278,6 +290,10 @@ pub fn hash_action(h: &mut StableHasher, action: &Action) {
             h.word(19);
             h.word(snapshot.index.0);
             h.word(snapshot.term.0);
+        }
+        Action::SteppedDown { reason } => {
+            h.word(20);
+            h.bytes(reason.name().as_bytes());
         }
     }
 }

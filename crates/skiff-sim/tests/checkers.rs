@@ -36,6 +36,7 @@ impl History {
             last_index: disk.last_index(),
             last_term: disk.last_term(),
             snapshot: disk.snapshot(),
+            hears_leader: false,
         }
     }
 
@@ -430,6 +431,7 @@ fn durable_state_fires_when_the_machine_holds_more_than_its_disk() {
         last_index: LogIndex(0),
         last_term: Term(0),
         snapshot: SnapshotMeta::default(),
+        hears_leader: false,
     };
     checkers.begin_batch(node, view(0, None), None);
     assert_eq!(checkers.end_batch(node, view(0, None), &disk), Ok(()));

@@ -39,8 +39,12 @@ impl Machine {
             {
                 Some(Rejection::MalformedSnapshot)
             }
-            Message::VoteReq(req) if req.candidate != from => Some(Rejection::CandidateNotSender),
-            Message::VoteReq(req) if req.last_term > req.term => Some(Rejection::VoteLogAfterTerm),
+            Message::VoteReq(req) | Message::PreVoteReq(req) if req.candidate != from => {
+                Some(Rejection::CandidateNotSender)
+            }
+            Message::VoteReq(req) | Message::PreVoteReq(req) if req.last_term > req.term => {
+                Some(Rejection::VoteLogAfterTerm)
+            }
             _ => self.term_too_far_ahead(message.term()),
         };
         match problem {
@@ -121,8 +125,10 @@ impl Machine {
                 };
                 self.send(from, Message::VoteResp(resp));
             }
+            Message::PreVoteReq(_) => self.refuse_pre_vote(from),
             Message::AppendEntriesResp(_)
             | Message::VoteResp(_)
+            | Message::PreVoteResp(_)
             | Message::InstallSnapshotResp(_) => {}
         }
     }

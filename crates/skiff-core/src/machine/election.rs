@@ -1,4 +1,10 @@
 //! Timeouts, votes and role changes (sections 5.2 and 5.4.1).
+//!
+//! With PreVote on, a timeout first makes the node a pre-candidate
+//! (`prevote.rs`), which stands here only once a majority would vote for
+//! it; with CheckQuorum, a leader's heartbeat alarm first checks that a
+//! majority still answers, and a follower's first alarm after hearing from
+//! its leader only ends the leader's lease (`check_quorum.rs`).
 
 use super::{Machine, RoleState};
 use crate::action::Action;
@@ -20,6 +26,7 @@ impl Machine {
             };
             self.hard_state_dirty = true;
             self.leader = None;
+            self.leader_contact = false;
         }
         if !matches!(self.role, RoleState::Follower) {
             self.role = RoleState::Follower;
@@ -28,7 +35,7 @@ impl Machine {
     }
 
     /// Starts an election for the next term, voting for itself.
-    fn become_candidate(&mut self, actions: &mut Vec<Action>) {
+    pub(super) fn become_candidate(&mut self, actions: &mut Vec<Action>) {
         let Some(term) = self.hard_state.term.0.checked_add(1).map(Term) else {
             // Term space is exhausted (only absurd peers get here): stay put
             // rather than reuse a term in which this node may have voted.
@@ -41,6 +48,7 @@ impl Machine {
         };
         self.hard_state_dirty = true;
         self.leader = None;
+        self.leader_contact = false;
         self.role = RoleState::Candidate {
             votes: vec![self.config.id],
         };
@@ -77,10 +85,17 @@ impl Machine {
 impl Machine {
     pub(super) fn handle_timeout(&mut self, actions: &mut Vec<Action>) {
         match self.role {
-            // A repairing node stands for no election (`repair.rs`, rule 2).
-            RoleState::Follower if self.repairing() => self.arm_election_alarm(),
-            RoleState::Follower | RoleState::Candidate { .. } => self.become_candidate(actions),
-            RoleState::Leader { .. } => self.broadcast_heartbeat(),
+            RoleState::Leader { .. } => self.leader_tick(),
+            // The leader's lease ended; the election timeout runs on.
+            _ if self.lease_alarm => self.end_lease(),
+            // A repairing node (`repair.rs`, rule 2) and one whose disk
+            // hangs (`stall.rs`) stand for no election.
+            _ if self.repairing() || self.storage_stalled => {
+                self.leader_contact = false;
+                self.arm_election_alarm();
+            }
+            _ if self.config.pre_vote => self.become_pre_candidate(actions),
+            _ => self.become_candidate(actions),
         }
     }
 
@@ -90,6 +105,7 @@ impl Machine {
     pub(super) fn handle_vote_req(&mut self, from: NodeId, req: VoteReq) {
         let granted = req.term == self.hard_state.term
             && !self.repairing() // `repair.rs`, rule 2
+            && !self.storage_stalled // `stall.rs`
             && req.candidate == from
             && matches!(self.role, RoleState::Follower)
             && self.hard_state.voted_for.is_none_or(|vote| vote == from)

@@ -3,13 +3,19 @@
 //!
 //! Term handling common to every role lives in `step`; the work of each
 //! event lives in `election` (timeouts and votes) and `replication`
-//! (appends and AppendEntries on both sides).
+//! (appends and AppendEntries on both sides), which dispatch to the
+//! features of their own: `prevote`, `check_quorum` (a leader's check of
+//! its majority and a follower's lease), `stall` (a hanging disk),
+//! `snapshot` and `repair`.
 
+mod check_quorum;
 mod defence;
 mod election;
+mod prevote;
 mod repair;
 mod replication;
 mod snapshot;
+mod stall;
 
 use crate::action::Action;
 use crate::config::{Config, ConfigError};
@@ -74,6 +80,9 @@ use std::fmt;
 ///         Action::Rejected { from, reason } => {
 ///             eprintln!("rejected a message from node {from}: {reason}");
 ///         }
+///         Action::SteppedDown { reason } => {
+///             eprintln!("stepped down as leader: {}", reason.name());
+///         }
 ///     }
 /// }
 /// ```
@@ -102,6 +111,14 @@ pub struct Machine {
     match_scratch: Vec<LogIndex>,
     /// Set while the node repairs a log its disk damaged (`repair.rs`).
     repair: Option<repair::Repair>,
+    /// The follower heard from the leader of its term within the last
+    /// election timeout, so it refuses (pre-)votes (`check_quorum.rs`).
+    leader_contact: bool,
+    /// The pending alarm ends the leader's lease rather than starting an
+    /// election (`check_quorum.rs`).
+    lease_alarm: bool,
+    /// The driver's persistence has stalled (`stall.rs`).
+    storage_stalled: bool,
 }
 
 /// An entry appended as leader, kept until its outcome is known.
@@ -118,6 +135,11 @@ struct Awaiting {
 /// State that belongs to one role lives inside that role.
 enum RoleState {
     Follower,
+    PreCandidate {
+        /// Voters that would vote for this node in the next term, itself
+        /// included (`prevote.rs`).
+        votes: Vec<NodeId>,
+    },
     Candidate {
         /// Voters that granted this candidate their vote, itself included.
         votes: Vec<NodeId>,
@@ -125,6 +147,9 @@ enum RoleState {
     Leader {
         /// Replication progress of every other peer, in `config.peers` order.
         followers: Vec<(NodeId, Progress)>,
+        /// Heartbeat alarms since taking office: the leader's clock for
+        /// CheckQuorum (`check_quorum.rs`).
+        ticks: u64,
     },
 }
 
@@ -253,6 +278,8 @@ impl fmt::Debug for Machine {
             .field("last_term", &self.log.last_term())
             .field("awaiting_outcome", &self.awaiting_outcome.len())
             .field("repair", &self.repair)
+            .field("leader_contact", &self.leader_contact)
+            .field("storage_stalled", &self.storage_stalled)
             .finish_non_exhaustive()
     }
 }
@@ -334,6 +361,11 @@ impl Machine {
         machine.commit_index = state.commit_index.max(state.snapshot.index);
         match state.role.unwrap_or(Role::Follower) {
             Role::Follower => {}
+            Role::PreCandidate => {
+                machine.role = RoleState::PreCandidate {
+                    votes: vec![machine.config.id],
+                }
+            }
             Role::Candidate => {
                 machine.role = RoleState::Candidate {
                     votes: vec![machine.config.id],
@@ -366,6 +398,9 @@ impl Machine {
             alarm_ms: None,
             deferred: Vec::new(),
             repair: None,
+            leader_contact: false,
+            lease_alarm: false,
+            storage_stalled: false,
         }
     }
 }
@@ -402,7 +437,8 @@ fn validate_state(config: &Config, state: &StartState) -> Result<(), StateError>
     if state.damaged && (role != Role::Follower || config.quorum() == 1) {
         return Err(StateError::CannotRepair);
     }
-    if role != Role::Follower && state.hard_state.voted_for != Some(config.id) {
+    let stands = matches!(role, Role::Candidate | Role::Leader);
+    if stands && state.hard_state.voted_for != Some(config.id) {
         return Err(StateError::VoteNotForSelf);
     }
     let last_index = snapshot
@@ -436,6 +472,7 @@ impl Machine {
     pub fn role(&self) -> Role {
         match self.role {
             RoleState::Follower => Role::Follower,
+            RoleState::PreCandidate { .. } => Role::PreCandidate,
             RoleState::Candidate { .. } => Role::Candidate,
             RoleState::Leader { .. } => Role::Leader,
         }
@@ -496,7 +533,7 @@ impl Machine {
     /// For a leader, each follower's match index; empty otherwise.
     pub fn match_indices(&self) -> Vec<(NodeId, LogIndex)> {
         match &self.role {
-            RoleState::Leader { followers } => followers
+            RoleState::Leader { followers, .. } => followers
                 .iter()
                 .map(|(id, p)| (*id, p.match_index))
                 .collect(),
@@ -531,6 +568,8 @@ impl Machine {
             Event::Append(data) => self.handle_append(data, actions),
             Event::Timeout => self.handle_timeout(actions),
             Event::SnapshotTaken { index } => self.handle_snapshot_taken(index, actions),
+            Event::StorageStalled => self.handle_storage_stalled(),
+            Event::StorageRecovered => self.handle_storage_recovered(),
             Event::Receive { from, message } => self.handle_message(from, message, actions),
         }
         self.finish_step(actions);
@@ -547,8 +586,13 @@ impl Machine {
         if !self.screen(from, &message) {
             return; // no correct peer sends it (`defence.rs`)
         }
-        // Figure 2, rules for all servers: a newer term makes any role a follower.
-        if message.term() > self.hard_state.term {
+        if self.vote_refused_in_lease(from, &message) {
+            return; // a live leader is heard: no newer term (`check_quorum.rs`)
+        }
+        // Figure 2, rules for all servers: a newer term makes any role a
+        // follower. A PreVote's term is one its sender does not hold yet
+        // (`prevote.rs`): neither its request nor a grant moves the term.
+        if message.term() > self.hard_state.term && carries_senders_term(&message) {
             self.become_follower(message.term());
         }
         match message {
@@ -558,6 +602,8 @@ impl Machine {
             }
             Message::VoteReq(req) => self.handle_vote_req(from, req),
             Message::VoteResp(resp) => self.handle_vote_resp(from, resp, actions),
+            Message::PreVoteReq(req) => self.handle_pre_vote_req(from, req),
+            Message::PreVoteResp(resp) => self.handle_pre_vote_resp(from, resp, actions),
             Message::InstallSnapshotReq(req) => {
                 self.handle_install_snapshot_req(from, req, actions)
             }
@@ -602,10 +648,19 @@ impl Machine {
     fn arm_election_alarm(&mut self) {
         let base = self.config.election_timeout_ms;
         self.alarm_ms = Some(self.rng.in_span(base, base));
+        self.lease_alarm = false;
+    }
+
+    /// Whether the node's alarms run in two phases: a whole election
+    /// timeout of leader's lease after each contact, then the random rest
+    /// (`check_quorum.rs`).
+    fn lease_enabled(&self) -> bool {
+        self.config.pre_vote || self.config.check_quorum
     }
 
     fn arm_heartbeat_alarm(&mut self) {
         self.alarm_ms = Some(self.config.heartbeat_interval_ms);
+        self.lease_alarm = false;
     }
 
     fn other_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
@@ -620,7 +675,19 @@ impl Machine {
                 .other_peers()
                 .map(|peer| (peer, Progress::new(last_index)))
                 .collect(),
+            ticks: 0,
         }
+    }
+}
+
+/// Whether the message's term is its sender's own, which a receiver adopts
+/// when newer. A PreVote request asks about the term after its sender's, and
+/// a grant answers at that term; only a refusal carries the responder's.
+fn carries_senders_term(message: &Message) -> bool {
+    match message {
+        Message::PreVoteReq(_) => false,
+        Message::PreVoteResp(resp) => !resp.granted,
+        _ => true,
     }
 }
 
@@ -704,20 +771,35 @@ impl Machine {
             self.log.last_term(),
             self.hard_state.term
         );
+        if self.storage_stalled {
+            assert!(
+                matches!(self.role, RoleState::Follower),
+                "a node whose storage stalled leads or stands"
+            );
+        }
         if self.repair.is_some() {
             assert!(
                 matches!(self.role, RoleState::Follower),
                 "a repairing node stood for election"
             );
         }
-        if !matches!(self.role, RoleState::Follower) {
+        if matches!(
+            self.role,
+            RoleState::Candidate { .. } | RoleState::Leader { .. }
+        ) {
             assert_eq!(
                 self.hard_state.voted_for,
                 Some(self.config.id),
                 "candidates and leaders vote for themselves"
             );
         }
-        if let RoleState::Leader { followers } = &self.role {
+        if self.leader_contact {
+            assert!(
+                matches!(self.role, RoleState::Follower) && self.leader.is_some(),
+                "only a follower of a known leader holds its lease"
+            );
+        }
+        if let RoleState::Leader { followers, .. } = &self.role {
             assert_eq!(self.leader, Some(self.config.id));
             for (peer, progress) in followers {
                 assert!(

@@ -66,7 +66,7 @@ impl Machine {
         let Some(position) = self.follower_answering(from, resp.term, acknowledged) else {
             return;
         };
-        let RoleState::Leader { followers } = &mut self.role else {
+        let RoleState::Leader { followers, .. } = &mut self.role else {
             return;
         };
         let progress = &mut followers[position].1;
@@ -105,16 +105,19 @@ impl Machine {
         if term != self.hard_state.term {
             return None;
         }
-        let RoleState::Leader { followers } = &self.role else {
+        let RoleState::Leader { followers, .. } = &self.role else {
             return None;
         };
         let position = followers.iter().position(|(peer, _)| *peer == from)?;
         let sent_through = followers[position].1.sent_through();
         debug_assert!(sent_through <= self.log.last_index());
-        match acknowledged {
-            Some(index) if self.acknowledges_unsent(from, index, sent_through) => None,
-            _ => Some(position),
+        if let Some(index) = acknowledged {
+            if self.acknowledges_unsent(from, index, sent_through) {
+                return None;
+            }
         }
+        self.heard_from(position); // `check_quorum.rs`
+        Some(position)
     }
 
     /// Remembers that this node appended the entry of `term` at `index`.
@@ -139,7 +142,7 @@ impl Machine {
     /// Commits the highest index a majority stores, if it is of this
     /// leader's term; earlier entries commit with it (section 5.4.2).
     fn maybe_commit(&mut self, actions: &mut Vec<Action>) {
-        let RoleState::Leader { followers } = &self.role else {
+        let RoleState::Leader { followers, .. } = &self.role else {
             return;
         };
         self.match_scratch.clear();
@@ -156,7 +159,7 @@ impl Machine {
     /// Splits the leader's state into what sends need and the followers'
     /// progress, so both can be borrowed at once. `None` unless leader.
     pub(super) fn replicator(&mut self) -> Option<(Replicator<'_>, &mut Vec<(NodeId, Progress)>)> {
-        let RoleState::Leader { followers } = &mut self.role else {
+        let RoleState::Leader { followers, .. } = &mut self.role else {
             return None;
         };
         let replicator = Replicator {
@@ -328,9 +331,13 @@ impl Machine {
         {
             return false;
         }
-        self.become_follower(term); // a candidate of this term has lost
+        self.become_follower(term); // a (pre-)candidate of this term has lost
         self.leader = Some(from);
-        self.arm_election_alarm();
+        if self.lease_enabled() {
+            self.renew_lease(); // `check_quorum.rs`
+        } else {
+            self.arm_election_alarm();
+        }
         true
     }
 

@@ -139,7 +139,7 @@ impl Machine {
         let Some(position) = self.follower_answering(from, resp.term, Some(resp.index)) else {
             return;
         };
-        let RoleState::Leader { followers } = &mut self.role else {
+        let RoleState::Leader { followers, .. } = &mut self.role else {
             return;
         };
         // What the snapshot covers is committed, so the answer cannot move

@@ -332,7 +332,8 @@ impl Storage {
             Action::Send { .. }
             | Action::Commit { .. }
             | Action::Alarm { .. }
-            | Action::Rejected { .. } => Ok(()),
+            | Action::Rejected { .. }
+            | Action::SteppedDown { .. } => Ok(()),
         }
     }
 

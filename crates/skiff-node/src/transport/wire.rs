@@ -227,6 +227,17 @@ pub enum WireMessage<'a> {
         term: u64,
         index: u64,
     },
+    // Added after the others, so that their encodings stay as they were.
+    PreVoteReq {
+        term: u64,
+        candidate: u64,
+        last_index: u64,
+        last_term: u64,
+    },
+    PreVoteResp {
+        term: u64,
+        granted: bool,
+    },
 }
 
 /// A log entry on the wire.
@@ -305,6 +316,16 @@ impl<'a> WireMessage<'a> {
                 term: m.term.0,
                 index: m.index.0,
             },
+            Message::PreVoteReq(m) => WireMessage::PreVoteReq {
+                term: m.term.0,
+                candidate: m.candidate.0,
+                last_index: m.last_index.0,
+                last_term: m.last_term.0,
+            },
+            Message::PreVoteResp(m) => WireMessage::PreVoteResp {
+                term: m.term.0,
+                granted: m.granted,
+            },
         }
     }
 
@@ -376,6 +397,21 @@ impl<'a> WireMessage<'a> {
                     index: LogIndex(index),
                 })
             }
+            WireMessage::PreVoteReq {
+                term,
+                candidate,
+                last_index,
+                last_term,
+            } => Message::PreVoteReq(VoteReq {
+                term: Term(term),
+                candidate: NodeId(candidate),
+                last_index: LogIndex(last_index),
+                last_term: Term(last_term),
+            }),
+            WireMessage::PreVoteResp { term, granted } => Message::PreVoteResp(VoteResp {
+                term: Term(term),
+                granted,
+            }),
         }
     }
 }

@@ -212,6 +212,9 @@ pub struct NodeView {
     pub last_term: Term,
     /// The snapshot its log starts after.
     pub snapshot: SnapshotMeta,
+    /// It hears a live leader (the leader's lease), so it adopts no term
+    /// from a vote request.
+    pub hears_leader: bool,
 }
 
 impl NodeView {
@@ -224,6 +227,7 @@ impl NodeView {
             last_index: machine.last_index(),
             last_term: machine.last_term(),
             snapshot: machine.snapshot(),
+            hears_leader: machine.hears_leader(),
         }
     }
 }

@@ -396,10 +396,22 @@ impl Arg {
     pub(crate) fn role(&self) -> Result<Role, String> {
         match self.word("a role")? {
             "follower" => Ok(Role::Follower),
+            "pre-candidate" => Ok(Role::PreCandidate),
             "candidate" => Ok(Role::Candidate),
             "leader" => Ok(Role::Leader),
             other => Err(format!(
-                "expected follower, candidate or leader for '{}', found '{other}'",
+                "expected follower, pre-candidate, candidate or leader for '{}', found '{other}'",
+                self.key
+            )),
+        }
+    }
+
+    pub(crate) fn on_off(&self) -> Result<bool, String> {
+        match self.word("on or off")? {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            other => Err(format!(
+                "expected on or off for '{}', found '{other}'",
                 self.key
             )),
         }

@@ -1,6 +1,6 @@
 //! Events and messages as scenario text: `append DATA`, `timeout`,
-//! `snapshot index=I` and `recv from=N MESSAGE`, with the messages as the
-//! format writes them.
+//! `snapshot index=I`, `stall`, `recover` and `recv from=N MESSAGE`, with
+//! the messages as the format writes them.
 
 use super::cursor::{Arg, Cursor, Keyed};
 use skiff_core::{
@@ -9,10 +9,11 @@ use skiff_core::{
 };
 
 /// The commands that are events.
-pub(crate) const EVENT_COMMANDS: &[&str] = &["append", "timeout", "snapshot", "recv"];
+pub(crate) const EVENT_COMMANDS: &[&str] =
+    &["append", "timeout", "snapshot", "stall", "recover", "recv"];
 
 const MESSAGE_NAMES: &str = "AppendEntriesReq, AppendEntriesResp, VoteReq, VoteResp, \
-     InstallSnapshotReq or InstallSnapshotResp";
+     PreVoteReq, PreVoteResp, InstallSnapshotReq or InstallSnapshotResp";
 
 /// Parses the event named `command` from the rest of the line.
 pub(crate) fn event(command: &str, cursor: &mut Cursor<'_>) -> Result<Event, String> {
@@ -31,6 +32,14 @@ pub(crate) fn event(command: &str, cursor: &mut Cursor<'_>) -> Result<Event, Str
             let mut keyed = Keyed::new("snapshot", args, &["index"])?;
             let index = LogIndex(keyed.required("index")?.number()?);
             Ok(Event::SnapshotTaken { index })
+        }
+        "stall" => {
+            cursor.finish("stall")?;
+            Ok(Event::StorageStalled)
+        }
+        "recover" => {
+            cursor.finish("recover")?;
+            Ok(Event::StorageRecovered)
         }
         "recv" => {
             let from = cursor.argument("recv", false)?;
@@ -76,16 +85,10 @@ pub(crate) fn message(cursor: &mut Cursor<'_>, after: &str) -> Result<Message, S
             success: keyed.required("success")?.boolean()?,
             index: LogIndex(keyed.required("index")?.number()?),
         }),
-        "VoteReq" => Message::VoteReq(VoteReq {
-            term: Term(keyed.required("term")?.number()?),
-            candidate: NodeId(keyed.required("candidate")?.number()?),
-            last_index: LogIndex(keyed.required("last_index")?.number()?),
-            last_term: Term(keyed.required("last_term")?.number()?),
-        }),
-        "VoteResp" => Message::VoteResp(VoteResp {
-            term: Term(keyed.required("term")?.number()?),
-            granted: keyed.required("granted")?.boolean()?,
-        }),
+        "VoteReq" => Message::VoteReq(vote_req(&mut keyed)?),
+        "VoteResp" => Message::VoteResp(vote_resp(&mut keyed)?),
+        "PreVoteReq" => Message::PreVoteReq(vote_req(&mut keyed)?),
+        "PreVoteResp" => Message::PreVoteResp(vote_resp(&mut keyed)?),
         "InstallSnapshotReq" => Message::InstallSnapshotReq(InstallSnapshotReq {
             term: Term(keyed.required("term")?.number()?),
             leader: NodeId(keyed.required("leader")?.number()?),
@@ -114,12 +117,30 @@ fn fields(name: &str) -> Option<&'static [&'static str]> {
             "commit",
         ]),
         "AppendEntriesResp" => Some(&["term", "success", "index"]),
-        "VoteReq" => Some(&["term", "candidate", "last_index", "last_term"]),
-        "VoteResp" => Some(&["term", "granted"]),
+        "VoteReq" | "PreVoteReq" => Some(&["term", "candidate", "last_index", "last_term"]),
+        "VoteResp" | "PreVoteResp" => Some(&["term", "granted"]),
         "InstallSnapshotReq" => Some(&["term", "leader", "last_index", "last_term"]),
         "InstallSnapshotResp" => Some(&["term", "index"]),
         _ => None,
     }
+}
+
+/// The fields of a VoteReq or PreVoteReq.
+fn vote_req(keyed: &mut Keyed) -> Result<VoteReq, String> {
+    Ok(VoteReq {
+        term: Term(keyed.required("term")?.number()?),
+        candidate: NodeId(keyed.required("candidate")?.number()?),
+        last_index: LogIndex(keyed.required("last_index")?.number()?),
+        last_term: Term(keyed.required("last_term")?.number()?),
+    })
+}
+
+/// The fields of a VoteResp or PreVoteResp.
+fn vote_resp(keyed: &mut Keyed) -> Result<VoteResp, String> {
+    Ok(VoteResp {
+        term: Term(keyed.required("term")?.number()?),
+        granted: keyed.required("granted")?.boolean()?,
+    })
 }
 
 /// `key=value, key=value)` after the opening parenthesis.
@@ -233,7 +254,7 @@ mod tests {
             ("recv from2 VoteResp(term=1, granted=true)", "expected key=value after 'recv', found 'from2'"),
             ("recv to=2 VoteResp(term=1, granted=true)", "expected from=N after 'recv', found 'to=2'"),
             ("recv from=x VoteResp(term=1, granted=true)", "expected a number for 'from', found 'x'"),
-            ("recv from=2", "expected a message (AppendEntriesReq, AppendEntriesResp, VoteReq, VoteResp, InstallSnapshotReq or InstallSnapshotResp) after 'from=2', found the end of the line"),
+            ("recv from=2", "expected a message (AppendEntriesReq, AppendEntriesResp, VoteReq, VoteResp, PreVoteReq, PreVoteResp, InstallSnapshotReq or InstallSnapshotResp) after 'from=2', found the end of the line"),
             ("snapshot", "'snapshot' needs index=..."),
             ("snapshot index=x", "expected a number for 'index', found 'x'"),
             ("snapshot index=3 at=4", "unknown key 'at' for 'snapshot'"),

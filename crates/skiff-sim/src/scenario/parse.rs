@@ -16,7 +16,8 @@ const DEFAULT_ELECTION_MS: u64 = 150;
 const DEFAULT_HEARTBEAT_MS: u64 = 50;
 const DEFAULT_SEED: u64 = 1;
 
-const COMMANDS: &str = "node, state, append, timeout, recv, expect, expect-none, check, \
+const COMMANDS: &str =
+    "node, state, append, timeout, snapshot, stall, recover, recv, expect, expect-none, check, \
      cluster, on, deliver, drop, stabilize, crash, restart, check-committed";
 
 /// A parsed scenario.
@@ -401,6 +402,8 @@ const NODE_KEYS: &[&str] = &[
     "heartbeat",
     "seed",
     "term_lead_max",
+    "prevote",
+    "check_quorum",
 ];
 const STATE_KEYS: &[&str] = &[
     "role",
@@ -412,7 +415,15 @@ const STATE_KEYS: &[&str] = &[
     "damaged",
 ];
 const RESTART_KEYS: &[&str] = &["keep"];
-const CLUSTER_KEYS: &[&str] = &["n", "election", "heartbeat", "seed", "term_lead_max"];
+const CLUSTER_KEYS: &[&str] = &[
+    "n",
+    "election",
+    "heartbeat",
+    "seed",
+    "term_lead_max",
+    "prevote",
+    "check_quorum",
+];
 const CLUSTER_COMMANDS: &[&str] = &[
     "on",
     "deliver",
@@ -437,13 +448,15 @@ fn unknown_command(command: &str) -> String {
     format!("unknown command '{command}' (expected one of {COMMANDS})")
 }
 
-/// `node id=1 peers=1,2,3 [election=150] [heartbeat=50] [seed=1] [term_lead_max=N]`.
+/// `node id=1 peers=1,2,3 [election=150] [heartbeat=50] [seed=1] [term_lead_max=N]
+/// [prevote=on|off] [check_quorum=on|off]`.
 fn node_config(mut keyed: Keyed) -> Result<Config, String> {
     let id = NodeId(keyed.required("id")?.number()?);
     let peers = keyed.required("peers")?.nodes()?;
     let mut config = Config::new(id, peers);
     timing(&mut keyed, &mut config)?;
     term_lead(&mut keyed, &mut config)?;
+    leadership(&mut keyed, &mut config)?;
     config
         .validate()
         .map_err(|e| format!("invalid node: {e}"))?;
@@ -484,6 +497,22 @@ fn term_lead(keyed: &mut Keyed, config: &mut Config) -> Result<(), String> {
     Ok(())
 }
 
+/// Sets `prevote` and `check_quorum`. A scenario that does not name them
+/// runs without them, as every scenario written before them did, so that
+/// they keep their meaning.
+fn leadership(keyed: &mut Keyed, config: &mut Config) -> Result<(), String> {
+    let on = |keyed: &mut Keyed, key: &str| -> Result<bool, String> {
+        Ok(keyed
+            .optional(key)
+            .map(|a| a.on_off())
+            .transpose()?
+            .unwrap_or(false))
+    };
+    config.pre_vote = on(keyed, "prevote")?;
+    config.check_quorum = on(keyed, "check_quorum")?;
+    Ok(())
+}
+
 /// `state [role=] [term=] [voted_for=] [snapshot=I:T] [log=] [commit=]`. A
 /// candidate or leader has voted for itself unless `voted_for` says
 /// otherwise; `log` lists the entries after the snapshot.
@@ -518,7 +547,8 @@ fn start_state(config: &Config, mut keyed: Keyed) -> Result<StartState, String> 
     })
 }
 
-/// `cluster n=N [election=] [heartbeat=] [seed=] [term_lead_max=]`: the size and node 1's
+/// `cluster n=N [election=] [heartbeat=] [seed=] [term_lead_max=] [prevote=]
+/// [check_quorum=]`: the size and node 1's
 /// configuration, validated.
 fn cluster(mut keyed: Keyed) -> Result<(u64, Config), String> {
     let size = keyed.required("n")?.number()?;
@@ -530,6 +560,7 @@ fn cluster(mut keyed: Keyed) -> Result<(u64, Config), String> {
     let mut template = Config::new(NodeId(1), (1..=size).map(NodeId));
     timing(&mut keyed, &mut template)?;
     term_lead(&mut keyed, &mut template)?;
+    leadership(&mut keyed, &mut template)?;
     template
         .validate()
         .map_err(|e| format!("invalid cluster: {e}"))?;
@@ -612,12 +643,12 @@ mod tests {
             ("node id=1 peers=1\nfrobnicate\n", 2, "unknown command 'frobnicate'"),
             ("node id=1 peers=1\nstabilize\n", 2, "'stabilize' needs cluster mode"),
             ("node id=1 peers=1\n(\n", 2, "expected a command"),
-            ("node id=1 peers=1\ncheck role=boss\n", 2, "expected follower, candidate or leader for 'role', found 'boss'"),
+            ("node id=1 peers=1\ncheck role=boss\n", 2, "expected follower, pre-candidate, candidate or leader for 'role', found 'boss'"),
             ("node id=1 peers=1\ncheck size=3\n", 2, "unknown key 'size' for 'check'"),
             ("cluster n=3\ntimeout\n", 2, "'on N timeout ...'"),
             ("cluster n=3\non 4 timeout\n", 2, "node 4 in 'on 4' is not in the cluster (nodes 1 to 3)"),
             ("cluster n=3\non x timeout\n", 2, "expected a node number after 'on', found 'x'"),
-            ("cluster n=3\non 1 sleep\n", 2, "expected an event (append, timeout, snapshot, recv), found 'sleep'"),
+            ("cluster n=3\non 1 sleep\n", 2, "expected an event (append, timeout, snapshot, stall, recover, recv), found 'sleep'"),
             ("node id=1 peers=1\nstate snapshot=3\n", 2, "expected INDEX:TERM for 'snapshot', found '3'"),
             ("node id=1 peers=1\ncheck snapshot=a:b\n", 2, "expected INDEX:TERM for 'snapshot', found 'a:b'"),
             ("cluster n=3\ndeliver to=9\n", 2, "node 9 in 'to=9' is not in the cluster"),

@@ -22,10 +22,13 @@ const CALL_NAMES: &[&str] = &[
     "Rejected",
     "LogCompact",
     "SnapshotInstall",
+    "SteppedDown",
     "AppendEntriesReq",
     "AppendEntriesResp",
     "VoteReq",
     "VoteResp",
+    "PreVoteReq",
+    "PreVoteResp",
     "InstallSnapshotReq",
     "InstallSnapshotResp",
     "NotLeader",
@@ -42,6 +45,7 @@ const ACTION_NAMES: &[&str] = &[
     "Rejected",
     "LogCompact",
     "SnapshotInstall",
+    "SteppedDown",
 ];
 
 /// Names a pattern may use before `=`.

@@ -6,7 +6,7 @@
 
 use super::{World, WorldEvent};
 use crate::app::AppState;
-use crate::checker::{durable_state, Failure, NodeView, Rule};
+use crate::checker::{durable_state, term_adoption, Failure, NodeView, Rule};
 use crate::network::Fate;
 use crate::rng::SimRng;
 use crate::trace::{hash_action, hash_event, Time};
@@ -58,12 +58,11 @@ impl World {
             return;
         }
         self.stats.messages_delivered += 1;
-        let term = message.term();
-        self.run_batch(
-            to,
-            Input::Step(Event::Receive { from, message }),
-            Some(term),
-        );
+        let owed = self.nodes[to]
+            .machine
+            .as_ref()
+            .and_then(|machine| term_adoption::owed_term(&message, machine.hears_leader()));
+        self.run_batch(to, Input::Step(Event::Receive { from, message }), owed);
     }
 
     /// A node's alarm event comes up. A replaced event (or one of a past
