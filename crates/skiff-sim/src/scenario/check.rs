@@ -20,6 +20,8 @@ const CHECK_KEYS: &[&str] = &[
     "log",
     "repairing",
     "snapshot",
+    "hears_leader",
+    "stalled",
 ];
 
 /// One `KEY=VALUE` of a `check` line.
@@ -35,6 +37,8 @@ pub(crate) enum Check {
     Log(Vec<Entry>),
     Repairing(bool),
     Snapshot(SnapshotMeta),
+    HearsLeader(bool),
+    Stalled(bool),
 }
 
 impl Check {
@@ -70,6 +74,8 @@ impl Check {
             "log" => Check::Log(arg.entries()?),
             "repairing" => Check::Repairing(arg.boolean()?),
             "snapshot" => Check::Snapshot(arg.snapshot()?),
+            "hears_leader" => Check::HearsLeader(arg.boolean()?),
+            "stalled" => Check::Stalled(arg.boolean()?),
             other => return Err(unknown_key("check", other, CHECK_KEYS)),
         })
     }
@@ -118,6 +124,16 @@ impl Check {
                 "snapshot",
                 machine.snapshot().to_string(),
                 snapshot.to_string(),
+            ),
+            Check::HearsLeader(hears) => (
+                "hears_leader",
+                machine.hears_leader().to_string(),
+                hears.to_string(),
+            ),
+            Check::Stalled(stalled) => (
+                "stalled",
+                machine.storage_stalled().to_string(),
+                stalled.to_string(),
             ),
         };
         (actual != expected).then(|| format!("{key} is {actual}, expected {expected}"))
