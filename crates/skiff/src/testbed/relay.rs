@@ -63,6 +63,8 @@ pub const CHUNKS_IN_FLIGHT: usize = 256;
 const CHUNK_BYTES_MAX: usize = 16 << 10;
 /// The largest added delay measured exactly (larger ones count as this).
 const ADDED_DELAY_US_MAX: u64 = 3_600_000_000;
+/// The pause after a failed accept before the next.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// How long the relay waits for its dial across a link.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -312,8 +314,13 @@ fn run_namespace(
 async fn serve_link(link: Link, listener: TcpListener, control: Arc<RelayControl>) {
     let mut seed = u64::from(u16::try_from(link.me.0 * 16 + link.peer.0).unwrap_or(0)) << 32;
     loop {
-        let Ok((downstream, _)) = listener.accept().await else {
-            continue;
+        let downstream = match listener.accept().await {
+            Ok((downstream, _)) => downstream,
+            Err(_) => {
+                // Out of descriptors, most likely: let some close.
+                tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
+                continue;
+            }
         };
         seed += 1;
         tokio::spawn(relay_connection(link, downstream, control.clone(), seed));
@@ -355,8 +362,10 @@ async fn relay_connection(
         control.clone(),
         !seed,
     );
+    // Both directions end for a clean close; one broken direction, or the
+    // link going down, drops both sockets at once.
     tokio::select! {
-        _ = async { tokio::join!(forward, back) } => {}
+        _ = async { tokio::try_join!(forward, back) } => {}
         _ = faults.wait_for(|f| f.is_down(link.me, link.peer)) => {}
     }
 }
@@ -368,28 +377,37 @@ struct Chunk {
     release: Instant,
 }
 
+/// A direction of a relayed connection that ended badly: the whole
+/// connection is closed, so that both nodes notice and redial.
+#[derive(Debug)]
+struct Broken;
+
 /// Copies `from` to `to` as the direction `(from_node, to_node)`: each
-/// chunk delayed, in order, held while the direction is cut.
+/// chunk delayed, in order, held while the direction is cut. At the end of
+/// `from` the rest is delivered and `to` shut down for writing (a half
+/// close travels on); a read or write error returns [`Broken`] at once.
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     direction: (NodeId, NodeId),
     control: Arc<RelayControl>,
     seed: u64,
-) {
+) -> Result<(), Broken> {
     let (chunks, mut queued) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
-    let read = async {
+    let reader_control = control.clone();
+    // Owns the sender, so that the writer sees the end once it is read.
+    let read = async move {
         let mut rng = Rng::for_client(seed);
         let mut previous_release = Instant::now();
         loop {
             let mut bytes = vec![0; CHUNK_BYTES_MAX];
-            let read = match from.read(&mut bytes).await {
-                Ok(0) | Err(_) => return,
-                Ok(read) => read,
-            };
+            let read = from.read(&mut bytes).await.map_err(|_| Broken)?;
+            if read == 0 {
+                return Ok(());
+            }
             bytes.truncate(read);
             let arrived = Instant::now();
-            let shape = control.faults.borrow().shape;
+            let shape = reader_control.faults.borrow().shape;
             let release = (arrived + shape.draw(&mut rng)).max(previous_release);
             previous_release = release;
             let chunk = Chunk {
@@ -397,9 +415,7 @@ async fn pump(
                 arrived,
                 release,
             };
-            if chunks.send(chunk).await.is_err() {
-                return;
-            }
+            chunks.send(chunk).await.map_err(|_| Broken)?;
         }
     };
     let write = async {
@@ -413,20 +429,16 @@ async fn pump(
                     .await
                     .is_err()
             {
-                return;
+                return Err(Broken);
             }
-            if to.write_all(&chunk.bytes).await.is_err() {
-                return;
-            }
+            to.write_all(&chunk.bytes).await.map_err(|_| Broken)?;
             if !held {
                 control.record(chunk.arrived.elapsed());
             }
         }
-        let _ = to.shutdown().await;
+        to.shutdown().await.map_err(|_| Broken)
     };
-    // The writer ends when the reader does (its channel closes) or on a
-    // write error, which ends the reader through the closed channel.
-    tokio::join!(read, write);
+    tokio::try_join!(read, write).map(|_| ())
 }
 
 #[cfg(test)]
