@@ -16,6 +16,7 @@ mod scenario_cmd;
 mod sim_cmd;
 mod snapshot_cmd;
 mod status_cmd;
+mod testbed;
 mod up_cmd;
 mod usage;
 
@@ -35,6 +36,7 @@ Examples:
   skiff check --dir data/node-1               # verify a stopped node's data directory
   skiff certs --nodes 3 --dir certs            # development certificates for mutual TLS
   skiff up --tls                               # a local cluster with mutual TLS between nodes
+  sudo skiff testbed                           # namespaces, nemesis, leadership figures
   skiff abuse --idle 2000 --half-sent 500      # the client limits under abuse, measured
   skiff completions bash > ~/.local/share/bash-completion/completions/skiff
 
@@ -85,6 +87,9 @@ enum Command {
     /// Hold idle and half-sent connections to a cluster's leader while a
     /// well-behaved client writes: its latencies and the leader's memory.
     Abuse(abuse_cmd::AbuseArgs),
+    /// Run a cluster in Linux network namespaces under a nemesis (needs
+    /// root): leadership figures and a linearizability check.
+    Testbed(testbed::TestbedArgs),
     /// Print a shell completion script for bash, zsh or fish to standard output.
     Completions(completions_cmd::CompletionsArgs),
 }
@@ -105,6 +110,7 @@ fn main() {
         Command::Check(args) => check_cmd::run(&args),
         Command::Certs(args) => certs_cmd::run(&args),
         Command::Abuse(args) => abuse_cmd::run(&args),
+        Command::Testbed(args) => testbed::run(&args),
         Command::Completions(args) => completions_cmd::run(&args, &mut Cli::command()),
     };
     let Err(error) = outcome else {

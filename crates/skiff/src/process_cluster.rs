@@ -225,6 +225,24 @@ pub struct ProcessCluster {
     /// The listeners of every node, bound by this process and passed to
     /// each child it starts; `None` when the nodes bind their addresses.
     listeners: Option<LocalCluster>,
+    /// Nodes started some other way than `program node ..` with their
+    /// addresses on this host (see [`NodeLaunch`]).
+    launches: BTreeMap<NodeId, NodeLaunch>,
+}
+
+/// How one node is started when it must not run as a plain child on this
+/// host's network, e.g. in a network namespace of the test bed: the command
+/// put before `program node ..` (such as `ip netns exec NS`), and the
+/// listeners it adopts, bound wherever the caller chose.
+#[derive(Debug)]
+pub struct NodeLaunch {
+    /// The program and arguments that run `program node ..`; empty runs it
+    /// directly.
+    pub prefix: Vec<std::ffi::OsString>,
+    /// The node's peer listener.
+    pub peer: TcpListener,
+    /// The node's client listener.
+    pub client: TcpListener,
 }
 
 impl ProcessCluster {
@@ -246,7 +264,15 @@ impl ProcessCluster {
             log_dir,
             running: BTreeMap::new(),
             listeners: None,
+            launches: BTreeMap::new(),
         })
+    }
+
+    /// Starts node `id` (now and at every restart) as `launch` says.
+    pub fn set_launch(&mut self, id: NodeId, launch: NodeLaunch) -> Result<(), ClusterError> {
+        self.config.node(id)?;
+        self.launches.insert(id, launch);
+        Ok(())
     }
 
     /// Writes a new `count`-node configuration to `dir` as
@@ -370,9 +396,15 @@ impl ProcessCluster {
         if self.is_running(id) {
             return Err(ClusterError::AlreadyRunning(id));
         }
-        let inherited = match &self.listeners {
-            Some(local) => Some(self.inherited_listeners(local, id)?),
-            None => {
+        let inherited = match (self.launches.get(&id), &self.listeners) {
+            (Some(launch), _) => {
+                let failed = |source| ClusterError::Listeners { id, source };
+                let peer = launch.peer.try_clone().map_err(failed)?;
+                let client = launch.client.try_clone().map_err(failed)?;
+                Some(InheritedListeners::new(peer, client).map_err(failed)?)
+            }
+            (None, Some(local)) => Some(self.inherited_listeners(local, id)?),
+            (None, None) => {
                 self.check_addresses_free(id)?;
                 None
             }
@@ -382,7 +414,15 @@ impl ProcessCluster {
             path: self.log_path(id),
             source,
         })?;
-        let mut command = Command::new(&self.program);
+        let prefix = self.launches.get(&id).map_or(&[][..], |l| &l.prefix[..]);
+        let mut command = match prefix.split_first() {
+            Some((launcher, arguments)) => {
+                let mut command = Command::new(launcher);
+                command.args(arguments).arg(&self.program);
+                command
+            }
+            None => Command::new(&self.program),
+        };
         command
             .arg("node")
             .arg("--config")

@@ -1,0 +1,108 @@
+//! `skiff testbed`, shortened (a 5 s rejoin, 10 s of partial partition,
+//! 10 s of chaos): 5 nodes in network namespaces with 2 ms +- 1 ms links.
+//! Where the machine does not allow it (not root, no `ip`, no namespaces)
+//! the test prints "skipped: <reason>" and passes, so that CI passes
+//! elsewhere.
+//!
+//! What it waits on: the test bed process's exit; inside, the test bed
+//! polls the nodes' status with deadlines (see its `scenarios` module).
+
+use std::process::Command;
+
+/// The properties that need PreVote and CheckQuorum in the core. Until
+/// they land there (issue 14, item 1), a leader cut off from the others
+/// keeps leading and a node that rejoins disrupts, so these FAIL and the
+/// test only requires them to be printed; set this to `true` when the core
+/// has them, and the test requires them to pass.
+const CORE_HAS_LEADERSHIP_HEALTH: bool = false;
+const NEEDS_CORE: [&str; 3] = [
+    "(a) isolated leader steps down",
+    "(b) rejoin after a partition changes neither leader nor term",
+    "(c) elections under a partial partition",
+];
+/// Properties the test bed's own machinery must pass today.
+const MUST_PASS: [&str; 4] = [
+    "(a) isolated leader replaced",
+    "(d) linearizable",
+    "chaos: a leader after every heal",
+    "no node exited by itself",
+];
+
+/// `skiff testbed` as the issue asks for it, with shorter faults.
+const SHORTENED_RUN: [&str; 13] = [
+    "testbed",
+    "--nodes=5",
+    "--delay=2ms",
+    "--jitter=1ms",
+    "--election-timeout=300ms",
+    "--rejoin-after=5s",
+    "--partial-for=10s",
+    "--chaos-for=10s",
+    "--clients=4",
+    "--seed=1",
+    "--loss=0",
+    "--scenarios",
+    "isolate-leader,rejoin,partial,chaos",
+];
+
+#[test]
+fn the_shortened_test_bed_prints_every_figure_and_leaves_no_namespace() {
+    let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(SHORTENED_RUN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the skiff binary runs");
+    let pid = child.id();
+    let output = child.wait_with_output().expect("the test bed ends");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if let Some(reason) = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("error: the test bed cannot run here: "))
+    {
+        println!("skipped: {reason}");
+        return;
+    }
+    println!("{stdout}\n{stderr}");
+
+    let verdict = |name: &str| {
+        let line = stdout.lines().find(|l| l.contains(&format!("{name}: ")));
+        let line = line.unwrap_or_else(|| panic!("no line for {name:?}:\n{stdout}\n{stderr}"));
+        line.starts_with("PASS")
+    };
+    for name in MUST_PASS {
+        assert!(verdict(name), "{name} failed:\n{stdout}\n{stderr}");
+    }
+    let mut failed_needing_core = Vec::new();
+    for name in NEEDS_CORE {
+        if !verdict(name) {
+            failed_needing_core.push(name);
+        }
+    }
+    if CORE_HAS_LEADERSHIP_HEALTH {
+        assert!(failed_needing_core.is_empty(), "{failed_needing_core:?}");
+        assert!(output.status.success(), "{stderr}");
+    } else if !failed_needing_core.is_empty() {
+        // A FAIL must fail the command.
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+    }
+
+    // The relays add what they were asked to, measured per chunk.
+    let delay_line = (stdout.lines())
+        .find(|l| l.contains("relay added delay: "))
+        .expect("the relay's delay is printed");
+    let median: f64 = delay_line
+        .split("median ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no median in {delay_line:?}"));
+    assert!((1.0..6.0).contains(&median), "{delay_line}");
+
+    // Every namespace of the run is gone.
+    let namespaces = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let namespaces = String::from_utf8_lossy(&namespaces.stdout);
+    let prefix = format!("skiff-tb-{pid}-");
+    assert!(!namespaces.contains(&prefix), "left behind:\n{namespaces}");
+}
