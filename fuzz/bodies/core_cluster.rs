@@ -46,8 +46,11 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
         committed: BTreeMap::new(),
         appended: 0,
     };
+    let features: u8 = input.arbitrary()?;
     for id in ids {
         let mut config = Config::new(id, ids);
+        config.pre_vote = features & 1 != 0;
+        config.check_quorum = features & 2 != 0;
         config.inflight_max = 2;
         config.entries_per_message_max = 2;
         let machine = Machine::new(config).expect("a valid configuration");
@@ -59,7 +62,7 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
         node.promises.check(&node.machine, &actions);
     }
     while !input.is_empty() {
-        match input.int_in_range(0..=6)? {
+        match input.int_in_range(0..=7)? {
             0 | 1 if !cluster.in_flight.is_empty() => {
                 let (from, to, message) = cluster
                     .in_flight
@@ -82,6 +85,16 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
                 let to = *input.choose(&ids)?;
                 let index = cluster.nodes[to.0 as usize - 1].machine.commit_index();
                 cluster.step(to, Event::SnapshotTaken { index });
+            }
+            7 => {
+                // The node's storage stalls, or recovers if it had.
+                let to = *input.choose(&ids)?;
+                let event = if cluster.nodes[to.0 as usize - 1].machine.storage_stalled() {
+                    Event::StorageRecovered
+                } else {
+                    Event::StorageStalled
+                };
+                cluster.step(to, event);
             }
             _ => {
                 let to = *input.choose(&ids)?;

@@ -31,6 +31,8 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
     config.inflight_max = 2;
     config.entries_per_message_max = 2;
     config.seed = input.arbitrary()?;
+    config.pre_vote = input.arbitrary()?;
+    config.check_quorum = input.arbitrary()?;
     let Ok(mut machine) = Machine::with_state(config, state.clone()) else {
         return Ok(());
     };
@@ -102,6 +104,12 @@ impl Promises {
     /// Checks `machine` after a step that answered with `batch`.
     pub fn check(&mut self, machine: &Machine, batch: &[Action]) {
         assert!(machine.term() >= self.term, "term went back");
+        if machine.storage_stalled() {
+            assert_eq!(machine.role(), Role::Follower, "a stalled node leads or stands");
+        }
+        if machine.hears_leader() && machine.role() != Role::Leader {
+            assert!(machine.leader().is_some(), "a lease without a leader");
+        }
         self.term = machine.term();
         if let Some(vote) = machine.voted_for() {
             let first = *self.votes.entry(self.term).or_insert(vote);
@@ -229,8 +237,13 @@ fn start_state(input: &mut Unstructured<'_>, peers: u64) -> Result<StartState> {
             term: Term(terms[covered - 1]),
         },
     };
-    let role = *input.choose(&[Role::Follower, Role::Candidate, Role::Leader])?;
-    let leading = role != Role::Follower;
+    let role = *input.choose(&[
+        Role::Follower,
+        Role::Candidate,
+        Role::Leader,
+        Role::PreCandidate,
+    ])?;
+    let leading = matches!(role, Role::Candidate | Role::Leader);
     let term = terms.last().copied().unwrap_or(0) + input.int_in_range(0..=2)? + u64::from(leading);
     let voted_for = if leading {
         Some(NodeId(1))
@@ -253,8 +266,10 @@ fn start_state(input: &mut Unstructured<'_>, peers: u64) -> Result<StartState> {
 }
 
 fn event(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Result<Event> {
-    Ok(match input.int_in_range(0..=6)? {
+    Ok(match input.int_in_range(0..=8)? {
         0 => Event::Timeout,
+        7 => Event::StorageStalled,
+        8 => Event::StorageRecovered,
         6 => Event::SnapshotTaken {
             index: index_near(input, machine.commit_index())?,
         },
@@ -273,7 +288,17 @@ fn event(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Result<
 fn message(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Result<Message> {
     let term = term_near(input, machine.term())?;
     let sender = NodeId(input.int_in_range(0..=peers + 1)?);
-    Ok(match input.int_in_range(0..=5)? {
+    Ok(match input.int_in_range(0..=7)? {
+        6 => Message::PreVoteReq(VoteReq {
+            term,
+            candidate: sender,
+            last_index: index_near(input, machine.last_index())?,
+            last_term: term_near(input, machine.last_term())?,
+        }),
+        7 => Message::PreVoteResp(VoteResp {
+            term,
+            granted: input.arbitrary()?,
+        }),
         4 => Message::InstallSnapshotReq(InstallSnapshotReq {
             term,
             leader: sender,
