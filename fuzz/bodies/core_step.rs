@@ -105,7 +105,11 @@ impl Promises {
     pub fn check(&mut self, machine: &Machine, batch: &[Action]) {
         assert!(machine.term() >= self.term, "term went back");
         if machine.storage_stalled() {
-            assert_eq!(machine.role(), Role::Follower, "a stalled node leads or stands");
+            assert_eq!(
+                machine.role(),
+                Role::Follower,
+                "a stalled node leads or stands"
+            );
         }
         if machine.hears_leader() && machine.role() != Role::Leader {
             assert!(machine.leader().is_some(), "a lease without a leader");

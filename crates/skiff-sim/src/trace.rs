@@ -9,7 +9,7 @@
 
 use crate::hash::StableHasher;
 use crate::queue::Micros;
-use skiff_core::{Action, CommitError, Entry, LogIndex, Message, NodeId};
+use skiff_core::{Action, CommitError, Entry, LogIndex, Message, NodeId, VoteReq, VoteResp};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Write;
@@ -180,18 +180,8 @@ pub fn hash_message(h: &mut StableHasher, message: &Message) {
             h.word(u64::from(m.success));
             h.word(m.index.0);
         }
-        Message::VoteReq(m) => {
-            h.word(3);
-            h.word(m.term.0);
-            h.word(m.candidate.0);
-            h.word(m.last_index.0);
-            h.word(m.last_term.0);
-        }
-        Message::VoteResp(m) => {
-            h.word(4);
-            h.word(m.term.0);
-            h.word(u64::from(m.granted));
-        }
+        Message::VoteReq(m) => hash_vote_req(h, 3, m),
+        Message::VoteResp(m) => hash_vote_resp(h, 4, m),
         Message::InstallSnapshotReq(m) => {
             h.word(5);
             h.word(m.term.0);
@@ -204,19 +194,25 @@ pub fn hash_message(h: &mut StableHasher, message: &Message) {
             h.word(m.term.0);
             h.word(m.index.0);
         }
-        Message::PreVoteReq(m) => {
-            h.word(7);
-            h.word(m.term.0);
-            h.word(m.candidate.0);
-            h.word(m.last_index.0);
-            h.word(m.last_term.0);
-        }
-        Message::PreVoteResp(m) => {
-            h.word(8);
-            h.word(m.term.0);
-            h.word(u64::from(m.granted));
-        }
+        Message::PreVoteReq(m) => hash_vote_req(h, 7, m),
+        Message::PreVoteResp(m) => hash_vote_resp(h, 8, m),
     }
+}
+
+/// A VoteReq or PreVoteReq (`kind` tells which).
+fn hash_vote_req(h: &mut StableHasher, kind: u64, m: &VoteReq) {
+    h.word(kind);
+    h.word(m.term.0);
+    h.word(m.candidate.0);
+    h.word(m.last_index.0);
+    h.word(m.last_term.0);
+}
+
+/// A VoteResp or PreVoteResp (`kind` tells which).
+fn hash_vote_resp(h: &mut StableHasher, kind: u64, m: &VoteResp) {
+    h.word(kind);
+    h.word(m.term.0);
+    h.word(u64::from(m.granted));
 }
 
 fn hash_entry(h: &mut StableHasher, entry: &Entry) {

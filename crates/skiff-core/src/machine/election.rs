@@ -57,6 +57,12 @@ impl Machine {
             self.become_leader(actions);
             return;
         }
+        self.ask_every_peer(term, Message::VoteReq);
+    }
+
+    /// Asks every other peer for its vote in `term`, as a `VoteReq` or a
+    /// `PreVoteReq` (`wrap`), naming this node's last entry.
+    pub(super) fn ask_every_peer(&mut self, term: Term, wrap: fn(VoteReq) -> Message) {
         let req = VoteReq {
             term,
             candidate: self.config.id,
@@ -65,7 +71,7 @@ impl Machine {
         };
         for peer in self.config.peers.clone() {
             if peer != self.config.id {
-                self.send(peer, Message::VoteReq(req));
+                self.send(peer, wrap(req));
             }
         }
     }

@@ -56,17 +56,7 @@ impl Machine {
             self.become_candidate(actions);
             return;
         }
-        let req = VoteReq {
-            term,
-            candidate: self.config.id,
-            last_index: self.log.last_index(),
-            last_term: self.log.last_term(),
-        };
-        for peer in self.config.peers.clone() {
-            if peer != self.config.id {
-                self.send(peer, Message::PreVoteReq(req));
-            }
-        }
+        self.ask_every_peer(term, Message::PreVoteReq);
     }
 
     /// Rule 2: answers whether this node would vote for the asker in the
