@@ -398,6 +398,8 @@ fn recover(
     core.election_timeout_ms = config.election_timeout_ms;
     core.heartbeat_interval_ms = config.heartbeat_interval_ms;
     core.term_lead_max = Some(config.limits.term_lead_max);
+    core.pre_vote = config.pre_vote;
+    core.check_quorum = config.check_quorum;
     core.seed = seed(id);
     let Recovered {
         hard_state,
