@@ -76,6 +76,7 @@ pub mod config;
 mod event_loop;
 pub mod local;
 mod node;
+mod stall;
 mod state_machine;
 pub mod storage;
 pub mod tls;
