@@ -714,8 +714,8 @@ impl EventLoop {
         self.step_during_sync(Event::StorageRecovered);
         let elapsed_ms = took.as_millis() as u64;
         tracing::info!(
-            elapsed_ms, role = %self.machine.role(), term = %self.machine.term(),
-            "storage recovered after {elapsed_ms} ms"
+            id = %self.machine.id(), elapsed_ms, role = %self.machine.role(),
+            term = %self.machine.term(), "storage recovered after {elapsed_ms} ms"
         );
     }
 

@@ -30,6 +30,8 @@ pub struct SyncClock {
 
 #[derive(Debug)]
 struct Shared {
+    /// The node, for the log.
+    id: skiff_core::NodeId,
     /// The limit past which a sync counts as stalled.
     limit: Duration,
     /// What the times below count from.
@@ -58,7 +60,9 @@ impl SyncClock {
         limit: Duration,
         status: Arc<watch::Sender<Status>>,
     ) -> std::io::Result<SyncClock> {
+        let id = status.borrow().id;
         let shared = Arc::new(Shared {
+            id,
             limit,
             base: Instant::now(),
             outstanding_since: AtomicU64::new(0),
@@ -66,7 +70,6 @@ impl SyncClock {
             stop: AtomicBool::new(false),
         });
         let watched = shared.clone();
-        let id = status.borrow().id;
         std::thread::Builder::new()
             .name(format!("skiff-stall-{id}"))
             .spawn(move || watch_syncs(&watched, &status))?;
@@ -126,11 +129,13 @@ impl Shared {
         let elapsed_ms = elapsed.as_millis() as u64;
         if role == skiff_core::Role::Leader {
             tracing::warn!(
+                id = %self.id,
                 elapsed_ms,
                 "storage stalled: sync outstanding for {elapsed_ms} ms; stepping down"
             );
         } else {
             tracing::warn!(
+                id = %self.id,
                 elapsed_ms,
                 "storage stalled: sync outstanding for {elapsed_ms} ms; \
                  standing for no election and granting no vote until it returns"

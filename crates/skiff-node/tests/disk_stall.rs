@@ -21,6 +21,45 @@ const SUBMIT_PATIENCE: Duration = Duration::from_millis(500);
 /// Writes acknowledged before the stall begins.
 const ACKS_BEFORE: usize = 20;
 
+/// What the nodes of this test process logged.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Sends every node's log lines here from now on.
+    fn install() -> Captured {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .init();
+        captured
+    }
+
+    /// The captured lines that contain `text`.
+    fn lines_with(&self, text: &str) -> Vec<String> {
+        let bytes = self.0.lock().unwrap();
+        let text_lines = String::from_utf8_lossy(&bytes);
+        text_lines
+            .lines()
+            .filter(|line| line.contains(text))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
 /// Waits until `status` satisfies `condition`, up to [`DEADLINE`].
 async fn wait_for(
     status: &mut watch::Receiver<Status>,
@@ -91,6 +130,7 @@ async fn committed(handle: &NodeHandle, through: LogIndex) -> Vec<(LogIndex, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_disk_stalls_is_replaced_and_rejoins_as_follower() {
+    let logs = Captured::install();
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = LocalCluster::bind(3, dir.path()).unwrap();
     cluster.config.cluster_id = 14;
@@ -199,6 +239,27 @@ async fn a_leader_whose_disk_stalls_is_replaced_and_rejoins_as_follower() {
             );
         }
     }
+    // One warning for the stall, the step-down, and the recovery.
+    let of_old = |lines: Vec<String>| -> Vec<String> {
+        let id = format!("id={old_id}");
+        lines
+            .into_iter()
+            .filter(|line| line.contains(&id))
+            .collect()
+    };
+    let stalled = of_old(logs.lines_with("storage stalled: sync outstanding for"));
+    assert_eq!(stalled.len(), 1, "{stalled:#?}");
+    assert!(stalled[0].contains("stepping down"), "{}", stalled[0]);
+    let stepped_down = logs.lines_with("stepped down as leader");
+    assert!(
+        stepped_down
+            .iter()
+            .any(|line| line.contains(&format!("id={old_id}")) && line.contains("StorageStalled")),
+        "{stepped_down:#?}"
+    );
+    let recovered = of_old(logs.lines_with("storage recovered after"));
+    assert_eq!(recovered.len(), 1, "{recovered:#?}");
+    eprintln!("{}\n{}", stalled[0], recovered[0]);
     let new_leader_status = handles
         .iter()
         .find(|h| h.id() == new_leader.id)
