@@ -75,6 +75,10 @@ pub struct Status {
     /// no vote and stands for no election until it has caught up from a
     /// leader elected after the damage (see `Machine::repairing`).
     pub repairing: bool,
+    /// Whether a sync has been outstanding past `[storage]
+    /// stall_timeout_ms`: the node then leads no more, stands for no
+    /// election and grants no vote until the sync returns.
+    pub storage_stalled: bool,
     /// The snapshot the log starts after (`0:0` before the first): the
     /// log holds `last_index - snapshot.index` entries.
     pub snapshot: SnapshotMeta,

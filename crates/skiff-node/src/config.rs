@@ -5,7 +5,12 @@
 //! cluster_id = 1
 //! election_timeout_ms = 300      # optional, default 300
 //! heartbeat_interval_ms = 100    # optional, default 100
+//! pre_vote = true                # optional, default true
+//! check_quorum = true            # optional, default true
 //! segment_bytes_max = 8388608    # optional, default 8 MiB
+//!
+//! [storage]                        # optional
+//! stall_timeout_ms = 1000          # a sync outstanding this long is a stalled disk
 //!
 //! [tls]                            # optional: mutual TLS between peers
 //! ca = "certs/ca.pem"              # the cluster's certificate authority
@@ -17,6 +22,9 @@
 //! term_lead_max = 100000
 //! # ... see `LimitsConfig`
 //!
+//! [faults]                         # FOR TESTS ONLY: injected failures
+//! sync_stall_file = "stall-{id}"   # while this file exists, the node's syncs wait
+//!
 //! [[nodes]]
 //! id = 1
 //! peer_address = "127.0.0.1:7101"    # Raft traffic between nodes
@@ -27,6 +35,26 @@
 //! id = 2
 //! # ...
 //! ```
+//!
+//! # Leadership health
+//!
+//! `pre_vote` and `check_quorum` are on unless set to `false` (see
+//! `skiff_core::Config`): with PreVote, a node whose election timeout fired
+//! first asks whether it could win, without raising its term, so that a
+//! node cut off for a while cannot depose a healthy leader when it
+//! returns; with CheckQuorum, a leader that has not heard from a majority
+//! within an election timeout steps down, so that clients stop waiting on
+//! it, and a follower that hears from its leader refuses to vote for
+//! anyone else (the lease).
+//!
+//! `[storage] stall_timeout_ms` is how long a sync may stay outstanding
+//! before the disk counts as stalled: the node logs it, its status says
+//! so, and it steps down if it leads and stands for no election until the
+//! sync returns (`skiff_core::Event::StorageStalled`). The default,
+//! [`STALL_TIMEOUT_MS_DEFAULT`], sits well above a slow but working sync.
+//!
+//! `[faults]` exists for tests and the test bed only: it injects failures
+//! into a real node and must not appear in a production configuration.
 
 use serde::{Deserialize, Serialize};
 use skiff_core::NodeId;
@@ -46,6 +74,17 @@ pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 100;
 /// tens of thousands of entries between rolls.
 pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 8 << 20;
 
+/// The default of [`StorageConfig::stall_timeout_ms`].
+///
+/// A stalled leader stops heartbeating at once (its event loop waits for
+/// the sync), so its followers elect another within the election timeout
+/// whatever this limit is; the limit decides when the node *says* its disk
+/// stalled, and steps down and stops standing for elections. One second is
+/// several times what a slow sync on a busy disk takes, so that a merely
+/// slow disk does not make the leader step down again and again, and still
+/// short next to an outage.
+pub const STALL_TIMEOUT_MS_DEFAULT: u64 = 1000;
+
 /// A whole cluster: its id, its timing and every node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +98,13 @@ pub struct ClusterConfig {
     /// How often a leader sends heartbeats; must be below the election timeout.
     #[serde(default = "heartbeat_interval_ms_default")]
     pub heartbeat_interval_ms: u64,
+    /// PreVote: a node asks whether it could win before it raises its term.
+    #[serde(default = "enabled")]
+    pub pre_vote: bool,
+    /// CheckQuorum: a leader that has not heard from a majority within an
+    /// election timeout steps down, and followers keep their leader's lease.
+    #[serde(default = "enabled")]
+    pub check_quorum: bool,
     /// Size at which a log segment is sealed.
     #[serde(default = "segment_bytes_max_default")]
     pub segment_bytes_max: u64,
@@ -73,6 +119,12 @@ pub struct ClusterConfig {
     /// it covers, and how snapshots travel between peers.
     #[serde(default)]
     pub snapshot: SnapshotConfig,
+    /// How the node judges its disk.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Failures injected for tests; absent in production.
+    #[serde(default, skip_serializing_if = "FaultsConfig::is_empty")]
+    pub faults: FaultsConfig,
     /// Every member, in any order.
     pub nodes: Vec<NodeConfig>,
 }
@@ -108,6 +160,50 @@ pub struct TlsConfig {
     /// Whether the file server's clients must use TLS too.
     #[serde(default)]
     pub clients: bool,
+}
+
+/// How a node judges its disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// A sync outstanding for this long counts as a stalled disk (see the
+    /// module's documentation).
+    pub stall_timeout_ms: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            stall_timeout_ms: STALL_TIMEOUT_MS_DEFAULT,
+        }
+    }
+}
+
+/// Failures injected into a real node, for tests and the test bed only.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsConfig {
+    /// While a file exists at this path, every sync of the node waits (a
+    /// stalled disk); `{id}` is replaced by the node's id, and a relative
+    /// path is taken relative to the configuration file by
+    /// [`ClusterConfig::load`]. Unset, syncs cost nothing extra.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_stall_file: Option<PathBuf>,
+}
+
+impl FaultsConfig {
+    /// Whether no fault is configured.
+    pub fn is_empty(&self) -> bool {
+        self.sync_stall_file.is_none()
+    }
+
+    /// Node `id`'s stall file, if one is configured.
+    pub fn sync_stall_file_of(&self, id: NodeId) -> Option<PathBuf> {
+        let path = self.sync_stall_file.as_ref()?;
+        Some(PathBuf::from(
+            path.to_string_lossy().replace("{id}", &id.to_string()),
+        ))
+    }
 }
 
 /// Bounds on what a peer or client may make a node hold or wait for. Every
@@ -240,6 +336,9 @@ impl Default for LimitsConfig {
     }
 }
 
+fn enabled() -> bool {
+    true
+}
 fn election_timeout_ms_default() -> u64 {
     ELECTION_TIMEOUT_MS_DEFAULT
 }
@@ -308,10 +407,14 @@ impl ClusterConfig {
             cluster_id: 1,
             election_timeout_ms: ELECTION_TIMEOUT_MS_DEFAULT,
             heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS_DEFAULT,
+            pre_vote: true,
+            check_quorum: true,
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
             tls: None,
             limits: LimitsConfig::default(),
             snapshot: SnapshotConfig::default(),
+            storage: StorageConfig::default(),
+            faults: FaultsConfig::default(),
             nodes,
         }
     }
@@ -334,6 +437,11 @@ impl ClusterConfig {
         for node in &mut config.nodes {
             if node.data_dir.is_relative() {
                 node.data_dir = base.join(&node.data_dir);
+            }
+        }
+        if let Some(path) = &mut config.faults.sync_stall_file {
+            if path.is_relative() {
+                *path = base.join(&*path);
             }
         }
         if let Some(tls) = &mut config.tls {
@@ -414,6 +522,17 @@ impl ClusterConfig {
             return invalid(format!(
                 "segment_bytes_max ({}) must be at least 4096",
                 self.segment_bytes_max
+            ));
+        }
+        if self.storage.stall_timeout_ms == 0 {
+            return invalid(
+                "storage.stall_timeout_ms must be above 0, or every sync counts as stalled".into(),
+            );
+        }
+        if self.storage.stall_timeout_ms > 3_600_000 {
+            return invalid(format!(
+                "storage.stall_timeout_ms ({}) is over an hour",
+                self.storage.stall_timeout_ms
             ));
         }
         self.limits.validate()?;
@@ -507,6 +626,59 @@ mod tests {
         assert_eq!(config.election_timeout_ms, ELECTION_TIMEOUT_MS_DEFAULT);
         assert_eq!(config.nodes[0].data_dir, dir.path().join("n1"));
         assert_eq!(config.tls, None);
+        assert!(config.pre_vote && config.check_quorum, "both on by default");
+        assert_eq!(config.storage.stall_timeout_ms, STALL_TIMEOUT_MS_DEFAULT);
+        assert!(config.faults.is_empty());
+    }
+
+    const ONE_NODE: &str = r#"
+        [[nodes]]
+        id = 3
+        peer_address = "127.0.0.1:9001"
+        client_address = "127.0.0.1:9002"
+        data_dir = "n3"
+    "#;
+
+    #[test]
+    fn leadership_and_stall_keys_are_read_and_the_stall_file_is_per_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "cluster_id = 4\npre_vote = false\ncheck_quorum = false\n\
+             [storage]\nstall_timeout_ms = 250\n\
+             [faults]\nsync_stall_file = \"stall-{{id}}\"\n{ONE_NODE}"
+        );
+        let config = load_text(dir.path(), &text);
+        assert!(!config.pre_vote && !config.check_quorum);
+        assert_eq!(config.storage.stall_timeout_ms, 250);
+        assert_eq!(
+            config.faults.sync_stall_file_of(NodeId(3)),
+            Some(dir.path().join("stall-3"))
+        );
+        let saved = dir.path().join("saved.toml");
+        config.save(&saved).unwrap();
+        assert_eq!(ClusterConfig::load(&saved).unwrap(), config);
+    }
+
+    #[test]
+    fn invalid_leadership_and_stall_values_are_named() {
+        let parse = |text: &str| {
+            ClusterConfig::parse(&format!("cluster_id = 4\n{text}\n{ONE_NODE}"))
+                .unwrap_err()
+                .to_string()
+        };
+        let err = parse("pre_vote = \"yes\"");
+        assert!(err.contains("pre_vote") && err.contains("bool"), "{err}");
+        let err = parse("check_quorum = 1");
+        assert!(
+            err.contains("check_quorum") && err.contains("bool"),
+            "{err}"
+        );
+        let err = parse("[storage]\nstall_timeout = 5");
+        assert!(err.contains("stall_timeout"), "{err}");
+        let err = parse("[faults]\nsync_stall = \"x\"");
+        assert!(err.contains("sync_stall"), "{err}");
+        assert!(problem(|c| c.storage.stall_timeout_ms = 0)
+            .contains("storage.stall_timeout_ms must be above 0"));
     }
 
     #[test]

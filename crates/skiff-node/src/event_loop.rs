@@ -51,6 +51,27 @@
 //! answer to the leader is never sent before the sync: those promise what
 //! this node has made durable.
 //!
+//! # A disk that stalls
+//!
+//! A sync outstanding past `[storage] stall_timeout_ms` is a stalled disk
+//! (see `stall` for the watchdog that reports it while the loop's thread is
+//! blocked). Where the sync runs on another thread (`sync_elsewhere`, a
+//! leader's turns that replicated early) the loop waits for the sync and
+//! the limit together: at the limit it steps `StorageStalled` into the
+//! machine, performs at once what needs no disk (the `SteppedDown` report,
+//! the alarm), publishes the status, and keeps waiting. Whichever way the
+//! sync ran, a sync that returns past the limit is followed, before any
+//! other input, by `StorageStalled` (if not stepped yet) and
+//! `StorageRecovered`, and the node goes on as a follower. Actions of those
+//! steps that need the disk or a sync (sends, commits, persistence) wait
+//! for the next turn, at the front of its actions.
+//!
+//! In-place syncs stay in place: a hand-off per turn would cost every
+//! follower and candidate turn a thread switch, and a loop blocked in its
+//! sync sends nothing, heartbeats included, so a leader stalled there is
+//! replaced by its followers' timeouts just the same; it steps down in its
+//! machine as soon as the sync returns.
+//!
 //! # Snapshots
 //!
 //! With a state machine, the loop feeds the applier task (see `applier`)
@@ -75,6 +96,7 @@
 
 use crate::api::{CommittedEntry, NodeError, SnapshotError, Status, SubmitError};
 use crate::applier::{ApplierEvent, ApplierInput, SnapshotReply};
+use crate::stall::SyncClock;
 use crate::storage::{Storage, StoredSnapshot};
 use crate::transport::{received_snapshot_path, Inbound, Transport};
 use bytes::Bytes;
@@ -158,6 +180,15 @@ pub struct SnapshotLinks {
     pub incoming_dir: PathBuf,
 }
 
+/// Where the loop publishes its status, and the clock of its syncs that
+/// the stall watchdog reads (which marks that status stalled).
+pub struct StatusLinks {
+    /// The status every turn publishes.
+    pub status: Arc<watch::Sender<Status>>,
+    /// When each sync began and ended.
+    pub sync_clock: SyncClock,
+}
+
 /// Whether the `count`th occurrence of a problem a peer can repeat at will
 /// is logged: every one of the first few, then only at powers of two.
 fn worth_logging(count: u64) -> bool {
@@ -187,9 +218,18 @@ pub struct EventLoop {
     transport: Transport,
     peer_inbox: mpsc::Receiver<Inbound>,
     commands: mpsc::Receiver<Command>,
-    status: watch::Sender<Status>,
+    /// Shared with the stall watchdog, which marks it stalled.
+    status: Arc<watch::Sender<Status>>,
     actions: Vec<Action>,
     alarm: Option<Instant>,
+    /// When each sync began and ended, for the stall watchdog.
+    sync_clock: SyncClock,
+    /// Actions of the stall events stepped during a sync that wait for the
+    /// next turn (see the module's comment).
+    deferred: Vec<Action>,
+    /// Whether a stall event set the alarm during this turn's sync: the
+    /// turn's own, older `Alarm` is then stale.
+    alarm_replaced: bool,
     /// Submitters waiting for the entry this node appended, by index and
     /// term: an entry truncated from this log still waits for its outcome,
     /// and this node may append another at the same index in a later term.
@@ -234,9 +274,10 @@ impl EventLoop {
         transport: Transport,
         peer_inbox: mpsc::Receiver<Inbound>,
         commands: mpsc::Receiver<Command>,
-        status: watch::Sender<Status>,
+        status: StatusLinks,
         snapshots: SnapshotLinks,
     ) -> EventLoop {
+        let StatusLinks { status, sync_clock } = status;
         let (verified_sender, verified) = mpsc::unbounded_channel();
         EventLoop {
             machine,
@@ -247,6 +288,9 @@ impl EventLoop {
             status,
             actions: Vec::new(),
             alarm: None,
+            sync_clock,
+            deferred: Vec::new(),
+            alarm_replaced: false,
             waiters: BTreeMap::new(),
             barriers: Vec::new(),
             subscribers: Vec::new(),
@@ -527,12 +571,15 @@ impl EventLoop {
         if take_early_sends(&mut self.actions, |to, message| transport.send(to, message)) {
             self.sync_elsewhere().await?;
         } else {
-            self.storage.as_mut().expect(STORAGE_IS_BACK).sync()?;
+            self.sync_in_place()?;
         }
         if let Some(installed) = self.installed.take() {
             self.restore_applier(installed)?;
         }
-        for action in self.actions.drain(..) {
+        // Taken out, so that the actions can be performed by `self`'s
+        // methods; put back emptied, keeping the buffer.
+        let mut actions = std::mem::take(&mut self.actions);
+        for action in actions.drain(..) {
             match action {
                 Action::Send {
                     to,
@@ -554,25 +601,20 @@ impl EventLoop {
                     let segments = storage.compact(through)?;
                     tracing::debug!(%through, segments, "log compacted");
                 }
-                Action::Alarm { ms } => {
-                    self.alarm = Some(Instant::now() + Duration::from_millis(ms))
+                // A stall event stepped during the sync set a newer one.
+                Action::Alarm { .. } if self.alarm_replaced => {}
+                Action::Alarm { .. } | Action::Rejected { .. } | Action::SteppedDown { .. } => {
+                    self.perform_informational(action)
                 }
-                Action::Rejected { from, reason } => {
-                    self.rejected += 1;
-                    report_rejection(self.rejected, from, reason);
-                }
-                Action::SteppedDown { reason } => tracing::warn!(
-                    id = %self.machine.id(),
-                    term = %self.machine.term(),
-                    reason = reason.name(),
-                    "stepped down as leader"
-                ),
                 Action::StateStore { .. }
                 | Action::LogStore { .. }
                 | Action::LogTruncate { .. }
                 | Action::SnapshotInstall { .. } => {}
             }
         }
+        self.actions = actions;
+        self.alarm_replaced = false;
+        self.actions.append(&mut self.deferred);
         let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
         if storage.repairing() && !self.machine.repairing() {
             // After the turn's sync: the log that ended the repair is durable.
@@ -621,16 +663,96 @@ impl EventLoop {
     /// the followers' syncs, so the hand-off between threads costs no
     /// latency. Every other turn syncs in place, since everything waits for
     /// its sync and a hand-off would only add to that.
+    ///
+    /// The loop waits for the stall limit beside the sync: past it, the
+    /// machine hears `StorageStalled` at once (see the module's comment).
     async fn sync_elsewhere(&mut self) -> Result<(), NodeError> {
         let mut storage = self.storage.take().expect(STORAGE_IS_BACK);
-        let (storage, synced) = tokio::task::spawn_blocking(move || {
+        let began = self.sync_clock.begin();
+        let mut sync = tokio::task::spawn_blocking(move || {
             let synced = storage.sync();
             (storage, synced)
-        })
-        .await
-        .map_err(|e| NodeError::EventLoop(format!("the sync thread failed: {e}")))?;
+        });
+        let limit = Instant::from_std(began + self.sync_clock.limit());
+        let joined = match tokio::time::timeout_at(limit, &mut sync).await {
+            Ok(joined) => joined,
+            Err(_elapsed) => {
+                self.sync_clock.report(self.machine.role());
+                self.step_during_sync(Event::StorageStalled);
+                self.publish_status();
+                sync.await
+            }
+        };
+        self.sync_clock.end();
+        let (storage, synced) =
+            joined.map_err(|e| NodeError::EventLoop(format!("the sync thread failed: {e}")))?;
         self.storage = Some(storage);
+        self.after_sync(began);
         Ok(synced?)
+    }
+
+    /// Syncs on the loop's own thread (see the module's comment).
+    fn sync_in_place(&mut self) -> Result<(), NodeError> {
+        let began = self.sync_clock.begin();
+        let synced = self.storage.as_mut().expect(STORAGE_IS_BACK).sync();
+        self.sync_clock.end();
+        self.after_sync(began);
+        Ok(synced?)
+    }
+
+    /// After a sync begun at `began`: one that took past the stall limit
+    /// ends the stall in the machine, before any other input.
+    fn after_sync(&mut self, began: std::time::Instant) {
+        let took = began.elapsed();
+        if took < self.sync_clock.limit() {
+            return;
+        }
+        if !self.machine.storage_stalled() {
+            self.sync_clock.report(self.machine.role());
+            self.step_during_sync(Event::StorageStalled);
+        }
+        self.step_during_sync(Event::StorageRecovered);
+        let elapsed_ms = took.as_millis() as u64;
+        tracing::info!(
+            id = %self.machine.id(), elapsed_ms, role = %self.machine.role(),
+            term = %self.machine.term(), "storage recovered after {elapsed_ms} ms"
+        );
+    }
+
+    /// Steps a stall event while the turn's sync is outstanding or just
+    /// returned: performs at once what needs no disk, and leaves the rest
+    /// for the next turn.
+    fn step_during_sync(&mut self, event: Event) {
+        let mut actions = Vec::new();
+        self.machine.step(event, &mut actions);
+        for action in actions {
+            match action {
+                Action::Alarm { .. } | Action::Rejected { .. } | Action::SteppedDown { .. } => {
+                    self.alarm_replaced |= matches!(action, Action::Alarm { .. });
+                    self.perform_informational(action);
+                }
+                other => self.deferred.push(other),
+            }
+        }
+    }
+
+    /// Performs an action that needs no disk and sends nothing: `Alarm`,
+    /// `Rejected`, `SteppedDown`.
+    fn perform_informational(&mut self, action: Action) {
+        match action {
+            Action::Alarm { ms } => self.alarm = Some(Instant::now() + Duration::from_millis(ms)),
+            Action::Rejected { from, reason } => {
+                self.rejected += 1;
+                report_rejection(self.rejected, from, reason);
+            }
+            Action::SteppedDown { reason } => tracing::warn!(
+                id = %self.machine.id(),
+                term = %self.machine.term(),
+                reason = reason.name(),
+                "stepped down as leader"
+            ),
+            other => debug_assert!(false, "{other:?} is not informational"),
+        }
     }
 
     /// Sends each subscriber the committed entries it has not had, as far
@@ -704,6 +826,7 @@ impl EventLoop {
             commit_index: self.machine.commit_index(),
             last_index: self.machine.last_index(),
             repairing: self.machine.repairing(),
+            storage_stalled: self.machine.storage_stalled(),
             snapshot: self.machine.snapshot(),
         };
         self.status.send_if_modified(|current| {
@@ -819,7 +942,12 @@ mod tests {
 
     /// Node 1 of three in `role` at term 2, with one entry of term 2.
     fn machine(role: Role) -> Machine {
-        let config = Config::new(NodeId(1), [NodeId(1), NodeId(2), NodeId(3)]);
+        let mut config = Config::new(NodeId(1), [NodeId(1), NodeId(2), NodeId(3)]);
+        // Without the leader's lease, so that a follower that just heard
+        // its leader still votes: these tests are about when the loop
+        // sends a vote, not whether the machine grants it.
+        config.pre_vote = false;
+        config.check_quorum = false;
         let voted_for = (role != Role::Follower).then_some(NodeId(1));
         let state = StartState {
             role: Some(role),

@@ -76,6 +76,7 @@ pub mod config;
 mod event_loop;
 pub mod local;
 mod node;
+mod stall;
 mod state_machine;
 pub mod storage;
 pub mod tls;
@@ -84,7 +85,10 @@ mod transport;
 pub use api::{
     CommittedEntry, NodeError, SnapshotError, StartError, Status, SubmitError, ENTRY_BYTES_MAX,
 };
-pub use config::{ClusterConfig, ConfigError, LimitsConfig, NodeConfig, SnapshotConfig, TlsConfig};
+pub use config::{
+    ClusterConfig, ConfigError, FaultsConfig, LimitsConfig, NodeConfig, SnapshotConfig,
+    StorageConfig, TlsConfig,
+};
 pub use node::{Node, NodeHandle, Subscription, TASKS_GRACE};
 pub use skiff_core::{LogIndex, NodeId, Role, SnapshotMeta, Term};
 pub use state_machine::{SnapshotWriter, StateMachine};

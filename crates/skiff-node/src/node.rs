@@ -5,7 +5,8 @@ use crate::api::{
 };
 use crate::applier::{self, SnapshotPlace};
 use crate::config::{ClusterConfig, ConfigError};
-use crate::event_loop::{ApplierLink, Command, EventLoop, SnapshotLinks};
+use crate::event_loop::{ApplierLink, Command, EventLoop, SnapshotLinks, StatusLinks};
+use crate::stall::SyncClock;
 use crate::state_machine::StateMachine;
 use crate::storage::{Identity, Recovered, Storage, StoredSnapshot};
 use crate::tls::NodeTls;
@@ -122,6 +123,8 @@ impl Node {
         })
         .await
         .map_err(|e| StartError::Thread(std::io::Error::other(e)))??;
+        let mut storage = storage;
+        storage.stall_syncs_while(config.faults.sync_stall_file_of(id));
         let (command_sender, commands) = mpsc::channel(COMMAND_QUEUE_MAX);
         let (status_sender, status) = watch::channel(initial_status(&machine));
         tracing::info!(
@@ -136,6 +139,7 @@ impl Node {
             listener,
             commands,
             status: status_sender,
+            stall_timeout: std::time::Duration::from_millis(config.storage.stall_timeout_ms),
         };
         let (bound, done) = spawn_event_loop(id, parts)?;
         let runtime = match bound.await {
@@ -398,6 +402,8 @@ fn recover(
     core.election_timeout_ms = config.election_timeout_ms;
     core.heartbeat_interval_ms = config.heartbeat_interval_ms;
     core.term_lead_max = Some(config.limits.term_lead_max);
+    core.pre_vote = config.pre_vote;
+    core.check_quorum = config.check_quorum;
     core.seed = seed(id);
     let Recovered {
         hard_state,
@@ -509,6 +515,7 @@ fn initial_status(machine: &Machine) -> Status {
         commit_index: machine.commit_index(),
         last_index: machine.last_index(),
         repairing: machine.repairing(),
+        storage_stalled: false,
         snapshot: machine.snapshot(),
     }
 }
@@ -528,6 +535,8 @@ struct EventLoopParts {
     listener: std::net::TcpListener,
     commands: mpsc::Receiver<Command>,
     status: watch::Sender<Status>,
+    /// A sync outstanding this long is a stalled disk.
+    stall_timeout: std::time::Duration,
 }
 
 /// Runs the event loop and the peer transport on a thread of their own
@@ -597,6 +606,14 @@ async fn run_event_loop(
 ) -> Result<(), NodeError> {
     let (peer_sender, peer_inbox) = mpsc::channel(INBOUND_QUEUE_MAX);
     let incoming_dir = parts.transport.snapshot_incoming_dir.clone();
+    let status = Arc::new(parts.status);
+    let sync_clock = match SyncClock::start(parts.stall_timeout, status.clone()) {
+        Ok(clock) => clock,
+        Err(error) => {
+            let _ = bound.send(Err(error));
+            return Ok(());
+        }
+    };
     let transport = match Transport::start(parts.transport, parts.listener, peer_sender) {
         Ok(transport) => transport,
         Err(error) => {
@@ -616,7 +633,7 @@ async fn run_event_loop(
         transport,
         peer_inbox,
         parts.commands,
-        parts.status,
+        StatusLinks { status, sync_clock },
         SnapshotLinks {
             applier,
             incoming_dir,

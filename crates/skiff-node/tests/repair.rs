@@ -24,6 +24,10 @@ fn cluster(dir: &Path) -> LocalCluster {
     cluster.config.election_timeout_ms = 150;
     cluster.config.heartbeat_interval_ms = 40;
     cluster.config.segment_bytes_max = SEGMENT_BYTES;
+    // Without PreVote, each failed election raises the term, which is how
+    // these tests count them; a repairing node refuses pre-votes as it
+    // refuses votes (the core's tests and the simulator cover that).
+    cluster.config.pre_vote = false;
     cluster
 }
 

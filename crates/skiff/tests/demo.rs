@@ -1,5 +1,6 @@
 //! `skiff demo`, run as a user would (shortened): it crashes the leader,
-//! restarts it, ends with no lost writes, exits 0 and leaves nothing behind.
+//! restarts it, tells how many leader changes followed and how the node
+//! rejoined, ends with no lost writes, exits 0 and leaves nothing behind.
 
 mod common;
 
@@ -25,6 +26,17 @@ fn the_demo_loses_no_writes_and_cleans_up() {
     }
     assert!(stdout.contains("SIGKILL to node"), "{stdout}");
     assert!(stdout.contains("caught up in"), "{stdout}");
+    // Per kill: the leader changes and terms, and how the node rejoined.
+    let story = lines
+        .iter()
+        .find(|l| l.contains("kill of node"))
+        .unwrap_or_else(|| panic!("no account of the kill in\n{stdout}"));
+    assert!(story.contains("leader change"), "{story}");
+    assert!(
+        story.contains("rejoined without an election") || story.contains("caused an election"),
+        "{story}"
+    );
+    assert!(has("kill 1:") && has("restart 1:"), "{stdout}");
     assert!(stdout.contains("(the leader): 0 lost"), "{stdout}");
     let operations: u64 = lines
         .iter()

@@ -5,6 +5,11 @@
 //! status\r\n  ->  STATUS id=<n> role=<leader|follower|candidate> term=<t> leader=<n|_> commit=<c> last=<i> repairing=<yes|no> snapshot=<s> log=<l>\r\n
 //! ```
 //!
+//! A pre-candidate (PreVote: it asks whether it could win before it starts
+//! an election) says `role=follower`: it has raised no term and started no
+//! election, and parsers know only the three roles of the line's first
+//! version. The node's own status (`skiff_node::Status`) tells them apart.
+//!
 //! `repairing=yes` says the node is repairing a log its disk damaged: it
 //! catches up from the others and votes in no election until it holds
 //! everything it had acknowledged. `snapshot=<s>` is the index of the
@@ -124,7 +129,7 @@ impl StatusReport {
         let mut line = format!(
             "STATUS id={} role={} term={} leader={leader} commit={} last={} repairing={}",
             self.id,
-            self.role,
+            role_word(self.role),
             self.term,
             self.commit_index,
             self.last_index,
@@ -135,6 +140,17 @@ impl StatusReport {
         }
         out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(CRLF);
+    }
+}
+
+/// The line's word for `role`: a pre-candidate follows until it starts an
+/// election (see the module's documentation).
+fn role_word(role: Role) -> &'static str {
+    match role {
+        Role::Leader => "leader",
+        Role::Candidate => "candidate",
+        // `Role` may grow: any role that is neither leads nor stands.
+        _ => "follower",
     }
 }
 
@@ -235,6 +251,28 @@ mod tests {
                 snapshot_index: LogIndex(30),
                 entries: 11,
             }),
+        }
+    }
+
+    #[test]
+    fn a_pre_candidate_is_a_follower_on_the_line() {
+        let mut line = Vec::new();
+        StatusReport {
+            role: Role::PreCandidate,
+            ..report(None)
+        }
+        .encode(&mut line);
+        assert!(line.starts_with(b"STATUS id=2 role=follower term=7 "));
+        let Ok(Parsed::Complete { value, .. }) = parse_status_report(&line) else {
+            panic!("{}", String::from_utf8_lossy(&line));
+        };
+        assert_eq!(value.role, Role::Follower);
+        for (role, word) in [
+            (Role::Leader, "leader"),
+            (Role::Candidate, "candidate"),
+            (Role::Follower, "follower"),
+        ] {
+            assert_eq!(role_word(role), word);
         }
     }
 

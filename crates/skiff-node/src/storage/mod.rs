@@ -137,6 +137,8 @@ pub struct Storage {
     wal: Result<Wal, LogDamage>,
     snapshots: SnapshotStore,
     syncs: u64,
+    /// For tests: while a file exists here, syncs wait ([`Storage::stall_syncs_while`]).
+    stall_file: Option<PathBuf>,
 }
 
 impl Storage {
@@ -228,6 +230,7 @@ impl Storage {
             wal,
             snapshots,
             syncs: 0,
+            stall_file: None,
         };
         Ok((storage, recovered))
     }
@@ -345,6 +348,9 @@ impl Storage {
     /// turn's log records keeps "the log holds no term after the stored
     /// term" true at every instant on disk.
     pub fn sync(&mut self) -> Result<(), StorageError> {
+        if self.stall_file.is_some() && self.has_pending() {
+            self.wait_while_stalled();
+        }
         let mut synced = false;
         if let Some(state) = self.pending_hard_state.take() {
             self.store_hard_state(StoredState {
@@ -361,6 +367,32 @@ impl Storage {
         }
         self.syncs += u64::from(synced);
         Ok(())
+    }
+
+    /// FOR TESTS ONLY (`[faults] sync_stall_file`): from now on, while a
+    /// file exists at `path`, every sync that has something to write waits,
+    /// as on a disk that hangs. `None` (the default) costs nothing.
+    pub fn stall_syncs_while(&mut self, path: Option<PathBuf>) {
+        self.stall_file = path;
+    }
+
+    /// Whether a sync has something to make durable.
+    fn has_pending(&self) -> bool {
+        self.pending_hard_state.is_some() || self.wal.as_ref().is_ok_and(Wal::has_pending)
+    }
+
+    /// Waits while the stall file exists, looking every few milliseconds.
+    fn wait_while_stalled(&self) {
+        const LOOK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+        let Some(path) = &self.stall_file else {
+            return;
+        };
+        if path.exists() {
+            tracing::warn!(path = %path.display(), "injected fault: syncs wait while this file exists");
+            while path.exists() {
+                std::thread::sleep(LOOK_INTERVAL);
+            }
+        }
     }
 
     /// The index of the last entry written, synced or not. Between syncs,

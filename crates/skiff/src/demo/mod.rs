@@ -2,9 +2,14 @@
 //!
 //! It starts a three-node cluster on loopback under a temporary directory
 //! (child processes of this binary), runs concurrent clients against it,
-//! kills the leader with SIGKILL a third of the way in, shows the failover
-//! as polling `status` sees it, restarts the killed node and waits for it to
-//! catch up, then reads every file back from the new leader and checks that
+//! kills the leader with SIGKILL a third of the way in (or `--kills N`
+//! times, a third of the way into each Nth of the run), shows the failover
+//! as polling `status` sees it, restarts the killed node, waits for it to
+//! catch up and watches a while longer, then reports per kill every leader
+//! change and term polling saw, and whether the restarted node rejoined
+//! without an election (the term unchanged after it returned: with PreVote
+//! and the leader's lease it cannot depose a healthy leader). Finally it
+//! reads every file back from the new leader and checks that
 //! the last acknowledged change of each is there (see `workload` for why
 //! that check is exact). It prints a summary and removes everything it
 //! made, on success, error or Ctrl-C alike; the exit status is 0 only when
@@ -45,6 +50,7 @@ const EXAMPLES: &str = "\
 Examples:
   skiff demo
   skiff demo --duration 8s --clients 4
+  skiff demo --duration 1m --kills 5      # one leader change per kill?
 
 Everything happens under a temporary directory on 127.0.0.1 with ports the
 system picks, and is removed at the end (--keep keeps it, logs included).
@@ -67,6 +73,9 @@ const VERIFY_ATTEMPTS: usize = 5;
 const CATCH_UP_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Stale reads and errors shown per client; all are counted.
 const PROBLEMS_SHOWN_MAX: usize = 5;
+/// How long the cluster is watched after a restarted node caught up, for
+/// an election its return might cause: several election timeouts.
+const REJOIN_WATCH: Duration = Duration::from_secs(2);
 
 /// Arguments of `skiff demo`.
 #[derive(clap::Args, Debug)]
@@ -77,6 +86,11 @@ pub struct DemoArgs {
     #[arg(long, default_value = "45s",
           value_parser = duration_arg::between(Duration::from_secs(3), Duration::from_secs(3600)))]
     duration: Duration,
+    /// How many times the leader is killed (and restarted): once a third of
+    /// the way into each Nth of the run.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=100))]
+    kills: u64,
     /// Concurrent clients; each owns three files.
     #[arg(long, value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(1..=256))]
@@ -202,11 +216,15 @@ async fn demo(cluster: &mut ProcessCluster, args: &DemoArgs) -> anyhow::Result<S
         monitor.subscribe(),
         progress.clone(),
     ));
-    let timeline = Timeline {
-        kill_at: started + duration / 3,
-        restart_at: started + duration / 2,
-    };
-    let crash = crash_and_restart(cluster, &mut monitor, &progress, timeline).await;
+    let crashes = async {
+        let mut crashes = Vec::new();
+        for kill in 0..args.kills {
+            let timeline = Timeline::of(started, duration, kill, args.kills);
+            crashes.push(crash_and_restart(cluster, &mut monitor, &progress, timeline).await?);
+        }
+        anyhow::Ok(crashes)
+    }
+    .await;
     let mut reports = Vec::with_capacity(workers.len());
     for worker in workers {
         reports.push(worker.await.context("a client task failed")?);
@@ -214,7 +232,7 @@ async fn demo(cluster: &mut ProcessCluster, args: &DemoArgs) -> anyhow::Result<S
     let workload = started.elapsed();
     display.abort();
     progress.finish();
-    let crash = crash?;
+    let crashes = crashes?;
     progress.event(&format!(
         "clients stopped after {} operations",
         counters.operations.load(Ordering::Relaxed)
@@ -231,7 +249,7 @@ async fn demo(cluster: &mut ProcessCluster, args: &DemoArgs) -> anyhow::Result<S
             failover.leaderless().as_millis()
         ));
     }
-    let mut summary = summarize(reports, workload, crash, failovers.len(), verification);
+    let mut summary = summarize(reports, workload, crashes, failovers.len(), verification);
     // Only the node killed on purpose may have stopped, and it was restarted.
     for (id, status) in cluster.reap_exited() {
         progress.event(&format!("node {id} exited by itself ({status})"));
@@ -316,8 +334,22 @@ struct Timeline {
     restart_at: Instant,
 }
 
+impl Timeline {
+    /// Kill `kill` of `kills` in a run of `duration` from `started`: a
+    /// third and a half of the way into its share of the run.
+    fn of(started: Instant, duration: Duration, kill: u64, kills: u64) -> Timeline {
+        let share = duration / u32::try_from(kills).unwrap_or(u32::MAX);
+        let begins = started + share * u32::try_from(kill).unwrap_or(u32::MAX);
+        Timeline {
+            kill_at: begins + share / 3,
+            restart_at: begins + share / 2,
+        }
+    }
+}
+
 /// Kills the leader at `kill_at`, waits for its successor, restarts it at
-/// `restart_at` (or once the successor leads) and waits for it to catch up.
+/// `restart_at` (or once the successor leads), waits for it to catch up and
+/// watches [`REJOIN_WATCH`] longer; reports every leader seen meanwhile.
 async fn crash_and_restart(
     cluster: &mut ProcessCluster,
     monitor: &mut LeaderMonitor,
@@ -352,13 +384,43 @@ async fn crash_and_restart(
         leaderless.as_millis()
     ));
     tokio::time::sleep_until(timeline.restart_at).await;
+    let at_restart = monitor
+        .current()
+        .leader
+        .context("no leader at the restart")?;
+    let restarted_at = Instant::now();
     let catch_up = restart(cluster, monitor, progress, victim).await?;
-    Ok(Crash {
+    // An observation window, not a synchronization: an election the
+    // restarted node causes would show within a few election timeouts.
+    tokio::time::sleep(REJOIN_WATCH).await;
+    let history = monitor.history();
+    let leaders_from = |from: Instant| -> Vec<(NodeId, Term)> {
+        let mut leaders: Vec<(NodeId, Term)> = Vec::new();
+        for leader in history
+            .iter()
+            .filter(|o| o.at >= from)
+            .filter_map(|o| o.leader)
+        {
+            if leaders.last() != Some(&leader) && leader != (victim, victim_term) {
+                leaders.push(leader);
+            }
+        }
+        leaders
+    };
+    let crash = Crash {
         killed: (victim, victim_term),
         successor,
         leaderless,
         catch_up,
-    })
+        leaders: leaders_from(killed_at),
+        at_restart,
+        after_restart: leaders_from(restarted_at)
+            .into_iter()
+            .filter(|leader| *leader != at_restart)
+            .collect(),
+    };
+    progress.event(&crash.story());
+    Ok(crash)
 }
 
 /// Restarts node `id` and waits until its commit index reaches the
@@ -489,7 +551,7 @@ async fn final_read(client: &mut Client, name: &str) -> anyhow::Result<Option<sk
 fn summarize(
     reports: Vec<ClientReport>,
     workload: Duration,
-    crash: Crash,
+    crashes: Vec<Crash>,
     failovers: usize,
     verification: Verification,
 ) -> Summary {
@@ -504,7 +566,7 @@ fn summarize(
         unavailable: 0,
         latency_us: workload::latency_histogram(),
         failovers,
-        crash: Some(crash),
+        crashes,
         acknowledged: 0,
         verified_on: Some(verification.leader),
         stale_reads: 0,

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// The leader the demo killed and what followed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Crash {
     /// The leader killed with SIGKILL, and its term.
     pub killed: (NodeId, Term),
@@ -17,6 +17,58 @@ pub struct Crash {
     /// From the restart of the killed node to its commit index reaching
     /// the leader's at the restart.
     pub catch_up: Duration,
+    /// Every leader polling saw from the kill to the end of the watch
+    /// after the restart, in order, the successor first: one per leader
+    /// change.
+    pub leaders: Vec<(NodeId, Term)>,
+    /// The leader when the killed node restarted.
+    pub at_restart: (NodeId, Term),
+    /// The leaders polling saw after the restart other than that one:
+    /// none when the node rejoined without an election.
+    pub after_restart: Vec<(NodeId, Term)>,
+}
+
+/// `node 2 (term 3), node 1 (term 5)`.
+fn leader_list(leaders: &[(NodeId, Term)]) -> String {
+    let named: Vec<String> = leaders
+        .iter()
+        .map(|(id, term)| format!("node {id} (term {term})"))
+        .collect();
+    named.join(", ")
+}
+
+impl Crash {
+    /// Whether the restarted node came back without an election: no other
+    /// leader and no other term after its restart.
+    pub fn rejoined_quietly(&self) -> bool {
+        self.after_restart.is_empty()
+    }
+
+    /// One line: the leader changes and terms this kill led to, and how
+    /// the killed node rejoined.
+    pub fn story(&self) -> String {
+        let (killed, term) = self.killed;
+        let changes = self.leaders.len();
+        let plural = if changes == 1 { "" } else { "s" };
+        let rejoin = if self.rejoined_quietly() {
+            format!(
+                "rejoined without an election (node {} still leads, term {} unchanged)",
+                self.at_restart.0, self.at_restart.1
+            )
+        } else {
+            format!(
+                "its return caused an election: after node {} (term {}) came {}",
+                self.at_restart.0,
+                self.at_restart.1,
+                leader_list(&self.after_restart)
+            )
+        };
+        format!(
+            "kill of node {killed} (term {term}): {changes} leader change{plural} ({}); \
+             node {killed} {rejoin}",
+            leader_list(&self.leaders)
+        )
+    }
 }
 
 /// Everything the demo reports at the end.
@@ -42,8 +94,8 @@ pub struct Summary {
     pub latency_us: Histogram<u64>,
     /// Leader changes polling saw, the crash's included.
     pub failovers: usize,
-    /// The crash, when it happened.
-    pub crash: Option<Crash>,
+    /// The crashes, in order (none when the run ended before the first).
+    pub crashes: Vec<Crash>,
     /// Acknowledged changes, all files together.
     pub acknowledged: u64,
     /// Where the final reads were answered.
@@ -128,26 +180,49 @@ impl fmt::Display for Summary {
 
 impl Summary {
     fn write_crash(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(crash) = &self.crash else {
+        if self.crashes.is_empty() {
             return writeln!(
                 f,
                 "  failovers:        {} (no leader was killed)",
                 self.failovers
             );
-        };
-        let ((killed, old_term), (successor, new_term)) = (crash.killed, crash.successor);
+        }
+        let quiet = self.crashes.iter().filter(|c| c.rejoined_quietly()).count();
         writeln!(
             f,
-            "  failovers:        {}: node {killed} (term {old_term}) killed, node {successor} \
-             leads (term {new_term}) after {} ms without a leader",
+            "  failovers:        {} for {} kills; {quiet} of {} restarted nodes rejoined \
+             without an election",
             self.failovers,
-            crash.leaderless.as_millis()
+            self.crashes.len(),
+            self.crashes.len()
         )?;
-        writeln!(
-            f,
-            "  restart:          node {killed} caught up in {:.1} s",
-            crash.catch_up.as_secs_f64()
-        )
+        for (number, crash) in self.crashes.iter().enumerate() {
+            let ((killed, old_term), (successor, new_term)) = (crash.killed, crash.successor);
+            writeln!(
+                f,
+                "  kill {}:           node {killed} (term {old_term}) killed, node {successor} \
+                 leads (term {new_term}) after {} ms without a leader; {} leader change{}",
+                number + 1,
+                crash.leaderless.as_millis(),
+                crash.leaders.len(),
+                if crash.leaders.len() == 1 { "" } else { "s" },
+            )?;
+            writeln!(
+                f,
+                "  restart {}:        node {killed} caught up in {:.1} s; {}",
+                number + 1,
+                crash.catch_up.as_secs_f64(),
+                if crash.rejoined_quietly() {
+                    format!(
+                        "rejoined in term {} without an election",
+                        crash.at_restart.1
+                    )
+                } else {
+                    format!("then came {}", leader_list(&crash.after_restart))
+                }
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -172,12 +247,15 @@ mod tests {
             unavailable: 0,
             latency_us,
             failovers: 1,
-            crash: Some(Crash {
+            crashes: vec![Crash {
                 killed: (NodeId(1), Term(1)),
                 successor: (NodeId(2), Term(2)),
                 leaderless: Duration::from_millis(612),
                 catch_up: Duration::from_millis(400),
-            }),
+                leaders: vec![(NodeId(2), Term(2))],
+                at_restart: (NodeId(2), Term(2)),
+                after_restart: vec![],
+            }],
             acknowledged: 3,
             verified_on: Some(NodeId(2)),
             stale_reads: 0,
@@ -193,7 +271,32 @@ mod tests {
         assert!(text.contains("throughput:       2 ops/s"), "{text}");
         assert!(text.contains("p50 2.0 ms, p99 400.1 ms"), "{text}");
         assert!(text.contains("node 1 (term 1) killed, node 2 leads (term 2) after 612 ms"));
+        assert!(text.contains("1 for 1 kills; 1 of 1 restarted nodes rejoined without"));
+        assert!(
+            text.contains("rejoined in term 2 without an election"),
+            "{text}"
+        );
         assert!(text.ends_with("lost writes:      0"), "{text}");
+        let story = summary.crashes[0].story();
+        assert_eq!(
+            story,
+            "kill of node 1 (term 1): 1 leader change (node 2 (term 2)); node 1 rejoined \
+             without an election (node 2 still leads, term 2 unchanged)"
+        );
+        let mut noisy = summary.crashes[0].clone();
+        noisy.leaders.push((NodeId(1), Term(5)));
+        noisy.after_restart.push((NodeId(1), Term(5)));
+        assert!(!noisy.rejoined_quietly());
+        assert!(
+            noisy
+                .story()
+                .contains("2 leader changes (node 2 (term 2), node 1 (term 5))"),
+            "{}",
+            noisy.story()
+        );
+        assert!(noisy
+            .story()
+            .contains("its return caused an election: after node 2 (term 2) came node 1 (term 5)"));
         let failed = Summary {
             lost_writes: 1,
             ..summary
