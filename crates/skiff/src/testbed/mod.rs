@@ -32,7 +32,7 @@ const EXAMPLES: &str = "\
 Examples:
   sudo skiff testbed                                  # every scenario, 5 nodes, 2ms +- 1ms
   sudo skiff testbed --scenarios isolate-leader       # one scenario
-  sudo skiff testbed --rejoin-after 5s --partial-for 10s --chaos-for 10s
+  sudo skiff testbed --rejoin-after 5s --partial-for 10s --stall-for 3s --chaos-for 10s
   sudo skiff testbed --delay 20ms --jitter 5ms --loss 0.01 --dir /tmp/tb
 
 Needs root, the `ip` tool (iproute2) and a kernel that allows network
@@ -54,6 +54,10 @@ pub enum Scenario {
     /// (c) The leader and one follower cannot reach each other for
     /// --partial-for: elections per minute.
     Partial,
+    /// (e) The leader's disk hangs for --stall-for (its syncs wait): time
+    /// until it is replaced, until it steps down, and until it follows
+    /// the new leader once its disk answers.
+    Stall,
     /// Random faults for --chaos-for: partitions (whole, isolated leader,
     /// partial, one-way), kill -9 and restart, SIGSTOP and SIGCONT.
     Chaos,
@@ -66,7 +70,8 @@ pub struct TestbedArgs {
     /// Which scenarios to run, comma-separated; the clients' history is
     /// checked for linearizability after the last.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [
-        Scenario::IsolateLeader, Scenario::Rejoin, Scenario::Partial, Scenario::Chaos,
+        Scenario::IsolateLeader, Scenario::Rejoin, Scenario::Partial, Scenario::Stall,
+        Scenario::Chaos,
     ])]
     scenarios: Vec<Scenario>,
     /// How many nodes.
@@ -98,6 +103,10 @@ pub struct TestbedArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s",
           value_parser = duration_arg::between(Duration::from_secs(1), Duration::from_secs(3600)))]
     partial_for: Duration,
+    /// How long the stall scenario keeps the leader's disk hanging.
+    #[arg(long, value_name = "DURATION", default_value = "10s",
+          value_parser = duration_arg::between(Duration::from_millis(100), Duration::from_secs(3600)))]
+    stall_for: Duration,
     /// How long the chaos scenario injects random faults.
     #[arg(long, value_name = "DURATION", default_value = "60s",
           value_parser = duration_arg::between(Duration::from_secs(1), Duration::from_secs(3600)))]
@@ -164,6 +173,7 @@ pub fn run(args: &TestbedArgs) -> anyhow::Result<()> {
     let cluster = nemesis::create_cluster(&program, &dir, &topology, timing)?;
     let addresses = cluster.client_addresses();
     let bed = Bed {
+        dir: dir.clone(),
         nemesis: Nemesis::new(&topology, relays.control().clone(), cluster),
         addresses,
         timing,
@@ -205,6 +215,7 @@ async fn run_scenarios(
             Scenario::IsolateLeader => scenarios::isolate_leader(&mut bed).await?,
             Scenario::Rejoin => scenarios::rejoin(&mut bed, args.rejoin_after).await?,
             Scenario::Partial => scenarios::partial(&mut bed, args.partial_for).await?,
+            Scenario::Stall => scenarios::stall(&mut bed, args.stall_for).await?,
             Scenario::Chaos => scenarios::chaos(&mut bed, args.chaos_for, args.seed).await?,
         }
         bed.report.progress(format_args!(

@@ -31,6 +31,10 @@ pub struct Timing {
     pub election_timeout: Duration,
 }
 
+/// The file whose presence hangs node `{id}`'s syncs, in the test bed's
+/// directory (`[faults] sync_stall_file`).
+pub const STALL_FILE: &str = "stall-{id}";
+
 /// Writes `dir/cluster.toml` for the nodes of `topology` with `timing`,
 /// and returns the cluster of node processes, each to be started in its
 /// namespace (by `ip netns exec`) on listeners bound there.
@@ -46,6 +50,8 @@ pub fn create_cluster(
     config.election_timeout_ms = timing.election_timeout.as_millis() as u64;
     // A third of the election timeout, as the defaults have it (100 of 300).
     config.heartbeat_interval_ms = (config.election_timeout_ms / 3).max(1);
+    // The stall scenario hangs a node's disk by creating this file.
+    config.faults.sync_stall_file = Some(dir.join(STALL_FILE));
     for node in &mut config.nodes {
         let id = NodeId(node.id);
         node.peer_address = topology.peer_address(id);

@@ -8,7 +8,7 @@
 //! report are thus accurate to about one poll. The only fixed waits are
 //! the faults' own durations (how long a partition is held).
 
-use super::nemesis::{Fault, Nemesis, Timing};
+use super::nemesis::{Fault, Nemesis, Timing, STALL_FILE};
 use super::report::{in_timeouts, Report};
 use anyhow::Context;
 use skiff::status_probe::{agreed_leader, probe_all, wait_for_leader, ProbeError};
@@ -16,6 +16,7 @@ use skiff_fs::protocol::StatusReport;
 use skiff_fs::workload::Rng;
 use skiff_node::{NodeId, Role, Term};
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -40,6 +41,8 @@ pub struct Bed<'a> {
     pub timing: Timing,
     /// Progress and properties.
     pub report: Report,
+    /// The test bed's directory (configuration, data, stall files).
+    pub dir: PathBuf,
 }
 
 impl Bed<'_> {
@@ -183,6 +186,75 @@ pub async fn rejoin(bed: &mut Bed<'_>, hold: Duration) -> anyhow::Result<()> {
             after.term
         ),
         unchanged && caught_up.is_some(),
+    );
+    Ok(())
+}
+
+/// (e) The leader's disk hangs for `hold`: its syncs wait while its stall
+/// file exists. How long until the others agree on a new leader, until it
+/// stops leading, and, once its disk answers, until it follows the new one.
+pub async fn stall(bed: &mut Bed<'_>, hold: Duration) -> anyhow::Result<()> {
+    let old = bed.leader().await?;
+    let file = bed
+        .dir
+        .join(STALL_FILE.replace("{id}", &old.id.0.to_string()));
+    bed.report.progress(format_args!(
+        "stall: node {}'s disk (the leader, term {}) hangs for {}",
+        old.id,
+        old.term,
+        humantime::format_duration(hold)
+    ));
+    std::fs::write(&file, b"").with_context(|| format!("cannot create {}", file.display()))?;
+    let stalled_at = Instant::now();
+    // Awaited: a leader agreed by the others in a newer term, and the old
+    // leader's own status no longer saying leader, within the stall.
+    let (mut replaced, mut stepped_down) = (None, None);
+    while (replaced.is_none() || stepped_down.is_none()) && stalled_at.elapsed() < hold {
+        let mut reports = bed.statuses().await;
+        let stalled = reports.remove(old.id.0 as usize - 1);
+        if stepped_down.is_none() && stalled.is_ok_and(|r| r.role != Role::Leader) {
+            stepped_down = Some(stalled_at.elapsed());
+        }
+        let new = agreed_leader(&reports, bed.addresses.len());
+        if replaced.is_none() && new.is_some_and(|n| n.term > old.term) {
+            replaced = Some(stalled_at.elapsed());
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    if let Some(rest) = hold.checked_sub(stalled_at.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    std::fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
+    let answered_at = Instant::now();
+    // Awaited: the old leader follows a leader of a newer term.
+    let mut rejoined = None;
+    while rejoined.is_none() && answered_at.elapsed() < LEADER_PATIENCE {
+        let reports = bed.statuses().await;
+        let follows = reports[old.id.0 as usize - 1].as_ref().is_ok_and(|r| {
+            r.role == Role::Follower && r.term > old.term && r.leader.is_some_and(|l| l != old.id)
+        });
+        if follows {
+            rejoined = Some(answered_at.elapsed());
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    let timeout = bed.timing.election_timeout;
+    let limit = bed.allowed();
+    let figure = |measured: Option<Duration>, within: Duration| match measured {
+        Some(duration) => in_timeouts(duration, timeout),
+        None => format!("not within {}", in_timeouts(within, timeout)),
+    };
+    bed.report.property(
+        "(e) leader with a stalled disk replaced",
+        format!(
+            "{} (allowed {}); it stopped leading after {}; after its disk answered it followed \
+             the new leader in {}",
+            figure(replaced, hold),
+            in_timeouts(limit, timeout),
+            figure(stepped_down, hold),
+            figure(rejoined, LEADER_PATIENCE),
+        ),
+        replaced.is_some_and(|d| d <= limit) && stepped_down.is_some() && rejoined.is_some(),
     );
     Ok(())
 }
