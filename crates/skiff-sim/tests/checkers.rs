@@ -15,6 +15,8 @@ struct History {
     checkers: Checkers,
     disks: Vec<Durable>,
     roles: Vec<Role>,
+    /// The nodes hold leaders' leases (`History::leading`).
+    leases: bool,
 }
 
 impl History {
@@ -23,6 +25,7 @@ impl History {
             checkers: Checkers::new(nodes),
             disks: vec![Durable::default(); nodes],
             roles: vec![Role::Follower; nodes],
+            leases: false,
         }
     }
 
@@ -36,7 +39,8 @@ impl History {
             last_index: disk.last_index(),
             last_term: disk.last_term(),
             snapshot: disk.snapshot(),
-            hears_leader: false,
+            // A follower of a history with leases heard its leader.
+            hears_leader: self.leases && self.roles[id as usize - 1] == Role::Follower,
         }
     }
 
@@ -68,6 +72,7 @@ impl History {
             election_timeout_us: 150_000,
             heartbeat_us: 50_000,
         });
+        history.leases = true;
         history
     }
 
@@ -785,7 +790,7 @@ fn lease_respected_fires_on_a_vote_granted_while_the_leader_is_heard() {
     let mut h = History::leading(3, 2);
     h.step(1, 1_000, heartbeat(2, 2), &[], Role::Follower)
         .unwrap();
-    // The leader's own late vote request of its term deposes nobody.
+    // A vote of the leader's own term deposes nobody.
     let to_leader = [state(2, Some(2)), send(2, vote(2, true))];
     let late_request = h.step(1, 1_001, vote_req(2, 2), &to_leader, Role::Follower);
     assert_eq!(rule(late_request), None);

@@ -1,9 +1,10 @@
 //! The leader's lease is respected (with PreVote or CheckQuorum on): a node
 //! that accepted an `AppendEntriesReq` or `InstallSnapshotReq` from the
 //! leader of its current term at simulated time `t` grants no vote and no
-//! pre-vote before `t` plus the election timeout, except the vote of that
-//! very term to that very leader (its own vote request, arriving late,
-//! deposes nobody). A node that still hears a live leader must not help
+//! pre-vote before `t` plus the election timeout, except a vote of that
+//! very term: the term has its leader, elected by a majority, so no other
+//! candidate can win it and the vote deposes nobody (the leader's own vote
+//! request arriving late, or a rival's of the same term). A node that still hears a live leader must not help
 //! another depose it (`skiff-core`'s `machine/check_quorum.rs`).
 //!
 //! The lease belongs to the term it was taken in: a node whose term moves on
@@ -18,25 +19,25 @@ use std::collections::HashMap;
 /// When each node last accepted a request from its leader, and in which term.
 #[derive(Debug, Default)]
 pub struct LeaseRespected {
-    accepted: HashMap<NodeId, (Term, NodeId, Micros)>,
+    accepted: HashMap<NodeId, (Term, Micros)>,
 }
 
 impl LeaseRespected {
-    /// `node` is about to grant `candidate` a vote or pre-vote (`what`) of
-    /// `granted` term at `now`; its lease, if any, must have ended:
+    /// `node` is about to grant a vote or pre-vote (`what`) of `granted`
+    /// term at `now`; its lease, if any, must have ended:
     /// `timeout` after it was taken.
     pub fn check_grant(
         &self,
         node: NodeId,
-        (candidate, granted): (NodeId, Term),
+        granted: Term,
         now: Micros,
         timeout: Micros,
         what: &str,
     ) -> Result<(), Failure> {
-        let Some(&(term, leader, at)) = self.accepted.get(&node) else {
+        let Some(&(term, at)) = self.accepted.get(&node) else {
             return Ok(());
         };
-        if now >= at + timeout || (candidate == leader && granted == term) {
+        if now >= at + timeout || granted == term {
             return Ok(());
         }
         Err(Failure::new(
@@ -63,10 +64,13 @@ impl LeaseRespected {
         leader_request: Option<(Term, NodeId)>,
         now: Micros,
     ) {
-        let accepted =
-            leader_request.filter(|(term, _)| after.role == Role::Follower && after.term == *term);
-        if let Some((term, leader)) = accepted {
-            self.accepted.insert(node, (term, leader, now));
+        // A request the machine rejected (a forgery) gives no lease: it
+        // then says it hears no leader.
+        let accepted = leader_request.filter(|(term, _)| {
+            after.role == Role::Follower && after.term == *term && after.hears_leader
+        });
+        if let Some((term, _)) = accepted {
+            self.accepted.insert(node, (term, now));
         } else if after.term != before.term {
             self.accepted.remove(&node);
         }

@@ -351,10 +351,12 @@ impl Checkers {
             term: message.term(),
             prevote_grant: matches!(message, Message::PreVoteResp(resp) if resp.granted),
         };
-        if matches!(
+        // A forgery is rejected: it renews no lease, whatever it claims.
+        let leader_request = matches!(
             message,
             Message::AppendEntriesReq(_) | Message::InstallSnapshotReq(_)
-        ) {
+        );
+        if leader_request && !self.forgery.pending() {
             batch.leader_request = Some((message.term(), from));
         }
         self.check_quorum
@@ -384,12 +386,13 @@ impl Checkers {
         self.leadership.pre_vote || self.leadership.check_quorum
     }
 
-    fn check_lease(&self, node: NodeId, grant: (NodeId, Term), what: &str) -> Result<(), Failure> {
+    fn check_lease(&self, node: NodeId, granted: Term, what: &str) -> Result<(), Failure> {
         if !self.lease_on() {
             return Ok(());
         }
         let timeout = self.leadership.election_timeout_us;
-        self.lease.check_grant(node, grant, self.now, timeout, what)
+        self.lease
+            .check_grant(node, granted, self.now, timeout, what)
     }
 
     /// The next batch handles a forged message that must be rejected as
@@ -462,7 +465,7 @@ impl Checkers {
                 message: Message::VoteResp(resp),
             } if resp.granted => {
                 let what = format!("granted its vote of term {} to {to}", resp.term);
-                self.check_lease(node, (*to, resp.term), &what)?;
+                self.check_lease(node, resp.term, &what)?;
                 self.repair
                     .check(node, disk, self.commits.agreed(), &what)?;
                 self.votes.observe_grant(node, resp.term, *to)
@@ -472,7 +475,7 @@ impl Checkers {
                 message: Message::PreVoteResp(resp),
             } if resp.granted => {
                 let what = format!("granted a pre-vote of term {} to {to}", resp.term);
-                self.check_lease(node, (*to, resp.term), &what)
+                self.check_lease(node, resp.term, &what)
             }
             Action::Send {
                 message: Message::AppendEntriesResp(resp),

@@ -3,7 +3,7 @@
 //! terms begun under partial partitions (elections per simulated minute).
 //!
 //! A heal is any event that may leave a majority of nodes up, running (no
-//! stalled disk) and connected both ways: a partition healing, a restart, a
+//! stalled disk, no damaged disk being repaired) and connected both ways: a partition healing, a restart, a
 //! stall ending, the quiet period. Faults (a crash, a partition, a stall
 //! beginning) drop the interval in progress.
 
@@ -54,14 +54,18 @@ impl World {
             })
     }
 
-    /// Whether some majority of nodes is up, running and connected both
-    /// ways, pair by pair. Clusters hold at most nine nodes: every subset
+    /// Whether some majority of nodes is up, running, not repairing a
+    /// damaged disk (such a node neither votes nor stands) and connected
+    /// both ways, pair by pair. Clusters hold at most nine nodes: every subset
     /// is tried.
     fn majority_connected(&self) -> bool {
         let nodes = self.nodes.len();
         let quorum = nodes / 2 + 1;
         let running: Vec<usize> = (0..nodes)
-            .filter(|i| self.nodes[*i].machine.is_some() && self.nodes[*i].stall.is_none())
+            .filter(|i| {
+                let node = &self.nodes[*i];
+                node.machine.is_some() && node.stall.is_none() && !node.faulty()
+            })
             .collect();
         if running.len() < quorum {
             return false;
