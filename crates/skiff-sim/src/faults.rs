@@ -20,6 +20,9 @@ pub struct FaultRates {
     pub partition_rate: f64,
     /// Node crashes per simulated second; each crashed node restarts later.
     pub crash_rate: f64,
+    /// Disk stalls per simulated second, in the seeds whose disks stall
+    /// (half of them, drawn per seed: `world/stall.rs`); each stall ends.
+    pub stall_rate: f64,
 }
 
 impl FaultRates {
@@ -30,6 +33,7 @@ impl FaultRates {
         latency_tail: 0.0,
         partition_rate: 0.0,
         crash_rate: 0.0,
+        stall_rate: 0.0,
     };
 }
 
@@ -44,7 +48,7 @@ pub enum FaultProfile {
     Partitions,
     /// Crashes (also in the middle of a batch) and restarts, and slow messages.
     Crashes,
-    /// Everything at once.
+    /// Everything at once, disk stalls included (in half the seeds).
     Chaos,
 }
 
@@ -85,6 +89,7 @@ impl FaultProfile {
                 latency_tail: 0.02,
                 partition_rate: 0.7,
                 crash_rate: 1.5,
+                stall_rate: 0.05,
             },
         }
     }
@@ -237,15 +242,21 @@ pub enum PartitionKind {
     /// Each directed link is cut with probability one third, so some nodes
     /// hear others that cannot hear them.
     OneWay,
+    /// A partial partition: two groups that cannot see each other, and one
+    /// or more bridge nodes that see both (A sees B, B sees C, C does not
+    /// see A). Without PreVote and CheckQuorum the group that does not hold
+    /// the leader keeps raising terms through the bridge: an election storm.
+    Bridge,
 }
 
 impl PartitionKind {
     /// Every kind, in the order the summary lists them.
-    pub const ALL: [PartitionKind; 4] = [
+    pub const ALL: [PartitionKind; 5] = [
         PartitionKind::IsolateLeader,
         PartitionKind::MinoritySplit,
         PartitionKind::RandomCuts,
         PartitionKind::OneWay,
+        PartitionKind::Bridge,
     ];
 
     /// Draws a kind uniformly.
@@ -260,7 +271,15 @@ impl PartitionKind {
             PartitionKind::MinoritySplit => "minority-split",
             PartitionKind::RandomCuts => "random-cuts",
             PartitionKind::OneWay => "one-way",
+            PartitionKind::Bridge => "bridge",
         }
+    }
+
+    /// Whether connectivity under this kind is not transitive (some node
+    /// hears one that hears a third it cannot hear): the partial partitions
+    /// whose elections the summary counts per minute.
+    pub fn is_partial(self) -> bool {
+        matches!(self, PartitionKind::OneWay | PartitionKind::Bridge)
     }
 
     /// Position in [`PartitionKind::ALL`], for per-kind counters.

@@ -127,6 +127,17 @@ impl Network {
                     }
                 }
             }
+            PartitionKind::Bridge => {
+                let (left, right) = draw_bridge(nodes, rng);
+                for a in 0..nodes {
+                    for b in 0..nodes {
+                        if left & (1 << a) != 0 && right & (1 << b) != 0 {
+                            self.cut_link(a, b);
+                            self.cut_link(b, a);
+                        }
+                    }
+                }
+            }
             PartitionKind::OneWay => {
                 for from in 0..nodes {
                     for to in (0..nodes).filter(|to| *to != from) {
@@ -193,6 +204,27 @@ fn draw_minority(nodes: usize, rng: &mut SimRng) -> u16 {
     mask
 }
 
+/// Two disjoint, non-empty groups of `nodes` as bitmasks, leaving at least
+/// one node out of both (the bridge, which sees both groups). Fewer than
+/// three nodes have no bridge: both groups are then empty.
+fn draw_bridge(nodes: usize, rng: &mut SimRng) -> (u16, u16) {
+    if nodes < 3 {
+        return (0, 0);
+    }
+    let mut order: Vec<usize> = (0..nodes).collect();
+    for i in (1..nodes).rev() {
+        order.swap(i, rng.index(i + 1));
+    }
+    // 1 to nodes - 2 bridges, the rest split in two non-empty groups.
+    let bridges = 1 + rng.index(nodes - 2);
+    let grouped = nodes - bridges;
+    let left_size = 1 + rng.index(grouped - 1);
+    let mask = |members: &[usize]| members.iter().fold(0u16, |m, n| m | 1 << n);
+    let left = mask(&order[bridges..bridges + left_size]);
+    let right = mask(&order[bridges + left_size..]);
+    (left, right)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +266,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_bridge_sees_both_groups_that_cannot_see_each_other() {
+        let mut rng = SimRng::new(3);
+        for nodes in 3..=NODES_MAX {
+            for _ in 0..50 {
+                let mut network = Network::new(&FaultRates::NONE);
+                network.partition(PartitionKind::Bridge, nodes, None, &mut rng);
+                let sees = |a: usize, b: usize| !network.is_cut(a, b);
+                let bridges: Vec<usize> = (0..nodes)
+                    .filter(|a| (0..nodes).all(|b| sees(*a, b) && sees(b, *a)))
+                    .collect();
+                assert!(!bridges.is_empty() && bridges.len() <= nodes - 2, "{nodes}");
+                // Some pair is cut, and every cut is both ways between two
+                // non-bridges: not transitive through any bridge.
+                let cut: Vec<(usize, usize)> = (0..nodes)
+                    .flat_map(|a| (0..nodes).map(move |b| (a, b)))
+                    .filter(|(a, b)| !sees(*a, *b))
+                    .collect();
+                assert!(!cut.is_empty(), "{nodes}");
+                for (a, b) in cut {
+                    assert!(!sees(b, a) && !bridges.contains(&a) && !bridges.contains(&b));
+                }
+            }
+        }
+        let mut network = Network::new(&FaultRates::NONE);
+        network.partition(PartitionKind::Bridge, 2, None, &mut rng);
+        assert!(!network.is_partitioned());
     }
 
     #[test]

@@ -47,6 +47,14 @@ pub struct SimOptions {
     /// entries (0: never); `None` draws a policy per seed, from never to
     /// every 5 entries (`world/snapshots.rs`).
     pub compact_every: Option<u64>,
+    /// PreVote on every node (`Config::pre_vote`).
+    pub pre_vote: bool,
+    /// CheckQuorum and the leader's lease on every node (`Config::check_quorum`).
+    pub check_quorum: bool,
+    /// The driver's stall limit: a disk stall longer than this makes the
+    /// driver step `Event::StorageStalled` into its machine when the stall
+    /// ends (`world/stall.rs`).
+    pub stall_limit_ms: u64,
 }
 
 impl SimOptions {
@@ -65,6 +73,9 @@ impl SimOptions {
             disk_faults: DiskFaults::Off,
             forgeries: false,
             compact_every: None,
+            pre_vote: true,
+            check_quorum: true,
+            stall_limit_ms: 1_000,
         }
     }
 
@@ -93,6 +104,7 @@ impl SimOptions {
         let rates = [
             ("partition rate", self.faults.partition_rate),
             ("crash rate", self.faults.crash_rate),
+            ("stall rate", self.faults.stall_rate),
         ];
         for (name, value) in rates {
             if !(0.0..=1000.0).contains(&value) {
@@ -104,6 +116,9 @@ impl SimOptions {
         }
         if self.liveness_bound_ms == 0 {
             return Err(OptionsError::LivenessBound);
+        }
+        if self.stall_limit_ms == 0 {
+            return Err(OptionsError::StallLimit);
         }
         Ok(())
     }
@@ -127,6 +142,9 @@ pub enum OptionsError {
     /// A zero liveness bound.
     #[error("the liveness bound must be positive")]
     LivenessBound,
+    /// A zero stall limit.
+    #[error("the stall limit must be positive")]
+    StallLimit,
 }
 
 #[cfg(test)]

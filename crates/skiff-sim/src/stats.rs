@@ -1,6 +1,7 @@
 //! Counters of what a run did, summed over seeds for the summary.
 
 use crate::faults::{PartitionKind, StorageFault};
+use skiff_core::StepDownReason;
 
 /// What happened in one run (or, summed, in many).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,7 +43,27 @@ pub struct SimStats {
     /// Restarts from durable state.
     pub restarts: u64,
     /// Partitions, per kind in [`PartitionKind::ALL`] order.
-    pub partitions: [u64; 4],
+    pub partitions: [u64; 5],
+    /// Disk stalls that began (`world/stall.rs`).
+    pub stalls: u64,
+    /// Stalls longer than the driver's stall limit (each followed by
+    /// `Event::StorageStalled`).
+    pub stalls_over_limit: u64,
+    /// Inputs that reached a stalled node when its queue was full: lost.
+    pub stall_inputs_lost: u64,
+    /// `SteppedDown` actions, per reason: QuorumLost, StorageStalled, other.
+    pub stepped_down: [u64; 3],
+    /// Intervals measured from a heal (a majority up, unstalled and
+    /// connected) to a leader a majority follows, not cut short by a fault.
+    pub leaderless_intervals: u64,
+    /// Their total length, in microseconds.
+    pub leaderless_total_us: u64,
+    /// The longest of them, in microseconds.
+    pub leaderless_max_us: u64,
+    /// Simulated time under a partial partition ([`PartitionKind::is_partial`]).
+    pub partial_partition_us: u64,
+    /// Terms begun (the highest term of the cluster rising) under one.
+    pub partial_partition_terms: u64,
     /// Storage faults injected, per kind in [`StorageFault::ALL`] order.
     pub storage_faults: [u64; 6],
     /// Damaged nodes that finished repairing.
@@ -90,6 +111,17 @@ impl SimStats {
         for (sum, count) in self.storage_faults.iter_mut().zip(other.storage_faults) {
             *sum += count;
         }
+        self.stalls += other.stalls;
+        self.stalls_over_limit += other.stalls_over_limit;
+        self.stall_inputs_lost += other.stall_inputs_lost;
+        for (sum, count) in self.stepped_down.iter_mut().zip(other.stepped_down) {
+            *sum += count;
+        }
+        self.leaderless_intervals += other.leaderless_intervals;
+        self.leaderless_total_us += other.leaderless_total_us;
+        self.leaderless_max_us = self.leaderless_max_us.max(other.leaderless_max_us);
+        self.partial_partition_us += other.partial_partition_us;
+        self.partial_partition_terms += other.partial_partition_terms;
         self.repairs += other.repairs;
         self.forgeries += other.forgeries;
         self.snapshots_taken += other.snapshots_taken;
@@ -137,6 +169,52 @@ impl SimStats {
         self.partitions[kind.ordinal()] += 1;
     }
 
+    /// Counts a `SteppedDown` action for `reason`.
+    pub fn count_step_down(&mut self, reason: StepDownReason) {
+        let slot = match reason {
+            StepDownReason::QuorumLost => 0,
+            StepDownReason::StorageStalled => 1,
+            _ => 2,
+        };
+        self.stepped_down[slot] += 1;
+    }
+
+    /// The step-downs by reason, for the summary line.
+    pub fn step_downs_line(&self) -> String {
+        let [quorum, stalled, other] = self.stepped_down;
+        let mut line = format!(
+            "{} step-downs ({quorum} QuorumLost, {stalled} StorageStalled",
+            quorum + stalled + other
+        );
+        if other > 0 {
+            line.push_str(&format!(", {other} other"));
+        }
+        line.push(')');
+        line
+    }
+
+    /// The disk stalls, for the summary line.
+    pub fn stalls_line(&self) -> String {
+        format!(
+            "{} disk stalls, {} over the stall limit; {} inputs lost to a full queue",
+            self.stalls, self.stalls_over_limit, self.stall_inputs_lost
+        )
+    }
+
+    /// Mean time without a leader after a heal, in microseconds.
+    pub fn leaderless_mean_us(&self) -> u64 {
+        self.leaderless_total_us
+            .checked_div(self.leaderless_intervals)
+            .unwrap_or(0)
+    }
+
+    /// Elections (terms begun) per simulated minute under partial
+    /// partitions, if there were any.
+    pub fn partial_elections_per_minute(&self) -> Option<f64> {
+        (self.partial_partition_us > 0)
+            .then(|| self.partial_partition_terms as f64 * 60e6 / self.partial_partition_us as f64)
+    }
+
     /// Every fault injected, by kind, for the summary line.
     pub fn faults_line(&self) -> String {
         let mut parts = vec![
@@ -150,6 +228,7 @@ impl SimStats {
         for kind in PartitionKind::ALL {
             parts.push(format!("{} {kind}", self.partitions[kind.ordinal()]));
         }
+        parts.push(format!("{} disk stalls", self.stalls));
         parts.join(", ")
     }
 }
@@ -173,6 +252,30 @@ mod tests {
         assert_eq!(total.messages_delivered, 20);
         assert_eq!(total.partitions[PartitionKind::OneWay.ordinal()], 2);
         assert!(total.faults_line().contains("2 one-way"));
+        let mut leadership = SimStats {
+            leaderless_intervals: 2,
+            leaderless_total_us: 300,
+            leaderless_max_us: 200,
+            partial_partition_us: 30_000_000,
+            partial_partition_terms: 1,
+            ..SimStats::default()
+        };
+        leadership.count_step_down(StepDownReason::QuorumLost);
+        leadership.count_step_down(StepDownReason::StorageStalled);
+        let mut sum = SimStats::default();
+        sum.add(&leadership);
+        sum.add(&SimStats {
+            leaderless_max_us: 100,
+            ..leadership.clone()
+        });
+        assert_eq!(sum.leaderless_max_us, 200);
+        assert_eq!(sum.leaderless_mean_us(), 150);
+        assert_eq!(sum.partial_elections_per_minute(), Some(2.0));
+        assert_eq!(
+            sum.step_downs_line(),
+            "4 step-downs (2 QuorumLost, 2 StorageStalled)"
+        );
+        assert_eq!(SimStats::default().partial_elections_per_minute(), None);
         let snapshots = SimStats {
             snapshots_taken: 3,
             snapshots_installed: 1,

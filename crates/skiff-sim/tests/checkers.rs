@@ -3,11 +3,11 @@
 //! fail checks nothing.
 
 use skiff_core::{
-    Action, AppendEntriesResp, Bytes, CommitError, Entry, HardState, LogIndex, Message, NodeId,
-    Role, SnapshotMeta, Term, VoteResp,
+    Action, AppendEntriesReq, AppendEntriesResp, Bytes, CommitError, Entry, HardState, LogIndex,
+    Message, NodeId, Role, SnapshotMeta, Term, VoteReq, VoteResp,
 };
 use skiff_sim::app::{AppState, Snapshot};
-use skiff_sim::checker::{snapshot_state, Checkers, Failure, NodeView, Rule};
+use skiff_sim::checker::{snapshot_state, Checkers, Failure, Leadership, NodeView, Rule};
 use skiff_sim::durable::Durable;
 
 /// A hand-driven cluster: disks, and each node's role as the history says.
@@ -15,6 +15,8 @@ struct History {
     checkers: Checkers,
     disks: Vec<Durable>,
     roles: Vec<Role>,
+    /// The nodes hold leaders' leases (`History::leading`).
+    leases: bool,
 }
 
 impl History {
@@ -23,6 +25,7 @@ impl History {
             checkers: Checkers::new(nodes),
             disks: vec![Durable::default(); nodes],
             roles: vec![Role::Follower; nodes],
+            leases: false,
         }
     }
 
@@ -36,7 +39,8 @@ impl History {
             last_index: disk.last_index(),
             last_term: disk.last_term(),
             snapshot: disk.snapshot(),
-            hears_leader: false,
+            // A follower of a history with leases heard its leader.
+            hears_leader: self.leases && self.roles[id as usize - 1] == Role::Follower,
         }
     }
 
@@ -52,9 +56,57 @@ impl History {
         actions: &[Action],
         role: Role,
     ) -> Result<(), Failure> {
+        self.batch_stepping(id, received, None, actions, role)
+    }
+
+    /// A history whose nodes, all at `term`, run PreVote and CheckQuorum,
+    /// with an election timeout of 150 ms and heartbeats every 50 ms.
+    fn leading(nodes: usize, term: u64) -> History {
+        let mut history = History::new(nodes);
+        for id in 1..=nodes as u64 {
+            history.fill(id, term, &[]);
+        }
+        history.checkers = Checkers::new(nodes).with_leadership(Leadership {
+            pre_vote: true,
+            check_quorum: true,
+            election_timeout_us: 150_000,
+            heartbeat_us: 50_000,
+        });
+        history.leases = true;
+        history
+    }
+
+    /// Node `id` steps `input` at `now_ms`, performs `actions`, then plays `role`.
+    fn step(
+        &mut self,
+        id: u64,
+        now_ms: u64,
+        input: Stepped,
+        actions: &[Action],
+        role: Role,
+    ) -> Result<(), Failure> {
+        self.checkers.set_now(now_ms * 1000);
+        self.batch_stepping(id, None, Some(input), actions, role)
+    }
+
+    fn batch_stepping(
+        &mut self,
+        id: u64,
+        received: Option<Term>,
+        input: Option<Stepped>,
+        actions: &[Action],
+        role: Role,
+    ) -> Result<(), Failure> {
         let node = NodeId(id);
         let before = self.view(id);
         self.checkers.begin_batch(node, before, received);
+        match input {
+            Some(Stepped::Timeout) => self.checkers.timing_out(),
+            Some(Stepped::Receive(from, message)) => {
+                self.checkers.receiving(NodeId(from), &message)
+            }
+            None => {}
+        }
         for action in actions {
             self.checkers
                 .action(node, action, &self.disks[id as usize - 1])?;
@@ -80,6 +132,52 @@ impl History {
         self.batch(id, &actions, Role::Follower)
             .expect("a faithful fill");
     }
+}
+
+/// What a node steps, in [`History::step`].
+enum Stepped {
+    Timeout,
+    Receive(u64, Message),
+}
+
+fn heartbeat(term: u64, leader: u64) -> Stepped {
+    Stepped::Receive(
+        leader,
+        Message::AppendEntriesReq(AppendEntriesReq {
+            term: Term(term),
+            leader: NodeId(leader),
+            prev_index: LogIndex(0),
+            prev_term: Term(0),
+            entries: Default::default(),
+            commit: LogIndex(0),
+        }),
+    )
+}
+
+fn vote_req(term: u64, candidate: u64) -> Stepped {
+    Stepped::Receive(
+        candidate,
+        Message::VoteReq(VoteReq {
+            term: Term(term),
+            candidate: NodeId(candidate),
+            last_index: LogIndex(0),
+            last_term: Term(0),
+        }),
+    )
+}
+
+fn vote(term: u64, granted: bool) -> Message {
+    Message::VoteResp(VoteResp {
+        term: Term(term),
+        granted,
+    })
+}
+
+fn pre_vote(term: u64, granted: bool) -> Message {
+    Message::PreVoteResp(VoteResp {
+        term: Term(term),
+        granted,
+    })
 }
 
 fn state(term: u64, vote: Option<u64>) -> Action {
@@ -685,4 +783,77 @@ fn state_machine_safety_continues_after_a_snapshot_and_refuses_a_gap_past_the_ag
         rule(h.batch(3, &[commit(5, "e")], Role::Follower)),
         Some(Rule::StateMachineSafety)
     );
+}
+
+#[test]
+fn lease_respected_fires_on_a_vote_granted_while_the_leader_is_heard() {
+    let mut h = History::leading(3, 2);
+    h.step(1, 1_000, heartbeat(2, 2), &[], Role::Follower)
+        .unwrap();
+    // A vote of the leader's own term deposes nobody.
+    let to_leader = [state(2, Some(2)), send(2, vote(2, true))];
+    let late_request = h.step(1, 1_001, vote_req(2, 2), &to_leader, Role::Follower);
+    assert_eq!(rule(late_request), None);
+    let newer = [state(3, Some(3)), send(3, vote(3, true))];
+    let early = h.step(1, 1_100, vote_req(3, 3), &newer, Role::Follower);
+    assert_eq!(rule(early), Some(Rule::LeaseRespected));
+    let pre = h.step(
+        1,
+        1_149,
+        vote_req(3, 3),
+        &[send(3, pre_vote(3, true))],
+        Role::Follower,
+    );
+    assert_eq!(rule(pre), Some(Rule::LeaseRespected));
+    // Once an election timeout has passed since the leader's request, it may.
+    let late = h.step(1, 1_150, vote_req(3, 3), &newer, Role::Follower);
+    assert_eq!(rule(late), None);
+}
+
+#[test]
+fn prevote_first_fires_on_a_pre_candidacy_that_raises_the_real_term() {
+    let mut h = History::leading(3, 2);
+    let raised = h.step(
+        1,
+        10,
+        Stepped::Timeout,
+        &[state(3, None)],
+        Role::PreCandidate,
+    );
+    assert_eq!(rule(raised), Some(Rule::PreVoteFirst));
+    // Faithful: the term stays while it asks; a majority's grant stands it.
+    let mut h = History::leading(3, 2);
+    let asks = h.step(1, 20, Stepped::Timeout, &[], Role::PreCandidate);
+    assert_eq!(rule(asks), None);
+    let refused = Stepped::Receive(2, pre_vote(2, false));
+    let alone = [state(3, Some(1))];
+    let stood_alone = h.step(1, 25, refused, &alone, Role::Candidate);
+    assert_eq!(rule(stood_alone), Some(Rule::PreVoteFirst));
+    let mut h = History::leading(3, 2);
+    h.step(1, 20, Stepped::Timeout, &[], Role::PreCandidate)
+        .unwrap();
+    let granted = Stepped::Receive(2, pre_vote(3, true));
+    assert_eq!(rule(h.step(1, 30, granted, &alone, Role::Candidate)), None);
+}
+
+#[test]
+fn check_quorum_fires_on_a_leader_that_hears_no_majority() {
+    let mut h = History::leading(3, 2);
+    h.step(1, 1_000, Stepped::Timeout, &[], Role::Leader)
+        .unwrap();
+    let answer = Stepped::Receive(2, vote(1, false));
+    h.step(1, 1_010, answer, &[], Role::Leader).unwrap();
+    assert_eq!(
+        rule(h.step(1, 1_050, Stepped::Timeout, &[], Role::Leader)),
+        None
+    );
+    // Heard at 1010: within an election timeout and two heartbeats until 1260.
+    assert_eq!(
+        rule(h.step(1, 1_260, Stepped::Timeout, &[], Role::Leader)),
+        None
+    );
+    let stayed = h.step(1, 1_300, Stepped::Timeout, &[], Role::Leader);
+    assert_eq!(rule(stayed), Some(Rule::CheckQuorum));
+    let stepped_down = h.step(1, 1_300, Stepped::Timeout, &[], Role::Follower);
+    assert_eq!(rule(stepped_down), None);
 }

@@ -26,12 +26,19 @@ Examples:
   skiff sim --seed 17 --trace seed17.trace         # replay one seed, writing its trace
   skiff sim --faults partitions --nodes 3 --seeds 1..=1000 --duration 5s
   skiff sim --faults none --loss 0.2 --seeds 1..=50  # a profile with one rate overridden
+  skiff sim --faults partitions --prevote off --check-quorum off  # compare: election storms
 
 Seed ranges read as in Rust: 1..=200 is seeds 1 to 200, 1..200 stops at 199.
 Each seed runs a cluster through the faults for --duration (or --steps), then a
 quiet period: faults stop, links heal, every node restarts, and a new append
 must commit within 10 s of simulated time. Every action and every batch is
-checked against the Raft safety rules. On a violation the report names the
+checked against the Raft safety rules, and, with PreVote and CheckQuorum on
+(the default, as in skiff-node), against their rules: the leader's lease,
+pre-votes before standing, a leader without a majority stepping down. After
+every heal (a partition healing, a restart, a disk stall ending) a leader that
+a majority follows must be back within 20 election timeouts (3 s by default);
+the summary gives the mean and longest time without one, and the elections per
+simulated minute under partial partitions (one-way, bridge). On a violation the report names the
 seed, the rule, the last lines of the trace and the command that replays it;
 the exit status is then 1. The same seed and options always give the same
 trace hash.";
@@ -93,6 +100,30 @@ pub struct SimArgs {
     /// state, which it must reject without changing its term, vote or log.
     #[arg(long)]
     forge: bool,
+    /// PreVote on every node: on or off. Off, a node cut off from the
+    /// others raises its term while away and deposes the leader when it
+    /// returns; compare the elections per minute of both.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off,
+          action = clap::ArgAction::Set)]
+    prevote: bool,
+    /// CheckQuorum and the leader's lease on every node: on or off. Off, a
+    /// leader cut off from the majority stays leader, and a node that
+    /// hears a live leader still grants votes.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off,
+          action = clap::ArgAction::Set)]
+    check_quorum: bool,
+    /// Disk stalls per simulated second (0 to 1000), in the half of the
+    /// seeds whose disks stall (drawn per seed); each lasts 200 ms to 10 s,
+    /// during which the node steps nothing [default: the profile's, 0.05
+    /// for chaos, 0 otherwise].
+    #[arg(long, value_parser = rate)]
+    stall_rate: Option<f64>,
+    /// The driver's stall limit: a disk stall longer than this makes the
+    /// node step StorageStalled when it ends (a leader steps down): `1s`,
+    /// `500ms`.
+    #[arg(long, default_value = "1s",
+          value_parser = duration_arg::between(Duration::from_millis(1), SIMULATED_MAX))]
+    stall_limit: Duration,
     /// Every node takes a snapshot of its applied state every N committed
     /// entries and compacts its log (0: never); followers that fall behind
     /// get the leader's snapshot streamed in chunks over the faulty network
@@ -161,6 +192,9 @@ fn options_of(args: &SimArgs) -> SimOptions {
     options.disk_faults = args.disk_faults;
     options.forgeries = args.forge;
     options.compact_every = args.compact_every;
+    options.pre_vote = args.prevote;
+    options.check_quorum = args.check_quorum;
+    options.stall_limit_ms = u64::try_from(args.stall_limit.as_millis()).unwrap_or(u64::MAX);
     options.limit = match (args.duration, args.steps) {
         (_, Some(steps)) => Limit::Steps(steps),
         (Some(duration), None) => Limit::Time {
@@ -175,6 +209,7 @@ fn options_of(args: &SimArgs) -> SimOptions {
         (&mut rates.latency_tail, args.slow),
         (&mut rates.crash_rate, args.crash_rate),
         (&mut rates.partition_rate, args.partition_rate),
+        (&mut rates.stall_rate, args.stall_rate),
     ];
     for (rate, value) in overrides {
         if let Some(value) = value {
@@ -301,8 +336,8 @@ fn headline(
     };
     format!(
         "skiff sim: seeds {}..{}, {} nodes, {} clients, faults {} (loss {}, dup {}, slow {}, \
-         {} partitions/s, {} crashes/s), disk faults {}, forgeries {}, snapshots {}, {limit} per \
-         seed then a quiet period, {jobs} jobs",
+         {} partitions/s, {} crashes/s, {} stalls/s), disk faults {}, forgeries {}, snapshots {}, \
+         prevote {}, check-quorum {}, {limit} per seed then a quiet period, {jobs} jobs",
         seeds.start(),
         seeds.end(),
         args.nodes,
@@ -313,9 +348,12 @@ fn headline(
         f.latency_tail,
         f.partition_rate,
         f.crash_rate,
+        f.stall_rate,
         options.disk_faults,
-        if options.forgeries { "on" } else { "off" },
-        snapshot_policy(options.compact_every)
+        on_off_name(options.forgeries),
+        snapshot_policy(options.compact_every),
+        on_off_name(options.pre_vote),
+        on_off_name(options.check_quorum),
     )
 }
 
@@ -368,6 +406,25 @@ fn write_summary(
         s.commits, s.client_acks, s.client_redirects, s.client_overwritten, s.client_timeouts
     )?;
     writeln!(out, "  faults      {}", s.faults_line())?;
+    writeln!(out, "  stalls      {}", s.stalls_line())?;
+    writeln!(out, "  leadership  {}", s.step_downs_line())?;
+    writeln!(
+        out,
+        "  after heals {} intervals without a leader a majority follows: mean {:.1} ms, max {:.1} ms (bound {} election timeouts)",
+        s.leaderless_intervals,
+        s.leaderless_mean_us() as f64 / 1e3,
+        s.leaderless_max_us as f64 / 1e3,
+        skiff_sim::checker::leader_after_heal::LEADERLESS_TIMEOUTS
+    )?;
+    match s.partial_elections_per_minute() {
+        Some(rate) => writeln!(
+            out,
+            "  partial     {rate:.2} elections per simulated minute under partial partitions ({} in {:.1} s)",
+            s.partial_partition_terms,
+            s.partial_partition_us as f64 / 1e6
+        )?,
+        None => writeln!(out, "  partial     no partial partition")?,
+    }
     writeln!(out, "  snapshots   {}", s.snapshots_line())?;
     if args.disk_faults != DiskFaults::Off {
         writeln!(out, "  storage     {}", s.storage_line())?;
@@ -440,12 +497,26 @@ fn replay_command(args: &SimArgs, seed: u64) -> String {
     if let Some(every) = args.compact_every {
         let _ = write!(command, " --compact-every {every}");
     }
+    if !args.prevote {
+        command.push_str(" --prevote off");
+    }
+    if !args.check_quorum {
+        command.push_str(" --check-quorum off");
+    }
+    if args.stall_limit != Duration::from_secs(1) {
+        let _ = write!(
+            command,
+            " --stall-limit {}",
+            duration_arg::render(args.stall_limit)
+        );
+    }
     let rates = [
         ("loss", args.loss),
         ("dup", args.dup),
         ("slow", args.slow),
         ("crash-rate", args.crash_rate),
         ("partition-rate", args.partition_rate),
+        ("stall-rate", args.stall_rate),
     ];
     for (flag, value) in rates {
         if let Some(value) = value {
@@ -501,6 +572,23 @@ fn parse_seeds(text: &str) -> Result<RangeInclusive<u64>, String> {
         ));
     }
     Ok(range)
+}
+
+/// Parses `on` or `off`.
+fn on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err("expected on or off".to_string()),
+    }
+}
+
+fn on_off_name(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
 }
 
 /// Parses a probability, 0 to 1.
@@ -646,6 +734,19 @@ mod tests {
         let reparsed = args(replay.trim_start_matches("skiff sim"));
         assert_eq!(options_of(&reparsed).compact_every, Some(20));
         assert_eq!(options_of(&args("")).compact_every, None);
+        let given = args("--seeds 1..=10 --prevote off --check-quorum off --stall-limit 300ms");
+        let replay = replay_command(&given, 7);
+        assert!(
+            replay.contains(" --prevote off --check-quorum off --stall-limit 300ms "),
+            "{replay}"
+        );
+        let reparsed = options_of(&args(replay.trim_start_matches("skiff sim")));
+        assert!(!reparsed.pre_vote && !reparsed.check_quorum);
+        assert_eq!(reparsed.stall_limit_ms, 300);
+        let defaults = options_of(&args(""));
+        assert!(defaults.pre_vote && defaults.check_quorum);
+        assert_eq!(defaults.stall_limit_ms, 1_000);
+        assert!(Wrapper::try_parse_from(["sim", "--prevote", "maybe"]).is_err());
     }
 
     #[test]

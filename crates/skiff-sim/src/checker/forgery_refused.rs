@@ -21,6 +21,11 @@ impl ForgeryRefused {
         self.rejected = false;
     }
 
+    /// Whether the batch in progress handles a forgery.
+    pub fn pending(&self) -> bool {
+        self.expected.is_some()
+    }
+
     /// Whether `action` is the awaited rejection (then it is no false one).
     pub fn observe(&mut self, action: &Action) -> bool {
         match (action, self.expected) {

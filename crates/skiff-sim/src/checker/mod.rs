@@ -13,6 +13,7 @@
 pub mod agreed;
 pub mod appended_once;
 pub mod applied_state;
+pub mod check_quorum;
 pub mod commit_durable;
 pub mod committed_kept;
 pub mod current_term_commit;
@@ -20,13 +21,16 @@ pub mod damage_noticed;
 pub mod durable_state;
 pub mod election_safety;
 pub mod forgery_refused;
+pub mod leader_after_heal;
 pub mod leader_append_only;
 pub mod leader_completeness;
+pub mod lease_respected;
 pub mod liveness;
 pub mod log_matching;
 pub mod no_false_rejection;
 pub mod overwritten;
 pub mod persistence_order;
+pub mod prevote_first;
 pub mod repair_before_vote;
 pub mod snapshot_state;
 pub mod state_machine_safety;
@@ -37,6 +41,7 @@ use crate::app::{AppState, Snapshot};
 use crate::durable::Durable;
 use crate::queue::Micros;
 use agreed::AgreedLog;
+use prevote_first::Stepped;
 use skiff_core::{
     Action, Bytes, CommitError, HardState, LogIndex, Machine, Message, NodeId, Role, SnapshotMeta,
     Term,
@@ -91,6 +96,18 @@ pub enum Rule {
     /// A node's applied state is the fold of the committed log through its
     /// applied index, and never goes back.
     AppliedState,
+    /// A node that accepted its leader's request grants no (pre-)vote for
+    /// an election timeout (with PreVote or CheckQuorum on).
+    LeaseRespected,
+    /// A node raises its term only by adopting it, or by standing after a
+    /// majority granted it a pre-vote for that term (with PreVote on).
+    PreVoteFirst,
+    /// A leader that heard nothing from a majority for an election timeout
+    /// and two heartbeats leads no more after its next heartbeat alarm
+    /// (with CheckQuorum on).
+    CheckQuorum,
+    /// After a heal, a majority follows a leader within a bound.
+    LeaderAfterHeal,
     /// A machine panicked (a broken invariant inside the core).
     Panic,
 }
@@ -120,6 +137,10 @@ impl Rule {
             Rule::ForgeryRefused => "Forgery Refused",
             Rule::SnapshotState => "Snapshot State",
             Rule::AppliedState => "Applied State",
+            Rule::LeaseRespected => "Lease Respected",
+            Rule::PreVoteFirst => "PreVote Before Standing",
+            Rule::CheckQuorum => "Check Quorum",
+            Rule::LeaderAfterHeal => "Leader After Heal",
             Rule::Panic => "Panic",
         }
     }
@@ -238,6 +259,26 @@ struct Batch {
     node: NodeId,
     before: NodeView,
     received_term: Option<Term>,
+    /// What the machine was handed (`receiving`, `timing_out`).
+    stepped: Stepped,
+    /// The term and sender of an `AppendEntriesReq` or `InstallSnapshotReq`
+    /// handed to it.
+    leader_request: Option<(Term, NodeId)>,
+}
+
+/// The leadership rules' settings: which of PreVote and CheckQuorum the
+/// nodes run, and their timing. [`Leadership::default`] checks none of the
+/// rules that depend on them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Leadership {
+    /// The nodes run PreVote.
+    pub pre_vote: bool,
+    /// The nodes run CheckQuorum.
+    pub check_quorum: bool,
+    /// The nodes' base election timeout, in microseconds.
+    pub election_timeout_us: Micros,
+    /// The nodes' heartbeat interval, in microseconds.
+    pub heartbeat_us: Micros,
 }
 
 /// Every rule, fed by one driver.
@@ -254,6 +295,12 @@ pub struct Checkers {
     repair: repair_before_vote::RepairBeforeVote,
     liveness: liveness::Liveness,
     forgery: forgery_refused::ForgeryRefused,
+    lease: lease_respected::LeaseRespected,
+    prevote: prevote_first::PreVoteFirst,
+    check_quorum: check_quorum::CheckQuorum,
+    leadership: Leadership,
+    peers: Vec<NodeId>,
+    now: Micros,
     batch: Option<Batch>,
 }
 
@@ -272,8 +319,80 @@ impl Checkers {
             repair: Default::default(),
             liveness: Default::default(),
             forgery: Default::default(),
+            lease: Default::default(),
+            prevote: Default::default(),
+            check_quorum: Default::default(),
+            leadership: Leadership::default(),
+            peers: (1..=nodes as u64).map(NodeId).collect(),
+            now: 0,
             batch: None,
         }
+    }
+
+    /// The same checkers, also checking the rules of PreVote, CheckQuorum
+    /// and the lease as `leadership` says the nodes run them.
+    pub fn with_leadership(mut self, leadership: Leadership) -> Checkers {
+        self.leadership = leadership;
+        self
+    }
+
+    /// The simulated time is now `now` (the time rules read it).
+    pub fn set_now(&mut self, now: Micros) {
+        self.now = now;
+    }
+
+    /// The batch in progress steps `message` from `from`.
+    pub fn receiving(&mut self, from: NodeId, message: &Message) {
+        let Some(batch) = self.batch.as_mut() else {
+            return;
+        };
+        batch.stepped = Stepped::Message {
+            from,
+            term: message.term(),
+            prevote_grant: matches!(message, Message::PreVoteResp(resp) if resp.granted),
+        };
+        // A forgery is rejected: it renews no lease, whatever it claims.
+        let leader_request = matches!(
+            message,
+            Message::AppendEntriesReq(_) | Message::InstallSnapshotReq(_)
+        );
+        if leader_request && !self.forgery.pending() {
+            batch.leader_request = Some((message.term(), from));
+        }
+        self.check_quorum
+            .observe_message(batch.node, from, self.now);
+    }
+
+    /// The batch in progress steps the node's alarm.
+    pub fn timing_out(&mut self) {
+        if let Some(batch) = self.batch.as_mut() {
+            batch.stepped = Stepped::Timeout;
+        }
+    }
+
+    /// `node` crashed: what it remembered of leaders and pre-votes is gone.
+    pub fn crashed(&mut self, node: NodeId) {
+        self.lease.forget(node);
+        self.prevote.forget(node);
+    }
+
+    /// `node` goes on at the current time after being blocked by a stalled
+    /// disk, during which its alarms could not run.
+    pub fn resumed(&mut self, node: NodeId) {
+        self.check_quorum.resumed(node, self.now);
+    }
+
+    fn lease_on(&self) -> bool {
+        self.leadership.pre_vote || self.leadership.check_quorum
+    }
+
+    fn check_lease(&self, node: NodeId, granted: Term, what: &str) -> Result<(), Failure> {
+        if !self.lease_on() {
+            return Ok(());
+        }
+        let timeout = self.leadership.election_timeout_us;
+        self.lease
+            .check_grant(node, granted, self.now, timeout, what)
     }
 
     /// The next batch handles a forged message that must be rejected as
@@ -307,6 +426,8 @@ impl Checkers {
             node,
             before,
             received_term,
+            stepped: Stepped::Other,
+            leader_request: None,
         });
     }
 
@@ -344,9 +465,17 @@ impl Checkers {
                 message: Message::VoteResp(resp),
             } if resp.granted => {
                 let what = format!("granted its vote of term {} to {to}", resp.term);
+                self.check_lease(node, resp.term, &what)?;
                 self.repair
                     .check(node, disk, self.commits.agreed(), &what)?;
                 self.votes.observe_grant(node, resp.term, *to)
+            }
+            Action::Send {
+                to,
+                message: Message::PreVoteResp(resp),
+            } if resp.granted => {
+                let what = format!("granted a pre-vote of term {} to {to}", resp.term);
+                self.check_lease(node, resp.term, &what)
             }
             Action::Send {
                 message: Message::AppendEntriesResp(resp),
@@ -428,7 +557,43 @@ impl Checkers {
         if let Some(received) = batch.received_term {
             term_adoption::check(node, received, &before, &after)?;
         }
+        self.end_leadership_batch(node, &batch, &after)?;
         durable_state::check_batch_end(node, &after, disk)
+    }
+
+    /// The rules of PreVote, CheckQuorum and the lease, at the end of a batch.
+    fn end_leadership_batch(
+        &mut self,
+        node: NodeId,
+        batch: &Batch,
+        after: &NodeView,
+    ) -> Result<(), Failure> {
+        let (before, now) = (&batch.before, self.now);
+        let quorum = self.peers.len() / 2 + 1;
+        if self.lease_on() {
+            self.lease
+                .end_batch(node, before, after, batch.leader_request, now);
+        }
+        if self.leadership.pre_vote {
+            self.prevote
+                .end_batch(node, before, after, batch.stepped, quorum)?;
+        }
+        if self.leadership.check_quorum {
+            let l = &self.leadership;
+            let window = l.election_timeout_us + 2 * l.heartbeat_us;
+            let timeout = batch.stepped == Stepped::Timeout;
+            self.check_quorum.end_batch(
+                node,
+                before,
+                after,
+                timeout,
+                &self.peers,
+                quorum,
+                now,
+                window,
+            )?;
+        }
+        Ok(())
     }
 
     /// The batch in progress ended in a crash; there is no state after it.

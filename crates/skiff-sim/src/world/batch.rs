@@ -29,6 +29,9 @@ pub(super) mod kind {
     pub const SNAPSHOT: u64 = 13;
     pub const CHUNK_FATE: u64 = 14;
     pub const CHUNK: u64 = 15;
+    pub const STALL: u64 = 16;
+    pub const STALL_END: u64 = 17;
+    pub const STALL_DROP: u64 = 18;
 }
 
 /// What a machine is asked to do in a batch.
@@ -198,6 +201,13 @@ impl World {
         actions.clear();
         self.checkers
             .begin_batch(id, NodeView::of(machine), received);
+        match &input {
+            Input::Step(Event::Receive { from, message }) => {
+                self.checkers.receiving(*from, message)
+            }
+            Input::Step(Event::Timeout) => self.checkers.timing_out(),
+            _ => {}
+        }
         match input {
             Input::Start => machine.start(&mut actions),
             Input::Step(event) => machine.step(event, &mut actions),
@@ -207,8 +217,13 @@ impl World {
         } else {
             None
         };
+        // An armed stall hangs the batch's sync, if it has writes to sync.
+        let stalls = crash_at.is_none()
+            && node.stall_armed.is_some()
+            && actions.iter().any(Action::is_persistence);
         let total = actions.len();
         let mut synced = false;
+        let mut held = Vec::new();
         self.log_reshaped = false;
         for (position, action) in actions.drain(..).enumerate() {
             if crash_at == Some(position) {
@@ -217,6 +232,11 @@ impl World {
             // One sync per batch, once its writes are done and before
             // anyone hears of them, as the node syncs once per turn.
             if !synced && !action.is_persistence() {
+                if stalls {
+                    // The sync hangs: the rest waits for the disk.
+                    held.push(action);
+                    continue;
+                }
                 self.nodes[index].disk.sync();
                 synced = true;
             }
@@ -231,13 +251,23 @@ impl World {
         }
         match crash_at {
             Some(performed) => self.crash_mid_batch(index, performed, total),
-            None => {
-                self.nodes[index].disk.sync();
+            None if stalls => {
                 self.end_batch(index);
                 self.note_repair(index);
-                self.maybe_take_snapshot(index);
+                self.begin_stall(index, held);
             }
+            None => self.finish_batch(index),
         }
+    }
+
+    /// The end of a batch that was not cut short: its sync, the checks of
+    /// the node's state, and what follows.
+    pub(super) fn finish_batch(&mut self, index: usize) {
+        self.nodes[index].disk.sync();
+        self.end_batch(index);
+        self.note_repair(index);
+        self.maybe_take_snapshot(index);
+        self.note_terms(index);
     }
 
     fn crash_mid_batch(&mut self, index: usize, performed: usize, total: usize) {
@@ -251,7 +281,7 @@ impl World {
         self.crash(index, true);
     }
 
-    fn end_batch(&mut self, index: usize) {
+    pub(super) fn end_batch(&mut self, index: usize) {
         let node = &self.nodes[index];
         let Some(machine) = &node.machine else {
             return;
@@ -268,7 +298,7 @@ impl World {
     }
 
     /// Performs one action of node index `index`, after checking it.
-    fn perform(&mut self, index: usize, action: Action) -> Result<(), Failure> {
+    pub(super) fn perform(&mut self, index: usize, action: Action) -> Result<(), Failure> {
         hash_action(self.trace.hasher(), &action);
         let node = &self.nodes[index];
         self.checkers.action(node.id, &action, &node.disk)?;
@@ -298,6 +328,7 @@ impl World {
                 self.write_disk(index, action)?;
                 self.log_reshaped = true;
             }
+            Action::SteppedDown { reason } => self.stats.count_step_down(reason),
             persistence => self.write_disk(index, persistence)?,
         }
         Ok(())

@@ -47,7 +47,10 @@ impl World {
     pub(super) fn forge(&mut self) {
         self.schedule_forgery();
         let running: Vec<usize> = (0..self.nodes.len())
-            .filter(|&index| self.nodes[index].machine.is_some())
+            // A node blocked on a stalled disk steps nothing (`stall.rs`).
+            .filter(|&index| {
+                self.nodes[index].machine.is_some() && self.nodes[index].stall.is_none()
+            })
             .collect();
         if running.is_empty() {
             return;

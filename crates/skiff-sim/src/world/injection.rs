@@ -23,10 +23,11 @@ impl World {
             self.options.faults.partition_rate,
             WorldEvent::PartitionStart,
         );
+        self.schedule_stall();
     }
 
     /// Schedules `event` after a gap whose mean is one over `rate_per_s`.
-    fn schedule_after_gap(&mut self, rate_per_s: f64, event: WorldEvent) {
+    pub(super) fn schedule_after_gap(&mut self, rate_per_s: f64, event: WorldEvent) {
         if let Some(gap) = draw_gap(&mut self.rng, rate_per_s) {
             self.queue.push(self.now + gap, event);
         }
@@ -68,11 +69,7 @@ impl World {
     /// to go down at once (one node, in clusters of one or two).
     pub(super) fn crash_allowed(&self) -> bool {
         let nodes = self.nodes.len();
-        let unavailable = self
-            .nodes
-            .iter()
-            .filter(|n| n.machine.is_none() || n.crash_armed)
-            .count();
+        let unavailable = self.nodes.iter().filter(|n| n.unavailable()).count();
         unavailable < (nodes - (nodes / 2 + 1)).max(1)
     }
 
@@ -86,7 +83,12 @@ impl World {
         node.alarm_at = None;
         node.alarm_event_at = None;
         node.crash_armed = false;
+        node.stall_armed = None;
+        // What waited for a stalled disk is lost with the node.
+        node.stall = None;
         let id = node.id;
+        self.checkers.crashed(id);
+        self.heal.disturbed();
         if mid_batch {
             self.stats.crashes_mid_batch += 1;
         } else {
@@ -117,6 +119,7 @@ impl World {
     pub(super) fn restart(&mut self, index: usize) {
         if self.nodes[index].machine.is_none() {
             self.start_machine(index, true);
+            self.maybe_healed();
         }
     }
 
@@ -134,6 +137,7 @@ impl World {
         let nodes = self.nodes.len();
         self.network.partition(kind, nodes, leader, &mut self.rng);
         self.stats.count_partition(kind);
+        self.partition_began(kind);
         let h = self.trace.hasher();
         hash_event(h, kind::PARTITION, self.now, 0, kind.ordinal() as u64);
         for from in 0..nodes {
@@ -155,8 +159,10 @@ impl World {
             return; // the quiet period healed everything already
         }
         self.network.heal();
+        self.partition_ended();
         hash_event(self.trace.hasher(), kind::HEAL, self.now, 0, 0);
         self.trace_world(format_args!("heal"));
+        self.maybe_healed();
         let rate = self.options.faults.partition_rate;
         self.schedule_after_gap(rate, WorldEvent::PartitionStart);
     }
@@ -169,6 +175,7 @@ impl World {
         }
         self.phase = Phase::Quiet;
         self.network.stop_faults();
+        self.partition_ended();
         hash_event(self.trace.hasher(), kind::QUIET, self.now, 0, 0);
         let bound_ms = self.options.liveness_bound_ms;
         self.trace_world(format_args!(
@@ -180,6 +187,9 @@ impl World {
                 self.start_machine(index, true);
             }
         }
+        self.end_every_stall();
+        self.heal.disturbed();
+        self.maybe_healed();
         let bound = bound_ms.saturating_mul(1000);
         self.checkers.liveness().start_quiet(self.now, bound);
         self.queue

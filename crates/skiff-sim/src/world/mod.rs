@@ -12,18 +12,23 @@
 //! The work is split by concern: `batch` runs one event through a machine
 //! and performs its actions, `injection` crashes, restarts and partitions,
 //! `clients` handles client requests, `storage` the disks' faults,
-//! `snapshots` the nodes' snapshots and their transfers, and `forgery` the
-//! forged messages of `--forge`.
+//! `snapshots` the nodes' snapshots and their transfers, `forgery` the
+//! forged messages of `--forge`, `stall` the disks that hang, and
+//! `leadership` the time without a leader after heals and the elections
+//! under partial partitions.
 
 mod batch;
 mod clients;
 mod forgery;
 mod injection;
+mod leadership;
 mod snapshots;
+mod stall;
 mod storage;
 
 use crate::app::AppState;
-use crate::checker::{Checkers, Failure, Violation};
+use crate::checker::leader_after_heal::LeaderAfterHeal;
+use crate::checker::{Checkers, Failure, Leadership, Violation};
 use crate::client::Client;
 use crate::durable::Durable;
 use crate::history::History;
@@ -33,7 +38,7 @@ use crate::queue::{EventQueue, Micros};
 use crate::rng::SimRng;
 use crate::stats::SimStats;
 use crate::trace::{Time, Trace, TraceOutput};
-use skiff_core::{Config, Machine, Message, NodeId, Role};
+use skiff_core::{Config, Machine, Message, NodeId, Role, Term};
 
 /// Something that happens at a point in simulated time.
 #[derive(Debug)]
@@ -73,6 +78,10 @@ enum WorldEvent {
         transfer: u64,
         chunk: usize,
     },
+    /// The injector's next disk stall (`stall.rs`).
+    StallStart,
+    /// A node's disk answers again, unless the node crashed meanwhile.
+    StallEnd { node: usize, incarnation: u64 },
 }
 
 /// One member of the cluster.
@@ -101,12 +110,26 @@ struct SimNode {
     /// Its application's state: the committed entries it applied, from its
     /// snapshot on.
     app: AppState,
+    /// A disk stall of this length (microseconds) hangs its next batch
+    /// that writes (`stall.rs`).
+    stall_armed: Option<Micros>,
+    /// The stall in progress: the node steps nothing meanwhile.
+    stall: Option<stall::Stall>,
 }
 
 impl SimNode {
     /// Faulty from its disk's damage until it has finished repairing.
     fn faulty(&self) -> bool {
         self.damage_pending || self.disk.unrepaired()
+    }
+
+    /// Down, or about to go down or stall, or stalled: the injector counts
+    /// it against the majority it keeps available.
+    fn unavailable(&self) -> bool {
+        self.machine.is_none()
+            || self.crash_armed
+            || self.stall_armed.is_some()
+            || self.stall.is_some()
     }
 }
 
@@ -144,6 +167,14 @@ pub struct World {
     /// The batch in progress compacted or replaced the log: its end
     /// compares the machine's whole log with the disk's.
     log_reshaped: bool,
+    /// This seed's disks stall (`stall.rs`).
+    stalls_on: bool,
+    /// The time from heals to a followed leader (`leadership.rs`).
+    heal: LeaderAfterHeal,
+    /// The highest term any node has held.
+    highest_term: Term,
+    /// When the partial partition in force began, if one is.
+    partial_since: Option<Micros>,
 }
 
 /// What a finished run returns to the runner.
@@ -177,6 +208,8 @@ impl World {
                 crash_armed: false,
                 damage_pending: false,
                 app: AppState::default(),
+                stall_armed: None,
+                stall: None,
             })
             .collect();
         let snapshots = snapshots::Snapshots::draw(options, &mut rng);
@@ -188,7 +221,12 @@ impl World {
             nodes,
             network: Network::new(&options.faults),
             clients: (1..=options.clients).map(Client::new).collect(),
-            checkers: Checkers::new(options.nodes),
+            checkers: Checkers::new(options.nodes).with_leadership(Leadership {
+                pre_vote: options.pre_vote,
+                check_quorum: options.check_quorum,
+                election_timeout_us: options.election_timeout_ms * 1000,
+                heartbeat_us: options.heartbeat_interval_ms * 1000,
+            }),
             history: History::default(),
             stats: SimStats {
                 runs: 1,
@@ -202,6 +240,10 @@ impl World {
             ended: false,
             snapshots,
             log_reshaped: false,
+            stalls_on: false,
+            heal: LeaderAfterHeal::new(options.election_timeout_ms * 1000),
+            highest_term: Term(0),
+            partial_since: None,
             options: options.clone(),
         }
     }
@@ -232,16 +274,21 @@ impl World {
                 break;
             };
             self.now = time;
+            self.checkers.set_now(time);
             self.stats.steps += 1;
             if self.stats.steps == self.text_from_step {
                 self.trace.set_muted(false);
             }
-            self.dispatch(event);
+            if let Some(event) = self.unless_stalled(event) {
+                self.dispatch(event);
+            }
+            self.watch_leaderless();
         }
         self.finish()
     }
 
     fn begin(&mut self) {
+        self.draw_stalls();
         if self.trace.wants_text() {
             let (o, c, f) = (&self.options, &self.config, &self.options.faults);
             let limit = match o.limit {
@@ -252,7 +299,8 @@ impl World {
                 "# seed={} nodes={} clients={} {limit} faults={} loss={} dup={} slow={} \
                  partition_rate={} crash_rate={} election={} heartbeat={} inflight_max={} \
                  entries_per_message_max={} disk_faults={} forgeries={} compact_every={} \
-                 chunk_bytes={}",
+                 chunk_bytes={} prevote={} check_quorum={} stall_rate={} stalls={} \
+                 stall_limit={}ms",
                 o.seed,
                 o.nodes,
                 o.clients,
@@ -269,7 +317,12 @@ impl World {
                 o.disk_faults,
                 o.forgeries,
                 self.snapshots.every(),
-                self.snapshots.chunk_bytes()
+                self.snapshots.chunk_bytes(),
+                on_off(c.pre_vote),
+                on_off(c.check_quorum),
+                f.stall_rate,
+                on_off(self.stalls_on),
+                o.stall_limit_ms
             ));
         }
         for index in 0..self.nodes.len() {
@@ -307,6 +360,8 @@ impl World {
                 transfer,
                 chunk,
             } => self.chunk_arrives(from, to, transfer, chunk),
+            WorldEvent::StallStart => self.stall_fault(),
+            WorldEvent::StallEnd { node, incarnation } => self.end_stall(node, incarnation),
         }
     }
 
@@ -317,6 +372,10 @@ impl World {
             }
         }
         self.stats.simulated_us = self.now;
+        self.partition_ended();
+        self.stats.leaderless_intervals = self.heal.intervals;
+        self.stats.leaderless_total_us = self.heal.total_us;
+        self.stats.leaderless_max_us = self.heal.max_us;
         self.stats.elections = self.checkers.elections();
         self.stats.commits = self.checkers.agreed().len();
         let recovered_after_us = self.checkers.liveness().recovery_time();
@@ -384,6 +443,14 @@ impl World {
     }
 }
 
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
 /// The machines' configuration for this run. Window and batch sizes are
 /// drawn per seed ("swarm testing"), so that small windows, one-entry
 /// batches and long probes all get exercised across seeds.
@@ -396,5 +463,7 @@ fn draw_config(options: &SimOptions, rng: &mut SimRng) -> Config {
     config.heartbeat_interval_ms = options.heartbeat_interval_ms;
     config.inflight_max = INFLIGHT[rng.index(INFLIGHT.len())];
     config.entries_per_message_max = ENTRIES[rng.index(ENTRIES.len())];
+    config.pre_vote = options.pre_vote;
+    config.check_quorum = options.check_quorum;
     config
 }
