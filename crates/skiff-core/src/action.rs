@@ -134,7 +134,7 @@ pub enum Rejection {
     LeaderNotSender,
     /// An AppendEntriesReq whose entries cannot come from a correct leader:
     /// terms that decrease along the log or pass the request's term, a
-    /// `prev_term` above the request's term, or indices that overflow.
+    /// `prev_term` above the request's term, or indices that reach the last index there is.
     MalformedEntries,
     /// An AppendEntriesReq from a second leader in this node's current term:
     /// this node leads it, or already follows another leader in it.
@@ -149,7 +149,8 @@ pub enum Rejection {
         index: LogIndex,
     },
     /// An InstallSnapshotReq no correct leader sends: a snapshot of a term
-    /// after the request's, or of a term but no entry (index 0).
+    /// after the request's, of a term but no entry (index 0), or at the
+    /// last index there is (no log reaches it).
     MalformedSnapshot,
     /// A VoteReq naming a candidate other than its sender.
     CandidateNotSender,

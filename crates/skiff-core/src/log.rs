@@ -78,7 +78,7 @@ impl Log {
     /// covers reads as the first entry after it.
     pub(crate) fn iter_from(&self, from: LogIndex) -> impl ExactSizeIterator<Item = &Entry> + '_ {
         let from = from.max(self.snapshot.index.next());
-        let remaining = (self.last_index().0 + 1).saturating_sub(from.0) as usize;
+        let remaining = (self.last_index().0.saturating_add(1)).saturating_sub(from.0) as usize;
         let tail_first = self.tail_first();
         if from >= tail_first {
             let offset = (from.0 - tail_first.0) as usize;

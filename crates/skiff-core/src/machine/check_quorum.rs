@@ -25,8 +25,8 @@
 //! alarm is set for the random rest of the election timeout, so elections
 //! start as late as before. While it holds a lease (and a leader, with
 //! CheckQuorum on, while it leads) a node hears a live leader: it refuses
-//! every pre-vote, and refuses a vote of a newer term without adopting that
-//! term (the thesis, 4.2.3). A node that cannot reach the leader, or that
+//! every vote and pre-vote, and refuses a vote of a newer term without
+//! adopting that term (the thesis, 4.2.3). A node that cannot reach the leader, or that
 //! returns from a partition, then cannot depose a leader that a majority
 //! still hears. Without CheckQuorum a leader does not know it is heard, so
 //! it claims no lease of its own.

@@ -35,7 +35,9 @@ impl Machine {
                 Some(Rejection::LeaderNotSender)
             }
             Message::InstallSnapshotReq(req)
-                if req.snapshot.term > req.term || req.snapshot.index.0 == 0 =>
+                if req.snapshot.term > req.term
+                    || req.snapshot.index.0 == 0
+                    || req.snapshot.index.0 == u64::MAX =>
             {
                 Some(Rejection::MalformedSnapshot)
             }
@@ -148,5 +150,11 @@ pub(super) fn is_well_formed(req: &AppendEntriesReq) -> bool {
         && previous <= req.term
         && terms_ordered
         && (req.prev_index.0 != 0 || req.prev_term == Term(0))
-        && req.prev_index.0.checked_add(count).is_some()
+        // The last index must leave room for a next one: no log reaches
+        // the end of the index space, and every `next` must exist.
+        && req
+            .prev_index
+            .0
+            .checked_add(count)
+            .is_some_and(|last| last < u64::MAX)
 }
