@@ -8,6 +8,7 @@ use super::{World, WorldEvent};
 use crate::app::AppState;
 use crate::checker::{durable_state, term_adoption, Failure, NodeView, Rule};
 use crate::network::Fate;
+use crate::queue::Micros;
 use crate::rng::SimRng;
 use crate::trace::{hash_action, hash_event, Time};
 use skiff_core::{Action, Bytes, CommitError, Event, LogIndex, Message, NodeId, Term};
@@ -108,6 +109,13 @@ impl World {
         if node.alarm_event_at.is_some_and(|event_at| event_at <= at) {
             return; // the pending event will find the new time and wait for it
         }
+        self.push_alarm_event(index, at);
+    }
+
+    /// Schedules node index `index`'s alarm event at `at`, replacing any
+    /// pending one (which then finds a newer generation and does nothing).
+    pub(super) fn push_alarm_event(&mut self, index: usize, at: Micros) {
+        let node = &mut self.nodes[index];
         node.alarm_generation += 1;
         node.alarm_event_at = Some(at);
         let generation = node.alarm_generation;

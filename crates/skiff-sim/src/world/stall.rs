@@ -219,17 +219,7 @@ impl World {
         if node.alarm_event_at.is_some() {
             return;
         }
-        node.alarm_generation += 1;
-        let at = at.max(self.now);
-        node.alarm_event_at = Some(at);
-        let generation = node.alarm_generation;
-        self.queue.push(
-            at,
-            WorldEvent::Alarm {
-                node: index,
-                generation,
-            },
-        );
+        self.push_alarm_event(index, at.max(self.now));
     }
 
     /// Every stall ends (the quiet period begins).

@@ -86,21 +86,8 @@ pub async fn isolate_leader(bed: &mut Bed<'_>) -> anyhow::Result<()> {
         old.id, old.term
     ));
     let fault = bed.nemesis.isolation(old.id);
-    let cut_at = Instant::now();
     bed.nemesis.inject(fault)?;
-    let (mut replaced, mut stepped_down) = (None, None);
-    while (replaced.is_none() || stepped_down.is_none()) && cut_at.elapsed() < patience {
-        let mut reports = bed.statuses().await;
-        let isolated = reports.remove(old.id.0 as usize - 1);
-        if stepped_down.is_none() && isolated.is_ok_and(|r| r.role != Role::Leader) {
-            stepped_down = Some(cut_at.elapsed());
-        }
-        let new = agreed_leader(&reports, bed.addresses.len());
-        if replaced.is_none() && new.is_some_and(|n| n.term > old.term) {
-            replaced = Some(cut_at.elapsed());
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
+    let (replaced, stepped_down) = watch_replacement(bed, &old, patience).await;
     bed.nemesis.heal_all()?;
     let timeout = bed.timing.election_timeout;
     let figure = |measured: Option<Duration>| match measured {
@@ -126,6 +113,31 @@ pub async fn isolate_leader(bed: &mut Bed<'_>) -> anyhow::Result<()> {
         healed.id, healed.term
     ));
     Ok(())
+}
+
+/// Watches, for up to `patience` from now, until the others agree on a
+/// leader of a term after `old`'s and until `old`'s own node stops saying
+/// it leads; returns how long each took, if it happened.
+async fn watch_replacement(
+    bed: &Bed<'_>,
+    old: &StatusReport,
+    patience: Duration,
+) -> (Option<Duration>, Option<Duration>) {
+    let began = Instant::now();
+    let (mut replaced, mut stepped_down) = (None, None);
+    while (replaced.is_none() || stepped_down.is_none()) && began.elapsed() < patience {
+        let mut reports = bed.statuses().await;
+        let old_node = reports.remove(old.id.0 as usize - 1);
+        if stepped_down.is_none() && old_node.is_ok_and(|r| r.role != Role::Leader) {
+            stepped_down = Some(began.elapsed());
+        }
+        let new = agreed_leader(&reports, bed.addresses.len());
+        if replaced.is_none() && new.is_some_and(|n| n.term > old.term) {
+            replaced = Some(began.elapsed());
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    (replaced, stepped_down)
 }
 
 /// (b) A follower partitioned from every other node for `hold`, then let
@@ -208,19 +220,7 @@ pub async fn stall(bed: &mut Bed<'_>, hold: Duration) -> anyhow::Result<()> {
     let stalled_at = Instant::now();
     // Awaited: a leader agreed by the others in a newer term, and the old
     // leader's own status no longer saying leader, within the stall.
-    let (mut replaced, mut stepped_down) = (None, None);
-    while (replaced.is_none() || stepped_down.is_none()) && stalled_at.elapsed() < hold {
-        let mut reports = bed.statuses().await;
-        let stalled = reports.remove(old.id.0 as usize - 1);
-        if stepped_down.is_none() && stalled.is_ok_and(|r| r.role != Role::Leader) {
-            stepped_down = Some(stalled_at.elapsed());
-        }
-        let new = agreed_leader(&reports, bed.addresses.len());
-        if replaced.is_none() && new.is_some_and(|n| n.term > old.term) {
-            replaced = Some(stalled_at.elapsed());
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
+    let (replaced, stepped_down) = watch_replacement(bed, &old, hold).await;
     if let Some(rest) = hold.checked_sub(stalled_at.elapsed()) {
         tokio::time::sleep(rest).await;
     }
