@@ -97,12 +97,9 @@ impl Machine {
     /// Whether this node hears a live leader: it follows a leader it heard
     /// from within the last election timeout (with PreVote or CheckQuorum
     /// on), or it leads and checks its majority (with CheckQuorum on).
-    /// Such a node refuses every pre-vote, and every vote of a newer term.
+    /// Such a node refuses every vote and pre-vote, and does not adopt the
+    /// term of a vote request newer than its own.
     pub fn hears_leader(&self) -> bool {
-        self.in_lease()
-    }
-
-    pub(super) fn in_lease(&self) -> bool {
         self.leader_contact
             || (self.config.check_quorum && matches!(self.role, RoleState::Leader { .. }))
     }
@@ -133,7 +130,7 @@ impl Machine {
         let Message::VoteReq(req) = message else {
             return false;
         };
-        if req.term <= self.hard_state.term || !self.in_lease() {
+        if req.term <= self.hard_state.term || !self.hears_leader() {
             return false;
         }
         let resp = VoteResp {

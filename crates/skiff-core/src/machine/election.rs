@@ -112,7 +112,7 @@ impl Machine {
         let granted = req.term == self.hard_state.term
             && !self.repairing() // `repair.rs`, rule 2
             && !self.storage_stalled // `stall.rs`
-            && !self.in_lease() // `check_quorum.rs`: its term has a live leader
+            && !self.hears_leader() // `check_quorum.rs`: its term has a live leader
             && req.candidate == from
             && matches!(self.role, RoleState::Follower)
             && self.hard_state.voted_for.is_none_or(|vote| vote == from)

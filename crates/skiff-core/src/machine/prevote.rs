@@ -71,7 +71,7 @@ impl Machine {
             && req.candidate == from
             && !self.repairing()
             && !self.storage_stalled
-            && !self.in_lease()
+            && !self.hears_leader()
             && self.log.is_up_to_date(req.last_index, req.last_term);
         if granted {
             let resp = VoteResp {
