@@ -128,7 +128,11 @@ impl Promises {
             }
             match action {
                 Action::Send { .. } | Action::Commit { .. } => seen_io = true,
-                Action::Alarm { .. } | Action::Rejected { .. } | Action::SteppedDown { .. } => {}
+                Action::Alarm { .. }
+                | Action::Rejected { .. }
+                | Action::SteppedDown { .. }
+                | Action::ReadReady { .. }
+                | Action::ReadFailed { .. } => {}
                 Action::LogCompact { through } => {
                     let base = self.durable_snapshot.index;
                     assert!(
@@ -326,12 +330,14 @@ fn message(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Resul
                 prev_term: term_near(input, machine.last_term())?,
                 entries: entries.into(),
                 commit: index_near(input, machine.commit_index())?,
+                read_round: 0,
             })
         }
         1 => Message::AppendEntriesResp(AppendEntriesResp {
             term,
             success: input.arbitrary()?,
             index: index_near(input, machine.last_index())?,
+            read_round: 0,
         }),
         2 => Message::VoteReq(VoteReq {
             term,

@@ -2,7 +2,7 @@
 
 use crate::entries::Entries;
 use crate::message::Message;
-use crate::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
+use crate::types::{Entry, LogIndex, NodeId, ReadId, SnapshotMeta, Term};
 use bytes::Bytes;
 use std::fmt;
 
@@ -93,6 +93,54 @@ pub enum Action {
         /// Why it stepped down.
         reason: StepDownReason,
     },
+    /// The read `id` ([`Event::Read`](crate::Event::Read)) may be answered
+    /// from the application's state once it has applied every entry
+    /// through `index`: a state that includes every write committed
+    /// before the read was asked for. Not persistence: it can be
+    /// performed whenever the driver gets to it.
+    ReadReady {
+        /// The read.
+        id: ReadId,
+        /// Apply through here, then answer.
+        index: LogIndex,
+    },
+    /// The read `id` cannot be answered here: the driver may retry, here
+    /// or at the leader the error names.
+    ReadFailed {
+        /// The read.
+        id: ReadId,
+        /// Why.
+        error: ReadError,
+    },
+}
+
+/// Why a read ([`Event::Read`](crate::Event::Read)) failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// No leader could confirm the read: this node knows none, its term or
+    /// leader changed while the read waited, or the leader it asked
+    /// refused. Retry at `leader` when it is known.
+    NotLeader {
+        /// The leader this node knows now, if any.
+        leader: Option<NodeId>,
+    },
+    /// Too many reads wait already; retry later.
+    Busy,
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::NotLeader { leader: Some(id) } => {
+                write!(f, "not confirmed by a leader; the leader is node {id}")
+            }
+            ReadError::NotLeader { leader: None } => {
+                write!(f, "not confirmed by a leader; no leader is known")
+            }
+            ReadError::Busy => write!(f, "too many reads are waiting"),
+        }
+    }
 }
 
 /// Why a leader stepped down within its own term.

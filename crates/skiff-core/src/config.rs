@@ -49,6 +49,19 @@ pub struct Config {
     /// (pre-)vote of a newer term without adopting that term (the thesis'
     /// 4.2.3): a node that cannot reach the leader cannot depose it.
     pub check_quorum: bool,
+    /// Lease reads (the thesis, 6.4.1), off (`None`) by default. With
+    /// `Some(margin)`, a leader whose heartbeat round a majority confirmed
+    /// less than `election_timeout_ms - margin` ms before a read (by the
+    /// read's [`Event::Read`](crate::Event::Read) clock) answers it at once,
+    /// without a round of its own. This assumes that no node's clock runs
+    /// faster than the leader's by more than `margin` over an election
+    /// timeout, and that a restarted node waits an election timeout before
+    /// it votes; a clock that jumps or a faster-running follower can let a
+    /// deposed leader answer a stale read. Needs
+    /// [`check_quorum`](Config::check_quorum), whose followers refuse votes
+    /// for an election timeout after they hear the leader: that refusal is
+    /// what the lease stands on.
+    pub lease_read_margin_ms: Option<u64>,
 }
 
 /// The default of [`Config::term_lead_max`]: far more elections than a
@@ -75,6 +88,7 @@ impl Config {
             term_lead_max: Some(TERM_LEAD_MAX_DEFAULT),
             pre_vote: true,
             check_quorum: true,
+            lease_read_margin_ms: None,
         }
     }
 
@@ -123,6 +137,17 @@ impl Config {
         if self.term_lead_max == Some(0) {
             return Err(ConfigError::Zero("term_lead_max"));
         }
+        if let Some(margin_ms) = self.lease_read_margin_ms {
+            if !self.check_quorum {
+                return Err(ConfigError::LeaseReadWithoutCheckQuorum);
+            }
+            if margin_ms >= self.election_timeout_ms {
+                return Err(ConfigError::LeaseMarginNotBelowElection {
+                    margin_ms,
+                    election_ms: self.election_timeout_ms,
+                });
+            }
+        }
         Ok(())
     }
 
@@ -165,6 +190,16 @@ pub enum ConfigError {
     },
     /// The election timeout is so large that twice it overflows.
     ElectionTimeoutTooLarge(u64),
+    /// Lease reads are on but CheckQuorum is off: followers would not
+    /// refuse votes while the leader's lease runs.
+    LeaseReadWithoutCheckQuorum,
+    /// The lease reads' clock-drift margin leaves no lease.
+    LeaseMarginNotBelowElection {
+        /// The configured margin.
+        margin_ms: u64,
+        /// The configured election timeout.
+        election_ms: u64,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -187,6 +222,17 @@ impl fmt::Display for ConfigError {
             ConfigError::ElectionTimeoutTooLarge(ms) => {
                 write!(f, "election timeout of {ms} ms is too large")
             }
+            ConfigError::LeaseReadWithoutCheckQuorum => write!(
+                f,
+                "lease reads need check_quorum on: the lease stands on followers refusing votes while they hear the leader"
+            ),
+            ConfigError::LeaseMarginNotBelowElection {
+                margin_ms,
+                election_ms,
+            } => write!(
+                f,
+                "the lease reads' clock-drift margin ({margin_ms} ms) must be below the election timeout ({election_ms} ms)"
+            ),
         }
     }
 }
@@ -264,5 +310,18 @@ mod tests {
         let mut c = three();
         c.inflight_max = 0;
         assert_eq!(c.validate(), Err(ConfigError::Zero("inflight_max")));
+
+        let mut c = three();
+        c.lease_read_margin_ms = Some(10);
+        assert_eq!(c.validate(), Ok(()));
+        c.check_quorum = false;
+        assert_eq!(c.validate(), Err(ConfigError::LeaseReadWithoutCheckQuorum));
+
+        let mut c = three();
+        c.lease_read_margin_ms = Some(150);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::LeaseMarginNotBelowElection { .. })
+        ));
     }
 }

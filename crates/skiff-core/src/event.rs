@@ -1,7 +1,7 @@
 //! What a driver feeds into the machine.
 
 use crate::message::Message;
-use crate::types::{LogIndex, NodeId};
+use crate::types::{LogIndex, NodeId, ReadId};
 use bytes::Bytes;
 
 /// An input to [`Machine::step`](crate::Machine::step).
@@ -34,6 +34,22 @@ pub enum Event {
     /// The persistence that stalled has completed: the node is an ordinary
     /// follower again.
     StorageRecovered,
+    /// The layer above asks for a linearizable read (the thesis, 6.4).
+    /// Answered exactly once, possibly many steps later: by
+    /// [`Action::ReadReady`](crate::Action::ReadReady) with the index
+    /// through which the application must have applied the log before it
+    /// answers, or by [`Action::ReadFailed`](crate::Action::ReadFailed).
+    /// A leader confirms with a round of heartbeats that it still leads
+    /// (one round serves every read that arrived before it began); a
+    /// follower asks its leader for the index.
+    Read {
+        /// The driver's name for this read.
+        id: ReadId,
+        /// The driver's monotonic clock in ms. Only lease reads
+        /// ([`Config::lease_read_margin_ms`](crate::Config)) use it; it
+        /// must never go backwards.
+        now_ms: u64,
+    },
     /// A message arrived from peer `from`.
     Receive {
         /// The peer that sent the message.

@@ -37,14 +37,14 @@ pub mod render;
 mod rng;
 mod types;
 
-pub use action::{Action, CommitError, Rejection, StepDownReason};
+pub use action::{Action, CommitError, ReadError, Rejection, StepDownReason};
 pub use bytes::Bytes;
 pub use config::{Config, ConfigError, TERM_LEAD_MAX_DEFAULT};
 pub use entries::Entries;
 pub use event::Event;
 pub use machine::{Machine, StartState, StateError};
 pub use message::{
-    AppendEntriesReq, AppendEntriesResp, InstallSnapshotReq, InstallSnapshotResp, Message, VoteReq,
-    VoteResp,
+    AppendEntriesReq, AppendEntriesResp, InstallSnapshotReq, InstallSnapshotResp, Message,
+    ReadIndexReq, ReadIndexResp, VoteReq, VoteResp,
 };
-pub use types::{Entry, HardState, LogIndex, NodeId, Role, SnapshotMeta, Term};
+pub use types::{Entry, HardState, LogIndex, NodeId, ReadId, Role, SnapshotMeta, Term};

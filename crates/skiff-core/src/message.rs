@@ -35,6 +35,11 @@ pub enum Message {
     InstallSnapshotReq(InstallSnapshotReq),
     /// A follower's answer to an [`InstallSnapshotReq`].
     InstallSnapshotResp(InstallSnapshotResp),
+    /// A follower asks its leader for a read index, to answer a
+    /// linearizable read itself (a follower read, the thesis 6.4).
+    ReadIndexReq(ReadIndexReq),
+    /// The leader's answer to a [`ReadIndexReq`].
+    ReadIndexResp(ReadIndexResp),
 }
 
 impl Message {
@@ -49,6 +54,8 @@ impl Message {
             Message::PreVoteResp(m) => m.term,
             Message::InstallSnapshotReq(m) => m.term,
             Message::InstallSnapshotResp(m) => m.term,
+            Message::ReadIndexReq(m) => m.term,
+            Message::ReadIndexResp(m) => m.term,
         }
     }
 }
@@ -69,6 +76,10 @@ pub struct AppendEntriesReq {
     pub entries: Entries,
     /// The leader's commit index.
     pub commit: LogIndex,
+    /// The leader's latest round of read confirmation (0 before any): an
+    /// answer that echoes it shows the follower still took this node for
+    /// its leader after the round began (`machine/read_index.rs`).
+    pub read_round: u64,
 }
 
 /// A follower's answer to an [`AppendEntriesReq`].
@@ -82,6 +93,8 @@ pub struct AppendEntriesResp {
     /// a hint: the highest index at which the follower's log may still match,
     /// so that the leader skips a whole conflicting term in one round trip.
     pub index: LogIndex,
+    /// The `read_round` of the request this answers.
+    pub read_round: u64,
 }
 
 /// Sent by a candidate to ask for a vote.
@@ -127,5 +140,28 @@ pub struct InstallSnapshotResp {
     /// The last index known to match the leader's log: the snapshot's
     /// index, whether the follower installed it, kept the log that already
     /// matched it, or had committed past it already.
+    pub index: LogIndex,
+}
+
+/// A follower's request for a read index, on behalf of one read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadIndexReq {
+    /// The follower's current term.
+    pub term: Term,
+    /// The follower's name for the request, echoed in the answer.
+    pub request: u64,
+}
+
+/// The leader's answer to a [`ReadIndexReq`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadIndexResp {
+    /// The responder's current term.
+    pub term: Term,
+    /// The request answered.
+    pub request: u64,
+    /// Whether the responder, as leader of `term`, confirmed the read.
+    pub success: bool,
+    /// On success, the read index: the follower answers the read once it
+    /// has applied through it. 0 on failure.
     pub index: LogIndex,
 }

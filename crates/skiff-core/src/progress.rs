@@ -62,6 +62,9 @@ pub(crate) struct Progress {
     /// The leader's tick at which it last stepped an answer from the
     /// follower, for CheckQuorum (`machine/check_quorum.rs`).
     pub(crate) heard_tick: u64,
+    /// The highest read round the follower's answers echoed
+    /// (`machine/read_index.rs`).
+    pub(crate) acked_round: u64,
 }
 
 impl Progress {
@@ -77,6 +80,7 @@ impl Progress {
             oldest_inflight_at_tick: None,
             sent_through: LogIndex::ZERO,
             heard_tick: 0,
+            acked_round: 0,
         }
     }
 

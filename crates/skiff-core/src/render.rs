@@ -1,10 +1,10 @@
 //! The text rendering of messages and actions used by scenario files and
 //! traces (`docs/scenario-format.md`), as `Display` impls.
 
-use crate::action::{Action, CommitError};
+use crate::action::{Action, CommitError, ReadError};
 use crate::message::{
-    AppendEntriesReq, AppendEntriesResp, InstallSnapshotReq, InstallSnapshotResp, Message, VoteReq,
-    VoteResp,
+    AppendEntriesReq, AppendEntriesResp, InstallSnapshotReq, InstallSnapshotResp, Message,
+    ReadIndexReq, ReadIndexResp, VoteReq, VoteResp,
 };
 use crate::types::{Entry, LogIndex, NodeId};
 use std::fmt::{self, Display, Formatter};
@@ -67,6 +67,41 @@ impl Display for Message {
             Message::PreVoteResp(m) => write!(f, "Pre{m}"),
             Message::InstallSnapshotReq(m) => m.fmt(f),
             Message::InstallSnapshotResp(m) => m.fmt(f),
+            Message::ReadIndexReq(m) => m.fmt(f),
+            Message::ReadIndexResp(m) => m.fmt(f),
+        }
+    }
+}
+
+impl Display for ReadIndexReq {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ReadIndexReq(term={}, request={})",
+            self.term, self.request
+        )
+    }
+}
+
+impl Display for ReadIndexResp {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ReadIndexResp(term={}, request={}, success={}, index={})",
+            self.term, self.request, self.success, self.index
+        )
+    }
+}
+
+/// ` round=N` after a message's fields, written only when a read round is
+/// set, so that scenarios without reads read as they always did.
+struct RoundText(u64);
+
+impl Display for RoundText {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            round => write!(f, ", round={round}"),
         }
     }
 }
@@ -104,7 +139,12 @@ impl Display for AppendEntriesReq {
             }
             entry.fmt(f)?;
         }
-        write!(f, "], commit={})", self.commit)
+        write!(
+            f,
+            "], commit={}{})",
+            self.commit,
+            RoundText(self.read_round)
+        )
     }
 }
 
@@ -112,8 +152,11 @@ impl Display for AppendEntriesResp {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "AppendEntriesResp(term={}, success={}, index={})",
-            self.term, self.success, self.index
+            "AppendEntriesResp(term={}, success={}, index={}{})",
+            self.term,
+            self.success,
+            self.index,
+            RoundText(self.read_round)
         )
     }
 }
@@ -190,6 +233,18 @@ impl Display for Action {
             Action::SteppedDown { reason } => {
                 write!(f, "SteppedDown(reason={})", reason.name())
             }
+            Action::ReadReady { id, index } => {
+                write!(f, "ReadReady(id={}, index={index})", id.0)
+            }
+            Action::ReadFailed { id, error } => match error {
+                ReadError::NotLeader { leader } => write!(
+                    f,
+                    "ReadFailed(id={}, err=NotLeader(leader={}))",
+                    id.0,
+                    OptionalId(*leader)
+                ),
+                ReadError::Busy => write!(f, "ReadFailed(id={}, err=Busy)", id.0),
+            },
         }
     }
 }
@@ -220,6 +275,7 @@ mod tests {
             prev_term: Term(1),
             entries: vec![Entry::new(Term(2), ""), Entry::new(Term(2), "x")].into(),
             commit: LogIndex(1),
+            read_round: 0,
         };
         let send = Action::Send {
             to: NodeId(3),

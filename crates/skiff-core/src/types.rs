@@ -17,6 +17,12 @@ pub struct LogIndex(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub u64);
 
+/// The driver's name for one linearizable read it asked for with
+/// [`Event::Read`](crate::Event::Read); the answer names it again. The
+/// machine never interprets it, and ids need not be unique across nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReadId(pub u64);
+
 impl LogIndex {
     /// The index before the first entry.
     pub const ZERO: LogIndex = LogIndex(0);

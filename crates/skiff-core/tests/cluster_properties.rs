@@ -4,7 +4,10 @@
 //! what was persisted. After every step: at most one leader per term, no two
 //! nodes ever commit different data at one index, and every node's
 //! application state (the committed data it applied, or restored from a
-//! snapshot) is the agreed committed log.
+//! snapshot) is the agreed committed log. Reads are asked anywhere too:
+//! each is answered at most once, and an index it is answered with covers
+//! every entry any node had reported committed when it was asked
+//! (linearizable reads, the thesis 6.4).
 //!
 //! `skiff-sim` hunts the same bugs with clocks, latencies and clients; this
 //! test keeps the core honest on its own, without any driver.
@@ -12,7 +15,8 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use skiff_core::{
-    Action, Config, Entry, Event, HardState, LogIndex, Machine, Message, NodeId, Role, SnapshotMeta,
+    Action, Config, Entry, Event, HardState, LogIndex, Machine, Message, NodeId, ReadId, Role,
+    SnapshotMeta,
 };
 
 /// Delivers every queued message, oldest first, until none is left.
@@ -35,6 +39,8 @@ enum Step {
     Snapshot(u64),
     /// The node's storage stalls, or recovers if it had stalled.
     Stall(u64),
+    /// The layer above asks the node for a linearizable read.
+    Read(u64),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -47,6 +53,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => any::<u64>().prop_map(Step::Crash),
         2 => any::<u64>().prop_map(Step::Snapshot),
         1 => any::<u64>().prop_map(Step::Stall),
+        2 => any::<u64>().prop_map(Step::Read),
     ]
 }
 
@@ -68,6 +75,13 @@ struct Cluster {
     leaders: HashMap<u64, NodeId>,
     committed: HashMap<u64, bytes::Bytes>,
     appended: u64,
+    /// Reads asked and not yet answered, with the highest index reported
+    /// committed anywhere when each was asked.
+    reads: HashMap<ReadId, LogIndex>,
+    /// Reads asked so far, for their ids.
+    asked: u64,
+    /// Reads answered ready.
+    reads_ready: u64,
 }
 
 impl Cluster {
@@ -97,6 +111,9 @@ impl Cluster {
             leaders: HashMap::new(),
             committed: HashMap::new(),
             appended: 0,
+            reads: HashMap::new(),
+            asked: 0,
+            reads_ready: 0,
         }
     }
 
@@ -163,6 +180,20 @@ impl Cluster {
                     assert_eq!(index.0, node.applied.len() as u64 + 1, "applied in order");
                     node.applied.push(data);
                 }
+                Action::ReadReady { id, index } => {
+                    let floor = self.reads.remove(&id).expect("each read is answered once");
+                    assert!(
+                        index >= floor,
+                        "read {id:?} at node {from} ready at {index}, but {floor} had committed before it was asked"
+                    );
+                    self.reads_ready += 1;
+                }
+                Action::ReadFailed { id, .. } => {
+                    assert!(
+                        self.reads.remove(&id).is_some(),
+                        "each read is answered once"
+                    );
+                }
                 Action::Commit { .. } | Action::Alarm { .. } | Action::SteppedDown { .. } => {}
                 Action::Rejected {
                     from: sender,
@@ -209,6 +240,14 @@ impl Cluster {
                 self.appended += 1;
                 let data = format!("v{}", self.appended);
                 self.step_node((node % size) as usize, Event::Append(data.into()));
+            }
+            Step::Read(node) => {
+                self.asked += 1;
+                let id = ReadId(self.asked);
+                let floor = LogIndex(self.committed.keys().copied().max().unwrap_or(0));
+                self.reads.insert(id, floor);
+                let event = Event::Read { id, now_ms: 0 };
+                self.step_node((node % size) as usize, event);
             }
             Step::Crash(node) => {
                 let node = &mut self.nodes[(node % size) as usize];
@@ -293,6 +332,13 @@ fn a_fair_schedule_commits() {
         cluster.committed.get(&2).map(|d| d.as_ref()),
         Some(&b"v1"[..])
     );
+    // Reads at the leader and at a follower are confirmed, and cover the
+    // append.
+    cluster.apply(Step::Read(0));
+    cluster.apply(Step::Read(1));
+    settle(&mut cluster);
+    assert_eq!(cluster.reads_ready, 2);
+    assert!(cluster.reads.is_empty());
 }
 
 /// A follower cut off while the leader compacts its log catches up through

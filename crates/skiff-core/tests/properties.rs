@@ -56,6 +56,7 @@ fn message() -> impl Strategy<Value = Message> {
                     prev_term,
                     entries: entries.into(),
                     commit,
+                    read_round: 0,
                 })
             }
         ),
@@ -64,6 +65,7 @@ fn message() -> impl Strategy<Value = Message> {
                 term,
                 success,
                 index,
+                read_round: 0,
             })
         }),
         (term(), sender(), index(), term()).prop_map(|(term, candidate, last_index, last_term)| {

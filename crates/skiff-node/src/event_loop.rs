@@ -610,6 +610,8 @@ impl EventLoop {
                 | Action::LogStore { .. }
                 | Action::LogTruncate { .. }
                 | Action::SnapshotInstall { .. } => {}
+                // The loop steps no reads yet.
+                Action::ReadReady { .. } | Action::ReadFailed { .. } => {}
             }
         }
         self.actions = actions;
@@ -1002,6 +1004,7 @@ mod tests {
             prev_term: Term(2),
             entries: vec![Entry::new(Term(2), "y")].into(),
             commit: LogIndex(1),
+            read_round: 0,
         });
         let receive = |message| Event::Receive {
             from: NodeId(2),
@@ -1037,6 +1040,7 @@ mod tests {
             term: Term(5),
             success: false,
             index: LogIndex(0),
+            read_round: 0,
         });
         leader.step(
             Event::Receive {

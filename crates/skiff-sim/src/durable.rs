@@ -341,7 +341,9 @@ impl Durable {
             | Action::Commit { .. }
             | Action::Alarm { .. }
             | Action::Rejected { .. }
-            | Action::SteppedDown { .. } => {}
+            | Action::SteppedDown { .. }
+            | Action::ReadReady { .. }
+            | Action::ReadFailed { .. } => {}
         }
         Ok(())
     }

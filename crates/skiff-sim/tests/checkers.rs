@@ -150,6 +150,7 @@ fn heartbeat(term: u64, leader: u64) -> Stepped {
             prev_term: Term(0),
             entries: Default::default(),
             commit: LogIndex(0),
+            read_round: 0,
         }),
     )
 }
@@ -493,6 +494,7 @@ fn persistence_order_fires_on_a_store_after_a_send() {
         term: Term(1),
         success: true,
         index: LogIndex(0),
+        read_round: 0,
     });
     let result = h.batch(1, &[send(2, resp.clone()), state(1, None)], Role::Follower);
     assert_eq!(rule(result), Some(Rule::PersistenceOrder));
@@ -598,6 +600,7 @@ fn ack(to: u64, term: u64, index: u64) -> Action {
             term: Term(term),
             success: true,
             index: LogIndex(index),
+            read_round: 0,
         }),
     )
 }

@@ -118,7 +118,9 @@ impl Machine {
     /// moves no leader's bookkeeping.
     pub(super) fn refuse(&mut self, from: NodeId, message: &Message) {
         match message {
-            Message::AppendEntriesReq(_) => self.reply_append(from, false, self.log.last_index()),
+            Message::AppendEntriesReq(_) => {
+                self.reply_append(from, false, self.log.last_index(), 0)
+            }
             Message::InstallSnapshotReq(_) => self.reply_install(from, LogIndex::ZERO),
             Message::VoteReq(VoteReq { .. }) => {
                 let resp = VoteResp {
@@ -128,10 +130,12 @@ impl Machine {
                 self.send(from, Message::VoteResp(resp));
             }
             Message::PreVoteReq(_) => self.refuse_pre_vote(from),
+            Message::ReadIndexReq(req) => self.refuse_read_index(from, req.request),
             Message::AppendEntriesResp(_)
             | Message::VoteResp(_)
             | Message::PreVoteResp(_)
-            | Message::InstallSnapshotResp(_) => {}
+            | Message::InstallSnapshotResp(_)
+            | Message::ReadIndexResp(_) => {}
         }
     }
 }

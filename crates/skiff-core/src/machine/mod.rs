@@ -6,12 +6,14 @@
 //! (appends and AppendEntries on both sides), which dispatch to the
 //! features of their own: `prevote`, `check_quorum` (a leader's check of
 //! its majority and a follower's lease), `stall` (a hanging disk),
-//! `snapshot` and `repair`.
+//! `snapshot` and `repair`. Reads (`Event::Read`, the messages that serve
+//! them, and the rounds they ride on) live in `read_index`.
 
 mod check_quorum;
 mod defence;
 mod election;
 mod prevote;
+mod read_index;
 mod repair;
 mod replication;
 mod snapshot;
@@ -83,6 +85,12 @@ use std::fmt;
 ///         Action::SteppedDown { reason } => {
 ///             eprintln!("stepped down as leader: {}", reason.name());
 ///         }
+///         Action::ReadReady { id, index } => {
+///             // answer read `id` once the application applied through `index`
+///         }
+///         Action::ReadFailed { id, error } => {
+///             eprintln!("read {id:?} failed: {error}");
+///         }
 ///     }
 /// }
 /// ```
@@ -119,6 +127,9 @@ pub struct Machine {
     lease_alarm: bool,
     /// The driver's persistence has stalled (`stall.rs`).
     storage_stalled: bool,
+    /// Reads held, and a leader's confirmation rounds and lease
+    /// (`read_index.rs`).
+    reads: read_index::Reads,
 }
 
 /// An entry appended as leader, kept until its outcome is known.
@@ -401,6 +412,7 @@ impl Machine {
             leader_contact: false,
             lease_alarm: false,
             storage_stalled: false,
+            reads: read_index::Reads::default(),
         }
     }
 }
@@ -570,6 +582,7 @@ impl Machine {
             Event::SnapshotTaken { index } => self.handle_snapshot_taken(index, actions),
             Event::StorageStalled => self.handle_storage_stalled(),
             Event::StorageRecovered => self.handle_storage_recovered(),
+            Event::Read { id, now_ms } => self.handle_read(id, now_ms),
             Event::Receive { from, message } => self.handle_message(from, message, actions),
         }
         self.finish_step(actions);
@@ -608,12 +621,15 @@ impl Machine {
                 self.handle_install_snapshot_req(from, req, actions)
             }
             Message::InstallSnapshotResp(resp) => self.handle_install_snapshot_resp(from, resp),
+            Message::ReadIndexReq(req) => self.handle_read_index_req(from, req),
+            Message::ReadIndexResp(resp) => self.handle_read_index_resp(from, resp),
         }
     }
 
     /// Emits what the step held back: the hard state, the alarm, then the
     /// deferred actions.
     fn finish_step(&mut self, actions: &mut Vec<Action>) {
+        self.settle_reads(); // no read outlives the term or leader it was taken under
         self.persist_hard_state(actions);
         if let Some(ms) = self.alarm_ms.take() {
             actions.push(Action::Alarm { ms });

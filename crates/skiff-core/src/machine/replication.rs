@@ -46,6 +46,7 @@ impl Machine {
 
     pub(super) fn broadcast_heartbeat(&mut self) {
         self.arm_heartbeat_alarm();
+        self.read_round_at_heartbeat(); // `read_index.rs`
         if let Some((mut replicator, followers)) = self.replicator() {
             for (peer, progress) in followers.iter_mut() {
                 progress.on_heartbeat();
@@ -66,6 +67,7 @@ impl Machine {
         let Some(position) = self.follower_answering(from, resp.term, acknowledged) else {
             return;
         };
+        self.note_read_round(position, resp.read_round); // `read_index.rs`
         let RoleState::Leader { followers, .. } = &mut self.role else {
             return;
         };
@@ -167,6 +169,7 @@ impl Machine {
             term: self.hard_state.term,
             leader: self.config.id,
             commit_index: self.commit_index,
+            read_round: self.reads.round(),
             inflight_max: self.config.inflight_max,
             entries_max: self.config.entries_per_message_max,
             bytes_max: self.config.bytes_per_message_max,
@@ -183,6 +186,8 @@ pub(super) struct Replicator<'a> {
     term: Term,
     leader: NodeId,
     commit_index: LogIndex,
+    /// The latest read round (`read_index.rs`), which every request carries.
+    read_round: u64,
     inflight_max: usize,
     entries_max: usize,
     bytes_max: usize,
@@ -228,7 +233,7 @@ impl Replicator<'_> {
     }
 
     /// An empty request that asserts leadership and carries the commit index.
-    fn send_heartbeat(&mut self, peer: NodeId, progress: &mut Progress) {
+    pub(super) fn send_heartbeat(&mut self, peer: NodeId, progress: &mut Progress) {
         let prev_index = progress.heartbeat_prev_index(self.log.snapshot().index);
         self.send(peer, progress, prev_index, Entries::new());
     }
@@ -285,6 +290,7 @@ impl Replicator<'_> {
             prev_term: prev_term.unwrap_or_default(),
             entries,
             commit: self.commit_index,
+            read_round: self.read_round,
         };
         self.sends.push(Action::Send {
             to: peer,
@@ -304,20 +310,21 @@ impl Machine {
         actions: &mut Vec<Action>,
     ) {
         if !self.follow(from, req.term) {
-            self.reply_append(from, false, self.log.last_index());
+            // Not its follower: the answer confirms no read round.
+            self.reply_append(from, false, self.log.last_index(), 0);
             return;
         }
-        let leader_commit = req.commit;
+        let (leader_commit, round) = (req.commit, req.read_round);
         match self.accept_entries(req, actions) {
             Ok(matched) => {
-                self.reply_append(from, true, matched);
+                self.reply_append(from, true, matched, round);
                 let commit = leader_commit.min(matched);
                 if commit > self.commit_index {
                     self.commit_through(commit, actions);
                     self.check_repaired(commit);
                 }
             }
-            Err(hint) => self.reply_append(from, false, hint),
+            Err(hint) => self.reply_append(from, false, hint, round),
         }
     }
 
@@ -405,11 +412,21 @@ impl Machine {
             .max(self.commit_index)
     }
 
-    pub(super) fn reply_append(&mut self, to: NodeId, success: bool, index: LogIndex) {
+    /// Answers an AppendEntriesReq, echoing its `read_round` (0 when the
+    /// answer must confirm no round: the request was refused as not from
+    /// this node's leader).
+    pub(super) fn reply_append(
+        &mut self,
+        to: NodeId,
+        success: bool,
+        index: LogIndex,
+        read_round: u64,
+    ) {
         let resp = AppendEntriesResp {
             term: self.hard_state.term,
             success,
             index,
+            read_round,
         };
         self.send(to, Message::AppendEntriesResp(resp));
     }

@@ -336,7 +336,9 @@ impl Storage {
             | Action::Commit { .. }
             | Action::Alarm { .. }
             | Action::Rejected { .. }
-            | Action::SteppedDown { .. } => Ok(()),
+            | Action::SteppedDown { .. }
+            | Action::ReadReady { .. }
+            | Action::ReadFailed { .. } => Ok(()),
         }
     }
 

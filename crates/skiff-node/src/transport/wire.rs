@@ -66,11 +66,14 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use skiff_core::{
     AppendEntriesReq, AppendEntriesResp, Entry, InstallSnapshotReq, InstallSnapshotResp, LogIndex,
-    Message, NodeId, SnapshotMeta, Term, VoteReq, VoteResp,
+    Message, NodeId, ReadIndexReq, ReadIndexResp, SnapshotMeta, Term, VoteReq, VoteResp,
 };
 
-/// The version byte of every frame this code writes and accepts.
-pub const WIRE_VERSION: u8 = 1;
+/// The version byte of every frame this code writes and accepts. Version
+/// 2 added the read round to AppendEntries and the ReadIndex messages;
+/// nodes of version 1 and 2 refuse each other's frames, so a cluster
+/// upgrades from 1 to 2 all at once.
+pub const WIRE_VERSION: u8 = 2;
 
 /// The largest `length` a frame may have. It fits a full AppendEntriesReq:
 /// up to 1 MiB of entries plus one entry of up to
@@ -201,11 +204,13 @@ pub enum WireMessage<'a> {
         #[serde(borrow)]
         entries: Vec<WireEntry<'a>>,
         commit: u64,
+        read_round: u64,
     },
     AppendEntriesResp {
         term: u64,
         success: bool,
         index: u64,
+        read_round: u64,
     },
     VoteReq {
         term: u64,
@@ -237,6 +242,16 @@ pub enum WireMessage<'a> {
     PreVoteResp {
         term: u64,
         granted: bool,
+    },
+    ReadIndexReq {
+        term: u64,
+        request: u64,
+    },
+    ReadIndexResp {
+        term: u64,
+        request: u64,
+        success: bool,
+        index: u64,
     },
 }
 
@@ -290,11 +305,13 @@ impl<'a> WireMessage<'a> {
                     })
                     .collect(),
                 commit: m.commit.0,
+                read_round: m.read_round,
             },
             Message::AppendEntriesResp(m) => WireMessage::AppendEntriesResp {
                 term: m.term.0,
                 success: m.success,
                 index: m.index.0,
+                read_round: m.read_round,
             },
             Message::VoteReq(m) => WireMessage::VoteReq {
                 term: m.term.0,
@@ -326,6 +343,16 @@ impl<'a> WireMessage<'a> {
                 term: m.term.0,
                 granted: m.granted,
             },
+            Message::ReadIndexReq(m) => WireMessage::ReadIndexReq {
+                term: m.term.0,
+                request: m.request,
+            },
+            Message::ReadIndexResp(m) => WireMessage::ReadIndexResp {
+                term: m.term.0,
+                request: m.request,
+                success: m.success,
+                index: m.index.0,
+            },
         }
     }
 
@@ -340,6 +367,7 @@ impl<'a> WireMessage<'a> {
                 prev_term,
                 entries,
                 commit,
+                read_round,
             } => Message::AppendEntriesReq(AppendEntriesReq {
                 term: Term(term),
                 leader: NodeId(leader),
@@ -353,15 +381,18 @@ impl<'a> WireMessage<'a> {
                     })
                     .collect(),
                 commit: LogIndex(commit),
+                read_round,
             }),
             WireMessage::AppendEntriesResp {
                 term,
                 success,
                 index,
+                read_round,
             } => Message::AppendEntriesResp(AppendEntriesResp {
                 term: Term(term),
                 success,
                 index: LogIndex(index),
+                read_round,
             }),
             WireMessage::VoteReq {
                 term,
@@ -411,6 +442,21 @@ impl<'a> WireMessage<'a> {
             WireMessage::PreVoteResp { term, granted } => Message::PreVoteResp(VoteResp {
                 term: Term(term),
                 granted,
+            }),
+            WireMessage::ReadIndexReq { term, request } => Message::ReadIndexReq(ReadIndexReq {
+                term: Term(term),
+                request,
+            }),
+            WireMessage::ReadIndexResp {
+                term,
+                request,
+                success,
+                index,
+            } => Message::ReadIndexResp(ReadIndexResp {
+                term: Term(term),
+                request,
+                success,
+                index: LogIndex(index),
             }),
         }
     }
@@ -469,6 +515,7 @@ mod tests {
             prev_term: Term(2),
             entries: vec![Entry::new(Term(3), ""), Entry::new(Term(3), "payload")].into(),
             commit: LogIndex(9),
+            read_round: 5,
         })
     }
 
@@ -491,6 +538,17 @@ mod tests {
                 term: Term(3),
                 success: false,
                 index: LogIndex(7),
+                read_round: 300,
+            }),
+            Message::ReadIndexReq(ReadIndexReq {
+                term: Term(4),
+                request: 77,
+            }),
+            Message::ReadIndexResp(ReadIndexResp {
+                term: Term(4),
+                request: 77,
+                success: true,
+                index: LogIndex(12),
             }),
             Message::VoteReq(VoteReq {
                 term: Term(4),

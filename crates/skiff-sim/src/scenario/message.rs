@@ -1,19 +1,20 @@
 //! Events and messages as scenario text: `append DATA`, `timeout`,
-//! `snapshot index=I`, `stall`, `recover` and `recv from=N MESSAGE`, with
-//! the messages as the format writes them.
+//! `snapshot index=I`, `stall`, `recover`, `read id=R [now=MS]` and
+//! `recv from=N MESSAGE`, with the messages as the format writes them.
 
 use super::cursor::{Arg, Cursor, Keyed};
 use skiff_core::{
     AppendEntriesReq, AppendEntriesResp, Event, InstallSnapshotReq, InstallSnapshotResp, LogIndex,
-    Message, NodeId, SnapshotMeta, Term, VoteReq, VoteResp,
+    Message, NodeId, ReadId, ReadIndexReq, ReadIndexResp, SnapshotMeta, Term, VoteReq, VoteResp,
 };
 
 /// The commands that are events.
-pub(crate) const EVENT_COMMANDS: &[&str] =
-    &["append", "timeout", "snapshot", "stall", "recover", "recv"];
+pub(crate) const EVENT_COMMANDS: &[&str] = &[
+    "append", "timeout", "snapshot", "stall", "recover", "read", "recv",
+];
 
 const MESSAGE_NAMES: &str = "AppendEntriesReq, AppendEntriesResp, VoteReq, VoteResp, \
-     PreVoteReq, PreVoteResp, InstallSnapshotReq or InstallSnapshotResp";
+     PreVoteReq, PreVoteResp, InstallSnapshotReq, InstallSnapshotResp, ReadIndexReq or ReadIndexResp";
 
 /// Parses the event named `command` from the rest of the line.
 pub(crate) fn event(command: &str, cursor: &mut Cursor<'_>) -> Result<Event, String> {
@@ -40,6 +41,16 @@ pub(crate) fn event(command: &str, cursor: &mut Cursor<'_>) -> Result<Event, Str
         "recover" => {
             cursor.finish("recover")?;
             Ok(Event::StorageRecovered)
+        }
+        "read" => {
+            let args = cursor.arguments("read")?;
+            let mut keyed = Keyed::new("read", args, &["id", "now"])?;
+            let id = ReadId(keyed.required("id")?.number()?);
+            let now_ms = match keyed.optional("now") {
+                Some(now) => now.number()?,
+                None => 0,
+            };
+            Ok(Event::Read { id, now_ms })
         }
         "recv" => {
             let from = cursor.argument("recv", false)?;
@@ -79,9 +90,21 @@ pub(crate) fn message(cursor: &mut Cursor<'_>, after: &str) -> Result<Message, S
             prev_term: Term(keyed.required("prev_term")?.number()?),
             entries: keyed.required("entries")?.entries()?.into(),
             commit: LogIndex(keyed.required("commit")?.number()?),
+            read_round: optional_round(&mut keyed)?,
         }),
         "AppendEntriesResp" => Message::AppendEntriesResp(AppendEntriesResp {
             term: Term(keyed.required("term")?.number()?),
+            success: keyed.required("success")?.boolean()?,
+            index: LogIndex(keyed.required("index")?.number()?),
+            read_round: optional_round(&mut keyed)?,
+        }),
+        "ReadIndexReq" => Message::ReadIndexReq(ReadIndexReq {
+            term: Term(keyed.required("term")?.number()?),
+            request: keyed.required("request")?.number()?,
+        }),
+        "ReadIndexResp" => Message::ReadIndexResp(ReadIndexResp {
+            term: Term(keyed.required("term")?.number()?),
+            request: keyed.required("request")?.number()?,
             success: keyed.required("success")?.boolean()?,
             index: LogIndex(keyed.required("index")?.number()?),
         }),
@@ -115,14 +138,25 @@ fn fields(name: &str) -> Option<&'static [&'static str]> {
             "prev_term",
             "entries",
             "commit",
+            "round",
         ]),
-        "AppendEntriesResp" => Some(&["term", "success", "index"]),
+        "AppendEntriesResp" => Some(&["term", "success", "index", "round"]),
+        "ReadIndexReq" => Some(&["term", "request"]),
+        "ReadIndexResp" => Some(&["term", "request", "success", "index"]),
         "VoteReq" | "PreVoteReq" => Some(&["term", "candidate", "last_index", "last_term"]),
         "VoteResp" | "PreVoteResp" => Some(&["term", "granted"]),
         "InstallSnapshotReq" => Some(&["term", "leader", "last_index", "last_term"]),
         "InstallSnapshotResp" => Some(&["term", "index"]),
         _ => None,
     }
+}
+
+/// The read round an AppendEntries message carries: `round=N`, optional,
+/// 0 (no round) when absent.
+fn optional_round(keyed: &mut Keyed) -> Result<u64, String> {
+    keyed
+        .optional("round")
+        .map_or(Ok(0), |round| round.number())
 }
 
 /// The fields of a VoteReq or PreVoteReq.
@@ -254,7 +288,7 @@ mod tests {
             ("recv from2 VoteResp(term=1, granted=true)", "expected key=value after 'recv', found 'from2'"),
             ("recv to=2 VoteResp(term=1, granted=true)", "expected from=N after 'recv', found 'to=2'"),
             ("recv from=x VoteResp(term=1, granted=true)", "expected a number for 'from', found 'x'"),
-            ("recv from=2", "expected a message (AppendEntriesReq, AppendEntriesResp, VoteReq, VoteResp, PreVoteReq, PreVoteResp, InstallSnapshotReq or InstallSnapshotResp) after 'from=2', found the end of the line"),
+            ("recv from=2", "expected a message (AppendEntriesReq, AppendEntriesResp, VoteReq, VoteResp, PreVoteReq, PreVoteResp, InstallSnapshotReq, InstallSnapshotResp, ReadIndexReq or ReadIndexResp) after 'from=2', found the end of the line"),
             ("snapshot", "'snapshot' needs index=..."),
             ("snapshot index=x", "expected a number for 'index', found 'x'"),
             ("snapshot index=3 at=4", "unknown key 'at' for 'snapshot'"),

@@ -23,6 +23,8 @@ const CALL_NAMES: &[&str] = &[
     "LogCompact",
     "SnapshotInstall",
     "SteppedDown",
+    "ReadReady",
+    "ReadFailed",
     "AppendEntriesReq",
     "AppendEntriesResp",
     "VoteReq",
@@ -31,6 +33,8 @@ const CALL_NAMES: &[&str] = &[
     "PreVoteResp",
     "InstallSnapshotReq",
     "InstallSnapshotResp",
+    "ReadIndexReq",
+    "ReadIndexResp",
     "NotLeader",
 ];
 
@@ -46,6 +50,8 @@ const ACTION_NAMES: &[&str] = &[
     "LogCompact",
     "SnapshotInstall",
     "SteppedDown",
+    "ReadReady",
+    "ReadFailed",
 ];
 
 /// Names a pattern may use before `=`.
@@ -70,6 +76,9 @@ const FIELD_NAMES: &[&str] = &[
     "granted",
     "reason",
     "through",
+    "round",
+    "request",
+    "id",
 ];
 
 /// A pattern from an `expect` or `expect-none` line, ready to match.

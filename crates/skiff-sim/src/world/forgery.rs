@@ -98,6 +98,7 @@ impl World {
             prev_term: Term(0),
             entries: Entries::new(),
             commit: LogIndex(0),
+            read_round: 0,
         };
         let vote_req = |term: Term, candidate: NodeId, last_term: Term| VoteReq {
             term,
@@ -208,6 +209,7 @@ impl World {
                     term,
                     success: true,
                     index: beyond,
+                    read_round: 0,
                 });
                 Forgery {
                     from,
