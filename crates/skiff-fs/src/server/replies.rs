@@ -433,6 +433,55 @@ mod tests {
         assert!(matches!(later.try_recv(), Ok(Response::Written { .. })));
     }
 
+    /// Whether `future` is ready when polled once now.
+    fn ready<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> bool {
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        future.poll(&mut context).is_ready()
+    }
+
+    #[test]
+    fn reads_wait_for_the_store_and_answer_expiry_by_the_logs_clock() {
+        let replies = Arc::new(Replies::new(SERVER));
+        let mut machine = FileStateMachine::new(replies.clone());
+        let mut through_two = Box::pin(replies.applied_through(LogIndex(2)));
+        assert!(!ready(through_two.as_mut()));
+        // Entry 1 writes "f" at 1,000 ms, expiring 1 s later.
+        let mut expiring = entry(1, 1, "f");
+        let mut command = Command::decode_shared(&expiring.data).unwrap().unwrap();
+        if let Request::Write { exptime_s, .. } = &mut command.request {
+            *exptime_s = 1;
+        }
+        expiring.data = command.encode();
+        machine.apply(expiring);
+        assert!(!ready(through_two.as_mut()), "index 1 is not 2");
+        assert!(ready(
+            Box::pin(replies.applied_through(LogIndex(1))).as_mut()
+        ));
+        // Live by the log's clock (1,000) and by the server's.
+        assert!(matches!(
+            replies.read("f", 1_500),
+            LocalRead::Answer(Response::Contents { exptime_s: 1, .. })
+        ));
+        // Expired by the server's clock alone: the log must decide.
+        assert_eq!(replies.read("f", 2_000), LocalRead::ExpiredByLocalClock);
+        assert_eq!(
+            replies.read("missing", 0),
+            LocalRead::Answer(Response::FileNotFound)
+        );
+        // Entry 2, at 2,000 ms, moves the log's clock past the expiry.
+        machine.apply(entry(2, 2, "g"));
+        assert!(ready(through_two.as_mut()));
+        assert_eq!(
+            replies.read("f", 0),
+            LocalRead::Answer(Response::FileNotFound)
+        );
+        // A wait no apply will end ends when the machine goes.
+        let mut never = Box::pin(replies.applied_through(LogIndex(9)));
+        assert!(!ready(never.as_mut()));
+        drop(machine);
+        assert!(ready(never.as_mut()));
+    }
+
     #[test]
     fn a_bad_snapshot_or_one_past_its_name_is_an_error() {
         let mut machine = FileStateMachine::new(Arc::new(Replies::new(SERVER)));
