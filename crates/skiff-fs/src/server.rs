@@ -38,6 +38,11 @@
 //!   covering the entry replaced the store before it was applied here), or
 //!   the node refused the entry (too many pending).
 //! * `ERR_CMD_ERR`, then the connection closes: a malformed request.
+//! * For `session ...` (an extension, see [`crate::protocol::session`]):
+//!   `SESSION <id>` once the session's opening has applied; for a numbered
+//!   change, the store's answer as above, the remembered one for a resend,
+//!   or `ERR_SESSION_EXPIRED` / `ERR_SESSION_STALE`; a numbered read is
+//!   served as a plain read ([`sessions`]).
 //! * For `status` (an extension, see [`crate::protocol::status`]): a
 //!   `STATUS` line from this server's own node, leader or not, at once.
 //! * For `snapshot` (an extension, see [`crate::protocol::snapshot`]): a
@@ -106,9 +111,10 @@ mod client_tls;
 mod connection;
 mod rate_limited;
 mod replies;
+mod sessions;
 mod slots;
 
-use crate::command::{Command, ProposalId};
+use crate::command::{Command, ProposalId, SessionPolicy};
 use crate::protocol::{Limits, LogExtent, Request, Response, SnapshotAnswer, StatusReport};
 #[cfg(doc)]
 use crate::store::Store;
@@ -133,8 +139,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 /// Room in a log entry for everything but the contents: format byte,
-/// timestamp, proposal id, variant, lengths, version and exptime.
-const COMMAND_OVERHEAD_BYTES_MAX: usize = 64;
+/// timestamp, proposal id, session, variants, lengths, version and exptime.
+const COMMAND_OVERHEAD_BYTES_MAX: usize = 96;
 /// The first pause after a failed accept.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// The longest pause after repeated failed accepts.
@@ -156,6 +162,9 @@ pub struct ServerConfig {
     /// Where this server's timestamps for its proposals come from, which
     /// decide when files expire.
     pub clock: Clock,
+    /// How the sessions this server opens are kept (idle timeout, bound on
+    /// their number); carried in the log, see [`SessionPolicy`].
+    pub sessions: SessionPolicy,
 }
 
 /// The time a server stamps on its proposals, in milliseconds since the
@@ -196,7 +205,7 @@ impl std::fmt::Debug for Clock {
 
 impl ServerConfig {
     /// Node `id` of `cluster` with default protocol limits, a 5 s request
-    /// timeout and the system clock.
+    /// timeout, the system clock and the default session policy.
     pub fn new(cluster: ClusterConfig, id: NodeId) -> ServerConfig {
         ServerConfig {
             cluster,
@@ -204,6 +213,7 @@ impl ServerConfig {
             limits: Limits::default(),
             request_timeout: Duration::from_secs(5),
             clock: Clock::System,
+            sessions: SessionPolicy::default(),
         }
     }
 }
@@ -260,6 +270,8 @@ struct Shared {
     replies: Arc<Replies>,
     /// Where proposals' timestamps come from.
     clock: Clock,
+    /// How the sessions this server opens are kept.
+    session_policy: SessionPolicy,
     client_limits: ClientLimits,
     /// Bytes for requests received in part, over all connections.
     budget: PendingBudget,
@@ -369,6 +381,7 @@ impl Server {
             limits: config.limits,
             request_timeout: config.request_timeout,
             clock: config.clock.clone(),
+            session_policy: config.sessions,
             next_sequence: AtomicU64::new(0),
             replies,
             client_limits: ClientLimits::new(&config.cluster.limits),
@@ -507,6 +520,7 @@ impl Shared {
                 server: self.replies.server_id,
                 sequence,
             },
+            session: None,
             request,
         };
         let deadline = tokio::time::Instant::now() + self.request_timeout;
@@ -666,6 +680,10 @@ mod tests {
                 server: u64::MAX,
                 sequence: u64::MAX,
             },
+            session: Some(crate::protocol::SessionSeq {
+                id: crate::protocol::SessionId(u64::MAX),
+                seq: u64::MAX,
+            }),
             request: Request::Cas {
                 name: name.clone(),
                 version: crate::protocol::Version(u64::MAX),

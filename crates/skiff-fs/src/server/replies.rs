@@ -172,7 +172,7 @@ impl FileStateMachine {
 impl StateMachine for FileStateMachine {
     fn apply(&mut self, entry: CommittedEntry) {
         match self.store.apply_data(entry.index, &entry.data) {
-            Ok(Some((command, response))) => self.replies.deliver(command.proposal, response),
+            Ok(Some((entry, response))) => self.replies.deliver(entry.proposal(), response),
             Ok(None) => {}
             Err(error) => {
                 // Only a bug or a foreign writer can put such data in the log;
@@ -258,6 +258,7 @@ mod tests {
                 server: SERVER,
                 sequence,
             },
+            session: None,
             request: Request::Write {
                 name: name.to_string(),
                 contents: Bytes::from_static(b"x"),
