@@ -204,7 +204,9 @@ pub struct Client {
     config: ClientConfig,
     /// Index into `config.servers` of the server to use.
     current: usize,
-    connection: Option<Connection>,
+    /// Boxed, so that a client stays small where many are kept side by
+    /// side (one per benchmark connection, in an enum with other clients).
+    connection: Option<Box<Connection>>,
     /// The session open now, and the number its next change gets.
     session: Option<SessionSeq>,
 }
@@ -580,7 +582,7 @@ impl Client {
 
     /// The open connection, or a new one to the current server.
     async fn connect(&mut self) -> Result<&mut Connection, String> {
-        if self.connection.as_mut().is_some_and(Connection::is_broken) {
+        if self.connection.as_deref_mut().is_some_and(Connection::is_broken) {
             // Closed by the server while idle (it restarted, or dropped idle
             // clients): nothing was sent on it, so reconnecting is safe.
             self.connection = None;
@@ -594,11 +596,11 @@ impl Client {
                 Ok(Err(e)) => return Err(format!("cannot connect to {address}: {e}")),
                 Err(_) => return Err(format!("cannot connect to {address} within {timeout:?}")),
             };
-            self.connection = Some(Connection {
+            self.connection = Some(Box::new(Connection {
                 address,
                 stream,
                 buffer: Vec::new(),
-            });
+            }));
         }
         Ok(self.connection.as_mut().expect("set above"))
     }

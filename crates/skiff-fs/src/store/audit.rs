@@ -24,6 +24,8 @@ use std::collections::HashMap;
 pub struct AuditReport {
     /// Entries replayed, no-ops included.
     pub entries: u64,
+    /// Entries that opened a session.
+    pub sessions_opened: u64,
     /// Entries holding a numbered change of a session.
     pub numbered_changes: u64,
     /// Numbered changes whose `(session, seq)` an earlier entry had too:
@@ -57,6 +59,16 @@ impl DuplicateAudit {
         DuplicateAudit::default()
     }
 
+    /// An audit of the log after a snapshot of `store`. A change applied
+    /// before the snapshot and again after it is not seen: only what the
+    /// replayed entries hold is counted.
+    pub fn after_snapshot(store: Store) -> DuplicateAudit {
+        DuplicateAudit {
+            store,
+            ..DuplicateAudit::default()
+        }
+    }
+
     /// Replays the entry committed at `index`, which must follow the last.
     /// Data that is not an entry is skipped, as the servers skip it.
     ///
@@ -77,7 +89,10 @@ impl DuplicateAudit {
                 .session
                 .filter(|_| !matches!(command.request, Request::Read { .. }))
                 .map(|session| (session, command.request.name().to_string())),
-            Entry::OpenSession(_) => None,
+            Entry::OpenSession(_) => {
+                self.report.sessions_opened += 1;
+                None
+            }
         };
         let Some((session, name)) = numbered else {
             self.store.apply_entry(index, &entry);

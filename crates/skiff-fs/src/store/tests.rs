@@ -607,6 +607,7 @@ mod sessions {
         }
         let report = audit.report();
         assert_eq!(report.entries, 6);
+        assert_eq!(report.sessions_opened, 1);
         assert_eq!(report.numbered_changes, 4);
         assert_eq!(report.resent_entries, 2);
         assert_eq!(report.duplicates_applied, 0);
