@@ -582,7 +582,11 @@ impl Client {
 
     /// The open connection, or a new one to the current server.
     async fn connect(&mut self) -> Result<&mut Connection, String> {
-        if self.connection.as_deref_mut().is_some_and(Connection::is_broken) {
+        if self
+            .connection
+            .as_deref_mut()
+            .is_some_and(Connection::is_broken)
+        {
             // Closed by the server while idle (it restarted, or dropped idle
             // clients): nothing was sent on it, so reconnecting is safe.
             self.connection = None;

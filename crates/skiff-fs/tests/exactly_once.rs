@@ -137,18 +137,6 @@ fn client_behind(proxies: &Proxies, start: u64) -> Client {
     })
 }
 
-async fn stop_and_restart_leaders(cluster: &mut Cluster) {
-    for _ in 0..LEADER_STOPS {
-        let leader = cluster.leader().await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        cluster.stop_node(leader).await;
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        cluster.start_node(leader).await;
-    }
-    cluster.leader().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-}
-
 /// Replays node `id`'s committed log from its first entry through
 /// `through`. The cluster never snapshots, so the whole log is there.
 async fn audit_log(cluster: &Cluster, id: u64, through: LogIndex) -> DuplicateAudit {
@@ -192,7 +180,7 @@ async fn resent_changes_apply_once_and_the_history_is_linearizable() {
             tokio::spawn(async move { workload.run_client(id, client, recorder, stop).await })
         })
         .collect();
-    stop_and_restart_leaders(&mut cluster).await;
+    cluster.stop_and_restart_leaders(LEADER_STOPS).await;
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.await.unwrap();
