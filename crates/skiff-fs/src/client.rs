@@ -211,14 +211,20 @@ pub struct Client {
     session: Option<SessionSeq>,
 }
 
-/// Whether a request may be sent again when its outcome is unknown.
+/// Whether a request may be sent again when its outcome is unknown, and
+/// whether that outcome matters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Resend {
-    /// It changes nothing, or the cluster applies it once however often it
-    /// arrives.
-    Safe,
-    /// It could apply twice.
-    Unsafe,
+    /// It changes nothing the caller cares about (a read, a session's
+    /// opening): sent again as often as needed, and if no answer comes,
+    /// nothing happened.
+    Idempotent,
+    /// A numbered change, which the cluster applies once however often it
+    /// arrives: sent again, but if no answer comes, it may have applied.
+    Numbered,
+    /// A plain change, which could apply twice: never sent again once it
+    /// may have arrived.
+    Never,
 }
 
 /// The answer to a request sent until answered, and whether an attempt
@@ -340,10 +346,10 @@ impl Client {
     pub async fn call(&mut self, request: &Request) -> Result<Response, ClientError> {
         let wire = self.encode_checked(request)?;
         if matches!(request, Request::Read { .. }) {
-            return self.send_until_answered(&wire, Resend::Safe).await;
+            return self.send_until_answered(&wire, Resend::Idempotent).await;
         }
         if !self.config.sessions {
-            return self.send_until_answered(&wire, Resend::Unsafe).await;
+            return self.send_until_answered(&wire, Resend::Never).await;
         }
         self.call_in_session(&wire).await
     }
@@ -355,12 +361,12 @@ impl Client {
         // replaced once; the change applied nowhere, so it may go again.
         for _ in 0..2 {
             let Some(session) = self.open_session().await? else {
-                return self.send_until_answered(wire, Resend::Unsafe).await;
+                return self.send_until_answered(wire, Resend::Never).await;
             };
             let mut numbered = Vec::with_capacity(wire.len() + 40);
             session.encode_prefix(&mut numbered);
             numbered.extend_from_slice(wire);
-            let sent = self.send_answering(&numbered, Resend::Safe).await;
+            let sent = self.send_answering(&numbered, Resend::Numbered).await;
             // Whatever came of it, this number is used up.
             self.session = Some(SessionSeq {
                 seq: session.seq + 1,
@@ -387,7 +393,12 @@ impl Client {
         }
         let mut wire = Vec::new();
         encode_open(&mut wire);
-        match self.send_answering(&wire, Resend::Safe).await?.response {
+        // A session opened twice is harmless: the store forgets the unused one.
+        match self
+            .send_answering(&wire, Resend::Idempotent)
+            .await?
+            .response
+        {
             Response::SessionOpened { id } => {
                 let session = SessionSeq { id, seq: 1 };
                 self.session = Some(session);
@@ -440,11 +451,13 @@ impl Client {
                 }
             }
             let (problem, pause_now) = match self.attempt(wire, resend).await {
-                Attempt::Answered(Response::Internal) if resend == Resend::Safe => {
+                Attempt::Answered(Response::Internal) if resend != Resend::Never => {
                     // Often a leader deposed while the request waited.
                     self.connection = None;
                     self.move_to_next_server();
-                    unknown = Some(ClientError::Internal);
+                    if resend == Resend::Numbered {
+                        unknown = Some(ClientError::Internal);
+                    }
                     ("ERR_INTERNAL".to_string(), true)
                 }
                 Attempt::Answered(response) => {
@@ -544,9 +557,15 @@ impl Client {
         };
         self.connection = None;
         self.move_to_next_server();
-        Attempt::Unknown {
-            error,
-            resendable: resend == Resend::Safe,
+        match resend {
+            Resend::Idempotent => Attempt::Retry {
+                problem: error.to_string(),
+                pause: true,
+            },
+            Resend::Numbered | Resend::Never => Attempt::Unknown {
+                error,
+                resendable: resend == Resend::Numbered,
+            },
         }
     }
 

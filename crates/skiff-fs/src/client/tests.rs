@@ -599,3 +599,24 @@ async fn servers_redirecting_to_each_other_are_not_spun_on() {
     assert!(attempts <= 21, "{attempts} attempts: spinning");
     assert!(attempts >= 4, "{attempts} attempts");
 }
+
+#[tokio::test]
+async fn given_up_a_read_changed_nothing_but_a_numbered_change_may_have_applied() {
+    let breaking = FakeServer::start(|_| Reply::Close).await;
+    let mut client = Client::new(session_config(&[&breaking.address]));
+    let error = client.read("a").await.unwrap_err();
+    assert!(matches!(error, ClientError::Unavailable { .. }), "{error}");
+    assert!(!error.outcome_unknown());
+    let error = client.write("a", "x", 0).await.unwrap_err();
+    assert!(
+        matches!(error, ClientError::ConnectionLost { .. }),
+        "{error}"
+    );
+    assert!(error.outcome_unknown());
+    // Every attempt carried the same number; the next change gets the next.
+    let sent: Vec<_> = breaking.sessions().into_iter().flatten().collect();
+    assert_eq!(sent, vec![numbered(7, 1).unwrap(); 5]);
+    assert_eq!(client.session(), Some(SessionId(7)));
+    let _ = client.write("a", "y", 0).await;
+    assert_eq!(breaking.sessions().last(), Some(&numbered(7, 2)));
+}
