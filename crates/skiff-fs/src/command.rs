@@ -97,6 +97,13 @@ pub struct SessionPolicy {
     pub sessions_max: u64,
 }
 
+impl SessionPolicy {
+    /// [`SessionPolicy::idle_timeout_ms`] as a duration.
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.idle_timeout_ms)
+    }
+}
+
 impl Default for SessionPolicy {
     /// An hour of idle time and 10,000 sessions: each costs the store about
     /// a hundred bytes, as it never remembers file contents.

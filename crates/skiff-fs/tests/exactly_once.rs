@@ -9,13 +9,18 @@
 //! and, for one change in four, closes both connections as soon as the
 //! change is forwarded. It rewrites the servers' addresses in redirects to
 //! its own, so that clients stay behind the proxies.
+//!
+//! A second test speaks the extension by hand: resends, stale numbers,
+//! unknown and expired sessions.
 
 mod common;
 
-use common::Cluster;
+use common::{Cluster, Session, TestClock};
+use skiff_fs::command::SessionPolicy;
 use skiff_fs::linearizability::{check_file_history, Budget, Outcome};
 use skiff_fs::store::audit::DuplicateAudit;
 use skiff_fs::workload::{Recorder, Workload};
+use skiff_fs::Response;
 use skiff_fs::{Client, ClientConfig, Request};
 use skiff_node::LogIndex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -233,4 +238,66 @@ async fn resent_changes_apply_once_and_the_history_is_linearizable() {
         "{changes} changes ({unknown_changes} unknown), {distinct_in_log} in the log"
     );
     check_file_history(&history, Budget::default()).unwrap();
+}
+
+/// The extension on the wire, as a hand-written client speaks it: a
+/// resend is answered from the session on any connection, an older number
+/// is refused, and a session unused for longer than its idle time (by the
+/// log's clock) is forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_extension_on_the_wire() {
+    let clock = TestClock::default();
+    let cluster = Cluster::start_with_test_clock(3, &clock).await;
+    let leader = cluster.address(cluster.leader().await);
+    let mut s = Session::open(&leader).await;
+    let id = match s.exchange(&[b"session open\r\n"], 1).await[..] {
+        [Response::SessionOpened { id }] => id,
+        ref other => panic!("{other:?}"),
+    };
+    let write = format!("session {id} 1 write f 3\r\nabc\r\n");
+    let first = s.exchange(&[write.as_bytes()], 1).await;
+    assert!(matches!(first[..], [Response::Written { .. }]), "{first:?}");
+    // A plain client changes the file; the resend, on a new connection,
+    // gets the first answer and changes nothing.
+    let later = s.exchange(&[b"write f 1\r\nx\r\n"], 1).await;
+    let mut resent = Session::open(&leader).await;
+    assert_eq!(resent.exchange(&[write.as_bytes()], 1).await, first);
+    let read = s.exchange(&[b"read f\r\n"], 1).await;
+    assert!(
+        matches!(&read[..], [Response::Contents { version, .. }]
+            if Response::Written { version: *version } == later[0]),
+        "{read:?}"
+    );
+    let delete = format!("session {id} 2 delete f\r\n");
+    assert_eq!(
+        s.exchange(&[delete.as_bytes()], 1).await,
+        [Response::Deleted]
+    );
+    assert_eq!(
+        s.exchange(&[write.as_bytes()], 1).await,
+        [Response::SessionStale { last: 2 }]
+    );
+    // Reads need no number of their own.
+    let numbered_read = format!("session {id} 2 read f\r\n");
+    assert_eq!(
+        s.exchange(&[numbered_read.as_bytes()], 1).await,
+        [Response::FileNotFound]
+    );
+    assert_eq!(
+        s.exchange(&[b"session 999999 1 delete f\r\n"], 1).await,
+        [Response::SessionExpired]
+    );
+    // An hour later by the log's clock (a plain write carries the time),
+    // the session is gone, and its next change is not applied.
+    clock.advance(SessionPolicy::default().idle_timeout() + Duration::from_secs(1));
+    s.exchange(&[b"write tick 1\r\nx\r\n"], 1).await;
+    let after = format!("session {id} 3 write f 1\r\ny\r\n");
+    assert_eq!(
+        s.exchange(&[after.as_bytes()], 1).await,
+        [Response::SessionExpired]
+    );
+    assert_eq!(
+        s.exchange(&[b"read f\r\n"], 1).await,
+        [Response::FileNotFound]
+    );
 }
