@@ -98,6 +98,16 @@ pub struct SessionPolicy {
 }
 
 impl SessionPolicy {
+    /// Refuses a zero bound or idle time, under which a session would be
+    /// forgotten before its first change could use it.
+    pub fn validate(&self) -> Result<(), String> {
+        match (self.idle_timeout_ms, self.sessions_max) {
+            (0, _) => Err("the session idle timeout must be above 0 ms".into()),
+            (_, 0) => Err("the bound on sessions must be above 0".into()),
+            _ => Ok(()),
+        }
+    }
+
     /// [`SessionPolicy::idle_timeout_ms`] as a duration.
     pub fn idle_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.idle_timeout_ms)
@@ -588,6 +598,21 @@ mod tests {
             Entry::decode(&[SESSION_FORMAT_VERSION, 1, 5, 1, 2, 0xac, 0x02, 3, 9]),
             Err(DecodeError::TrailingBytes(1))
         );
+    }
+
+    #[test]
+    fn a_session_policy_needs_time_and_room() {
+        assert_eq!(SessionPolicy::default().validate(), Ok(()));
+        let policy = SessionPolicy {
+            idle_timeout_ms: 0,
+            ..SessionPolicy::default()
+        };
+        assert!(policy.validate().unwrap_err().contains("idle timeout"));
+        let policy = SessionPolicy {
+            sessions_max: 0,
+            ..SessionPolicy::default()
+        };
+        assert!(policy.validate().unwrap_err().contains("bound"));
     }
 
     #[test]

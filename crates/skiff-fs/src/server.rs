@@ -472,6 +472,7 @@ pub async fn run(
 /// Refuses a configuration a server cannot run with.
 fn check_config(config: &ServerConfig) -> Result<(), ServerError> {
     check_limits(&config.limits)?;
+    config.sessions.validate().map_err(ServerError::Config)?;
     config
         .cluster
         .validate()
