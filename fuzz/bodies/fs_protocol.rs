@@ -2,12 +2,14 @@
 //! (`parse_client_message` with default limits) on a client's arbitrary
 //! byte stream, and the client's response parser on the same bytes.
 //! Never a panic; `consumed` within the buffer; every request parsed
-//! encodes and parses back to itself; a request cut short anywhere reads as
+//! encodes and parses back to itself (a numbered one of a session with its
+//! prefix); a request cut short anywhere reads as
 //! incomplete, never as an error or as another request; and the parser
 //! never asks for more bytes past the bound the server buffers.
 
 use skiff_fs::protocol::{
     parse_client_message, parse_request, parse_response, ClientMessage, Limits, Parsed,
+    SessionMessage,
 };
 
 /// Runs one input.
@@ -45,6 +47,22 @@ fn client_stream(data: &[u8], limits: &Limits) {
                         reparsed,
                         Ok(Parsed::Complete {
                             value: request,
+                            consumed: encoded.len()
+                        })
+                    );
+                } else if let ClientMessage::Session(SessionMessage::Numbered {
+                    session,
+                    request,
+                }) = &value
+                {
+                    let mut encoded = Vec::new();
+                    session.encode_prefix(&mut encoded);
+                    request.encode(&mut encoded);
+                    let reparsed = parse_client_message(&encoded, limits);
+                    assert_eq!(
+                        reparsed,
+                        Ok(Parsed::Complete {
+                            value: value.clone(),
                             consumed: encoded.len()
                         })
                     );

@@ -1,30 +1,51 @@
-//! An async client for the file server, with leader discovery.
+//! An async client for the file server, with leader discovery and
+//! exactly-once changes.
 //!
 //! A [`Client`] keeps one connection, to the server it believes leads. When a
-//! server answers `ERR_REDIRECT host:port` the client goes there at once; on
+//! server answers `ERR_REDIRECT host:port` the client goes there; on
 //! `ERR_REDIRECT _` (no leader known, e.g. during an election) or when it
-//! cannot connect, it pauses for [`ClientConfig::backoff`] and tries the next
-//! server it knows. Every request gets at most [`ClientConfig::attempts_max`]
-//! attempts.
+//! cannot connect, it tries the next server it knows. It pauses before every
+//! retry but the first redirect to a named leader, starting at
+//! [`ClientConfig::backoff`] and doubling to [`ClientConfig::backoff_max`],
+//! so that an election in progress is waited out rather than spun on. A
+//! request is given up after [`ClientConfig::retry_time_max`] (or
+//! [`ClientConfig::attempts_max`] attempts), with an error that names the
+//! servers tried and the last answer.
 //!
-//! Retrying is safe only when the request surely had no effect: a redirect
-//! (the server proposed nothing) or a failed connect (nothing was sent). When
-//! a connection breaks or goes quiet after a change was sent, the change may
-//! or may not happen, so the client returns [`ClientError::ConnectionLost`] or
-//! [`ClientError::Timeout`] instead of sending it twice;
-//! [`ClientError::outcome_unknown`] tells the two kinds of failure apart.
-//! Reads change nothing and are retried on the next server in that case.
+//! # Sessions
+//!
+//! With [`ClientConfig::sessions`] (the default) the client opens a session
+//! on its first change (see [`crate::protocol::session`]) and numbers its
+//! writes, cas and deletes. When a connection breaks or goes quiet after a
+//! change was sent, or the server answers `ERR_INTERNAL`, the outcome is
+//! unknown; the client then sends the same numbered change again, to the
+//! same or another server, and the cluster answers it with the first
+//! outcome, applying it at most once. A server without the extension
+//! refuses `session open`; the client then goes on without sessions.
+//!
+//! Without sessions (the classic protocol), retrying a change is safe only
+//! when it surely had no effect: a redirect (the server proposed nothing) or
+//! a failed connect (nothing was sent). When the outcome is unknown the
+//! client returns [`ClientError::ConnectionLost`], [`ClientError::Timeout`]
+//! or [`ClientError::Internal`] instead of sending it twice;
+//! [`ClientError::outcome_unknown`] tells these from the failures in which
+//! nothing changed. Reads change nothing and are always retried.
 //!
 //! With [`ClientConfig::tls`] set, every connection is TLS; which servers
 //! the client accepts is described in [`tls`].
 
-use crate::protocol::{parse_request, parse_response, Limits, Parsed, Request, Response, Version};
+use crate::protocol::session::encode_open;
+use crate::protocol::{
+    parse_request, parse_response, Limits, Parsed, Request, Response, SessionId, SessionSeq,
+    Version,
+};
 use bytes::Bytes;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 pub mod tls;
 
@@ -35,10 +56,17 @@ pub use tls::ClientTls;
 pub struct ClientConfig {
     /// The servers' client addresses, `host:port`; any one will do to start.
     pub servers: Vec<String>,
-    /// Attempts per request, counting every redirect and failed connection.
+    /// Attempts per request at most, counting every redirect, failed
+    /// connection and resend.
     pub attempts_max: usize,
-    /// The pause before trying another server when no leader is known.
+    /// The first pause before a retry; each further one doubles, up to
+    /// [`ClientConfig::backoff_max`].
     pub backoff: Duration,
+    /// The longest pause between two attempts.
+    pub backoff_max: Duration,
+    /// How long one request may take over all its attempts before it is
+    /// given up.
+    pub retry_time_max: Duration,
     /// How long to wait for a connection, and then for an answer.
     pub request_timeout: Duration,
     /// The largest file and name the client sends or accepts.
@@ -46,20 +74,26 @@ pub struct ClientConfig {
     /// TLS for every connection, for a cluster with `[tls] clients = true`;
     /// `None` speaks plain TCP.
     pub tls: Option<ClientTls>,
+    /// Whether changes go in a session, so that they can be resent after a
+    /// broken connection and still apply once (see [Sessions](self#sessions)).
+    pub sessions: bool,
 }
 
 impl ClientConfig {
-    /// Defaults for `servers`: 20 attempts, 100 ms backoff (long enough for an
-    /// election to finish within the attempts), a 5 s timeout, default
-    /// limits, no TLS.
+    /// Defaults for `servers`: 20 attempts within 10 s, pauses from 100 ms
+    /// (long enough for an election to finish within the attempts) doubling
+    /// to 1 s, a 5 s timeout, default limits, no TLS, sessions on.
     pub fn new(servers: impl IntoIterator<Item = impl Into<String>>) -> ClientConfig {
         ClientConfig {
             servers: servers.into_iter().map(Into::into).collect(),
             attempts_max: 20,
             backoff: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(1),
+            retry_time_max: Duration::from_secs(10),
             request_timeout: Duration::from_secs(5),
             limits: Limits::default(),
             tls: None,
+            sessions: true,
         }
     }
 }
@@ -97,14 +131,24 @@ pub enum ClientError {
     /// `ERR_INTERNAL`: the server could not tell whether a change happened.
     #[error("the server could not tell whether the change happened")]
     Internal,
-    /// No server led the cluster within the attempts.
-    #[error("no leader answered after {attempts} attempts; last: {last}")]
+    /// No server led the cluster within the attempts or the time allowed;
+    /// nothing changed.
+    #[error(
+        "no leader answered after {attempts} attempts to {}; last: {last}",
+        tried.join(", ")
+    )]
     Unavailable {
         /// How many attempts were made.
         attempts: usize,
+        /// The servers tried, in the order first tried.
+        tried: Vec<String>,
         /// What went wrong the last time.
         last: String,
     },
+    /// The session expired while a change of it was being resent: the
+    /// change may have applied before, and the cluster no longer knows.
+    #[error("the session expired while a change was resent; it may or may not have happened")]
+    SessionLost,
     /// The connection broke after the request was sent.
     #[error("connection to {address} lost after the request was sent")]
     ConnectionLost {
@@ -135,6 +179,7 @@ impl ClientError {
             ClientError::Internal
                 | ClientError::ConnectionLost { .. }
                 | ClientError::Timeout { .. }
+                | ClientError::SessionLost
         )
     }
 }
@@ -143,10 +188,14 @@ impl ClientError {
 enum Attempt {
     /// The answer.
     Answered(Response),
-    /// Nothing happened; try `next` (or the next server) after `pause`.
+    /// Nothing happened; try again, at once when `pause` is false.
     Retry { problem: String, pause: bool },
-    /// The request may have taken effect: report, do not resend.
-    Failed(ClientError),
+    /// The request may have taken effect; with `resendable`, sending it
+    /// again is safe (it is numbered, or a read).
+    Unknown {
+        error: ClientError,
+        resendable: bool,
+    },
 }
 
 /// A client of the file server. Requests are sent one at a time.
@@ -155,7 +204,34 @@ pub struct Client {
     config: ClientConfig,
     /// Index into `config.servers` of the server to use.
     current: usize,
-    connection: Option<Connection>,
+    /// Boxed, so that a client stays small where many are kept side by
+    /// side (one per benchmark connection, in an enum with other clients).
+    connection: Option<Box<Connection>>,
+    /// The session open now, and the number its next change gets.
+    session: Option<SessionSeq>,
+}
+
+/// Whether a request may be sent again when its outcome is unknown, and
+/// whether that outcome matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resend {
+    /// It changes nothing the caller cares about (a read, a session's
+    /// opening): sent again as often as needed, and if no answer comes,
+    /// nothing happened.
+    Idempotent,
+    /// A numbered change, which the cluster applies once however often it
+    /// arrives: sent again, but if no answer comes, it may have applied.
+    Numbered,
+    /// A plain change, which could apply twice: never sent again once it
+    /// may have arrived.
+    Never,
+}
+
+/// The answer to a request sent until answered, and whether an attempt
+/// before the answer may have applied it.
+struct Answered {
+    response: Response,
+    uncertain: bool,
 }
 
 /// A connection's byte stream: plain TCP or TLS.
@@ -178,7 +254,13 @@ impl Client {
             config,
             current: 0,
             connection: None,
+            session: None,
         }
+    }
+
+    /// The session the client's changes go in now, if one is open.
+    pub fn session(&self) -> Option<SessionId> {
+        self.session.map(|session| session.id)
     }
 
     /// The server the client talks to now, if connected.
@@ -259,32 +341,167 @@ impl Client {
     }
 
     /// Sends `request` to the leader, following redirects, and returns the
-    /// answer. `ERR_CMD_ERR` and `ERR_INTERNAL` come back as errors.
+    /// answer: in the client's session when it is a change and sessions are
+    /// on. `ERR_CMD_ERR` and `ERR_INTERNAL` come back as errors.
     pub async fn call(&mut self, request: &Request) -> Result<Response, ClientError> {
         let wire = self.encode_checked(request)?;
-        let mut last = String::from("no server configured");
-        for attempt in 1..=self.config.attempts_max {
-            match self.attempt(request, &wire).await {
-                Attempt::Answered(Response::CommandError) => {
-                    self.connection = None; // the server closes it
-                    return Err(ClientError::Rejected);
+        if matches!(request, Request::Read { .. }) {
+            return self.send_until_answered(&wire, Resend::Idempotent).await;
+        }
+        if !self.config.sessions {
+            return self.send_until_answered(&wire, Resend::Never).await;
+        }
+        self.call_in_session(&wire).await
+    }
+
+    /// Sends the encoded change `wire` as the session's next number,
+    /// opening a session first when none is open.
+    async fn call_in_session(&mut self, wire: &[u8]) -> Result<Response, ClientError> {
+        // A session that expired before this change reached any server is
+        // replaced once; the change applied nowhere, so it may go again.
+        for _ in 0..2 {
+            let Some(session) = self.open_session().await? else {
+                return self.send_until_answered(wire, Resend::Never).await;
+            };
+            let mut numbered = Vec::with_capacity(wire.len() + 40);
+            session.encode_prefix(&mut numbered);
+            numbered.extend_from_slice(wire);
+            let sent = self.send_answering(&numbered, Resend::Numbered).await;
+            // Whatever came of it, this number is used up.
+            self.session = Some(SessionSeq {
+                seq: session.seq + 1,
+                ..session
+            });
+            let answered = sent?;
+            match answered.response {
+                Response::SessionExpired if answered.uncertain => {
+                    self.session = None;
+                    return Err(ClientError::SessionLost);
                 }
-                Attempt::Answered(Response::Internal) => return Err(ClientError::Internal),
-                Attempt::Answered(response) => return Ok(response),
-                Attempt::Failed(error) => return Err(error),
-                Attempt::Retry { problem, pause } => {
-                    tracing::debug!(attempt, %problem, "retrying");
-                    last = problem;
-                    if pause && attempt < self.config.attempts_max {
-                        tokio::time::sleep(self.config.backoff).await;
-                    }
-                }
+                Response::SessionExpired => self.session = None,
+                response => return finish(response),
             }
         }
-        Err(ClientError::Unavailable {
-            attempts: self.config.attempts_max,
-            last,
-        })
+        Err(ClientError::SessionLost)
+    }
+
+    /// The session the next change goes in: the open one, or a new one.
+    /// `None` when the servers do not know sessions.
+    async fn open_session(&mut self) -> Result<Option<SessionSeq>, ClientError> {
+        if let Some(session) = self.session {
+            return Ok(Some(session));
+        }
+        let mut wire = Vec::new();
+        encode_open(&mut wire);
+        // A session opened twice is harmless: the store forgets the unused one.
+        match self
+            .send_answering(&wire, Resend::Idempotent)
+            .await?
+            .response
+        {
+            Response::SessionOpened { id } => {
+                let session = SessionSeq { id, seq: 1 };
+                self.session = Some(session);
+                Ok(Some(session))
+            }
+            Response::CommandError => {
+                tracing::warn!("the server does not know sessions; going on without them");
+                self.config.sessions = false;
+                Ok(None)
+            }
+            Response::Internal => Err(ClientError::Internal),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends `wire` until a server answers it, and turns the protocol's
+    /// errors into [`ClientError`]s.
+    async fn send_until_answered(
+        &mut self,
+        wire: &[u8],
+        resend: Resend,
+    ) -> Result<Response, ClientError> {
+        finish(self.send_answering(wire, resend).await?.response)
+    }
+
+    /// Sends `wire` to the leader, following redirects and pausing between
+    /// attempts (see the module's documentation), until a server answers,
+    /// the attempts or the time run out, or the outcome becomes unknown for
+    /// a request that must not be resent. An `ERR_INTERNAL` is resent when
+    /// that is safe.
+    async fn send_answering(
+        &mut self,
+        wire: &[u8],
+        resend: Resend,
+    ) -> Result<Answered, ClientError> {
+        let deadline = Instant::now() + self.config.retry_time_max;
+        let mut pause = self.config.backoff;
+        let mut tried: Vec<String> = Vec::new();
+        let mut last = String::from("no server configured");
+        // The last error that left the outcome unknown, reported if no
+        // answer comes after it.
+        let mut unknown: Option<ClientError> = None;
+        let mut paused_last = true;
+        let mut attempts = 0;
+        while attempts < self.config.attempts_max {
+            attempts += 1;
+            if let Some(server) = self.config.servers.get(self.current) {
+                if !tried.contains(server) {
+                    tried.push(server.clone());
+                }
+            }
+            let (problem, pause_now) = match self.attempt(wire, resend).await {
+                Attempt::Answered(Response::Internal) if resend != Resend::Never => {
+                    // Often a leader deposed while the request waited.
+                    self.connection = None;
+                    self.move_to_next_server();
+                    if resend == Resend::Numbered {
+                        unknown = Some(ClientError::Internal);
+                    }
+                    ("ERR_INTERNAL".to_string(), true)
+                }
+                Attempt::Answered(response) => {
+                    return Ok(Answered {
+                        response,
+                        uncertain: unknown.is_some(),
+                    })
+                }
+                Attempt::Unknown {
+                    error,
+                    resendable: true,
+                } => {
+                    let problem = error.to_string();
+                    unknown = Some(error);
+                    (problem, true)
+                }
+                Attempt::Unknown { error, .. } => return Err(error),
+                // A leader named by a redirect is tried at once, but not
+                // twice in a row: servers redirecting to each other must
+                // not make the client spin.
+                Attempt::Retry { problem, pause } => (problem, pause || !paused_last),
+            };
+            tracing::debug!(attempt = attempts, %problem, "retrying");
+            last = problem;
+            paused_last = pause_now;
+            if pause_now {
+                let now = Instant::now();
+                if now + pause >= deadline {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(self.config.backoff_max);
+            } else if Instant::now() >= deadline {
+                break;
+            }
+        }
+        match unknown {
+            Some(error) => Err(error),
+            None => Err(ClientError::Unavailable {
+                attempts,
+                tried,
+                last,
+            }),
+        }
     }
 
     /// Encodes `request` and checks it the way a server with the client's
@@ -303,7 +520,7 @@ impl Client {
         }
     }
 
-    async fn attempt(&mut self, request: &Request, wire: &[u8]) -> Attempt {
+    async fn attempt(&mut self, wire: &[u8], resend: Resend) -> Attempt {
         if self.config.servers.is_empty() {
             return Attempt::Retry {
                 problem: "no server configured".into(),
@@ -324,29 +541,31 @@ impl Client {
         };
         let exchange = tokio::time::timeout(timeout, connection.exchange(wire, &limits)).await;
         let address = connection.address.clone();
-        match exchange {
+        let error = match exchange {
             Ok(Ok(Response::Redirect { leader })) => {
                 self.connection = None;
-                self.follow_redirect(&address, leader)
+                return self.follow_redirect(&address, leader);
             }
-            Ok(Ok(response)) => Attempt::Answered(response),
-            Ok(Err(source)) => {
-                self.connection = None;
-                self.move_to_next_server();
-                let problem = format!("{address}: {source}");
-                match request {
-                    Request::Read { .. } => Attempt::Retry {
-                        problem,
-                        pause: true,
-                    },
-                    _ => Attempt::Failed(ClientError::ConnectionLost { address, source }),
+            Ok(Ok(response)) => {
+                if response == Response::CommandError {
+                    self.connection = None; // the server closes it
                 }
+                return Attempt::Answered(response);
             }
-            Err(_) => {
-                self.connection = None;
-                self.move_to_next_server();
-                Attempt::Failed(ClientError::Timeout { address, timeout })
-            }
+            Ok(Err(source)) => ClientError::ConnectionLost { address, source },
+            Err(_) => ClientError::Timeout { address, timeout },
+        };
+        self.connection = None;
+        self.move_to_next_server();
+        match resend {
+            Resend::Idempotent => Attempt::Retry {
+                problem: error.to_string(),
+                pause: true,
+            },
+            Resend::Numbered | Resend::Never => Attempt::Unknown {
+                error,
+                resendable: resend == Resend::Numbered,
+            },
         }
     }
 
@@ -369,7 +588,7 @@ impl Client {
             None => {
                 self.move_to_next_server();
                 Attempt::Retry {
-                    problem: format!("{from} knows no leader"),
+                    problem: format!("{from} knows no leader (ERR_REDIRECT _)"),
                     pause: true,
                 }
             }
@@ -382,7 +601,11 @@ impl Client {
 
     /// The open connection, or a new one to the current server.
     async fn connect(&mut self) -> Result<&mut Connection, String> {
-        if self.connection.as_mut().is_some_and(Connection::is_broken) {
+        if self
+            .connection
+            .as_deref_mut()
+            .is_some_and(Connection::is_broken)
+        {
             // Closed by the server while idle (it restarted, or dropped idle
             // clients): nothing was sent on it, so reconnecting is safe.
             self.connection = None;
@@ -396,11 +619,11 @@ impl Client {
                 Ok(Err(e)) => return Err(format!("cannot connect to {address}: {e}")),
                 Err(_) => return Err(format!("cannot connect to {address} within {timeout:?}")),
             };
-            self.connection = Some(Connection {
+            self.connection = Some(Box::new(Connection {
                 address,
                 stream,
                 buffer: Vec::new(),
-            });
+            }));
         }
         Ok(self.connection.as_mut().expect("set above"))
     }
@@ -451,6 +674,16 @@ impl Connection {
             }
             self.buffer.extend_from_slice(&chunk[..read]);
         }
+    }
+}
+
+/// The answer to a request, with `ERR_CMD_ERR` and `ERR_INTERNAL` as
+/// errors.
+fn finish(response: Response) -> Result<Response, ClientError> {
+    match response {
+        Response::CommandError => Err(ClientError::Rejected),
+        Response::Internal => Err(ClientError::Internal),
+        response => Ok(response),
     }
 }
 

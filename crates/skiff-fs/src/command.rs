@@ -8,7 +8,14 @@
 //! is part of the log and so the same on every replica, never from a
 //! replica's own clock.
 //!
+//! A request of a client session (see [`crate::protocol::session`]) carries
+//! its [`SessionSeq`] too, and opening a session is an entry of its own,
+//! [`SessionOpen`]. [`Entry`] is either.
+//!
 //! # Encoding (format 1)
+//!
+//! A command without a session is written in format 1, so that logs and
+//! servers from before sessions read it as they always did.
 //!
 //! ```text
 //! byte 0      format version, 1
@@ -23,18 +30,37 @@
 //!             where string and bytes are a varint length then that many bytes.
 //! ```
 //!
+//! # Encoding (format 2)
+//!
+//! The entries of sessions:
+//!
+//! ```text
+//! byte 0      format version, 2
+//! bytes 1..   postcard encoding of one of, by varint variant index:
+//!               0 Numbered    { timestamp_ms, proposal, session: (id: varint u64, seq: varint u64), request }
+//!               1 OpenSession { timestamp_ms, proposal, idle_timeout_ms: varint u64, sessions_max: varint u64 }
+//!             with timestamp_ms, proposal and request as in format 1.
+//! ```
+//!
+//! An open entry carries the proposer's session policy, so that every
+//! replica expires and evicts sessions alike even if their configurations
+//! differ.
+//!
 //! Postcard's wire format is specified and stable across its 1.x releases. The
-//! leading byte lets a later format be told apart from this one. Empty data is
-//! the leader's no-op entry and decodes to `None`; anything else that is not a
-//! valid format-1 command decodes to a [`DecodeError`], never a panic, and a
-//! length prefix larger than the data is refused without allocating.
+//! leading byte tells the formats apart. Empty data is the leader's no-op
+//! entry and decodes to `None`; anything else that is not a valid entry
+//! decodes to a [`DecodeError`], never a panic, and a length prefix larger
+//! than the data is refused without allocating.
 
-use crate::protocol::{Request, Version};
+use crate::protocol::{Request, SessionId, SessionSeq, Version};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// The first byte of every encoded command.
+/// The first byte of an encoded command without a session.
 pub const FORMAT_VERSION: u8 = 1;
+/// The first byte of an encoded session entry: a numbered command, or a
+/// session's opening.
+pub const SESSION_FORMAT_VERSION: u8 = 2;
 
 /// Who proposed a command: an id the proposing server drew when it started
 /// and a number it counts up per proposal. The store ignores it; the server
@@ -54,8 +80,70 @@ pub struct Command {
     pub timestamp_ms: u64,
     /// Who proposed it.
     pub proposal: ProposalId,
+    /// The client session and number it was sent with, if any.
+    pub session: Option<SessionSeq>,
     /// What the client asked for.
     pub request: Request,
+}
+
+/// How sessions are kept: decided by the server that proposes a session's
+/// opening, and carried in that entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// A session unused for this long, by the log's clock, is forgotten.
+    pub idle_timeout_ms: u64,
+    /// The most sessions kept: opening one more forgets the one closest to
+    /// expiring.
+    pub sessions_max: u64,
+}
+
+impl SessionPolicy {
+    /// Refuses a zero bound or idle time, under which a session would be
+    /// forgotten before its first change could use it.
+    pub fn validate(&self) -> Result<(), String> {
+        match (self.idle_timeout_ms, self.sessions_max) {
+            (0, _) => Err("the session idle timeout must be above 0 ms".into()),
+            (_, 0) => Err("the bound on sessions must be above 0".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`SessionPolicy::idle_timeout_ms`] as a duration.
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.idle_timeout_ms)
+    }
+}
+
+impl Default for SessionPolicy {
+    /// An hour of idle time and 10,000 sessions: each costs the store about
+    /// a hundred bytes, as it never remembers file contents.
+    fn default() -> Self {
+        SessionPolicy {
+            idle_timeout_ms: 60 * 60 * 1000,
+            sessions_max: 10_000,
+        }
+    }
+}
+
+/// The log entry that opens a client session; the session's id is the
+/// entry's log index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionOpen {
+    /// The proposing leader's wall-clock time, in ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Who proposed it.
+    pub proposal: ProposalId,
+    /// How the session is kept.
+    pub policy: SessionPolicy,
+}
+
+/// A non-empty log entry of the file store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// A file request.
+    Command(Command),
+    /// A session's opening.
+    OpenSession(SessionOpen),
 }
 
 /// Why log data is not a command.
@@ -64,7 +152,7 @@ pub enum DecodeError {
     /// The first byte names a format this code does not know.
     #[error("unknown command format {0}")]
     UnknownFormat(u8),
-    /// The bytes after the format byte are not a format-1 command.
+    /// The bytes after the format byte are not an entry of that format.
     #[error("malformed command: {0}")]
     Malformed(#[from] postcard::Error),
     /// A valid command is followed by more bytes.
@@ -76,26 +164,33 @@ impl Command {
     /// The encoded form, as it goes into the log: one allocation, the
     /// name and contents copied once, from the command into the entry.
     pub fn encode(&self) -> Bytes {
-        let wire = WireCommand::from(self);
         let (name, contents) = (self.request.name(), self.request_contents());
         let mut out = Vec::with_capacity(ENCODED_FIXED_BYTES_MAX + name.len() + contents.len());
-        out.push(FORMAT_VERSION);
+        let request = WireRequest::from(&self.request);
+        let (timestamp_ms, proposal) = (self.timestamp_ms, self.proposal.into());
         // Serializing strings, bytes and integers into a Vec cannot fail.
-        let out = postcard::to_extend(&wire, out).expect("a command always serializes");
-        Bytes::from(out)
-    }
-
-    /// Decodes log data: `Ok(None)` for the leader's empty no-op entry.
-    /// The contents are copied out of `data`.
-    pub fn decode(data: &[u8]) -> Result<Option<Command>, DecodeError> {
-        decode_with(data, Bytes::copy_from_slice)
-    }
-
-    /// Decodes log data like [`Command::decode`], but the contents are a
-    /// slice of `data` rather than a copy: a store that keeps them shares
-    /// the log entry's buffer.
-    pub fn decode_shared(data: &Bytes) -> Result<Option<Command>, DecodeError> {
-        decode_with(data, |contents| data.slice_ref(contents))
+        let out = match self.session {
+            None => {
+                out.push(FORMAT_VERSION);
+                let wire = WireCommand {
+                    timestamp_ms,
+                    proposal,
+                    request,
+                };
+                postcard::to_extend(&wire, out)
+            }
+            Some(session) => {
+                out.push(SESSION_FORMAT_VERSION);
+                let wire = WireSessionEntry::Numbered {
+                    timestamp_ms,
+                    proposal,
+                    session: (session.id.0, session.seq),
+                    request,
+                };
+                postcard::to_extend(&wire, out)
+            }
+        };
+        Bytes::from(out.expect("a command always serializes"))
     }
 
     fn request_contents(&self) -> &[u8] {
@@ -106,38 +201,161 @@ impl Command {
     }
 }
 
+impl SessionOpen {
+    /// The encoded form, as it goes into the log.
+    pub fn encode(&self) -> Bytes {
+        let wire = WireSessionEntry::OpenSession {
+            timestamp_ms: self.timestamp_ms,
+            proposal: self.proposal.into(),
+            idle_timeout_ms: self.policy.idle_timeout_ms,
+            sessions_max: self.policy.sessions_max,
+        };
+        let out = postcard::to_extend(&wire, vec![SESSION_FORMAT_VERSION]);
+        Bytes::from(out.expect("a session's opening always serializes"))
+    }
+}
+
+impl Entry {
+    /// The encoded form, as it goes into the log.
+    pub fn encode(&self) -> Bytes {
+        match self {
+            Entry::Command(command) => command.encode(),
+            Entry::OpenSession(open) => open.encode(),
+        }
+    }
+
+    /// Decodes log data: `Ok(None)` for the leader's empty no-op entry.
+    /// The contents are copied out of `data`.
+    pub fn decode(data: &[u8]) -> Result<Option<Entry>, DecodeError> {
+        decode_with(data, Bytes::copy_from_slice)
+    }
+
+    /// Decodes log data like [`Entry::decode`], but the contents are a
+    /// slice of `data` rather than a copy: a store that keeps them shares
+    /// the log entry's buffer.
+    pub fn decode_shared(data: &Bytes) -> Result<Option<Entry>, DecodeError> {
+        decode_with(data, |contents| data.slice_ref(contents))
+    }
+
+    /// Who proposed the entry.
+    pub fn proposal(&self) -> ProposalId {
+        match self {
+            Entry::Command(command) => command.proposal,
+            Entry::OpenSession(open) => open.proposal,
+        }
+    }
+}
+
 /// The most bytes an encoded command takes beside its name and contents:
 /// the format byte and at most 10 bytes for each varint (timestamp, two
-/// for the proposal, variant, two lengths, version, exptime).
-const ENCODED_FIXED_BYTES_MAX: usize = 1 + 8 * 10;
+/// for the proposal, two for the session, variants, two lengths, version,
+/// exptime).
+const ENCODED_FIXED_BYTES_MAX: usize = 1 + 11 * 10;
 
 /// Decodes `data`, making the contents' `Bytes` with `contents`.
 fn decode_with(
     data: &[u8],
     contents: impl Fn(&[u8]) -> Bytes,
-) -> Result<Option<Command>, DecodeError> {
+) -> Result<Option<Entry>, DecodeError> {
     let Some((&format, body)) = data.split_first() else {
         return Ok(None);
     };
-    if format != FORMAT_VERSION {
-        return Err(DecodeError::UnknownFormat(format));
-    }
-    let (wire, rest) = postcard::take_from_bytes::<WireCommand>(body)?;
+    let (entry, rest) = match format {
+        FORMAT_VERSION => {
+            let (wire, rest) = postcard::take_from_bytes::<WireCommand>(body)?;
+            let command = Command {
+                timestamp_ms: wire.timestamp_ms,
+                proposal: wire.proposal.into(),
+                session: None,
+                request: wire.request.into_request(contents),
+            };
+            (Entry::Command(command), rest)
+        }
+        SESSION_FORMAT_VERSION => {
+            let (wire, rest) = postcard::take_from_bytes::<WireSessionEntry>(body)?;
+            (wire.into_entry(contents), rest)
+        }
+        other => return Err(DecodeError::UnknownFormat(other)),
+    };
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
     }
-    Ok(Some(wire.into_command(contents)))
+    Ok(Some(entry))
 }
 
-/// The serialized shape of a [`Command`], borrowing its name and contents
-/// both ways. Field and variant order are part of the format: append,
-/// never reorder.
+/// The serialized shape of a [`Command`] in format 1, borrowing its name
+/// and contents both ways. Field and variant order are part of the format:
+/// append, never reorder.
 #[derive(Serialize, Deserialize)]
 struct WireCommand<'a> {
     timestamp_ms: u64,
     proposal: (u64, u64),
     #[serde(borrow)]
     request: WireRequest<'a>,
+}
+
+/// The serialized shape of a format-2 entry.
+#[derive(Serialize, Deserialize)]
+enum WireSessionEntry<'a> {
+    Numbered {
+        timestamp_ms: u64,
+        proposal: (u64, u64),
+        session: (u64, u64),
+        #[serde(borrow)]
+        request: WireRequest<'a>,
+    },
+    OpenSession {
+        timestamp_ms: u64,
+        proposal: (u64, u64),
+        idle_timeout_ms: u64,
+        sessions_max: u64,
+    },
+}
+
+impl WireSessionEntry<'_> {
+    fn into_entry(self, contents: impl Fn(&[u8]) -> Bytes) -> Entry {
+        match self {
+            WireSessionEntry::Numbered {
+                timestamp_ms,
+                proposal,
+                session: (id, seq),
+                request,
+            } => Entry::Command(Command {
+                timestamp_ms,
+                proposal: proposal.into(),
+                session: Some(SessionSeq {
+                    id: SessionId(id),
+                    seq,
+                }),
+                request: request.into_request(contents),
+            }),
+            WireSessionEntry::OpenSession {
+                timestamp_ms,
+                proposal,
+                idle_timeout_ms,
+                sessions_max,
+            } => Entry::OpenSession(SessionOpen {
+                timestamp_ms,
+                proposal: proposal.into(),
+                policy: SessionPolicy {
+                    idle_timeout_ms,
+                    sessions_max,
+                },
+            }),
+        }
+    }
+}
+
+impl From<ProposalId> for (u64, u64) {
+    fn from(proposal: ProposalId) -> Self {
+        (proposal.server, proposal.sequence)
+    }
+}
+
+impl From<(u64, u64)> for ProposalId {
+    fn from((server, sequence): (u64, u64)) -> Self {
+        ProposalId { server, sequence }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -192,9 +410,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for WireBytes<'a> {
     }
 }
 
-impl<'a> From<&'a Command> for WireCommand<'a> {
-    fn from(command: &'a Command) -> Self {
-        let request = match &command.request {
+impl<'a> From<&'a Request> for WireRequest<'a> {
+    fn from(request: &'a Request) -> Self {
+        match request {
             Request::Write {
                 name,
                 contents,
@@ -217,18 +435,13 @@ impl<'a> From<&'a Command> for WireCommand<'a> {
             },
             Request::Delete { name } => WireRequest::Delete { name },
             Request::Read { name } => WireRequest::Read { name },
-        };
-        WireCommand {
-            timestamp_ms: command.timestamp_ms,
-            proposal: (command.proposal.server, command.proposal.sequence),
-            request,
         }
     }
 }
 
-impl WireCommand<'_> {
-    fn into_command(self, contents: impl Fn(&[u8]) -> Bytes) -> Command {
-        let request = match self.request {
+impl WireRequest<'_> {
+    fn into_request(self, contents: impl Fn(&[u8]) -> Bytes) -> Request {
+        match self {
             WireRequest::Write {
                 name,
                 contents: bytes,
@@ -255,14 +468,6 @@ impl WireCommand<'_> {
             WireRequest::Read { name } => Request::Read {
                 name: name.to_string(),
             },
-        };
-        Command {
-            timestamp_ms: self.timestamp_ms,
-            proposal: ProposalId {
-                server: self.proposal.0,
-                sequence: self.proposal.1,
-            },
-            request,
         }
     }
 }
@@ -279,6 +484,7 @@ mod tests {
                 server: 3,
                 sequence: 200,
             },
+            session: None,
             request,
         }
     }
@@ -291,14 +497,16 @@ mod tests {
             exptime_s: 0,
         });
         let data = write.encode();
-        let decoded = Command::decode_shared(&data).unwrap().unwrap();
+        let Some(Entry::Command(decoded)) = Entry::decode_shared(&data).unwrap() else {
+            panic!("not a command");
+        };
         assert_eq!(decoded, write);
         let Request::Write { contents, .. } = &decoded.request else {
             panic!("not a write: {decoded:?}");
         };
         let inside = data.as_ptr() as usize..data.as_ptr() as usize + data.len();
         assert!(inside.contains(&(contents.as_ptr() as usize)));
-        assert_eq!(Command::decode(&data).unwrap().unwrap(), write);
+        assert_eq!(Entry::decode(&data), Ok(Some(Entry::Command(write))));
     }
 
     #[test]
@@ -319,6 +527,7 @@ mod tests {
         let delete = Command {
             timestamp_ms: 5,
             proposal: ProposalId::default(),
+            session: None,
             request: Request::Delete {
                 name: "x".to_string(),
             },
@@ -330,32 +539,109 @@ mod tests {
     }
 
     #[test]
+    fn session_entries_are_format_2_as_documented() {
+        let numbered = Command {
+            timestamp_ms: 5,
+            proposal: ProposalId::default(),
+            session: Some(SessionSeq {
+                id: SessionId(17),
+                seq: 200,
+            }),
+            request: Request::Delete {
+                name: "x".to_string(),
+            },
+        };
+        assert_eq!(
+            numbered.encode().as_ref(),
+            &[
+                SESSION_FORMAT_VERSION,
+                0,
+                5,
+                0,
+                0,
+                17,
+                0xc8,
+                0x01,
+                2,
+                1,
+                b'x'
+            ]
+        );
+        let open = SessionOpen {
+            timestamp_ms: 5,
+            proposal: ProposalId {
+                server: 1,
+                sequence: 2,
+            },
+            policy: SessionPolicy {
+                idle_timeout_ms: 300,
+                sessions_max: 3,
+            },
+        };
+        assert_eq!(
+            open.encode().as_ref(),
+            &[SESSION_FORMAT_VERSION, 1, 5, 1, 2, 0xac, 0x02, 3]
+        );
+        for entry in [Entry::Command(numbered), Entry::OpenSession(open)] {
+            assert_eq!(Entry::decode(&entry.encode()), Ok(Some(entry.clone())));
+            assert_eq!(
+                Entry::decode_shared(&entry.encode()),
+                Ok(Some(entry.clone()))
+            );
+        }
+        // A variant past the last one, and trailing bytes.
+        assert!(matches!(
+            Entry::decode(&[SESSION_FORMAT_VERSION, 2, 5, 0, 0]),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert_eq!(
+            Entry::decode(&[SESSION_FORMAT_VERSION, 1, 5, 1, 2, 0xac, 0x02, 3, 9]),
+            Err(DecodeError::TrailingBytes(1))
+        );
+    }
+
+    #[test]
+    fn a_session_policy_needs_time_and_room() {
+        assert_eq!(SessionPolicy::default().validate(), Ok(()));
+        let policy = SessionPolicy {
+            idle_timeout_ms: 0,
+            ..SessionPolicy::default()
+        };
+        assert!(policy.validate().unwrap_err().contains("idle timeout"));
+        let policy = SessionPolicy {
+            sessions_max: 0,
+            ..SessionPolicy::default()
+        };
+        assert!(policy.validate().unwrap_err().contains("bound"));
+    }
+
+    #[test]
     fn empty_data_is_the_no_op_entry() {
-        assert_eq!(Command::decode(b""), Ok(None));
+        assert_eq!(Entry::decode(b""), Ok(None));
     }
 
     #[test]
     fn garbage_is_an_error() {
         assert_eq!(
-            Command::decode(&[7, 1, 2]),
+            Entry::decode(&[7, 1, 2]),
             Err(DecodeError::UnknownFormat(7))
         );
         assert!(matches!(
-            Command::decode(&[FORMAT_VERSION]),
+            Entry::decode(&[FORMAT_VERSION]),
             Err(DecodeError::Malformed(_))
         ));
         // A variant index past the last one.
         assert!(matches!(
-            Command::decode(&[FORMAT_VERSION, 5, 0, 0, 9, 1, b'x']),
+            Entry::decode(&[FORMAT_VERSION, 5, 0, 0, 9, 1, b'x']),
             Err(DecodeError::Malformed(_))
         ));
         // A name that is not UTF-8.
         assert!(matches!(
-            Command::decode(&[FORMAT_VERSION, 5, 0, 0, 2, 1, 0xff]),
+            Entry::decode(&[FORMAT_VERSION, 5, 0, 0, 2, 1, 0xff]),
             Err(DecodeError::Malformed(_))
         ));
         assert_eq!(
-            Command::decode(&[FORMAT_VERSION, 5, 0, 0, 2, 1, b'x', 0, 0]),
+            Entry::decode(&[FORMAT_VERSION, 5, 0, 0, 2, 1, b'x', 0, 0]),
             Err(DecodeError::TrailingBytes(2))
         );
     }
@@ -366,7 +652,7 @@ mod tests {
         let mut data = vec![FORMAT_VERSION, 5, 0, 0, 0];
         data.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
         assert!(matches!(
-            Command::decode(&data),
+            Entry::decode(&data),
             Err(DecodeError::Malformed(_))
         ));
     }
@@ -404,23 +690,28 @@ mod tests {
             request in request_strategy(),
         ) {
             let proposal = ProposalId { server, sequence };
-            let command = Command { timestamp_ms, proposal, request };
-            prop_assert_eq!(Command::decode(&command.encode()), Ok(Some(command)));
+            let command = Command { timestamp_ms, proposal, session: None, request };
+            prop_assert_eq!(Entry::decode(&command.encode()), Ok(Some(Entry::Command(command.clone()))));
+            let session = Some(SessionSeq { id: SessionId(timestamp_ms ^ server), seq: sequence });
+            let numbered = Command { session, ..command };
+            prop_assert_eq!(Entry::decode(&numbered.encode()), Ok(Some(Entry::Command(numbered))));
         }
 
         #[test]
         fn decoding_garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = Command::decode(&data);
-            let mut formatted = vec![FORMAT_VERSION];
-            formatted.extend_from_slice(&data);
-            let _ = Command::decode(&formatted);
+            let _ = Entry::decode(&data);
+            for format in [FORMAT_VERSION, SESSION_FORMAT_VERSION] {
+                let mut formatted = vec![format];
+                formatted.extend_from_slice(&data);
+                let _ = Entry::decode(&formatted);
+            }
         }
 
         #[test]
         fn every_truncation_of_a_command_is_an_error(request in request_strategy(), cut in any::<usize>()) {
             let encoded = command(request).encode();
             let cut = 1 + cut % (encoded.len() - 1);
-            prop_assert!(Command::decode(&encoded[..cut]).is_err());
+            prop_assert!(Entry::decode(&encoded[..cut]).is_err());
         }
     }
 }

@@ -11,12 +11,16 @@
 //! delete <name>\r\n                                             -> OK | ERR_FILE_NOT_FOUND
 //! status\r\n                                                    -> STATUS id=.. role=.. term=.. leader=.. commit=.. last=.. repairing=.. snapshot=.. log=..
 //! snapshot\r\n                                                  -> SNAPSHOT index=.. term=.. | ERR_SNAPSHOT <reason>
+//! session open\r\n                                              -> SESSION <id>
+//! session <id> <seq> <request>                                  -> the request's answer | ERR_SESSION_EXPIRED | ERR_SESSION_STALE <last>
 //! ```
 //!
 //! `status` and `snapshot` are our extensions, answered by each server
 //! for its own node without the log: `status` for monitoring (see
 //! [`protocol::status`]), `snapshot` for an administrator who wants the
-//! log released now (see [`protocol::snapshot`]).
+//! log released now (see [`protocol::snapshot`]). `session`, our third,
+//! makes a client's changes exactly-once across resends (see
+//! [`protocol::session`]).
 //!
 //! Everything but [`server`] and [`client`] is deterministic and does no
 //! I/O: the parser is a function of a byte buffer, the store a function of
@@ -26,14 +30,16 @@
 //!
 //! * [`protocol`]: the line protocol as pure, incremental parsers and
 //!   encoders of requests and responses, with bounded memory.
-//! * [`command`]: a request as a log entry (with the leader's timestamp and a
-//!   proposal id) and its stable binary encoding.
-//! * [`store`]: the versioned files as a deterministic function of the log;
-//!   versions are log indices, expiry is decided by log timestamps; the
-//!   store's snapshot format.
+//! * [`command`]: a request as a log entry (with the leader's timestamp, a
+//!   proposal id and its session, if any) and its stable binary encoding.
+//! * [`store`]: the versioned files and the client sessions as a
+//!   deterministic function of the log; versions are log indices, expiry is
+//!   decided by log timestamps; the store's snapshot format; an audit that
+//!   counts changes a log applied twice.
 //! * [`server`]: the node, the store as its state machine, and the client
 //!   connections.
-//! * [`client`]: an async client with leader discovery.
+//! * [`client`]: an async client with leader discovery and sessions, which
+//!   resends a change whose outcome is unknown.
 //! * [`linearizability`]: a Wing-Gong checker for histories of the store,
 //!   used by the tests that crash leaders under load.
 //! * [`workload`]: the recorded random workload those tests run.

@@ -8,12 +8,20 @@
 //! any                                                           -> ERR_CMD_ERR | ERR_INTERNAL | ERR_REDIRECT <host:port> | ERR_REDIRECT _
 //! ```
 //!
-//! Two extensions, which the classic protocol lacks, each answered by the
-//! server that receives it, leader or not, for its own node:
+//! Three extensions, which the classic protocol lacks. Two are answered by
+//! the server that receives them, leader or not, for its own node:
 //!
 //! ```text
 //! status\r\n     -> STATUS id=<n> role=<role> term=<t> leader=<n|_> commit=<c> last=<i> repairing=<yes|no> snapshot=<s> log=<l>
 //! snapshot\r\n   -> SNAPSHOT index=<i> term=<t> | ERR_SNAPSHOT <reason>
+//! ```
+//!
+//! The third gives a client exactly-once changes across resends (see
+//! [`session`]): it opens a session, then numbers its requests.
+//!
+//! ```text
+//! session open\r\n              -> SESSION <id>
+//! session <id> <seq> <request>  -> the request's answer | ERR_SESSION_EXPIRED | ERR_SESSION_STALE <last>
 //! ```
 //!
 //! `status` reports the server's view of the cluster and how much log it
@@ -21,7 +29,7 @@
 //! breaking parsers). `snapshot`, for administrators, has the server
 //! snapshot its store now and release the log it covers (see
 //! [`snapshot`]). Servers parse with [`parse_client_message`], which knows
-//! both; [`parse_request`] knows neither.
+//! all three; [`parse_request`] knows none.
 //!
 //! Nothing here touches a socket. [`parse_request`] looks at the bytes a
 //! connection has buffered so far and says one of three things: not enough
@@ -45,9 +53,11 @@
 use bytes::Bytes;
 use std::fmt;
 
+pub mod session;
 pub mod snapshot;
 pub mod status;
 
+pub use session::{SessionId, SessionMessage, SessionSeq};
 pub use snapshot::{parse_snapshot_answer, SnapshotAnswer};
 pub use status::{
     parse_client_message, parse_status_report, ClientMessage, LogExtent, StatusReport,
@@ -223,6 +233,20 @@ pub enum Response {
         /// The leader's client address, `host:port`.
         leader: Option<String>,
     },
+    /// `SESSION <id>`: a session was opened (see [`session`]).
+    SessionOpened {
+        /// The new session's id.
+        id: SessionId,
+    },
+    /// `ERR_SESSION_EXPIRED`: the session is not known (expired, evicted,
+    /// or never opened); the request was not applied.
+    SessionExpired,
+    /// `ERR_SESSION_STALE <last>`: the request's number is below the last
+    /// one the session applied; it was not applied.
+    SessionStale {
+        /// The last number the session applied.
+        last: u64,
+    },
 }
 
 impl Response {
@@ -242,6 +266,9 @@ impl Response {
             Response::Internal => "ERR_INTERNAL".to_string(),
             Response::Redirect { leader: Some(to) } => format!("ERR_REDIRECT {to}"),
             Response::Redirect { leader: None } => "ERR_REDIRECT _".to_string(),
+            Response::SessionOpened { id } => format!("SESSION {id}"),
+            Response::SessionExpired => "ERR_SESSION_EXPIRED".to_string(),
+            Response::SessionStale { last } => format!("ERR_SESSION_STALE {last}"),
         };
         out.extend_from_slice(header.as_bytes());
         out.extend_from_slice(CRLF);
@@ -433,6 +460,13 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Parsed<Response>, P
         (b"ERR_CMD_ERR", []) => Response::CommandError,
         (b"ERR_INTERNAL", []) => Response::Internal,
         (b"ERR_REDIRECT", [b"_"]) => Response::Redirect { leader: None },
+        (b"SESSION", [id]) => Response::SessionOpened {
+            id: SessionId(parse_number(id, "session id")?),
+        },
+        (b"ERR_SESSION_EXPIRED", []) => Response::SessionExpired,
+        (b"ERR_SESSION_STALE", [last]) => Response::SessionStale {
+            last: parse_number(last, "session seq")?,
+        },
         (b"ERR_REDIRECT", [address]) => Response::Redirect {
             leader: Some(
                 std::str::from_utf8(address)

@@ -56,6 +56,11 @@
 //!   covering the entry replaced the store before it was applied here), or
 //!   the node refused the entry or read (too many pending).
 //! * `ERR_CMD_ERR`, then the connection closes: a malformed request.
+//! * For `session ...` (an extension, see [`crate::protocol::session`]):
+//!   `SESSION <id>` once the session's opening has applied; for a numbered
+//!   change, the store's answer as above, the remembered one for a resend,
+//!   or `ERR_SESSION_EXPIRED` / `ERR_SESSION_STALE`; a numbered read is
+//!   served as a plain read ([`sessions`]).
 //! * For `status` (an extension, see [`crate::protocol::status`]): a
 //!   `STATUS` line from this server's own node, leader or not, at once.
 //! * For `snapshot` (an extension, see [`crate::protocol::snapshot`]): a
@@ -124,9 +129,10 @@ mod client_tls;
 mod connection;
 mod rate_limited;
 mod replies;
+mod sessions;
 mod slots;
 
-use crate::command::{Command, ProposalId};
+use crate::command::{Command, ProposalId, SessionPolicy};
 use crate::protocol::{Limits, LogExtent, Request, Response, SnapshotAnswer, StatusReport};
 #[cfg(doc)]
 use crate::store::Store;
@@ -151,8 +157,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 /// Room in a log entry for everything but the contents: format byte,
-/// timestamp, proposal id, variant, lengths, version and exptime.
-const COMMAND_OVERHEAD_BYTES_MAX: usize = 64;
+/// timestamp, proposal id, session, variants, lengths, version and exptime.
+const COMMAND_OVERHEAD_BYTES_MAX: usize = 96;
 /// The first pause after a failed accept.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// The longest pause after repeated failed accepts.
@@ -174,6 +180,9 @@ pub struct ServerConfig {
     /// Where this server's timestamps for its proposals come from, which
     /// decide when files expire.
     pub clock: Clock,
+    /// How the sessions this server opens are kept (idle timeout, bound on
+    /// their number); carried in the log, see [`SessionPolicy`].
+    pub sessions: SessionPolicy,
 }
 
 /// The time a server stamps on its proposals, in milliseconds since the
@@ -214,7 +223,7 @@ impl std::fmt::Debug for Clock {
 
 impl ServerConfig {
     /// Node `id` of `cluster` with default protocol limits, a 5 s request
-    /// timeout and the system clock.
+    /// timeout, the system clock and the default session policy.
     pub fn new(cluster: ClusterConfig, id: NodeId) -> ServerConfig {
         ServerConfig {
             cluster,
@@ -222,6 +231,7 @@ impl ServerConfig {
             limits: Limits::default(),
             request_timeout: Duration::from_secs(5),
             clock: Clock::System,
+            sessions: SessionPolicy::default(),
         }
     }
 }
@@ -278,6 +288,8 @@ struct Shared {
     replies: Arc<Replies>,
     /// Where proposals' timestamps come from.
     clock: Clock,
+    /// How the sessions this server opens are kept.
+    session_policy: SessionPolicy,
     client_limits: ClientLimits,
     /// Bytes for requests received in part, over all connections.
     budget: PendingBudget,
@@ -387,6 +399,7 @@ impl Server {
             limits: config.limits,
             request_timeout: config.request_timeout,
             clock: config.clock.clone(),
+            session_policy: config.sessions,
             next_sequence: AtomicU64::new(0),
             replies,
             client_limits: ClientLimits::new(&config.cluster.limits),
@@ -477,6 +490,7 @@ pub async fn run(
 /// Refuses a configuration a server cannot run with.
 fn check_config(config: &ServerConfig) -> Result<(), ServerError> {
     check_limits(&config.limits)?;
+    config.sessions.validate().map_err(ServerError::Config)?;
     config
         .cluster
         .validate()
@@ -552,18 +566,35 @@ impl Shared {
 
     /// Proposes `request` and waits for the store's answer.
     async fn propose(&self, request: Request) -> Response {
+        self.propose_entry(|timestamp_ms, proposal| {
+            Command {
+                timestamp_ms,
+                proposal,
+                session: None,
+                request,
+            }
+            .encode()
+        })
+        .await
+    }
+
+    /// Proposes the entry `encode` makes from a timestamp and a proposal
+    /// id, and waits for the store's answer to it, for a
+    /// plain request and for the session extension alike.
+    pub(super) async fn propose_entry(
+        &self,
+        encode: impl FnOnce(u64, ProposalId) -> bytes::Bytes,
+    ) -> Response {
         let sequence = self.next_sequence.fetch_add(1, Ordering::Relaxed);
         let answered = self.replies.wait_for(sequence);
-        let command = Command {
-            timestamp_ms: (self.clock.now_ms()).max(self.replies.clock_ms()),
-            proposal: ProposalId {
-                server: self.replies.server_id,
-                sequence,
-            },
-            request,
+        let proposal = ProposalId {
+            server: self.replies.server_id,
+            sequence,
         };
+        let timestamp_ms = self.clock.now_ms().max(self.replies.clock_ms());
+        let entry = encode(timestamp_ms, proposal);
         let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let submitted = tokio::time::timeout_at(deadline, self.node.submit(command.encode())).await;
+        let submitted = tokio::time::timeout_at(deadline, self.node.submit(entry)).await;
         let response = match submitted {
             Ok(Ok(index)) => {
                 self.replies.committed_at(sequence, index);
@@ -733,6 +764,10 @@ mod tests {
                 server: u64::MAX,
                 sequence: u64::MAX,
             },
+            session: Some(crate::protocol::SessionSeq {
+                id: crate::protocol::SessionId(u64::MAX),
+                seq: u64::MAX,
+            }),
             request: Request::Cas {
                 name: name.clone(),
                 version: crate::protocol::Version(u64::MAX),

@@ -33,6 +33,14 @@
 //! length); the number of files is not bounded, so the total is the sum of the
 //! live files that clients chose to keep.
 //!
+//! # Sessions
+//!
+//! The store keeps the client sessions of the protocol's `session`
+//! extension ([`sessions`]): a numbered change is applied once, and a
+//! resend of it is answered with the first answer, whichever replica and
+//! leader it reaches. Sessions are part of the store's state, so they are
+//! in its snapshots and expire by the same log clock as files.
+//!
 //! # Snapshots
 //!
 //! The maps are persistent ([`imbl`]): a clone shares every node with the
@@ -44,12 +52,15 @@
 //! would: expiry times are absolute instants of the log's clock, never of
 //! the replica's.
 
-use crate::command::{Command, DecodeError};
-use crate::protocol::{Request, Response, Version};
+use crate::command::{Command, DecodeError, Entry, SessionOpen};
+use crate::protocol::{Request, Response, SessionId, Version};
 use bytes::Bytes;
 use imbl::{OrdMap, OrdSet};
+use sessions::{Admission, Sessions};
 use skiff_core::LogIndex;
 
+pub mod audit;
+mod sessions;
 pub mod snapshot;
 
 pub use snapshot::SnapshotReadError;
@@ -68,6 +79,7 @@ pub struct Store {
     /// The largest command timestamp applied so far, in ms.
     clock_ms: u64,
     applied_index: LogIndex,
+    sessions: Sessions,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,7 +111,18 @@ impl Store {
         self.files.len()
     }
 
-    /// Applies raw log data committed at `index` and returns the command it
+    /// How many client sessions the store keeps.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The version of `name` as of the last entry applied, live or not yet
+    /// dropped; `None` when there is no such file.
+    pub fn version_of(&self, name: &str) -> Option<Version> {
+        self.files.get(name).map(|file| file.version)
+    }
+
+    /// Applies raw log data committed at `index` and returns the entry it
     /// held with its answer: `Ok(None)` for the leader's empty no-op entry, an
     /// error for data that is not a command. Either way the entry counts as
     /// applied, so that the next index is accepted.
@@ -115,11 +138,11 @@ impl Store {
         &mut self,
         index: LogIndex,
         data: &Bytes,
-    ) -> Result<Option<(Command, Response)>, DecodeError> {
-        match Command::decode_shared(data) {
-            Ok(Some(command)) => {
-                let response = self.apply(index, &command);
-                Ok(Some((command, response)))
+    ) -> Result<Option<(Entry, Response)>, DecodeError> {
+        match Entry::decode_shared(data) {
+            Ok(Some(entry)) => {
+                let response = self.apply_entry(index, &entry);
+                Ok(Some((entry, response)))
             }
             Ok(None) => {
                 self.advance_to(index);
@@ -132,16 +155,65 @@ impl Store {
         }
     }
 
-    /// Applies the command committed at `index` and returns its answer.
+    /// Applies the entry committed at `index` and returns its answer.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not past [`Store::applied_index`].
+    pub fn apply_entry(&mut self, index: LogIndex, entry: &Entry) -> Response {
+        match entry {
+            Entry::Command(command) => self.apply(index, command),
+            Entry::OpenSession(open) => self.open_session(index, open),
+        }
+    }
+
+    /// Applies the command committed at `index` and returns its answer. A
+    /// numbered command of a session is applied at most once (see
+    /// [Sessions](self#sessions)).
     ///
     /// # Panics
     ///
     /// If `index` is not past [`Store::applied_index`].
     pub fn apply(&mut self, index: LogIndex, command: &Command) -> Response {
+        self.advance(index, command.timestamp_ms);
+        let Some(session) = command.session else {
+            return self.apply_request(index, &command.request);
+        };
+        let read = matches!(command.request, Request::Read { .. });
+        match self.sessions.admit(session, read) {
+            Admission::Answer(response) => response,
+            Admission::Apply => {
+                let response = self.apply_request(index, &command.request);
+                let remembered = (!read).then_some(&response);
+                self.sessions.record(session, self.clock_ms, remembered);
+                response
+            }
+        }
+    }
+
+    /// Opens the session the entry at `index` registers; its id is `index`.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not past [`Store::applied_index`].
+    pub fn open_session(&mut self, index: LogIndex, open: &SessionOpen) -> Response {
+        self.advance(index, open.timestamp_ms);
+        let id = SessionId(index.0);
+        self.sessions.open(id, self.clock_ms, open.policy);
+        Response::SessionOpened { id }
+    }
+
+    /// Moves to entry `index`, at time `timestamp_ms` or later, and drops
+    /// what expired by then.
+    fn advance(&mut self, index: LogIndex, timestamp_ms: u64) {
         self.advance_to(index);
-        self.clock_ms = self.clock_ms.max(command.timestamp_ms);
+        self.clock_ms = self.clock_ms.max(timestamp_ms);
         self.drop_expired();
-        match &command.request {
+        self.sessions.drop_expired(self.clock_ms);
+    }
+
+    fn apply_request(&mut self, index: LogIndex, request: &Request) -> Response {
+        match request {
             Request::Write {
                 name,
                 contents,

@@ -10,7 +10,7 @@ use skiff_fs::linearizability::{check_file_history, Budget, CheckError, FileOper
 use skiff_fs::workload::{Recorder, Workload};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const CLIENTS: u64 = 6;
 /// Clients from this id on only read, so that a server answering reads from
@@ -28,18 +28,6 @@ fn workload() -> Workload {
     }
 }
 
-async fn crash_leaders(cluster: &mut Cluster) {
-    for _ in 0..LEADER_CRASHES {
-        let leader = cluster.leader().await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        cluster.stop_node(leader).await;
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        cluster.start_node(leader).await;
-    }
-    cluster.leader().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_with_leader_crashes_are_linearizable() {
     let mut cluster = Cluster::start(3).await;
@@ -55,7 +43,7 @@ async fn histories_with_leader_crashes_are_linearizable() {
             tokio::spawn(async move { workload.run_client(id, client, recorder, stop).await })
         })
         .collect();
-    crash_leaders(&mut cluster).await;
+    cluster.stop_and_restart_leaders(LEADER_CRASHES).await;
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.await.unwrap();

@@ -1,5 +1,7 @@
 //! `skiff fs write|read|cas|delete`: one request to the file server through
-//! the `skiff_fs` client, which finds the leader by itself.
+//! the `skiff_fs` client, which finds the leader by itself, follows
+//! redirects within a bounded time, and sends a change in a session, so
+//! that after a broken connection it is resent and still applies once.
 
 use crate::cluster_args::ServersArgs;
 use crate::{duration_arg, error_chain};
@@ -19,6 +21,12 @@ Examples:
   skiff fs delete notes
   skiff fs read notes --servers 127.0.0.1:7101,127.0.0.1:7103
 
+A change (write, cas, delete) goes in a client session: if the connection
+breaks or no answer comes, it is sent again, to the same or another server,
+and the cluster applies it once whatever happens (--plain sends it as the
+classic protocol does, without a session, and does not resend it). Redirects
+are followed, with pauses while no leader is known, for at most 10 s.
+
 The servers come from --servers, --config, or skiff-cluster/cluster.toml (what
 `skiff up` writes). TLS is used when that configuration says [tls] clients =
 true, or with --tls-ca CA.pem (e.g. beside --servers). Contents are read from FILE, or from standard input when
@@ -30,8 +38,9 @@ Exit status:
   2  bad command line
   3  file not found
   4  cas: the file's version is not VERSION (the current one is printed)
-  5  the change may or may not have happened (connection lost, timeout,
-     ERR_INTERNAL): read the file to find out";
+  5  the change may or may not have happened (with --plain: connection lost,
+     timeout, ERR_INTERNAL; with a session: no server answered a resend in
+     time, or the session expired meanwhile): read the file to find out";
 
 /// Arguments of `skiff fs`.
 #[derive(clap::Args, Debug)]
@@ -41,6 +50,10 @@ pub struct FsArgs {
     operation: Operation,
     #[command(flatten)]
     servers: ServersArgs,
+    /// Send the classic protocol only: no session, so a change whose outcome
+    /// is unknown is not resent (exit status 5 instead).
+    #[arg(long, global = true)]
+    plain: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -102,6 +115,7 @@ pub fn run(args: &FsArgs) -> anyhow::Result<()> {
     let plain = tls.is_none();
     let mut client = Client::new(ClientConfig {
         tls,
+        sessions: !args.plain,
         ..ClientConfig::new(servers)
     });
     let outcome = runtime.block_on(perform(&mut client, &args.operation));
@@ -280,6 +294,7 @@ mod tests {
         };
         let unavailable = ClientError::Unavailable {
             attempts: 3,
+            tried: vec!["a".into()],
             last: "x".into(),
         };
         assert_eq!(exit_status(&ClientError::NotFound), EXIT_NOT_FOUND);
@@ -291,6 +306,7 @@ mod tests {
         );
         assert_eq!(exit_status(&lost), EXIT_OUTCOME_UNKNOWN);
         assert_eq!(exit_status(&ClientError::Internal), EXIT_OUTCOME_UNKNOWN);
+        assert_eq!(exit_status(&ClientError::SessionLost), EXIT_OUTCOME_UNKNOWN);
         assert_eq!(exit_status(&unavailable), 1);
     }
 }

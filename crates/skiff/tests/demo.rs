@@ -1,6 +1,7 @@
 //! `skiff demo`, run as a user would (shortened): it crashes the leader,
 //! restarts it, tells how many leader changes followed and how the node
-//! rejoined, ends with no lost writes, exits 0 and leaves nothing behind.
+//! rejoined, ends with no lost writes and no change applied twice (as
+//! its audit of the committed log finds), exits 0 and leaves nothing behind.
 
 mod common;
 
@@ -21,6 +22,7 @@ fn the_demo_loses_no_writes_and_cleans_up() {
         "lost writes:      0",
         "stale reads:      0",
         "errors:           0",
+        "duplicates applied: 0 (",
     ] {
         assert!(has(line), "no {line:?} in\n{stdout}");
     }

@@ -127,6 +127,12 @@ fn files_round_trip_through_a_cluster_started_with_up() {
     assert!(version_of(&swapped) > version);
     assert_eq!(up.fs(&["read", "notes"], b"").stdout, b"v2");
 
+    // The classic protocol, without a session, works alike.
+    let plain = up.fs(&["write", "notes", "-", "--plain"], b"v3");
+    assert!(plain.status.success(), "{plain:?}");
+    assert!(version_of(&plain) > version);
+    assert_eq!(up.fs(&["read", "notes", "--plain"], b"").stdout, b"v3");
+
     let deleted = up.fs(&["delete", "notes"], b"");
     assert!(deleted.status.success(), "{deleted:?}");
     let missing = up.fs(&["read", "notes"], b"");

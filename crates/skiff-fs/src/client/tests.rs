@@ -1,4 +1,5 @@
 use super::*;
+use crate::protocol::{parse_client_message, ClientMessage, SessionMessage};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
@@ -16,50 +17,95 @@ enum Reply {
 }
 
 /// A server on loopback that answers from a script and records requests.
+/// Unless started `without_sessions`, it opens sessions with ids from 7
+/// on; the script sees numbered requests as plain ones, and their sessions
+/// are recorded beside them.
 struct FakeServer {
     address: String,
-    requests: Arc<Mutex<Vec<Request>>>,
+    seen: Arc<Mutex<Seen>>,
     connections: Arc<AtomicUsize>,
 }
 
+/// What a fake server saw: requests, with their sessions if numbered,
+/// and how many sessions it opened.
+#[derive(Default)]
+struct Seen {
+    requests: Vec<Request>,
+    sessions: Vec<Option<SessionSeq>>,
+    opened: u64,
+}
+
+type Script = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+
 impl FakeServer {
     async fn start(script: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> FakeServer {
-        FakeServer::start_with(false, script).await
+        FakeServer::start_with(false, true, script).await
+    }
+
+    /// A server of the classic protocol only: `session` is a malformed
+    /// request to it.
+    async fn without_sessions(
+        script: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> FakeServer {
+        FakeServer::start_with(false, false, script).await
     }
 
     /// A server that writes each answer one byte at a time when `trickle`.
     async fn start_with(
         trickle: bool,
+        sessions: bool,
         script: impl Fn(&Request) -> Reply + Send + Sync + 'static,
     ) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(script);
-        let seen = requests.clone();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let script: Script = Arc::new(script);
+        let recorded = seen.clone();
         let connections = Arc::new(AtomicUsize::new(0));
         let accepted = connections.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 accepted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(stream, trickle, script.clone(), seen.clone()));
+                let fake = Fake {
+                    trickle,
+                    sessions,
+                    script: script.clone(),
+                    seen: recorded.clone(),
+                };
+                tokio::spawn(serve(stream, fake));
             }
         });
         FakeServer {
             address,
-            requests,
+            seen,
             connections,
         }
     }
 
     fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
+        self.seen.lock().unwrap().requests.clone()
+    }
+
+    fn sessions(&self) -> Vec<Option<SessionSeq>> {
+        self.seen.lock().unwrap().sessions.clone()
+    }
+
+    fn opened(&self) -> u64 {
+        self.seen.lock().unwrap().opened
     }
 
     /// Connections accepted so far.
     fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
+}
+
+/// How one fake server serves a connection.
+struct Fake {
+    trickle: bool,
+    sessions: bool,
+    script: Script,
+    seen: Arc<Mutex<Seen>>,
 }
 
 /// Waits, on the stream rather than on a clock, until the server's close
@@ -76,15 +122,21 @@ async fn until_broken(connection: &mut Connection) {
         .expect("the server closes cleanly");
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    trickle: bool,
-    script: Arc<dyn Fn(&Request) -> Reply + Send + Sync>,
-    seen: Arc<Mutex<Vec<Request>>>,
-) {
+async fn serve(mut stream: TcpStream, fake: Fake) {
     let mut buffer = Vec::new();
     loop {
-        let request = match parse_request(&buffer, &Limits::default()) {
+        let parsed = if fake.sessions {
+            parse_client_message(&buffer, &Limits::default())
+        } else {
+            parse_request(&buffer, &Limits::default()).map(|parsed| match parsed {
+                Parsed::Incomplete => Parsed::Incomplete,
+                Parsed::Complete { value, consumed } => Parsed::Complete {
+                    value: ClientMessage::File(value),
+                    consumed,
+                },
+            })
+        };
+        let message = match parsed {
             Ok(Parsed::Complete { value, consumed }) => {
                 buffer.drain(..consumed);
                 value
@@ -97,10 +149,35 @@ async fn serve(
                 }
                 continue;
             }
-            Err(_) => return,
+            Err(_) => {
+                let _ = stream.write_all(b"ERR_CMD_ERR\r\n").await;
+                return;
+            }
         };
-        seen.lock().unwrap().push(request.clone());
-        let (response, close) = match script(&request) {
+        let (request, session) = match message {
+            ClientMessage::File(request) => (request, None),
+            ClientMessage::Session(SessionMessage::Numbered { session, request }) => {
+                (request, Some(session))
+            }
+            ClientMessage::Session(SessionMessage::Open) => {
+                let id = {
+                    let mut seen = fake.seen.lock().unwrap();
+                    seen.opened += 1;
+                    SessionId(6 + seen.opened)
+                };
+                let mut wire = Vec::new();
+                Response::SessionOpened { id }.encode(&mut wire);
+                stream.write_all(&wire).await.unwrap();
+                continue;
+            }
+            other => panic!("the client sent {other:?}"),
+        };
+        {
+            let mut seen = fake.seen.lock().unwrap();
+            seen.requests.push(request.clone());
+            seen.sessions.push(session);
+        }
+        let (response, close) = match (fake.script)(&request) {
             Reply::Answer(response) => (response, false),
             Reply::AnswerAndClose(response) => (response, true),
             Reply::Close => return,
@@ -108,7 +185,7 @@ async fn serve(
         };
         let mut wire = Vec::new();
         response.encode(&mut wire);
-        let chunk_bytes = if trickle { 1 } else { wire.len() };
+        let chunk_bytes = if fake.trickle { 1 } else { wire.len() };
         for chunk in wire.chunks(chunk_bytes) {
             stream.write_all(chunk).await.unwrap();
             stream.flush().await.unwrap();
@@ -125,10 +202,13 @@ async fn dead_address() -> String {
     listener.local_addr().unwrap().to_string()
 }
 
+/// A client of the classic protocol, without sessions.
 fn config(servers: &[&str]) -> ClientConfig {
     ClientConfig {
         attempts_max: 5,
         backoff: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(1),
+        sessions: false,
         ..ClientConfig::new(servers.iter().copied())
     }
 }
@@ -205,7 +285,7 @@ async fn each_operation_returns_its_typed_result() {
 
 #[tokio::test]
 async fn answers_arriving_one_byte_at_a_time_are_parsed() {
-    let server = FakeServer::start_with(true, leader_script()).await;
+    let server = FakeServer::start_with(true, true, leader_script()).await;
     let mut client = Client::new(config(&[&server.address]));
     assert_eq!(
         client.read("a").await.unwrap().contents,
@@ -374,4 +454,169 @@ async fn invalid_requests_are_refused_before_sending() {
         );
     }
     assert!(server.requests().is_empty());
+}
+
+/// A client with sessions, as `ClientConfig::new` makes it.
+fn session_config(servers: &[&str]) -> ClientConfig {
+    ClientConfig {
+        sessions: true,
+        ..config(servers)
+    }
+}
+
+fn numbered(id: u64, seq: u64) -> Option<SessionSeq> {
+    Some(SessionSeq {
+        id: SessionId(id),
+        seq,
+    })
+}
+
+#[tokio::test]
+async fn changes_are_numbered_in_one_session_and_reads_are_not() {
+    let server = FakeServer::start(leader_script()).await;
+    let mut client = Client::new(session_config(&[&server.address]));
+    assert_eq!(client.write("a", "x", 0).await.unwrap(), Version(1));
+    assert_eq!(client.read("a").await.unwrap().version, Version(1));
+    client.delete("a").await.unwrap();
+    assert_eq!(server.opened(), 1);
+    assert_eq!(client.session(), Some(SessionId(7)));
+    assert_eq!(
+        server.sessions(),
+        vec![numbered(7, 1), None, numbered(7, 2)]
+    );
+}
+
+#[tokio::test]
+async fn a_change_whose_connection_breaks_is_resent_with_the_same_number() {
+    let breaking = FakeServer::start(|_| Reply::Close).await;
+    let leader = FakeServer::start(leader_script()).await;
+    let mut client = Client::new(session_config(&[&breaking.address, &leader.address]));
+    assert_eq!(client.write("a", "x", 0).await.unwrap(), Version(1));
+    assert_eq!(breaking.sessions(), vec![numbered(7, 1)]);
+    assert_eq!(leader.sessions(), vec![numbered(7, 1)]);
+    // A silent server and ERR_INTERNAL leave the outcome unknown too.
+    let silent = FakeServer::start(|_| Reply::Hang).await;
+    let failing = FakeServer::start(answer(Response::Internal)).await;
+    let leader = FakeServer::start(leader_script()).await;
+    let mut client = Client::new(ClientConfig {
+        request_timeout: Duration::from_millis(50),
+        ..session_config(&[&silent.address, &failing.address, &leader.address])
+    });
+    assert_eq!(client.write("a", "x", 0).await.unwrap(), Version(1));
+    assert_eq!(silent.sessions(), vec![numbered(7, 1)]);
+    assert_eq!(failing.sessions(), vec![numbered(7, 1)]);
+    assert_eq!(leader.sessions(), vec![numbered(7, 1)]);
+}
+
+#[tokio::test]
+async fn a_session_expired_before_the_change_went_anywhere_is_replaced() {
+    let first = AtomicUsize::new(0);
+    let server = FakeServer::start(move |request| {
+        if first.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::Answer(Response::SessionExpired)
+        } else {
+            leader_script()(request)
+        }
+    })
+    .await;
+    let mut client = Client::new(session_config(&[&server.address]));
+    assert_eq!(client.write("a", "x", 0).await.unwrap(), Version(1));
+    assert_eq!(server.opened(), 2);
+    assert_eq!(server.sessions(), vec![numbered(7, 1), numbered(8, 1)]);
+}
+
+#[tokio::test]
+async fn a_session_expired_during_a_resend_leaves_the_outcome_unknown() {
+    let breaking = FakeServer::start(|_| Reply::Close).await;
+    let forgetting = FakeServer::start(answer(Response::SessionExpired)).await;
+    let mut client = Client::new(session_config(&[&breaking.address, &forgetting.address]));
+    let error = client.write("a", "x", 0).await.unwrap_err();
+    assert!(matches!(error, ClientError::SessionLost), "{error}");
+    assert!(error.outcome_unknown());
+    assert_eq!(client.session(), None);
+}
+
+#[tokio::test]
+async fn a_server_without_sessions_gets_plain_requests() {
+    let server = FakeServer::without_sessions(leader_script()).await;
+    let mut client = Client::new(session_config(&[&server.address]));
+    assert_eq!(client.write("a", "x", 0).await.unwrap(), Version(1));
+    assert_eq!(client.write("a", "y", 0).await.unwrap(), Version(2));
+    assert_eq!(server.sessions(), vec![None, None]);
+    assert_eq!(client.session(), None);
+}
+
+#[tokio::test]
+async fn redirects_without_a_leader_back_off_and_end_in_time_naming_the_servers() {
+    let first = FakeServer::start(|_| redirect(None)).await;
+    let second = FakeServer::start(|_| redirect(None)).await;
+    let mut client = Client::new(ClientConfig {
+        attempts_max: 1000,
+        backoff: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(40),
+        retry_time_max: Duration::from_millis(300),
+        ..config(&[&first.address, &second.address])
+    });
+    let started = Instant::now();
+    let error = client.read("f").await.unwrap_err();
+    let ClientError::Unavailable {
+        attempts,
+        tried,
+        last,
+    } = &error
+    else {
+        panic!("{error}");
+    };
+    assert_eq!(tried, &vec![first.address.clone(), second.address.clone()]);
+    assert!(last.contains("ERR_REDIRECT _"), "{last}");
+    // Pauses of 10, 20, 40, 40, ... ms fit at most 9 attempts in 300 ms.
+    assert!(*attempts <= 9, "{attempts} attempts: spinning");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let text = error.to_string();
+    assert!(text.contains(&first.address) && text.contains(&second.address));
+}
+
+#[tokio::test]
+async fn servers_redirecting_to_each_other_are_not_spun_on() {
+    let c_address = Arc::new(Mutex::new(String::new()));
+    let named = c_address.clone();
+    let b = FakeServer::start(move |_| redirect(Some(&named.lock().unwrap()))).await;
+    let b_address = b.address.clone();
+    let c = FakeServer::start(move |_| redirect(Some(&b_address))).await;
+    *c_address.lock().unwrap() = c.address.clone();
+    let mut client = Client::new(ClientConfig {
+        attempts_max: 1000,
+        backoff: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(20),
+        retry_time_max: Duration::from_millis(200),
+        ..config(&[&b.address])
+    });
+    let error = client.read("f").await.unwrap_err();
+    let ClientError::Unavailable { attempts, .. } = error else {
+        panic!("{error}");
+    };
+    // At most every other attempt is immediate: 20 ms pauses in 200 ms.
+    assert!(attempts <= 21, "{attempts} attempts: spinning");
+    assert!(attempts >= 4, "{attempts} attempts");
+}
+
+#[tokio::test]
+async fn given_up_a_read_changed_nothing_but_a_numbered_change_may_have_applied() {
+    let breaking = FakeServer::start(|_| Reply::Close).await;
+    let mut client = Client::new(session_config(&[&breaking.address]));
+    let error = client.read("a").await.unwrap_err();
+    assert!(matches!(error, ClientError::Unavailable { .. }), "{error}");
+    assert!(!error.outcome_unknown());
+    let error = client.write("a", "x", 0).await.unwrap_err();
+    assert!(
+        matches!(error, ClientError::ConnectionLost { .. }),
+        "{error}"
+    );
+    assert!(error.outcome_unknown());
+    // Every attempt carried the same number; the next change gets the next.
+    let sent: Vec<_> = breaking.sessions().into_iter().flatten().collect();
+    assert_eq!(sent, vec![numbered(7, 1).unwrap(); 5]);
+    assert_eq!(client.session(), Some(SessionId(7)));
+    let _ = client.write("a", "y", 0).await;
+    assert_eq!(breaking.sessions().last(), Some(&numbered(7, 2)));
 }

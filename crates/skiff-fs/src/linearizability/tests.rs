@@ -360,6 +360,7 @@ fn execute(plan: &[Planned], ranks: &[usize]) -> Vec<FileOperation> {
         let command = Command {
             timestamp_ms: 0,
             proposal: ProposalId::default(),
+            session: None,
             request: plan[i].input.clone(),
         };
         outputs[i] = Some(store.apply(LogIndex(position as u64 + 1), &command));

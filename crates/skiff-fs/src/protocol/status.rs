@@ -35,6 +35,7 @@
 //! means no leader is known, as in `ERR_REDIRECT _`. The classic protocol has
 //! no such command; clients that do not send it see no difference.
 
+use super::session::{parse_session_message, SessionMessage};
 use super::{
     complete, field_value, first_and_rest, lossy, parse_number, parse_request, split_line, words,
 };
@@ -51,14 +52,27 @@ pub enum ClientMessage {
     /// `snapshot`: snapshot this server's store now (see
     /// [`super::snapshot`]).
     Snapshot,
+    /// `session ...`: open a session, or a numbered request (see
+    /// [`super::session`]).
+    Session(SessionMessage),
 }
 
-/// Parses the first message in `buf`: `status`, `snapshot`, or a request
-/// as [`parse_request`] would. Errors are those of [`parse_request`].
+/// Parses the first message in `buf`: `status`, `snapshot`, `session ...`,
+/// or a request as [`parse_request`] would. Errors are those of
+/// [`parse_request`].
 pub fn parse_client_message(
     buf: &[u8],
     limits: &Limits,
 ) -> Result<Parsed<ClientMessage>, ProtocolError> {
+    if let Some(parsed) = parse_session_message(buf, limits)? {
+        return Ok(match parsed {
+            Parsed::Incomplete => Parsed::Incomplete,
+            Parsed::Complete { value, consumed } => Parsed::Complete {
+                value: ClientMessage::Session(value),
+                consumed,
+            },
+        });
+    }
     if let Some((line, line_bytes)) = split_line(buf)? {
         let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
         let extension = match words.next() {

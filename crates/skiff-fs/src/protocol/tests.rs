@@ -354,7 +354,7 @@ fn encoded_response(response: &Response) -> Vec<u8> {
 
 #[test]
 fn responses_encode_to_the_wire_form() {
-    let cases: [(Response, &[u8]); 9] = [
+    let cases: [(Response, &[u8]); 12] = [
         (
             Response::Written {
                 version: Version(3),
@@ -386,6 +386,15 @@ fn responses_encode_to_the_wire_form() {
             b"ERR_REDIRECT 127.0.0.1:9001\r\n",
         ),
         (Response::Redirect { leader: None }, b"ERR_REDIRECT _\r\n"),
+        (
+            Response::SessionOpened { id: SessionId(17) },
+            b"SESSION 17\r\n",
+        ),
+        (Response::SessionExpired, b"ERR_SESSION_EXPIRED\r\n"),
+        (
+            Response::SessionStale { last: 4 },
+            b"ERR_SESSION_STALE 4\r\n",
+        ),
     ];
     for (response, wire) in cases {
         let out = encoded_response(&response);
@@ -482,6 +491,9 @@ fn response_strategy() -> impl Strategy<Value = Response> {
         Just(Response::Internal),
         proptest::option::of("[a-z0-9.]{1,15}:[0-9]{1,5}")
             .prop_map(|leader| Response::Redirect { leader }),
+        any::<u64>().prop_map(|id| Response::SessionOpened { id: SessionId(id) }),
+        Just(Response::SessionExpired),
+        any::<u64>().prop_map(|last| Response::SessionStale { last }),
     ]
 }
 

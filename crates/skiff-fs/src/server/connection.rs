@@ -95,6 +95,9 @@ pub(super) async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
                     ClientMessage::File(request) => shared.execute(request).await.encode(&mut out),
                     ClientMessage::Status => shared.status_report().encode(&mut out),
                     ClientMessage::Snapshot => shared.snapshot_answer().await.encode(&mut out),
+                    ClientMessage::Session(message) => {
+                        shared.execute_session(message).await.encode(&mut out)
+                    }
                 }
                 send(&mut stream, shared, &out).await?;
                 // Any bytes left over begin the next request now.

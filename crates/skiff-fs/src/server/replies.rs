@@ -261,7 +261,7 @@ impl StateMachine for FileStateMachine {
         drop(store);
         self.replies.wake_reads();
         match applied {
-            Ok(Some((command, response))) => self.replies.deliver(command.proposal, response),
+            Ok(Some((applied, response))) => self.replies.deliver(applied.proposal(), response),
             Ok(None) => {}
             Err(error) => {
                 // Only a bug or a foreign writer can put such data in the log;
@@ -335,7 +335,7 @@ impl SnapshotWriter for FrozenStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::Command;
+    use crate::command::{Command, Entry};
     use crate::protocol::{Request, Version};
     use bytes::Bytes;
     use skiff_node::Term;
@@ -349,6 +349,7 @@ mod tests {
                 server: SERVER,
                 sequence,
             },
+            session: None,
             request: Request::Write {
                 name: name.to_string(),
                 contents: Bytes::from_static(b"x"),
@@ -447,7 +448,10 @@ mod tests {
         assert!(!ready(through_two.as_mut()));
         // Entry 1 writes "f" at 1,000 ms, expiring 1 s later.
         let mut expiring = entry(1, 1, "f");
-        let mut command = Command::decode_shared(&expiring.data).unwrap().unwrap();
+        let Some(Entry::Command(mut command)) = Entry::decode_shared(&expiring.data).unwrap()
+        else {
+            panic!("entry 1 is a command");
+        };
         if let Request::Write { exptime_s, .. } = &mut command.request {
             *exptime_s = 1;
         }

@@ -23,6 +23,25 @@
 //! end            8 bytes  "fs-end\r\n"
 //! ```
 //!
+//! # Format 2
+//!
+//! Format 1 with the client sessions (see [`crate::protocol::session`])
+//! between the last file and the end marker:
+//!
+//! ```text
+//! session_count  u64      how many sessions follow
+//! session_count times, in increasing order of id:
+//!   id           u64      1 ..= applied_index: the index of the entry that opened it
+//!   idle_timeout u64      ms
+//!   expires_at   u64      ms of the log's clock, always past clock_ms
+//!   last_seq     u64      the last number applied; 0 before the first
+//!   answer_len   u32      0 when last_seq is 0; at most LINE_BYTES_MAX + 2
+//!   answer       answer_len bytes: that request's answer as the protocol
+//!                encodes it, one line (a change's answer, never contents)
+//! ```
+//!
+//! Format 2 is written; format 1 (no sessions) is still read.
+//!
 //! Only live files are written: the store drops a file as soon as its
 //! clock reaches the file's expiry, and a snapshot is of a store between
 //! two applies. Expiry is an absolute instant of the log's clock, so a
@@ -37,8 +56,11 @@
 //! It allocates only as bytes arrive: a length announced but not
 //! delivered costs nothing beyond the bytes that did arrive.
 
+use super::sessions::Session;
 use super::{File, Store};
-use crate::protocol::{parse_name, Limits, Version};
+use crate::protocol::{
+    parse_name, parse_response, Limits, Parsed, Response, SessionId, Version, LINE_BYTES_MAX,
+};
 use bytes::Bytes;
 use skiff_core::LogIndex;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -46,7 +68,11 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 /// The first bytes of every snapshot of the store.
 pub const MAGIC: [u8; 8] = *b"skiff-fs";
 /// The format [`Store::write_snapshot`] writes.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
+/// The format from before sessions, still read.
+pub const FORMAT_WITHOUT_SESSIONS: u32 = 1;
+/// The longest answer a session remembers, with its `\r\n`.
+const SESSION_ANSWER_BYTES_MAX: usize = LINE_BYTES_MAX + 2;
 /// The last bytes of every snapshot of the store.
 pub const END: [u8; 8] = *b"fs-end\r\n";
 
@@ -70,7 +96,7 @@ pub enum SnapshotReadError {
     #[error("not a snapshot of the file store (no {:?} at the start)", String::from_utf8_lossy(&MAGIC))]
     NotASnapshot,
     /// A format this code does not know.
-    #[error("unknown snapshot format {0} (this build reads format {FORMAT})")]
+    #[error("unknown snapshot format {0} (this build reads formats 1 and {FORMAT})")]
     UnknownFormat(u32),
     /// A name or contents longer than the limits allow.
     #[error("file {file}: {what} of {length} bytes; the limit is {max}")]
@@ -89,6 +115,14 @@ pub enum SnapshotReadError {
     BadFile {
         /// Which file, counting from 0.
         file: u64,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A session's id, expiry or answer breaks the format's rules.
+    #[error("session {session}: {problem}")]
+    BadSession {
+        /// Which session, counting from 0.
+        session: u64,
         /// What is wrong with it.
         problem: String,
     },
@@ -117,7 +151,7 @@ impl From<SnapshotReadError> for io::Error {
 }
 
 impl Store {
-    /// Writes the store to `out` in [format 1](self#format-1), in blocks of
+    /// Writes the store to `out` in [format 2](self#format-2), in blocks of
     /// 64 KiB whatever `out` is.
     pub fn write_snapshot(&self, out: impl Write) -> io::Result<()> {
         let mut out = BufWriter::with_capacity(BUFFER_BYTES, out);
@@ -134,6 +168,7 @@ impl Store {
             write_length(&mut out, file.contents.len())?;
             out.write_all(&file.contents)?;
         }
+        write_sessions(&mut out, self)?;
         out.write_all(&END)?;
         out.flush()
     }
@@ -148,7 +183,7 @@ impl Store {
             return Err(SnapshotReadError::NotASnapshot);
         }
         let format = u32::from_le_bytes(read_array(&mut input)?);
-        if format != FORMAT {
+        if format != FORMAT && format != FORMAT_WITHOUT_SESSIONS {
             return Err(SnapshotReadError::UnknownFormat(format));
         }
         let mut store = Store {
@@ -172,6 +207,9 @@ impl Store {
             }
             store.files.insert(name.clone(), file);
             previous = Some(name);
+        }
+        if format == FORMAT {
+            read_sessions(&mut input, &mut store)?;
         }
         if read_array(&mut input).map_err(|_| SnapshotReadError::MissingEnd)? != END {
             return Err(SnapshotReadError::MissingEnd);
@@ -223,6 +261,93 @@ fn read_file(
         expires_at_ms,
     };
     Ok((name, file))
+}
+
+fn write_sessions(out: &mut impl Write, store: &Store) -> io::Result<()> {
+    out.write_all(&(store.sessions.len() as u64).to_le_bytes())?;
+    let mut answer = Vec::new();
+    for (id, session) in &store.sessions.by_id {
+        out.write_all(&id.0.to_le_bytes())?;
+        out.write_all(&session.idle_timeout_ms.to_le_bytes())?;
+        out.write_all(&session.expires_at_ms.to_le_bytes())?;
+        answer.clear();
+        let last_seq = match &session.last {
+            Some((seq, response)) => {
+                response.encode(&mut answer);
+                *seq
+            }
+            None => 0,
+        };
+        out.write_all(&last_seq.to_le_bytes())?;
+        write_length(out, answer.len())?;
+        out.write_all(&answer)?;
+    }
+    Ok(())
+}
+
+/// Reads the sessions of a format-2 snapshot into `store`, whose clock,
+/// applied index and files are read already.
+fn read_sessions(input: &mut impl Read, store: &mut Store) -> Result<(), SnapshotReadError> {
+    let session_count = read_u64(input)?;
+    let mut previous = SessionId(0);
+    for index in 0..session_count {
+        let bad = |problem: String| SnapshotReadError::BadSession {
+            session: index,
+            problem,
+        };
+        let id = SessionId(read_u64(input)?);
+        if id <= previous || id.0 > store.applied_index.0 {
+            return Err(bad(format!(
+                "id {id} is out of order, repeated, or past the entries applied"
+            )));
+        }
+        let idle_timeout_ms = read_u64(input)?;
+        let expires_at_ms = read_u64(input)?;
+        if expires_at_ms <= store.clock_ms {
+            return Err(bad(format!(
+                "expired at {expires_at_ms} ms, not after the clock's {} ms",
+                store.clock_ms
+            )));
+        }
+        let last_seq = read_u64(input)?;
+        let answer_len = u32::from_le_bytes(read_array(input)?);
+        let answer_len = usize::try_from(answer_len)
+            .ok()
+            .filter(|length| *length <= SESSION_ANSWER_BYTES_MAX)
+            .ok_or_else(|| bad(format!("an answer of {answer_len} bytes")))?;
+        let answer = read_bytes(input, answer_len)?;
+        let last = match (last_seq, answer_len) {
+            (0, 0) => None,
+            (0, _) | (_, 0) => {
+                return Err(bad("an answer without a number, or the other way".into()))
+            }
+            (seq, _) => Some((seq, parse_session_answer(&answer).map_err(bad)?)),
+        };
+        let session = Session {
+            idle_timeout_ms,
+            expires_at_ms,
+            last,
+        };
+        store.sessions.insert(id, session);
+        previous = id;
+    }
+    Ok(())
+}
+
+/// The answer a session remembers: exactly one answer line, not contents.
+fn parse_session_answer(answer: &[u8]) -> Result<Response, String> {
+    let no_contents = Limits {
+        file_bytes_max: 0,
+        ..Limits::default()
+    };
+    match parse_response(answer, &no_contents) {
+        Ok(Parsed::Complete { value, consumed }) if consumed == answer.len() => match value {
+            Response::Contents { .. } => Err("a read's answer is never remembered".into()),
+            value => Ok(value),
+        },
+        Ok(_) => Err("the answer is not one whole line".into()),
+        Err(error) => Err(format!("the answer is malformed: {error}")),
+    }
 }
 
 fn write_length(out: &mut impl Write, length: usize) -> io::Result<()> {

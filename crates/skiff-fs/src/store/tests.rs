@@ -27,6 +27,7 @@ impl Log {
         let command = Command {
             timestamp_ms: self.now_ms,
             proposal: ProposalId::default(),
+            session: None,
             request,
         };
         self.store.apply(index, &command)
@@ -222,6 +223,7 @@ fn raw_data_is_decoded_and_no_ops_are_skipped() {
     let command = Command {
         timestamp_ms: 7,
         proposal: ProposalId::default(),
+        session: None,
         request: Request::Write {
             name: "a".to_string(),
             contents: Bytes::from_static(b"x"),
@@ -230,7 +232,7 @@ fn raw_data_is_decoded_and_no_ops_are_skipped() {
     };
     assert_eq!(
         store.apply_data(LogIndex(2), &command.encode()),
-        Ok(Some((command, written(2))))
+        Ok(Some((Entry::Command(command), written(2))))
     );
     assert!(store
         .apply_data(LogIndex(3), &Bytes::from_static(b"\xffjunk"))
@@ -350,7 +352,7 @@ proptest! {
         let mut now_ms: u64 = 10_000;
         for (index, (step_ms, request)) in (1u64..).zip(commands) {
             now_ms = now_ms.saturating_add_signed(step_ms);
-            let command = Command { timestamp_ms: now_ms, proposal: ProposalId::default(), request };
+            let command = Command { timestamp_ms: now_ms, proposal: ProposalId::default(), session: None, request };
             let expected = naive.apply(index, &command);
             prop_assert_eq!(store.apply(LogIndex(index), &command), expected);
             let live = naive.files.keys().filter(|name| naive.live(name).is_some()).count();
@@ -370,10 +372,10 @@ proptest! {
         let mut now_ms: u64 = 50_000;
         for (index, (step_ms, request)) in (2u64..).zip(commands) {
             now_ms = now_ms.saturating_add_signed(step_ms);
-            let command = Command { timestamp_ms: now_ms, proposal: ProposalId::default(), request };
+            let command = Command { timestamp_ms: now_ms, proposal: ProposalId::default(), session: None, request };
             let expected = proposer.apply(LogIndex(index), &command);
             let answer = follower.apply_data(LogIndex(index), &command.encode());
-            prop_assert_eq!(answer, Ok(Some((command, expected))));
+            prop_assert_eq!(answer, Ok(Some((Entry::Command(command), expected))));
         }
         prop_assert_eq!(&proposer.files, &follower.files);
         prop_assert_eq!(proposer.clock_ms, follower.clock_ms);
@@ -392,7 +394,7 @@ proptest! {
             .zip(commands)
             .map(|(index, (step_ms, request))| {
                 now_ms = now_ms.saturating_add_signed(step_ms);
-                let command = Command { timestamp_ms: now_ms, proposal: ProposalId::default(), request };
+                let command = Command { timestamp_ms: now_ms, proposal: ProposalId::default(), session: None, request };
                 (LogIndex(index), command)
             })
             .collect();
@@ -410,5 +412,205 @@ proptest! {
             prop_assert_eq!(&restored.apply(*index, command), answer);
         }
         prop_assert_eq!(&restored, &whole);
+    }
+}
+
+mod sessions {
+    use super::*;
+    use crate::command::{SessionOpen, SessionPolicy};
+    use crate::protocol::{SessionId, SessionSeq};
+    use crate::store::audit::DuplicateAudit;
+
+    const POLICY: SessionPolicy = SessionPolicy {
+        idle_timeout_ms: 10_000,
+        sessions_max: 2,
+    };
+
+    impl Log {
+        fn open(&mut self) -> SessionId {
+            let index = LogIndex(self.next_index);
+            self.next_index += 1;
+            let open = SessionOpen {
+                timestamp_ms: self.now_ms,
+                proposal: ProposalId::default(),
+                policy: POLICY,
+            };
+            match self.store.open_session(index, &open) {
+                Response::SessionOpened { id } => id,
+                other => panic!("not opened: {other:?}"),
+            }
+        }
+
+        fn numbered(&mut self, id: SessionId, seq: u64, request: Request) -> Response {
+            let index = LogIndex(self.next_index);
+            self.next_index += 1;
+            let command = Command {
+                timestamp_ms: self.now_ms,
+                proposal: ProposalId::default(),
+                session: Some(SessionSeq { id, seq }),
+                request,
+            };
+            self.store.apply(index, &command)
+        }
+    }
+
+    fn write_of(name: &str, contents: &'static [u8]) -> Request {
+        Request::Write {
+            name: name.to_string(),
+            contents: Bytes::from_static(contents),
+            exptime_s: 0,
+        }
+    }
+
+    #[test]
+    fn a_session_id_is_the_index_of_its_opening() {
+        let mut log = Log::new();
+        log.write("a", b"x", 0);
+        assert_eq!(log.open(), SessionId(2));
+        assert_eq!(log.store.session_count(), 1);
+    }
+
+    #[test]
+    fn a_resend_is_answered_from_what_the_session_remembers() {
+        let mut log = Log::new();
+        let id = log.open();
+        assert_eq!(log.numbered(id, 1, write_of("a", b"1")), written(2));
+        // Another client changes the file; the resend must not undo that.
+        assert_eq!(log.write("a", b"other", 0), written(3));
+        assert_eq!(log.numbered(id, 1, write_of("a", b"1")), written(2));
+        assert_eq!(log.read("a"), contents(3, b"other", 0));
+        // A cas's refusal is remembered too, and the next number applies.
+        let cas = Request::Cas {
+            name: "a".into(),
+            version: Version(2),
+            contents: Bytes::from_static(b"c"),
+            exptime_s: 0,
+        };
+        let refused = Response::VersionMismatch {
+            current: Version(3),
+        };
+        assert_eq!(log.numbered(id, 2, cas.clone()), refused);
+        assert_eq!(log.numbered(id, 2, cas), refused);
+        let delete = Request::Delete { name: "a".into() };
+        assert_eq!(log.numbered(id, 3, delete.clone()), Response::Deleted);
+        assert_eq!(log.numbered(id, 3, delete), Response::Deleted);
+    }
+
+    #[test]
+    fn an_older_number_is_stale_and_not_applied() {
+        let mut log = Log::new();
+        let id = log.open();
+        assert_eq!(
+            log.numbered(id, 0, write_of("a", b"0")),
+            Response::SessionStale { last: 0 }
+        );
+        log.numbered(id, 5, write_of("a", b"5"));
+        assert_eq!(
+            log.numbered(id, 4, write_of("a", b"4")),
+            Response::SessionStale { last: 5 }
+        );
+        assert_eq!(log.read("a"), contents(3, b"5", 0));
+    }
+
+    #[test]
+    fn reads_in_a_session_are_answered_fresh_and_not_remembered() {
+        let mut log = Log::new();
+        let id = log.open();
+        log.numbered(id, 1, write_of("a", b"1"));
+        let read = Request::Read { name: "a".into() };
+        assert_eq!(log.numbered(id, 1, read.clone()), contents(2, b"1", 0));
+        log.write("a", b"2", 0);
+        assert_eq!(log.numbered(id, 1, read), contents(4, b"2", 0));
+        // The write's answer is still the one remembered.
+        assert_eq!(log.numbered(id, 1, write_of("a", b"1")), written(2));
+    }
+
+    #[test]
+    fn an_unknown_session_is_refused_and_nothing_applied() {
+        let mut log = Log::new();
+        assert_eq!(
+            log.numbered(SessionId(1), 1, write_of("a", b"1")),
+            Response::SessionExpired
+        );
+        assert_eq!(log.read("a"), Response::FileNotFound);
+    }
+
+    #[test]
+    fn a_session_expires_after_its_idle_time_by_the_log_clock() {
+        let mut log = Log::new();
+        let id = log.open();
+        log.now_ms += 9_999;
+        assert_eq!(log.numbered(id, 1, write_of("a", b"1")), written(2));
+        // Used at +9_999: it now lives until +19_999.
+        log.now_ms += 9_999;
+        assert_eq!(log.numbered(id, 1, write_of("a", b"1")), written(2));
+        log.now_ms += 10_000;
+        log.write("b", b"tick", 0);
+        assert_eq!(log.store.session_count(), 0);
+        assert_eq!(
+            log.numbered(id, 1, write_of("a", b"1")),
+            Response::SessionExpired
+        );
+        assert_eq!(log.read("a"), contents(2, b"1", 0));
+    }
+
+    #[test]
+    fn opening_past_the_bound_evicts_the_least_recently_used() {
+        let mut log = Log::new();
+        let first = log.open();
+        log.now_ms += 1;
+        let second = log.open();
+        log.now_ms += 1;
+        // The first is used again, so the second is now the oldest.
+        log.numbered(first, 1, write_of("a", b"1"));
+        log.now_ms += 1;
+        let third = log.open();
+        assert_eq!(log.store.session_count(), 2);
+        assert_eq!(
+            log.numbered(second, 1, write_of("b", b"1")),
+            Response::SessionExpired
+        );
+        assert_eq!(log.numbered(first, 1, write_of("a", b"1")), written(3));
+        assert!(matches!(
+            log.numbered(third, 1, write_of("c", b"1")),
+            Response::Written { .. }
+        ));
+    }
+
+    #[test]
+    fn the_audit_counts_duplicates_from_the_log_alone() {
+        let open = SessionOpen {
+            timestamp_ms: 1,
+            proposal: ProposalId::default(),
+            policy: POLICY,
+        };
+        let numbered = |seq, contents| Command {
+            timestamp_ms: 1,
+            proposal: ProposalId::default(),
+            session: Some(SessionSeq {
+                id: SessionId(1),
+                seq,
+            }),
+            request: write_of("a", contents),
+        };
+        let log = [
+            open.encode(),
+            numbered(1, b"x").encode(),
+            numbered(1, b"x").encode(),
+            Bytes::new(),
+            numbered(2, b"y").encode(),
+            numbered(1, b"x").encode(),
+        ];
+        let mut audit = DuplicateAudit::new();
+        for (index, data) in (1..).zip(&log) {
+            audit.replay(LogIndex(index), data).unwrap();
+        }
+        let report = audit.report();
+        assert_eq!(report.entries, 6);
+        assert_eq!(report.sessions_opened, 1);
+        assert_eq!(report.numbered_changes, 4);
+        assert_eq!(report.resent_entries, 2);
+        assert_eq!(report.duplicates_applied, 0);
+        assert_eq!(audit.store().version_of("a"), Some(Version(5)));
     }
 }

@@ -140,6 +140,21 @@ impl Cluster {
     }
 
     /// Waits until one running node leads and every running node knows it.
+    /// Stops the leader and starts it again, `times` times, pausing so
+    /// that clients run against each leader and through each election;
+    /// returns once a leader is agreed after the last restart.
+    pub async fn stop_and_restart_leaders(&mut self, times: usize) {
+        for _ in 0..times {
+            let leader = self.leader().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.stop_node(leader).await;
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            self.start_node(leader).await;
+        }
+        self.leader().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
     pub async fn leader(&self) -> u64 {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {

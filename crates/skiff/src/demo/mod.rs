@@ -11,7 +11,10 @@
 //! and the leader's lease it cannot depose a healthy leader). Finally it
 //! reads every file back from the new leader and checks that
 //! the last acknowledged change of each is there (see `workload` for why
-//! that check is exact). It prints a summary and removes everything it
+//! that check is exact). The clients send their changes in sessions, so
+//! that a change whose answer was lost is resent and still applies once;
+//! once the nodes are stopped, their committed log is replayed to count
+//! changes applied twice (`log_audit`). It prints a summary and removes everything it
 //! made, on success, error or Ctrl-C alike; the exit status is 0 only when
 //! no write was lost and no read was stale.
 //!
@@ -21,7 +24,9 @@
 //! * `monitor`: polling `status` to see who leads.
 //! * `progress`: events, and the progress bar or plain progress lines.
 //! * `summary`: the closing report.
+//! * `log_audit`: the count of changes applied twice, from the nodes' logs.
 
+mod log_audit;
 mod monitor;
 mod progress;
 mod summary;
@@ -54,8 +59,8 @@ Examples:
 
 Everything happens under a temporary directory on 127.0.0.1 with ports the
 system picks, and is removed at the end (--keep keeps it, logs included).
-The exit status is 0 only when no acknowledged write was lost and no read
-was stale.";
+The exit status is 0 only when no acknowledged write was lost, no read
+was stale and the committed log applied no change twice.";
 
 /// Nodes in the demo's cluster.
 const NODES: u64 = 3;
@@ -154,6 +159,20 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         }
     }
     cluster.stop_all(STOP_GRACE);
+    let outcome = outcome.map(|mut summary| {
+        // The nodes are stopped: their logs say what was applied.
+        match log_audit::audit_committed_log(cluster.config()) {
+            Ok(audit) => summary.log_audit = Some(audit),
+            Err(error) => {
+                eprintln!(
+                    "skiff demo: cannot audit the log: {}",
+                    crate::error_chain::render(error.as_ref())
+                );
+                summary.errors += 1;
+            }
+        }
+        summary
+    });
     drop(cluster);
     clean_up(dir, args.keep);
     let summary = match outcome {
@@ -164,10 +183,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     println!("{summary}");
     if !summary.passed() {
         anyhow::bail!(
-            "{} lost writes, {} stale reads, {} errors",
+            "{} lost writes, {} stale reads, {} errors, {} duplicates applied",
             summary.lost_writes,
             summary.stale_reads,
-            summary.errors
+            summary.errors,
+            summary.duplicates_applied()
         );
     }
     Ok(())
@@ -202,7 +222,7 @@ async fn demo(cluster: &mut ProcessCluster, args: &DemoArgs) -> anyhow::Result<S
     let duration = args.duration;
     let clients = usize::try_from(args.clients).context("too many clients")?;
     progress.event(&format!(
-        "{clients} clients write, read and cas their own files for {}",
+        "{clients} clients write, read and cas their own files for {}, each in a session",
         humantime::format_duration(duration)
     ));
     progress.start_workload(duration);
@@ -572,6 +592,7 @@ fn summarize(
         stale_reads: 0,
         lost_writes: verification.lost_writes,
         errors: 0,
+        log_audit: None,
     };
     for report in reports {
         summary.writes += report.writes;

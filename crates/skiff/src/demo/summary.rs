@@ -1,5 +1,6 @@
 //! The demo's closing report.
 
+use super::log_audit::LogAudit;
 use hdrhistogram::Histogram;
 use skiff_node::{NodeId, Term};
 use std::fmt;
@@ -106,6 +107,9 @@ pub struct Summary {
     pub lost_writes: usize,
     /// Unexpected errors.
     pub errors: usize,
+    /// What the committed log shows about changes applied twice, once the
+    /// nodes stopped.
+    pub log_audit: Option<LogAudit>,
 }
 
 impl Summary {
@@ -114,9 +118,19 @@ impl Summary {
         self.writes + self.reads + self.cas
     }
 
+    /// Changes of client sessions the log applied more than once.
+    pub fn duplicates_applied(&self) -> u64 {
+        self.log_audit
+            .as_ref()
+            .map_or(0, |audit| audit.report.duplicates_applied)
+    }
+
     /// Whether the run showed the cluster doing its job.
     pub fn passed(&self) -> bool {
-        self.lost_writes == 0 && self.stale_reads == 0 && self.errors == 0
+        self.lost_writes == 0
+            && self.stale_reads == 0
+            && self.errors == 0
+            && self.duplicates_applied() == 0
     }
 }
 
@@ -174,7 +188,22 @@ impl fmt::Display for Summary {
         )?;
         writeln!(f, "  errors:           {}", self.errors)?;
         writeln!(f, "  stale reads:      {}", self.stale_reads)?;
-        write!(f, "  lost writes:      {}", self.lost_writes)
+        writeln!(f, "  lost writes:      {}", self.lost_writes)?;
+        match &self.log_audit {
+            Some(audit) => write!(
+                f,
+                "  duplicates applied: {} (node {}'s committed log, entries {}..={}: {} sessions, \
+                 {} numbered changes, {} resends reached the log)",
+                audit.report.duplicates_applied,
+                audit.node,
+                audit.entries.0,
+                audit.entries.1,
+                audit.report.sessions_opened,
+                audit.report.numbered_changes,
+                audit.report.resent_entries
+            ),
+            None => write!(f, "  duplicates applied: - (the log was not audited)"),
+        }
     }
 }
 
@@ -231,7 +260,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_summary_ends_with_lost_writes() {
+    fn the_summary_ends_with_lost_writes_and_duplicates() {
         let mut latency_us = Histogram::new_with_bounds(1, 60_000_000, 3).unwrap();
         for us in [1000, 2000, 3000, 400_000] {
             latency_us.record(us).unwrap();
@@ -261,6 +290,17 @@ mod tests {
             stale_reads: 0,
             lost_writes: 0,
             errors: 0,
+            log_audit: Some(LogAudit {
+                node: NodeId(3),
+                entries: (skiff_core::LogIndex(1), skiff_core::LogIndex(40)),
+                report: skiff_fs::store::audit::AuditReport {
+                    entries: 40,
+                    sessions_opened: 2,
+                    numbered_changes: 20,
+                    resent_entries: 3,
+                    duplicates_applied: 0,
+                },
+            }),
         };
         let text = summary.to_string();
         assert!(summary.passed());
@@ -276,7 +316,14 @@ mod tests {
             text.contains("rejoined in term 2 without an election"),
             "{text}"
         );
-        assert!(text.ends_with("lost writes:      0"), "{text}");
+        assert!(text.contains("lost writes:      0\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "duplicates applied: 0 (node 3's committed log, entries 1..=40: 2 sessions, \
+                 20 numbered changes, 3 resends reached the log)"
+            ),
+            "{text}"
+        );
         let story = summary.crashes[0].story();
         assert_eq!(
             story,
@@ -297,9 +344,17 @@ mod tests {
         assert!(noisy
             .story()
             .contains("its return caused an election: after node 2 (term 2) came node 1 (term 5)"));
+        let mut duplicated = Summary {
+            lost_writes: 0,
+            ..summary
+        };
+        if let Some(audit) = &mut duplicated.log_audit {
+            audit.report.duplicates_applied = 1;
+        }
+        assert!(!duplicated.passed());
         let failed = Summary {
             lost_writes: 1,
-            ..summary
+            ..duplicated
         };
         assert!(!failed.passed());
     }

@@ -1,6 +1,6 @@
 use super::*;
-use crate::command::{Command, ProposalId};
-use crate::protocol::{Request, Response};
+use crate::command::{Command, ProposalId, SessionOpen, SessionPolicy};
+use crate::protocol::{Request, Response, SessionSeq};
 use proptest::prelude::*;
 
 const LIMITS: Limits = Limits {
@@ -11,6 +11,7 @@ const LIMITS: Limits = Limits {
 fn command(timestamp_ms: u64, request: Request) -> Command {
     Command {
         timestamp_ms,
+        session: None,
         proposal: ProposalId::default(),
         request,
     }
@@ -72,8 +73,9 @@ fn a_restored_store_equals_the_original_and_expires_files_at_the_same_instant() 
     assert_eq!(restored.file_count(), 1);
 }
 
-#[test]
-fn the_format_is_the_documented_one() {
+/// `sample()`'s snapshot in format 1, from before sessions: the bytes of
+/// format 2 without the session count.
+fn sample_in_format_1() -> Vec<u8> {
     let mut expected = b"skiff-fs".to_vec();
     expected.extend_from_slice(&1u32.to_le_bytes());
     expected.extend_from_slice(&10_000u64.to_le_bytes());
@@ -95,14 +97,128 @@ fn the_format_is_the_documented_one() {
     expected.extend_from_slice(&5u32.to_le_bytes());
     expected.extend_from_slice(b"never");
     expected.extend_from_slice(b"fs-end\r\n");
+    expected
+}
+
+#[test]
+fn the_format_is_the_documented_one() {
+    let mut expected = sample_in_format_1();
+    expected[FORMAT_AT..FORMAT_AT + 4].copy_from_slice(&2u32.to_le_bytes());
+    let end_at = expected.len() - END.len();
+    // No sessions.
+    expected.splice(end_at..end_at, 0u64.to_le_bytes());
     assert_eq!(snapshot_of(&sample()), expected);
+}
+
+#[test]
+fn a_format_1_snapshot_is_still_read() {
+    let store = Store::read_snapshot(&sample_in_format_1()[..], &LIMITS).unwrap();
+    assert_eq!(store, sample());
+}
+
+/// `sample()` with two sessions opened at entries 5 and 6 (at clock
+/// 10_000, an idle timeout of 5_000 ms), the second of which applied a
+/// delete as its number 3 at entry 7.
+fn sample_with_sessions() -> Store {
+    let mut store = sample();
+    let policy = SessionPolicy {
+        idle_timeout_ms: 5_000,
+        sessions_max: 10,
+    };
+    for index in [5, 6] {
+        let open = SessionOpen {
+            timestamp_ms: 10_000,
+            proposal: ProposalId::default(),
+            policy,
+        };
+        store.open_session(LogIndex(index), &open);
+    }
+    let delete = Command {
+        session: Some(SessionSeq {
+            id: SessionId(6),
+            seq: 3,
+        }),
+        ..command(10_000, Request::Delete { name: "b".into() })
+    };
+    assert_eq!(store.apply(LogIndex(7), &delete), Response::Deleted);
+    store
+}
+
+#[test]
+fn sessions_are_in_the_documented_format_and_round_trip() {
+    let store = sample_with_sessions();
+    let bytes = snapshot_of(&store);
+    let mut expected = 2u64.to_le_bytes().to_vec();
+    for (id, last_seq, answer) in [(5u64, 0u64, &b""[..]), (6, 3, b"OK\r\n")] {
+        expected.extend_from_slice(&id.to_le_bytes());
+        expected.extend_from_slice(&5_000u64.to_le_bytes());
+        expected.extend_from_slice(&15_000u64.to_le_bytes());
+        expected.extend_from_slice(&last_seq.to_le_bytes());
+        expected.extend_from_slice(&(answer.len() as u32).to_le_bytes());
+        expected.extend_from_slice(answer);
+    }
+    expected.extend_from_slice(&END);
+    assert!(bytes.ends_with(&expected), "{bytes:?}");
+    let mut restored = Store::read_snapshot(&bytes[..], &LIMITS).unwrap();
+    assert_eq!(restored, store);
+    // The restored store answers a resend from what it remembers.
+    let resend = Command {
+        session: Some(SessionSeq {
+            id: SessionId(6),
+            seq: 3,
+        }),
+        ..command(11_000, write("b", b"x", 0))
+    };
+    assert_eq!(restored.apply(LogIndex(8), &resend), Response::Deleted);
+    assert_eq!(restored.read_at("b", 0), Response::FileNotFound);
+}
+
+#[test]
+fn sessions_that_break_the_format_are_refused() {
+    let bytes = snapshot_of(&sample_with_sessions());
+    let sessions_at = bytes.len() - END.len() - (8 + 2 * (8 * 4 + 4) + 4);
+    let first_id_at = sessions_at + 8;
+    let second_id_at = first_id_at + 8 * 4 + 4;
+    let second_expiry_at = second_id_at + 16;
+    let second_answer_len_at = second_id_at + 32;
+    let patched = |at: usize, value: &[u8]| {
+        let mut bytes = bytes.clone();
+        bytes[at..at + value.len()].copy_from_slice(value);
+        bytes
+    };
+    for (what, bad) in [
+        ("repeated id", patched(second_id_at, &5u64.to_le_bytes())),
+        (
+            "id past applied",
+            patched(first_id_at, &99u64.to_le_bytes()),
+        ),
+        (
+            "expired",
+            patched(second_expiry_at, &10_000u64.to_le_bytes()),
+        ),
+        (
+            "answer over",
+            patched(second_answer_len_at, &900u32.to_le_bytes()),
+        ),
+        ("not an answer", patched(second_answer_len_at + 4, b"XX")),
+        (
+            "no number",
+            patched(second_answer_len_at - 8, &0u64.to_le_bytes()),
+        ),
+    ] {
+        let read = Store::read_snapshot(&bad[..], &LIMITS);
+        assert!(
+            matches!(read, Err(SnapshotReadError::BadSession { .. })),
+            "{what}: {read:?}"
+        );
+    }
 }
 
 #[test]
 fn an_empty_store_round_trips() {
     let empty = Store::new();
     let bytes = snapshot_of(&empty);
-    assert_eq!(bytes.len(), 8 + 4 + 8 + 8 + 8 + 8);
+    assert_eq!(bytes.len(), 8 + 4 + 8 + 8 + 8 + 8 + 8);
     assert_eq!(Store::read_snapshot(&bytes[..], &LIMITS).unwrap(), empty);
 }
 
@@ -152,8 +268,8 @@ fn a_wrong_magic_format_or_end_is_refused() {
         Err(SnapshotReadError::NotASnapshot)
     ));
     assert!(matches!(
-        Store::read_snapshot(&patched(FORMAT_AT, &2u32.to_le_bytes())[..], &LIMITS),
-        Err(SnapshotReadError::UnknownFormat(2))
+        Store::read_snapshot(&patched(FORMAT_AT, &3u32.to_le_bytes())[..], &LIMITS),
+        Err(SnapshotReadError::UnknownFormat(3))
     ));
     let mut bytes = snapshot_of(&sample());
     let last = bytes.len() - 1;
@@ -162,12 +278,15 @@ fn a_wrong_magic_format_or_end_is_refused() {
         Store::read_snapshot(&bytes[..], &LIMITS),
         Err(SnapshotReadError::MissingEnd)
     ));
-    // A count of one file too few leaves a file where the end belongs.
-    let bytes = patched(28, &1u64.to_le_bytes());
+    // A count of one file too few leaves a file where the end belongs
+    // (format 1), or where the sessions do.
+    let mut bytes = sample_in_format_1();
+    bytes[28..36].copy_from_slice(&1u64.to_le_bytes());
     assert!(matches!(
         Store::read_snapshot(&bytes[..], &LIMITS),
         Err(SnapshotReadError::MissingEnd)
     ));
+    assert!(Store::read_snapshot(&patched(28, &1u64.to_le_bytes())[..], &LIMITS).is_err());
 }
 
 #[test]
