@@ -26,8 +26,9 @@
 //! discarded), restores it from the newest snapshot at restart, and from
 //! the leader's when this node fell too far behind.
 //!
-//! `read` is how clients should read: the leader asks the node for a read
-//! barrier ([`NodeHandle::read_barrier`]), which proves it still leads, and
+//! `read` is how clients should read: the server asks its node for a read
+//! barrier ([`NodeHandle::read_barrier`]: the leader proves it still leads,
+//! and a follower asks the leader for that proof and its index), and
 //! answers once it has applied every entry through the barrier, so the
 //! answer holds every value committed before the request. Answering from
 //! the local list at once, as `dump` does to inspect one replica, may miss
