@@ -3,14 +3,17 @@
 //! delivered, dropped or duplicated, whose alarm fires and who is asked to
 //! append or to snapshot (a leader then sends its snapshot to followers
 //! that need compacted entries, passed as honestly as any message).
-//! Checked after every step: election safety (one leader per term),
-//! committed entries the same on every node, and each machine's own
-//! promises as in `core_step`.
+//! The input also asks nodes for reads. Checked after every step: election
+//! safety (one leader per term), committed entries the same on every node,
+//! each machine's own promises as in `core_step`, and every read answered
+//! at most once, ready only at an index that covers every entry committed
+//! anywhere when it was asked.
 
 use super::core_step::Promises;
 use arbitrary::{Result, Unstructured};
 use skiff_core::{
-    Action, Bytes, Config, Entry, Event, LogIndex, Machine, Message, NodeId, Role, StartState,
+    Action, Bytes, Config, Entry, Event, LogIndex, Machine, Message, NodeId, ReadId, Role,
+    StartState,
 };
 use std::collections::BTreeMap;
 
@@ -35,6 +38,11 @@ struct Cluster {
     /// Every committed entry any node has held, by index.
     committed: BTreeMap<LogIndex, Entry>,
     appended: u64,
+    /// Reads asked and not answered, with the highest index committed
+    /// anywhere when each was asked.
+    reads: BTreeMap<ReadId, LogIndex>,
+    /// Reads asked so far, for their ids.
+    asked: u64,
 }
 
 fn drive(input: &mut Unstructured<'_>) -> Result<()> {
@@ -45,6 +53,8 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
         leaders: BTreeMap::new(),
         committed: BTreeMap::new(),
         appended: 0,
+        reads: BTreeMap::new(),
+        asked: 0,
     };
     let features: u8 = input.arbitrary()?;
     for id in ids {
@@ -62,7 +72,7 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
         node.promises.check(&node.machine, &actions);
     }
     while !input.is_empty() {
-        match input.int_in_range(0..=7)? {
+        match input.int_in_range(0..=8)? {
             0 | 1 if !cluster.in_flight.is_empty() => {
                 let (from, to, message) = cluster
                     .in_flight
@@ -96,6 +106,14 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
                 };
                 cluster.step(to, event);
             }
+            8 => {
+                let to = *input.choose(&ids)?;
+                cluster.asked += 1;
+                let id = ReadId(cluster.asked);
+                let floor = cluster.committed.keys().next_back().copied();
+                cluster.reads.insert(id, floor.unwrap_or(LogIndex(0)));
+                cluster.step(to, Event::Read { id, now_ms: 0 });
+            }
             _ => {
                 let to = *input.choose(&ids)?;
                 cluster.appended += 1;
@@ -114,10 +132,21 @@ impl Cluster {
         node.machine.step(event, &mut actions);
         node.promises.check(&node.machine, &actions);
         for action in actions {
-            if let Action::Send { to: peer, message } = action {
-                if self.in_flight.len() < IN_FLIGHT_MAX {
+            match action {
+                Action::Send { to: peer, message } if self.in_flight.len() < IN_FLIGHT_MAX => {
                     self.in_flight.push((to, peer, message));
                 }
+                Action::ReadReady { id, index } => {
+                    let floor = self.reads.remove(&id).expect("a read answered twice");
+                    assert!(
+                        index >= floor,
+                        "read {id:?} ready at {index} although {floor} had committed"
+                    );
+                }
+                Action::ReadFailed { id, .. } => {
+                    assert!(self.reads.remove(&id).is_some(), "a read answered twice");
+                }
+                _ => {}
             }
         }
         self.check_safety(to);

@@ -13,8 +13,8 @@
 use arbitrary::{Result, Unstructured};
 use skiff_core::{
     Action, AppendEntriesReq, AppendEntriesResp, Bytes, Config, Entry, Event, HardState,
-    InstallSnapshotReq, InstallSnapshotResp, LogIndex, Machine, Message, NodeId, Role,
-    SnapshotMeta, StartState, Term, VoteReq, VoteResp,
+    InstallSnapshotReq, InstallSnapshotResp, LogIndex, Machine, Message, NodeId, ReadId,
+    ReadIndexReq, ReadIndexResp, Role, SnapshotMeta, StartState, Term, VoteReq, VoteResp,
 };
 use std::collections::BTreeMap;
 
@@ -274,8 +274,12 @@ fn start_state(input: &mut Unstructured<'_>, peers: u64) -> Result<StartState> {
 }
 
 fn event(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Result<Event> {
-    Ok(match input.int_in_range(0..=8)? {
+    Ok(match input.int_in_range(0..=9)? {
         0 => Event::Timeout,
+        9 => Event::Read {
+            id: ReadId(input.int_in_range(0..=3)?),
+            now_ms: input.arbitrary()?,
+        },
         7 => Event::StorageStalled,
         8 => Event::StorageRecovered,
         6 => Event::SnapshotTaken {
@@ -296,7 +300,17 @@ fn event(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Result<
 fn message(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Result<Message> {
     let term = term_near(input, machine.term())?;
     let sender = NodeId(input.int_in_range(0..=peers + 1)?);
-    Ok(match input.int_in_range(0..=7)? {
+    Ok(match input.int_in_range(0..=9)? {
+        8 => Message::ReadIndexReq(ReadIndexReq {
+            term,
+            request: input.int_in_range(0..=3)?,
+        }),
+        9 => Message::ReadIndexResp(ReadIndexResp {
+            term,
+            request: input.int_in_range(0..=3)?,
+            success: input.arbitrary()?,
+            index: index_near(input, machine.commit_index())?,
+        }),
         6 => Message::PreVoteReq(VoteReq {
             term,
             candidate: sender,
@@ -330,14 +344,14 @@ fn message(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Resul
                 prev_term: term_near(input, machine.last_term())?,
                 entries: entries.into(),
                 commit: index_near(input, machine.commit_index())?,
-                read_round: 0,
+                read_round: input.int_in_range(0..=3)?,
             })
         }
         1 => Message::AppendEntriesResp(AppendEntriesResp {
             term,
             success: input.arbitrary()?,
             index: index_near(input, machine.last_index())?,
-            read_round: 0,
+            read_round: input.int_in_range(0..=3)?,
         }),
         2 => Message::VoteReq(VoteReq {
             term,

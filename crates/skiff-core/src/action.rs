@@ -206,6 +206,12 @@ pub enum Rejection {
     VoteLogAfterTerm,
     /// A granted VoteResp for a term in which this node never stood.
     VoteNeverAsked,
+    /// An AppendEntriesResp of the leader's term echoing a read round the
+    /// leader never began: it would confirm reads that no round covered.
+    UnsentReadRound {
+        /// The round echoed.
+        round: u64,
+    },
 }
 
 impl Action {
@@ -283,6 +289,7 @@ impl Rejection {
             Rejection::CandidateNotSender => "CandidateNotSender",
             Rejection::VoteLogAfterTerm => "VoteLogAfterTerm",
             Rejection::VoteNeverAsked => "VoteNeverAsked",
+            Rejection::UnsentReadRound { .. } => "UnsentReadRound",
         }
     }
 }
@@ -322,6 +329,10 @@ impl fmt::Display for Rejection {
             Rejection::VoteNeverAsked => {
                 write!(f, "granted VoteResp for a term in which this node never stood")
             }
+            Rejection::UnsentReadRound { round } => write!(
+                f,
+                "AppendEntriesResp echoes read round {round}, which this leader never began"
+            ),
         }
     }
 }

@@ -55,9 +55,10 @@ pub struct Config {
     /// read's [`Event::Read`](crate::Event::Read) clock) answers it at once,
     /// without a round of its own. This assumes that no node's clock runs
     /// faster than the leader's by more than `margin` over an election
-    /// timeout, and that a restarted node waits an election timeout before
-    /// it votes; a clock that jumps or a faster-running follower can let a
-    /// deposed leader answer a stale read. Needs
+    /// timeout; a clock that jumps or a faster-running follower can let a
+    /// deposed leader answer a stale read. (A node restored from disk with
+    /// this on grants no vote until its first alarm, so restarts keep the
+    /// lease.) Needs
     /// [`check_quorum`](Config::check_quorum), whose followers refuse votes
     /// for an election timeout after they hear the leader: that refusal is
     /// what the lease stands on.

@@ -3,24 +3,40 @@
 //!
 //! # How a request is answered
 //!
-//! Every request, reads included, is proposed through the node as a
-//! [`Command`] stamped with the leader's clock and a [`ProposalId`]. The
-//! node applies its committed entries to the [`Store`] in index order, on
-//! every replica alike, through the store's [`StateMachine`] implementation
-//! ([`replies`]); when it applies an entry this server proposed, the store's
-//! answer goes to the connection waiting for that proposal. The node also
-//! snapshots the store by its `[snapshot]` policy and restores it from a
-//! snapshot at restart or when it fell too far behind its leader. A server that is not the leader answers `ERR_REDIRECT` with the
-//! leader's client address, or `ERR_REDIRECT _` when it knows none.
+//! Every change is proposed through the node as a [`Command`] stamped
+//! with the leader's clock and a [`ProposalId`]. The node applies its
+//! committed entries to the [`Store`] in index order, on every replica
+//! alike, through the store's [`StateMachine`] implementation
+//! ([`replies`]); when it applies an entry this server proposed, the
+//! store's answer goes to the connection waiting for that proposal. The
+//! node also snapshots the store by its `[snapshot]` policy and restores it
+//! from a snapshot at restart or when it fell too far behind its leader. A
+//! server that is not the leader answers a change with `ERR_REDIRECT` and
+//! the leader's client address; when it knows no leader, a follower names
+//! the candidate it voted for in the current term (the likeliest next
+//! leader), and `ERR_REDIRECT _` stands for no better guess.
 //!
-//! Reads go through the log rather than through the node's read barrier: the
-//! barrier would prove leadership, but a read answered from the leader's
-//! local state must then decide expiry by the leader's own clock, and a new
-//! leader whose clock is behind could show a file the old one had reported
-//! expired. A read in the log takes its time from the log like every other
-//! command, so expiry is decided by log data alone, at the cost of one
-//! replicated entry per read (shared with other entries of the same
-//! event-loop turn by the node's group commit).
+//! # Reads
+//!
+//! A `read` writes nothing to the log: the server asks its node for a read
+//! index ([`NodeHandle::read_barrier`], the thesis' ReadIndex: the leader
+//! confirms with one round of heartbeats that it still leads, and a
+//! follower asks the leader for the index), waits until the store has
+//! applied through it, and answers from the store. Every replica serves
+//! reads this way, followers included, so read load spreads over the
+//! cluster.
+//!
+//! Expiry is where a read from local state could go wrong: decided by a
+//! server's own clock, a file one server reported expired could be shown
+//! again by a server whose clock is behind. So expiry is decided by the
+//! log's clock (the store's, the largest timestamp applied), which only
+//! goes forward: a file expired at the log's clock is gone for every later
+//! read on any server. A file that is live at the log's clock but has
+//! expired by this server's clock is not reported expired from here: the
+//! read goes through the log as a command (the leader's clock then
+//! advances the log's past the expiry), or, on a follower, is redirected
+//! to the leader, which does that. Whether a file is gone is thus always
+//! decided by log time and never goes back.
 //!
 //! Routing answers by proposal id rather than by log index means the answer
 //! cannot be missed when the store applies the entry before the proposer
@@ -29,14 +45,16 @@
 //!
 //! # Outcomes a client sees
 //!
-//! * The answer from the store, once the entry has committed and applied.
+//! * The answer from the store, once the entry has committed and applied
+//!   (for a read, once the store applied through the read index).
 //! * `ERR_REDIRECT`: this server did not propose the request (not the
-//!   leader), or its entry was overwritten by a new leader; either way the
-//!   request had no effect and may be sent again.
+//!   leader), or its entry was overwritten by a new leader, or no leader
+//!   confirmed a read; either way the request had no effect and may be
+//!   sent again.
 //! * `ERR_INTERNAL`: the outcome is unknown (no commit within
 //!   [`ServerConfig::request_timeout`], the node stopped, or a snapshot
 //!   covering the entry replaced the store before it was applied here), or
-//!   the node refused the entry (too many pending).
+//!   the node refused the entry or read (too many pending).
 //! * `ERR_CMD_ERR`, then the connection closes: a malformed request.
 //! * For `status` (an extension, see [`crate::protocol::status`]): a
 //!   `STATUS` line from this server's own node, leader or not, at once.
@@ -115,12 +133,12 @@ use crate::store::Store;
 use budget::PendingBudget;
 use connection::Admitted;
 use rate_limited::{RateLimited, WARN_INTERVAL};
-use replies::{FileStateMachine, Replies};
+use replies::{FileStateMachine, LocalRead, Replies};
 #[cfg(doc)]
 use skiff_node::StateMachine;
 use skiff_node::{
-    ClusterConfig, LimitsConfig, LogIndex, Node, NodeError, NodeHandle, NodeId, StartError, Status,
-    SubmitError, ENTRY_BYTES_MAX,
+    ClusterConfig, LimitsConfig, LogIndex, Node, NodeError, NodeHandle, NodeId, Role, StartError,
+    Status, SubmitError, ENTRY_BYTES_MAX,
 };
 use slots::{Admission, Slots};
 use std::hash::{BuildHasher, Hasher};
@@ -497,8 +515,43 @@ fn now_ms() -> u64 {
 }
 
 impl Shared {
-    /// Proposes `request` and waits for the store's answer.
+    /// Answers `request`: a read from the store when it can (see the
+    /// module's docs on reads), anything else through the log.
     async fn execute(&self, request: Request) -> Response {
+        if let Request::Read { name } = &request {
+            if let Some(response) = self.read_without_log(name).await {
+                return response;
+            }
+        }
+        self.propose(request).await
+    }
+
+    /// A read answered from the store once it applied through a read index
+    /// the node proved; `None` when only the log may decide it (the file
+    /// expired by this server's clock, not yet by the log's).
+    async fn read_without_log(&self, name: &str) -> Option<Response> {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let index = match tokio::time::timeout_at(deadline, self.node.read_barrier()).await {
+            Ok(Ok(index)) => index,
+            Ok(Err(SubmitError::NotLeader { leader })) => return Some(self.redirect(leader)),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "read refused");
+                return Some(Response::Internal);
+            }
+            Err(_) => return Some(Response::Internal),
+        };
+        let applied = tokio::time::timeout_at(deadline, self.replies.applied_through(index)).await;
+        if !matches!(applied, Ok(Ok(()))) {
+            return Some(Response::Internal);
+        }
+        match self.replies.read(name, self.clock.now_ms()) {
+            LocalRead::Answer(response) => Some(response),
+            LocalRead::ExpiredByLocalClock => None,
+        }
+    }
+
+    /// Proposes `request` and waits for the store's answer.
+    async fn propose(&self, request: Request) -> Response {
         let sequence = self.next_sequence.fetch_add(1, Ordering::Relaxed);
         let answered = self.replies.wait_for(sequence);
         let command = Command {
@@ -563,8 +616,22 @@ impl Shared {
         }
     }
 
+    /// `ERR_REDIRECT` to `leader`, or with none known, to the candidate
+    /// this node voted for in its current term: the likeliest next leader,
+    /// so that clients need not spin until the election ends. Only a
+    /// follower's vote is a hint: a node standing itself has given up on
+    /// whoever it voted for (the leader of its term that fell silent), and
+    /// a vote for itself says nothing a client can use.
     fn redirect(&self, leader: Option<NodeId>) -> Response {
-        let address = leader.and_then(|id| self.cluster.node(id).ok());
+        let hint = leader.or_else(|| {
+            let status = self.node.status();
+            let candidate = (status.role == Role::Follower)
+                .then_some(status.voted_for)
+                .flatten()
+                .filter(|id| *id != status.id);
+            status.leader.or(candidate)
+        });
+        let address = hint.and_then(|id| self.cluster.node(id).ok());
         Response::Redirect {
             leader: address.map(|node| node.client_address.to_string()),
         }

@@ -4,26 +4,11 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Cluster, Session, TestClock};
+use common::{contents, written, Cluster, Session, TestClock};
 use skiff_fs::protocol::{Response, Version};
 use skiff_fs::ClientError;
 use std::collections::HashSet;
 use std::time::Duration;
-
-fn written(response: &Response) -> Version {
-    match response {
-        Response::Written { version } => *version,
-        other => panic!("expected OK <version>, got {other:?}"),
-    }
-}
-
-fn contents(version: Version, bytes: &[u8], exptime_s: u64) -> Response {
-    Response::Contents {
-        version,
-        contents: Bytes::copy_from_slice(bytes),
-        exptime_s,
-    }
-}
 
 async fn leader_session(cluster: &Cluster) -> Session {
     Session::open(&cluster.address(cluster.leader().await)).await
@@ -59,7 +44,7 @@ async fn sequential_commands_behave_as_the_protocol_says() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn followers_redirect_to_the_leader() {
+async fn followers_redirect_changes_to_the_leader_and_serve_reads() {
     let cluster = Cluster::start(3).await;
     let leader = cluster.leader().await;
     let follower = (1..=3).find(|&id| id != leader).unwrap();
@@ -68,7 +53,7 @@ async fn followers_redirect_to_the_leader() {
     let redirect = Response::Redirect {
         leader: Some(cluster.address(leader)),
     };
-    assert_eq!(answers, [redirect.clone(), redirect]);
+    assert_eq!(answers, [redirect, Response::FileNotFound]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,12 +87,18 @@ async fn snapshot_is_answered_in_one_line_and_the_connection_goes_on() {
     // Taken or refused (by this node's own judgement), in one line, by the
     // follower itself: no redirect.
     session.ask(b"snapshot\r\n", parse_snapshot_answer).await;
-    let answers = session.exchange(&[b"read nothing\r\n"], 1).await;
+    // A follower serves reads itself and redirects changes.
+    let answers = session
+        .exchange(&[b"read nothing\r\ndelete nothing\r\n"], 2)
+        .await;
     assert_eq!(
         answers,
-        [Response::Redirect {
-            leader: Some(cluster.address(leader))
-        }]
+        [
+            Response::FileNotFound,
+            Response::Redirect {
+                leader: Some(cluster.address(leader))
+            }
+        ]
     );
     let mut session = Session::open(&cluster.address(leader)).await;
     let answers = session.exchange(&[b"snapshot now\r\n"], 1).await;

@@ -62,7 +62,8 @@ async fn every_server_reports_its_own_view_without_redirecting() {
             assert!(report.commit_index.0 >= version.0);
         }
         // The connection stays open for the classic protocol after it.
-        let answer = line_exchange(&mut stream, b"read nothing\r\n").await;
+        // (Every server serves reads; a follower redirects changes.)
+        let answer = line_exchange(&mut stream, b"delete nothing\r\n").await;
         let expected = if id == leader {
             b"ERR_FILE_NOT_FOUND\r\n".to_vec()
         } else {

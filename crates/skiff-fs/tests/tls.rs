@@ -80,9 +80,11 @@ async fn tls_clients_are_served_and_others_are_refused() {
     // Knowing only the CA and a follower's address: any node's certificate
     // will do, and the redirect to the leader is followed over TLS.
     let ca_only = ClientTls::from_ca_file(&certs.path().join("ca.pem")).unwrap();
+    // (A follower serves reads itself; a change is what gets redirected.)
     let mut by_address = client(vec![cluster.address(follower)], ca_only, 100);
     let file = by_address.read("f").await.unwrap();
     assert_eq!(&file.contents[..], b"over tls");
+    by_address.write("redirected", "over tls", 0).await.unwrap();
     assert_ne!(
         by_address.connected_to(),
         Some(cluster.address(follower).as_str())

@@ -67,6 +67,10 @@ pub struct Status {
     pub term: Term,
     /// The leader of the current term, when known.
     pub leader: Option<NodeId>,
+    /// The candidate this node voted for in the current term, if any (itself
+    /// when it stood): with no leader known, the best guess at who will
+    /// lead, for servers that redirect clients.
+    pub voted_for: Option<NodeId>,
     /// The highest index known to be committed.
     pub commit_index: LogIndex,
     /// The index of the last entry in the log.

@@ -12,6 +12,11 @@
 //! [storage]                        # optional
 //! stall_timeout_ms = 1000          # a sync outstanding this long is a stalled disk
 //!
+//! [reads]                          # optional: how linearizable reads are proven
+//! follower_reads = true            # followers serve reads by asking the leader
+//! lease = false                    # leaders answer from their lease (see below)
+//! clock_drift_ms = 30              # the lease's margin for clocks that drift
+//!
 //! [tls]                            # optional: mutual TLS between peers
 //! ca = "certs/ca.pem"              # the cluster's certificate authority
 //! cert = "certs/node-{id}.pem"     # {id} is replaced by each node's id
@@ -52,6 +57,26 @@
 //! so, and it steps down if it leads and stands for no election until the
 //! sync returns (`skiff_core::Event::StorageStalled`). The default,
 //! [`STALL_TIMEOUT_MS_DEFAULT`], sits well above a slow but working sync.
+//!
+//! # Reads
+//!
+//! A linearizable read ([`NodeHandle::read_barrier`](crate::NodeHandle::read_barrier))
+//! writes nothing to the log: the leader confirms it still leads with one
+//! round of heartbeats, shared by every read that arrived meanwhile (the
+//! thesis' ReadIndex, see `skiff_core`'s `read_index` module). With
+//! `follower_reads` (the default) a follower asks its leader for that index
+//! and serves the read from its own state, so that reads spread over the
+//! cluster; with `follower_reads = false` a follower refuses reads with the
+//! leader's id.
+//!
+//! `lease = true` lets a leader whose last round a majority confirmed
+//! recently answer at once, without a round (`skiff_core::Config::lease_read_margin_ms`
+//! is set to `clock_drift_ms`). The lease assumes that no node's clock runs
+//! faster than the leader's by more than `clock_drift_ms` over an election
+//! timeout and that a restarted node does not vote within an election
+//! timeout; a clock that jumps breaks it, which is why it is off by default.
+//! It stands on CheckQuorum, so `lease = true` with `check_quorum = false`
+//! is refused, as is a `clock_drift_ms` not below `election_timeout_ms`.
 //!
 //! `[faults]` exists for tests and the test bed only: it injects failures
 //! into a real node and must not appear in a production configuration.
@@ -122,6 +147,9 @@ pub struct ClusterConfig {
     /// How the node judges its disk.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// How linearizable reads are proven: follower reads, lease reads.
+    #[serde(default)]
+    pub reads: ReadsConfig,
     /// Failures injected for tests; absent in production.
     #[serde(default, skip_serializing_if = "FaultsConfig::is_empty")]
     pub faults: FaultsConfig,
@@ -176,6 +204,42 @@ impl Default for StorageConfig {
         StorageConfig {
             stall_timeout_ms: STALL_TIMEOUT_MS_DEFAULT,
         }
+    }
+}
+
+/// How linearizable reads are proven (see the module's documentation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadsConfig {
+    /// Whether a follower serves reads by asking its leader for a read
+    /// index; otherwise it refuses them, naming the leader.
+    pub follower_reads: bool,
+    /// Whether a leader answers reads from its lease, without a round of
+    /// heartbeats. Needs `check_quorum`.
+    pub lease: bool,
+    /// The lease's margin: how much faster than the leader's any node's
+    /// clock may run over an election timeout. Used only with `lease`.
+    pub clock_drift_ms: u64,
+}
+
+/// Default of [`ReadsConfig::clock_drift_ms`]: a tenth of the default
+/// election timeout, far above the drift of working clocks over it.
+pub const CLOCK_DRIFT_MS_DEFAULT: u64 = ELECTION_TIMEOUT_MS_DEFAULT / 10;
+
+impl Default for ReadsConfig {
+    fn default() -> ReadsConfig {
+        ReadsConfig {
+            follower_reads: true,
+            lease: false,
+            clock_drift_ms: CLOCK_DRIFT_MS_DEFAULT,
+        }
+    }
+}
+
+impl ReadsConfig {
+    /// The core's `lease_read_margin_ms`: the drift margin when leases are on.
+    pub fn lease_read_margin_ms(&self) -> Option<u64> {
+        self.lease.then_some(self.clock_drift_ms)
     }
 }
 
@@ -414,6 +478,7 @@ impl ClusterConfig {
             limits: LimitsConfig::default(),
             snapshot: SnapshotConfig::default(),
             storage: StorageConfig::default(),
+            reads: ReadsConfig::default(),
             faults: FaultsConfig::default(),
             nodes,
         }
@@ -535,8 +600,31 @@ impl ClusterConfig {
                 self.storage.stall_timeout_ms
             ));
         }
+        self.validate_reads()?;
         self.limits.validate()?;
         self.validate_nodes()
+    }
+
+    /// Refuses a lease that nothing upholds or that has no time left.
+    fn validate_reads(&self) -> Result<(), ConfigError> {
+        if !self.reads.lease {
+            return Ok(());
+        }
+        if !self.check_quorum {
+            return Err(ConfigError::Invalid(
+                "reads.lease = true needs check_quorum = true: the lease stands on followers \
+                 refusing votes while they hear their leader, which only CheckQuorum does"
+                    .into(),
+            ));
+        }
+        if self.reads.clock_drift_ms >= self.election_timeout_ms {
+            return Err(ConfigError::Invalid(format!(
+                "reads.clock_drift_ms ({}) must be below election_timeout_ms ({}): \
+                 the lease lasts the election timeout minus the drift",
+                self.reads.clock_drift_ms, self.election_timeout_ms
+            )));
+        }
+        Ok(())
     }
 
     fn validate_nodes(&self) -> Result<(), ConfigError> {
@@ -731,6 +819,37 @@ mod tests {
         assert!(
             problem(|c| c.limits.clients_max = 0).contains("limits.clients_max must be above 0")
         );
+        let lease_without_check_quorum = problem(|c| {
+            c.reads.lease = true;
+            c.check_quorum = false;
+        });
+        assert!(
+            lease_without_check_quorum.contains("reads.lease = true needs check_quorum = true"),
+            "{lease_without_check_quorum}"
+        );
+        assert!(problem(|c| {
+            c.reads.lease = true;
+            c.reads.clock_drift_ms = c.election_timeout_ms;
+        })
+        .contains("reads.clock_drift_ms (300) must be below election_timeout_ms (300)"));
+    }
+
+    #[test]
+    fn reads_default_to_follower_reads_without_a_lease() {
+        let config = ClusterConfig::parse("cluster_id = 1\nnodes = []").unwrap();
+        assert_eq!(config.reads, ReadsConfig::default());
+        assert!(config.reads.follower_reads);
+        assert_eq!(config.reads.lease_read_margin_ms(), None);
+        let text = "cluster_id = 1\nnodes = []\n[reads]\nlease = true\nclock_drift_ms = 20\n\
+                    follower_reads = false";
+        let config = ClusterConfig::parse(text).unwrap();
+        assert!(!config.reads.follower_reads);
+        assert_eq!(config.reads.lease_read_margin_ms(), Some(20));
+        // The drift alone does not turn the lease on.
+        let config =
+            ClusterConfig::parse("cluster_id = 1\nnodes = []\n[reads]\nclock_drift_ms = 20")
+                .unwrap();
+        assert_eq!(config.reads.lease_read_margin_ms(), None);
     }
 
     #[test]

@@ -101,8 +101,8 @@ use crate::storage::{Storage, StoredSnapshot};
 use crate::transport::{received_snapshot_path, Inbound, Transport};
 use bytes::Bytes;
 use skiff_core::{
-    Action, CommitError, Event, LogIndex, Machine, Message, NodeId, Rejection, Role, SnapshotMeta,
-    Term, VoteResp,
+    Action, CommitError, Event, LogIndex, Machine, Message, NodeId, ReadError, ReadId, Rejection,
+    Role, SnapshotMeta, Term, VoteResp,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -116,6 +116,8 @@ use tokio::time::{Duration, Instant};
 pub const INPUTS_PER_TURN_MAX: usize = 1024;
 /// Submissions waiting for their outcome before new ones are refused.
 pub const SUBMISSIONS_PENDING_MAX: usize = 1 << 16;
+/// Read barriers waiting for their read before new ones are refused.
+pub const READS_PENDING_MAX: usize = 1 << 16;
 /// The storage leaves the loop only for the length of a sync.
 const STORAGE_IS_BACK: &str = "the storage is back after every sync";
 /// What stands in for a message taken out of an action that is dropped.
@@ -131,8 +133,8 @@ pub type Reply = oneshot::Sender<Result<LogIndex, SubmitError>>;
 pub enum Command {
     /// Replicate `data`.
     Submit { data: Bytes, reply: Reply },
-    /// Answer with a committed index once this node has proven it was still
-    /// leader after the request arrived.
+    /// Answer with an index once the machine has proven a read asked now
+    /// linearizable (`Event::Read`).
     ReadBarrier { reply: Reply },
     /// Deliver committed entries from `from` on into `sender`.
     Subscribe {
@@ -234,8 +236,18 @@ pub struct EventLoop {
     /// term: an entry truncated from this log still waits for its outcome,
     /// and this node may append another at the same index in a later term.
     waiters: BTreeMap<(LogIndex, Term), Reply>,
-    /// Read barriers that arrived this turn; they share one barrier entry.
+    /// Read barriers that arrived this turn; they share one read.
     barriers: Vec<Reply>,
+    /// The barriers of each read stepped and not yet answered.
+    reads: HashMap<ReadId, Vec<Reply>>,
+    /// How many barriers `reads` holds.
+    reads_waiting: usize,
+    /// The id of the next read.
+    next_read: u64,
+    /// The origin of the monotonic clock reads carry.
+    started: Instant,
+    /// Whether this node serves reads as a follower.
+    follower_reads: bool,
     subscribers: Vec<Subscriber>,
     stopping: bool,
     /// Messages the machine rejected as impossible from a correct peer.
@@ -293,6 +305,11 @@ impl EventLoop {
             alarm_replaced: false,
             waiters: BTreeMap::new(),
             barriers: Vec::new(),
+            reads: HashMap::new(),
+            reads_waiting: 0,
+            next_read: 0,
+            started: Instant::now(),
+            follower_reads: true,
             subscribers: Vec::new(),
             stopping: false,
             rejected: 0,
@@ -308,6 +325,13 @@ impl EventLoop {
         }
     }
 
+    /// Whether a follower serves read barriers by asking its leader (the
+    /// default), or refuses them naming the leader.
+    pub fn with_follower_reads(mut self, follower_reads: bool) -> EventLoop {
+        self.follower_reads = follower_reads;
+        self
+    }
+
     /// Runs until a `Shutdown` command, until every handle is dropped, or
     /// until storage fails.
     pub async fn run(mut self) -> Result<(), NodeError> {
@@ -317,7 +341,7 @@ impl EventLoop {
             let first = self.next_input().await;
             self.handle(first);
             self.drain_ready_inputs();
-            self.append_barrier();
+            self.step_read();
             self.perform().await?;
             if let Some(reason) = self.applier_failed.take() {
                 return Err(NodeError::StateMachine(reason));
@@ -526,22 +550,52 @@ impl EventLoop {
         }
     }
 
-    /// Appends one empty entry for all read barriers of this turn: once it
-    /// commits, this node was leader after every one of them arrived, and
-    /// its index covers every write committed before.
-    fn append_barrier(&mut self) {
+    /// Steps one read for all read barriers of this turn: each arrived
+    /// before it, so the index that answers it serves them all. Refuses
+    /// them at once on a follower that serves no reads, and past
+    /// [`READS_PENDING_MAX`] waiting.
+    fn step_read(&mut self) {
         if self.barriers.is_empty() {
             return;
         }
-        let (sender, receiver) = oneshot::channel();
-        self.submit(Bytes::new(), sender);
-        let barriers = std::mem::take(&mut self.barriers);
-        tokio::spawn(async move {
-            let outcome = receiver.await.unwrap_or(Err(SubmitError::Stopped));
-            for reply in barriers {
-                let _ = reply.send(outcome);
+        let mut barriers = std::mem::take(&mut self.barriers);
+        if !self.follower_reads && self.machine.role() != Role::Leader {
+            let refusal = Err(SubmitError::NotLeader {
+                leader: self.machine.leader(),
+            });
+            answer_all(barriers, refusal);
+            return;
+        }
+        if self.reads_waiting + barriers.len() > READS_PENDING_MAX {
+            // Callers that gave up leave closed senders behind.
+            self.reads.retain(|_, replies| {
+                replies.retain(|reply| !reply.is_closed());
+                !replies.is_empty()
+            });
+            self.reads_waiting = self.reads.values().map(Vec::len).sum();
+            let room = READS_PENDING_MAX.saturating_sub(self.reads_waiting);
+            if barriers.len() > room {
+                answer_all(barriers.split_off(room), Err(SubmitError::Busy));
             }
-        });
+            if barriers.is_empty() {
+                return;
+            }
+        }
+        let id = ReadId(self.next_read);
+        self.next_read += 1;
+        self.reads_waiting += barriers.len();
+        self.reads.insert(id, barriers);
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.machine
+            .step(Event::Read { id, now_ms }, &mut self.actions);
+    }
+
+    /// Answers the barriers of read `id`.
+    fn answer_read(&mut self, id: ReadId, outcome: Result<LogIndex, SubmitError>) {
+        if let Some(replies) = self.reads.remove(&id) {
+            self.reads_waiting -= replies.len();
+            answer_all(replies, outcome);
+        }
     }
 
     /// Performs the turn's actions: persistence, a leader's early
@@ -568,7 +622,12 @@ impl EventLoop {
         }
         self.perform_durable_commits(durable);
         let transport = &self.transport;
-        if take_early_sends(&mut self.actions, |to, message| transport.send(to, message)) {
+        let sent_early =
+            take_early_sends(&mut self.actions, |to, message| transport.send(to, message));
+        let storage = self.storage.as_ref().expect(STORAGE_IS_BACK);
+        // A turn of heartbeats alone (read rounds) has nothing to sync: a
+        // hand-off to another thread would cost more than the empty sync.
+        if sent_early && storage.has_pending() {
             self.sync_elsewhere().await?;
         } else {
             self.sync_in_place()?;
@@ -610,8 +669,8 @@ impl EventLoop {
                 | Action::LogStore { .. }
                 | Action::LogTruncate { .. }
                 | Action::SnapshotInstall { .. } => {}
-                // The loop steps no reads yet.
-                Action::ReadReady { .. } | Action::ReadFailed { .. } => {}
+                Action::ReadReady { id, index } => self.answer_read(id, Ok(index)),
+                Action::ReadFailed { id, error } => self.answer_read(id, Err(read_error(error))),
             }
         }
         self.actions = actions;
@@ -825,6 +884,7 @@ impl EventLoop {
             role: self.machine.role(),
             term: self.machine.term(),
             leader: self.machine.leader(),
+            voted_for: self.machine.voted_for(),
             commit_index: self.machine.commit_index(),
             last_index: self.machine.last_index(),
             repairing: self.machine.repairing(),
@@ -906,6 +966,24 @@ fn take_durable_commits(
         _ => true,
     });
     true
+}
+
+/// Gives every caller in `replies` the same outcome.
+fn answer_all(replies: Vec<Reply>, outcome: Result<LogIndex, SubmitError>) {
+    for reply in replies {
+        let _ = reply.send(outcome);
+    }
+}
+
+/// What a read barrier's caller hears when the machine failed its read.
+fn read_error(error: ReadError) -> SubmitError {
+    match error {
+        ReadError::NotLeader { leader } => SubmitError::NotLeader { leader },
+        ReadError::Busy => SubmitError::Busy,
+        // A kind this version does not know: the read was not proven, and
+        // the caller may retry as after a lost leadership.
+        _ => SubmitError::NotLeader { leader: None },
+    }
 }
 
 /// Answers whoever waits for the entry a `Commit` action reports on. A

@@ -86,8 +86,8 @@ pub use api::{
     CommittedEntry, NodeError, SnapshotError, StartError, Status, SubmitError, ENTRY_BYTES_MAX,
 };
 pub use config::{
-    ClusterConfig, ConfigError, FaultsConfig, LimitsConfig, NodeConfig, SnapshotConfig,
-    StorageConfig, TlsConfig,
+    ClusterConfig, ConfigError, FaultsConfig, LimitsConfig, NodeConfig, ReadsConfig,
+    SnapshotConfig, StorageConfig, TlsConfig,
 };
 pub use node::{Node, NodeHandle, Subscription, TASKS_GRACE};
 pub use skiff_core::{LogIndex, NodeId, Role, SnapshotMeta, Term};

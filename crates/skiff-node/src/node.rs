@@ -140,6 +140,7 @@ impl Node {
             commands,
             status: status_sender,
             stall_timeout: std::time::Duration::from_millis(config.storage.stall_timeout_ms),
+            follower_reads: config.reads.follower_reads,
         };
         let (bound, done) = spawn_event_loop(id, parts)?;
         let runtime = match bound.await {
@@ -285,13 +286,24 @@ impl NodeHandle {
     }
 
     /// For linearizable reads: resolves with an index `i` once this node has
-    /// proven that it was leader after the call began. A read answered from
-    /// the state machine with every entry through `i` applied reflects every
-    /// write that committed before the call.
+    /// proven the read linearizable. A read answered from the state machine
+    /// with every entry through `i` applied reflects every write that
+    /// committed before the call.
     ///
-    /// The proof is an empty entry through the log (shared by all barriers
-    /// of one event-loop turn). It costs a replicated write; a lease-free
-    /// ReadIndex would need the state machine to report heartbeat rounds.
+    /// It writes nothing to the log (the thesis' ReadIndex, 6.4): a leader
+    /// confirms it still leads with one round of heartbeats, shared by every
+    /// read that arrived meanwhile (or, with `[reads] lease = true`, answers
+    /// from its lease), and `i` is its commit index when the read arrived. A
+    /// follower asks its leader for `i` (unless `[reads] follower_reads =
+    /// false`); the caller then waits for its own state to reach `i`.
+    /// All barriers of one event-loop turn share one read.
+    ///
+    /// Fails with [`SubmitError::NotLeader`] when no leader could confirm
+    /// the read (none is known, leadership changed while it waited, or this
+    /// follower does not serve reads), and [`SubmitError::Busy`] when too
+    /// many reads wait. A leader cut off from its majority answers only
+    /// once it steps down (CheckQuorum) or never, so callers should bound
+    /// the wait themselves.
     pub async fn read_barrier(&self) -> Result<LogIndex, SubmitError> {
         self.request(|reply| Command::ReadBarrier { reply }).await
     }
@@ -404,6 +416,7 @@ fn recover(
     core.term_lead_max = Some(config.limits.term_lead_max);
     core.pre_vote = config.pre_vote;
     core.check_quorum = config.check_quorum;
+    core.lease_read_margin_ms = config.reads.lease_read_margin_ms();
     core.seed = seed(id);
     let Recovered {
         hard_state,
@@ -512,6 +525,7 @@ fn initial_status(machine: &Machine) -> Status {
         role: Role::Follower,
         term: machine.term(),
         leader: None,
+        voted_for: machine.voted_for(),
         commit_index: machine.commit_index(),
         last_index: machine.last_index(),
         repairing: machine.repairing(),
@@ -537,6 +551,8 @@ struct EventLoopParts {
     status: watch::Sender<Status>,
     /// A sync outstanding this long is a stalled disk.
     stall_timeout: std::time::Duration,
+    /// Whether a follower serves read barriers (`[reads] follower_reads`).
+    follower_reads: bool,
 }
 
 /// Runs the event loop and the peer transport on a thread of their own
@@ -638,7 +654,8 @@ async fn run_event_loop(
             applier,
             incoming_dir,
         },
-    );
+    )
+    .with_follower_reads(parts.follower_reads);
     let outcome = event_loop.run().await;
     // The loop dropped the applier's channel: it applies what it was
     // handed, finishes the snapshot it writes, and ends.

@@ -178,6 +178,7 @@ mod tests {
             role: Role::Leader,
             term: Term(2),
             leader: Some(NodeId(1)),
+            voted_for: Some(NodeId(1)),
             commit_index: LogIndex(0),
             last_index: LogIndex(0),
             repairing: false,

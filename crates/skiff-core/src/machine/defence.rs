@@ -97,6 +97,17 @@ impl Machine {
         true
     }
 
+    /// An answer of this leader's term that echoes a read round it never
+    /// began (rounds are numbered per node run and only grow, and answers
+    /// of another term were set aside before). `true`: rejected.
+    pub(super) fn echoes_unsent_round(&mut self, from: NodeId, round: u64) -> bool {
+        if round <= self.reads.round() {
+            return false;
+        }
+        self.reject(from, Rejection::UnsentReadRound { round });
+        true
+    }
+
     /// A vote granted for the current term although this node never stood in
     /// it: it sends VoteReqs only after voting for itself. `true`: rejected.
     pub(super) fn vote_never_asked(&mut self, from: NodeId, resp: &VoteResp) -> bool {

@@ -90,6 +90,7 @@ impl Machine {
 // Event handlers.
 impl Machine {
     pub(super) fn handle_timeout(&mut self, actions: &mut Vec<Action>) {
+        self.end_quiet_after_restart(); // `read_index.rs`
         match self.role {
             RoleState::Leader { .. } => self.leader_tick(),
             // The leader's lease ended; the election timeout runs on.
@@ -113,6 +114,7 @@ impl Machine {
             && !self.repairing() // `repair.rs`, rule 2
             && !self.storage_stalled // `stall.rs`
             && !self.hears_leader() // `check_quorum.rs`: its term has a live leader
+            && !self.quiet_after_restart() // `read_index.rs`: leases it granted may run
             && req.candidate == from
             && matches!(self.role, RoleState::Follower)
             && self.hard_state.voted_for.is_none_or(|vote| vote == from)

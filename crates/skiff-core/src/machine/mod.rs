@@ -390,6 +390,7 @@ impl Machine {
         if state.damaged {
             machine.begin_repair().ok_or(StateError::CannotRepair)?;
         }
+        machine.begin_quiet_after_restart(); // `read_index.rs`
         machine.debug_check_invariants();
         Ok(machine)
     }

@@ -72,6 +72,7 @@ impl Machine {
             && !self.repairing()
             && !self.storage_stalled
             && !self.hears_leader()
+            && !self.quiet_after_restart()
             && self.log.is_up_to_date(req.last_index, req.last_term);
         if granted {
             let resp = VoteResp {

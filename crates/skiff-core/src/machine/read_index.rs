@@ -36,9 +36,13 @@
 //! round began (the largest `now_ms` of a read seen by then, a lower bound
 //! of when its messages left). Until `begin + election_timeout - margin` a
 //! leader answers a local read at once with its commit index. The margin
-//! absorbs clocks that run at different rates; a clock that jumps, or a
-//! node that restarts and votes at once, breaks the assumption, which is
-//! why lease reads are off by default.
+//! absorbs clocks that run at different rates; a clock that jumps breaks
+//! the assumption, which is why lease reads are off by default. A
+//! follower's lease lives in memory, so a node restored from disk with
+//! lease reads on grants no (pre-)vote until its first alarm, at least an
+//! election timeout after it started (`quiet_after_restart`): a node that
+//! answered a round just before it crashed cannot help elect a new leader
+//! while the old one may still answer from its lease.
 //!
 //! # Follower reads
 //!
@@ -113,6 +117,9 @@ pub(super) struct Reads {
     clock_ms: u64,
     /// Lease reads: local reads before this clock are answered at once.
     lease_until_ms: u64,
+    /// Restored from disk with lease reads on, and no alarm fired since:
+    /// the node grants no (pre-)vote.
+    quiet_after_restart: bool,
 }
 
 impl Reads {
@@ -334,6 +341,29 @@ impl Machine {
         self.config.lease_read_margin_ms.is_some()
             && self.term_committed()
             && now_ms < self.reads.lease_until_ms
+    }
+}
+
+// The lease across restarts.
+impl Machine {
+    /// A node restored as a follower with lease reads on may have answered
+    /// a round just before it stopped: it keeps quiet until its first
+    /// alarm, which comes at least an election timeout after it started.
+    pub(super) fn begin_quiet_after_restart(&mut self) {
+        self.reads.quiet_after_restart =
+            self.config.lease_read_margin_ms.is_some() && matches!(self.role, RoleState::Follower);
+    }
+
+    /// The first alarm fired: the leases this node may have granted before
+    /// it restarted have run out.
+    pub(super) fn end_quiet_after_restart(&mut self) {
+        self.reads.quiet_after_restart = false;
+    }
+
+    /// Whether the node grants no (pre-)vote because it restarted less
+    /// than an election timeout ago with lease reads on.
+    pub(super) fn quiet_after_restart(&self) -> bool {
+        self.reads.quiet_after_restart
     }
 }
 

@@ -67,6 +67,9 @@ impl Machine {
         let Some(position) = self.follower_answering(from, resp.term, acknowledged) else {
             return;
         };
+        if self.echoes_unsent_round(from, resp.read_round) {
+            return; // `defence.rs`
+        }
         self.note_read_round(position, resp.read_round); // `read_index.rs`
         let RoleState::Leader { followers, .. } = &mut self.role else {
             return;

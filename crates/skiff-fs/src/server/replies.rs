@@ -18,12 +18,22 @@
 //! tell which from here). A wait whose entry's index is not yet known (its
 //! submission has not resolved) is ended the same way as soon as the index
 //! is known ([`Replies::committed_at`]).
+//!
+//! # Reads without the log
+//!
+//! A read is answered from the store once it has applied through the read
+//! index the node proved ([`Replies::applied_through`]), so the store lives
+//! here, shared by the node's applier and the connections: all of them run
+//! on the node's one thread, so its lock is never contended. The store
+//! decides expiry by the log's clock; a file that is live there but has
+//! expired by this server's clock is left for the log to decide
+//! ([`LocalRead::ExpiredByLocalClock`]).
 
 use crate::command::ProposalId;
 use crate::protocol::{Limits, Response, LINE_BYTES_MAX};
 use crate::store::Store;
 use skiff_node::{CommittedEntry, LogIndex, SnapshotMeta, SnapshotWriter, StateMachine};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,11 +48,13 @@ const SNAPSHOT_LIMITS: Limits = Limits {
     name_bytes_max: LINE_BYTES_MAX,
 };
 
-/// Where the store's answers go, and how far the store got.
+/// Where the store's answers go, how far the store got, and the store.
 pub(super) struct Replies {
     /// This run's id in every [`ProposalId`] it makes.
     pub(super) server_id: u64,
     waiting: Mutex<Waiting>,
+    /// The store the node applies to, which reads are answered from.
+    store: Mutex<Store>,
     /// The store's clock, so that proposals never carry an earlier time.
     clock_ms: AtomicU64,
     applied_index: AtomicU64,
@@ -55,6 +67,19 @@ struct Waiting {
     /// The index of the latest snapshot restored: entries through it are
     /// never applied here.
     restored_through: LogIndex,
+    /// Reads waiting for the store to apply through an index.
+    reads: BTreeMap<LogIndex, Vec<oneshot::Sender<()>>>,
+}
+
+/// A read answered from the store without the log.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum LocalRead {
+    /// The answer, with expiry decided by the log's clock.
+    Answer(Response),
+    /// The file is live by the log's clock but expired by this server's:
+    /// only a read through the log may decide it is gone, so that no later
+    /// read on another server, whose clock is behind, shows it again.
+    ExpiredByLocalClock,
 }
 
 struct Waiter {
@@ -69,6 +94,7 @@ impl Replies {
         Replies {
             server_id,
             waiting: Mutex::default(),
+            store: Mutex::new(Store::new()),
             clock_ms: AtomicU64::new(0),
             applied_index: AtomicU64::new(0),
         }
@@ -82,6 +108,41 @@ impl Replies {
     /// The last index applied to the store, or restored from a snapshot.
     pub(super) fn applied_index(&self) -> LogIndex {
         LogIndex(self.applied_index.load(Ordering::Acquire))
+    }
+
+    /// Resolves once the store has applied (or restored) through `index`;
+    /// fails if nothing more will be applied.
+    pub(super) async fn applied_through(
+        &self,
+        index: LogIndex,
+    ) -> Result<(), oneshot::error::RecvError> {
+        if self.applied_index() >= index {
+            return Ok(());
+        }
+        let (reached, wait) = oneshot::channel();
+        {
+            let mut waiting = self.lock();
+            // Checked again under the lock that applying takes to wake
+            // readers, so that no apply slips between check and wait.
+            if self.applied_index() >= index {
+                return Ok(());
+            }
+            waiting.reads.entry(index).or_default().push(reached);
+        }
+        wait.await
+    }
+
+    /// Answers a read of `name` from the store, at this server's clock
+    /// `now_ms` when the file is live by the log's clock.
+    pub(super) fn read(&self, name: &str, now_ms: u64) -> LocalRead {
+        let store = self.store();
+        match store.read_at(name, store.clock_ms()) {
+            Response::Contents { .. } => match store.read_at(name, now_ms) {
+                Response::FileNotFound => LocalRead::ExpiredByLocalClock,
+                live => LocalRead::Answer(live),
+            },
+            absent => LocalRead::Answer(absent),
+        }
     }
 
     /// Registers a wait for the answer to proposal `sequence`.
@@ -114,7 +175,9 @@ impl Replies {
 
     /// Ends every wait: nothing more will be applied.
     pub(super) fn end_all(&self) {
-        self.lock().by_sequence.clear();
+        let mut waiting = self.lock();
+        waiting.by_sequence.clear();
+        waiting.reads.clear();
     }
 
     fn deliver(&self, proposal: ProposalId, response: Response) {
@@ -133,6 +196,25 @@ impl Replies {
             .store(store.applied_index().0, Ordering::Release);
     }
 
+    /// Wakes the reads waiting for an index the store has reached.
+    fn wake_reads(&self) {
+        let applied = self.applied_index();
+        let mut waiting = self.lock();
+        if waiting
+            .reads
+            .first_key_value()
+            .is_none_or(|(at, _)| *at > applied)
+        {
+            return;
+        }
+        let later = waiting.reads.split_off(&applied.next());
+        let reached = std::mem::replace(&mut waiting.reads, later);
+        drop(waiting);
+        for reader in reached.into_values().flatten() {
+            let _ = reader.send(());
+        }
+    }
+
     /// Ends the waits that a restore through `index` passed, and any whose
     /// index will turn out to be at or below it.
     fn restored_through(&self, index: LogIndex) -> usize {
@@ -145,6 +227,11 @@ impl Replies {
         before - waiting.by_sequence.len()
     }
 
+    fn store(&self) -> MutexGuard<'_, Store> {
+        // As for `lock`: a panic under it would be a bug.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Waiting> {
         // A panic while holding this lock would be a bug; the map stays usable.
         self.waiting
@@ -153,25 +240,27 @@ impl Replies {
     }
 }
 
-/// The file store, applied, snapshotted and restored by the node.
+/// The file store (kept in [`Replies`]), applied, snapshotted and
+/// restored by the node.
 pub(super) struct FileStateMachine {
-    store: Store,
     replies: Arc<Replies>,
 }
 
 impl FileStateMachine {
-    /// An empty store whose answers go through `replies`.
+    /// The store in `replies`, whose answers go through them too.
     pub(super) fn new(replies: Arc<Replies>) -> FileStateMachine {
-        FileStateMachine {
-            store: Store::new(),
-            replies,
-        }
+        FileStateMachine { replies }
     }
 }
 
 impl StateMachine for FileStateMachine {
     fn apply(&mut self, entry: CommittedEntry) {
-        match self.store.apply_data(entry.index, &entry.data) {
+        let mut store = self.replies.store();
+        let applied = store.apply_data(entry.index, &entry.data);
+        self.replies.published(&store);
+        drop(store);
+        self.replies.wake_reads();
+        match applied {
             Ok(Some((command, response))) => self.replies.deliver(command.proposal, response),
             Ok(None) => {}
             Err(error) => {
@@ -180,11 +269,10 @@ impl StateMachine for FileStateMachine {
                 tracing::error!(index = %entry.index, %error, "skipping an entry that is not a command");
             }
         }
-        self.replies.published(&self.store);
     }
 
     fn snapshot(&self) -> Box<dyn SnapshotWriter> {
-        Box::new(FrozenStore(self.store.clone()))
+        Box::new(FrozenStore(self.replies.store().clone()))
     }
 
     fn restore(&mut self, snapshot: SnapshotMeta, reader: &mut dyn Read) -> io::Result<()> {
@@ -206,13 +294,16 @@ impl StateMachine for FileStateMachine {
             files = store.file_count(),
             "restored the file store from a snapshot"
         );
-        self.store = store;
-        self.replies.published(&self.store);
+        let mut current = self.replies.store();
+        *current = store;
+        self.replies.published(&current);
+        drop(current);
         // Entries after the store's own index but through the snapshot's
         // (no-ops, if the two differ) are not applied either.
         self.replies
             .applied_index
             .fetch_max(snapshot.index.0, Ordering::AcqRel);
+        self.replies.wake_reads();
         let ended = self.replies.restored_through(snapshot.index);
         if ended > 0 {
             tracing::info!(
@@ -316,7 +407,7 @@ mod tests {
         replies.committed_at(9, LogIndex(9));
         let mut unknown = replies.wait_for(3);
         follower.restore(meta(3), &mut &snapshot[..]).unwrap();
-        assert_eq!(follower.store, leader.store);
+        assert_eq!(*follower.replies.store(), *leader.replies.store());
         assert_eq!(replies.applied_index(), LogIndex(3));
         assert_eq!(replies.clock_ms(), 3_000);
         assert!(matches!(
@@ -340,6 +431,55 @@ mod tests {
         // The store goes on from the snapshot.
         follower.apply(entry(4, 9, "g"));
         assert!(matches!(later.try_recv(), Ok(Response::Written { .. })));
+    }
+
+    /// Whether `future` is ready when polled once now.
+    fn ready<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> bool {
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        future.poll(&mut context).is_ready()
+    }
+
+    #[test]
+    fn reads_wait_for_the_store_and_answer_expiry_by_the_logs_clock() {
+        let replies = Arc::new(Replies::new(SERVER));
+        let mut machine = FileStateMachine::new(replies.clone());
+        let mut through_two = Box::pin(replies.applied_through(LogIndex(2)));
+        assert!(!ready(through_two.as_mut()));
+        // Entry 1 writes "f" at 1,000 ms, expiring 1 s later.
+        let mut expiring = entry(1, 1, "f");
+        let mut command = Command::decode_shared(&expiring.data).unwrap().unwrap();
+        if let Request::Write { exptime_s, .. } = &mut command.request {
+            *exptime_s = 1;
+        }
+        expiring.data = command.encode();
+        machine.apply(expiring);
+        assert!(!ready(through_two.as_mut()), "index 1 is not 2");
+        assert!(ready(
+            Box::pin(replies.applied_through(LogIndex(1))).as_mut()
+        ));
+        // Live by the log's clock (1,000) and by the server's.
+        assert!(matches!(
+            replies.read("f", 1_500),
+            LocalRead::Answer(Response::Contents { exptime_s: 1, .. })
+        ));
+        // Expired by the server's clock alone: the log must decide.
+        assert_eq!(replies.read("f", 2_000), LocalRead::ExpiredByLocalClock);
+        assert_eq!(
+            replies.read("missing", 0),
+            LocalRead::Answer(Response::FileNotFound)
+        );
+        // Entry 2, at 2,000 ms, moves the log's clock past the expiry.
+        machine.apply(entry(2, 2, "g"));
+        assert!(ready(through_two.as_mut()));
+        assert_eq!(
+            replies.read("f", 0),
+            LocalRead::Answer(Response::FileNotFound)
+        );
+        // A wait no apply will end ends when the machine goes.
+        let mut never = Box::pin(replies.applied_through(LogIndex(9)));
+        assert!(!ready(never.as_mut()));
+        drop(machine);
+        assert!(ready(never.as_mut()));
     }
 
     #[test]

@@ -183,6 +183,23 @@ impl Cluster {
     }
 }
 
+/// The version of an `OK <version>` answer.
+pub fn written(response: &Response) -> Version {
+    match response {
+        Response::Written { version } => *version,
+        other => panic!("expected OK <version>, got {other:?}"),
+    }
+}
+
+/// The `CONTENTS` answer with these fields.
+pub fn contents(version: Version, bytes: &[u8], exptime_s: u64) -> Response {
+    Response::Contents {
+        version,
+        contents: Bytes::copy_from_slice(bytes),
+        exptime_s,
+    }
+}
+
 /// Files as written: name, version, contents.
 pub type Written = Vec<(String, Version, Bytes)>;
 

@@ -379,7 +379,7 @@ impl Storage {
     }
 
     /// Whether a sync has something to make durable.
-    fn has_pending(&self) -> bool {
+    pub(crate) fn has_pending(&self) -> bool {
         self.pending_hard_state.is_some() || self.wal.as_ref().is_ok_and(Wal::has_pending)
     }
 

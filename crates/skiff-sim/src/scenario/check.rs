@@ -22,6 +22,7 @@ const CHECK_KEYS: &[&str] = &[
     "snapshot",
     "hears_leader",
     "stalled",
+    "reads",
 ];
 
 /// One `KEY=VALUE` of a `check` line.
@@ -39,6 +40,8 @@ pub(crate) enum Check {
     Snapshot(SnapshotMeta),
     HearsLeader(bool),
     Stalled(bool),
+    /// How many reads the node holds (`Machine::pending_reads`).
+    Reads(u64),
 }
 
 impl Check {
@@ -76,6 +79,7 @@ impl Check {
             "snapshot" => Check::Snapshot(arg.snapshot()?),
             "hears_leader" => Check::HearsLeader(arg.boolean()?),
             "stalled" => Check::Stalled(arg.boolean()?),
+            "reads" => Check::Reads(arg.number()?),
             other => return Err(unknown_key("check", other, CHECK_KEYS)),
         })
     }
@@ -134,6 +138,11 @@ impl Check {
                 "stalled",
                 machine.storage_stalled().to_string(),
                 stalled.to_string(),
+            ),
+            Check::Reads(reads) => (
+                "reads",
+                machine.pending_reads().to_string(),
+                reads.to_string(),
             ),
         };
         (actual != expected).then(|| format!("{key} is {actual}, expected {expected}"))

@@ -404,6 +404,7 @@ const NODE_KEYS: &[&str] = &[
     "term_lead_max",
     "prevote",
     "check_quorum",
+    "lease_read",
 ];
 const STATE_KEYS: &[&str] = &[
     "role",
@@ -423,6 +424,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "term_lead_max",
     "prevote",
     "check_quorum",
+    "lease_read",
 ];
 const CLUSTER_COMMANDS: &[&str] = &[
     "on",
@@ -449,7 +451,7 @@ fn unknown_command(command: &str) -> String {
 }
 
 /// `node id=1 peers=1,2,3 [election=150] [heartbeat=50] [seed=1] [term_lead_max=N]
-/// [prevote=on|off] [check_quorum=on|off]`.
+/// [prevote=on|off] [check_quorum=on|off] [lease_read=MARGIN_MS]`.
 fn node_config(mut keyed: Keyed) -> Result<Config, String> {
     let id = NodeId(keyed.required("id")?.number()?);
     let peers = keyed.required("peers")?.nodes()?;
@@ -497,9 +499,10 @@ fn term_lead(keyed: &mut Keyed, config: &mut Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Sets `prevote` and `check_quorum`. A scenario that does not name them
-/// runs without them, as every scenario written before them did, so that
-/// they keep their meaning.
+/// Sets `prevote`, `check_quorum` and `lease_read` (the lease reads'
+/// clock-drift margin in ms). A scenario that does not name them runs
+/// without them, as every scenario written before them did, so that they
+/// keep their meaning.
 fn leadership(keyed: &mut Keyed, config: &mut Config) -> Result<(), String> {
     let on = |keyed: &mut Keyed, key: &str| -> Result<bool, String> {
         Ok(keyed
@@ -510,6 +513,10 @@ fn leadership(keyed: &mut Keyed, config: &mut Config) -> Result<(), String> {
     };
     config.pre_vote = on(keyed, "prevote")?;
     config.check_quorum = on(keyed, "check_quorum")?;
+    config.lease_read_margin_ms = keyed
+        .optional("lease_read")
+        .map(|a| a.number())
+        .transpose()?;
     Ok(())
 }
 
@@ -548,7 +555,7 @@ fn start_state(config: &Config, mut keyed: Keyed) -> Result<StartState, String> 
 }
 
 /// `cluster n=N [election=] [heartbeat=] [seed=] [term_lead_max=] [prevote=]
-/// [check_quorum=]`: the size and node 1's
+/// [check_quorum=] [lease_read=]`: the size and node 1's
 /// configuration, validated.
 fn cluster(mut keyed: Keyed) -> Result<(u64, Config), String> {
     let size = keyed.required("n")?.number()?;

@@ -1,11 +1,14 @@
-//! etcd's native API: a gRPC `KV.Put` over one HTTP/2 connection, as an
-//! etcd client library would send it, with the message encoded by hand.
+//! etcd's native API: a gRPC `KV.Put` or `KV.Range` over one HTTP/2
+//! connection, as an etcd client library would send it, with the message
+//! encoded by hand.
 //!
 //! gRPC is HTTP/2 with a `POST` to `/<service>/<method>`, the request body
 //! one length-prefixed protobuf message, and the outcome in the
 //! `grpc-status` trailer (or header, for an answer without a body). A
 //! `PutRequest` is two protobuf fields, `key = 1` and `value = 2`, both
-//! bytes, so the bench needs no protobuf compiler and no gRPC framework:
+//! bytes, and a `RangeRequest` for one key is its field `key = 1` alone
+//! (its `serializable` field left false: a linearizable read, etcd's
+//! default), so the bench needs no protobuf compiler and no gRPC framework:
 //! the `h2` crate does the HTTP/2.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -14,7 +17,9 @@ use std::net::SocketAddr;
 use tokio::net::TcpStream;
 
 /// The method of etcd's v3 API that stores a key.
-const PUT_PATH: &str = "/etcdserverpb.KV/Put";
+pub const PUT_PATH: &str = "/etcdserverpb.KV/Put";
+/// The method of etcd's v3 API that reads keys.
+pub const RANGE_PATH: &str = "/etcdserverpb.KV/Range";
 /// The protobuf wire type of length-delimited fields (bytes, strings).
 const LENGTH_DELIMITED: u8 = 2;
 
@@ -24,10 +29,22 @@ pub fn put_body(key: &[u8], value: &[u8]) -> Bytes {
     let mut message = Vec::with_capacity(key.len() + value.len() + 16);
     put_bytes_field(1, key, &mut message);
     put_bytes_field(2, value, &mut message);
+    grpc_frame(&message)
+}
+
+/// The gRPC body of a linearizable `RangeRequest { key }`.
+pub fn range_body(key: &[u8]) -> Bytes {
+    let mut message = Vec::with_capacity(key.len() + 8);
+    put_bytes_field(1, key, &mut message);
+    grpc_frame(&message)
+}
+
+/// `message` framed as a gRPC body: the uncompressed flag and the length.
+fn grpc_frame(message: &[u8]) -> Bytes {
     let mut body = BytesMut::with_capacity(5 + message.len());
     body.put_u8(0);
     body.put_u32(u32::try_from(message.len()).expect("values are limited to a megabyte"));
-    body.put_slice(&message);
+    body.put_slice(message);
     body.freeze()
 }
 
@@ -58,8 +75,8 @@ pub struct GrpcConnection {
 }
 
 impl GrpcConnection {
-    /// Connects to `address`.
-    pub async fn connect(address: SocketAddr) -> Result<GrpcConnection, String> {
+    /// Connects to `address`, to call the method at `path` (e.g. [`PUT_PATH`]).
+    pub async fn connect(address: SocketAddr, path: &str) -> Result<GrpcConnection, String> {
         let stream = TcpStream::connect(address)
             .await
             .map_err(|e| format!("cannot connect to {address}: {e}"))?;
@@ -67,7 +84,7 @@ impl GrpcConnection {
         let (sender, connection) = h2::client::handshake(stream)
             .await
             .map_err(|e| format!("HTTP/2 handshake with {address}: {e}"))?;
-        let uri = format!("http://{address}{PUT_PATH}")
+        let uri = format!("http://{address}{path}")
             .parse()
             .map_err(|e| format!("{e}"))?;
         Ok(GrpcConnection {
@@ -77,9 +94,9 @@ impl GrpcConnection {
         })
     }
 
-    /// Sends one put with `body` (see [`put_body`]) and waits for etcd's
-    /// answer; an error unless the call succeeded.
-    pub async fn put(&mut self, body: Bytes) -> Result<(), String> {
+    /// Sends one call with `body` (see [`put_body`], [`range_body`]) and
+    /// waits for etcd's answer; an error unless the call succeeded.
+    pub async fn call(&mut self, body: Bytes) -> Result<(), String> {
         let exchange = exchange(self.sender.clone(), self.uri.clone(), body);
         tokio::pin!(exchange);
         tokio::select! {
@@ -158,6 +175,14 @@ mod tests {
         // value: field 2, wire type 2, length 200 as a two-byte varint.
         assert_eq!(&body[9..12], &[0x12, 0xc8, 0x01]);
         assert_eq!(body.len(), 5 + 207);
+    }
+
+    #[test]
+    fn a_range_request_is_its_key_alone() {
+        let body = range_body(b"bench-3");
+        assert_eq!(&body[..5], &[0, 0, 0, 0, 9]);
+        assert_eq!(&body[5..7], &[0x0a, 7]);
+        assert_eq!(&body[7..], b"bench-3");
     }
 
     #[test]

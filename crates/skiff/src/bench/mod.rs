@@ -11,6 +11,14 @@
 //! running clusters instead. With one client, or `--floor`, it also
 //! measures the latency floor of this machine (see `floor`).
 //!
+//! With `--reads`, each target is also measured for linearizable reads in
+//! the same run, after its writes: every client's key is written once,
+//! then each client reads its own key over and over. Skiff's readers start
+//! on the servers in turn and stay there (every server serves linearizable
+//! reads, followers by asking the leader for a read index); etcd's readers
+//! likewise spread over its members, with its default, linearizable
+//! `KV.Range` through gRPC.
+//!
 //! # Layout
 //!
 //! * `load`: the clients' loop and the histograms.
@@ -54,6 +62,7 @@ Examples:
   skiff bench --format json --duration 5s      # the report as JSON on standard output
   skiff bench --target etcd --etcd-api json    # etcd through its JSON gateway
   skiff bench --tls-compare                    # skiff without, then with mutual TLS, and the ratio
+  skiff bench --target both --reads            # writes, then linearizable reads, on skiff and etcd
 
 Clusters the bench starts live under a temporary directory (--dir picks
 its parent, and so the file system the logs and the floor's syncs use) and
@@ -160,6 +169,11 @@ pub struct BenchArgs {
     /// (answering, knowing the leader, caught up to what it had committed).
     #[arg(long, conflicts_with_all = ["servers", "config"])]
     restart_check: bool,
+    /// After the writes, measure linearizable reads of the clients' keys
+    /// (written first) the same way, and print reads over writes (etcd's
+    /// reads use gRPC whatever --etcd-api says).
+    #[arg(long)]
+    reads: bool,
 }
 
 impl BenchArgs {
@@ -218,13 +232,13 @@ async fn measure_targets(
     let mut results = Vec::new();
     let mut floors = Vec::new();
     if args.runs(Target::Skiff) {
-        results.push(bench_skiff(args, dir, args.tls, &mut floors).await?);
+        results.extend(bench_skiff(args, dir, args.tls, &mut floors).await?);
         if args.tls_compare {
-            results.push(bench_skiff(args, dir, true, &mut floors).await?);
+            results.extend(bench_skiff(args, dir, true, &mut floors).await?);
         }
     }
     if args.runs(Target::Etcd) {
-        results.push(bench_etcd(args, &dir.join("etcd")).await?);
+        results.extend(bench_etcd(args, &dir.join("etcd")).await?);
     }
     Ok((results, floors))
 }
@@ -234,15 +248,16 @@ fn measure_floor(args: &BenchArgs, dir: &Path) -> anyhow::Result<Floor> {
     floor::measure(dir, args.nodes as usize).context("cannot measure the floor")
 }
 
-/// Measures Skiff; when the floor is wanted, it is measured on `dir`'s
-/// file system just before and just after, into `floors`, so that the
-/// floor and Skiff meet the machine in the same state.
+/// Measures Skiff's writes, and its reads with `--reads`; when the floor
+/// is wanted, it is measured on `dir`'s file system just before and just
+/// after the writes, into `floors`, so that the floor and Skiff meet the
+/// machine in the same state.
 async fn bench_skiff(
     args: &BenchArgs,
     bench_dir: &Path,
     tls: bool,
     floors: &mut Vec<Floor>,
-) -> anyhow::Result<TargetReport> {
+) -> anyhow::Result<Vec<TargetReport>> {
     let (target, dir) = match tls {
         true => (report::SKIFF_TLS, &bench_dir.join("skiff-tls")),
         false => ("skiff", &bench_dir.join("skiff")),
@@ -286,10 +301,26 @@ async fn bench_skiff(
             .collect();
         disk::DiskWatch::start(dirs, pids.clone().unwrap_or_default())
     });
-    let (measurement, cpu) = measure(writers, args, pids).await?;
+    let (measurement, cpu) = measure(writers, args, pids.clone()).await?;
     let disk = watch.map(disk::DiskWatch::finish);
     if args.wants_floor() {
         floors.push(measure_floor(args, bench_dir)?);
+    }
+    let mut reports = Vec::new();
+    if args.reads {
+        let writers = (0..args.clients as usize)
+            .map(|client| Writer::Skiff(SkiffWriter::new(&servers, client, value.clone())))
+            .collect();
+        write_each_key(writers).await?;
+        let readers = (0..args.clients as usize)
+            .map(|client| Writer::Skiff(SkiffWriter::reader(&servers, client, value.clone())))
+            .collect();
+        let (reads, cpu) = measure(readers, args, pids).await?;
+        let setup = format!(
+            "{setup}; each client reads its own file from server <client> mod {}",
+            servers.len()
+        );
+        reports.push(TargetReport::new(report::SKIFF_READS, setup, &reads, cpu));
     }
     let mut restart = None;
     if let Some(mut cluster) = cluster {
@@ -301,7 +332,19 @@ async fn bench_skiff(
     let mut report = TargetReport::new(target, setup, &measurement, cpu);
     report.disk = disk;
     report.restart = restart;
-    Ok(report)
+    reports.insert(0, report);
+    Ok(reports)
+}
+
+/// Has every writer write its key once, so that reads find it.
+async fn write_each_key(writers: Vec<Writer>) -> anyhow::Result<()> {
+    for mut writer in writers {
+        writer
+            .write()
+            .await
+            .map_err(|error| anyhow::anyhow!("writing a key for the reads failed: {error}"))?;
+    }
+    Ok(())
 }
 
 /// Stops a follower of `cluster`, starts it again, and measures how long it
@@ -374,7 +417,7 @@ async fn start_skiff(nodes: u64, dir: &Path, tls: bool) -> anyhow::Result<Proces
     Ok(cluster)
 }
 
-async fn bench_etcd(args: &BenchArgs, dir: &Path) -> anyhow::Result<TargetReport> {
+async fn bench_etcd(args: &BenchArgs, dir: &Path) -> anyhow::Result<Vec<TargetReport>> {
     let mut cluster = None;
     let (endpoints, setup) = if args.etcd_endpoints.is_empty() {
         check_etcd_installed()?;
@@ -415,14 +458,35 @@ async fn bench_etcd(args: &BenchArgs, dir: &Path) -> anyhow::Result<TargetReport
         })
         .collect();
     let pids = cluster.as_ref().map(|cluster| cluster.pids());
-    let (measurement, cpu) = measure(writers, args, pids).await?;
+    let (measurement, cpu) = measure(writers, args, pids.clone()).await?;
+    let mut reports = Vec::new();
+    if args.reads {
+        let writers = (0..args.clients as usize)
+            .map(|client| Writer::EtcdGrpc(EtcdGrpcWriter::new(leader, client, &value)))
+            .collect();
+        write_each_key(writers).await?;
+        let readers = (0..args.clients as usize)
+            .map(|client| {
+                let member = endpoints[client % endpoints.len()];
+                Writer::EtcdGrpc(EtcdGrpcWriter::reader(member, client))
+            })
+            .collect();
+        let (reads, cpu) = measure(readers, args, pids).await?;
+        let setup = format!(
+            "{setup}; each client reads its own key from member <client> mod {} with gRPC KV.Range \
+             (linearizable)",
+            endpoints.len()
+        );
+        reports.push(TargetReport::new(report::ETCD_READS, setup, &reads, cpu));
+    }
     drop(cluster);
     let api = match args.etcd_api {
         EtcdApi::Grpc => "gRPC KV.Put",
         EtcdApi::Json => "the JSON gateway",
     };
     let setup = format!("{setup}; clients put to the leader {leader} with {api}");
-    Ok(TargetReport::new("etcd", setup, &measurement, cpu))
+    reports.insert(0, TargetReport::new("etcd", setup, &measurement, cpu));
+    Ok(reports)
 }
 
 fn check_etcd_installed() -> anyhow::Result<()> {

@@ -24,12 +24,30 @@ pub struct Report {
     /// Skiff's throughput with mutual TLS between its nodes over without,
     /// when both ran (`--tls-compare`).
     pub tls_throughput_ratio: Option<f64>,
+    /// Read throughput against write throughput, with `--reads`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_ratios: Option<ReadRatios>,
     /// The latency floor, when measured.
     pub floor: Option<FloorReport>,
 }
 
 /// The target name of Skiff run with mutual TLS between its nodes.
 pub const SKIFF_TLS: &str = "skiff+tls";
+/// The target name of Skiff's linearizable reads (`--reads`).
+pub const SKIFF_READS: &str = "skiff-reads";
+/// The target name of etcd's linearizable reads (`--reads`).
+pub const ETCD_READS: &str = "etcd-reads";
+
+/// Read throughputs over write throughputs, with `--reads`.
+#[derive(Debug, Serialize)]
+pub struct ReadRatios {
+    /// Skiff's reads per second over its writes per second in the same run.
+    pub skiff_reads_over_writes: Option<f64>,
+    /// Skiff's reads per second over etcd's, when both ran.
+    pub skiff_reads_over_etcd_reads: Option<f64>,
+    /// etcd's reads per second over its writes per second.
+    pub etcd_reads_over_writes: Option<f64>,
+}
 
 /// What one target did.
 #[derive(Debug, Serialize)]
@@ -210,6 +228,18 @@ impl Report {
             mean_latency: s.latency_ms.mean / e.latency_ms.mean,
             p99_latency: s.latency_ms.p99 / e.latency_ms.p99,
         });
+        let over = |a, b| {
+            find(a)
+                .zip(find(b))
+                .map(|(a, b): (&TargetReport, &TargetReport)| {
+                    a.throughput_per_second / b.throughput_per_second
+                })
+        };
+        let read_ratios = find(SKIFF_READS).or(find(ETCD_READS)).map(|_| ReadRatios {
+            skiff_reads_over_writes: over(SKIFF_READS, "skiff"),
+            skiff_reads_over_etcd_reads: over(SKIFF_READS, ETCD_READS),
+            etcd_reads_over_writes: over(ETCD_READS, "etcd"),
+        });
         let tls_throughput_ratio = find(SKIFF_TLS)
             .zip(find("skiff"))
             .map(|(tls, plain)| tls.throughput_per_second / plain.throughput_per_second);
@@ -231,6 +261,7 @@ impl Report {
             results,
             ratios,
             tls_throughput_ratio,
+            read_ratios,
             floor,
         }
     }
@@ -250,7 +281,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "{:<10}{:>10}{:>11}{:>9}{:>9}{:>9}{:>10}{:>9}{:>8}  cpu us/write",
+            "{:<12}{:>10}{:>11}{:>9}{:>9}{:>9}{:>10}{:>9}{:>8}  cpu us/write",
             "target",
             "writes",
             "writes/s",
@@ -289,6 +320,9 @@ impl fmt::Display for Report {
                 r.throughput, r.mean_latency, r.p99_latency
             )?;
         }
+        if let Some(r) = &self.read_ratios {
+            write_read_ratios(f, r)?;
+        }
         if let Some(ratio) = self.tls_throughput_ratio {
             writeln!(
                 f,
@@ -301,6 +335,25 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// The read ratios, each only when both of its figures were measured.
+fn write_read_ratios(f: &mut fmt::Formatter<'_>, r: &ReadRatios) -> fmt::Result {
+    writeln!(
+        f,
+        "reads (rows *-reads count reads, each of the client's own key, written before):"
+    )?;
+    let lines = [
+        ("skiff reads/skiff writes", r.skiff_reads_over_writes),
+        ("skiff reads/etcd reads", r.skiff_reads_over_etcd_reads),
+        ("etcd reads/etcd writes", r.etcd_reads_over_writes),
+    ];
+    for (name, ratio) in lines {
+        if let Some(ratio) = ratio {
+            writeln!(f, "  {name}: throughput {ratio:.2}x")?;
+        }
+    }
+    Ok(())
 }
 
 fn write_disk(
@@ -332,7 +385,7 @@ fn row(r: &TargetReport) -> String {
         let _ = write!(cpu, " + {servers:.0} servers");
     }
     format!(
-        "{:<10}{:>10}{:>11.0}{:>9.3}{:>9.3}{:>9.3}{:>10.3}{:>9.3}{:>8}  {cpu}",
+        "{:<12}{:>10}{:>11.0}{:>9.3}{:>9.3}{:>9.3}{:>10.3}{:>9.3}{:>8}  {cpu}",
         r.target,
         r.operations,
         r.throughput_per_second,

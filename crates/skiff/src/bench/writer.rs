@@ -1,9 +1,10 @@
-//! One client's connection to the target, and the write it repeats.
+//! One client's connection to the target, and the operation it repeats.
 //!
 //! Every client writes its own key (a file for skiff, a key for etcd),
 //! always with the same value of the chosen size, so each write replaces
 //! the last one of that client and the targets hold as much data at the
-//! end as at the start.
+//! end as at the start. With `--reads`, every client reads its own key,
+//! written before the load, with a linearizable read.
 
 use super::grpc::GrpcConnection;
 use super::http::HttpConnection;
@@ -23,12 +24,13 @@ pub enum Writer {
     Skiff(SkiffWriter),
     /// An HTTP/1.1 client that puts one etcd key through the JSON gateway.
     EtcdJson(EtcdJsonWriter),
-    /// A gRPC client that puts one etcd key.
+    /// A gRPC client that puts (or reads) one etcd key.
     EtcdGrpc(EtcdGrpcWriter),
 }
 
 impl Writer {
-    /// Performs one write and waits for its acknowledgement.
+    /// Performs one operation (a write, or a read with `--reads`) and waits
+    /// for its answer.
     pub async fn write(&mut self) -> Result<(), String> {
         match self {
             Writer::Skiff(writer) => writer.write().await,
@@ -48,12 +50,13 @@ pub fn value(bytes: usize) -> Bytes {
     (0..bytes).map(|i| b'a' + (i % 26) as u8).collect()
 }
 
-/// Writes one file through [`skiff_fs::Client`], which finds the leader
-/// and follows it.
+/// Writes (or reads) one file through [`skiff_fs::Client`], which finds
+/// the leader and follows it.
 pub struct SkiffWriter {
     client: Client,
     name: String,
     value: Bytes,
+    reads: bool,
 }
 
 impl SkiffWriter {
@@ -65,10 +68,31 @@ impl SkiffWriter {
             client: Client::new(config),
             name: key(client),
             value,
+            reads: false,
+        }
+    }
+
+    /// A reader of file `key(client)`, which holds `value`. Every server
+    /// serves reads, followers too, so the readers start on the servers
+    /// in turn and stay there: the load spreads over the cluster.
+    pub fn reader(servers: &[String], client: usize, value: Bytes) -> SkiffWriter {
+        let mut servers = servers.to_vec();
+        let first = client % servers.len().max(1);
+        servers.rotate_left(first);
+        SkiffWriter {
+            reads: true,
+            ..SkiffWriter::new(&servers, client, value)
         }
     }
 
     async fn write(&mut self) -> Result<(), String> {
+        if self.reads {
+            let file = (self.client.read(&self.name).await).map_err(|e| error_chain::render(&e))?;
+            if file.contents != self.value {
+                return Err(format!("{} holds other contents than written", self.name));
+            }
+            return Ok(());
+        }
         self.client
             .write(&self.name, self.value.clone(), 0)
             .await
@@ -127,11 +151,13 @@ impl EtcdJsonWriter {
     }
 }
 
-/// Puts one key with etcd's gRPC API (`KV.Put`) on one HTTP/2 connection,
-/// reconnecting after a failure.
+/// Puts (or reads) one key with etcd's gRPC API (`KV.Put`, `KV.Range`) on
+/// one HTTP/2 connection, reconnecting after a failure.
 pub struct EtcdGrpcWriter {
     address: SocketAddr,
-    /// The request's body, the same for every put.
+    /// The method called.
+    path: &'static str,
+    /// The request's body, the same for every call.
     body: Bytes,
     /// Boxed: an HTTP/2 connection's state is large, and the writers of all
     /// targets share one enum.
@@ -143,7 +169,19 @@ impl EtcdGrpcWriter {
     pub fn new(address: SocketAddr, client: usize, value: &[u8]) -> EtcdGrpcWriter {
         EtcdGrpcWriter {
             address,
+            path: super::grpc::PUT_PATH,
             body: super::grpc::put_body(key(client).as_bytes(), value),
+            connection: None,
+        }
+    }
+
+    /// A reader of key `key(client)` through the member at `address`, with
+    /// etcd's default, linearizable range request.
+    pub fn reader(address: SocketAddr, client: usize) -> EtcdGrpcWriter {
+        EtcdGrpcWriter {
+            address,
+            path: super::grpc::RANGE_PATH,
+            body: super::grpc::range_body(key(client).as_bytes()),
             connection: None,
         }
     }
@@ -151,11 +189,11 @@ impl EtcdGrpcWriter {
     async fn write(&mut self) -> Result<(), String> {
         let connection = match &mut self.connection {
             Some(connection) => connection,
-            None => self
-                .connection
-                .insert(Box::new(GrpcConnection::connect(self.address).await?)),
+            None => self.connection.insert(Box::new(
+                GrpcConnection::connect(self.address, self.path).await?,
+            )),
         };
-        let put = tokio::time::timeout(REQUEST_TIMEOUT, connection.put(self.body.clone()))
+        let put = tokio::time::timeout(REQUEST_TIMEOUT, connection.call(self.body.clone()))
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")));
         if put.is_err() {
