@@ -789,6 +789,33 @@ mod tests {
     }
 
     #[test]
+    fn reads_and_lease_reads_reach_the_options_and_the_replay() {
+        let defaults = options_of(&args(""));
+        assert_eq!(defaults.read_share, READ_SHARE_DEFAULT);
+        assert_eq!(defaults.lease_read_margin_ms, None);
+        let given = args("--seeds 1..=10 --reads 0.5 --lease-reads 20ms");
+        let options = options_of(&given);
+        assert_eq!(options.read_share, 0.5);
+        assert_eq!(options.lease_read_margin_ms, Some(20));
+        let replay = replay_command(&given, 7);
+        assert!(
+            replay.contains(" --reads 0.5 --lease-reads 20ms "),
+            "{replay}"
+        );
+        let mut reparsed = options_of(&args(replay.trim_start_matches("skiff sim")));
+        reparsed.seed = options.seed;
+        assert_eq!(reparsed, options);
+        assert!(!replay_command(&args(""), 7).contains("--reads"));
+        for bad in ["--reads 1.5", "--lease-reads 20"] {
+            let words = std::iter::once("sim").chain(bad.split_whitespace());
+            assert!(Wrapper::try_parse_from(words).is_err(), "{bad}");
+        }
+        // Lease reads without CheckQuorum: refused by the options.
+        let unsafe_lease = options_of(&args("--lease-reads 20ms --check-quorum off"));
+        assert!(unsafe_lease.validate().is_err());
+    }
+
+    #[test]
     fn the_summary_names_each_violation_and_its_replay() {
         let given = args("--seeds 1..=2 --faults chaos");
         let mut summary = SeedsSummary::default();
@@ -825,6 +852,7 @@ mod tests {
         );
         assert!(!text.contains("ok: no violation"), "{text}");
         assert!(text.contains("  snapshots   "), "{text}");
+        assert!(text.contains("  reads       "), "{text}");
     }
 
     #[test]

@@ -11,11 +11,11 @@
 //!
 //! The work is split by concern: `batch` runs one event through a machine
 //! and performs its actions, `injection` crashes, restarts and partitions,
-//! `clients` handles client requests, `storage` the disks' faults,
-//! `snapshots` the nodes' snapshots and their transfers, `forgery` the
-//! forged messages of `--forge`, `stall` the disks that hang, and
-//! `leadership` the time without a leader after heals and the elections
-//! under partial partitions.
+//! `clients` handles client requests (appends and reads), `storage` the
+//! disks' faults, `snapshots` the nodes' snapshots and their transfers,
+//! `forgery` the forged messages of `--forge`, `stall` the disks that
+//! hang, and `leadership` the time without a leader after heals and the
+//! elections under partial partitions.
 
 mod batch;
 mod clients;
