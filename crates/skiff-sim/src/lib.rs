@@ -5,9 +5,9 @@
 //!
 //! [`run_seed`] runs one seeded, single-threaded world ([`world`]) of real
 //! `skiff-core` machines through a hostile network ([`network`]) and a fault
-//! injector ([`faults`]), with clients ([`client`]) submitting appends, and
-//! checks every action and every batch against the Raft safety rules
-//! ([`checker`], one module per rule). [`run_seeds`] runs many seeds across
+//! injector ([`faults`]), with clients ([`client`]) submitting appends and
+//! linearizable reads, and checks every action and every batch against the
+//! Raft safety rules ([`checker`], one module per rule). [`run_seeds`] runs many seeds across
 //! threads. Every run hashes its trace ([`trace`]); the same seed and
 //! [`SimOptions`] give the same hash and, with a trace file, the same text.
 //!
@@ -15,6 +15,18 @@
 //! entries into a state, takes snapshots of it as a per-seed policy says
 //! (or `--compact-every`), and a leader streams its snapshot in chunks over
 //! the same hostile network to followers that need it.
+//!
+//! A share of the clients' requests ([`SimOptions::read_share`], 30% by
+//! default) are reads, stepped into the machine they reach as
+//! `Event::Read` with the virtual clock: a leader confirms them with a
+//! round of heartbeats (or, with [`SimOptions::lease_read_margin_ms`], from
+//! its lease), a follower asks its leader for the read index, and the node
+//! answers with its application state once it has applied through the
+//! index. Every answer is checked for linearizability against the agreed
+//! log ([`checker::linearizable_read`]) as it happens and again over the
+//! whole [`history`] at the end, and every read a machine is asked for must
+//! be answered exactly once per life of the node
+//! ([`checker::read_answered_once`]).
 //!
 //! Supporting pieces: [`rng`] (the one generator), [`queue`] (the agenda of
 //! timed events), [`durable`] (a node's disk and snapshot), [`history`]

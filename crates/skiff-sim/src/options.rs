@@ -3,6 +3,9 @@
 use crate::faults::{DiskFaults, FaultProfile, FaultRates};
 use crate::network::NODES_MAX;
 
+/// The share of client requests that are reads, by default.
+pub const READ_SHARE_DEFAULT: f64 = 0.3;
+
 /// How long the faulty part of a run lasts, before the quiet period in
 /// which liveness is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,8 +33,17 @@ pub struct SimOptions {
     pub profile: FaultProfile,
     /// The fault rates in force (the profile's, possibly overridden).
     pub faults: FaultRates,
-    /// Number of clients submitting appends.
+    /// Number of clients submitting appends and reads.
     pub clients: usize,
+    /// The share of client requests that are linearizable reads (0 to 1);
+    /// the rest are appends. Reads go through the core's ReadIndex (on the
+    /// leader, or on a follower through the leader's read index).
+    pub read_share: f64,
+    /// Lease reads on every node (`Config::lease_read_margin_ms`): a
+    /// leader answers a read from its lease, without a round of
+    /// heartbeats, until an election timeout less this margin after its
+    /// last confirmed round. Needs CheckQuorum; off (`None`) by default.
+    pub lease_read_margin_ms: Option<u64>,
     /// How long, after faults stop, a new append may take to commit.
     pub liveness_bound_ms: u64,
     /// The machines' base election timeout.
@@ -58,7 +70,8 @@ pub struct SimOptions {
 }
 
 impl SimOptions {
-    /// Defaults: 5 nodes, 3 clients, 5 minutes of simulated chaos, 10 s liveness bound.
+    /// Defaults: 5 nodes, 3 clients of which 30% of requests are reads,
+    /// 5 minutes of simulated chaos, 10 s liveness bound.
     pub fn new(seed: u64) -> SimOptions {
         SimOptions {
             seed,
@@ -67,6 +80,8 @@ impl SimOptions {
             profile: FaultProfile::Chaos,
             faults: FaultProfile::Chaos.rates(),
             clients: 3,
+            read_share: READ_SHARE_DEFAULT,
+            lease_read_margin_ms: None,
             liveness_bound_ms: 10_000,
             election_timeout_ms: 150,
             heartbeat_interval_ms: 50,
@@ -95,6 +110,7 @@ impl SimOptions {
             ("loss", self.faults.loss),
             ("duplicate", self.faults.duplicate),
             ("latency tail", self.faults.latency_tail),
+            ("read", self.read_share),
         ];
         for (name, value) in probabilities {
             if !(0.0..=1.0).contains(&value) {
@@ -113,6 +129,17 @@ impl SimOptions {
         }
         if self.election_timeout_ms == 0 || self.heartbeat_interval_ms >= self.election_timeout_ms {
             return Err(OptionsError::Timing);
+        }
+        if let Some(margin_ms) = self.lease_read_margin_ms {
+            if !self.check_quorum {
+                return Err(OptionsError::LeaseReadsWithoutCheckQuorum);
+            }
+            if margin_ms >= self.election_timeout_ms {
+                return Err(OptionsError::LeaseMargin(
+                    margin_ms,
+                    self.election_timeout_ms,
+                ));
+            }
         }
         if self.liveness_bound_ms == 0 {
             return Err(OptionsError::LivenessBound);
@@ -139,6 +166,12 @@ pub enum OptionsError {
     /// The heartbeat is not below the election timeout.
     #[error("the heartbeat interval must be below the (positive) election timeout")]
     Timing,
+    /// Lease reads asked for without CheckQuorum, which they stand on.
+    #[error("lease reads need CheckQuorum (--check-quorum on)")]
+    LeaseReadsWithoutCheckQuorum,
+    /// A lease margin that leaves no lease.
+    #[error("the lease read margin ({0} ms) must be below the election timeout ({1} ms)")]
+    LeaseMargin(u64, u64),
     /// A zero liveness bound.
     #[error("the liveness bound must be positive")]
     LivenessBound,
@@ -166,5 +199,22 @@ mod tests {
         let mut options = SimOptions::new(1);
         options.faults.crash_rate = -1.0;
         assert!(matches!(options.validate(), Err(OptionsError::Rate(..))));
+        let mut options = SimOptions::new(1);
+        options.read_share = 1.1;
+        assert!(matches!(
+            options.validate(),
+            Err(OptionsError::Probability("read", _))
+        ));
+        let mut options = SimOptions::new(1);
+        options.lease_read_margin_ms = Some(20);
+        assert_eq!(options.validate(), Ok(()));
+        options.lease_read_margin_ms = Some(150);
+        assert_eq!(options.validate(), Err(OptionsError::LeaseMargin(150, 150)));
+        options.lease_read_margin_ms = Some(20);
+        options.check_quorum = false;
+        assert_eq!(
+            options.validate(),
+            Err(OptionsError::LeaseReadsWithoutCheckQuorum)
+        );
     }
 }

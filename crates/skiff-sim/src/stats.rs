@@ -36,6 +36,16 @@ pub struct SimStats {
     pub client_redirects: u64,
     /// Client requests reported `Overwritten`.
     pub client_overwritten: u64,
+    /// Reads answered to their clients (each checked: Linearizable Read).
+    pub reads_answered: u64,
+    /// Of them, answered by a node that was not leader (follower reads).
+    pub reads_by_followers: u64,
+    /// Reads failed to their clients (`ReadFailed`: not confirmed by a
+    /// leader, or busy); counted apart from the appends' redirects.
+    pub reads_failed: u64,
+    /// The sum of answered reads' latencies, from sending to answer, in
+    /// microseconds.
+    pub read_latency_total_us: u64,
     /// Crashes between batches.
     pub crashes: u64,
     /// Crashes in the middle of a batch (the rest of the batch lost).
@@ -102,6 +112,10 @@ impl SimStats {
         self.client_timeouts += other.client_timeouts;
         self.client_redirects += other.client_redirects;
         self.client_overwritten += other.client_overwritten;
+        self.reads_answered += other.reads_answered;
+        self.reads_by_followers += other.reads_by_followers;
+        self.reads_failed += other.reads_failed;
+        self.read_latency_total_us += other.read_latency_total_us;
         self.crashes += other.crashes;
         self.crashes_mid_batch += other.crashes_mid_batch;
         self.restarts += other.restarts;
@@ -142,6 +156,21 @@ impl SimStats {
             self.transfers_completed,
             self.chunks_sent,
             self.chunks_lost
+        )
+    }
+
+    /// The reads, for the summary line.
+    pub fn reads_line(&self) -> String {
+        let mean_us = self
+            .read_latency_total_us
+            .checked_div(self.reads_answered)
+            .unwrap_or(0);
+        format!(
+            "{} answered ({} by followers), {} failed; mean latency {:.3} ms",
+            self.reads_answered,
+            self.reads_by_followers,
+            self.reads_failed,
+            mean_us as f64 / 1e3
         )
     }
 

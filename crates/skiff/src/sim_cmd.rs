@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::builder::TypedValueParser as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use skiff_sim::{
-    network::NODES_MAX, run_seed_traced, run_seeds, DiskFaults, FaultProfile, Limit, SeedsPlan,
-    SeedsSummary, SimOptions, SimReport,
+    network::NODES_MAX, options::READ_SHARE_DEFAULT, run_seed_traced, run_seeds, DiskFaults,
+    FaultProfile, Limit, SeedsPlan, SeedsSummary, SimOptions, SimReport,
 };
 use std::fmt::Write as _;
 use std::io::Write;
@@ -27,11 +27,17 @@ Examples:
   skiff sim --faults partitions --nodes 3 --seeds 1..=1000 --duration 5s
   skiff sim --faults none --loss 0.2 --seeds 1..=50  # a profile with one rate overridden
   skiff sim --faults partitions --prevote off --check-quorum off  # compare: election storms
+  skiff sim --faults chaos --seeds 1..=1000 --reads 0.5 --lease-reads 20ms  # half reads, from leases
 
 Seed ranges read as in Rust: 1..=200 is seeds 1 to 200, 1..200 stops at 199.
 Each seed runs a cluster through the faults for --duration (or --steps), then a
 quiet period: faults stop, links heal, every node restarts, and a new append
-must commit within 10 s of simulated time. Every action and every batch is
+must commit within 10 s of simulated time. A share of the clients' requests
+(--reads) are linearizable reads, sent to the believed leader or to any node
+(a follower asks the leader for its read index) and answered once the node has
+applied through the index the core gives; each answer must be the agreed log's
+state through that index, covering every append acknowledged and every read
+answered before the read was sent. Every action and every batch is
 checked against the Raft safety rules, and, with PreVote and CheckQuorum on
 (the default, as in skiff-node), against their rules: the leader's lease,
 pre-votes before standing, a leader without a majority stepping down. After
@@ -130,8 +136,20 @@ pub struct SimArgs {
     /// [default: a policy drawn per seed, from never to every 5 entries].
     #[arg(long, value_name = "N")]
     compact_every: Option<u64>,
-    /// Clients submitting appends; at least one, as liveness is judged by a
-    /// client's append.
+    /// The share of client requests that are linearizable reads, 0 to 1
+    /// (ReadIndex through the core: on the leader after a round of
+    /// heartbeats, or on a follower through the leader's read index).
+    #[arg(long, value_name = "SHARE", default_value_t = READ_SHARE_DEFAULT, value_parser = probability)]
+    reads: f64,
+    /// Lease reads on every node, with this clock-drift margin: a leader
+    /// answers reads without a round of heartbeats until an election
+    /// timeout less the margin after its last confirmed round (needs
+    /// --check-quorum on): `20ms` [default: off].
+    #[arg(long, value_name = "MARGIN",
+          value_parser = duration_arg::between(Duration::ZERO, SIMULATED_MAX))]
+    lease_reads: Option<Duration>,
+    /// Clients submitting appends and reads; at least one, as liveness is
+    /// judged by a client's append.
     #[arg(long, default_value_t = 3,
           value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
     clients: usize,
@@ -189,6 +207,10 @@ fn options_of(args: &SimArgs) -> SimOptions {
     let mut options = SimOptions::new(args.seed.unwrap_or(1)).with_profile(args.faults);
     options.nodes = args.nodes;
     options.clients = args.clients;
+    options.read_share = args.reads;
+    options.lease_read_margin_ms = args
+        .lease_reads
+        .map(|margin| u64::try_from(margin.as_millis()).unwrap_or(u64::MAX));
     options.disk_faults = args.disk_faults;
     options.forgeries = args.forge;
     options.compact_every = args.compact_every;
@@ -337,7 +359,8 @@ fn headline(
     format!(
         "skiff sim: seeds {}..{}, {} nodes, {} clients, faults {} (loss {}, dup {}, slow {}, \
          {} partitions/s, {} crashes/s, {} stalls/s), disk faults {}, forgeries {}, snapshots {}, \
-         prevote {}, check-quorum {}, {limit} per seed then a quiet period, {jobs} jobs",
+         prevote {}, check-quorum {}, reads {} (lease {}), {limit} per seed then a quiet period, \
+         {jobs} jobs",
         seeds.start(),
         seeds.end(),
         args.nodes,
@@ -354,7 +377,16 @@ fn headline(
         snapshot_policy(options.compact_every),
         on_off_name(options.pre_vote),
         on_off_name(options.check_quorum),
+        options.read_share,
+        lease_name(options.lease_read_margin_ms),
     )
+}
+
+fn lease_name(margin_ms: Option<u64>) -> String {
+    match margin_ms {
+        None => "off".to_string(),
+        Some(margin) => format!("margin {margin} ms"),
+    }
 }
 
 fn snapshot_policy(compact_every: Option<u64>) -> String {
@@ -405,6 +437,7 @@ fn write_summary(
         "  commits     {} entries agreed; clients: {} acknowledged, {} redirected, {} overwritten, {} timed out",
         s.commits, s.client_acks, s.client_redirects, s.client_overwritten, s.client_timeouts
     )?;
+    writeln!(out, "  reads       {}", s.reads_line())?;
     writeln!(out, "  faults      {}", s.faults_line())?;
     writeln!(out, "  stalls      {}", s.stalls_line())?;
     writeln!(out, "  leadership  {}", s.step_downs_line())?;
@@ -502,6 +535,12 @@ fn replay_command(args: &SimArgs, seed: u64) -> String {
     }
     if !args.check_quorum {
         command.push_str(" --check-quorum off");
+    }
+    if args.reads != READ_SHARE_DEFAULT {
+        let _ = write!(command, " --reads {}", args.reads);
+    }
+    if let Some(margin) = args.lease_reads {
+        let _ = write!(command, " --lease-reads {}", duration_arg::render(margin));
     }
     if args.stall_limit != Duration::from_secs(1) {
         let _ = write!(
@@ -750,6 +789,33 @@ mod tests {
     }
 
     #[test]
+    fn reads_and_lease_reads_reach_the_options_and_the_replay() {
+        let defaults = options_of(&args(""));
+        assert_eq!(defaults.read_share, READ_SHARE_DEFAULT);
+        assert_eq!(defaults.lease_read_margin_ms, None);
+        let given = args("--seeds 1..=10 --reads 0.5 --lease-reads 20ms");
+        let options = options_of(&given);
+        assert_eq!(options.read_share, 0.5);
+        assert_eq!(options.lease_read_margin_ms, Some(20));
+        let replay = replay_command(&given, 7);
+        assert!(
+            replay.contains(" --reads 0.5 --lease-reads 20ms "),
+            "{replay}"
+        );
+        let mut reparsed = options_of(&args(replay.trim_start_matches("skiff sim")));
+        reparsed.seed = options.seed;
+        assert_eq!(reparsed, options);
+        assert!(!replay_command(&args(""), 7).contains("--reads"));
+        for bad in ["--reads 1.5", "--lease-reads 20"] {
+            let words = std::iter::once("sim").chain(bad.split_whitespace());
+            assert!(Wrapper::try_parse_from(words).is_err(), "{bad}");
+        }
+        // Lease reads without CheckQuorum: refused by the options.
+        let unsafe_lease = options_of(&args("--lease-reads 20ms --check-quorum off"));
+        assert!(unsafe_lease.validate().is_err());
+    }
+
+    #[test]
     fn the_summary_names_each_violation_and_its_replay() {
         let given = args("--seeds 1..=2 --faults chaos");
         let mut summary = SeedsSummary::default();
@@ -786,6 +852,7 @@ mod tests {
         );
         assert!(!text.contains("ok: no violation"), "{text}");
         assert!(text.contains("  snapshots   "), "{text}");
+        assert!(text.contains("  reads       "), "{text}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! time to make a [`Violation`]. [`Checkers`] is the one entry point a
 //! driver calls: `begin_batch`, then `action` before performing each
 //! action, then `end_batch` (or `abort_batch` when the node crashed in the
-//! middle), plus `restarted` and the client hooks.
+//! middle), plus `restarted` and the client hooks (appends acknowledged,
+//! reads asked, answered and held).
 //!
 //! Every check costs O(1) amortised per action, except Leader Completeness,
 //! which walks the agreed sequence once per election.
@@ -25,12 +26,14 @@ pub mod leader_after_heal;
 pub mod leader_append_only;
 pub mod leader_completeness;
 pub mod lease_respected;
+pub mod linearizable_read;
 pub mod liveness;
 pub mod log_matching;
 pub mod no_false_rejection;
 pub mod overwritten;
 pub mod persistence_order;
 pub mod prevote_first;
+pub mod read_answered_once;
 pub mod repair_before_vote;
 pub mod snapshot_state;
 pub mod state_machine_safety;
@@ -41,10 +44,11 @@ use crate::app::{AppState, Snapshot};
 use crate::durable::Durable;
 use crate::queue::Micros;
 use agreed::AgreedLog;
+use linearizable_read::ReadFloor;
 use prevote_first::Stepped;
 use skiff_core::{
-    Action, Bytes, CommitError, HardState, LogIndex, Machine, Message, NodeId, Role, SnapshotMeta,
-    Term,
+    Action, Bytes, CommitError, HardState, LogIndex, Machine, Message, NodeId, ReadId, Role,
+    SnapshotMeta, Term,
 };
 use state_machine_safety::{CommitOutcome, StateMachineSafety};
 use std::fmt;
@@ -108,6 +112,13 @@ pub enum Rule {
     CheckQuorum,
     /// After a heal, a majority follows a leader within a bound.
     LeaderAfterHeal,
+    /// A read returns the agreed log's state through the index it was
+    /// served at, which covers every append acknowledged and every read
+    /// answered before it was sent.
+    LinearizableRead,
+    /// Every read a machine is asked for is answered exactly once per life
+    /// of the node, and held until then.
+    ReadAnsweredOnce,
     /// A machine panicked (a broken invariant inside the core).
     Panic,
 }
@@ -141,6 +152,8 @@ impl Rule {
             Rule::PreVoteFirst => "PreVote Before Standing",
             Rule::CheckQuorum => "Check Quorum",
             Rule::LeaderAfterHeal => "Leader After Heal",
+            Rule::LinearizableRead => "Linearizable Read",
+            Rule::ReadAnsweredOnce => "Read Answered Once",
             Rule::Panic => "Panic",
         }
     }
@@ -298,6 +311,8 @@ pub struct Checkers {
     lease: lease_respected::LeaseRespected,
     prevote: prevote_first::PreVoteFirst,
     check_quorum: check_quorum::CheckQuorum,
+    reads: linearizable_read::LinearizableRead,
+    reads_once: read_answered_once::ReadAnsweredOnce,
     leadership: Leadership,
     peers: Vec<NodeId>,
     now: Micros,
@@ -322,6 +337,8 @@ impl Checkers {
             lease: Default::default(),
             prevote: Default::default(),
             check_quorum: Default::default(),
+            reads: Default::default(),
+            reads_once: Default::default(),
             leadership: Leadership::default(),
             peers: (1..=nodes as u64).map(NodeId).collect(),
             now: 0,
@@ -374,6 +391,7 @@ impl Checkers {
     pub fn crashed(&mut self, node: NodeId) {
         self.lease.forget(node);
         self.prevote.forget(node);
+        self.reads_once.crashed(node);
     }
 
     /// `node` goes on at the current time after being blocked by a stalled
@@ -460,6 +478,8 @@ impl Checkers {
                 committed_kept::check_truncate(node, *from, disk, self.commits.agreed())
             }
             Action::Commit { data, result } => self.commit(node, data, *result, disk),
+            Action::ReadReady { id, .. } => self.reads_once.answered(node, *id, "ReadReady"),
+            Action::ReadFailed { id, .. } => self.reads_once.answered(node, *id, "ReadFailed"),
             Action::Send {
                 to,
                 message: Message::VoteResp(resp),
@@ -661,6 +681,38 @@ impl Checkers {
         data: &[u8],
         index: LogIndex,
     ) -> Result<(), Failure> {
-        appended_once::check_ack(node, data, index, self.agreed())
+        appended_once::check_ack(node, data, index, self.agreed())?;
+        self.reads.observe_ack(index);
+        Ok(())
+    }
+
+    /// What a read sent now must see.
+    pub fn read_floor(&self) -> ReadFloor {
+        self.reads.floor()
+    }
+
+    /// `node`'s machine is about to be asked for read `id`.
+    pub fn read_asked(&mut self, node: NodeId, id: ReadId) {
+        self.reads_once.asked(node, id);
+    }
+
+    /// A client took `node`'s answer to read `id`, sent with `floor`: the
+    /// application state `state`.
+    pub fn read_answered(
+        &mut self,
+        node: NodeId,
+        id: ReadId,
+        floor: ReadFloor,
+        state: &AppState,
+    ) -> Result<(), Failure> {
+        linearizable_read::check(node, id, floor, state, self.commits.agreed())?;
+        self.reads.observe_read(state.applied);
+        Ok(())
+    }
+
+    /// After a batch performed in full, `node`'s machine holds `held`
+    /// reads ([`Machine::pending_reads`]).
+    pub fn reads_held(&self, node: NodeId, held: usize) -> Result<(), Failure> {
+        self.reads_once.check_held(node, held)
     }
 }

@@ -33,6 +33,7 @@ pub(super) mod kind {
     pub const STALL: u64 = 16;
     pub const STALL_END: u64 = 17;
     pub const STALL_DROP: u64 = 18;
+    pub const CLIENT_READ: u64 = 19;
 }
 
 /// What a machine is asked to do in a batch.
@@ -273,9 +274,22 @@ impl World {
     pub(super) fn finish_batch(&mut self, index: usize) {
         self.nodes[index].disk.sync();
         self.end_batch(index);
+        self.check_reads_held(index);
         self.note_repair(index);
         self.maybe_take_snapshot(index);
         self.note_terms(index);
+    }
+
+    /// After a batch performed in full (not one whose rest waits for a
+    /// stalled disk), every read the node has not answered is one it holds.
+    fn check_reads_held(&mut self, index: usize) {
+        let node = &self.nodes[index];
+        let Some(machine) = &node.machine else {
+            return;
+        };
+        if let Err(failure) = self.checkers.reads_held(node.id, machine.pending_reads()) {
+            self.fail(failure);
+        }
     }
 
     fn crash_mid_batch(&mut self, index: usize, performed: usize, total: usize) {
@@ -324,14 +338,18 @@ impl World {
             Action::Alarm { ms } => self.arm_alarm(index, ms),
             Action::Commit { data, result } => {
                 self.apply_commit(index, &data, result)?;
-                return self.commit(index, data, result);
+                self.commit(index, data, result)?;
+                return self.serve_waiting_reads(index);
             }
             Action::SnapshotInstall { snapshot } => {
                 let installed = self.installed_snapshot(index, snapshot)?;
                 self.write_disk(index, action)?;
                 self.nodes[index].app = installed.state;
                 self.log_reshaped = true;
+                return self.serve_waiting_reads(index);
             }
+            Action::ReadReady { id, index: at } => return self.read_ready(index, id, at),
+            Action::ReadFailed { id, error } => self.read_failed(index, id, error),
             Action::LogCompact { .. } => {
                 self.write_disk(index, action)?;
                 self.log_reshaped = true;

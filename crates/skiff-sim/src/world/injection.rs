@@ -78,6 +78,8 @@ impl World {
     pub(super) fn crash(&mut self, index: usize, mid_batch: bool) {
         let node = &mut self.nodes[index];
         node.machine = None;
+        // Reads waiting for the application are lost: their clients time out.
+        node.reads.clear();
         node.incarnation += 1;
         node.alarm_generation += 1;
         node.alarm_at = None;

@@ -11,11 +11,11 @@
 //!
 //! The work is split by concern: `batch` runs one event through a machine
 //! and performs its actions, `injection` crashes, restarts and partitions,
-//! `clients` handles client requests, `storage` the disks' faults,
-//! `snapshots` the nodes' snapshots and their transfers, `forgery` the
-//! forged messages of `--forge`, `stall` the disks that hang, and
-//! `leadership` the time without a leader after heals and the elections
-//! under partial partitions.
+//! `clients` handles client requests (appends and reads), `storage` the
+//! disks' faults, `snapshots` the nodes' snapshots and their transfers,
+//! `forgery` the forged messages of `--forge`, `stall` the disks that
+//! hang, and `leadership` the time without a leader after heals and the
+//! elections under partial partitions.
 
 mod batch;
 mod clients;
@@ -35,10 +35,11 @@ use crate::history::History;
 use crate::network::Network;
 use crate::options::{Limit, SimOptions};
 use crate::queue::{EventQueue, Micros};
+use crate::rng::Chance;
 use crate::rng::SimRng;
 use crate::stats::SimStats;
 use crate::trace::{Time, Trace, TraceOutput};
-use skiff_core::{Config, Machine, Message, NodeId, Role, Term};
+use skiff_core::{Config, LogIndex, Machine, Message, NodeId, ReadId, Role, Term};
 
 /// Something that happens at a point in simulated time.
 #[derive(Debug)]
@@ -110,6 +111,9 @@ struct SimNode {
     /// Its application's state: the committed entries it applied, from its
     /// snapshot on.
     app: AppState,
+    /// Reads its machine made ready (`ReadReady`) whose index its
+    /// application has not applied yet: answered when it has.
+    reads: Vec<(ReadId, LogIndex)>,
     /// A disk stall of this length (microseconds) hangs its next batch
     /// that writes (`stall.rs`).
     stall_armed: Option<Micros>,
@@ -150,6 +154,8 @@ pub struct World {
     nodes: Vec<SimNode>,
     network: Network,
     clients: Vec<Client>,
+    /// The chance that a client's next request is a read.
+    read_chance: Chance,
     checkers: Checkers,
     history: History,
     stats: SimStats,
@@ -208,6 +214,7 @@ impl World {
                 crash_armed: false,
                 damage_pending: false,
                 app: AppState::default(),
+                reads: Vec::new(),
                 stall_armed: None,
                 stall: None,
             })
@@ -221,6 +228,7 @@ impl World {
             nodes,
             network: Network::new(&options.faults),
             clients: (1..=options.clients).map(Client::new).collect(),
+            read_chance: Chance::new(options.read_share),
             checkers: Checkers::new(options.nodes).with_leadership(Leadership {
                 pre_vote: options.pre_vote,
                 check_quorum: options.check_quorum,
@@ -300,7 +308,7 @@ impl World {
                  partition_rate={} crash_rate={} election={} heartbeat={} inflight_max={} \
                  entries_per_message_max={} disk_faults={} forgeries={} compact_every={} \
                  chunk_bytes={} prevote={} check_quorum={} stall_rate={} stalls={} \
-                 stall_limit={}ms",
+                 stall_limit={}ms reads={} lease_read_margin={}",
                 o.seed,
                 o.nodes,
                 o.clients,
@@ -322,7 +330,10 @@ impl World {
                 on_off(c.check_quorum),
                 f.stall_rate,
                 on_off(self.stalls_on),
-                o.stall_limit_ms
+                o.stall_limit_ms,
+                o.read_share,
+                c.lease_read_margin_ms
+                    .map_or("off".to_string(), |m| format!("{m}ms"))
             ));
         }
         for index in 0..self.nodes.len() {
@@ -465,5 +476,6 @@ fn draw_config(options: &SimOptions, rng: &mut SimRng) -> Config {
     config.entries_per_message_max = ENTRIES[rng.index(ENTRIES.len())];
     config.pre_vote = options.pre_vote;
     config.check_quorum = options.check_quorum;
+    config.lease_read_margin_ms = options.lease_read_margin_ms;
     config
 }
