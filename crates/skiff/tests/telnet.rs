@@ -156,7 +156,9 @@ async fn sessions_behave_exactly_as_the_protocol_says() {
     assert!((1..=100).contains(&left), "{header:?}");
     session.expect(b"x\r\n").await;
 
-    // A follower names the leader, and the connection stays open.
+    // A follower serves reads itself (follower reads: its answer includes
+    // every change acknowledged before), names the leader for changes, and
+    // the connection stays open.
     let follower = cluster
         .cluster
         .ids()
@@ -164,11 +166,11 @@ async fn sessions_behave_exactly_as_the_protocol_says() {
         .find(|id| *id != leader.id)
         .unwrap();
     let mut at_follower = Session::open(&cluster.address(follower)).await;
-    for request in [
-        &b"read bin\r\n"[..],
-        b"write f 1\r\nx\r\n",
-        b"delete bin\r\n",
-    ] {
+    at_follower.send(b"read bin\r\n").await;
+    at_follower
+        .expect(format!("CONTENTS {v4} 1 0\r\nz\r\n").as_bytes())
+        .await;
+    for request in [&b"write f 1\r\nx\r\n"[..], b"delete bin\r\n"] {
         at_follower.send(request).await;
         at_follower
             .expect(format!("ERR_REDIRECT {leader_address}\r\n").as_bytes())
