@@ -53,6 +53,16 @@
 //! follower answers `ReadReady` with that index: once it has applied
 //! through it, its state includes every write committed before the read.
 //!
+//! The request itself is an acknowledgement: the follower sent it in the
+//! leader's term, after its read arrived, so it had not voted in a later
+//! term by then; and the leader, which receives it later still in that
+//! term, has not either. When those two make a majority (clusters of two
+//! or three voters), no leader of a later term can have been elected before
+//! the read arrived (its voters would include one of them), and the leader
+//! answers at once with its commit index, without a round: a follower read
+//! then costs one round trip to the leader. Larger clusters hold the
+//! request for a round as above.
+//!
 //! # Every read is answered
 //!
 //! The reads a node holds were taken under one term and one leader. At the
@@ -186,6 +196,9 @@ impl Machine {
                     leader: self.leader,
                 }),
             );
+        } else if self.config.quorum() <= 2 && self.term_committed() {
+            // The asker and this leader are a majority (see the module docs).
+            self.answer_read(origin, Ok(self.commit_index));
         } else if self.reads.held() >= PENDING_READS_MAX {
             self.answer_read(origin, Err(ReadError::Busy));
         } else {
