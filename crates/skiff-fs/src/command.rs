@@ -115,12 +115,13 @@ impl SessionPolicy {
 }
 
 impl Default for SessionPolicy {
-    /// An hour of idle time and 10,000 sessions: each costs the store about
-    /// a hundred bytes, as it never remembers file contents.
+    /// The defaults of `[limits]` in cluster.toml: an hour of idle time and
+    /// 10,000 sessions; each costs the store about a hundred bytes, as it
+    /// never remembers file contents.
     fn default() -> Self {
         SessionPolicy {
-            idle_timeout_ms: 60 * 60 * 1000,
-            sessions_max: 10_000,
+            idle_timeout_ms: skiff_node::config::SESSION_IDLE_TIMEOUT_MS_DEFAULT,
+            sessions_max: skiff_node::config::SESSIONS_MAX_DEFAULT,
         }
     }
 }

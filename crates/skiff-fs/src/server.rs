@@ -223,15 +223,20 @@ impl std::fmt::Debug for Clock {
 
 impl ServerConfig {
     /// Node `id` of `cluster` with default protocol limits, a 5 s request
-    /// timeout, the system clock and the default session policy.
+    /// timeout, the system clock and the session policy of the cluster's
+    /// `[limits]` (`session_idle_timeout_ms`, `sessions_max`).
     pub fn new(cluster: ClusterConfig, id: NodeId) -> ServerConfig {
+        let sessions = SessionPolicy {
+            idle_timeout_ms: cluster.limits.session_idle_timeout_ms,
+            sessions_max: cluster.limits.sessions_max,
+        };
         ServerConfig {
             cluster,
             id,
             limits: Limits::default(),
             request_timeout: Duration::from_secs(5),
             clock: Clock::System,
-            sessions: SessionPolicy::default(),
+            sessions,
         }
     }
 }
@@ -739,6 +744,31 @@ async fn accept_clients(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_policy_comes_from_the_clusters_limits() {
+        let mut cluster = ClusterConfig::local(3, std::path::Path::new("/tmp"), 7100);
+        assert_eq!(
+            ServerConfig::new(cluster.clone(), NodeId(1)).sessions,
+            SessionPolicy::default()
+        );
+        let text = cluster
+            .to_toml()
+            .replace("sessions_max = 10000", "sessions_max = 7")
+            .replace(
+                "session_idle_timeout_ms = 3600000",
+                "session_idle_timeout_ms = 5000",
+            );
+        cluster = ClusterConfig::parse(&text).expect("the keys parse");
+        let sessions = ServerConfig::new(cluster, NodeId(1)).sessions;
+        assert_eq!(
+            sessions,
+            SessionPolicy {
+                idle_timeout_ms: 5000,
+                sessions_max: 7
+            }
+        );
+    }
 
     #[test]
     fn limits_must_leave_room_in_a_log_entry() {

@@ -25,6 +25,7 @@
 //!
 //! [limits]                         # optional: every key has a default
 //! term_lead_max = 100000
+//! sessions_max = 10000             # client sessions of the file server
 //! # ... see `LimitsConfig`
 //!
 //! [faults]                         # FOR TESTS ONLY: injected failures
@@ -295,6 +296,12 @@ pub struct LimitsConfig {
     pub client_read_timeout_ms: u64,
     /// Bytes held, over all client connections, for requests received in part.
     pub client_pending_bytes_max: usize,
+    /// A client session (the file server's `session` extension) unused for
+    /// this long, by the log's clock, is forgotten.
+    pub session_idle_timeout_ms: u64,
+    /// The most client sessions kept; opening one more forgets the one
+    /// closest to expiring.
+    pub sessions_max: u64,
 }
 
 /// When a node snapshots its application's state and discards the log the
@@ -353,6 +360,11 @@ pub const CLIENT_IDLE_TIMEOUT_MS_DEFAULT: u64 = 300_000;
 pub const CLIENT_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// Default of [`LimitsConfig::client_pending_bytes_max`].
 pub const CLIENT_PENDING_BYTES_MAX_DEFAULT: usize = 64 << 20;
+/// Default of [`LimitsConfig::session_idle_timeout_ms`]: an hour.
+pub const SESSION_IDLE_TIMEOUT_MS_DEFAULT: u64 = 60 * 60 * 1000;
+/// Default of [`LimitsConfig::sessions_max`]: each session costs the store
+/// about a hundred bytes.
+pub const SESSIONS_MAX_DEFAULT: u64 = 10_000;
 
 impl LimitsConfig {
     /// Refuses a zero bound, which would refuse everything.
@@ -375,6 +387,8 @@ impl LimitsConfig {
                 "client_pending_bytes_max",
                 self.client_pending_bytes_max == 0,
             ),
+            ("session_idle_timeout_ms", self.session_idle_timeout_ms == 0),
+            ("sessions_max", self.sessions_max == 0),
         ];
         match zero.iter().find(|(_, is_zero)| *is_zero) {
             Some((key, _)) => Err(ConfigError::Invalid(format!(
@@ -396,6 +410,8 @@ impl Default for LimitsConfig {
             client_idle_timeout_ms: CLIENT_IDLE_TIMEOUT_MS_DEFAULT,
             client_read_timeout_ms: CLIENT_READ_TIMEOUT_MS_DEFAULT,
             client_pending_bytes_max: CLIENT_PENDING_BYTES_MAX_DEFAULT,
+            session_idle_timeout_ms: SESSION_IDLE_TIMEOUT_MS_DEFAULT,
+            sessions_max: SESSIONS_MAX_DEFAULT,
         }
     }
 }
@@ -819,6 +835,11 @@ mod tests {
         assert!(
             problem(|c| c.limits.clients_max = 0).contains("limits.clients_max must be above 0")
         );
+        assert!(
+            problem(|c| c.limits.sessions_max = 0).contains("limits.sessions_max must be above 0")
+        );
+        assert!(problem(|c| c.limits.session_idle_timeout_ms = 0)
+            .contains("limits.session_idle_timeout_ms must be above 0"));
         let lease_without_check_quorum = problem(|c| {
             c.reads.lease = true;
             c.check_quorum = false;
