@@ -130,6 +130,9 @@ pub(super) struct Reads {
     /// Restored from disk with lease reads on, and no alarm fired since:
     /// the node grants no (pre-)vote.
     quiet_after_restart: bool,
+    /// Scratch space for the followers' acknowledged rounds, kept to avoid
+    /// an allocation per confirmation.
+    acked_scratch: Vec<u64>,
 }
 
 impl Reads {
@@ -309,7 +312,9 @@ impl Machine {
         }
         // The leader confirms every round itself; it needs `quorum - 1`
         // followers at or past a round.
-        let mut acked: Vec<u64> = followers.iter().map(|(_, p)| p.acked_round).collect();
+        let acked = &mut self.reads.acked_scratch;
+        acked.clear();
+        acked.extend(followers.iter().map(|(_, p)| p.acked_round));
         acked.sort_unstable_by(|a, b| b.cmp(a));
         let confirmed = match quorum - 1 {
             0 => self.reads.round,
