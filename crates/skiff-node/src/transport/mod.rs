@@ -49,7 +49,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
@@ -291,6 +291,7 @@ impl Dialer {
         let (peer, address) = (self.hello.peer_id, self.address);
         let mut backoff = BACKOFF_MIN;
         let mut failures = 0u64;
+        let mut unsent = Unsent::default();
         loop {
             match self.dial(StreamKind::Messages).await {
                 Ok(stream) => {
@@ -299,10 +300,11 @@ impl Dialer {
                     }
                     failures = 0;
                     backoff = BACKOFF_MIN;
-                    match pump(stream, &mut queue).await {
+                    match pump(stream, &mut queue, &mut unsent).await {
                         Ok(()) => return, // the queue closed: the node is stopping
                         Err(e) => {
-                            tracing::info!(peer, %address, reason = %e, "peer connection lost")
+                            tracing::info!(peer, %address, reason = %e, "peer connection lost");
+                            unsent.failed();
                         }
                     }
                 }
@@ -348,28 +350,87 @@ impl Dialer {
 /// Returns `Ok` when the queue closes, `Err` when the connection fails.
 /// The gathering buffer is the only one: a `BufWriter` on top would copy
 /// every batch once more. The flush is what pushes TLS records out.
+///
+/// Two ways a message could be lost to a connection the peer (or a box in
+/// between) already closed, both closed here:
+/// * While idle, the stream is also read: the receiver never writes on it,
+///   so anything readable is its end (EOF, a reset), noticed at once and
+///   redialed, instead of at the next write, which would fail and take
+///   its batch with it (after a partition heals, that batch is typically
+///   the first vote request, and losing it costs an election timeout).
+/// * A batch whose write failed stays in `unsent` and goes first on the
+///   next connection, once (see [`Unsent`]).
 async fn pump(
     mut writer: BoxedStream,
     queue: &mut mpsc::Receiver<Message>,
+    unsent: &mut Unsent,
 ) -> Result<(), ConnectionError> {
-    let mut buffer = Vec::new();
+    let mut probe = [0u8; 1];
     loop {
-        let Some(first) = queue.recv().await else {
-            return Ok(());
-        };
-        encode_message(&first, &mut buffer);
-        while buffer.len() < WRITE_BATCH_BYTES_MAX {
-            let Ok(next) = queue.try_recv() else { break };
-            encode_message(&next, &mut buffer);
+        if unsent.bytes.is_empty() {
+            let first = tokio::select! {
+                first = queue.recv() => first,
+                read = writer.read(&mut probe) => return Err(closed_by_peer(read)),
+            };
+            let Some(first) = first else {
+                return Ok(());
+            };
+            encode_message(&first, &mut unsent.bytes);
+            while unsent.bytes.len() < WRITE_BATCH_BYTES_MAX {
+                let Ok(next) = queue.try_recv() else { break };
+                encode_message(&next, &mut unsent.bytes);
+            }
         }
         let write = async {
-            writer.write_all(&buffer).await?;
+            writer.write_all(&unsent.bytes).await?;
             writer.flush().await
         };
         tokio::time::timeout(WRITE_TIMEOUT, write)
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))??;
-        buffer.clear();
+        unsent.sent();
+    }
+}
+
+/// The batch being written to a peer, kept across a reconnection. Raft
+/// messages may arrive twice, so resending a batch the peer did receive
+/// is harmless; a batch is resent once, so that one the peer refuses
+/// (and closes on) cannot hold the queue up forever.
+#[derive(Default)]
+struct Unsent {
+    bytes: Vec<u8>,
+    /// Connections that failed while this batch was being written.
+    failures: u8,
+}
+
+impl Unsent {
+    /// The batch was written: the buffer is reused for the next one.
+    fn sent(&mut self) {
+        self.bytes.clear();
+        self.failures = 0;
+    }
+
+    /// The connection failed: keep the batch for the next one, once.
+    fn failed(&mut self) {
+        if self.bytes.is_empty() {
+            return;
+        }
+        self.failures += 1;
+        if self.failures > 1 {
+            self.sent();
+        }
+    }
+}
+
+/// What reading a message stream, which the receiver never writes on,
+/// tells about it: the connection has ended.
+fn closed_by_peer(read: std::io::Result<usize>) -> ConnectionError {
+    match read {
+        Ok(0) => {
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed by the peer").into()
+        }
+        Ok(_) => ConnectionError::Unexpected("data on a send-only stream"),
+        Err(e) => e.into(),
     }
 }
 

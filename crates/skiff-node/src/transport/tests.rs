@@ -191,6 +191,28 @@ async fn a_new_connection_from_a_peer_replaces_its_old_one() {
 }
 
 #[tokio::test]
+async fn a_connection_closed_by_the_peer_while_idle_is_redialed_before_anything_is_lost() {
+    let mut pair = pair().await;
+    expect_delivery(&mut pair, 1).await;
+    // A stranger claiming node 1 takes its slot: node 2 closes node 1's
+    // connection while node 1 has nothing to send.
+    let mut forged = TcpStream::connect(pair.two_address).await.unwrap();
+    forged.write_all(&hello(CLUSTER, 1, 2)).await.unwrap();
+    let mut answer = [0; 64];
+    assert!(
+        forged.read(&mut answer).await.unwrap() > 0,
+        "the hello is answered"
+    );
+    // Node 1 notices the close without writing, and its new connection
+    // takes the slot back, closing the stranger's.
+    let rest = read_to_close(&mut forged).await;
+    assert!(rest.is_empty(), "nothing more on the replaced connection");
+    // So the next message goes out on a live connection, not into the
+    // closed one, where it would have been lost.
+    expect_delivery(&mut pair, 2).await;
+}
+
+#[tokio::test]
 async fn a_large_frame_before_the_handshake_is_refused_unread() {
     // A long timeout: closing before it proves that the length was judged
     // from the prefix alone, not after waiting for (and holding) 8 MiB.

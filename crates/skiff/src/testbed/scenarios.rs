@@ -60,6 +60,33 @@ impl Bed<'_> {
             .context("the cluster has no leader")
     }
 
+    /// The leader, once every node follows it in its term and has caught
+    /// up with what it had committed when the wait began: a fault measured
+    /// from here is not mixed with the end of the previous one (a follower
+    /// still reconnecting, or holding a lease from a late message, would
+    /// slow the election the fault is meant to time).
+    async fn settled(&self) -> anyhow::Result<StatusReport> {
+        let leader = self.leader().await?;
+        let began = Instant::now();
+        while began.elapsed() < LEADER_PATIENCE {
+            let reports = self.statuses().await;
+            let Some(Ok(now)) = reports.get(leader.id.0 as usize - 1) else {
+                break;
+            };
+            let follows = |r: &StatusReport| {
+                r.term == now.term
+                    && r.leader == Some(now.id)
+                    && r.commit_index >= leader.commit_index
+            };
+            if now.role == Role::Leader && reports.iter().all(|r| r.as_ref().is_ok_and(follows)) {
+                return Ok(*now);
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        // The leader changed or some node lags: take whoever leads now.
+        self.leader().await
+    }
+
     fn allowed(&self) -> Duration {
         self.timing.election_timeout * TIMEOUTS_ALLOWED
     }
@@ -79,7 +106,7 @@ fn highest_term(reports: &[Result<StatusReport, ProbeError>]) -> Option<Term> {
 /// (a) A leader cut off from every other node: how long until the others
 /// agree on a new leader, and until the isolated one stops leading.
 pub async fn isolate_leader(bed: &mut Bed<'_>) -> anyhow::Result<()> {
-    let old = bed.leader().await?;
+    let old = bed.settled().await?;
     let patience = (bed.timing.election_timeout * 10).max(Duration::from_secs(3));
     bed.report.progress(format_args!(
         "isolate-leader: node {} (term {}) cut off from every other node, watched for up to {patience:?}",
@@ -206,7 +233,7 @@ pub async fn rejoin(bed: &mut Bed<'_>, hold: Duration) -> anyhow::Result<()> {
 /// file exists. How long until the others agree on a new leader, until it
 /// stops leading, and, once its disk answers, until it follows the new one.
 pub async fn stall(bed: &mut Bed<'_>, hold: Duration) -> anyhow::Result<()> {
-    let old = bed.leader().await?;
+    let old = bed.settled().await?;
     let file = bed
         .dir
         .join(STALL_FILE.replace("{id}", &old.id.0.to_string()));
