@@ -14,7 +14,8 @@ use arbitrary::{Result, Unstructured};
 use skiff_core::{
     Action, AppendEntriesReq, AppendEntriesResp, Bytes, Config, Entry, Event, HardState,
     InstallSnapshotReq, InstallSnapshotResp, LogIndex, Machine, Message, NodeId, ReadId,
-    ReadIndexReq, ReadIndexResp, Role, SnapshotMeta, StartState, Term, VoteReq, VoteResp,
+    ReadIndexReq, ReadIndexResp, Role, SnapshotMeta, StartState, Term, TimeoutNow, VoteReq,
+    VoteResp,
 };
 use std::collections::BTreeMap;
 
@@ -114,6 +115,9 @@ impl Promises {
         if machine.hears_leader() && machine.role() != Role::Leader {
             assert!(machine.leader().is_some(), "a lease without a leader");
         }
+        if machine.transfer_target().is_some() {
+            assert_eq!(machine.role(), Role::Leader, "a transfer outside leadership");
+        }
         self.term = machine.term();
         if let Some(vote) = machine.voted_for() {
             let first = *self.votes.entry(self.term).or_insert(vote);
@@ -132,7 +136,8 @@ impl Promises {
                 | Action::Rejected { .. }
                 | Action::SteppedDown { .. }
                 | Action::ReadReady { .. }
-                | Action::ReadFailed { .. } => {}
+                | Action::ReadFailed { .. }
+                | Action::TransferEnded { .. } => {}
                 Action::LogCompact { through } => {
                     let base = self.durable_snapshot.index;
                     assert!(
@@ -274,8 +279,11 @@ fn start_state(input: &mut Unstructured<'_>, peers: u64) -> Result<StartState> {
 }
 
 fn event(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Result<Event> {
-    Ok(match input.int_in_range(0..=9)? {
+    Ok(match input.int_in_range(0..=10)? {
         0 => Event::Timeout,
+        10 => Event::TransferLeadership {
+            to: NodeId(input.int_in_range(0..=peers + 1)?),
+        },
         9 => Event::Read {
             id: ReadId(input.int_in_range(0..=3)?),
             now_ms: input.arbitrary()?,
@@ -300,7 +308,8 @@ fn event(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Result<
 fn message(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Result<Message> {
     let term = term_near(input, machine.term())?;
     let sender = NodeId(input.int_in_range(0..=peers + 1)?);
-    Ok(match input.int_in_range(0..=9)? {
+    Ok(match input.int_in_range(0..=10)? {
+        10 => Message::TimeoutNow(TimeoutNow { term }),
         8 => Message::ReadIndexReq(ReadIndexReq {
             term,
             request: input.int_in_range(0..=3)?,
@@ -316,6 +325,7 @@ fn message(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Resul
             candidate: sender,
             last_index: index_near(input, machine.last_index())?,
             last_term: term_near(input, machine.last_term())?,
+            transfer: input.arbitrary()?,
         }),
         7 => Message::PreVoteResp(VoteResp {
             term,
@@ -358,6 +368,7 @@ fn message(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Resul
             candidate: sender,
             last_index: index_near(input, machine.last_index())?,
             last_term: term_near(input, machine.last_term())?,
+            transfer: input.arbitrary()?,
         }),
         _ => Message::VoteResp(VoteResp {
             term,

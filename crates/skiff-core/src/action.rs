@@ -112,7 +112,67 @@ pub enum Action {
         /// Why.
         error: ReadError,
     },
+    /// The answer to [`Event::TransferLeadership`](crate::Event::TransferLeadership):
+    /// `Ok` once this node, having told `to` to stand, has stepped down
+    /// into a newer term (`to`'s election; the driver may confirm who
+    /// leads now), or why the transfer did not happen.
+    TransferEnded {
+        /// The transfer's target.
+        to: NodeId,
+        /// How it ended.
+        result: Result<(), TransferError>,
+    },
 }
+
+/// Why a leadership transfer ([`Event::TransferLeadership`](crate::Event::TransferLeadership))
+/// did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// Only the leader can hand over; retry at `leader` when it is known.
+    NotLeader {
+        /// The leader this node knows, if any.
+        leader: Option<NodeId>,
+    },
+    /// The target is not a member of the cluster.
+    UnknownPeer,
+    /// Another transfer, to `to`, is under way; only one runs at a time.
+    InProgress {
+        /// The target of the transfer under way.
+        to: NodeId,
+    },
+    /// The target did not take office within an election timeout (it may
+    /// be down, cut off, or unable to catch up); this node leads on.
+    TimedOut,
+    /// This node stopped leading before it could hand over (a newer term,
+    /// a lost quorum, a stalled disk).
+    LeadershipLost,
+}
+
+impl fmt::Display for TransferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransferError::NotLeader { leader: Some(id) } => {
+                write!(f, "not the leader; the leader is node {id}")
+            }
+            TransferError::NotLeader { leader: None } => {
+                write!(f, "not the leader; no leader is known")
+            }
+            TransferError::UnknownPeer => write!(f, "the target is not a member of the cluster"),
+            TransferError::InProgress { to } => {
+                write!(f, "a transfer to node {to} is already under way")
+            }
+            TransferError::TimedOut => {
+                write!(f, "the target did not take office within an election timeout")
+            }
+            TransferError::LeadershipLost => {
+                write!(f, "this node stopped leading before it could hand over")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TransferError {}
 
 /// Why a read ([`Event::Read`](crate::Event::Read)) failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,6 +333,13 @@ pub enum CommitError {
         /// The term in which it was appended.
         term: Term,
     },
+    /// The leader is handing its office to `to`
+    /// ([`Event::TransferLeadership`](crate::Event::TransferLeadership)) and
+    /// takes no entries meanwhile; retry shortly, at `to` if it took office.
+    TransferInProgress {
+        /// The transfer's target.
+        to: NodeId,
+    },
 }
 
 impl Rejection {
@@ -354,6 +421,10 @@ impl fmt::Display for CommitError {
                 f,
                 "entry of term {term} at index {index} was covered by an installed snapshot \
                  before its outcome was known; it may or may not have committed"
+            ),
+            CommitError::TransferInProgress { to } => write!(
+                f,
+                "the leader is handing its office to node {to} and takes no entries meanwhile"
             ),
         }
     }

@@ -50,6 +50,16 @@ pub enum Event {
         /// must never go backwards.
         now_ms: u64,
     },
+    /// The layer above asks the leader to hand its office to peer `to`
+    /// (the thesis, 3.10). Answered exactly once by
+    /// [`Action::TransferEnded`](crate::Action::TransferEnded). The leader
+    /// refuses appends meanwhile, brings `to`'s log up to date, then sends
+    /// it [`TimeoutNow`](crate::message::TimeoutNow); it gives up after an
+    /// election timeout if `to` has not taken office by then.
+    TransferLeadership {
+        /// The peer to hand leadership to.
+        to: NodeId,
+    },
     /// A message arrived from peer `from`.
     Receive {
         /// The peer that sent the message.

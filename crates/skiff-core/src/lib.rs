@@ -37,7 +37,7 @@ pub mod render;
 mod rng;
 mod types;
 
-pub use action::{Action, CommitError, ReadError, Rejection, StepDownReason};
+pub use action::{Action, CommitError, ReadError, Rejection, StepDownReason, TransferError};
 pub use bytes::Bytes;
 pub use config::{Config, ConfigError, TERM_LEAD_MAX_DEFAULT};
 pub use entries::Entries;
@@ -45,6 +45,6 @@ pub use event::Event;
 pub use machine::{Machine, StartState, StateError};
 pub use message::{
     AppendEntriesReq, AppendEntriesResp, InstallSnapshotReq, InstallSnapshotResp, Message,
-    ReadIndexReq, ReadIndexResp, VoteReq, VoteResp,
+    ReadIndexReq, ReadIndexResp, TimeoutNow, VoteReq, VoteResp,
 };
 pub use types::{Entry, HardState, LogIndex, NodeId, ReadId, Role, SnapshotMeta, Term};

@@ -40,6 +40,10 @@ pub enum Message {
     ReadIndexReq(ReadIndexReq),
     /// The leader's answer to a [`ReadIndexReq`].
     ReadIndexResp(ReadIndexResp),
+    /// A leader handing its office over (the thesis, 3.10) tells its
+    /// target, whose log it has brought up to date, to stand for election
+    /// at once, without waiting for its alarm or asking for pre-votes.
+    TimeoutNow(TimeoutNow),
 }
 
 impl Message {
@@ -56,6 +60,7 @@ impl Message {
             Message::InstallSnapshotResp(m) => m.term,
             Message::ReadIndexReq(m) => m.term,
             Message::ReadIndexResp(m) => m.term,
+            Message::TimeoutNow(m) => m.term,
         }
     }
 }
@@ -108,6 +113,11 @@ pub struct VoteReq {
     pub last_index: LogIndex,
     /// The term of the candidate's last entry.
     pub last_term: Term,
+    /// The candidate stands because its leader handed over
+    /// ([`Message::TimeoutNow`]): a receiver that hears that leader grants
+    /// the vote anyway, since the leader itself asked for the election.
+    /// Always `false` in a [`Message::PreVoteReq`].
+    pub transfer: bool,
 }
 
 /// A peer's answer to a [`VoteReq`].
@@ -164,4 +174,12 @@ pub struct ReadIndexResp {
     /// On success, the read index: the follower answers the read once it
     /// has applied through it. 0 on failure.
     pub index: LogIndex,
+}
+
+/// Sent by a leader to the follower it hands its office to
+/// ([`Event::TransferLeadership`](crate::Event::TransferLeadership)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeoutNow {
+    /// The leader's term.
+    pub term: Term,
 }

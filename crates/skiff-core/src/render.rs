@@ -1,7 +1,7 @@
 //! The text rendering of messages and actions used by scenario files and
 //! traces (`docs/scenario-format.md`), as `Display` impls.
 
-use crate::action::{Action, CommitError, ReadError};
+use crate::action::{Action, CommitError, ReadError, TransferError};
 use crate::message::{
     AppendEntriesReq, AppendEntriesResp, InstallSnapshotReq, InstallSnapshotResp, Message,
     ReadIndexReq, ReadIndexResp, VoteReq, VoteResp,
@@ -69,6 +69,7 @@ impl Display for Message {
             Message::InstallSnapshotResp(m) => m.fmt(f),
             Message::ReadIndexReq(m) => m.fmt(f),
             Message::ReadIndexResp(m) => m.fmt(f),
+            Message::TimeoutNow(m) => write!(f, "TimeoutNow(term={})", m.term),
         }
     }
 }
@@ -165,8 +166,14 @@ impl Display for VoteReq {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "VoteReq(term={}, candidate={}, last_index={}, last_term={})",
-            self.term, self.candidate, self.last_index, self.last_term
+            "VoteReq(term={}, candidate={}, last_index={}, last_term={}{})",
+            self.term,
+            self.candidate,
+            self.last_index,
+            self.last_term,
+            // Written only when set, so that scenarios without transfers
+            // read as they always did.
+            if self.transfer { ", transfer=true" } else { "" }
         )
     }
 }
@@ -195,6 +202,10 @@ impl Display for Action {
                         f,
                         "Commit(index=none, data={data}, err=NotLeader(leader={}))",
                         OptionalId(*leader)
+                    ),
+                    Err(CommitError::TransferInProgress { to }) => write!(
+                        f,
+                        "Commit(index=none, data={data}, err=TransferInProgress(to={to}))"
                     ),
                 }
             }
@@ -245,6 +256,28 @@ impl Display for Action {
                 ),
                 ReadError::Busy => write!(f, "ReadFailed(id={}, err=Busy)", id.0),
             },
+            Action::TransferEnded { to, result } => match result {
+                Ok(()) => write!(f, "TransferEnded(to={to}, ok)"),
+                Err(error) => write!(f, "TransferEnded(to={to}, err={})", TransferErrorText(error)),
+            },
+        }
+    }
+}
+
+/// A transfer error as scenarios write it: its name, with the node it
+/// names in parentheses.
+struct TransferErrorText<'a>(&'a TransferError);
+
+impl Display for TransferErrorText<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            TransferError::NotLeader { leader } => {
+                write!(f, "NotLeader(leader={})", OptionalId(*leader))
+            }
+            TransferError::UnknownPeer => f.write_str("UnknownPeer"),
+            TransferError::InProgress { to } => write!(f, "InProgress(to={to})"),
+            TransferError::TimedOut => f.write_str("TimedOut"),
+            TransferError::LeadershipLost => f.write_str("LeadershipLost"),
         }
     }
 }

@@ -44,6 +44,8 @@ enum Step {
     /// Every message queued to or from the node is lost: a short
     /// partition, which leaves deposed leaders that do not know it yet.
     Isolate(u64),
+    /// The layer above asks the node to hand leadership to another.
+    Transfer(u64, u64),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -57,6 +59,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => any::<u64>().prop_map(Step::Snapshot),
         1 => any::<u64>().prop_map(Step::Stall),
         3 => any::<u64>().prop_map(Step::Read),
+        1 => (any::<u64>(), any::<u64>()).prop_map(|(node, to)| Step::Transfer(node, to)),
         3 => any::<u64>().prop_map(Step::Isolate),
     ]
 }
@@ -86,6 +89,10 @@ struct Cluster {
     asked: u64,
     /// Reads answered ready.
     reads_ready: u64,
+    /// Transfers asked of each node and not yet answered.
+    transfers: HashMap<NodeId, u64>,
+    /// Transfers answered `Ok`.
+    transfers_done: u64,
 }
 
 impl Cluster {
@@ -118,6 +125,8 @@ impl Cluster {
             reads: HashMap::new(),
             asked: 0,
             reads_ready: 0,
+            transfers: HashMap::new(),
+            transfers_done: 0,
         }
     }
 
@@ -198,6 +207,12 @@ impl Cluster {
                         "each read is answered once"
                     );
                 }
+                Action::TransferEnded { result, .. } => {
+                    let asked = self.transfers.entry(from).or_default();
+                    assert!(*asked > 0, "node {from} answered a transfer nobody asked for");
+                    *asked -= 1;
+                    self.transfers_done += u64::from(result.is_ok());
+                }
                 Action::Commit { .. } | Action::Alarm { .. } | Action::SteppedDown { .. } => {}
                 Action::Rejected {
                     from: sender,
@@ -253,12 +268,21 @@ impl Cluster {
                 let event = Event::Read { id, now_ms: 0 };
                 self.step_node((node % size) as usize, event);
             }
+            Step::Transfer(node, to) => {
+                let position = (node % size) as usize;
+                let from = self.nodes[position].machine.id();
+                *self.transfers.entry(from).or_default() += 1;
+                let to = NodeId(to % size + 1);
+                self.step_node(position, Event::TransferLeadership { to });
+            }
             Step::Isolate(node) => {
                 let id = NodeId(node % size + 1);
                 self.queue.retain(|(from, to, _)| *from != id && *to != id);
             }
             Step::Crash(node) => {
                 let node = &mut self.nodes[(node % size) as usize];
+                // Nobody waits for a transfer across a restart.
+                self.transfers.remove(&node.machine.id());
                 let config = node.machine.config().clone();
                 let (snapshot, state) = node.snapshot.clone();
                 node.machine = Machine::restore_from_snapshot(
@@ -347,6 +371,31 @@ fn a_fair_schedule_commits() {
     settle(&mut cluster);
     assert_eq!(cluster.reads_ready, 2);
     assert!(cluster.reads.is_empty());
+}
+
+/// A transfer in a fair schedule hands leadership to its target, which
+/// the old leader answers `Ok`; appends refused meanwhile are answered.
+#[test]
+fn a_transfer_hands_leadership_to_its_target() {
+    let mut cluster = Cluster::new(3, 3);
+    cluster.apply(Step::Timeout(0));
+    settle(&mut cluster);
+    assert_eq!(cluster.nodes[0].machine.role(), Role::Leader);
+    let term = cluster.nodes[0].machine.term();
+    // Node 3 lags: the leader must bring it up to date first.
+    cluster.apply(Step::Append(0));
+    cluster.apply(Step::Transfer(0, 2));
+    settle(&mut cluster);
+    assert_eq!(cluster.nodes[2].machine.role(), Role::Leader);
+    assert!(cluster.nodes[2].machine.term() > term);
+    assert_eq!(cluster.nodes[0].machine.role(), Role::Follower);
+    assert_eq!(cluster.transfers_done, 1);
+    assert!(cluster.transfers.values().all(|n| *n == 0));
+    assert_eq!(
+        cluster.committed.get(&2).map(|d| d.as_ref()),
+        Some(&b"v1"[..]),
+        "the append before the transfer committed"
+    );
 }
 
 /// A follower cut off while the leader compacts its log catches up through

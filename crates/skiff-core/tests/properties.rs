@@ -11,7 +11,7 @@
 use proptest::prelude::*;
 use skiff_core::{
     Action, AppendEntriesReq, AppendEntriesResp, Config, Entry, Event, HardState, LogIndex,
-    Machine, Message, NodeId, Role, StartState, Term, VoteReq, VoteResp,
+    Machine, Message, NodeId, Role, StartState, Term, TimeoutNow, VoteReq, VoteResp,
 };
 // What a driver would have on disk after performing the actions so far: the
 // simulator's disk model, shared so that every driver of the machine in this
@@ -68,14 +68,18 @@ fn message() -> impl Strategy<Value = Message> {
                 read_round: 0,
             })
         }),
-        (term(), sender(), index(), term()).prop_map(|(term, candidate, last_index, last_term)| {
-            Message::VoteReq(VoteReq {
-                term,
-                candidate,
-                last_index,
-                last_term,
-            })
-        }),
+        (term(), sender(), index(), term(), any::<bool>()).prop_map(
+            |(term, candidate, last_index, last_term, transfer)| {
+                Message::VoteReq(VoteReq {
+                    term,
+                    candidate,
+                    last_index,
+                    last_term,
+                    transfer,
+                })
+            }
+        ),
+        term().prop_map(|term| Message::TimeoutNow(TimeoutNow { term })),
         (term(), any::<bool>())
             .prop_map(|(term, granted)| Message::VoteResp(VoteResp { term, granted })),
     ]
@@ -85,6 +89,7 @@ fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         1 => "[x-z]{1,2}".prop_map(|d| Event::Append(d.into())),
         2 => Just(Event::Timeout),
+        1 => sender().prop_map(|to| Event::TransferLeadership { to }),
         6 => (sender(), message()).prop_map(|(from, message)| Event::Receive { from, message }),
     ]
 }

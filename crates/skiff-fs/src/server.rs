@@ -159,6 +159,9 @@ use tokio_rustls::TlsAcceptor;
 /// Room in a log entry for everything but the contents: format byte,
 /// timestamp, proposal id, session, variants, lengths, version and exptime.
 const COMMAND_OVERHEAD_BYTES_MAX: usize = 96;
+/// How long a proposal refused during a leadership transfer waits before
+/// it is submitted again (a transfer takes a round trip or two).
+const TRANSFER_RETRY_INTERVAL: Duration = Duration::from_millis(2);
 /// The first pause after a failed accept.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// The longest pause after repeated failed accepts.
@@ -599,7 +602,20 @@ impl Shared {
         let timestamp_ms = self.clock.now_ms().max(self.replies.clock_ms());
         let entry = encode(timestamp_ms, proposal);
         let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let submitted = tokio::time::timeout_at(deadline, self.node.submit(entry)).await;
+        let submitted = loop {
+            match tokio::time::timeout_at(deadline, self.node.submit(entry.clone())).await {
+                // A leadership transfer lasts moments and appended nothing:
+                // submit again, to be taken here or redirected to the new
+                // leader, rather than fail the client.
+                Ok(Err(SubmitError::TransferInProgress { .. })) => {
+                    tokio::time::sleep_until(
+                        (tokio::time::Instant::now() + TRANSFER_RETRY_INTERVAL).min(deadline),
+                    )
+                    .await;
+                }
+                other => break other,
+            }
+        };
         let response = match submitted {
             Ok(Ok(index)) => {
                 self.replies.committed_at(sequence, index);

@@ -54,6 +54,26 @@ pub enum SubmitError {
     /// not commit.
     #[error("the node stopped before the outcome was known")]
     Stopped,
+    /// The leader is handing its office to `to` and takes no entries
+    /// meanwhile (a transfer lasts at most an election timeout); nothing
+    /// was appended, so the submission may simply be retried.
+    #[error("the leader is handing its office to node {to}; retry shortly")]
+    TransferInProgress {
+        /// The transfer's target.
+        to: NodeId,
+    },
+}
+
+/// Why [`NodeHandle::transfer_leadership`](crate::NodeHandle::transfer_leadership)
+/// did not hand leadership over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransferLeaderError {
+    /// The Raft core refused or gave up (see its reason).
+    #[error("{0}")]
+    Refused(skiff_core::TransferError),
+    /// The node stopped before the transfer ended.
+    #[error("the node stopped before the transfer ended")]
+    Stopped,
 }
 
 /// What a node is doing, as of its last event-loop turn.

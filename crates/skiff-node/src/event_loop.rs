@@ -94,7 +94,9 @@
 //! replaced by a leader's snapshot) ends, and says so
 //! ([`Subscription::overtaken_by`](crate::Subscription::overtaken_by)).
 
-use crate::api::{CommittedEntry, NodeError, SnapshotError, Status, SubmitError};
+use crate::api::{
+    CommittedEntry, NodeError, SnapshotError, Status, SubmitError, TransferLeaderError,
+};
 use crate::applier::{ApplierEvent, ApplierInput, SnapshotReply};
 use crate::stall::SyncClock;
 use crate::storage::{Storage, StoredSnapshot};
@@ -145,6 +147,11 @@ pub enum Command {
     },
     /// Take a snapshot of the state machine now.
     SnapshotNow { reply: SnapshotReply },
+    /// Hand leadership to `to` (`Event::TransferLeadership`).
+    TransferLeadership {
+        to: NodeId,
+        reply: oneshot::Sender<Result<(), TransferLeaderError>>,
+    },
     /// A subscriber made room in its channel.
     Nudge,
     /// Finish the turn, sync, and stop.
@@ -238,6 +245,9 @@ pub struct EventLoop {
     waiters: BTreeMap<(LogIndex, Term), Reply>,
     /// Read barriers that arrived this turn; they share one read.
     barriers: Vec<Reply>,
+    /// The caller waiting for the transfer under way, if any: the loop lets
+    /// one run at a time, so the machine's next `TransferEnded` is its.
+    transfer_reply: Option<oneshot::Sender<Result<(), TransferLeaderError>>>,
     /// The barriers of each read stepped and not yet answered.
     reads: HashMap<ReadId, Vec<Reply>>,
     /// How many barriers `reads` holds.
@@ -305,6 +315,7 @@ impl EventLoop {
             alarm_replaced: false,
             waiters: BTreeMap::new(),
             barriers: Vec::new(),
+            transfer_reply: None,
             reads: HashMap::new(),
             reads_waiting: 0,
             next_read: 0,
@@ -456,6 +467,20 @@ impl EventLoop {
                     overtaken,
                 });
             }
+            Input::Command(Command::TransferLeadership { to, reply }) => {
+                if let Some(to) = self.machine.transfer_target() {
+                    let refused = skiff_core::TransferError::InProgress { to };
+                    let _ = reply.send(Err(TransferLeaderError::Refused(refused)));
+                } else if self.transfer_reply.is_some() {
+                    // Asked while this turn's own answer is not yet performed.
+                    let refused = skiff_core::TransferError::InProgress { to };
+                    let _ = reply.send(Err(TransferLeaderError::Refused(refused)));
+                } else {
+                    self.transfer_reply = Some(reply);
+                    let event = Event::TransferLeadership { to };
+                    self.machine.step(event, &mut self.actions);
+                }
+            }
             Input::Command(Command::Nudge) => {}
             Input::Command(Command::Shutdown) => self.stopping = true,
         }
@@ -542,6 +567,9 @@ impl EventLoop {
         let after = self.machine.last_index();
         if self.machine.role() == Role::Leader && after > before {
             self.waiters.insert((after, self.machine.term()), reply);
+        } else if let Some(to) = self.machine.transfer_target() {
+            // Commit(TransferInProgress), skipped by `perform` like NotLeader.
+            let _ = reply.send(Err(SubmitError::TransferInProgress { to }));
         } else {
             // The machine answered with Commit(NotLeader), which `perform`
             // skips: the refusal depends on nothing durable.
@@ -671,6 +699,15 @@ impl EventLoop {
                 | Action::SnapshotInstall { .. } => {}
                 Action::ReadReady { id, index } => self.answer_read(id, Ok(index)),
                 Action::ReadFailed { id, error } => self.answer_read(id, Err(read_error(error))),
+                Action::TransferEnded { to, result } => {
+                    match &result {
+                        Ok(()) => tracing::info!(%to, "leadership handed over"),
+                        Err(e) => tracing::warn!(%to, reason = %e, "leadership transfer failed"),
+                    }
+                    if let Some(reply) = self.transfer_reply.take() {
+                        let _ = reply.send(result.map_err(TransferLeaderError::Refused));
+                    }
+                }
             }
         }
         self.actions = actions;
@@ -1099,6 +1136,7 @@ mod tests {
             candidate: NodeId(2),
             last_index: LogIndex(2),
             last_term: Term(2),
+            transfer: false,
         });
         let (early, rest) = split(&mut follower, receive(vote));
         assert!(early.is_empty(), "{early:?}");

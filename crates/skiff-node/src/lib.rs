@@ -83,7 +83,8 @@ pub mod tls;
 mod transport;
 
 pub use api::{
-    CommittedEntry, NodeError, SnapshotError, StartError, Status, SubmitError, ENTRY_BYTES_MAX,
+    CommittedEntry, NodeError, SnapshotError, StartError, Status, SubmitError, TransferLeaderError,
+    ENTRY_BYTES_MAX,
 };
 pub use config::{
     ClusterConfig, ConfigError, FaultsConfig, LimitsConfig, NodeConfig, ReadsConfig,

@@ -1,7 +1,8 @@
 //! Starting a node, talking to it, and stopping it.
 
 use crate::api::{
-    CommittedEntry, NodeError, SnapshotError, StartError, Status, SubmitError, ENTRY_BYTES_MAX,
+    CommittedEntry, NodeError, SnapshotError, StartError, Status, SubmitError, TransferLeaderError,
+    ENTRY_BYTES_MAX,
 };
 use crate::applier::{self, SnapshotPlace};
 use crate::config::{ClusterConfig, ConfigError};
@@ -306,6 +307,21 @@ impl NodeHandle {
     /// the wait themselves.
     pub async fn read_barrier(&self) -> Result<LogIndex, SubmitError> {
         self.request(|reply| Command::ReadBarrier { reply }).await
+    }
+
+    /// Hands leadership to node `to` (the thesis' leadership transfer):
+    /// this node, which must lead, stops taking submissions (they fail with
+    /// [`SubmitError::TransferInProgress`]), brings `to` up to date and
+    /// tells it to stand at once. Resolves `Ok` when this node has stepped
+    /// down for `to`'s election, or with why not; it gives up after an
+    /// election timeout. One transfer runs at a time.
+    pub async fn transfer_leadership(&self, to: NodeId) -> Result<(), TransferLeaderError> {
+        let (reply, outcome) = oneshot::channel();
+        self.commands
+            .send(Command::TransferLeadership { to, reply })
+            .await
+            .map_err(|_| TransferLeaderError::Stopped)?;
+        outcome.await.unwrap_or(Err(TransferLeaderError::Stopped))
     }
 
     async fn request(

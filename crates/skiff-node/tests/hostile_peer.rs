@@ -160,6 +160,7 @@ async fn an_authenticated_peer_cannot_freeze_the_cluster_with_the_largest_term()
             candidate: HOSTILE,
             last_index: LogIndex(0),
             last_term: Term(0),
+            transfer: false,
         });
         write_frame(
             &mut stream,

@@ -343,7 +343,8 @@ impl Durable {
             | Action::Rejected { .. }
             | Action::SteppedDown { .. }
             | Action::ReadReady { .. }
-            | Action::ReadFailed { .. } => {}
+            | Action::ReadFailed { .. }
+            | Action::TransferEnded { .. } => {}
         }
         Ok(())
     }

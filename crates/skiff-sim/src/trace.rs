@@ -210,6 +210,10 @@ pub fn hash_message(h: &mut StableHasher, message: &Message) {
             h.word(u64::from(m.success));
             h.word(m.index.0);
         }
+        Message::TimeoutNow(m) => {
+            h.word(23);
+            h.word(m.term.0);
+        }
     }
 }
 
@@ -228,6 +232,10 @@ fn hash_vote_req(h: &mut StableHasher, kind: u64, m: &VoteReq) {
     h.word(m.candidate.0);
     h.word(m.last_index.0);
     h.word(m.last_term.0);
+    // Mixed in only when set, so that runs without transfers hash as before.
+    if m.transfer {
+        h.word(1);
+    }
 }
 
 /// A VoteResp or PreVoteResp (`kind` tells which).
@@ -322,6 +330,12 @@ pub fn hash_action(h: &mut StableHasher, action: &Action) {
             h.word(22);
             h.word(id.0);
             h.bytes(error.to_string().as_bytes());
+        }
+        Action::TransferEnded { to, result } => {
+            h.word(24);
+            h.word(to.0);
+            h.bytes(action.to_string().as_bytes());
+            let _ = result;
         }
     }
 }

@@ -163,6 +163,7 @@ fn vote_req(term: u64, candidate: u64) -> Stepped {
             candidate: NodeId(candidate),
             last_index: LogIndex(0),
             last_term: Term(0),
+            transfer: false,
         }),
     )
 }

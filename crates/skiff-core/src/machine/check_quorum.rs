@@ -45,23 +45,27 @@ impl Machine {
     /// A leader's heartbeat alarm: steps down if the majority is lost,
     /// otherwise sends heartbeats.
     pub(super) fn leader_tick(&mut self) {
+        // The leader's clock, for CheckQuorum and a transfer's deadline.
+        if let RoleState::Leader { ticks, .. } = &mut self.role {
+            *ticks += 1;
+        }
         if self.config.check_quorum && self.quorum_lost_at_tick() {
             self.step_down(StepDownReason::QuorumLost);
         } else {
             self.broadcast_heartbeat();
+            self.transfer_tick(); // `transfer.rs`
         }
     }
 
-    /// Advances the leader's clock and tells whether fewer than a majority,
+    /// At a tick of the leader's clock: whether fewer than a majority,
     /// itself included, answered within the last election timeout.
     fn quorum_lost_at_tick(&mut self) -> bool {
         let heartbeat = self.config.heartbeat_interval_ms;
         let timeout = self.config.election_timeout_ms;
         let quorum = self.config.quorum();
-        let RoleState::Leader { followers, ticks } = &mut self.role else {
+        let RoleState::Leader { followers, ticks } = &self.role else {
             return false;
         };
-        *ticks += 1;
         let now = *ticks;
         let heard = followers
             .iter()
@@ -130,7 +134,9 @@ impl Machine {
         let Message::VoteReq(req) = message else {
             return false;
         };
-        if req.term <= self.hard_state.term || !self.hears_leader() {
+        // A candidate the leader handed over to (`transfer.rs`) is not
+        // the disruption the lease keeps out.
+        if req.term <= self.hard_state.term || !self.hears_leader() || req.transfer {
             return false;
         }
         let resp = VoteResp {

@@ -146,7 +146,8 @@ impl Machine {
             | Message::VoteResp(_)
             | Message::PreVoteResp(_)
             | Message::InstallSnapshotResp(_)
-            | Message::ReadIndexResp(_) => {}
+            | Message::ReadIndexResp(_)
+            | Message::TimeoutNow(_) => {}
         }
     }
 }

@@ -36,6 +36,12 @@ impl Machine {
 
     /// Starts an election for the next term, voting for itself.
     pub(super) fn become_candidate(&mut self, actions: &mut Vec<Action>) {
+        self.stand(false, actions);
+    }
+
+    /// Starts an election for the next term, voting for itself; `transfer`:
+    /// because the leader handed over (`transfer.rs`).
+    pub(super) fn stand(&mut self, transfer: bool, actions: &mut Vec<Action>) {
         let Some(term) = self.hard_state.term.0.checked_add(1).map(Term) else {
             // Term space is exhausted (only absurd peers get here): stay put
             // rather than reuse a term in which this node may have voted.
@@ -57,17 +63,23 @@ impl Machine {
             self.become_leader(actions);
             return;
         }
-        self.ask_every_peer(term, Message::VoteReq);
+        self.ask_every_peer(term, transfer, Message::VoteReq);
     }
 
     /// Asks every other peer for its vote in `term`, as a `VoteReq` or a
     /// `PreVoteReq` (`wrap`), naming this node's last entry.
-    pub(super) fn ask_every_peer(&mut self, term: Term, wrap: fn(VoteReq) -> Message) {
+    pub(super) fn ask_every_peer(
+        &mut self,
+        term: Term,
+        transfer: bool,
+        wrap: fn(VoteReq) -> Message,
+    ) {
         let req = VoteReq {
             term,
             candidate: self.config.id,
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
+            transfer,
         };
         for peer in self.config.peers.clone() {
             if peer != self.config.id {
@@ -113,7 +125,9 @@ impl Machine {
         let granted = req.term == self.hard_state.term
             && !self.repairing() // `repair.rs`, rule 2
             && !self.storage_stalled // `stall.rs`
-            && !self.hears_leader() // `check_quorum.rs`: its term has a live leader
+            // `check_quorum.rs`: its term has a live leader, unless that
+            // leader handed over (`transfer.rs`)
+            && (!self.hears_leader() || req.transfer)
             && !self.quiet_after_restart() // `read_index.rs`: leases it granted may run
             && req.candidate == from
             && matches!(self.role, RoleState::Follower)

@@ -18,6 +18,7 @@ mod repair;
 mod replication;
 mod snapshot;
 mod stall;
+mod transfer;
 
 use crate::action::Action;
 use crate::config::{Config, ConfigError};
@@ -91,6 +92,9 @@ use std::fmt;
 ///         Action::ReadFailed { id, error } => {
 ///             eprintln!("read {id:?} failed: {error}");
 ///         }
+///         Action::TransferEnded { to, result } => {
+///             eprintln!("transfer to node {to}: {result:?}");
+///         }
 ///     }
 /// }
 /// ```
@@ -130,6 +134,8 @@ pub struct Machine {
     /// Reads held, and a leader's confirmation rounds and lease
     /// (`read_index.rs`).
     reads: read_index::Reads,
+    /// A leader's transfer of its office under way (`transfer.rs`).
+    transfer: Option<transfer::Transfer>,
 }
 
 /// An entry appended as leader, kept until its outcome is known.
@@ -414,6 +420,7 @@ impl Machine {
             lease_alarm: false,
             storage_stalled: false,
             reads: read_index::Reads::default(),
+            transfer: None,
         }
     }
 }
@@ -584,6 +591,7 @@ impl Machine {
             Event::StorageStalled => self.handle_storage_stalled(),
             Event::StorageRecovered => self.handle_storage_recovered(),
             Event::Read { id, now_ms } => self.handle_read(id, now_ms),
+            Event::TransferLeadership { to } => self.handle_transfer_leadership(to),
             Event::Receive { from, message } => self.handle_message(from, message, actions),
         }
         self.finish_step(actions);
@@ -624,6 +632,7 @@ impl Machine {
             Message::InstallSnapshotResp(resp) => self.handle_install_snapshot_resp(from, resp),
             Message::ReadIndexReq(req) => self.handle_read_index_req(from, req),
             Message::ReadIndexResp(resp) => self.handle_read_index_resp(from, resp),
+            Message::TimeoutNow(req) => self.handle_timeout_now(from, req, actions),
         }
     }
 
@@ -631,6 +640,7 @@ impl Machine {
     /// deferred actions.
     fn finish_step(&mut self, actions: &mut Vec<Action>) {
         self.settle_reads(); // no read outlives the term or leader it was taken under
+        self.settle_transfer(); // nor a transfer its leader's office
         self.persist_hard_state(actions);
         if let Some(ms) = self.alarm_ms.take() {
             actions.push(Action::Alarm { ms });
@@ -770,6 +780,10 @@ impl Machine {
         if !cfg!(debug_assertions) {
             return;
         }
+        assert!(
+            self.transfer.is_none() || matches!(self.role, RoleState::Leader { .. }),
+            "only a leader hands its office over (`transfer.rs`)"
+        );
         assert!(
             self.commit_index <= self.log.last_index(),
             "commit {} past last index {}",

@@ -56,7 +56,7 @@ impl Machine {
             self.become_candidate(actions);
             return;
         }
-        self.ask_every_peer(term, Message::PreVoteReq);
+        self.ask_every_peer(term, false, Message::PreVoteReq);
     }
 
     /// Rule 2: answers whether this node would vote for the asker in the

@@ -148,6 +148,13 @@ impl Reads {
 
 // Events.
 impl Machine {
+    /// Ends the leader's read lease: from now on its reads wait for a
+    /// round. A leader handing over (`transfer.rs`) calls this, because its
+    /// target's election overrides the followers' leases.
+    pub(super) fn end_read_lease(&mut self) {
+        self.reads.lease_until_ms = 0;
+    }
+
     /// `Event::Read`: answer from the lease, hold for a round, or ask the
     /// leader.
     pub(super) fn handle_read(&mut self, id: ReadId, now_ms: u64) {

@@ -14,6 +14,9 @@ use std::collections::VecDeque;
 // Leader side.
 impl Machine {
     pub(super) fn handle_append(&mut self, data: Bytes, actions: &mut Vec<Action>) {
+        if self.refuse_append_in_transfer(&data) {
+            return; // `transfer.rs`
+        }
         if matches!(self.role, RoleState::Leader { .. }) {
             self.append_as_leader(data, actions);
         } else {
@@ -93,6 +96,9 @@ impl Machine {
         }
         if let Some((mut replicator, followers)) = self.replicator() {
             replicator.send_pending(from, &mut followers[position].1);
+        }
+        if self.transfer.is_some_and(|t| t.to() == from) {
+            self.advance_transfer(false); // `transfer.rs`
         }
     }
 

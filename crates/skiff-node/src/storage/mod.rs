@@ -338,7 +338,8 @@ impl Storage {
             | Action::Rejected { .. }
             | Action::SteppedDown { .. }
             | Action::ReadReady { .. }
-            | Action::ReadFailed { .. } => Ok(()),
+            | Action::ReadFailed { .. }
+            | Action::TransferEnded { .. } => Ok(()),
         }
     }
 

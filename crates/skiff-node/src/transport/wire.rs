@@ -66,7 +66,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use skiff_core::{
     AppendEntriesReq, AppendEntriesResp, Entry, InstallSnapshotReq, InstallSnapshotResp, LogIndex,
-    Message, NodeId, ReadIndexReq, ReadIndexResp, SnapshotMeta, Term, VoteReq, VoteResp,
+    Message, NodeId, ReadIndexReq, ReadIndexResp, SnapshotMeta, Term, TimeoutNow, VoteReq,
+    VoteResp,
 };
 
 /// The version byte of every frame this code writes and accepts. Version
@@ -253,6 +254,19 @@ pub enum WireMessage<'a> {
         success: bool,
         index: u64,
     },
+    // Leadership transfer, added at the end within version 2: the
+    // encodings above are unchanged, and a node that predates them meets
+    // these only when an operator transfers leadership to or through it.
+    TimeoutNow {
+        term: u64,
+    },
+    /// A `VoteReq` with `transfer` set.
+    TransferVoteReq {
+        term: u64,
+        candidate: u64,
+        last_index: u64,
+        last_term: u64,
+    },
 }
 
 /// A log entry on the wire.
@@ -313,6 +327,12 @@ impl<'a> WireMessage<'a> {
                 index: m.index.0,
                 read_round: m.read_round,
             },
+            Message::VoteReq(m) if m.transfer => WireMessage::TransferVoteReq {
+                term: m.term.0,
+                candidate: m.candidate.0,
+                last_index: m.last_index.0,
+                last_term: m.last_term.0,
+            },
             Message::VoteReq(m) => WireMessage::VoteReq {
                 term: m.term.0,
                 candidate: m.candidate.0,
@@ -353,6 +373,7 @@ impl<'a> WireMessage<'a> {
                 success: m.success,
                 index: m.index.0,
             },
+            Message::TimeoutNow(m) => WireMessage::TimeoutNow { term: m.term.0 },
         }
     }
 
@@ -404,7 +425,21 @@ impl<'a> WireMessage<'a> {
                 candidate: NodeId(candidate),
                 last_index: LogIndex(last_index),
                 last_term: Term(last_term),
+                transfer: false,
             }),
+            WireMessage::TransferVoteReq {
+                term,
+                candidate,
+                last_index,
+                last_term,
+            } => Message::VoteReq(VoteReq {
+                term: Term(term),
+                candidate: NodeId(candidate),
+                last_index: LogIndex(last_index),
+                last_term: Term(last_term),
+                transfer: true,
+            }),
+            WireMessage::TimeoutNow { term } => Message::TimeoutNow(TimeoutNow { term: Term(term) }),
             WireMessage::VoteResp { term, granted } => Message::VoteResp(VoteResp {
                 term: Term(term),
                 granted,
@@ -438,6 +473,7 @@ impl<'a> WireMessage<'a> {
                 candidate: NodeId(candidate),
                 last_index: LogIndex(last_index),
                 last_term: Term(last_term),
+                transfer: false,
             }),
             WireMessage::PreVoteResp { term, granted } => Message::PreVoteResp(VoteResp {
                 term: Term(term),
@@ -555,7 +591,16 @@ mod tests {
                 candidate: NodeId(2),
                 last_index: LogIndex(9),
                 last_term: Term(3),
+                transfer: false,
             }),
+            Message::VoteReq(VoteReq {
+                term: Term(5),
+                candidate: NodeId(3),
+                last_index: LogIndex(9),
+                last_term: Term(3),
+                transfer: true,
+            }),
+            Message::TimeoutNow(TimeoutNow { term: Term(4) }),
             Message::VoteResp(VoteResp {
                 term: Term(4),
                 granted: true,

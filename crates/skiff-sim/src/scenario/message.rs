@@ -1,20 +1,21 @@
 //! Events and messages as scenario text: `append DATA`, `timeout`,
-//! `snapshot index=I`, `stall`, `recover`, `read id=R [now=MS]` and
-//! `recv from=N MESSAGE`, with the messages as the format writes them.
+//! `snapshot index=I`, `stall`, `recover`, `read id=R [now=MS]`,
+//! `transfer to=N` and `recv from=N MESSAGE`, with the messages as the format writes them.
 
 use super::cursor::{Arg, Cursor, Keyed};
 use skiff_core::{
     AppendEntriesReq, AppendEntriesResp, Event, InstallSnapshotReq, InstallSnapshotResp, LogIndex,
-    Message, NodeId, ReadId, ReadIndexReq, ReadIndexResp, SnapshotMeta, Term, VoteReq, VoteResp,
+    Message, NodeId, ReadId, ReadIndexReq, ReadIndexResp, SnapshotMeta, Term, TimeoutNow, VoteReq,
+    VoteResp,
 };
 
 /// The commands that are events.
 pub(crate) const EVENT_COMMANDS: &[&str] = &[
-    "append", "timeout", "snapshot", "stall", "recover", "read", "recv",
+    "append", "timeout", "snapshot", "stall", "recover", "read", "transfer", "recv",
 ];
 
 const MESSAGE_NAMES: &str = "AppendEntriesReq, AppendEntriesResp, VoteReq, VoteResp, \
-     PreVoteReq, PreVoteResp, InstallSnapshotReq, InstallSnapshotResp, ReadIndexReq or ReadIndexResp";
+     PreVoteReq, PreVoteResp, InstallSnapshotReq, InstallSnapshotResp, ReadIndexReq, ReadIndexResp or TimeoutNow";
 
 /// Parses the event named `command` from the rest of the line.
 pub(crate) fn event(command: &str, cursor: &mut Cursor<'_>) -> Result<Event, String> {
@@ -51,6 +52,12 @@ pub(crate) fn event(command: &str, cursor: &mut Cursor<'_>) -> Result<Event, Str
                 None => 0,
             };
             Ok(Event::Read { id, now_ms })
+        }
+        "transfer" => {
+            let args = cursor.arguments("transfer")?;
+            let mut keyed = Keyed::new("transfer", args, &["to"])?;
+            let to = NodeId(keyed.required("to")?.number()?);
+            Ok(Event::TransferLeadership { to })
         }
         "recv" => {
             let from = cursor.argument("recv", false)?;
@@ -112,6 +119,9 @@ pub(crate) fn message(cursor: &mut Cursor<'_>, after: &str) -> Result<Message, S
         "VoteResp" => Message::VoteResp(vote_resp(&mut keyed)?),
         "PreVoteReq" => Message::PreVoteReq(vote_req(&mut keyed)?),
         "PreVoteResp" => Message::PreVoteResp(vote_resp(&mut keyed)?),
+        "TimeoutNow" => Message::TimeoutNow(TimeoutNow {
+            term: Term(keyed.required("term")?.number()?),
+        }),
         "InstallSnapshotReq" => Message::InstallSnapshotReq(InstallSnapshotReq {
             term: Term(keyed.required("term")?.number()?),
             leader: NodeId(keyed.required("leader")?.number()?),
@@ -143,7 +153,8 @@ fn fields(name: &str) -> Option<&'static [&'static str]> {
         "AppendEntriesResp" => Some(&["term", "success", "index", "round"]),
         "ReadIndexReq" => Some(&["term", "request"]),
         "ReadIndexResp" => Some(&["term", "request", "success", "index"]),
-        "VoteReq" | "PreVoteReq" => Some(&["term", "candidate", "last_index", "last_term"]),
+        "VoteReq" | "PreVoteReq" => Some(&["term", "candidate", "last_index", "last_term", "transfer"]),
+        "TimeoutNow" => Some(&["term"]),
         "VoteResp" | "PreVoteResp" => Some(&["term", "granted"]),
         "InstallSnapshotReq" => Some(&["term", "leader", "last_index", "last_term"]),
         "InstallSnapshotResp" => Some(&["term", "index"]),
@@ -166,6 +177,10 @@ fn vote_req(keyed: &mut Keyed) -> Result<VoteReq, String> {
         candidate: NodeId(keyed.required("candidate")?.number()?),
         last_index: LogIndex(keyed.required("last_index")?.number()?),
         last_term: Term(keyed.required("last_term")?.number()?),
+        transfer: match keyed.optional("transfer") {
+            Some(transfer) => transfer.boolean()?,
+            None => false,
+        },
     })
 }
 
@@ -288,7 +303,7 @@ mod tests {
             ("recv from2 VoteResp(term=1, granted=true)", "expected key=value after 'recv', found 'from2'"),
             ("recv to=2 VoteResp(term=1, granted=true)", "expected from=N after 'recv', found 'to=2'"),
             ("recv from=x VoteResp(term=1, granted=true)", "expected a number for 'from', found 'x'"),
-            ("recv from=2", "expected a message (AppendEntriesReq, AppendEntriesResp, VoteReq, VoteResp, PreVoteReq, PreVoteResp, InstallSnapshotReq, InstallSnapshotResp, ReadIndexReq or ReadIndexResp) after 'from=2', found the end of the line"),
+            ("recv from=2", "expected a message (AppendEntriesReq, AppendEntriesResp, VoteReq, VoteResp, PreVoteReq, PreVoteResp, InstallSnapshotReq, InstallSnapshotResp, ReadIndexReq, ReadIndexResp or TimeoutNow) after 'from=2', found the end of the line"),
             ("snapshot", "'snapshot' needs index=..."),
             ("snapshot index=x", "expected a number for 'index', found 'x'"),
             ("snapshot index=3 at=4", "unknown key 'at' for 'snapshot'"),

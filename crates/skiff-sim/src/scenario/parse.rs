@@ -17,7 +17,7 @@ const DEFAULT_HEARTBEAT_MS: u64 = 50;
 const DEFAULT_SEED: u64 = 1;
 
 const COMMANDS: &str =
-    "node, state, append, timeout, snapshot, stall, recover, read, recv, expect, expect-none, check, \
+    "node, state, append, timeout, snapshot, stall, recover, read, transfer, recv, expect, expect-none, check, \
      cluster, on, deliver, drop, stabilize, crash, restart, check-committed";
 
 /// A parsed scenario.
@@ -655,7 +655,7 @@ mod tests {
             ("cluster n=3\ntimeout\n", 2, "'on N timeout ...'"),
             ("cluster n=3\non 4 timeout\n", 2, "node 4 in 'on 4' is not in the cluster (nodes 1 to 3)"),
             ("cluster n=3\non x timeout\n", 2, "expected a node number after 'on', found 'x'"),
-            ("cluster n=3\non 1 sleep\n", 2, "expected an event (append, timeout, snapshot, stall, recover, read, recv), found 'sleep'"),
+            ("cluster n=3\non 1 sleep\n", 2, "expected an event (append, timeout, snapshot, stall, recover, read, transfer, recv), found 'sleep'"),
             ("node id=1 peers=1\nstate snapshot=3\n", 2, "expected INDEX:TERM for 'snapshot', found '3'"),
             ("node id=1 peers=1\ncheck snapshot=a:b\n", 2, "expected INDEX:TERM for 'snapshot', found 'a:b'"),
             ("cluster n=3\ndeliver to=9\n", 2, "node 9 in 'to=9' is not in the cluster"),

@@ -25,6 +25,7 @@ const CALL_NAMES: &[&str] = &[
     "SteppedDown",
     "ReadReady",
     "ReadFailed",
+    "TransferEnded",
     "AppendEntriesReq",
     "AppendEntriesResp",
     "VoteReq",
@@ -35,7 +36,10 @@ const CALL_NAMES: &[&str] = &[
     "InstallSnapshotResp",
     "ReadIndexReq",
     "ReadIndexResp",
+    "TimeoutNow",
     "NotLeader",
+    "TransferInProgress",
+    "InProgress",
 ];
 
 /// The actions: a pattern must start with one of these (or with `*`).
@@ -52,6 +56,7 @@ const ACTION_NAMES: &[&str] = &[
     "SteppedDown",
     "ReadReady",
     "ReadFailed",
+    "TransferEnded",
 ];
 
 /// Names a pattern may use before `=`.
@@ -79,6 +84,7 @@ const FIELD_NAMES: &[&str] = &[
     "round",
     "request",
     "id",
+    "transfer",
 ];
 
 /// A pattern from an `expect` or `expect-none` line, ready to match.

@@ -105,6 +105,7 @@ impl World {
             candidate,
             last_index,
             last_term,
+            transfer: false,
         };
         // Every kind this node's state allows, then one of them.
         let mut kinds = vec![0, 1, 2, 3, 4, 5];
