@@ -116,7 +116,11 @@ impl Promises {
             assert!(machine.leader().is_some(), "a lease without a leader");
         }
         if machine.transfer_target().is_some() {
-            assert_eq!(machine.role(), Role::Leader, "a transfer outside leadership");
+            assert_eq!(
+                machine.role(),
+                Role::Leader,
+                "a transfer outside leadership"
+            );
         }
         self.term = machine.term();
         if let Some(vote) = machine.voted_for() {

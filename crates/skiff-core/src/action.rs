@@ -163,7 +163,10 @@ impl fmt::Display for TransferError {
                 write!(f, "a transfer to node {to} is already under way")
             }
             TransferError::TimedOut => {
-                write!(f, "the target did not take office within an election timeout")
+                write!(
+                    f,
+                    "the target did not take office within an election timeout"
+                )
             }
             TransferError::LeadershipLost => {
                 write!(f, "this node stopped leading before it could hand over")

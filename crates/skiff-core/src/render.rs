@@ -258,7 +258,11 @@ impl Display for Action {
             },
             Action::TransferEnded { to, result } => match result {
                 Ok(()) => write!(f, "TransferEnded(to={to}, ok)"),
-                Err(error) => write!(f, "TransferEnded(to={to}, err={})", TransferErrorText(error)),
+                Err(error) => write!(
+                    f,
+                    "TransferEnded(to={to}, err={})",
+                    TransferErrorText(error)
+                ),
             },
         }
     }

@@ -209,7 +209,10 @@ impl Cluster {
                 }
                 Action::TransferEnded { result, .. } => {
                     let asked = self.transfers.entry(from).or_default();
-                    assert!(*asked > 0, "node {from} answered a transfer nobody asked for");
+                    assert!(
+                        *asked > 0,
+                        "node {from} answered a transfer nobody asked for"
+                    );
                     *asked -= 1;
                     self.transfers_done += u64::from(result.is_ok());
                 }

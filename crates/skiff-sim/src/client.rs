@@ -77,6 +77,8 @@ impl Answer {
             Ok(index) => Answer::Acked(index),
             Err(CommitError::NotLeader { leader }) => Answer::NotLeader(leader),
             Err(CommitError::Overwritten { .. }) => Answer::Overwritten,
+            // The leader hands over to `to`: ask there.
+            Err(CommitError::TransferInProgress { to }) => Answer::NotLeader(Some(to)),
             // A refusal of a kind added later: look for the leader again.
             Err(_) => Answer::NotLeader(None),
         }

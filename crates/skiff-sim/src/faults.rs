@@ -23,6 +23,8 @@ pub struct FaultRates {
     /// Disk stalls per simulated second, in the seeds whose disks stall
     /// (half of them, drawn per seed: `world/stall.rs`); each stall ends.
     pub stall_rate: f64,
+    /// Leadership transfers asked per simulated second (`world/transfers.rs`).
+    pub transfer_rate: f64,
 }
 
 impl FaultRates {
@@ -34,6 +36,7 @@ impl FaultRates {
         partition_rate: 0.0,
         crash_rate: 0.0,
         stall_rate: 0.0,
+        transfer_rate: 0.0,
     };
 }
 
@@ -48,7 +51,8 @@ pub enum FaultProfile {
     Partitions,
     /// Crashes (also in the middle of a batch) and restarts, and slow messages.
     Crashes,
-    /// Everything at once, disk stalls included (in half the seeds).
+    /// Everything at once, disk stalls (in half the seeds) and leadership
+    /// transfers included.
     Chaos,
 }
 
@@ -90,6 +94,7 @@ impl FaultProfile {
                 partition_rate: 0.7,
                 crash_rate: 1.5,
                 stall_rate: 0.05,
+                transfer_rate: 0.3,
             },
         }
     }

@@ -121,6 +121,7 @@ impl SimOptions {
             ("partition rate", self.faults.partition_rate),
             ("crash rate", self.faults.crash_rate),
             ("stall rate", self.faults.stall_rate),
+            ("transfer rate", self.faults.transfer_rate),
         ];
         for (name, value) in rates {
             if !(0.0..=1000.0).contains(&value) {

@@ -61,6 +61,14 @@ pub struct SimStats {
     pub stalls_over_limit: u64,
     /// Inputs that reached a stalled node when its queue was full: lost.
     pub stall_inputs_lost: u64,
+    /// Leadership transfers asked (`world/transfers.rs`).
+    pub transfers_asked: u64,
+    /// Of them, answered handed over.
+    pub transfers_handed_over: u64,
+    /// Answered timed out (the target did not take office in time).
+    pub transfers_timed_out: u64,
+    /// Refused at once, or lost with the leader's office.
+    pub transfers_refused: u64,
     /// `SteppedDown` actions, per reason: QuorumLost, StorageStalled, other.
     pub stepped_down: [u64; 3],
     /// Intervals measured from a heal (a majority up, unstalled and
@@ -127,6 +135,10 @@ impl SimStats {
         }
         self.stalls += other.stalls;
         self.stalls_over_limit += other.stalls_over_limit;
+        self.transfers_asked += other.transfers_asked;
+        self.transfers_handed_over += other.transfers_handed_over;
+        self.transfers_timed_out += other.transfers_timed_out;
+        self.transfers_refused += other.transfers_refused;
         self.stall_inputs_lost += other.stall_inputs_lost;
         for (sum, count) in self.stepped_down.iter_mut().zip(other.stepped_down) {
             *sum += count;
@@ -227,6 +239,17 @@ impl SimStats {
         format!(
             "{} disk stalls, {} over the stall limit; {} inputs lost to a full queue",
             self.stalls, self.stalls_over_limit, self.stall_inputs_lost
+        )
+    }
+
+    /// The leadership transfers, for the summary line.
+    pub fn transfers_line(&self) -> String {
+        format!(
+            "{} asked, {} handed over, {} timed out, {} refused or lost with the office",
+            self.transfers_asked,
+            self.transfers_handed_over,
+            self.transfers_timed_out,
+            self.transfers_refused
         )
     }
 

@@ -124,6 +124,12 @@ pub struct SimArgs {
     /// for chaos, 0 otherwise].
     #[arg(long, value_parser = rate)]
     stall_rate: Option<f64>,
+    /// Leadership transfers asked per simulated second (0 to 1000): a
+    /// random node, usually the leader, is asked to hand over to another,
+    /// which may be down or cut off [default: the profile's, 0.3 for
+    /// chaos, 0 otherwise].
+    #[arg(long, value_parser = rate)]
+    transfer_rate: Option<f64>,
     /// The driver's stall limit: a disk stall longer than this makes the
     /// node step StorageStalled when it ends (a leader steps down): `1s`,
     /// `500ms`.
@@ -232,6 +238,7 @@ fn options_of(args: &SimArgs) -> SimOptions {
         (&mut rates.crash_rate, args.crash_rate),
         (&mut rates.partition_rate, args.partition_rate),
         (&mut rates.stall_rate, args.stall_rate),
+        (&mut rates.transfer_rate, args.transfer_rate),
     ];
     for (rate, value) in overrides {
         if let Some(value) = value {
@@ -358,7 +365,7 @@ fn headline(
     };
     format!(
         "skiff sim: seeds {}..{}, {} nodes, {} clients, faults {} (loss {}, dup {}, slow {}, \
-         {} partitions/s, {} crashes/s, {} stalls/s), disk faults {}, forgeries {}, snapshots {}, \
+         {} partitions/s, {} crashes/s, {} stalls/s, {} transfers/s), disk faults {}, forgeries {}, snapshots {}, \
          prevote {}, check-quorum {}, reads {} (lease {}), {limit} per seed then a quiet period, \
          {jobs} jobs",
         seeds.start(),
@@ -372,6 +379,7 @@ fn headline(
         f.partition_rate,
         f.crash_rate,
         f.stall_rate,
+        f.transfer_rate,
         options.disk_faults,
         on_off_name(options.forgeries),
         snapshot_policy(options.compact_every),
@@ -440,6 +448,7 @@ fn write_summary(
     writeln!(out, "  reads       {}", s.reads_line())?;
     writeln!(out, "  faults      {}", s.faults_line())?;
     writeln!(out, "  stalls      {}", s.stalls_line())?;
+    writeln!(out, "  transfers   {}", s.transfers_line())?;
     writeln!(out, "  leadership  {}", s.step_downs_line())?;
     writeln!(
         out,
@@ -556,6 +565,7 @@ fn replay_command(args: &SimArgs, seed: u64) -> String {
         ("crash-rate", args.crash_rate),
         ("partition-rate", args.partition_rate),
         ("stall-rate", args.stall_rate),
+        ("transfer-rate", args.transfer_rate),
     ];
     for (flag, value) in rates {
         if let Some(value) = value {

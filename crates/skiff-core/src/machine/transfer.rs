@@ -163,8 +163,8 @@ impl Machine {
         let Some(transfer) = self.transfer else {
             return;
         };
-        let leads = matches!(self.role, RoleState::Leader { .. })
-            && self.hard_state.term == transfer.term;
+        let leads =
+            matches!(self.role, RoleState::Leader { .. }) && self.hard_state.term == transfer.term;
         if leads {
             return;
         }

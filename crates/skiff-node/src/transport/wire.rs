@@ -439,7 +439,9 @@ impl<'a> WireMessage<'a> {
                 last_term: Term(last_term),
                 transfer: true,
             }),
-            WireMessage::TimeoutNow { term } => Message::TimeoutNow(TimeoutNow { term: Term(term) }),
+            WireMessage::TimeoutNow { term } => {
+                Message::TimeoutNow(TimeoutNow { term: Term(term) })
+            }
             WireMessage::VoteResp { term, granted } => Message::VoteResp(VoteResp {
                 term: Term(term),
                 granted,

@@ -26,6 +26,12 @@ impl ElectionSafety {
     }
 
     /// The number of distinct (term, leader) pairs seen: elections won.
+    /// The leader seen in `term`, if any.
+    pub fn leader_of(&self, term: Term) -> Option<NodeId> {
+        self.leaders.get(&term).copied()
+    }
+
+    /// Terms in which a leader was seen.
     pub fn elections(&self) -> u64 {
         self.leaders.len() as u64
     }

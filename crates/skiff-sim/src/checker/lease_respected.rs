@@ -7,6 +7,10 @@
 //! request arriving late, or a rival's of the same term). A node that still hears a live leader must not help
 //! another depose it (`skiff-core`'s `machine/check_quorum.rs`).
 //!
+//! A vote for a leadership transfer's candidate (`VoteReq` marked
+//! `transfer`, sent after the leader's `TimeoutNow`) is not checked here:
+//! the leader itself asked for that election (the thesis, 3.10).
+//!
 //! The lease belongs to the term it was taken in: a node whose term moves on
 //! (it adopted a newer term from a message that is not the vote request it
 //! answers) holds no lease of the old leader. A crash forgets the lease.

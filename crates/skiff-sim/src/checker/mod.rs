@@ -38,10 +38,12 @@ pub mod repair_before_vote;
 pub mod snapshot_state;
 pub mod state_machine_safety;
 pub mod term_adoption;
+pub mod transfer_answered_once;
 pub mod vote_once;
 
 use crate::app::{AppState, Snapshot};
 use crate::durable::Durable;
+use crate::hash::StableBuildHasher;
 use crate::queue::Micros;
 use agreed::AgreedLog;
 use linearizable_read::ReadFloor;
@@ -51,6 +53,7 @@ use skiff_core::{
     SnapshotMeta, Term,
 };
 use state_machine_safety::{CommitOutcome, StateMachineSafety};
+use std::collections::HashSet;
 use std::fmt;
 
 /// A property the simulator checks.
@@ -119,6 +122,9 @@ pub enum Rule {
     /// Every read a machine is asked for is answered exactly once per life
     /// of the node, and held until then.
     ReadAnsweredOnce,
+    /// Every leadership transfer a machine is asked for is answered exactly
+    /// once per life of the node.
+    TransferAnsweredOnce,
     /// A machine panicked (a broken invariant inside the core).
     Panic,
 }
@@ -154,6 +160,7 @@ impl Rule {
             Rule::LeaderAfterHeal => "Leader After Heal",
             Rule::LinearizableRead => "Linearizable Read",
             Rule::ReadAnsweredOnce => "Read Answered Once",
+            Rule::TransferAnsweredOnce => "Transfer Answered Once",
             Rule::Panic => "Panic",
         }
     }
@@ -277,6 +284,9 @@ struct Batch {
     /// The term and sender of an `AppendEntriesReq` or `InstallSnapshotReq`
     /// handed to it.
     leader_request: Option<(Term, NodeId)>,
+    /// The machine was handed a `VoteReq` marked as a leadership
+    /// transfer's, which a node holding the leader's lease may grant.
+    transfer_vote: bool,
 }
 
 /// The leadership rules' settings: which of PreVote and CheckQuorum the
@@ -313,6 +323,12 @@ pub struct Checkers {
     check_quorum: check_quorum::CheckQuorum,
     reads: linearizable_read::LinearizableRead,
     reads_once: read_answered_once::ReadAnsweredOnce,
+    transfers_once: transfer_answered_once::TransferAnsweredOnce,
+    /// Each node told by the leader of its term to stand (`TimeoutNow`),
+    /// with the term it may stand for: the terms its vote requests marked
+    /// `transfer` may honestly name (one per transfer; a delayed request
+    /// may arrive long after).
+    transfer_told: HashSet<(NodeId, Term), StableBuildHasher>,
     leadership: Leadership,
     peers: Vec<NodeId>,
     now: Micros,
@@ -339,6 +355,8 @@ impl Checkers {
             check_quorum: Default::default(),
             reads: Default::default(),
             reads_once: Default::default(),
+            transfers_once: Default::default(),
+            transfer_told: Default::default(),
             leadership: Leadership::default(),
             peers: (1..=nodes as u64).map(NodeId).collect(),
             now: 0,
@@ -363,11 +381,26 @@ impl Checkers {
         let Some(batch) = self.batch.as_mut() else {
             return;
         };
-        batch.stepped = Stepped::Message {
-            from,
-            term: message.term(),
-            prevote_grant: matches!(message, Message::PreVoteResp(resp) if resp.granted),
+        batch.stepped = match message {
+            Message::TimeoutNow(req) => {
+                let from_leader = self.election.leader_of(req.term) == Some(from);
+                if from_leader {
+                    let stands_for = Term(req.term.0.saturating_add(1));
+                    self.transfer_told.insert((batch.node, stands_for));
+                }
+                Stepped::TimeoutNow {
+                    from,
+                    term: req.term,
+                    from_leader,
+                }
+            }
+            _ => Stepped::Message {
+                from,
+                term: message.term(),
+                prevote_grant: matches!(message, Message::PreVoteResp(resp) if resp.granted),
+            },
         };
+        batch.transfer_vote = matches!(message, Message::VoteReq(req) if req.transfer);
         // A forgery is rejected: it renews no lease, whatever it claims.
         let leader_request = matches!(
             message,
@@ -392,6 +425,7 @@ impl Checkers {
         self.lease.forget(node);
         self.prevote.forget(node);
         self.reads_once.crashed(node);
+        self.transfers_once.crashed(node);
     }
 
     /// `node` goes on at the current time after being blocked by a stalled
@@ -446,6 +480,7 @@ impl Checkers {
             received_term,
             stepped: Stepped::Other,
             leader_request: None,
+            transfer_vote: false,
         });
     }
 
@@ -480,12 +515,19 @@ impl Checkers {
             Action::Commit { data, result } => self.commit(node, data, *result, disk),
             Action::ReadReady { id, .. } => self.reads_once.answered(node, *id, "ReadReady"),
             Action::ReadFailed { id, .. } => self.reads_once.answered(node, *id, "ReadFailed"),
+            Action::TransferEnded { .. } => self.transfers_once.answered(node),
             Action::Send {
                 to,
                 message: Message::VoteResp(resp),
             } if resp.granted => {
                 let what = format!("granted its vote of term {} to {to}", resp.term);
-                self.check_lease(node, resp.term, &what)?;
+                // A transfer's candidate, told to stand by the leader, may be
+                // granted a vote within the lease (`lease_respected.rs`).
+                let transfer = self.batch.as_ref().is_some_and(|b| b.transfer_vote)
+                    && self.transfer_told.contains(&(*to, resp.term));
+                if !transfer {
+                    self.check_lease(node, resp.term, &what)?;
+                }
                 self.repair
                     .check(node, disk, self.commits.agreed(), &what)?;
                 self.votes.observe_grant(node, resp.term, *to)
@@ -708,6 +750,17 @@ impl Checkers {
         linearizable_read::check(node, id, floor, state, self.commits.agreed())?;
         self.reads.observe_read(state.applied);
         Ok(())
+    }
+
+    /// `node`'s machine is about to be asked for a leadership transfer.
+    pub fn transfer_asked(&mut self, node: NodeId) {
+        self.transfers_once.asked(node);
+    }
+
+    /// After a batch performed in full, `node`'s machine runs a transfer
+    /// or not ([`Machine::transfer_target`](skiff_core::Machine::transfer_target)).
+    pub fn transfers_running(&self, node: NodeId, running: bool) -> Result<(), Failure> {
+        self.transfers_once.check_running(node, running)
     }
 
     /// After a batch performed in full, `node`'s machine holds `held`

@@ -3,7 +3,9 @@
 //! a majority (itself included) granted it a pre-vote for that very term
 //! since it last became a pre-candidate (Ongaro's thesis, 9.6). A
 //! pre-candidacy that raised the real term, or a candidacy without the
-//! grants, breaks the rule.
+//! grants, breaks the rule. The one exception is a leadership transfer:
+//! told by the leader of its term (`TimeoutNow`), a node stands at once
+//! for the next term, without pre-votes (the thesis, 3.10).
 
 use super::{Failure, NodeView, Rule};
 use skiff_core::{NodeId, Role, Term};
@@ -23,6 +25,16 @@ pub enum Stepped {
         term: Term,
         /// It is a granted `PreVoteResp`.
         prevote_grant: bool,
+    },
+    /// A `TimeoutNow` of `term` from `from`; `from_leader` when `from` led
+    /// `term` (a leadership transfer: the receiver stands at once).
+    TimeoutNow {
+        /// The sender.
+        from: NodeId,
+        /// The term the message carries.
+        term: Term,
+        /// The sender was seen leading `term`.
+        from_leader: bool,
     },
     /// Anything else (a start, a client's append, a storage event).
     Other,
@@ -92,6 +104,17 @@ impl PreVoteFirst {
             if grants >= quorum || quorum == 1 {
                 return Ok(());
             }
+            // Told to by the leader of the term it stood from.
+            if let Stepped::TimeoutNow {
+                term,
+                from_leader: true,
+                ..
+            } = stepped
+            {
+                if term == before.term && after.term.0 == term.0.saturating_add(1) {
+                    return Ok(());
+                }
+            }
             return Err(Failure::new(
                 Rule::PreVoteFirst,
                 vec![node],
@@ -109,6 +132,9 @@ impl PreVoteFirst {
             Stepped::Timeout => "on its own timeout".to_string(),
             Stepped::Message { from, term, .. } => {
                 format!("on a message of term {term} from {from}")
+            }
+            Stepped::TimeoutNow { from, term, .. } => {
+                format!("on a TimeoutNow of term {term} from {from}")
             }
             Stepped::Other => "on an event that carries no term".to_string(),
         };

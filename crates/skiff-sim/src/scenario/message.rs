@@ -153,7 +153,9 @@ fn fields(name: &str) -> Option<&'static [&'static str]> {
         "AppendEntriesResp" => Some(&["term", "success", "index", "round"]),
         "ReadIndexReq" => Some(&["term", "request"]),
         "ReadIndexResp" => Some(&["term", "request", "success", "index"]),
-        "VoteReq" | "PreVoteReq" => Some(&["term", "candidate", "last_index", "last_term", "transfer"]),
+        "VoteReq" | "PreVoteReq" => {
+            Some(&["term", "candidate", "last_index", "last_term", "transfer"])
+        }
         "TimeoutNow" => Some(&["term"]),
         "VoteResp" | "PreVoteResp" => Some(&["term", "granted"]),
         "InstallSnapshotReq" => Some(&["term", "leader", "last_index", "last_term"]),

@@ -34,6 +34,7 @@ pub(super) mod kind {
     pub const STALL_END: u64 = 17;
     pub const STALL_DROP: u64 = 18;
     pub const CLIENT_READ: u64 = 19;
+    pub const TRANSFER: u64 = 20;
 }
 
 /// What a machine is asked to do in a batch.
@@ -287,7 +288,14 @@ impl World {
         let Some(machine) = &node.machine else {
             return;
         };
-        if let Err(failure) = self.checkers.reads_held(node.id, machine.pending_reads()) {
+        let checked = self
+            .checkers
+            .reads_held(node.id, machine.pending_reads())
+            .and_then(|()| {
+                let running = machine.transfer_target().is_some();
+                self.checkers.transfers_running(node.id, running)
+            });
+        if let Err(failure) = checked {
             self.fail(failure);
         }
     }
@@ -355,6 +363,7 @@ impl World {
                 self.log_reshaped = true;
             }
             Action::SteppedDown { reason } => self.stats.count_step_down(reason),
+            Action::TransferEnded { result, .. } => self.transfer_ended(result),
             persistence => self.write_disk(index, persistence)?,
         }
         Ok(())

@@ -24,6 +24,7 @@ impl World {
             WorldEvent::PartitionStart,
         );
         self.schedule_stall();
+        self.schedule_transfer();
     }
 
     /// Schedules `event` after a gap whose mean is one over `rate_per_s`.

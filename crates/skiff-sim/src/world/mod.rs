@@ -25,6 +25,7 @@ mod leadership;
 mod snapshots;
 mod stall;
 mod storage;
+mod transfers;
 
 use crate::app::AppState;
 use crate::checker::leader_after_heal::LeaderAfterHeal;
@@ -83,6 +84,8 @@ enum WorldEvent {
     StallStart,
     /// A node's disk answers again, unless the node crashed meanwhile.
     StallEnd { node: usize, incarnation: u64 },
+    /// The injector's next leadership transfer (`transfers.rs`).
+    TransferStart,
 }
 
 /// One member of the cluster.
@@ -308,7 +311,7 @@ impl World {
                  partition_rate={} crash_rate={} election={} heartbeat={} inflight_max={} \
                  entries_per_message_max={} disk_faults={} forgeries={} compact_every={} \
                  chunk_bytes={} prevote={} check_quorum={} stall_rate={} stalls={} \
-                 stall_limit={}ms reads={} lease_read_margin={}",
+                 stall_limit={}ms reads={} lease_read_margin={} transfer_rate={}",
                 o.seed,
                 o.nodes,
                 o.clients,
@@ -333,7 +336,8 @@ impl World {
                 o.stall_limit_ms,
                 o.read_share,
                 c.lease_read_margin_ms
-                    .map_or("off".to_string(), |m| format!("{m}ms"))
+                    .map_or("off".to_string(), |m| format!("{m}ms")),
+                f.transfer_rate,
             ));
         }
         for index in 0..self.nodes.len() {
@@ -373,6 +377,7 @@ impl World {
             } => self.chunk_arrives(from, to, transfer, chunk),
             WorldEvent::StallStart => self.stall_fault(),
             WorldEvent::StallEnd { node, incarnation } => self.end_stall(node, incarnation),
+            WorldEvent::TransferStart => self.transfer_fault(),
         }
     }
 
