@@ -14,14 +14,17 @@
 //! registry stays empty, which is how the cost of metrics is measured.
 
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use skiff_core::{LogIndex, Message, NodeId, Role, SnapshotMeta, Term};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+/// A counter an application registered ([`Metrics::register_counters`]).
+pub use prometheus_client::metrics::counter::Counter;
+/// A gauge an application registered ([`Metrics::register_gauge`]).
+pub use prometheus_client::metrics::gauge::Gauge;
 
 /// Every metric name starts with this, followed by `_`.
 pub const PREFIX: &str = "skiff";
