@@ -17,7 +17,6 @@ const COMMANDS: &[&str] = &[
     "status",
     "snapshot",
     "session_open",
-    "session",
 ];
 
 /// The `outcome` label's values.
@@ -75,7 +74,10 @@ pub(super) fn command_of(message: &ClientMessage) -> usize {
         ClientMessage::Status => 4,
         ClientMessage::Snapshot => 5,
         ClientMessage::Session(SessionMessage::Open) => 6,
-        ClientMessage::Session(SessionMessage::Numbered { .. }) => 7,
+        // A numbered request counts as the request it carries.
+        ClientMessage::Session(SessionMessage::Numbered { request, .. }) => {
+            request_command(request)
+        }
     }
 }
 
