@@ -32,10 +32,16 @@ async fn scrape(address: SocketAddr) -> Samples {
     let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     let mut samples = Samples::new();
-    for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
         let value: f64 = value.parse().unwrap_or_else(|e| panic!("{line}: {e}"));
-        assert!(samples.insert(name.to_string(), value).is_none(), "twice: {line}");
+        assert!(
+            samples.insert(name.to_string(), value).is_none(),
+            "twice: {line}"
+        );
     }
     samples
 }
@@ -109,7 +115,9 @@ async fn metrics_move_under_writes_and_a_leader_kill_and_logs_are_json() {
     let sent = "skiff_messages_sent_total{kind=\"append_entries_req\"}";
     assert!(value(&after, sent) > value(&before, sent));
     assert!(value(&after, "skiff_peer_connections_open") >= 1.0);
-    assert!(after.contains_key(&format!("skiff_follower_match_lag_entries{{peer=\"{survivor}\"}}")));
+    assert!(after.contains_key(&format!(
+        "skiff_follower_match_lag_entries{{peer=\"{survivor}\"}}"
+    )));
 
     let survivor_before = scrape(survivor_metrics).await;
     cluster.kill(leader).unwrap();
@@ -123,7 +131,10 @@ async fn metrics_move_under_writes_and_a_leader_kill_and_logs_are_json() {
     assert!(value(&survivor_after, fsyncs) > value(&survivor_before, fsyncs));
     let messages = "skiff_messages_received_total{kind=\"vote_req\"}";
     let votes = value(&survivor_after, messages)
-        + value(&survivor_after, "skiff_messages_received_total{kind=\"vote_resp\"}");
+        + value(
+            &survivor_after,
+            "skiff_messages_received_total{kind=\"vote_resp\"}",
+        );
     assert!(votes > 0.0, "an election took place");
 
     // The survivor logged the change as JSON, with its reason; it was
@@ -133,6 +144,9 @@ async fn metrics_move_under_writes_and_a_leader_kill_and_logs_are_json() {
     assert_eq!(last["leader"], successor.id.0.to_string(), "{last}");
     assert_eq!(last["previous"], leader.0.to_string(), "{last}");
     let reason = last["reason"].as_str().unwrap();
-    assert!(["election_timeout", "higher_term"].contains(&reason), "{last}");
+    assert!(
+        ["election_timeout", "higher_term"].contains(&reason),
+        "{last}"
+    );
     assert_eq!(last["level"], "WARN", "{last}");
 }
