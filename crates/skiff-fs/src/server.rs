@@ -134,7 +134,9 @@ mod sessions;
 mod slots;
 
 use crate::command::{Command, ProposalId, SessionPolicy};
-use crate::protocol::{Limits, LogExtent, Request, Response, SnapshotAnswer, StatusReport};
+use crate::protocol::{
+    LeaderChangeReport, Limits, LogExtent, Request, Response, SnapshotAnswer, StatusReport,
+};
 #[cfg(doc)]
 use crate::store::Store;
 use budget::PendingBudget;
@@ -647,6 +649,11 @@ impl Shared {
             log: Some(LogExtent {
                 snapshot_index: status.snapshot.index,
                 entries: status.last_index.0.saturating_sub(status.snapshot.index.0),
+            }),
+            applied: Some(status.applied_index),
+            leader_change: status.last_leader_change.map(|change| LeaderChangeReport {
+                at_unix_ms: change.at_unix_ms,
+                reason: change.reason,
             }),
         }
     }
