@@ -333,6 +333,9 @@ impl Dialer {
                     match pump(stream, &mut queue).await {
                         Ok(()) => return, // the queue closed: the node is stopping
                         Err(e) => {
+                            // The outage starts here, not at the first
+                            // failed dial, which may take a handshake timeout.
+                            unreachable = Some((std::time::Instant::now(), false));
                             tracing::info!(peer, %address, reason = %e, "peer connection lost")
                         }
                     }
