@@ -60,7 +60,8 @@ pub mod status;
 pub use session::{SessionId, SessionMessage, SessionSeq};
 pub use snapshot::{parse_snapshot_answer, SnapshotAnswer};
 pub use status::{
-    parse_client_message, parse_status_report, ClientMessage, LogExtent, StatusReport,
+    parse_client_message, parse_status_report, ClientMessage, LeaderChangeReport, LogExtent,
+    StatusReport,
 };
 
 /// A header line (without its `\r\n`) of this many bytes or more is refused.

@@ -129,17 +129,21 @@ mod client_tls;
 mod connection;
 mod rate_limited;
 mod replies;
+mod request_metrics;
 mod sessions;
 mod slots;
 
 use crate::command::{Command, ProposalId, SessionPolicy};
-use crate::protocol::{Limits, LogExtent, Request, Response, SnapshotAnswer, StatusReport};
+use crate::protocol::{
+    LeaderChangeReport, Limits, LogExtent, Request, Response, SnapshotAnswer, StatusReport,
+};
 #[cfg(doc)]
 use crate::store::Store;
 use budget::PendingBudget;
 use connection::Admitted;
 use rate_limited::{RateLimited, WARN_INTERVAL};
 use replies::{FileStateMachine, LocalRead, Replies};
+use request_metrics::ClientRequestMetrics;
 #[cfg(doc)]
 use skiff_node::StateMachine;
 use skiff_node::{
@@ -304,6 +308,10 @@ struct Shared {
     warnings: LimitWarnings,
     /// Set when clients must use TLS (`[tls] clients = true`).
     client_tls: Option<TlsAcceptor>,
+    /// Requests by command and outcome, and their latency.
+    requests: ClientRequestMetrics,
+    /// Clients refused or evicted at `clients_max`: `[refused, evicted]`.
+    clients_full: Vec<skiff_node::metrics::Counter>,
 }
 
 /// The timeouts of [`LimitsConfig`] for one client connection.
@@ -414,6 +422,13 @@ impl Server {
             budget: PendingBudget::new(config.cluster.limits.client_pending_bytes_max),
             warnings: LimitWarnings::new(),
             client_tls,
+            requests: ClientRequestMetrics::register(node.handle().metrics()),
+            clients_full: node.handle().metrics().register_counters(
+                "client_connections_refused",
+                "Client connections refused or evicted at clients_max",
+                "action",
+                &["refused", "evicted"],
+            ),
         });
         let runtime = node.handle().runtime().clone();
         let listener = {
@@ -651,6 +666,11 @@ impl Shared {
                 snapshot_index: status.snapshot.index,
                 entries: status.last_index.0.saturating_sub(status.snapshot.index.0),
             }),
+            applied: Some(status.applied_index),
+            leader_change: status.last_leader_change.map(|change| LeaderChangeReport {
+                at_unix_ms: change.at_unix_ms,
+                reason: change.reason,
+            }),
         }
     }
 
@@ -716,8 +736,13 @@ async fn accept_clients(
         };
         backoff = ACCEPT_BACKOFF_MIN;
         let Some((slot, eviction, admission)) = slots.admit() else {
+            if let Some(refused) = shared.clients_full.first() {
+                refused.inc();
+            }
             if let Some(suppressed) = shared.warnings.clients_full.check() {
                 tracing::warn!(
+                    event = "limit_hit",
+                    limit = "clients_max",
                     clients_max = shared.cluster.limits.clients_max,
                     suppressed,
                     "clients_max reached and no connection idle; refusing a new client"
@@ -727,8 +752,13 @@ async fn accept_clients(
             continue;
         };
         if admission == Admission::Evicted {
+            if let Some(evicted) = shared.clients_full.get(1) {
+                evicted.inc();
+            }
             if let Some(suppressed) = shared.warnings.clients_full.check() {
                 tracing::warn!(
+                    event = "limit_hit",
+                    limit = "clients_max",
                     clients_max = shared.cluster.limits.clients_max,
                     suppressed,
                     "clients_max reached; closing the longest-idle connection for a new client"

@@ -106,6 +106,31 @@ pub struct Status {
     /// The snapshot the log starts after (`0:0` before the first): the
     /// log holds `last_index - snapshot.index` entries.
     pub snapshot: SnapshotMeta,
+    /// The last index the node's state machine applied (as of the turn
+    /// before); without a state machine, the commit index.
+    pub applied_index: LogIndex,
+    /// The last time this node learned of a new leader, and why the one
+    /// before was lost; `None` until it first learns of one.
+    pub last_leader_change: Option<LeaderChange>,
+}
+
+/// A new leader this node learned of (see [`Status::last_leader_change`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaderChange {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// The new leader's term.
+    pub term: Term,
+    /// The new leader.
+    pub leader: NodeId,
+    /// The leader before it, when this node knew one.
+    pub previous: Option<NodeId>,
+    /// Why the previous leader was lost, as this node saw it:
+    /// `election_timeout` (this node heard no leader and stood),
+    /// `higher_term` (another node's election), `quorum_lost` or
+    /// `storage_stalled` (this node stepped down as leader), `startup`
+    /// (the first leader this node learned of).
+    pub reason: &'static str,
 }
 
 /// Why [`NodeHandle::snapshot_now`](crate::NodeHandle::snapshot_now) took no snapshot.

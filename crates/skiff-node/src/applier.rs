@@ -27,6 +27,8 @@ use crate::state_machine::StateMachine;
 use crate::storage::{self, Identity, StoredSnapshot};
 use skiff_core::{LogIndex, SnapshotMeta};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// The answer to a request for a snapshot now.
@@ -68,6 +70,9 @@ pub struct SnapshotPlace {
     pub identity: Identity,
     /// When to take one, and the size of its frames.
     pub policy: SnapshotConfig,
+    /// The index applied through, for the node's status and metrics
+    /// (shared with the event loop, which reads it once per turn).
+    pub applied: Arc<AtomicU64>,
 }
 
 /// The applier's end of things: its state machine and where it stands.
@@ -177,6 +182,7 @@ impl<S: StateMachine> Applier<S> {
             index: entry.index,
             term: entry.term,
         };
+        (self.place.applied).store(entry.index.0, Ordering::Relaxed);
         self.entries_since += 1;
         self.bytes_since += entry.data.len() as u64;
         self.state_machine
@@ -223,6 +229,7 @@ impl<S: StateMachine> Applier<S> {
             Ok(()) => {
                 tracing::info!(snapshot = %snapshot.meta, "the state machine restored a leader's snapshot");
                 self.applied = snapshot.meta;
+                (self.place.applied).store(snapshot.meta.index.0, Ordering::Relaxed);
                 self.last_snapshot = snapshot.meta.index;
                 self.entries_since = 0;
                 self.bytes_since = 0;

@@ -28,6 +28,9 @@
 //! sessions_max = 10000             # client sessions of the file server
 //! # ... see `LimitsConfig`
 //!
+//! [metrics]                        # optional
+//! enabled = true                   # false: nothing is counted (to measure the cost)
+//!
 //! [faults]                         # FOR TESTS ONLY: injected failures
 //! sync_stall_file = "stall-{id}"   # while this file exists, the node's syncs wait
 //!
@@ -36,6 +39,7 @@
 //! peer_address = "127.0.0.1:7101"    # Raft traffic between nodes
 //! client_address = "127.0.0.1:7201"  # the application's clients
 //! data_dir = "node-1"                # relative to the configuration file
+//! metrics_address = "127.0.0.1:9101" # optional: Prometheus text at GET /metrics
 //!
 //! [[nodes]]
 //! id = 2
@@ -78,6 +82,13 @@
 //! timeout; a clock that jumps breaks it, which is why it is off by default.
 //! It stands on CheckQuorum, so `lease = true` with `check_quorum = false`
 //! is refused, as is a `clock_drift_ms` not below `election_timeout_ms`.
+//!
+//! # Metrics
+//!
+//! A node counts its metrics ([`crate::metrics`]) unless `[metrics]
+//! enabled = false`; a node with a `metrics_address` (or `skiff node
+//! --metrics-address`) serves them there in the Prometheus text format at
+//! `GET /metrics`.
 //!
 //! `[faults]` exists for tests and the test bed only: it injects failures
 //! into a real node and must not appear in a production configuration.
@@ -151,6 +162,9 @@ pub struct ClusterConfig {
     /// How linearizable reads are proven: follower reads, lease reads.
     #[serde(default)]
     pub reads: ReadsConfig,
+    /// Whether nodes count metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Failures injected for tests; absent in production.
     #[serde(default, skip_serializing_if = "FaultsConfig::is_empty")]
     pub faults: FaultsConfig,
@@ -171,6 +185,24 @@ pub struct NodeConfig {
     /// The node's data directory. A relative path is taken relative to the
     /// configuration file's directory by [`ClusterConfig::load`].
     pub data_dir: PathBuf,
+    /// Where the node serves its metrics (Prometheus text at `GET
+    /// /metrics`); absent, nobody serves them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_address: Option<SocketAddr>,
+}
+
+/// Whether nodes count metrics (see the module's documentation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Whether metrics are counted at all; off only to measure their cost.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> MetricsConfig {
+        MetricsConfig { enabled: true }
+    }
 }
 
 /// Where a node finds the cluster's certificate authority and its own
@@ -481,6 +513,7 @@ impl ClusterConfig {
                 peer_address: address(2 * (id - 1)),
                 client_address: address(2 * (id - 1) + 1),
                 data_dir: base_dir.join(format!("node-{id}")),
+                metrics_address: None,
             })
             .collect();
         ClusterConfig {
@@ -495,6 +528,7 @@ impl ClusterConfig {
             snapshot: SnapshotConfig::default(),
             storage: StorageConfig::default(),
             reads: ReadsConfig::default(),
+            metrics: MetricsConfig::default(),
             faults: FaultsConfig::default(),
             nodes,
         }

@@ -98,6 +98,8 @@ use crate::api::{
     CommittedEntry, NodeError, SnapshotError, Status, SubmitError, TransferLeaderError,
 };
 use crate::applier::{ApplierEvent, ApplierInput, SnapshotReply};
+use crate::leadership::Leadership;
+use crate::metrics::{Direction, MachineGauges, Metrics, SnapshotOp};
 use crate::stall::SyncClock;
 use crate::storage::{Storage, StoredSnapshot};
 use crate::transport::{received_snapshot_path, Inbound, Transport};
@@ -176,6 +178,8 @@ pub struct ApplierLink {
     pub events: mpsc::UnboundedReceiver<ApplierEvent>,
     /// The next entry to hand it.
     pub next: LogIndex,
+    /// The index it applied through.
+    pub applied: Arc<AtomicU64>,
     /// The applier's work, spawned on the node's runtime when the event
     /// loop starts, and awaited when the node stops.
     pub task: Option<crate::applier::ApplierTask>,
@@ -278,6 +282,11 @@ pub struct EventLoop {
     snapshot_replies: Vec<(SnapshotReply, SnapshotMeta)>,
     /// Why the applier failed, which stops the node.
     applier_failed: Option<String>,
+    metrics: Metrics,
+    /// Elections and leader changes, noticed once per turn.
+    leadership: Leadership,
+    /// Log entries the turn stores, for the group-commit histogram.
+    turn_entries: usize,
 }
 
 enum Input {
@@ -301,6 +310,7 @@ impl EventLoop {
     ) -> EventLoop {
         let StatusLinks { status, sync_clock } = status;
         let (verified_sender, verified) = mpsc::unbounded_channel();
+        let leadership = Leadership::new(machine.id(), machine.term());
         EventLoop {
             machine,
             storage: Some(storage),
@@ -333,7 +343,16 @@ impl EventLoop {
             installed: None,
             snapshot_replies: Vec::new(),
             applier_failed: None,
+            metrics: Metrics::disabled(),
+            leadership,
+            turn_entries: 0,
         }
+    }
+
+    /// Counts into `metrics` (the default counts nothing).
+    pub fn with_metrics(mut self, metrics: Metrics) -> EventLoop {
+        self.metrics = metrics;
+        self
     }
 
     /// Whether a follower serves read barriers by asking its leader (the
@@ -418,6 +437,9 @@ impl EventLoop {
     }
 
     fn handle(&mut self, input: Input) {
+        if let Input::Peer((_, message)) = &input {
+            self.metrics.message(Direction::Received, message);
+        }
         match input {
             Input::Peer((from, Message::InstallSnapshotReq(req))) => {
                 self.verify_received(from, req)
@@ -500,6 +522,7 @@ impl EventLoop {
             .cluster_id;
         let verified = self.verified_sender.clone();
         let unverified = self.unverified.clone();
+        let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
             match crate::storage::verify_snapshot(&path, cluster_id) {
                 Ok(meta) if meta == req.snapshot => {
@@ -510,6 +533,7 @@ impl EventLoop {
                         Ok(meta) => format!("it holds snapshot {meta}"),
                         Err(fault) => fault.to_string(),
                     };
+                    metrics.storage_fault("snapshot_unverified");
                     let count = unverified.fetch_add(1, Ordering::Relaxed) + 1;
                     if worth_logging(count) {
                         tracing::warn!(
@@ -533,6 +557,9 @@ impl EventLoop {
                 let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
                 match storage.add_snapshot(snapshot) {
                     Ok(true) => {
+                        let bytes = file_bytes(&storage.snapshot_path(meta));
+                        self.metrics.snapshot(SnapshotOp::Taken, bytes);
+                        tracing::info!(event = "snapshot_taken", snapshot = %meta, bytes, "snapshot taken");
                         self.machine.step(
                             Event::SnapshotTaken { index: meta.index },
                             &mut self.actions,
@@ -639,8 +666,15 @@ impl EventLoop {
                         "the machine installs snapshot {snapshot}, which was not received"
                     )));
                 };
-                self.installed = Some(storage.install_snapshot(*snapshot, &received)?);
+                let installed = storage.install_snapshot(*snapshot, &received)?;
+                let bytes = file_bytes(&Some(installed.path.clone()));
+                self.metrics.snapshot(SnapshotOp::Installed, bytes);
+                tracing::info!(event = "snapshot_installed", snapshot = %snapshot, bytes, "installed a leader's snapshot");
+                self.installed = Some(installed);
             } else {
+                if let Action::LogStore { entries, .. } = action {
+                    self.turn_entries += entries.len();
+                }
                 storage.persist(action)?;
             }
         }
@@ -802,9 +836,12 @@ impl EventLoop {
     /// ends the stall in the machine, before any other input.
     fn after_sync(&mut self, began: std::time::Instant) {
         let took = began.elapsed();
+        self.metrics
+            .sync(took, std::mem::take(&mut self.turn_entries));
         if took < self.sync_clock.limit() {
             return;
         }
+        self.metrics.storage_fault("stall");
         if !self.machine.storage_stalled() {
             self.sync_clock.report(self.machine.role());
             self.step_during_sync(Event::StorageStalled);
@@ -812,6 +849,7 @@ impl EventLoop {
         self.step_during_sync(Event::StorageRecovered);
         let elapsed_ms = took.as_millis() as u64;
         tracing::info!(
+            event = "storage_recovered",
             id = %self.machine.id(), elapsed_ms, role = %self.machine.role(),
             term = %self.machine.term(), "storage recovered after {elapsed_ms} ms"
         );
@@ -843,12 +881,16 @@ impl EventLoop {
                 self.rejected += 1;
                 report_rejection(self.rejected, from, reason);
             }
-            Action::SteppedDown { reason } => tracing::warn!(
-                id = %self.machine.id(),
-                term = %self.machine.term(),
-                reason = reason.name(),
-                "stepped down as leader"
-            ),
+            Action::SteppedDown { reason } => {
+                self.leadership.stepped_down(reason, &self.metrics);
+                tracing::warn!(
+                    event = "stepped_down",
+                    id = %self.machine.id(),
+                    term = %self.machine.term(),
+                    reason = crate::leadership::step_down_name(reason),
+                    "stepped down as leader"
+                )
+            }
             other => debug_assert!(false, "{other:?} is not informational"),
         }
     }
@@ -916,6 +958,28 @@ impl EventLoop {
     }
 
     fn publish_status(&mut self) {
+        let machine = &self.machine;
+        let (role, term, leader) = (machine.role(), machine.term(), machine.leader());
+        self.leadership.observe(role, term, leader, &self.metrics);
+        let applied_index = match &self.applier {
+            Some(applier) => LogIndex(applier.applied.load(Ordering::Relaxed)),
+            None => machine.commit_index(),
+        };
+        if self.metrics.is_enabled() {
+            self.metrics.machine(&MachineGauges {
+                role,
+                term,
+                commit_index: machine.commit_index(),
+                last_index: machine.last_index(),
+                snapshot: machine.snapshot(),
+            });
+            self.metrics.applied(applied_index);
+            let matches = (role == Role::Leader).then(|| machine.match_indices());
+            let lags = matches
+                .as_deref()
+                .map(|matches| (matches, machine.last_index()));
+            self.metrics.follower_lag(lags);
+        }
         let status = Status {
             id: self.machine.id(),
             role: self.machine.role(),
@@ -927,18 +991,27 @@ impl EventLoop {
             repairing: self.machine.repairing(),
             storage_stalled: self.machine.storage_stalled(),
             snapshot: self.machine.snapshot(),
+            applied_index,
+            last_leader_change: self.leadership.last_change(),
         };
         self.status.send_if_modified(|current| {
             if (current.role, current.term, current.leader) != (status.role, status.term, status.leader) {
                 // `leader=2` or `leader=none`, not Debug's `leader=Some(2)`.
                 let leader = status.leader.map_or_else(|| "none".to_string(), |id| id.to_string());
-                tracing::info!(role = %status.role, term = %status.term, %leader, "role or term changed");
+                tracing::info!(event = "role_changed", role = %status.role, term = %status.term, %leader, "role or term changed");
             }
             let changed = *current != status;
             *current = status;
             changed
         });
     }
+}
+
+/// The size of the file at `path`, 0 when unknown (for metrics only).
+fn file_bytes(path: &Option<PathBuf>) -> u64 {
+    path.as_ref()
+        .and_then(|path| std::fs::metadata(path).ok())
+        .map_or(0, |metadata| metadata.len())
 }
 
 /// Why the node stops when its applier is gone.

@@ -65,6 +65,10 @@
 //! * `api`: the types users see (errors, [`Status`], [`CommittedEntry`]).
 //! * `state_machine`: what an application implements so that the node can
 //!   apply the log to it, snapshot it and restore it ([`StateMachine`]).
+//! * [`metrics`]: the node's Prometheus registry and series;
+//!   [`metrics_http`]: the `GET /metrics` responder that serves them.
+//! * `leadership`: notices leader changes and elections each turn, says
+//!   why, and logs them as alertable events.
 //! * `applier`: the thread that runs a [`StateMachine`]: applies, restores,
 //!   takes snapshots by the `[snapshot]` policy.
 #![forbid(unsafe_code)]
@@ -74,7 +78,10 @@ mod api;
 mod applier;
 pub mod config;
 mod event_loop;
+mod leadership;
 pub mod local;
+pub mod metrics;
+pub mod metrics_http;
 mod node;
 mod stall;
 mod state_machine;
@@ -83,11 +90,11 @@ pub mod tls;
 mod transport;
 
 pub use api::{
-    CommittedEntry, NodeError, SnapshotError, StartError, Status, SubmitError, TransferLeaderError,
-    ENTRY_BYTES_MAX,
+    CommittedEntry, LeaderChange, NodeError, SnapshotError, StartError, Status, SubmitError,
+    TransferLeaderError, ENTRY_BYTES_MAX,
 };
 pub use config::{
-    ClusterConfig, ConfigError, FaultsConfig, LimitsConfig, NodeConfig, ReadsConfig,
+    ClusterConfig, ConfigError, FaultsConfig, LimitsConfig, MetricsConfig, NodeConfig, ReadsConfig,
     SnapshotConfig, StorageConfig, TlsConfig,
 };
 pub use node::{Node, NodeHandle, Subscription, TASKS_GRACE};

@@ -7,6 +7,7 @@ use crate::api::{
 use crate::applier::{self, SnapshotPlace};
 use crate::config::{ClusterConfig, ConfigError};
 use crate::event_loop::{ApplierLink, Command, EventLoop, SnapshotLinks, StatusLinks};
+use crate::metrics::Metrics;
 use crate::stall::SyncClock;
 use crate::state_machine::StateMachine;
 use crate::storage::{Identity, Recovered, Storage, StoredSnapshot};
@@ -27,6 +28,9 @@ const SUBSCRIPTION_QUEUE_MAX: usize = 1024;
 /// How long the node's runtime keeps running the application's tasks
 /// after the event loop has stopped.
 pub const TASKS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// A peer unreachable for this many election timeouts is logged as
+/// `peer_unreachable`, once, and as `peer_reachable` when it returns.
+const PEER_UNREACHABLE_ELECTION_TIMEOUTS: u64 = 10;
 /// How often to look whether those tasks have finished.
 const TASKS_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
 
@@ -50,6 +54,7 @@ pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Status>,
     runtime: tokio::runtime::Handle,
+    metrics: Metrics,
 }
 
 /// Committed entries in index order, from the index asked for on. See
@@ -68,6 +73,14 @@ pub struct Subscription {
 type StartApplier = Box<
     dyn FnOnce(Option<&StoredSnapshot>, SnapshotPlace) -> Result<ApplierLink, StartError> + Send,
 >;
+
+/// One node's metrics, counting unless `[metrics] enabled = false`.
+fn node_metrics(config: &ClusterConfig) -> Metrics {
+    match config.metrics.enabled {
+        true => Metrics::enabled(),
+        false => Metrics::disabled(),
+    }
+}
 
 impl Node {
     /// Starts node `id` of `config`: binds its peer address, locks and
@@ -108,14 +121,17 @@ impl Node {
             cluster_id: config.cluster_id,
             node_id: id.0,
         };
-        let transport = transport_config(config, id)?;
+        let metrics = node_metrics(config);
+        let transport = transport_config(config, id, &metrics)?;
         let recovery_config = config.clone();
+        let recovery_metrics = metrics.clone();
         let (storage, machine, applier) = tokio::task::spawn_blocking(move || {
-            let (storage, machine) = recover(&recovery_config, id, identity)?;
+            let (storage, machine) = recover(&recovery_config, id, identity, &recovery_metrics)?;
             let place = SnapshotPlace {
                 dir: storage.snapshot_dir().to_path_buf(),
                 identity,
                 policy: recovery_config.snapshot.clone(),
+                applied: Arc::default(),
             };
             let applier = start_applier
                 .map(|start| start(storage.current_snapshot(), place))
@@ -142,6 +158,7 @@ impl Node {
             status: status_sender,
             stall_timeout: std::time::Duration::from_millis(config.storage.stall_timeout_ms),
             follower_reads: config.reads.follower_reads,
+            metrics: metrics.clone(),
         };
         let (bound, done) = spawn_event_loop(id, parts)?;
         let runtime = match bound.await {
@@ -159,6 +176,7 @@ impl Node {
             commands: command_sender,
             status,
             runtime,
+            metrics,
         };
         Ok(Node {
             handle,
@@ -198,6 +216,8 @@ impl Node {
                 None => SnapshotMeta::default(),
             };
             let (inputs, events) = (mpsc::unbounded_channel(), mpsc::unbounded_channel());
+            place.applied.store(applied.index.0, Ordering::Relaxed);
+            let applied_through = place.applied.clone();
             let task = applier::prepare(
                 state_machine,
                 applied,
@@ -209,6 +229,7 @@ impl Node {
                 inputs: inputs.0,
                 events: events.1,
                 next: applied.index.next(),
+                applied: applied_through,
                 task: Some(task),
             })
         });
@@ -385,6 +406,13 @@ impl NodeHandle {
         &self.runtime
     }
 
+    /// The node's metrics: the application may register its own families
+    /// beside the node's, and serve them all
+    /// ([`metrics_http`](crate::metrics_http)).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The status as of the event loop's last turn.
     pub fn status(&self) -> Status {
         *self.status.borrow()
@@ -423,6 +451,7 @@ fn recover(
     config: &ClusterConfig,
     id: NodeId,
     identity: Identity,
+    metrics: &Metrics,
 ) -> Result<(Storage, Machine), StartError> {
     let dir = config.node(id)?.data_dir.clone();
     let (mut storage, recovered) = Storage::open(&dir, identity, config.segment_bytes_max)?;
@@ -471,8 +500,11 @@ fn recover(
     };
     match damage {
         Some(damage) => {
+            metrics.storage_fault("damaged_log");
+            metrics.storage_repair();
             let moved_to = storage.repair(&log)?;
             tracing::warn!(
+                event = "storage_repair_started",
                 %id,
                 file = %damage.path.display(),
                 offset = damage.offset,
@@ -485,6 +517,7 @@ fn recover(
             );
         }
         None => tracing::warn!(
+            event = "storage_repair_started",
             %id,
             entries = log.len(),
             "the node stopped while repairing a damaged log; repairing again"
@@ -504,7 +537,11 @@ fn seed(id: NodeId) -> u64 {
 
 /// The transport's configuration, with node `id`'s TLS material loaded
 /// (an unreadable or unusable file is named in the error).
-fn transport_config(config: &ClusterConfig, id: NodeId) -> Result<TransportConfig, StartError> {
+fn transport_config(
+    config: &ClusterConfig,
+    id: NodeId,
+    metrics: &Metrics,
+) -> Result<TransportConfig, StartError> {
     let tls = match &config.tls {
         Some(tls) => {
             let material = NodeTls::load(tls, id).map_err(ConfigError::from)?;
@@ -532,6 +569,10 @@ fn transport_config(config: &ClusterConfig, id: NodeId) -> Result<TransportConfi
         limits: PeerLimits::from(&config.limits),
         snapshot_incoming_dir: config.node(id)?.data_dir.join("snapshots").join("incoming"),
         snapshot_chunk_bytes: config.snapshot.chunk_bytes,
+        unreachable_warn_after: std::time::Duration::from_millis(
+            config.election_timeout_ms * PEER_UNREACHABLE_ELECTION_TIMEOUTS,
+        ),
+        metrics: metrics.clone(),
     })
 }
 
@@ -547,6 +588,8 @@ fn initial_status(machine: &Machine) -> Status {
         repairing: machine.repairing(),
         storage_stalled: false,
         snapshot: machine.snapshot(),
+        applied_index: machine.snapshot().index,
+        last_leader_change: None,
     }
 }
 
@@ -569,6 +612,7 @@ struct EventLoopParts {
     stall_timeout: std::time::Duration,
     /// Whether a follower serves read barriers (`[reads] follower_reads`).
     follower_reads: bool,
+    metrics: Metrics,
 }
 
 /// Runs the event loop and the peer transport on a thread of their own
@@ -671,7 +715,8 @@ async fn run_event_loop(
             incoming_dir,
         },
     )
-    .with_follower_reads(parts.follower_reads);
+    .with_follower_reads(parts.follower_reads)
+    .with_metrics(parts.metrics);
     let outcome = event_loop.run().await;
     // The loop dropped the applier's channel: it applies what it was
     // handed, finishes the snapshot it writes, and ends.

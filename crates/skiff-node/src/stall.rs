@@ -129,12 +129,14 @@ impl Shared {
         let elapsed_ms = elapsed.as_millis() as u64;
         if role == skiff_core::Role::Leader {
             tracing::warn!(
+                event = "storage_stalled",
                 id = %self.id,
                 elapsed_ms,
                 "storage stalled: sync outstanding for {elapsed_ms} ms; stepping down"
             );
         } else {
             tracing::warn!(
+                event = "storage_stalled",
                 id = %self.id,
                 elapsed_ms,
                 "storage stalled: sync outstanding for {elapsed_ms} ms; \
@@ -184,6 +186,8 @@ mod tests {
             repairing: false,
             storage_stalled: false,
             snapshot: SnapshotMeta::default(),
+            applied_index: LogIndex(0),
+            last_leader_change: None,
         }
     }
 

@@ -14,6 +14,8 @@ use std::process::Command;
 pub const PEER_LISTEN_FD_FLAG: &str = "--peer-listen-fd";
 /// The `skiff node` flag naming the inherited client listener's descriptor.
 pub const CLIENT_LISTEN_FD_FLAG: &str = "--client-listen-fd";
+/// The `skiff node` flag naming the inherited metrics listener's descriptor.
+pub const METRICS_LISTEN_FD_FLAG: &str = "--metrics-listen-fd";
 
 /// A node's peer and client listeners as descriptors that the next spawned
 /// child inherits. Keep this until the child is spawned, then drop it:
@@ -22,6 +24,7 @@ pub const CLIENT_LISTEN_FD_FLAG: &str = "--client-listen-fd";
 pub struct InheritedListeners {
     peer: OwnedFd,
     client: OwnedFd,
+    metrics: Option<OwnedFd>,
 }
 
 impl InheritedListeners {
@@ -31,7 +34,15 @@ impl InheritedListeners {
         Ok(InheritedListeners {
             peer: inheritable(peer)?,
             client: inheritable(client)?,
+            metrics: None,
         })
+    }
+
+    /// Also hands over `metrics` (a handle of its own), where the node
+    /// serves its metrics.
+    pub fn with_metrics(mut self, metrics: TcpListener) -> std::io::Result<Self> {
+        self.metrics = Some(inheritable(metrics)?);
+        Ok(self)
     }
 
     /// Adds the flags that tell `skiff node` which descriptors to adopt.
@@ -41,6 +52,11 @@ impl InheritedListeners {
             .arg(self.peer.as_raw_fd().to_string())
             .arg(CLIENT_LISTEN_FD_FLAG)
             .arg(self.client.as_raw_fd().to_string());
+        if let Some(metrics) = &self.metrics {
+            command
+                .arg(METRICS_LISTEN_FD_FLAG)
+                .arg(metrics.as_raw_fd().to_string());
+        }
     }
 }
 

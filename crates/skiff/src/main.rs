@@ -11,6 +11,7 @@ mod demo;
 mod duration_arg;
 mod error_chain;
 mod fs_cmd;
+mod log_format;
 mod node_cmd;
 mod scenario_cmd;
 mod sim_cmd;

@@ -1,11 +1,12 @@
 //! `skiff node`: runs one file server of a cluster in the foreground, with
 //! its logs on standard error, until Ctrl-C or SIGTERM.
 
+use crate::log_format::{self, LogFormat};
 use anyhow::Context;
 use skiff_fs::{Server, ServerConfig, ServerError};
+use skiff_node::metrics_http::{spawn_metrics_server, MetricsHttpLimits};
 use skiff_node::{ClusterConfig, NodeId};
-use std::io::IsTerminal;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{FromRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +19,7 @@ const EXAMPLES: &str = "\
 Examples:
   skiff node --config skiff-cluster/cluster.toml --id 1
   RUST_LOG=debug skiff node --config cluster.toml --id 2
+  skiff node --config cluster.toml --id 1 --metrics-address 127.0.0.1:9101 --log-format json
 
 Run one process per node of the configuration (`skiff up` writes one and
 starts them all). The node listens for its peers on its peer_address and for
@@ -50,6 +52,17 @@ pub struct NodeArgs {
     /// Needs --peer-listen-fd.
     #[arg(long, value_name = "FD", requires = "peer_listen_fd")]
     client_listen_fd: Option<RawFd>,
+    /// Serve Prometheus metrics at GET /metrics on this address (overrides
+    /// the node's metrics_address in the configuration).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_address: Option<SocketAddr>,
+    /// Serve metrics on this inherited listening socket: for process
+    /// supervisors and tests that hold the port.
+    #[arg(long, value_name = "FD", conflicts_with = "metrics_address")]
+    metrics_listen_fd: Option<RawFd>,
+    /// How log lines are written to standard error.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 /// Runs the node until a stop is requested or it fails.
@@ -59,8 +72,21 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
         (Some(peer), Some(client)) => Some((adopt_listener(peer)?, adopt_listener(client)?)),
         _ => None,
     };
-    init_logging();
+    let metrics_listener = args.metrics_listen_fd.map(adopt_listener).transpose()?;
+    log_format::init(args.log_format);
     let cluster = ClusterConfig::load(&args.config)?;
+    let metrics_address = match args.metrics_address {
+        Some(address) => Some(address),
+        None => cluster.node(NodeId(args.id))?.metrics_address,
+    };
+    let metrics_listener = match (metrics_listener, metrics_address) {
+        (Some(listener), _) => Some(listener),
+        (None, Some(address)) => Some(
+            TcpListener::bind(address)
+                .with_context(|| format!("cannot listen for metrics on {address}"))?,
+        ),
+        (None, None) => None,
+    };
     let config = ServerConfig::new(cluster, NodeId(args.id));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -78,6 +104,19 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
         let mut server = match listeners {
             Some((peers, clients)) => Server::start_with_listeners(config, peers, clients).await?,
             None => Server::start(config).await?,
+        };
+        // On this process's runtime, off the node's thread: a scrape
+        // encodes the registry without delaying the event loop.
+        let _metrics_server = match metrics_listener {
+            Some(listener) => {
+                let address = listener.local_addr().ok();
+                let metrics = server.node().metrics().clone();
+                let task = spawn_metrics_server(listener, metrics, MetricsHttpLimits::default())
+                    .map_err(|e| ServerError::Config(format!("cannot serve metrics: {e}")))?;
+                tracing::info!(address = ?address, "serving metrics at GET /metrics");
+                Some(AbortOnDrop(task))
+            }
+            None => None,
         };
         tokio::select! {
             () = stop => server.shutdown().await,
@@ -111,14 +150,13 @@ fn adopt_listener(fd: RawFd) -> anyhow::Result<TcpListener> {
     Ok(listener)
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+/// Stops the metrics server with the node.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Resolves when standard input reaches its end, if `watch` is set; never

@@ -228,6 +228,11 @@ pub struct ProcessCluster {
     /// Nodes started some other way than `program node ..` with their
     /// addresses on this host (see [`NodeLaunch`]).
     launches: BTreeMap<NodeId, NodeLaunch>,
+    /// Where each node serves its metrics, held by this process (see
+    /// [`ProcessCluster::serve_metrics`]).
+    metrics: BTreeMap<NodeId, TcpListener>,
+    /// Arguments added to every `program node ..` (e.g. `--log-format json`).
+    node_args: Vec<std::ffi::OsString>,
 }
 
 /// How one node is started when it must not run as a plain child on this
@@ -265,6 +270,8 @@ impl ProcessCluster {
             running: BTreeMap::new(),
             listeners: None,
             launches: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+            node_args: Vec::new(),
         })
     }
 
@@ -302,6 +309,33 @@ impl ProcessCluster {
         let mut cluster = ProcessCluster::new(program, &path)?;
         cluster.listeners = listeners;
         Ok(cluster)
+    }
+
+    /// Has every node serve its metrics on a port of 127.0.0.1 that this
+    /// process binds now and holds, passing it to the node at every start
+    /// (nodes whose listeners this process holds only, as with
+    /// [`Ports::Free`]). See [`ProcessCluster::metrics_address`].
+    pub fn serve_metrics(&mut self) -> Result<(), ClusterError> {
+        for id in self.ids() {
+            let failed = |source| ClusterError::Listeners { id, source };
+            let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).map_err(failed)?;
+            self.metrics.insert(id, listener);
+        }
+        Ok(())
+    }
+
+    /// Where node `id` serves its metrics, after [`ProcessCluster::serve_metrics`].
+    pub fn metrics_address(&self, id: NodeId) -> Option<SocketAddr> {
+        self.metrics.get(&id)?.local_addr().ok()
+    }
+
+    /// Adds `args` to the command line of every node started from now on.
+    pub fn add_node_args<I, S>(&mut self, args: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString>,
+    {
+        self.node_args.extend(args.into_iter().map(Into::into));
     }
 
     /// The configuration, with data directories resolved.
@@ -403,7 +437,17 @@ impl ProcessCluster {
                 let client = launch.client.try_clone().map_err(failed)?;
                 Some(InheritedListeners::new(peer, client).map_err(failed)?)
             }
-            (None, Some(local)) => Some(self.inherited_listeners(local, id)?),
+            (None, Some(local)) => {
+                let inherited = self.inherited_listeners(local, id)?;
+                match self.metrics.get(&id) {
+                    Some(metrics) => {
+                        let failed = |source| ClusterError::Listeners { id, source };
+                        let metrics = metrics.try_clone().map_err(failed)?;
+                        Some(inherited.with_metrics(metrics).map_err(failed)?)
+                    }
+                    None => Some(inherited),
+                }
+            }
             (None, None) => {
                 self.check_addresses_free(id)?;
                 None
@@ -429,7 +473,8 @@ impl ProcessCluster {
             .arg(&self.config_path)
             .arg("--id")
             .arg(id.to_string())
-            .arg("--exit-on-stdin-close");
+            .arg("--exit-on-stdin-close")
+            .args(&self.node_args);
         if let Some(inherited) = &inherited {
             inherited.add_flags(&mut command);
         }

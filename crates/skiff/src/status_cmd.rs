@@ -16,6 +16,7 @@ Examples:
   skiff status --config skiff-cluster/cluster.toml
   skiff status --servers 127.0.0.1:7101,127.0.0.1:7103
   skiff status --servers 127.0.0.1:7101 --tls-ca skiff-cluster/certs/ca.pem
+  skiff status --watch --interval 500ms       # a live view; Ctrl-C exits
 
 TLS is used when the configuration says [tls] clients = true, or with --tls-ca.
 
@@ -46,6 +47,15 @@ pub struct StatusArgs {
     #[arg(long, default_value = "1s",
           value_parser = duration_arg::between(Duration::from_millis(1), Duration::from_secs(60)))]
     timeout: Duration,
+    /// Refresh a live view (role, term, commit, applied, lag behind the
+    /// leader, last leader change and why) until Ctrl-C; on a terminal the
+    /// screen is redrawn, otherwise one block is printed per refresh.
+    #[arg(long)]
+    watch: bool,
+    /// How often --watch refreshes.
+    #[arg(long, default_value = "1s", requires = "watch",
+          value_parser = duration_arg::between(Duration::from_millis(100), Duration::from_secs(3600)))]
+    interval: Duration,
 }
 
 /// Prints the table; exits 1 when no server answered.
@@ -58,6 +68,17 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let timeout = args.timeout;
     let tls = args.servers.client_tls()?;
+    if args.watch {
+        let watch = watch(&servers, &addresses, tls.as_ref(), args);
+        let signal = runtime.block_on(async {
+            tokio::select! {
+                signal = skiff::shutdown::requested() => Ok(signal),
+                failed = watch => failed.map(|()| "stopped"),
+            }
+        })?;
+        eprintln!("{signal}");
+        return Ok(());
+    }
     let reports = runtime.block_on(probe_all_with(tls.as_ref(), &addresses, timeout));
     let mut out = std::io::stdout().lock();
     write_table(&mut out, &servers, &reports).context("writing the table")?;
@@ -69,6 +90,116 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
 }
 
 /// The widths of the table's columns.
+/// Probes and redraws every `args.interval` until it fails to write.
+async fn watch(
+    servers: &[Server],
+    addresses: &[String],
+    tls: Option<&skiff_fs::ClientTls>,
+    args: &StatusArgs,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let terminal = std::io::stdout().is_terminal();
+    let mut ticks = tokio::time::interval(args.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let reports = probe_all_with(tls, addresses, args.timeout).await;
+        let mut block = Vec::new();
+        if terminal {
+            // Clear the screen and go home: a plain ANSI redraw.
+            block.extend_from_slice(b"\x1b[2J\x1b[H");
+        }
+        writeln!(
+            block,
+            "{}",
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        )?;
+        write_watch_table(&mut block, servers, &reports, unix_ms())?;
+        if !terminal {
+            writeln!(block)?;
+        }
+        let mut out = std::io::stdout().lock();
+        out.write_all(&block).context("writing the view")?;
+        out.flush().context("writing the view")?;
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+const WATCH_WIDTHS: [usize; 9] = [5, 21, 10, 5, 7, 8, 8, 6, 0];
+
+/// The live view: LAG is how many entries a node's log is behind the
+/// leader's (as each answered); LEADER CHANGE says how long ago the node
+/// learned of its current leader and why the one before was lost.
+fn write_watch_table(
+    out: &mut impl Write,
+    servers: &[Server],
+    reports: &[Result<StatusReport, ProbeError>],
+    now_ms: u64,
+) -> std::io::Result<()> {
+    let header = [
+        "node",
+        "address",
+        "role",
+        "term",
+        "leader",
+        "commit",
+        "applied",
+        "lag",
+        "leader change",
+    ];
+    let cells = |cells: [String; 9]| -> String {
+        let line: String = (cells.iter().zip(WATCH_WIDTHS))
+            .map(|(cell, width)| format!("{cell:<width$} "))
+            .collect();
+        line.trim_end().to_string()
+    };
+    writeln!(out, "{}", cells(header.map(String::from)))?;
+    // The newest term's leader, as it answered for itself.
+    let leader_last = (reports.iter().flatten())
+        .filter(|report| report.role == skiff_node::Role::Leader)
+        .max_by_key(|report| report.term)
+        .map(|report| report.last_index);
+    for (server, report) in servers.iter().zip(reports) {
+        let line = match report {
+            Ok(report) => cells([
+                report.id.to_string(),
+                server.address.clone(),
+                report.role.to_string(),
+                report.term.to_string(),
+                report.leader.map_or("-".to_string(), |id| id.to_string()),
+                report.commit_index.to_string(),
+                report.applied.map_or("-".to_string(), |a| a.to_string()),
+                leader_last.map_or("-".to_string(), |last| {
+                    last.0.saturating_sub(report.last_index.0).to_string()
+                }),
+                report
+                    .leader_change
+                    .as_ref()
+                    .map_or("-".to_string(), |change| {
+                        let ago =
+                            Duration::from_secs(now_ms.saturating_sub(change.at_unix_ms) / 1000);
+                        format!("{} ago, {}", humantime::format_duration(ago), change.reason)
+                    }),
+            ]),
+            Err(error) => {
+                let mut row = [const { String::new() }; 9];
+                row[0] = server.id.map_or("?".to_string(), |id| id.to_string());
+                row[1] = server.address.clone();
+                row[2] = "down".to_string();
+                row[8] = error.to_string();
+                cells(row)
+            }
+        };
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
 const WIDTHS: [usize; 9] = [5, 21, 9, 5, 7, 7, 7, 9, 7];
 
 fn write_table(
@@ -157,6 +288,8 @@ mod tests {
                     snapshot_index: LogIndex(100),
                     entries: 19,
                 }),
+                applied: None,
+                leader_change: None,
             }),
             Ok(StatusReport {
                 id: NodeId(2),
@@ -167,6 +300,8 @@ mod tests {
                 last_index: LogIndex(41),
                 repairing: true,
                 log: None,
+                applied: None,
+                leader_change: None,
             }),
             Err(ProbeError::Timeout(Duration::from_secs(1))),
         ];
@@ -178,6 +313,46 @@ mod tests {
              1     127.0.0.1:7101        leader    2     1       118     119     100       19\n\
              2     127.0.0.1:7102        follower  3     -       40      41      -         -       repairing\n\
              ?     127.0.0.1:7103        down                                                      no answer within 1s\n"
+        );
+    }
+
+    #[test]
+    fn the_watch_view_shows_applied_lag_and_the_last_leader_change() {
+        let server = |id: u64| Server {
+            id: Some(id),
+            address: format!("127.0.0.1:710{id}"),
+        };
+        let report = |id: u64, role, last: u64| StatusReport {
+            id: NodeId(id),
+            role,
+            term: Term(4),
+            leader: Some(NodeId(1)),
+            commit_index: LogIndex(last - 1),
+            last_index: LogIndex(last),
+            repairing: false,
+            log: None,
+            applied: Some(LogIndex(last - 2)),
+            leader_change: Some(skiff_fs::protocol::LeaderChangeReport {
+                at_unix_ms: 10_000,
+                reason: "election_timeout",
+            }),
+        };
+        let reports = [
+            Ok(report(1, Role::Leader, 120)),
+            Ok(report(2, Role::Follower, 100)),
+        ];
+        let mut out = Vec::new();
+        write_watch_table(&mut out, &[server(1), server(2)], &reports, 72_000).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("node  address"), "{text}");
+        assert!(
+            lines[1].contains(" 119      118      0      1m 2s ago, election_timeout"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains(" 99       98       20     1m 2s ago, election_timeout"),
+            "{text}"
         );
     }
 }

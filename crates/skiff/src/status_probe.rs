@@ -247,6 +247,8 @@ mod tests {
             last_index: LogIndex(0),
             repairing: false,
             log: None,
+            applied: None,
+            leader_change: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! configuration on 127.0.0.1, starts every node as a child process, prints
 //! where clients connect, and stops every node on Ctrl-C or SIGTERM.
 
+use crate::log_format::LogFormat;
 use crate::usage;
 use anyhow::Context;
 use skiff::process_cluster::{
@@ -71,12 +72,23 @@ pub struct UpArgs {
     /// speak plain TCP to the servers keep working.
     #[arg(long, requires = "tls")]
     client_tls: bool,
+    /// Give each new node a metrics address (Prometheus text at GET
+    /// /metrics): the ports after the client ports, or free ones with
+    /// --base-port 0. An existing cluster.toml's metrics_address keys apply
+    /// as they are.
+    #[arg(long)]
+    metrics: bool,
+    /// How the nodes write their logs (node-N.log): text, or one JSON
+    /// object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 /// Runs the cluster until Ctrl-C or SIGTERM.
 pub fn run(args: &UpArgs) -> anyhow::Result<()> {
     let program = std::env::current_exe().context("cannot find the skiff binary")?;
     let mut cluster = prepare_cluster(args, program)?;
+    cluster.add_node_args(["--log-format", args.log_format.name()]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -100,9 +112,15 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
 fn prepare_cluster(args: &UpArgs, program: PathBuf) -> anyhow::Result<ProcessCluster> {
     let existing = args.dir.join(CONFIG_FILE_NAME);
     if existing.exists() {
-        if args.nodes.is_some() || args.base_port.is_some() || args.tls || args.client_tls {
+        if args.nodes.is_some()
+            || args.base_port.is_some()
+            || args.tls
+            || args.client_tls
+            || args.metrics
+        {
             return Err(usage::error(format!(
-                "{} exists: it is used as it is, so --nodes, --base-port, --tls and --client-tls \
+                "{} exists: it is used as it is, so --nodes, --base-port, --tls, --client-tls \
+                 and --metrics \
                  cannot apply; \
                  omit them, or remove {} to start afresh",
                 existing.display(),
@@ -124,9 +142,31 @@ fn prepare_cluster(args: &UpArgs, program: PathBuf) -> anyhow::Result<ProcessClu
         }),
         false => None,
     };
-    let cluster = ProcessCluster::create_local_configured(program, &args.dir, count, ports, |c| {
-        c.tls = tls;
-    })?;
+    let metrics_ports = match (args.metrics, ports) {
+        (true, Ports::Consecutive { base }) => {
+            let first = u64::from(base) + 2 * count;
+            let last = first + count - 1;
+            let first = u16::try_from(first)
+                .ok()
+                .filter(|_| last <= u64::from(u16::MAX))
+                .ok_or_else(|| usage::error("--base-port leaves no room for the metrics ports"))?;
+            Some(first)
+        }
+        _ => None,
+    };
+    let mut cluster =
+        ProcessCluster::create_local_configured(program, &args.dir, count, ports, |c| {
+            c.tls = tls;
+            if let Some(first) = metrics_ports {
+                for (offset, node) in (0u16..).zip(c.nodes.iter_mut()) {
+                    node.metrics_address =
+                        Some(std::net::SocketAddr::from(([127, 0, 0, 1], first + offset)));
+                }
+            }
+        })?;
+    if args.metrics && metrics_ports.is_none() {
+        cluster.serve_metrics()?;
+    }
     if args.tls {
         println!(
             "wrote development certificates in {}",
@@ -197,6 +237,16 @@ fn print_cluster(cluster: &ProcessCluster, leader: Option<StatusReport>) {
              or add --tls-ca {}",
             tls.ca.display()
         );
+    }
+    for id in cluster.ids() {
+        let configured = cluster
+            .config()
+            .node(id)
+            .ok()
+            .and_then(|n| n.metrics_address);
+        if let Some(address) = cluster.metrics_address(id).or(configured) {
+            println!("  node {id}  metrics http://{address}/metrics");
+        }
     }
     match leader {
         Some(leader) => println!("leader: node {} (term {})", leader.id, leader.term),

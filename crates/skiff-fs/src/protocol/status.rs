@@ -121,7 +121,36 @@ pub struct StatusReport {
     /// Where its log starts and how long it is; `None` from a server
     /// from before snapshots, which does not say.
     pub log: Option<LogExtent>,
+    /// The last index its store applied; `None` from a server that does
+    /// not say (`applied=<a>`, after `log`).
+    pub applied: Option<LogIndex>,
+    /// When it last learned of a new leader and why the one before was
+    /// lost (`leader_change=<unix ms>/<reason>`, after `applied`); `None`
+    /// when it does not say or learned of none yet.
+    pub leader_change: Option<LeaderChangeReport>,
 }
+
+/// When a server last learned of a new leader, and why the previous one
+/// was lost (see `skiff_node::LeaderChange`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaderChangeReport {
+    /// Milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// One of [`LEADER_CHANGE_REASONS`]; a reason this version does not
+    /// know reads as `other`.
+    pub reason: &'static str,
+}
+
+/// The reasons a node gives for a leader change (see
+/// `skiff_node::LeaderChange::reason`).
+pub const LEADER_CHANGE_REASONS: [&str; 6] = [
+    "election_timeout",
+    "higher_term",
+    "quorum_lost",
+    "storage_stalled",
+    "startup",
+    "other",
+];
 
 /// How much log a server holds: the entries after its latest snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +180,13 @@ impl StatusReport {
         );
         if let Some(log) = self.log {
             line += &format!(" snapshot={} log={}", log.snapshot_index, log.entries);
+            if let Some(applied) = self.applied {
+                line += &format!(" applied={applied}");
+                if let Some(change) = &self.leader_change {
+                    // The reason is a word of a fixed vocabulary, never a space.
+                    line += &format!(" leader_change={}/{}", change.at_unix_ms, change.reason);
+                }
+            }
         }
         out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(CRLF);
@@ -202,6 +238,14 @@ pub fn parse_status_report(buf: &[u8]) -> Result<Parsed<StatusReport>, ProtocolE
             .and_then(|word| field_value(word, key))
     };
     let (repairing, snapshot, log) = (take("repairing"), take("snapshot"), take("log"));
+    let applied = match take("applied") {
+        Some(applied) => Some(LogIndex(parse_number(applied, "applied")?)),
+        None => None,
+    };
+    let leader_change = match take("leader_change") {
+        Some(word) => Some(parse_leader_change(word)?),
+        None => None,
+    };
     if let Some(unknown) = optional.find(|word| !word.contains(&b'=')) {
         return Err(ProtocolError::UnknownCommand(lossy(unknown)));
     }
@@ -229,8 +273,29 @@ pub fn parse_status_report(buf: &[u8]) -> Result<Parsed<StatusReport>, ProtocolE
             (Some(_), None) => return Err(ProtocolError::BadStatus { field: "log" }),
             (None, Some(_)) => return Err(ProtocolError::BadStatus { field: "snapshot" }),
         },
+        applied,
+        leader_change,
     };
     complete(report, line_bytes)
+}
+
+/// `<unix ms>/<reason>`.
+fn parse_leader_change(word: &[u8]) -> Result<LeaderChangeReport, ProtocolError> {
+    let bad = ProtocolError::BadStatus {
+        field: "leader_change",
+    };
+    let slash = word.iter().position(|b| *b == b'/').ok_or(bad.clone())?;
+    let (at, reason) = (&word[..slash], &word[slash + 1..]);
+    if reason.is_empty() {
+        return Err(bad);
+    }
+    let known = LEADER_CHANGE_REASONS
+        .iter()
+        .find(|known| known.as_bytes() == reason);
+    Ok(LeaderChangeReport {
+        at_unix_ms: parse_number(at, "leader_change")?,
+        reason: known.copied().unwrap_or("other"),
+    })
 }
 
 fn parse_role(word: &[u8]) -> Result<Role, ProtocolError> {
@@ -265,6 +330,8 @@ mod tests {
                 snapshot_index: LogIndex(30),
                 entries: 11,
             }),
+            applied: None,
+            leader_change: None,
         }
     }
 
@@ -446,6 +513,27 @@ mod tests {
             parse_status_report(older),
             complete(from_before_snapshots, older.len())
         );
+    }
+
+    #[test]
+    fn applied_and_the_last_leader_change_round_trip() {
+        let report = StatusReport {
+            applied: Some(LogIndex(39)),
+            leader_change: Some(LeaderChangeReport {
+                at_unix_ms: 1_700_000_000_123,
+                reason: "quorum_lost",
+            }),
+            ..report(None)
+        };
+        let mut out = Vec::new();
+        report.encode(&mut out);
+        assert!(
+            out.ends_with(b" log=11 applied=39 leader_change=1700000000123/quorum_lost\r\n"),
+            "{out:?}"
+        );
+        assert_eq!(parse_status_report(&out), complete(report, out.len()));
+        let bad = b"STATUS id=2 role=follower term=7 leader=_ commit=40 last=41 repairing=no snapshot=1 log=2 applied=3 leader_change=12\r\n";
+        assert!(parse_status_report(bad).is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! done (see [`super::client_tls`]).
 
 use super::buffer::RequestBuffer;
+use super::request_metrics::command_of;
 use super::slots::{Eviction, Slot};
 use super::Shared;
 use crate::protocol::{parse_client_message, ClientMessage, Parsed, Response};
@@ -91,12 +92,27 @@ pub(super) async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
                 // Released before the wait for a commit, which may be long.
                 buffer.consume(consumed);
                 out.clear();
+                let (started, command) = (std::time::Instant::now(), command_of(&value));
+                let requests = &shared.requests;
                 match value {
-                    ClientMessage::File(request) => shared.execute(request).await.encode(&mut out),
-                    ClientMessage::Status => shared.status_report().encode(&mut out),
-                    ClientMessage::Snapshot => shared.snapshot_answer().await.encode(&mut out),
+                    ClientMessage::File(request) => {
+                        let response = shared.execute(request).await;
+                        requests.record(command, &response, started.elapsed());
+                        response.encode(&mut out)
+                    }
+                    ClientMessage::Status => {
+                        shared.status_report().encode(&mut out);
+                        requests.record_status(started.elapsed());
+                    }
+                    ClientMessage::Snapshot => {
+                        let answer = shared.snapshot_answer().await;
+                        requests.record_snapshot(&answer, started.elapsed());
+                        answer.encode(&mut out)
+                    }
                     ClientMessage::Session(message) => {
-                        shared.execute_session(message).await.encode(&mut out)
+                        let response = shared.execute_session(message).await;
+                        requests.record(command, &response, started.elapsed());
+                        response.encode(&mut out)
                     }
                 }
                 send(&mut stream, shared, &out).await?;

@@ -39,6 +39,7 @@ pub mod wire;
 pub use connection::ConnectionError;
 
 use crate::config::LimitsConfig;
+use crate::metrics::{Direction, MessageKind, Metrics, SnapshotOp};
 use crate::tls::PeerTls;
 use connection::{handshake_as_dialer, handshake_as_listener, read_frame, BoxedStream, StreamKind};
 use rustls_pki_types::CertificateDer;
@@ -87,6 +88,11 @@ pub struct TransportConfig {
     pub snapshot_incoming_dir: std::path::PathBuf,
     /// The size of one chunk of a snapshot sent to a peer.
     pub snapshot_chunk_bytes: u32,
+    /// A peer that cannot be reached for this long is logged as
+    /// unreachable (once, and again when it returns).
+    pub unreachable_warn_after: Duration,
+    /// Where messages and connections are counted.
+    pub metrics: Metrics,
 }
 
 /// Where a snapshot received whole and durable from peer `from` lies until
@@ -160,6 +166,7 @@ pub struct Transport {
     runtime: tokio::runtime::Handle,
     tasks: Vec<JoinHandle<()>>,
     dropped: Arc<AtomicU64>,
+    metrics: Metrics,
 }
 
 impl Transport {
@@ -192,6 +199,7 @@ impl Transport {
                 hello,
                 tls: config.tls.clone(),
                 limits: config.limits,
+                unreachable_warn_after: config.unreachable_warn_after,
             });
             tasks.push(tokio::spawn(dialer.clone().run(receiver)));
             queues.insert(peer, sender);
@@ -205,6 +213,7 @@ impl Transport {
             runtime: tokio::runtime::Handle::current(),
             tasks,
             dropped: Arc::default(),
+            metrics: config.metrics.clone(),
         })
     }
 
@@ -215,10 +224,19 @@ impl Transport {
             tracing::error!(%to, "no such peer; message dropped");
             return;
         };
-        if queue.try_send(message).is_err() {
-            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped.is_power_of_two() {
-                tracing::debug!(%to, dropped, "peer queue full; message dropped");
+        let kind = MessageKind::of(&message);
+        match queue.try_send(message) {
+            Ok(()) => self.metrics.messages(Direction::Sent, kind),
+            Err(_) => {
+                // Full, or closed because the node is stopping.
+                self.metrics.messages(Direction::Dropped, kind);
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(
+                        event = "limit_hit", limit = "peer_queue_full", peer = %to, dropped,
+                        "peer queue full; message dropped"
+                    );
+                }
             }
         }
     }
@@ -248,6 +266,9 @@ impl Transport {
                 return;
             }
         }
+        let bytes = std::fs::metadata(&file).map_or(0, |metadata| metadata.len());
+        self.metrics.snapshot(SnapshotOp::Sent, bytes);
+        tracing::info!(event = "snapshot_sent", peer = %to, snapshot = %req.snapshot, bytes, "sending a snapshot to a follower");
         let transfer =
             snapshot::Outgoing::spawn(&self.runtime, dialer.clone(), req, file, self.chunk_bytes);
         if let Some(replaced) = transfers.insert(to, transfer) {
@@ -283,6 +304,7 @@ struct Dialer {
     hello: Hello,
     tls: Option<PeerTls>,
     limits: PeerLimits,
+    unreachable_warn_after: Duration,
 }
 
 impl Dialer {
@@ -292,17 +314,29 @@ impl Dialer {
         let mut backoff = BACKOFF_MIN;
         let mut failures = 0u64;
         let mut unsent = Unsent::default();
+        // Since when dials have failed, and whether that was reported.
+        let mut unreachable: Option<(std::time::Instant, bool)> = None;
         loop {
             match self.dial(StreamKind::Messages).await {
                 Ok(stream) => {
                     if failures > 0 {
                         tracing::info!(peer, %address, "connected to peer");
                     }
+                    if let Some((since, true)) = unreachable.take() {
+                        let unreachable_ms = since.elapsed().as_millis() as u64;
+                        tracing::info!(
+                            event = "peer_reachable", peer, %address, unreachable_ms,
+                            "peer reachable again"
+                        );
+                    }
                     failures = 0;
                     backoff = BACKOFF_MIN;
                     match pump(stream, &mut queue, &mut unsent).await {
                         Ok(()) => return, // the queue closed: the node is stopping
                         Err(e) => {
+                            // The outage starts here, not at the first
+                            // failed dial, which may take a handshake timeout.
+                            unreachable = Some((std::time::Instant::now(), false));
                             tracing::info!(peer, %address, reason = %e, "peer connection lost");
                             unsent.failed();
                         }
@@ -313,6 +347,16 @@ impl Dialer {
                     // The first failure of a streak is news; the rest are noise.
                     if failures == 1 {
                         tracing::warn!(peer, %address, reason = %e, "cannot connect to peer; retrying with backoff");
+                    }
+                    let (since, reported) =
+                        unreachable.get_or_insert((std::time::Instant::now(), false));
+                    if !*reported && since.elapsed() >= self.unreachable_warn_after {
+                        *reported = true;
+                        let unreachable_ms = since.elapsed().as_millis() as u64;
+                        tracing::warn!(
+                            event = "peer_unreachable", peer, %address, unreachable_ms, reason = %e,
+                            "peer unreachable for long"
+                        );
                     }
                 }
             }
@@ -476,9 +520,10 @@ async fn run_listener(
                             oldest.abort();
                         }
                         evicted += 1;
+                        config.metrics.peer_connection_refused("handshaking_max");
                         // Under a flood, one line per doubling rather than one per connection.
                         if evicted.is_power_of_two() {
-                            tracing::warn!(%address, evicted, "too many peer connections handshaking; closed the oldest");
+                            tracing::warn!(event = "limit_hit", limit = "peer_handshaking_max", %address, evicted, "too many peer connections handshaking; closed the oldest");
                         }
                     }
                     let handshake = handshaking.spawn(handshake_incoming(stream, address, config.clone()));
@@ -494,7 +539,13 @@ async fn run_listener(
             Some(done) = handshaking.join_next() => {
                 if let Ok(Some((from, kind, stream, address))) = done {
                     let receiver = match kind {
-                        StreamKind::Messages => established.spawn(receive(from, stream, address, inbound.clone())),
+                        StreamKind::Messages => established.spawn(receive(
+                            from,
+                            stream,
+                            address,
+                            inbound.clone(),
+                            config.metrics.clone(),
+                        )),
                         StreamKind::Snapshot => established.spawn(snapshot::receive(
                             snapshot::Incoming { from, address, config: config.clone() },
                             stream,
@@ -527,6 +578,7 @@ async fn handshake_incoming(
     match outcome {
         Ok((from, kind, stream)) => Some((from, kind, stream, address)),
         Err(e) => {
+            config.metrics.peer_connection_refused("handshake");
             log_closed(address, &e);
             None
         }
@@ -574,7 +626,9 @@ async fn receive(
     stream: BoxedStream,
     address: SocketAddr,
     inbound: mpsc::Sender<Inbound>,
+    metrics: Metrics,
 ) {
+    let _open = OpenConnection::new(metrics);
     let mut reader = tokio::io::BufReader::new(stream);
     let outcome = async {
         loop {
@@ -590,6 +644,23 @@ async fn receive(
     };
     if let Err(e) = outcome.await {
         log_closed(address, &e);
+    }
+}
+
+/// Counts an established peer connection open for as long as it lives,
+/// however its task ends (a replaced connection's task is aborted).
+struct OpenConnection(Metrics);
+
+impl OpenConnection {
+    fn new(metrics: Metrics) -> OpenConnection {
+        metrics.peer_connections(1);
+        OpenConnection(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.peer_connections(-1);
     }
 }
 

@@ -29,6 +29,8 @@ fn config(id: u64, peer: u64, peer_address: SocketAddr) -> TransportConfig {
         limits: PeerLimits::default(),
         snapshot_incoming_dir: std::env::temp_dir().join(format!("skiff-transport-test-{id}")),
         snapshot_chunk_bytes: 64 << 10,
+        unreachable_warn_after: Duration::from_secs(3),
+        metrics: crate::metrics::Metrics::enabled(),
     }
 }
 

@@ -174,6 +174,20 @@ pub struct BenchArgs {
     /// reads use gRPC whatever --etcd-api says).
     #[arg(long)]
     reads: bool,
+    /// Whether the nodes the bench starts count metrics (`[metrics]
+    /// enabled`); with `on`, each serves them on a free port, printed on
+    /// standard error, for a scrape during the run.
+    #[arg(long, value_enum, default_value_t = MetricsSwitch::On, conflicts_with_all = ["servers", "config"])]
+    metrics: MetricsSwitch,
+}
+
+/// `--metrics on|off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricsSwitch {
+    /// Counted and served.
+    On,
+    /// Not counted (`[metrics] enabled = false`): the baseline of their cost.
+    Off,
 }
 
 impl BenchArgs {
@@ -273,7 +287,7 @@ async fn bench_skiff(
         let setup = format!("the cluster of {}", config.display());
         (addresses, setup)
     } else {
-        let started = start_skiff(args.nodes, dir, tls).await?;
+        let started = start_skiff(args.nodes, dir, tls, args.metrics).await?;
         let setup = format!(
             "{} skiff nodes started by the bench on 127.0.0.1{}, data in {}",
             args.nodes,
@@ -402,14 +416,30 @@ fn client_addresses(path: &Path) -> anyhow::Result<Vec<String>> {
 
 /// Starts `nodes` skiff nodes under `dir`, with mutual TLS between them
 /// when `tls`, and waits for a leader.
-async fn start_skiff(nodes: u64, dir: &Path, tls: bool) -> anyhow::Result<ProcessCluster> {
+async fn start_skiff(
+    nodes: u64,
+    dir: &Path,
+    tls: bool,
+    metrics: MetricsSwitch,
+) -> anyhow::Result<ProcessCluster> {
     let program = std::env::current_exe().context("cannot find the skiff binary")?;
     let tls = match tls {
         true => Some(write_dev_certs(dir, nodes)?),
         false => None,
     };
     let mut cluster =
-        ProcessCluster::create_local_configured(program, dir, nodes, Ports::Free, |c| c.tls = tls)?;
+        ProcessCluster::create_local_configured(program, dir, nodes, Ports::Free, |c| {
+            c.tls = tls;
+            c.metrics.enabled = metrics == MetricsSwitch::On;
+        })?;
+    if metrics == MetricsSwitch::On {
+        cluster.serve_metrics()?;
+        for id in cluster.ids() {
+            if let Some(address) = cluster.metrics_address(id) {
+                eprintln!("node {id} metrics: http://{address}/metrics");
+            }
+        }
+    }
     cluster.start_all_answering(START_PATIENCE).await?;
     wait_for_leader(&cluster.client_addresses(), START_PATIENCE)
         .await
