@@ -1,0 +1,1 @@
+//! `skiff up --ui`: placeholder, filled in below.
