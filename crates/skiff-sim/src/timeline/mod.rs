@@ -258,13 +258,26 @@ impl Timeline {
     /// The step being recorded next (the one whose sends are reported
     /// before it ends) sent a message of `kind` to node index `to`.
     pub fn sent(&mut self, to: usize, kind: &str, delivery: Delivery) {
+        self.sent_by(self.steps.len(), to, kind, delivery);
+    }
+
+    /// Step `step` (a position in the recording) sent a message of `kind`
+    /// to node index `to`; for drivers that learn a message's fate later.
+    pub fn sent_by(&mut self, step: usize, to: usize, kind: &str, delivery: Delivery) {
         let kind = self.strings.id(kind);
         self.sent.push(Sent {
-            step: self.steps.len() as u32,
+            step: step as u32,
             to: to as u32,
             kind,
             delivery,
         });
+    }
+
+    /// Names node index `node` (by default its position from 1).
+    pub fn name_node(&mut self, node: usize, name: &str) {
+        if let Some(slot) = self.node_names.get_mut(node) {
+            *slot = name.to_string();
+        }
     }
 
     /// A partition described by `text` began at `time`.

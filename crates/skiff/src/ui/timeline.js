@@ -106,6 +106,7 @@
   function formatTime(t) {
     if (raw.unit === "event") return "event " + Math.round(t);
     if (raw.unit === "ms") return (t / 1000).toFixed(3) + " s";
+    if (Math.abs(t) >= 1e6) return (t / 1e6).toFixed(3) + " s";
     return (t / 1000).toFixed(3) + " ms";
   }
 
@@ -124,7 +125,11 @@
     drawNotes();
     drawViolation();
     drawSelection();
-    if (!window.__timelineReady) window.__timelineReady = true;
+    if (!window.__timelineReady) {
+      // Milliseconds from the start of navigation to the first full draw.
+      window.__timelineReadyMs = performance.now();
+      window.__timelineReady = true;
+    }
   }
 
   function drawAxis() {
