@@ -230,3 +230,46 @@ fn a_300s_chaos_page_of_5_nodes_is_under_20_mb_and_interactive_within_3_s() {
     browser.click(".ev").expect("an event row");
     assert!(browser.text("#state-event").is_ok());
 }
+
+#[test]
+fn a_scenario_draws_each_event_as_a_step_with_its_messages() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let page = dir.path().join("scenario.html");
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/scenarios/cluster-crash-follower-restart-catches-up.scn"
+    );
+    let output = common::skiff(&[
+        "scenario",
+        scenario,
+        "--html",
+        page.to_str().expect("UTF-8"),
+    ])
+    .output()
+    .expect("skiff runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let data = embedded_data(&page);
+    assert_eq!(data["unit"], "event");
+    assert_eq!(data["nodes"], json!(["1", "2", "3"]));
+    let events: Vec<&str> = data["steps"]["e"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|id| {
+            data["strings"][id.as_u64().expect("an id") as usize]
+                .as_str()
+                .expect("a text")
+        })
+        .collect();
+    assert_eq!(&events[..4], ["set up", "set up", "set up", "timeout"]);
+    assert!(
+        events.contains(&"crash") && events.contains(&"restart"),
+        "{events:?}"
+    );
+    assert!(!data["msgs"]["k"].as_array().expect("messages").is_empty());
+    assert_eq!(data["violation"], Value::Null, "the scenario passes");
+}

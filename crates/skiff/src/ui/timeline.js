@@ -149,7 +149,7 @@
     ctx.fillStyle = "#1d2330"; ctx.font = "bold 12px system-ui, sans-serif";
     ctx.fillText("node " + nodeNames[n], 6, y + 16);
     ctx.font = "11px system-ui, sans-serif";
-    ctx.fillStyle = ROLE_COLOURS[0]; ctx.fillRect(LEFT, y, width - LEFT - 8, LANE_H * 0.6);
+    ctx.fillStyle = "#eceff3"; ctx.fillRect(LEFT, y, width - LEFT - 8, LANE_H * 0.6); // before its first step and after the end
     let i = Math.max(0, lower(segs, view.t0, (s) => s[0]) - 1);
     let lastLabelX = -1e9;
     for (; i < segs.length && segs[i][0] <= view.t1; i++) {
