@@ -205,7 +205,8 @@
     const span = view.t1 - view.t0;
     const from = lower(M.msgs, view.t0 - span * 0.05, (m) => m.t), to = lower(M.msgs, view.t1, (m) => m.t);
     const count = to - from;
-    const status = document.getElementById("status");
+    // Live, the status line carries the server's note instead.
+    const status = live ? { textContent: "" } : document.getElementById("status");
     if (count > ARROWS_MAX) {
       // Too dense: per column, the messages sent and dropped, as bars on each sender's lane.
       const col = 4, cols = Math.ceil((width - LEFT) / col) + 1;
@@ -392,6 +393,7 @@
   function poll() {
     fetch("status.json", { cache: "no-store" }).then((r) => r.json()).then((s) => {
       const t = s.t, down = intern("not answering"), polled = intern("status changed");
+      if (!M.time.length) { view.t0 = t - 1e6; view.t1 = t + 59e6; }
       s.nodes.forEach((st, n) => {
         const list = M.byNode[n], last = list.length ? M.after[list[list.length - 1]] : -1;
         const prev = last >= 0 ? M.states[last] : null;
@@ -417,7 +419,7 @@
   if (!live) decode();
   resize();
   fit();
-  if (live) { view.t1 = 60000000; poll(); }
+  if (live) poll();
   draw(); listEvents();
   // For tests and tools: where a step is drawn, in page coordinates.
   window.__timeline = {
