@@ -22,6 +22,9 @@
 use super::{Delivery, NodeState, SpanKind, Timeline};
 use std::fmt::Write as _;
 
+/// One numeric field of a state row.
+type StateColumn = fn(&NodeState) -> u64;
+
 pub(super) fn write(timeline: &Timeline) -> String {
     let mut out = String::with_capacity(16 * timeline.steps.len() + 1024);
     let digits = timeline.node_names.len() <= 10;
@@ -69,7 +72,7 @@ pub(super) fn write(timeline: &Timeline) -> String {
     numbers(&mut out, "v", states.iter().map(|s| s.vote as i64));
     out.push(',');
     numbers(&mut out, "l", states.iter().map(|s| s.leader as i64));
-    let columns: [(&str, fn(&NodeState) -> u64); 4] = [
+    let columns: [(&str, StateColumn); 4] = [
         ("t", |s| s.term),
         ("c", |s| s.commit),
         ("i", |s| s.last_index),

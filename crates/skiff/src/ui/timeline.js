@@ -119,12 +119,16 @@
     ctx.font = "11px system-ui, sans-serif";
     drawAxis();
     for (let n = 0; n < nodes; n++) drawLane(n);
+    ctx.fillStyle = "#1d2330"; ctx.fillText("clients", 6, clientsY() + 14);
+    // What starts before the view is cut at the lanes' left edge, not drawn over their names.
+    ctx.save(); ctx.beginPath(); ctx.rect(LEFT, 0, width - LEFT, height); ctx.clip();
     drawSpans();
     drawMessages();
     drawRequests();
     drawNotes();
     drawViolation();
     drawSelection();
+    ctx.restore();
     if (!window.__timelineReady) {
       // Milliseconds from the start of navigation to the first full draw.
       window.__timelineReadyMs = performance.now();
@@ -247,7 +251,6 @@
 
   function drawRequests() {
     const y = clientsY();
-    ctx.fillStyle = "#1d2330"; ctx.fillText("clients", 6, y + 14);
     let drawn = 0;
     const colour = (o) => { const s = text(o); return s.includes("acknowledged") ? "#3c9a52" : s.includes("read") && !s.includes("refused") ? "#3a6ea5" : "#d98324"; };
     for (const r of M.reqs) {
@@ -420,6 +423,10 @@
   resize();
   fit();
   if (live) poll();
+  // A link can name a view and a step: #t0=...&t1=...&step=... (times in the page's unit).
+  const wanted = new URLSearchParams(location.hash.slice(1));
+  if (wanted.has("t0") && wanted.has("t1")) { view.t0 = Number(wanted.get("t0")); view.t1 = Number(wanted.get("t1")); }
+  if (wanted.has("step")) { selected = Number(wanted.get("step")); if (selected >= 0 && selected < M.time.length) showState(selected); else selected = -1; }
   draw(); listEvents();
   // For tests and tools: where a step is drawn, in page coordinates.
   window.__timeline = {
