@@ -70,3 +70,23 @@ fn texts_are_escaped_for_json() {
     );
     assert!(json.contains(r#""text":"line one\nline two""#), "{json}");
 }
+
+#[test]
+fn recording_a_run_leaves_it_as_it_was_and_records_every_node() {
+    let mut options = crate::SimOptions::new(7).with_profile(crate::FaultProfile::Chaos);
+    options.nodes = 3;
+    options.limit = crate::Limit::Time { ms: 3_000 };
+    let plain = crate::run_seed(&options);
+    let (drawn, timeline) = crate::run_seed_timeline(&options);
+    assert_eq!(drawn.trace_hash, plain.trace_hash, "recording changes nothing");
+    assert_eq!(drawn.stats.steps, plain.stats.steps);
+    assert!(timeline.step_count() > 100, "{}", timeline.step_count());
+    assert!(timeline.message_count() > 100, "{}", timeline.message_count());
+    for node in 0..3 {
+        assert!(
+            timeline.steps.iter().any(|s| s.node == node),
+            "node index {node} has steps"
+        );
+    }
+    assert!(timeline.current.iter().all(|s| s.role != 0), "all up after the quiet period");
+}
