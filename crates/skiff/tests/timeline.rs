@@ -70,11 +70,17 @@ fn file_url(path: &Path) -> String {
 
 /// The role row of the state panel: (before, after).
 fn panel_roles(browser: &Browser) -> (String, String) {
+    panel_row(browser, "role")
+}
+
+/// A row of the state panel, by its name: (before, after).
+fn panel_row(browser: &Browser, name: &str) -> (String, String) {
     let cells = browser
         .execute(
-            "const row = document.querySelector('#state-table tr:nth-child(2)');\
-             return [...row.querySelectorAll('td')].map(td => td.innerText);",
-            json!([]),
+            "const row = [...document.querySelectorAll('#state-table tr')]\
+               .find(r => r.querySelector('th') && r.querySelector('th').innerText === arguments[0]);\
+             return row ? [...row.querySelectorAll('td')].map(td => td.innerText) : [];",
+            json!([name]),
         )
         .expect("the state table");
     let text = |i: usize| cells[i].as_str().unwrap_or_default().to_string();
@@ -272,4 +278,44 @@ fn a_scenario_draws_each_event_as_a_step_with_its_messages() {
     );
     assert!(!data["msgs"]["k"].as_array().expect("messages").is_empty());
     assert_eq!(data["violation"], Value::Null, "the scenario passes");
+}
+
+/// `skiff up --ui`'s view of a real cluster: the page, served live, draws a
+/// step per node from the nodes' statuses, and a click shows a node's
+/// role and term as the leader reports them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_view_of_a_cluster_shows_each_node_s_state() {
+    let Some(browser) = Browser::start().expect("the browser starts") else {
+        return;
+    };
+    let cluster = common::TestCluster::start(3).await;
+    let leader = cluster.leader().await;
+    let live = skiff::ui::live::LiveCluster::of(&cluster.cluster).expect("the cluster's view");
+    let address = skiff::ui::live::start("127.0.0.1:0", live)
+        .await
+        .expect("the UI listens");
+    // The browser's calls block: they run off the runtime's threads, which
+    // serve the page and poll the nodes meanwhile.
+    let (leader_id, term) = (leader.id.0, leader.term.0);
+    tokio::task::spawn_blocking(move || {
+        browser
+            .goto(&format!("http://{address}/"))
+            .expect("the page opens");
+        // Waits, frame by frame, for a step from every node.
+        let steps = browser
+            .execute_async(
+                "const done = arguments[arguments.length - 1];\
+                 (function wait() { if (window.__timeline && window.__timeline.steps() >= 3) done(window.__timeline.steps()); else requestAnimationFrame(wait); })();",
+            )
+            .expect("the statuses arrive");
+        assert!(steps.as_u64().unwrap_or(0) >= 3, "{steps}");
+        let row = format!(".ev:nth-child({leader_id})");
+        browser.click(&row).expect("the leader's row");
+        let event = browser.text("#state-event").expect("the event");
+        assert_eq!(event, "status changed");
+        assert_eq!(panel_roles(&browser).1, "leader");
+        assert_eq!(panel_row(&browser, "term").1, term.to_string());
+    })
+    .await
+    .expect("the browser's checks");
 }

@@ -78,15 +78,25 @@ fn recording_a_run_leaves_it_as_it_was_and_records_every_node() {
     options.limit = crate::Limit::Time { ms: 3_000 };
     let plain = crate::run_seed(&options);
     let (drawn, timeline) = crate::run_seed_timeline(&options);
-    assert_eq!(drawn.trace_hash, plain.trace_hash, "recording changes nothing");
+    assert_eq!(
+        drawn.trace_hash, plain.trace_hash,
+        "recording changes nothing"
+    );
     assert_eq!(drawn.stats.steps, plain.stats.steps);
     assert!(timeline.step_count() > 100, "{}", timeline.step_count());
-    assert!(timeline.message_count() > 100, "{}", timeline.message_count());
+    assert!(
+        timeline.message_count() > 100,
+        "{}",
+        timeline.message_count()
+    );
     for node in 0..3 {
         assert!(
             timeline.steps.iter().any(|s| s.node == node),
             "node index {node} has steps"
         );
     }
-    assert!(timeline.current.iter().all(|s| s.role != 0), "all up after the quiet period");
+    assert!(
+        timeline.current.iter().all(|s| s.role != 0),
+        "all up after the quiet period"
+    );
 }
