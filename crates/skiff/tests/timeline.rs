@@ -309,7 +309,8 @@ async fn the_live_view_of_a_cluster_shows_each_node_s_state() {
             )
             .expect("the statuses arrive");
         assert!(steps.as_u64().unwrap_or(0) >= 3, "{steps}");
-        let row = format!(".ev:nth-child({leader_id})");
+        // The first poll adds one step per node, in lane order.
+        let row = format!(".ev[data-step=\"{}\"]", leader_id - 1);
         browser.click(&row).expect("the leader's row");
         let event = browser.text("#state-event").expect("the event");
         assert_eq!(event, "status changed");

@@ -293,7 +293,11 @@
     const from = lower(M.time, view.t0, (t) => t), to = lower(M.time, view.t1, (t) => t);
     const limit = 300, rows = [];
     const start = selected >= from && selected < to ? Math.max(from, selected - 20) : from;
+    // World events (partitions, crashes, disk faults, clients giving up) interleave, in time order.
+    let k = lower(M.notes, start < M.time.length ? M.time[start] : view.t1, (n) => n.t);
+    const note = (n) => '<div class="note">' + esc(formatTime(n.t) + "  " + text(n.text)) + "</div>";
     for (let i = start; i < to && rows.length < limit; i++) {
+      for (; k < M.notes.length && M.notes[k].t <= M.time[i] && rows.length < limit; k++) rows.push(note(M.notes[k]));
       rows.push('<div class="ev' + (i === selected ? " selected" : "") + '" data-step="' + i + '">' +
         esc(formatTime(M.time[i]) + "  node " + nodeNames[M.node[i]] + "  " + text(M.event[i])) + "</div>");
     }
