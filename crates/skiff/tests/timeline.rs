@@ -320,3 +320,24 @@ async fn the_live_view_of_a_cluster_shows_each_node_s_state() {
     .await
     .expect("the browser's checks");
 }
+
+#[test]
+fn a_failed_scenario_line_is_the_page_s_violation() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let scenario = dir.path().join("fails.scn");
+    std::fs::write(&scenario, "node id=1 peers=1,2,3\ntimeout\ncheck term=7\n").expect("writes");
+    let page = dir.path().join("fails.html");
+    let output = common::skiff(&[
+        "scenario",
+        scenario.to_str().expect("UTF-8"),
+        "--html",
+        page.to_str().expect("UTF-8"),
+    ])
+    .output()
+    .expect("skiff runs");
+    assert!(!output.status.success(), "the scenario fails");
+    let data = embedded_data(&page);
+    let violation = data["violation"]["text"].as_str().expect("a violation");
+    assert!(violation.starts_with("line 3: check term=7"), "{violation}");
+    assert_eq!(data["nodes"], json!(["1"]));
+}
