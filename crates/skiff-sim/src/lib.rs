@@ -49,11 +49,14 @@ pub mod rng;
 pub mod run;
 pub mod scenario;
 pub mod stats;
+pub mod timeline;
 pub mod trace;
 pub mod world;
 
 pub use checker::{Rule, Violation};
 pub use faults::{DiskFaults, FaultProfile, FaultRates};
 pub use options::{Limit, SimOptions};
-pub use run::{run_seed, run_seed_traced, run_seeds, SeedsPlan, SeedsSummary, SimReport};
+pub use run::{
+    run_seed, run_seed_timeline, run_seed_traced, run_seeds, SeedsPlan, SeedsSummary, SimReport,
+};
 pub use stats::SimStats;

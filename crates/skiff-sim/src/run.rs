@@ -4,6 +4,7 @@
 use crate::checker::{Failure, Rule, Violation};
 use crate::options::SimOptions;
 use crate::stats::SimStats;
+use crate::timeline::Timeline;
 use crate::trace::{Tail, TraceOutput};
 use crate::world::World;
 use std::ops::RangeInclusive;
@@ -70,6 +71,41 @@ pub fn run_seed_traced(
         excerpt: Vec::new(),
         recovered_after_us: outcome.recovered_after_us,
     })
+}
+
+/// Runs `options.seed` recording it for the page ([`Timeline`]). A panic
+/// inside a machine ends the recording there, with the panic as its
+/// violation.
+pub fn run_seed_timeline(options: &SimOptions) -> (SimReport, Timeline) {
+    let run = catch_unwind(AssertUnwindSafe(|| {
+        World::new(options, TraceOutput::None).with_timeline().run()
+    }));
+    match run {
+        Ok(outcome) => {
+            let timeline = outcome
+                .timeline
+                .unwrap_or_else(|| Timeline::new("(not recorded)", options.nodes, "us"));
+            let report = SimReport {
+                seed: options.seed,
+                stats: outcome.stats,
+                trace_hash: outcome.trace_hash,
+                violation: outcome.violation,
+                excerpt: Vec::new(),
+                recovered_after_us: outcome.recovered_after_us,
+            };
+            (report, timeline)
+        }
+        Err(_) => {
+            // The recording was inside the unwound world: run again
+            // without it, for the report, and draw only the panic.
+            let report = run_seed(options);
+            let mut timeline = Timeline::new("a machine panicked", options.nodes, "us");
+            if let Some(violation) = &report.violation {
+                timeline.violation(violation.time_us, &violation.to_string());
+            }
+            (report, timeline)
+        }
+    }
 }
 
 /// One run; a panic inside a machine becomes a [`Rule::Panic`] violation.

@@ -12,6 +12,8 @@
 //! * [`status_probe`]: the `status` extension of the file protocol from the
 //!   client side: ask servers for their view, find the leader they agree on.
 //! * [`shutdown`]: waiting for Ctrl-C or SIGTERM.
+//! * [`ui`]: the timeline page (`sim --html`, `scenario --html`) and its
+//!   live server (`up --ui`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -19,3 +21,4 @@ pub mod inherited_listeners;
 pub mod process_cluster;
 pub mod shutdown;
 pub mod status_probe;
+pub mod ui;

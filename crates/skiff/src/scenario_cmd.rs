@@ -1,10 +1,11 @@
 //! `skiff scenario`: runs scenario files and prints one line per file and a
 //! summary. The work is in `skiff_sim::scenario`; this module only words it.
 
+use crate::usage;
 use anyhow::Context;
-use skiff_sim::scenario::{collect_scenario_files, run_file, Outcome};
+use skiff_sim::scenario::{collect_scenario_files, run_file, run_source_timeline, Outcome};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -37,6 +38,11 @@ pub struct ScenarioArgs {
     /// Print only the failures and the summary.
     #[arg(short, long)]
     quiet: bool,
+    /// Also draw the scenario (a single file) as an interactive timeline,
+    /// one self-contained HTML page: each event one step, the nodes' state
+    /// before and after it, the messages delivered, the failed line.
+    #[arg(long, value_name = "OUT")]
+    html: Option<PathBuf>,
 }
 
 /// How many files passed and failed.
@@ -50,12 +56,38 @@ struct Tally {
 /// status 1 when any failed.
 pub fn run(args: &ScenarioArgs) -> anyhow::Result<()> {
     let files = collect_scenario_files(&args.paths)?;
+    if let Some(page) = &args.html {
+        let [file] = files.as_slice() else {
+            return Err(usage::error(format!(
+                "--html draws one scenario; {} files were named",
+                files.len()
+            )));
+        };
+        draw(file, page)?;
+    }
     let mut out = std::io::stdout().lock();
     let tally = report(&files, args.quiet, &mut out).context("writing the report")?;
     out.flush().context("writing the report")?;
     if tally.failed > 0 {
         std::process::exit(1);
     }
+    Ok(())
+}
+
+/// Runs the scenario in `file` recording it, and writes its page to `page`.
+fn draw(file: &Path, page: &Path) -> anyhow::Result<()> {
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = file.display().to_string();
+    let (_, timeline) = run_source_timeline(&name, &source)?;
+    let bytes = skiff::ui::page::write(&timeline, &format!("skiff scenario {name}"), page)?;
+    eprintln!(
+        "timeline written to {} ({} steps, {} messages, {} bytes)",
+        page.display(),
+        timeline.step_count(),
+        timeline.message_count(),
+        bytes
+    );
     Ok(())
 }
 

@@ -166,6 +166,11 @@ pub struct SimArgs {
     /// to FILE; only with a single --seed.
     #[arg(long, value_name = "FILE", requires = "seed")]
     trace: Option<PathBuf>,
+    /// Write an interactive timeline of the run (one self-contained HTML
+    /// page: nodes' roles, terms and commit indices, messages, faults, the
+    /// violation) to FILE; only with a single --seed.
+    #[arg(long, value_name = "FILE", requires = "seed", conflicts_with = "trace")]
+    html: Option<PathBuf>,
     /// Run every seed even after a violation (by default no new seed starts
     /// after the first one).
     #[arg(long)]
@@ -184,6 +189,10 @@ pub fn run(args: &SimArgs) -> anyhow::Result<()> {
         (None, Some(range)) => range.clone(),
         (None, None) => 1..=100,
     };
+    if let Some(path) = &args.html {
+        // clap requires --seed with --html, and --seed excludes --seeds.
+        return run_drawn(args, &options, *seeds.start(), path);
+    }
     if let Some(path) = &args.trace {
         // clap requires --seed with --trace, and --seed excludes --seeds.
         return run_traced(args, &options, *seeds.start(), path);
@@ -278,6 +287,46 @@ fn run_traced(
     write_summary(&mut out, args, &summary, &hashes, wall)?;
     out.flush()?;
     if !summary.failures.is_empty() {
+        eprintln!("seed {seed} found a violation");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Runs one seed recording its timeline, and writes the page.
+fn run_drawn(
+    args: &SimArgs,
+    options: &SimOptions,
+    seed: u64,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut options = options.clone();
+    options.seed = seed;
+    let started = Instant::now();
+    let (report, timeline) = skiff_sim::run_seed_timeline(&options);
+    let wall = started.elapsed();
+    let title = format!("skiff sim --seed {seed}: {}", same_options(args, seed));
+    let bytes = skiff::ui::page::write(&timeline, &title, path)?;
+    let mut summary = SeedsSummary::default();
+    summary.stats.add(&report.stats);
+    summary.slowest_recovery_us = report.recovered_after_us.unwrap_or(0);
+    let hashes = vec![(seed, report.trace_hash)];
+    let failed = report.violation.is_some();
+    if failed {
+        summary.failures.push(report);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "timeline written to {} ({:.1} MB: {} steps, {} messages)",
+        path.display(),
+        bytes as f64 / 1e6,
+        timeline.step_count(),
+        timeline.message_count()
+    )?;
+    write_summary(&mut out, args, &summary, &hashes, wall)?;
+    out.flush()?;
+    if failed {
         eprintln!("seed {seed} found a violation");
         std::process::exit(1);
     }
@@ -512,11 +561,22 @@ fn write_violation(
             writeln!(out, "    {line}")?;
         }
     }
-    writeln!(out, "  replay: {}", replay_command(args, report.seed))
+    writeln!(out, "  replay: {}", replay_command(args, report.seed))?;
+    writeln!(out, "  draw:   {}", draw_command(args, report.seed))
 }
 
 /// The command that replays `seed` with the same options, writing its trace.
 fn replay_command(args: &SimArgs, seed: u64) -> String {
+    format!("{} --trace seed{seed}.trace", same_options(args, seed))
+}
+
+/// The command that draws `seed`'s run with the same options as a page.
+fn draw_command(args: &SimArgs, seed: u64) -> String {
+    format!("{} --html seed-{seed}.html", same_options(args, seed))
+}
+
+/// The command that runs `seed` again with the same options.
+fn same_options(args: &SimArgs, seed: u64) -> String {
     let mut command = format!(
         "skiff sim --seed {seed} --nodes {} --faults {} --clients {}",
         args.nodes, args.faults, args.clients
@@ -572,7 +632,6 @@ fn replay_command(args: &SimArgs, seed: u64) -> String {
             let _ = write!(command, " --{flag} {value}");
         }
     }
-    let _ = write!(command, " --trace seed{seed}.trace");
     command
 }
 
@@ -777,6 +836,13 @@ mod tests {
             );
         }
         assert_eq!(options_of(&args("")).disk_faults, DiskFaults::Off);
+        let draw = draw_command(&given, 7);
+        assert!(draw.ends_with(" --html seed-7.html"), "{draw}");
+        let redrawn = args(draw.trim_start_matches("skiff sim"));
+        assert_eq!(
+            options_of(&redrawn).disk_faults,
+            options_of(&given).disk_faults
+        );
         let given = args("--seeds 1..=10 --compact-every 20");
         let replay = replay_command(&given, 7);
         assert!(replay.contains(" --compact-every 20 "), "{replay}");

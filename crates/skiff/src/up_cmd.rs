@@ -82,6 +82,10 @@ pub struct UpArgs {
     /// object per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Serve a live timeline of the nodes' roles, terms and commit indices
+    /// at http://ADDRESS/ (e.g. 127.0.0.1:7000).
+    #[arg(long, value_name = "ADDRESS")]
+    ui: Option<String>,
 }
 
 /// Runs the cluster until Ctrl-C or SIGTERM.
@@ -95,6 +99,11 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     // `cluster` is dropped, stopping every node, whichever way this returns.
     let outcome = runtime.block_on(async {
+        if let Some(address) = &args.ui {
+            let live = skiff::ui::live::LiveCluster::of(&cluster)?;
+            let bound = skiff::ui::live::start(address, live).await?;
+            println!("timeline: http://{bound}/");
+        }
         tokio::select! {
             signal = skiff::shutdown::requested() => Ok(Some(signal)),
             served = serve(&mut cluster) => served.map(|()| None),

@@ -3,9 +3,10 @@
 //! `deliver` or `stabilize` says so, and no clock runs.
 
 use super::check::{check_expectation, check_state};
-use super::node::Node;
+use super::node::{Node, SharedTimeline};
 use super::parse::{cluster_config, Command, Filter, Step};
 use super::report::{render, Failure, Outcome};
+use crate::timeline::{label, Delivery};
 use skiff_core::render::DataText;
 use skiff_core::{Action, Bytes, Config, Event, Message, NodeId, StartState};
 use std::collections::VecDeque;
@@ -21,6 +22,8 @@ struct Envelope {
     from: NodeId,
     to: NodeId,
     message: Message,
+    /// The recorded step that sent it (0 without a recording).
+    sent_step: usize,
 }
 
 /// Why a step failed, and which node's batch and state to show.
@@ -49,22 +52,37 @@ struct Cluster {
     next_sequence: u64,
     events: usize,
     checks: usize,
+    timeline: Option<SharedTimeline>,
 }
 
 /// Runs `steps` on a cluster of `size` fresh nodes configured from `template`.
-pub(crate) fn run(file: &str, size: u64, template: &Config, steps: &[Step]) -> Outcome {
+///
+/// With `timeline`, every node's steps and the messages delivered are recorded.
+pub(crate) fn run(
+    file: &str,
+    size: u64,
+    template: &Config,
+    steps: &[Step],
+    timeline: Option<SharedTimeline>,
+) -> Outcome {
     let mut cluster = Cluster {
         nodes: Vec::new(),
         queue: VecDeque::new(),
         next_sequence: 0,
         events: 0,
         checks: 0,
+        timeline: timeline.clone(),
     };
     for id in 1..=size {
         let config = cluster_config(template, NodeId(id));
         let started = Node::with_state(config, StartState::default())
             .map_err(|e| e.to_string())
-            .and_then(|mut node| node.start(false).map(|()| node));
+            .and_then(|mut node| {
+                if let Some(timeline) = &timeline {
+                    node.record_into(timeline.clone(), (id - 1) as usize);
+                }
+                node.start(false).map(|()| node)
+            });
         match started {
             Ok(node) => cluster.nodes.push(node),
             Err(reason) => {
@@ -162,6 +180,10 @@ impl Cluster {
         let Some(batch) = self.nodes[(from.0 - 1) as usize].batch() else {
             return;
         };
+        let sent_step = self
+            .timeline
+            .as_ref()
+            .map_or(0, |t| t.borrow().step_count().saturating_sub(1));
         for action in batch {
             if let Action::Send { to, message } = action {
                 self.queue.push_back(Envelope {
@@ -169,6 +191,7 @@ impl Cluster {
                     from,
                     to: *to,
                     message: message.clone(),
+                    sent_step,
                 });
                 self.next_sequence += 1;
             }
@@ -223,6 +246,18 @@ impl Cluster {
         let (from, to) = (envelope.from, envelope.to);
         let receiver_up =
             (1..=self.nodes.len() as u64).contains(&to.0) && self.node(to).machine().is_some();
+        if let Some(timeline) = &self.timeline {
+            let mut timeline = timeline.borrow_mut();
+            let delivery = if receiver_up {
+                // Its receiving step is the next one recorded.
+                Delivery::At(timeline.step_count() as u64)
+            } else {
+                Delivery::Lost
+            };
+            let kind = label::message_kind(&envelope.message);
+            let to_index = (to.0 as usize).saturating_sub(1);
+            timeline.sent_by(envelope.sent_step, to_index, kind, delivery);
+        }
         if !receiver_up {
             return Ok(());
         }

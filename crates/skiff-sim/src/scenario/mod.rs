@@ -68,7 +68,10 @@ mod single;
 
 pub use report::{Failure, Outcome, StateSummary};
 
+use crate::timeline::Timeline;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// The extension of scenario files, searched for in directories.
 pub const SCENARIO_EXTENSION: &str = "scn";
@@ -114,19 +117,55 @@ pub fn run_file(path: &Path) -> Result<Outcome, ScenarioError> {
 
 /// Runs the scenario text `source`; `name` names it in reports.
 pub fn run_source(name: &str, source: &str) -> Result<Outcome, ScenarioError> {
-    let script = parse::parse(source).map_err(|e| ScenarioError::Invalid {
+    run_script(name, parse_script(name, source)?, None)
+}
+
+/// Runs the scenario text `source` recording it for a page: each event
+/// one unit of time, and a failed line as the violation.
+pub fn run_source_timeline(name: &str, source: &str) -> Result<(Outcome, Timeline), ScenarioError> {
+    let script = parse_script(name, source)?;
+    let nodes = match &script.setup {
+        parse::Setup::Single { .. } => 1,
+        parse::Setup::Cluster { size, .. } => *size as usize,
+    };
+    let title = format!("skiff scenario {name}");
+    let shared = Rc::new(RefCell::new(Timeline::new(&title, nodes, "event")));
+    let outcome = run_script(name, script, Some(shared.clone()))?;
+    // The nodes that shared it are gone with the run.
+    let mut timeline = shared.replace(Timeline::new(&title, 0, "event"));
+    let end = timeline.step_count() as u64;
+    if let Outcome::Failed(failure) = &outcome {
+        let text = format!(
+            "line {}: {}: {}",
+            failure.line, failure.text, failure.reason
+        );
+        timeline.violation(end, &text);
+    }
+    timeline.finish(end);
+    Ok((outcome, timeline))
+}
+
+fn parse_script(name: &str, source: &str) -> Result<parse::Script, ScenarioError> {
+    parse::parse(source).map_err(|e| ScenarioError::Invalid {
         file: name.to_string(),
         line: e.line,
         message: e.message,
-    })?;
+    })
+}
+
+fn run_script(
+    name: &str,
+    script: parse::Script,
+    timeline: Option<Rc<RefCell<Timeline>>>,
+) -> Result<Outcome, ScenarioError> {
     match script.setup {
         parse::Setup::Single {
             config,
             state,
             line,
-        } => single::run(name, config, state, line, &script.steps),
+        } => single::run(name, config, state, line, &script.steps, timeline),
         parse::Setup::Cluster { size, template } => {
-            Ok(cluster::run(name, size, &template, &script.steps))
+            Ok(cluster::run(name, size, &template, &script.steps, timeline))
         }
     }
 }

@@ -8,12 +8,15 @@ use super::check::{check_durable_agrees, check_persistence_first};
 use super::report::StateSummary;
 use crate::app::{AppState, Snapshot};
 use crate::durable::Durable;
+use crate::timeline::{label, NodeState, Timeline};
 use skiff_core::render::DataText;
 use skiff_core::{
     Action, Bytes, Config, Event, LogIndex, Machine, SnapshotMeta, StartState, StateError,
 };
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 
 /// A machine and the driver state around it.
 pub(crate) struct Node {
@@ -32,7 +35,12 @@ pub(crate) struct Node {
     /// after each index applied (what a snapshot through that index holds).
     app: AppState,
     app_history: BTreeMap<LogIndex, AppState>,
+    /// Where its steps are recorded for a page, and its position there.
+    timeline: Option<(SharedTimeline, usize)>,
 }
+
+/// A recording the nodes of one scenario share.
+pub(crate) type SharedTimeline = Rc<RefCell<Timeline>>;
 
 impl Node {
     /// A node in `state`, which counts as already persisted.
@@ -52,7 +60,33 @@ impl Node {
             lifetime_commit,
             app: AppState::default(),
             app_history: BTreeMap::new(),
+            timeline: None,
         })
+    }
+
+    /// Records this node's steps, crashes and restarts into `timeline` as
+    /// node index `index`, each step one unit of time.
+    pub(crate) fn record_into(&mut self, timeline: SharedTimeline, index: usize) {
+        timeline
+            .borrow_mut()
+            .name_node(index, &self.config.id.to_string());
+        self.timeline = Some((timeline, index));
+    }
+
+    /// Records a step that handled `event` (its batch is the latest one).
+    fn record(&self, event: &str) {
+        let Some((timeline, index)) = &self.timeline else {
+            return;
+        };
+        let mut timeline = timeline.borrow_mut();
+        let time = timeline.step_count() as u64;
+        let actions = self
+            .batch
+            .as_deref()
+            .map(label::actions)
+            .unwrap_or_default();
+        let after = self.machine.as_ref().map(NodeState::of);
+        timeline.step(time, *index, event, &actions, after);
     }
 
     pub(crate) fn machine(&self) -> Option<&Machine> {
@@ -75,7 +109,9 @@ impl Node {
         };
         let mut actions = Vec::new();
         let outcome = catch_unwind(AssertUnwindSafe(|| machine.start(&mut actions)));
-        self.perform(actions, outcome.map_err(panic_message), as_batch)
+        let result = self.perform(actions, outcome.map_err(panic_message), as_batch);
+        self.record(if as_batch { "restart" } else { "set up" });
+        result
     }
 
     /// The snapshot this node would send a follower: its current one, with
@@ -102,9 +138,14 @@ impl Node {
         let Some(machine) = self.machine.as_mut() else {
             return Err("the node is crashed".to_string());
         };
+        let text = self.timeline.as_ref().map(|_| label::event(&event));
         let mut actions = Vec::new();
         let outcome = catch_unwind(AssertUnwindSafe(|| machine.step(event, &mut actions)));
-        self.perform(actions, outcome.map_err(panic_message), true)
+        let result = self.perform(actions, outcome.map_err(panic_message), true);
+        if let Some(text) = text {
+            self.record(&text);
+        }
+        result
     }
 
     fn capture(&mut self, index: LogIndex) {
@@ -126,6 +167,7 @@ impl Node {
         self.machine = None;
         self.durable.crash();
         self.batch = None;
+        self.record("crash");
     }
 
     /// Rebuilds the machine from what it persisted and starts it; the

@@ -1,7 +1,7 @@
 //! Single-node mode: one machine, events straight from the file.
 
 use super::check::{check_expectation, check_state};
-use super::node::Node;
+use super::node::{Node, SharedTimeline};
 use super::parse::{Command, Step};
 use super::report::render;
 use super::report::{Failure, Outcome};
@@ -16,12 +16,16 @@ pub(crate) fn run(
     state: StartState,
     line: usize,
     steps: &[Step],
+    timeline: Option<SharedTimeline>,
 ) -> Result<Outcome, ScenarioError> {
     let mut node = Node::with_state(config, state).map_err(|e| ScenarioError::Invalid {
         file: file.to_string(),
         line,
         message: format!("the machine refuses this set-up: {e}"),
     })?;
+    if let Some(timeline) = timeline {
+        node.record_into(timeline, 0);
+    }
     let (mut events, mut checks) = (0, 0);
     if let Err(reason) = node.start(false) {
         return Ok(failed(file, line, "(set-up)", reason, &node));

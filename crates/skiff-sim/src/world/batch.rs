@@ -10,6 +10,7 @@ use crate::checker::{durable_state, term_adoption, Failure, NodeView, Rule};
 use crate::network::Fate;
 use crate::queue::Micros;
 use crate::rng::SimRng;
+use crate::timeline::{label, Delivery, NodeState};
 use crate::trace::{hash_action, hash_event, Time};
 use skiff_core::{Action, Bytes, CommitError, Event, LogIndex, Message, NodeId, Term};
 
@@ -218,10 +219,15 @@ impl World {
             Input::Step(Event::Timeout) => self.checkers.timing_out(),
             _ => {}
         }
+        let event_text = self.timeline.as_ref().map(|_| match &input {
+            Input::Start => "start".to_string(),
+            Input::Step(event) => label::event(event),
+        });
         match input {
             Input::Start => machine.start(&mut actions),
             Input::Step(event) => machine.step(event, &mut actions),
         }
+        let actions_text = event_text.as_ref().map(|_| label::actions(&actions));
         let crash_at = if node.crash_armed {
             crash_point(&mut self.rng, &actions)
         } else {
@@ -256,6 +262,12 @@ impl World {
             }
         }
         self.actions = actions;
+        if let (Some(timeline), Some(event), Some(actions)) =
+            (self.timeline.as_deref_mut(), event_text, actions_text)
+        {
+            let after = self.nodes[index].machine.as_ref().map(NodeState::of);
+            timeline.step(self.now, index, &event, &actions, after);
+        }
         if self.violation.is_some() {
             return;
         }
@@ -432,6 +444,22 @@ impl World {
             };
             self.trace
                 .line(format_args!("  Send(to={to}, {message}){note}"));
+        }
+        if let Some(timeline) = self.timeline.as_deref_mut() {
+            let delivery = match fate {
+                Fate::Blocked => Delivery::Blocked,
+                Fate::Lost => Delivery::Lost,
+                Fate::Delivered { at, .. } => Delivery::At(at),
+            };
+            let kind = label::message_kind(&message);
+            timeline.sent(to_index, kind, delivery);
+            if let Fate::Delivered {
+                duplicate_at: Some(again),
+                ..
+            } = fate
+            {
+                timeline.sent(to_index, kind, Delivery::At(again));
+            }
         }
         let from = self.nodes[from].id;
         match fate {

@@ -102,6 +102,16 @@ impl World {
     fn answer_client(&mut self, client: usize, index: usize, answer: Answer) -> Option<Pending> {
         let nodes = self.nodes.len();
         let (pending, pause) = self.clients[client].answer(index, answer, nodes, &mut self.rng)?;
+        if let Some(timeline) = self.timeline.as_deref_mut() {
+            let outcome = match &answer {
+                Answer::Acked(_) => "append acknowledged",
+                Answer::NotLeader(_) => "append refused: not the leader",
+                Answer::Overwritten => "append overwritten",
+                Answer::Read(_) => "read answered",
+                Answer::Busy => "read refused: busy",
+            };
+            timeline.request(client + 1, index, pending.submitted_at, self.now, outcome);
+        }
         if self.trace.wants_text() {
             let number = client + 1;
             self.trace

@@ -105,6 +105,14 @@ impl World {
             u64::from(mid_batch),
         );
         self.trace_world(format_args!("crash {id}"));
+        if let Some(timeline) = self.timeline.as_deref_mut() {
+            let what = if mid_batch {
+                "crash mid-batch"
+            } else {
+                "crash"
+            };
+            timeline.step(self.now, index, what, "", None);
+        }
         self.snapshots.crashed(index);
         self.crash_disk(index);
         let (low, high) = if self.rng.below(2) == 0 {
@@ -148,9 +156,12 @@ impl World {
                 h.word(u64::from(self.network.is_cut(from, to)));
             }
         }
-        if self.trace.wants_text() {
+        if self.trace.wants_text() || self.timeline.is_some() {
             let cuts = self.network.describe_cuts(nodes);
             self.trace_world(format_args!("partition {kind}: {cuts}"));
+            if let Some(timeline) = self.timeline.as_deref_mut() {
+                timeline.partition_start(self.now, &format!("partition {kind}: {cuts}"));
+            }
         }
         let duration = self.rng.between(PARTITION_US.0, PARTITION_US.1);
         self.queue
@@ -165,6 +176,9 @@ impl World {
         self.partition_ended();
         hash_event(self.trace.hasher(), kind::HEAL, self.now, 0, 0);
         self.trace_world(format_args!("heal"));
+        if let Some(timeline) = self.timeline.as_deref_mut() {
+            timeline.partition_end(self.now);
+        }
         self.maybe_healed();
         let rate = self.options.faults.partition_rate;
         self.schedule_after_gap(rate, WorldEvent::PartitionStart);
@@ -181,6 +195,9 @@ impl World {
         self.partition_ended();
         hash_event(self.trace.hasher(), kind::QUIET, self.now, 0, 0);
         let bound_ms = self.options.liveness_bound_ms;
+        if let Some(timeline) = self.timeline.as_deref_mut() {
+            timeline.partition_end(self.now);
+        }
         self.trace_world(format_args!(
             "quiet: faults stop, links heal, every node is up; an append must commit within {bound_ms} ms"
         ));

@@ -39,6 +39,7 @@ use crate::queue::{EventQueue, Micros};
 use crate::rng::Chance;
 use crate::rng::SimRng;
 use crate::stats::SimStats;
+use crate::timeline::Timeline;
 use crate::trace::{Time, Trace, TraceOutput};
 use skiff_core::{Config, LogIndex, Machine, Message, NodeId, ReadId, Role, Term};
 
@@ -184,6 +185,8 @@ pub struct World {
     highest_term: Term,
     /// When the partial partition in force began, if one is.
     partial_since: Option<Micros>,
+    /// The recording for the page, when one is asked for (`timeline`).
+    timeline: Option<Box<Timeline>>,
 }
 
 /// What a finished run returns to the runner.
@@ -198,6 +201,8 @@ pub struct Outcome {
     pub trace_error: Option<std::io::Error>,
     /// How long after faults stopped a new append committed.
     pub recovered_after_us: Option<Micros>,
+    /// The recording, if [`World::with_timeline`] asked for one.
+    pub timeline: Option<Timeline>,
 }
 
 impl World {
@@ -255,6 +260,7 @@ impl World {
             heal: LeaderAfterHeal::new(options.election_timeout_ms * 1000),
             highest_term: Term(0),
             partial_since: None,
+            timeline: None,
             options: options.clone(),
         }
     }
@@ -264,6 +270,16 @@ impl World {
     pub fn with_text_from_step(mut self, step: u64) -> World {
         self.text_from_step = step;
         self.trace.set_muted(step > 0);
+        self
+    }
+
+    /// Records the run into a [`Timeline`], returned in the [`Outcome`].
+    pub fn with_timeline(mut self) -> World {
+        let title = format!(
+            "skiff sim: seed {}, {} nodes, faults {}",
+            self.options.seed, self.options.nodes, self.options.profile
+        );
+        self.timeline = Some(Box::new(Timeline::new(&title, self.nodes.len(), "us")));
         self
     }
 
@@ -400,12 +416,19 @@ impl World {
                 self.trace.line(format_args!("# VIOLATION {violation}"));
             }
         }
+        if let Some(timeline) = self.timeline.as_deref_mut() {
+            if let Some(violation) = &self.violation {
+                timeline.violation(violation.time_us, &violation.to_string());
+            }
+            timeline.finish(self.now);
+        }
         Outcome {
             stats: self.stats,
             trace_hash: self.trace.hash(),
             violation: self.violation,
             trace_error: self.trace.finish().err(),
             recovered_after_us,
+            timeline: self.timeline.map(|t| *t),
         }
     }
 
@@ -455,6 +478,10 @@ impl World {
         if self.trace.wants_text() {
             let now = Time(self.now);
             self.trace.line(format_args!("{now} {what}"));
+        }
+        if let Some(timeline) = self.timeline.as_deref_mut() {
+            let text = what.to_string();
+            timeline.note(self.now, None, text.trim_start_matches("# "));
         }
     }
 }
