@@ -56,6 +56,7 @@ use std::fmt;
 pub mod session;
 pub mod snapshot;
 pub mod status;
+pub mod transfer;
 
 pub use session::{SessionId, SessionMessage, SessionSeq};
 pub use snapshot::{parse_snapshot_answer, SnapshotAnswer};
@@ -63,6 +64,7 @@ pub use status::{
     parse_client_message, parse_status_report, ClientMessage, LeaderChangeReport, LogExtent,
     StatusReport,
 };
+pub use transfer::{parse_transfer_answer, TransferAnswer};
 
 /// A header line (without its `\r\n`) of this many bytes or more is refused.
 pub const LINE_BYTES_MAX: usize = 500;

@@ -66,6 +66,10 @@
 //! * For `snapshot` (an extension, see [`crate::protocol::snapshot`]): a
 //!   `SNAPSHOT` line once this server's node has a durable snapshot, or
 //!   `ERR_SNAPSHOT` with the reason it took none.
+//! * For `transfer <id>` (an extension, see [`crate::protocol::transfer`]):
+//!   `TRANSFERRED <id>` once this server's node, the leader, has handed its
+//!   office to node `id`, or `ERR_TRANSFER` with the reason it did not.
+//!   Writes refused meanwhile are submitted again, not failed.
 //!
 //! # Concurrency
 //!
@@ -136,6 +140,7 @@ mod slots;
 use crate::command::{Command, ProposalId, SessionPolicy};
 use crate::protocol::{
     LeaderChangeReport, Limits, LogExtent, Request, Response, SnapshotAnswer, StatusReport,
+    TransferAnswer,
 };
 #[cfg(doc)]
 use crate::store::Store;
@@ -685,6 +690,18 @@ impl Shared {
                 SnapshotAnswer::Taken(snapshot)
             }
             Err(error) => SnapshotAnswer::refused(error),
+        }
+    }
+
+    /// The answer to `transfer <to>`: this node's leadership handed to
+    /// node `to`, or why not.
+    pub(super) async fn transfer_answer(&self, to: NodeId) -> TransferAnswer {
+        match self.node.transfer_leadership(to).await {
+            Ok(()) => {
+                tracing::info!(%to, "leadership handed over on a client's request");
+                TransferAnswer::Transferred(to)
+            }
+            Err(error) => TransferAnswer::refused(error),
         }
     }
 

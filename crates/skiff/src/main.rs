@@ -18,6 +18,7 @@ mod sim_cmd;
 mod snapshot_cmd;
 mod status_cmd;
 mod testbed;
+mod transfer_cmd;
 mod up_cmd;
 mod usage;
 
@@ -76,6 +77,10 @@ enum Command {
     Status(status_cmd::StatusArgs),
     /// Have one node snapshot its file store now and release the log it covers.
     Snapshot(snapshot_cmd::SnapshotArgs),
+    /// Have the leader hand its office to node N (before taking its machine
+    /// down), and say how long the hand-over took.
+    #[command(name = "transfer-leader")]
+    TransferLeader(transfer_cmd::TransferArgs),
     /// Write, read, compare-and-swap or delete a file on the cluster.
     Fs(fs_cmd::FsArgs),
     /// Measure write throughput and latency of skiff, etcd or both, side by side.
@@ -106,6 +111,7 @@ fn main() {
         Command::Node(args) => node_cmd::run(&args),
         Command::Status(args) => status_cmd::run(&args),
         Command::Snapshot(args) => snapshot_cmd::run(&args),
+        Command::TransferLeader(args) => transfer_cmd::run(&args),
         Command::Fs(args) => fs_cmd::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Check(args) => check_cmd::run(&args),

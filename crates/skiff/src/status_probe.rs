@@ -1,13 +1,16 @@
 //! Asking file servers for their view of the cluster with the protocol's
 //! `status` extension (`status\r\n` -> `STATUS id=.. role=.. ..\r\n`), and
 //! finding the leader they agree on; asking one for a snapshot with the
-//! `snapshot` extension (`snapshot\r\n` -> `SNAPSHOT index=.. term=..`).
+//! `snapshot` extension (`snapshot\r\n` -> `SNAPSHOT index=.. term=..`);
+//! asking the leader to hand over with the `transfer` extension
+//! (`transfer N\r\n` -> `TRANSFERRED N`).
 //!
 //! Each function has a `_with` twin that takes the client TLS to use
 //! against a cluster with `[tls] clients = true`; the plain ones speak TCP.
 
 use skiff_fs::protocol::{
-    parse_snapshot_answer, parse_status_report, Parsed, ProtocolError, SnapshotAnswer, StatusReport,
+    parse_snapshot_answer, parse_status_report, parse_transfer_answer, Parsed, ProtocolError,
+    SnapshotAnswer, StatusReport, TransferAnswer,
 };
 use skiff_fs::ClientTls;
 use std::time::Duration;
@@ -76,6 +79,25 @@ pub async fn request_snapshot_with(
         timeout,
         b"snapshot\r\n",
         parse_snapshot_answer,
+    )
+    .await
+}
+
+/// Asks the server at `address` (which must lead) to hand leadership to
+/// node `to`, waiting up to `timeout` for its answer.
+pub async fn request_transfer_with(
+    tls: Option<&ClientTls>,
+    address: &str,
+    to: u64,
+    timeout: Duration,
+) -> Result<TransferAnswer, ProbeError> {
+    let request = format!("transfer {to}\r\n");
+    exchange(
+        tls,
+        address,
+        timeout,
+        request.as_bytes(),
+        parse_transfer_answer,
     )
     .await
 }

@@ -55,6 +55,9 @@ pub enum ClientMessage {
     /// `session ...`: open a session, or a numbered request (see
     /// [`super::session`]).
     Session(SessionMessage),
+    /// `transfer <id>`: the leader hands its office to node `id` (see
+    /// [`super::transfer`]).
+    Transfer(NodeId),
 }
 
 /// Parses the first message in `buf`: `status`, `snapshot`, `session ...`,
@@ -75,6 +78,12 @@ pub fn parse_client_message(
     }
     if let Some((line, line_bytes)) = split_line(buf)? {
         let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
+        let first = words.clone().next();
+        if first == Some(b"transfer".as_slice()) {
+            let arguments: Vec<&[u8]> = words.skip(1).collect();
+            let to = super::transfer::parse_transfer_target(&arguments)?;
+            return complete(ClientMessage::Transfer(to), line_bytes);
+        }
         let extension = match words.next() {
             Some(b"status") => Some(("status", ClientMessage::Status)),
             Some(b"snapshot") => Some(("snapshot", ClientMessage::Snapshot)),

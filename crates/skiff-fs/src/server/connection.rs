@@ -109,6 +109,11 @@ pub(super) async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
                         requests.record_snapshot(&answer, started.elapsed());
                         answer.encode(&mut out)
                     }
+                    ClientMessage::Transfer(to) => {
+                        let answer = shared.transfer_answer(to).await;
+                        requests.record_transfer(&answer, started.elapsed());
+                        answer.encode(&mut out)
+                    }
                     ClientMessage::Session(message) => {
                         let response = shared.execute_session(message).await;
                         requests.record(command, &response, started.elapsed());

@@ -4,7 +4,9 @@
 //! start, so that counting a request is an atomic add and one histogram
 //! observation.
 
-use crate::protocol::{ClientMessage, Request, Response, SessionMessage, SnapshotAnswer};
+use crate::protocol::{
+    ClientMessage, Request, Response, SessionMessage, SnapshotAnswer, TransferAnswer,
+};
 use skiff_node::metrics::{Metrics, RequestMetrics};
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ const COMMANDS: &[&str] = &[
     "status",
     "snapshot",
     "session_open",
+    "transfer",
 ];
 
 /// The `outcome` label's values.
@@ -61,6 +64,15 @@ impl ClientRequestMetrics {
         self.0.record(5, outcome, took);
     }
 
+    /// Counts a `transfer` request.
+    pub fn record_transfer(&self, answer: &TransferAnswer, took: Duration) {
+        let outcome = match answer {
+            TransferAnswer::Transferred(_) => 0,
+            TransferAnswer::Refused(_) => 8,
+        };
+        self.0.record(7, outcome, took);
+    }
+
     /// Counts a `status` request.
     pub fn record_status(&self, took: Duration) {
         self.0.record(4, 0, took);
@@ -74,6 +86,7 @@ pub(super) fn command_of(message: &ClientMessage) -> usize {
         ClientMessage::Status => 4,
         ClientMessage::Snapshot => 5,
         ClientMessage::Session(SessionMessage::Open) => 6,
+        ClientMessage::Transfer(_) => 7,
         // A numbered request counts as the request it carries.
         ClientMessage::Session(SessionMessage::Numbered { request, .. }) => {
             request_command(request)
