@@ -254,7 +254,7 @@ async fn a_leader_whose_disk_stalls_is_replaced_and_rejoins_as_follower() {
     assert!(
         stepped_down
             .iter()
-            .any(|line| line.contains(&format!("id={old_id}")) && line.contains("StorageStalled")),
+            .any(|line| line.contains(&format!("id={old_id}")) && line.contains("storage_stalled")),
         "{stepped_down:#?}"
     );
     let recovered = of_old(logs.lines_with("storage recovered after"));

@@ -179,6 +179,11 @@ pub struct BenchArgs {
     /// standard error, for a scrape during the run.
     #[arg(long, value_enum, default_value_t = MetricsSwitch::On, conflicts_with_all = ["servers", "config"])]
     metrics: MetricsSwitch,
+    /// Measure the skiff cluster it starts twice under the same load,
+    /// without and then with metrics counted (`[metrics] enabled`), and
+    /// print what they cost.
+    #[arg(long, conflicts_with_all = ["servers", "config", "metrics", "tls_compare"])]
+    metrics_compare: bool,
 }
 
 /// `--metrics on|off`.
@@ -246,9 +251,21 @@ async fn measure_targets(
     let mut results = Vec::new();
     let mut floors = Vec::new();
     if args.runs(Target::Skiff) {
-        results.extend(bench_skiff(args, dir, args.tls, &mut floors).await?);
+        if args.metrics_compare {
+            let off = Variant {
+                tls: args.tls,
+                metrics: MetricsSwitch::Off,
+            };
+            results.extend(bench_skiff(args, dir, off, &mut floors).await?);
+        }
+        let main = Variant {
+            tls: args.tls,
+            metrics: args.metrics,
+        };
+        results.extend(bench_skiff(args, dir, main, &mut floors).await?);
         if args.tls_compare {
-            results.extend(bench_skiff(args, dir, true, &mut floors).await?);
+            let tls = Variant { tls: true, ..main };
+            results.extend(bench_skiff(args, dir, tls, &mut floors).await?);
         }
     }
     if args.runs(Target::Etcd) {
@@ -262,6 +279,15 @@ fn measure_floor(args: &BenchArgs, dir: &Path) -> anyhow::Result<Floor> {
     floor::measure(dir, args.nodes as usize).context("cannot measure the floor")
 }
 
+/// How the bench's own skiff cluster runs.
+#[derive(Clone, Copy, Debug)]
+struct Variant {
+    /// Mutual TLS between the nodes.
+    tls: bool,
+    /// Metrics counted and served.
+    metrics: MetricsSwitch,
+}
+
 /// Measures Skiff's writes, and its reads with `--reads`; when the floor
 /// is wanted, it is measured on `dir`'s file system just before and just
 /// after the writes, into `floors`, so that the floor and Skiff meet the
@@ -269,12 +295,17 @@ fn measure_floor(args: &BenchArgs, dir: &Path) -> anyhow::Result<Floor> {
 async fn bench_skiff(
     args: &BenchArgs,
     bench_dir: &Path,
-    tls: bool,
+    variant: Variant,
     floors: &mut Vec<Floor>,
 ) -> anyhow::Result<Vec<TargetReport>> {
-    let (target, dir) = match tls {
-        true => (report::SKIFF_TLS, &bench_dir.join("skiff-tls")),
-        false => ("skiff", &bench_dir.join("skiff")),
+    let tls = variant.tls;
+    let (target, dir) = match (tls, variant.metrics) {
+        (true, _) => (report::SKIFF_TLS, &bench_dir.join("skiff-tls")),
+        (false, MetricsSwitch::Off) if args.metrics_compare => (
+            report::SKIFF_NO_METRICS,
+            &bench_dir.join("skiff-no-metrics"),
+        ),
+        (false, _) => ("skiff", &bench_dir.join("skiff")),
     };
     let mut cluster = None;
     let (servers, setup) = if !args.servers.is_empty() {
@@ -287,7 +318,7 @@ async fn bench_skiff(
         let setup = format!("the cluster of {}", config.display());
         (addresses, setup)
     } else {
-        let started = start_skiff(args.nodes, dir, tls, args.metrics).await?;
+        let started = start_skiff(args.nodes, dir, tls, variant.metrics).await?;
         let setup = format!(
             "{} skiff nodes started by the bench on 127.0.0.1{}, data in {}",
             args.nodes,

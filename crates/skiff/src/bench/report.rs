@@ -24,6 +24,10 @@ pub struct Report {
     /// Skiff's throughput with mutual TLS between its nodes over without,
     /// when both ran (`--tls-compare`).
     pub tls_throughput_ratio: Option<f64>,
+    /// Skiff's throughput with metrics over without, when both ran
+    /// (`--metrics-compare`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_throughput_ratio: Option<f64>,
     /// Read throughput against write throughput, with `--reads`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_ratios: Option<ReadRatios>,
@@ -33,6 +37,8 @@ pub struct Report {
 
 /// The target name of Skiff run with mutual TLS between its nodes.
 pub const SKIFF_TLS: &str = "skiff+tls";
+/// The target name of Skiff run with metrics off (`--metrics-compare`).
+pub const SKIFF_NO_METRICS: &str = "skiff-no-metrics";
 /// The target name of Skiff's linearizable reads (`--reads`).
 pub const SKIFF_READS: &str = "skiff-reads";
 /// The target name of etcd's linearizable reads (`--reads`).
@@ -243,6 +249,7 @@ impl Report {
         let tls_throughput_ratio = find(SKIFF_TLS)
             .zip(find("skiff"))
             .map(|(tls, plain)| tls.throughput_per_second / plain.throughput_per_second);
+        let metrics_throughput_ratio = over("skiff", SKIFF_NO_METRICS);
         let floor = (!floors.is_empty()).then(|| {
             let measurements: Vec<FloorMeasurement> = floors.iter().map(Into::into).collect();
             let floor_ms =
@@ -261,6 +268,7 @@ impl Report {
             results,
             ratios,
             tls_throughput_ratio,
+            metrics_throughput_ratio,
             read_ratios,
             floor,
         }
@@ -328,6 +336,15 @@ impl fmt::Display for Report {
                 f,
                 "{SKIFF_TLS}/skiff: throughput {:.1}% (mutual TLS between the nodes over plain TCP)",
                 ratio * 100.0
+            )?;
+        }
+        if let Some(ratio) = self.metrics_throughput_ratio {
+            writeln!(
+                f,
+                "skiff/{SKIFF_NO_METRICS}: throughput {:.1}% (metrics counted and served over \
+                 not counted; the cost is {:.1}%)",
+                ratio * 100.0,
+                (1.0 - ratio) * 100.0
             )?;
         }
         if let Some(floor) = &self.floor {
