@@ -287,7 +287,15 @@ pub struct EventLoop {
     leadership: Leadership,
     /// Log entries the turn stores, for the group-commit histogram.
     turn_entries: usize,
+    /// When the followers' lag was last published, while leading: it is
+    /// published at most every [`FOLLOWER_LAG_INTERVAL`], not every turn
+    /// (a label per follower costs more than a turn's other gauges).
+    lag_published_at: Option<std::time::Instant>,
 }
+
+/// How often a leader publishes its followers' lag. Scrapes come seconds
+/// apart; a turn can come every few microseconds.
+const FOLLOWER_LAG_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 enum Input {
     Peer(Inbound),
@@ -346,6 +354,7 @@ impl EventLoop {
             metrics: Metrics::disabled(),
             leadership,
             turn_entries: 0,
+            lag_published_at: None,
         }
     }
 
@@ -974,11 +983,19 @@ impl EventLoop {
                 snapshot: machine.snapshot(),
             });
             self.metrics.applied(applied_index);
-            let matches = (role == Role::Leader).then(|| machine.match_indices());
-            let lags = matches
-                .as_deref()
-                .map(|matches| (matches, machine.last_index()));
-            self.metrics.follower_lag(lags);
+            let leading = role == Role::Leader;
+            let due = match self.lag_published_at {
+                Some(at) => !leading || at.elapsed() >= FOLLOWER_LAG_INTERVAL,
+                None => leading,
+            };
+            if due {
+                let matches = leading.then(|| machine.match_indices());
+                let lags = matches
+                    .as_deref()
+                    .map(|matches| (matches, machine.last_index()));
+                self.metrics.follower_lag(lags);
+                self.lag_published_at = leading.then(std::time::Instant::now);
+            }
         }
         let status = Status {
             id: self.machine.id(),
