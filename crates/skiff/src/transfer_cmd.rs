@@ -6,7 +6,7 @@
 use crate::cluster_args::ServersArgs;
 use crate::{duration_arg, usage};
 use anyhow::Context;
-use skiff::status_probe::{agreed_leader, probe_all_with, request_transfer_with};
+use skiff::status_probe::{agreed_leader, probe_all_with, probe_with, request_transfer_with};
 use skiff_fs::protocol::{StatusReport, TransferAnswer};
 use skiff_fs::ClientTls;
 use std::time::{Duration, Instant};
@@ -151,24 +151,55 @@ async fn transfer(
             leader.id
         );
     }
+    match majority_names(tls, addresses, to, deadline).await {
+        Some(now) => Ok(Moved::Over {
+            from: leader.id.0,
+            to: now,
+            took: started.elapsed(),
+        }),
+        None => anyhow::bail!(
+            "node {} handed over, but the servers did not agree on node {to} as leader within \
+             {timeout:?} (it may have lost its election; run `skiff status`)",
+            leader.id
+        ),
+    }
+}
+
+/// Asks every server who leads, over and over, each at its own pace, and
+/// answers as soon as the latest reports of a majority name node `to` (its
+/// own among them), or `None` at `deadline`. A server that is slow or down
+/// delays only its own reports, not the measurement.
+async fn majority_names(
+    tls: Option<&ClientTls>,
+    addresses: &[String],
+    to: u64,
+    deadline: tokio::time::Instant,
+) -> Option<StatusReport> {
+    let (reported, mut reports) = tokio::sync::mpsc::channel(addresses.len() * 4);
+    let mut probes = tokio::task::JoinSet::new();
+    for (index, address) in addresses.iter().enumerate() {
+        let (address, tls, reported) = (address.clone(), tls.cloned(), reported.clone());
+        probes.spawn(async move {
+            loop {
+                let report = probe_with(tls.as_ref(), &address, PROBE_TIMEOUT).await;
+                if reported.send((index, report)).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+        });
+    }
+    let mut latest: Vec<Option<StatusReport>> = addresses.iter().map(|_| None).collect();
     loop {
-        let reports = probe_all_with(tls, addresses, PROBE_TIMEOUT).await;
-        if let Some(now) = agreed_leader(&reports, addresses.len()) {
-            if now.id.0 == to {
-                return Ok(Moved::Over {
-                    from: leader.id.0,
-                    to: now,
-                    took: started.elapsed(),
-                });
+        let (index, report) = tokio::time::timeout_at(deadline, reports.recv())
+            .await
+            .ok()??;
+        latest[index] = report.ok();
+        let answered: Vec<_> = latest.iter().flatten().map(|r| Ok(*r)).collect();
+        if let Some(leader) = agreed_leader(&answered, addresses.len()) {
+            if leader.id.0 == to {
+                return Some(leader);
             }
         }
-        if tokio::time::Instant::now() >= deadline {
-            anyhow::bail!(
-                "node {} handed over, but the servers did not agree on node {to} as leader \
-                 within {timeout:?} (it may have lost its election; run `skiff status`)",
-                leader.id
-            );
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
