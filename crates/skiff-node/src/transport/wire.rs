@@ -269,6 +269,18 @@ pub enum WireMessage<'a> {
     },
 }
 
+/// A vote request from its wire fields `[term, candidate, last_index,
+/// last_term]`, marked as a transfer's or not.
+fn vote_req([term, candidate, last_index, last_term]: [u64; 4], transfer: bool) -> VoteReq {
+    VoteReq {
+        term: Term(term),
+        candidate: NodeId(candidate),
+        last_index: LogIndex(last_index),
+        last_term: Term(last_term),
+        transfer,
+    }
+}
+
 /// A log entry on the wire.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireEntry<'a> {
@@ -420,25 +432,13 @@ impl<'a> WireMessage<'a> {
                 candidate,
                 last_index,
                 last_term,
-            } => Message::VoteReq(VoteReq {
-                term: Term(term),
-                candidate: NodeId(candidate),
-                last_index: LogIndex(last_index),
-                last_term: Term(last_term),
-                transfer: false,
-            }),
+            } => Message::VoteReq(vote_req([term, candidate, last_index, last_term], false)),
             WireMessage::TransferVoteReq {
                 term,
                 candidate,
                 last_index,
                 last_term,
-            } => Message::VoteReq(VoteReq {
-                term: Term(term),
-                candidate: NodeId(candidate),
-                last_index: LogIndex(last_index),
-                last_term: Term(last_term),
-                transfer: true,
-            }),
+            } => Message::VoteReq(vote_req([term, candidate, last_index, last_term], true)),
             WireMessage::TimeoutNow { term } => {
                 Message::TimeoutNow(TimeoutNow { term: Term(term) })
             }
@@ -470,13 +470,7 @@ impl<'a> WireMessage<'a> {
                 candidate,
                 last_index,
                 last_term,
-            } => Message::PreVoteReq(VoteReq {
-                term: Term(term),
-                candidate: NodeId(candidate),
-                last_index: LogIndex(last_index),
-                last_term: Term(last_term),
-                transfer: false,
-            }),
+            } => Message::PreVoteReq(vote_req([term, candidate, last_index, last_term], false)),
             WireMessage::PreVoteResp { term, granted } => Message::PreVoteResp(VoteResp {
                 term: Term(term),
                 granted,
