@@ -7,7 +7,8 @@
 //! safety (one leader per term), committed entries the same on every node,
 //! each machine's own promises as in `core_step`, and every read answered
 //! at most once, ready only at an index that covers every entry committed
-//! anywhere when it was asked.
+//! anywhere when it was asked; and every leadership transfer asked of a
+//! node answered at most once, and held only while the node runs it.
 
 use super::core_step::Promises;
 use arbitrary::{Result, Unstructured};
@@ -43,6 +44,8 @@ struct Cluster {
     reads: BTreeMap<ReadId, LogIndex>,
     /// Reads asked so far, for their ids.
     asked: u64,
+    /// Leadership transfers asked of each node and not yet answered.
+    transfers: BTreeMap<NodeId, u64>,
 }
 
 fn drive(input: &mut Unstructured<'_>) -> Result<()> {
@@ -55,6 +58,7 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
         appended: 0,
         reads: BTreeMap::new(),
         asked: 0,
+        transfers: BTreeMap::new(),
     };
     let features: u8 = input.arbitrary()?;
     for id in ids {
@@ -72,7 +76,7 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
         node.promises.check(&node.machine, &actions);
     }
     while !input.is_empty() {
-        match input.int_in_range(0..=8)? {
+        match input.int_in_range(0..=9)? {
             0 | 1 if !cluster.in_flight.is_empty() => {
                 let (from, to, message) = cluster
                     .in_flight
@@ -114,6 +118,13 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
                 cluster.reads.insert(id, floor.unwrap_or(LogIndex(0)));
                 cluster.step(to, Event::Read { id, now_ms: 0 });
             }
+            9 => {
+                // The layer above asks a node to hand leadership over.
+                let at = *input.choose(&ids)?;
+                let target = *input.choose(&ids)?;
+                *cluster.transfers.entry(at).or_default() += 1;
+                cluster.step(at, Event::TransferLeadership { to: target });
+            }
             _ => {
                 let to = *input.choose(&ids)?;
                 cluster.appended += 1;
@@ -146,9 +157,23 @@ impl Cluster {
                 Action::ReadFailed { id, .. } => {
                     assert!(self.reads.remove(&id).is_some(), "a read answered twice");
                 }
+                Action::TransferEnded { .. } => {
+                    let asked = self.transfers.entry(to).or_default();
+                    assert!(*asked > 0, "a transfer answered that nobody asked for");
+                    *asked -= 1;
+                }
                 _ => {}
             }
         }
+        let running = self.nodes[to.0 as usize - 1]
+            .machine
+            .transfer_target()
+            .is_some();
+        let outstanding = self.transfers.get(&to).copied().unwrap_or(0);
+        assert!(
+            outstanding <= u64::from(running),
+            "node {to} dropped a transfer without an answer"
+        );
         self.check_safety(to);
     }
 
