@@ -17,9 +17,28 @@ use super::{complete, field_value, first_and_rest, lossy, parse_number, split_li
 use super::{Parsed, ProtocolError, CRLF};
 use skiff_core::{LogIndex, SnapshotMeta, Term};
 
-/// The longest reason an `ERR_SNAPSHOT` carries, in bytes; longer ones are
-/// cut, so that the line stays well under the protocol's line limit.
+/// The longest reason an `ERR_SNAPSHOT` or `ERR_TRANSFER` carries, in
+/// bytes; longer ones are cut, so that the line stays well under the
+/// protocol's line limit.
 const REASON_BYTES_MAX: usize = 300;
+
+/// `reason` made fit for one answer line: control characters become
+/// spaces and a long reason is cut at a character boundary.
+pub(super) fn one_line_reason(reason: impl std::fmt::Display) -> String {
+    let mut reason: String = reason
+        .to_string()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if reason.len() > REASON_BYTES_MAX {
+        let mut cut = REASON_BYTES_MAX;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    reason.trim().to_string()
+}
 
 /// A server's answer to `snapshot`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,19 +53,7 @@ impl SnapshotAnswer {
     /// A refusal for `reason`, made fit for one line: control characters
     /// become spaces and a long reason is cut.
     pub fn refused(reason: impl std::fmt::Display) -> SnapshotAnswer {
-        let mut reason: String = reason
-            .to_string()
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        if reason.len() > REASON_BYTES_MAX {
-            let mut cut = REASON_BYTES_MAX;
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            reason.truncate(cut);
-        }
-        SnapshotAnswer::Refused(reason.trim().to_string())
+        SnapshotAnswer::Refused(one_line_reason(reason))
     }
 
     /// Appends the wire form to `out`.

@@ -16,7 +16,7 @@
 //! clients, which never send it; with client TLS only authenticated
 //! clients reach it.
 
-use super::snapshot::SnapshotAnswer;
+use super::snapshot::one_line_reason;
 use super::{complete, first_and_rest, lossy, parse_number, split_line, words};
 use super::{Parsed, ProtocolError, CRLF};
 use skiff_core::NodeId;
@@ -34,10 +34,7 @@ pub enum TransferAnswer {
 impl TransferAnswer {
     /// A refusal for `reason`, made fit for one line (as `snapshot`'s).
     pub fn refused(reason: impl std::fmt::Display) -> TransferAnswer {
-        match SnapshotAnswer::refused(reason) {
-            SnapshotAnswer::Refused(line) => TransferAnswer::Refused(line),
-            SnapshotAnswer::Taken(_) => unreachable!("a refusal is made a refusal"),
-        }
+        TransferAnswer::Refused(one_line_reason(reason))
     }
 
     /// Appends the wire form to `out`.
