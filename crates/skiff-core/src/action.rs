@@ -1,6 +1,7 @@
 //! What the machine asks its driver to do.
 
 use crate::entries::Entries;
+use crate::membership::{Membership, MembershipChange, MembershipError};
 use crate::message::Message;
 use crate::types::{Entry, LogIndex, NodeId, ReadId, SnapshotMeta, Term};
 use bytes::Bytes;
@@ -65,6 +66,10 @@ pub enum Action {
     LogCompact {
         /// The last index the snapshot covers.
         through: LogIndex,
+        /// The configuration in force at `through`, which the driver keeps
+        /// with the snapshot: a node restored from it starts with it
+        /// ([`StartState::membership`](crate::StartState)).
+        membership: Membership,
     },
     /// Durably make `snapshot`, the one the driver received with the
     /// [`InstallSnapshotReq`](crate::InstallSnapshotReq) just stepped, this
@@ -75,6 +80,9 @@ pub enum Action {
     SnapshotInstall {
         /// The snapshot installed.
         snapshot: SnapshotMeta,
+        /// The configuration in force at the snapshot's index, to keep
+        /// with it (as for [`Action::LogCompact`]).
+        membership: Membership,
     },
     /// A message from `from` was dropped or refused because no correct peer
     /// could have sent it (see [`Rejection`]). There is nothing to perform:
@@ -122,6 +130,15 @@ pub enum Action {
         /// How it ended.
         result: Result<(), TransferError>,
     },
+    /// The answer to [`Event::ChangeMembership`](crate::Event::ChangeMembership):
+    /// the index at which the change's entry committed, or why it was
+    /// refused or lost. Not persistence.
+    MembershipChangeEnded {
+        /// The change asked for.
+        change: MembershipChange,
+        /// How it ended.
+        result: Result<LogIndex, MembershipError>,
+    },
 }
 
 /// Why a leadership transfer ([`Event::TransferLeadership`](crate::Event::TransferLeadership))
@@ -134,7 +151,7 @@ pub enum TransferError {
         /// The leader this node knows, if any.
         leader: Option<NodeId>,
     },
-    /// The target is not a member of the cluster.
+    /// The target is not a voter of the cluster (a learner cannot lead).
     UnknownPeer,
     /// Another transfer, to `to`, is under way; only one runs at a time.
     InProgress {
@@ -158,7 +175,7 @@ impl fmt::Display for TransferError {
             TransferError::NotLeader { leader: None } => {
                 write!(f, "not the leader; no leader is known")
             }
-            TransferError::UnknownPeer => write!(f, "the target is not a member of the cluster"),
+            TransferError::UnknownPeer => write!(f, "the target is not a voter of the cluster"),
             TransferError::InProgress { to } => {
                 write!(f, "a transfer to node {to} is already under way")
             }
@@ -215,6 +232,9 @@ pub enum StepDownReason {
     QuorumLost,
     /// The driver reported its storage stalled ([`Event::StorageStalled`](crate::Event::StorageStalled)).
     StorageStalled,
+    /// A configuration without this node as a voter committed: it no
+    /// longer belongs to the cluster's majorities (`machine/membership.rs`).
+    Removed,
 }
 
 impl StepDownReason {
@@ -223,6 +243,7 @@ impl StepDownReason {
         match self {
             StepDownReason::QuorumLost => "QuorumLost",
             StepDownReason::StorageStalled => "StorageStalled",
+            StepDownReason::Removed => "Removed",
         }
     }
 }

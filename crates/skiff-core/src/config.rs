@@ -9,10 +9,17 @@ use std::fmt;
 /// checks it with [`Config::validate`] before it starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// This node's id; must be one of `peers`.
+    /// This node's id; must be one of `peers` unless `join` is set.
     pub id: NodeId,
-    /// The whole voting membership, this node included.
+    /// The cluster's first voting membership, this node included: the
+    /// configuration in force until a membership entry in the log or a
+    /// snapshot replaces it (`machine/membership.rs`).
     pub peers: Vec<NodeId>,
+    /// This node starts outside the cluster, to be added by a membership
+    /// change: `peers` are the cluster's first voters and do not include
+    /// it. Until a configuration it receives makes it a voter, it stands
+    /// for no election and counts for nothing.
+    pub join: bool,
     /// Base election timeout: each election alarm is drawn uniformly from
     /// `[election_timeout_ms, 2 * election_timeout_ms)`.
     pub election_timeout_ms: u64,
@@ -80,6 +87,7 @@ impl Config {
         Config {
             id,
             peers: peers.into_iter().collect(),
+            join: false,
             election_timeout_ms: 150,
             heartbeat_interval_ms: 50,
             seed: default_seed(id),
@@ -103,7 +111,10 @@ impl Config {
         if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
             return Err(ConfigError::DuplicatePeer(pair[0]));
         }
-        if !self.peers.contains(&self.id) {
+        if self.join && self.peers.contains(&self.id) {
+            return Err(ConfigError::JoiningMember(self.id));
+        }
+        if !self.join && !self.peers.contains(&self.id) {
             return Err(ConfigError::IdNotAmongPeers {
                 id: self.id,
                 peers: self.peers.clone(),
@@ -179,6 +190,8 @@ pub enum ConfigError {
         /// The configured membership.
         peers: Vec<NodeId>,
     },
+    /// `join` is set, but `peers` already counts this node as a voter.
+    JoiningMember(NodeId),
     /// A field that must be positive is zero.
     Zero(&'static str),
     /// The heartbeat interval is not below the election timeout, so followers
@@ -212,6 +225,10 @@ impl fmt::Display for ConfigError {
                 let list: Vec<String> = peers.iter().map(ToString::to_string).collect();
                 write!(f, "node id {id} is not among the peers [{}]", list.join(","))
             }
+            ConfigError::JoiningMember(id) => write!(
+                f,
+                "node {id} joins the cluster, so it cannot be among its first voters"
+            ),
             ConfigError::Zero(field) => write!(f, "{field} must be greater than zero"),
             ConfigError::HeartbeatNotBelowElection {
                 heartbeat_ms,

@@ -1,5 +1,6 @@
 //! What a driver feeds into the machine.
 
+use crate::membership::MembershipChange;
 use crate::message::Message;
 use crate::types::{LogIndex, NodeId, ReadId};
 use bytes::Bytes;
@@ -59,6 +60,19 @@ pub enum Event {
     TransferLeadership {
         /// The peer to hand leadership to.
         to: NodeId,
+    },
+    /// The layer above asks the leader to change the cluster's membership
+    /// by one node (`machine/membership.rs`). Answered exactly once by
+    /// [`Action::MembershipChangeEnded`](crate::Action::MembershipChangeEnded):
+    /// at once when refused, otherwise when the change's entry commits or
+    /// is lost.
+    ChangeMembership {
+        /// The change.
+        change: MembershipChange,
+        /// The new configuration's context
+        /// ([`Membership::with_context`](crate::Membership::with_context));
+        /// `None` keeps the current one.
+        context: Option<Bytes>,
     },
     /// A message arrived from peer `from`.
     Receive {

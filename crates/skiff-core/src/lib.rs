@@ -17,6 +17,8 @@
 //! * `entries`: [`Entries`], the shared list of entries a request carries.
 //! * `event`, `action`, `message`: what goes in and what comes out.
 //! * `config`: [`Config`] and its validation.
+//! * `membership`: [`Membership`], the voters and learners, and the
+//!   single-server [`MembershipChange`]s between configurations.
 //! * `machine`: the state machine; `election` and `replication` hold the work
 //!   of each event, `progress` a leader's per-follower bookkeeping, `quorum`
 //!   the majority arithmetic, `log` the in-memory log.
@@ -30,6 +32,7 @@ mod entries;
 mod event;
 mod log;
 mod machine;
+mod membership;
 mod message;
 mod progress;
 mod quorum;
@@ -43,8 +46,9 @@ pub use config::{Config, ConfigError, TERM_LEAD_MAX_DEFAULT};
 pub use entries::Entries;
 pub use event::Event;
 pub use machine::{Machine, StartState, StateError};
+pub use membership::{DecodeError, Membership, MembershipChange, MembershipError};
 pub use message::{
     AppendEntriesReq, AppendEntriesResp, InstallSnapshotReq, InstallSnapshotResp, Message,
     ReadIndexReq, ReadIndexResp, TimeoutNow, VoteReq, VoteResp,
 };
-pub use types::{Entry, HardState, LogIndex, NodeId, ReadId, Role, SnapshotMeta, Term};
+pub use types::{Entry, EntryKind, HardState, LogIndex, NodeId, ReadId, Role, SnapshotMeta, Term};

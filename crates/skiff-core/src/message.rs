@@ -2,6 +2,7 @@
 //! (section 7) and PreVote (the thesis, 9.6).
 
 use crate::entries::Entries;
+use crate::membership::Membership;
 use crate::types::{LogIndex, NodeId, SnapshotMeta, Term};
 
 /// A message between two peers.
@@ -85,6 +86,12 @@ pub struct AppendEntriesReq {
     /// answer that echoes it shows the follower still took this node for
     /// its leader after the round began (`machine/read_index.rs`).
     pub read_round: u64,
+    /// The leader's epoch for this follower's progress: the index of the
+    /// configuration entry that last made it a member, 0 if it was one
+    /// when the leader took office. Answers echo it, so that an answer sent
+    /// before a node was removed and added again in the same term cannot
+    /// move the new progress (`machine/membership.rs`).
+    pub epoch: u64,
 }
 
 /// A follower's answer to an [`AppendEntriesReq`].
@@ -100,6 +107,8 @@ pub struct AppendEntriesResp {
     pub index: LogIndex,
     /// The `read_round` of the request this answers.
     pub read_round: u64,
+    /// The `epoch` of the request this answers.
+    pub epoch: u64,
 }
 
 /// Sent by a candidate to ask for a vote.
@@ -132,7 +141,7 @@ pub struct VoteResp {
 /// Sent by a leader whose log no longer holds the entries a follower needs:
 /// install my snapshot instead (the paper's InstallSnapshot RPC, without
 /// its data, which the drivers stream beside the message).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstallSnapshotReq {
     /// The leader's term.
     pub term: Term,
@@ -140,6 +149,10 @@ pub struct InstallSnapshotReq {
     pub leader: NodeId,
     /// The snapshot: the last index it covers and that entry's term.
     pub snapshot: SnapshotMeta,
+    /// The configuration in force at the snapshot's index.
+    pub membership: Membership,
+    /// As [`AppendEntriesReq::epoch`].
+    pub epoch: u64,
 }
 
 /// A follower's answer to an [`InstallSnapshotReq`].
@@ -151,6 +164,8 @@ pub struct InstallSnapshotResp {
     /// index, whether the follower installed it, kept the log that already
     /// matched it, or had committed past it already.
     pub index: LogIndex,
+    /// The `epoch` of the request this answers.
+    pub epoch: u64,
 }
 
 /// A follower's request for a read index, on behalf of one read.

@@ -65,6 +65,12 @@ pub(crate) struct Progress {
     /// The highest read round the follower's answers echoed
     /// (`machine/read_index.rs`).
     pub(crate) acked_round: u64,
+    /// The follower votes: its answers count toward commit, CheckQuorum
+    /// and read rounds (`machine/membership.rs`).
+    pub(crate) voter: bool,
+    /// The progress's epoch, which requests carry and answers echo
+    /// (`machine/membership.rs`, rule 5).
+    pub(crate) epoch: u64,
 }
 
 impl Progress {
@@ -81,6 +87,8 @@ impl Progress {
             sent_through: LogIndex::ZERO,
             heard_tick: 0,
             acked_round: 0,
+            voter: true,
+            epoch: 0,
         }
     }
 

@@ -2,6 +2,7 @@
 //! traces (`docs/scenario-format.md`), as `Display` impls.
 
 use crate::action::{Action, CommitError, ReadError, TransferError};
+use crate::membership::{Membership, MembershipChange, MembershipError};
 use crate::message::{
     AppendEntriesReq, AppendEntriesResp, InstallSnapshotReq, InstallSnapshotResp, Message,
     ReadIndexReq, ReadIndexResp, VoteReq, VoteResp,
@@ -50,9 +51,94 @@ impl Display for OptionalId {
     }
 }
 
+/// A configuration as scenario text: `[1,2,3]`, the voters, or
+/// `[1,2,3;4]` with learners after the semicolon. The context is not
+/// written (scenarios carry none).
+pub struct ConfigText<'a>(pub &'a Membership);
+
+impl Display for ConfigText<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let list = |ids: &[NodeId]| {
+            ids.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        write!(f, "[{}", list(self.0.voters()))?;
+        if !self.0.learners().is_empty() {
+            write!(f, ";{}", list(self.0.learners()))?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// A membership entry's data as scenario text: `config[1,2,3;4]` when it
+/// holds a configuration without context, otherwise as [`DataText`].
+/// Written for the data of a `Commit` and of a membership entry; parsing
+/// `config[...]` back gives the same bytes.
+pub struct EntryDataText<'a>(pub &'a [u8]);
+
+impl Display for EntryDataText<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match Membership::decode(self.0) {
+            Ok(membership) if membership.context().is_empty() => {
+                write!(f, "config{}", ConfigText(&membership))
+            }
+            _ => DataText(self.0).fmt(f),
+        }
+    }
+}
+
 impl Display for Entry {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.term, DataText(&self.data))
+        if self.is_membership() {
+            write!(f, "{}:{}", self.term, EntryDataText(&self.data))
+        } else {
+            write!(f, "{}:{}", self.term, DataText(&self.data))
+        }
+    }
+}
+
+/// `, epoch=N` after a message's fields, written only when the epoch is
+/// set (`machine/membership.rs`), so that scenarios without membership
+/// changes read as they always did.
+struct EpochText(u64);
+
+impl Display for EpochText {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            epoch => write!(f, ", epoch={epoch}"),
+        }
+    }
+}
+
+impl Display for MembershipChange {
+    /// `add-learner(4)`, `promote(4)`, `remove(4)`.
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let (name, id) = match self {
+            MembershipChange::AddLearner(id) => ("add-learner", id),
+            MembershipChange::Promote(id) => ("promote", id),
+            MembershipChange::Remove(id) => ("remove", id),
+        };
+        write!(f, "{name}({id})")
+    }
+}
+
+impl MembershipError {
+    /// The error's name, as scenarios write it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            MembershipError::NotLeader { .. } => "NotLeader",
+            MembershipError::ChangeInProgress => "ChangeInProgress",
+            MembershipError::LeaderNotReady => "LeaderNotReady",
+            MembershipError::TransferInProgress => "TransferInProgress",
+            MembershipError::AlreadyMember => "AlreadyMember",
+            MembershipError::UnknownNode => "UnknownNode",
+            MembershipError::LastVoter => "LastVoter",
+            MembershipError::Overwritten => "Overwritten",
+            MembershipError::OutcomeUnknown => "OutcomeUnknown",
+        }
     }
 }
 
@@ -111,8 +197,13 @@ impl Display for InstallSnapshotReq {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "InstallSnapshotReq(term={}, leader={}, last_index={}, last_term={})",
-            self.term, self.leader, self.snapshot.index, self.snapshot.term
+            "InstallSnapshotReq(term={}, leader={}, last_index={}, last_term={}, config={}{})",
+            self.term,
+            self.leader,
+            self.snapshot.index,
+            self.snapshot.term,
+            ConfigText(&self.membership),
+            EpochText(self.epoch)
         )
     }
 }
@@ -121,8 +212,10 @@ impl Display for InstallSnapshotResp {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "InstallSnapshotResp(term={}, index={})",
-            self.term, self.index
+            "InstallSnapshotResp(term={}, index={}{})",
+            self.term,
+            self.index,
+            EpochText(self.epoch)
         )
     }
 }
@@ -142,9 +235,10 @@ impl Display for AppendEntriesReq {
         }
         write!(
             f,
-            "], commit={}{})",
+            "], commit={}{}{})",
             self.commit,
-            RoundText(self.read_round)
+            RoundText(self.read_round),
+            EpochText(self.epoch)
         )
     }
 }
@@ -153,11 +247,12 @@ impl Display for AppendEntriesResp {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "AppendEntriesResp(term={}, success={}, index={}{})",
+            "AppendEntriesResp(term={}, success={}, index={}{}{})",
             self.term,
             self.success,
             self.index,
-            RoundText(self.read_round)
+            RoundText(self.read_round),
+            EpochText(self.epoch)
         )
     }
 }
@@ -189,7 +284,7 @@ impl Display for Action {
         match self {
             Action::Send { to, message } => write!(f, "Send(to={to}, {message})"),
             Action::Commit { data, result } => {
-                let data = DataText(data);
+                let data = EntryDataText(data);
                 match result {
                     Ok(index) => write!(f, "Commit(index={index}, data={data})"),
                     Err(CommitError::Overwritten { index, .. }) => {
@@ -216,23 +311,57 @@ impl Display for Action {
                     if offset > 0 {
                         f.write_str("\n")?;
                     }
-                    write!(
-                        f,
-                        "LogStore(index={}, term={}, data={})",
-                        LogIndex(index.0 + offset as u64),
-                        entry.term,
-                        DataText(&entry.data)
-                    )?;
+                    let index = LogIndex(index.0 + offset as u64);
+                    if entry.is_membership() {
+                        write!(
+                            f,
+                            "LogStore(index={index}, term={}, data={})",
+                            entry.term,
+                            EntryDataText(&entry.data)
+                        )?;
+                    } else {
+                        write!(
+                            f,
+                            "LogStore(index={index}, term={}, data={})",
+                            entry.term,
+                            DataText(&entry.data)
+                        )?;
+                    }
                 }
                 Ok(())
             }
             Action::LogTruncate { from } => write!(f, "LogTruncate(from={from})"),
-            Action::LogCompact { through } => write!(f, "LogCompact(through={through})"),
-            Action::SnapshotInstall { snapshot } => write!(
+            Action::LogCompact {
+                through,
+                membership,
+            } => write!(
                 f,
-                "SnapshotInstall(index={}, term={})",
-                snapshot.index, snapshot.term
+                "LogCompact(through={through}, config={})",
+                ConfigText(membership)
             ),
+            Action::SnapshotInstall {
+                snapshot,
+                membership,
+            } => write!(
+                f,
+                "SnapshotInstall(index={}, term={}, config={})",
+                snapshot.index,
+                snapshot.term,
+                ConfigText(membership)
+            ),
+            Action::MembershipChangeEnded { change, result } => match result {
+                Ok(index) => write!(f, "MembershipChangeEnded(change={change}, index={index})"),
+                Err(MembershipError::NotLeader { leader }) => write!(
+                    f,
+                    "MembershipChangeEnded(change={change}, err=NotLeader(leader={}))",
+                    OptionalId(*leader)
+                ),
+                Err(error) => write!(
+                    f,
+                    "MembershipChangeEnded(change={change}, err={})",
+                    error.name()
+                ),
+            },
             Action::StateStore { term, voted_for } => write!(
                 f,
                 "StateStore(term={term}, voted_for={})",
@@ -313,6 +442,7 @@ mod tests {
             entries: vec![Entry::new(Term(2), ""), Entry::new(Term(2), "x")].into(),
             commit: LogIndex(1),
             read_round: 0,
+            epoch: 0,
         };
         let send = Action::Send {
             to: NodeId(3),

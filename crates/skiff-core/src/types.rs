@@ -56,7 +56,8 @@ impl fmt::Display for NodeId {
     }
 }
 
-/// One log entry: the term of the leader that created it and opaque data.
+/// One log entry: the term of the leader that created it, what kind of
+/// entry it is, and its data.
 ///
 /// `data` is a [`Bytes`], so cloning an entry to send it to several peers
 /// shares the buffer instead of copying it.
@@ -64,17 +65,50 @@ impl fmt::Display for NodeId {
 pub struct Entry {
     /// The term in which a leader appended this entry.
     pub term: Term,
-    /// What the layer above asked to replicate; empty for a leader's no-op.
+    /// Whose entry it is: the layer above's, or Raft's own membership.
+    pub kind: EntryKind,
+    /// For a [`EntryKind::Normal`] entry, what the layer above asked to
+    /// replicate (empty for a leader's no-op); for a
+    /// [`EntryKind::Membership`] entry, the new configuration as
+    /// [`Membership::encode`](crate::Membership::encode) wrote it.
     pub data: Bytes,
 }
 
+/// What a log entry holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// Data of the layer above, or a leader's empty no-op.
+    #[default]
+    Normal,
+    /// A new cluster configuration (`machine/membership.rs`): it takes
+    /// effect on every node as soon as the node's log holds it, committed
+    /// or not.
+    Membership,
+}
+
 impl Entry {
-    /// An entry of `term` carrying `data`.
+    /// An entry of `term` carrying the layer above's `data`.
     pub fn new(term: Term, data: impl Into<Bytes>) -> Entry {
         Entry {
             term,
+            kind: EntryKind::Normal,
             data: data.into(),
         }
+    }
+
+    /// An entry of `term` that makes `membership` the configuration.
+    pub fn membership(term: Term, membership: &crate::Membership) -> Entry {
+        Entry {
+            term,
+            kind: EntryKind::Membership,
+            data: membership.encode(),
+        }
+    }
+
+    /// Whether the entry holds a configuration rather than the layer
+    /// above's data.
+    pub fn is_membership(&self) -> bool {
+        self.kind == EntryKind::Membership
     }
 }
 

@@ -165,12 +165,12 @@ impl Cluster {
                     assert!(from.0 > base(node), "truncation into the snapshot");
                     node.log.truncate((from.0 - base(node)) as usize - 1)
                 }
-                Action::LogCompact { through } => {
+                Action::LogCompact { through, .. } => {
                     // The snapshot was stored before the event; now the
                     // entries it covers go.
                     assert_eq!(through, node.snapshot.0.index);
                 }
-                Action::SnapshotInstall { snapshot } => {
+                Action::SnapshotInstall { snapshot, .. } => {
                     let state = received.clone().expect("installs only what it received");
                     assert_eq!(state.len() as u64, snapshot.index.0);
                     node.snapshot = (snapshot, state.clone());
@@ -215,6 +215,9 @@ impl Cluster {
                     );
                     *asked -= 1;
                     self.transfers_done += u64::from(result.is_ok());
+                }
+                Action::MembershipChangeEnded { .. } => {
+                    panic!("node {from} answered a membership change nobody asked for")
                 }
                 Action::Commit { .. } | Action::Alarm { .. } | Action::SteppedDown { .. } => {}
                 Action::Rejected {

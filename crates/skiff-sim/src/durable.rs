@@ -290,7 +290,7 @@ impl Durable {
                     last: self.last_index(),
                 })
             }
-            Action::LogCompact { through } if *through > self.last_index() => {
+            Action::LogCompact { through, .. } if *through > self.last_index() => {
                 Err(DiskError::CompactOutside {
                     through: *through,
                     last: self.last_index(),
@@ -329,8 +329,8 @@ impl Durable {
             })),
             Action::LogStore { entries, .. } => self.write(Write::Store(entries.clone())),
             Action::LogTruncate { from } => self.write(Write::Truncate(*from)),
-            Action::LogCompact { through } => self.compact(*through),
-            Action::SnapshotInstall { snapshot } => {
+            Action::LogCompact { through, .. } => self.compact(*through),
+            Action::SnapshotInstall { snapshot, .. } => {
                 let state = self
                     .received
                     .filter(|received| received.meta == *snapshot)
@@ -344,7 +344,8 @@ impl Durable {
             | Action::SteppedDown { .. }
             | Action::ReadReady { .. }
             | Action::ReadFailed { .. }
-            | Action::TransferEnded { .. } => {}
+            | Action::TransferEnded { .. }
+            | Action::MembershipChangeEnded { .. } => {}
         }
         Ok(())
     }
@@ -743,6 +744,10 @@ mod tests {
     use super::*;
     use skiff_core::NodeId;
 
+    fn test_membership() -> skiff_core::Membership {
+        skiff_core::Membership::new([NodeId(1), NodeId(2), NodeId(3)], []).expect("voters")
+    }
+
     fn store(index: u64, term: u64, data: &'static str) -> Action {
         Action::LogStore {
             index: LogIndex(index),
@@ -953,6 +958,7 @@ mod tests {
         assert_eq!(disk.current_snapshot(), Some(taken));
         disk.apply(&Action::LogCompact {
             through: LogIndex(2),
+            membership: test_membership(),
         })
         .unwrap();
         assert_eq!(disk.base(), taken.meta);
@@ -995,6 +1001,7 @@ mod tests {
         let received = snapshot(5, 2, &["a", "x", "y", "z", "w"]);
         let install = Action::SnapshotInstall {
             snapshot: received.meta,
+            membership: test_membership(),
         };
         disk.receive_snapshot(received);
         disk.apply(&vote(2)).unwrap();
@@ -1029,8 +1036,11 @@ mod tests {
             index: LogIndex(9),
             term: Term(3),
         };
-        disk.apply(&Action::SnapshotInstall { snapshot: bare })
-            .unwrap();
+        disk.apply(&Action::SnapshotInstall {
+            snapshot: bare,
+            membership: test_membership(),
+        })
+        .unwrap();
         assert_eq!((disk.snapshot(), disk.current_snapshot()), (bare, None));
     }
 
@@ -1040,6 +1050,7 @@ mod tests {
         disk.store_snapshot(snapshot(1, 1, &["a"])).unwrap();
         disk.apply(&Action::LogCompact {
             through: LogIndex(1),
+            membership: test_membership(),
         })
         .unwrap();
         disk.apply(&store(4, 1, "d")).unwrap();

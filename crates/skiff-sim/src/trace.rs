@@ -308,11 +308,11 @@ pub fn hash_action(h: &mut StableHasher, action: &Action) {
             h.word(from.0);
             h.bytes(reason.name().as_bytes());
         }
-        Action::LogCompact { through } => {
+        Action::LogCompact { through, .. } => {
             h.word(18);
             h.word(through.0);
         }
-        Action::SnapshotInstall { snapshot } => {
+        Action::SnapshotInstall { snapshot, .. } => {
             h.word(19);
             h.word(snapshot.index.0);
             h.word(snapshot.term.0);
@@ -336,6 +336,10 @@ pub fn hash_action(h: &mut StableHasher, action: &Action) {
             h.word(to.0);
             h.bytes(action.to_string().as_bytes());
             let _ = result;
+        }
+        Action::MembershipChangeEnded { .. } => {
+            h.word(25);
+            h.bytes(action.to_string().as_bytes());
         }
     }
 }

@@ -151,6 +151,7 @@ fn heartbeat(term: u64, leader: u64) -> Stepped {
             entries: Default::default(),
             commit: LogIndex(0),
             read_round: 0,
+            epoch: 0,
         }),
     )
 }
@@ -496,6 +497,7 @@ fn persistence_order_fires_on_a_store_after_a_send() {
         success: true,
         index: LogIndex(0),
         read_round: 0,
+        epoch: 0,
     });
     let result = h.batch(1, &[send(2, resp.clone()), state(1, None)], Role::Follower);
     assert_eq!(rule(result), Some(Rule::PersistenceOrder));
@@ -602,6 +604,7 @@ fn ack(to: u64, term: u64, index: u64) -> Action {
             success: true,
             index: LogIndex(index),
             read_round: 0,
+            epoch: 0,
         }),
     )
 }

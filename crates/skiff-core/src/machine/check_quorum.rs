@@ -62,13 +62,15 @@ impl Machine {
     fn quorum_lost_at_tick(&mut self) -> bool {
         let heartbeat = self.config.heartbeat_interval_ms;
         let timeout = self.config.election_timeout_ms;
-        let quorum = self.config.quorum();
+        let quorum = self.quorum();
+        let leader_votes = usize::from(self.is_voter());
         let RoleState::Leader { followers, ticks } = &self.role else {
             return false;
         };
         let now = *ticks;
         let heard = followers
             .iter()
+            .filter(|(_, progress)| progress.voter)
             .filter(|(_, progress)| {
                 let surely_silent_for = now
                     .saturating_sub(progress.heard_tick)
@@ -77,7 +79,7 @@ impl Machine {
                 surely_silent_for < timeout
             })
             .count();
-        heard + 1 < quorum
+        heard + leader_votes < quorum
     }
 
     /// Notes that the follower at `position` answered, at the current tick.

@@ -19,8 +19,12 @@ impl Machine {
     /// The checks that hold in every role. `false`: the message was
     /// rejected (and, if a request, refused) and must not be handled.
     pub(super) fn screen(&mut self, from: NodeId, message: &Message) -> bool {
-        if from == self.config.id || !self.config.peers.contains(&from) {
-            // Nothing can be sent back to a node that is not a peer.
+        // A sender outside this node's configuration is not suspect: a
+        // member added by an entry this node has not received yet may lead
+        // or stand already (`membership.rs`); peers are authenticated by
+        // the transport, not here.
+        if from == self.config.id {
+            // Nothing can be sent back to oneself.
             self.reject(from, Rejection::NotAPeer);
             return false;
         }
@@ -129,10 +133,10 @@ impl Machine {
     /// moves no leader's bookkeeping.
     pub(super) fn refuse(&mut self, from: NodeId, message: &Message) {
         match message {
-            Message::AppendEntriesReq(_) => {
-                self.reply_append(from, false, self.log.last_index(), 0)
+            Message::AppendEntriesReq(req) => {
+                self.reply_append(from, false, self.log.last_index(), 0, req.epoch)
             }
-            Message::InstallSnapshotReq(_) => self.reply_install(from, LogIndex::ZERO),
+            Message::InstallSnapshotReq(req) => self.reply_install(from, LogIndex::ZERO, req.epoch),
             Message::VoteReq(VoteReq { .. }) => {
                 let resp = VoteResp {
                     term: self.hard_state.term,
@@ -162,9 +166,18 @@ pub(super) fn is_well_formed(req: &AppendEntriesReq) -> bool {
         previous = entry.term;
         ordered
     });
+    // A configuration that does not decode would be stored and never
+    // understood (`membership.rs`); such entries are rare, so decoding
+    // them here costs nothing on the usual path.
+    let configurations_readable = req
+        .entries
+        .iter()
+        .filter(|entry| entry.is_membership())
+        .all(|entry| crate::Membership::decode(&entry.data).is_ok());
     req.prev_term <= req.term
         && previous <= req.term
         && terms_ordered
+        && configurations_readable
         && (req.prev_index.0 != 0 || req.prev_term == Term(0))
         // The last index must leave room for a next one: no log reaches
         // the end of the index space, and every `next` must exist.

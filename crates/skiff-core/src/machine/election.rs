@@ -59,14 +59,14 @@ impl Machine {
             votes: vec![self.config.id],
         };
         self.arm_election_alarm();
-        if self.config.quorum() == 1 {
+        if self.sole_voter() {
             self.become_leader(actions);
             return;
         }
         self.ask_every_peer(term, transfer, Message::VoteReq);
     }
 
-    /// Asks every other peer for its vote in `term`, as a `VoteReq` or a
+    /// Asks every other voter for its vote in `term`, as a `VoteReq` or a
     /// `PreVoteReq` (`wrap`), naming this node's last entry.
     pub(super) fn ask_every_peer(
         &mut self,
@@ -81,10 +81,8 @@ impl Machine {
             last_term: self.log.last_term(),
             transfer,
         };
-        for peer in self.config.peers.clone() {
-            if peer != self.config.id {
-                self.send(peer, wrap(req));
-            }
+        for peer in self.other_voters() {
+            self.send(peer, wrap(req));
         }
     }
 
@@ -107,9 +105,10 @@ impl Machine {
             RoleState::Leader { .. } => self.leader_tick(),
             // The leader's lease ended; the election timeout runs on.
             _ if self.lease_alarm => self.end_lease(),
-            // A repairing node (`repair.rs`, rule 2) and one whose disk
-            // hangs (`stall.rs`) stand for no election.
-            _ if self.repairing() || self.storage_stalled => {
+            // A repairing node (`repair.rs`, rule 2), one whose disk
+            // hangs (`stall.rs`) and one that is not a voter
+            // (`membership.rs`, rule 4) stand for no election.
+            _ if self.repairing() || self.storage_stalled || !self.is_voter() => {
                 self.leader_contact = false;
                 self.arm_election_alarm();
             }
@@ -160,14 +159,15 @@ impl Machine {
         if self.vote_never_asked(from, &resp) {
             return;
         }
-        let quorum = self.config.quorum();
         let RoleState::Candidate { votes } = &mut self.role else {
             return;
         };
         if !votes.contains(&from) {
             votes.push(from);
         }
-        if votes.len() >= quorum {
+        // Only the votes of this node's voters count (`membership.rs`).
+        let votes = votes.clone();
+        if self.voters_among(&votes) >= self.quorum() {
             self.become_leader(actions);
         }
     }

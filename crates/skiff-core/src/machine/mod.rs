@@ -12,6 +12,7 @@
 mod check_quorum;
 mod defence;
 mod election;
+mod membership;
 mod prevote;
 mod read_index;
 mod repair;
@@ -24,6 +25,7 @@ use crate::action::Action;
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
 use crate::log::Log;
+use crate::membership::Membership;
 use crate::message::Message;
 use crate::progress::Progress;
 use crate::rng::Rng;
@@ -95,6 +97,9 @@ use std::fmt;
 ///         Action::TransferEnded { to, result } => {
 ///             eprintln!("transfer to node {to}: {result:?}");
 ///         }
+///         Action::MembershipChangeEnded { change, result } => {
+///             eprintln!("membership change {change}: {result:?}");
+///         }
 ///     }
 /// }
 /// ```
@@ -136,6 +141,11 @@ pub struct Machine {
     reads: read_index::Reads,
     /// A leader's transfer of its office under way (`transfer.rs`).
     transfer: Option<transfer::Transfer>,
+    /// The configurations the log and snapshot hold (`membership.rs`).
+    configs: membership::Configs,
+    /// Membership changes this node proposed as leader whose outcome is
+    /// not known yet (`membership.rs`).
+    pending_changes: Vec<membership::PendingChange>,
 }
 
 /// An entry appended as leader, kept until its outcome is known.
@@ -162,7 +172,8 @@ enum RoleState {
         votes: Vec<NodeId>,
     },
     Leader {
-        /// Replication progress of every other peer, in `config.peers` order.
+        /// Replication progress of every other member, voter or learner, of
+        /// the latest configuration (`membership.rs`).
         followers: Vec<(NodeId, Progress)>,
         /// Heartbeat alarms since taking office: the leader's clock for
         /// CheckQuorum (`check_quorum.rs`).
@@ -186,6 +197,11 @@ pub struct StartState {
     /// Entries up to here count as committed and already reported; never
     /// below `snapshot`'s index (a lower value reads as it).
     pub commit_index: LogIndex,
+    /// The configuration in force at `snapshot`'s index, as the driver kept
+    /// it from [`Action::LogCompact`] or [`Action::SnapshotInstall`];
+    /// `None` means [`Config::peers`] as the voters (a cluster's bootstrap
+    /// configuration). Configuration entries in `log` take effect after it.
+    pub membership: Option<Membership>,
     /// The disk lost part of the log this node may have acknowledged: `log`
     /// is only what is provably intact. The machine starts repairing (see
     /// [`Machine::repairing`]): one term past `hard_state`'s, as a follower,
@@ -218,10 +234,15 @@ pub enum StateError {
         /// The persisted current term.
         term: Term,
     },
-    /// The vote went to a node that is not a peer.
-    VotedForUnknown(NodeId),
+    /// The membership entry at `index` does not hold a configuration.
+    MembershipUnreadable {
+        /// The entry's index.
+        index: LogIndex,
+    },
     /// A candidate or leader must have voted for itself.
     VoteNotForSelf,
+    /// A node that is not a voter in its latest configuration cannot stand.
+    NotAVoter,
     /// A damaged node must repair from a peer's copy; a single-node
     /// cluster has none, and a damaged node must start as a follower.
     CannotRepair,
@@ -252,9 +273,13 @@ impl fmt::Display for StateError {
                 f,
                 "log holds an entry of term {last_term}, after the current term {term}"
             ),
-            StateError::VotedForUnknown(id) => {
-                write!(f, "voted for node {id}, which is not a peer")
+            StateError::MembershipUnreadable { index } => {
+                write!(f, "membership entry {index} does not hold a configuration")
             }
+            StateError::NotAVoter => write!(
+                f,
+                "a node that is not a voter in its latest configuration cannot stand for election"
+            ),
             StateError::VoteNotForSelf => {
                 write!(f, "a candidate or leader must have voted for itself")
             }
@@ -306,10 +331,12 @@ impl Machine {
     /// A fresh node: follower, term 0, no vote, empty log.
     pub fn new(config: Config) -> Result<Machine, ConfigError> {
         config.validate()?;
+        let configs = membership::Configs::new(bootstrap_membership(&config));
         Ok(Machine::assemble(
             config,
             HardState::default(),
             Log::default(),
+            configs,
         ))
     }
 
@@ -372,9 +399,14 @@ impl Machine {
     /// past the log and its match index 0; nothing is appended or sent.
     pub fn with_state(config: Config, state: StartState) -> Result<Machine, StateError> {
         config.validate()?;
-        validate_state(&config, &state)?;
+        let at_snapshot = state
+            .membership
+            .clone()
+            .unwrap_or_else(|| bootstrap_membership(&config));
+        let mut configs = membership::Configs::new(at_snapshot);
+        validate_state(&config, &state, &mut configs)?;
         let log = Log::from_entries(state.snapshot, state.log);
-        let mut machine = Machine::assemble(config, state.hard_state, log);
+        let mut machine = Machine::assemble(config, state.hard_state, log, configs);
         machine.commit_index = state.commit_index.max(state.snapshot.index);
         match state.role.unwrap_or(Role::Follower) {
             Role::Follower => {}
@@ -401,7 +433,12 @@ impl Machine {
         Ok(machine)
     }
 
-    fn assemble(config: Config, hard_state: HardState, log: Log) -> Machine {
+    fn assemble(
+        config: Config,
+        hard_state: HardState,
+        log: Log,
+        configs: membership::Configs,
+    ) -> Machine {
         Machine {
             rng: Rng::new(config.seed),
             match_scratch: Vec::with_capacity(config.peers.len()),
@@ -421,11 +458,26 @@ impl Machine {
             storage_stalled: false,
             reads: read_index::Reads::default(),
             transfer: None,
+            configs,
+            pending_changes: Vec::new(),
         }
     }
 }
 
-fn validate_state(config: &Config, state: &StartState) -> Result<(), StateError> {
+/// The configuration a cluster starts with: [`Config::peers`] as voters.
+fn bootstrap_membership(config: &Config) -> Membership {
+    // `Config::validate` refused an empty or duplicated list.
+    Membership::new(config.peers.iter().copied(), [])
+        .unwrap_or_else(|| Membership::new([config.id], []).expect("one voter"))
+}
+
+/// Checks `state` against itself, noting the configurations its log holds
+/// in `configs`.
+fn validate_state(
+    config: &Config,
+    state: &StartState,
+    configs: &mut membership::Configs,
+) -> Result<(), StateError> {
     let snapshot = state.snapshot;
     if snapshot.term > state.hard_state.term
         || (snapshot.index.0 == 0 && snapshot.term.0 != 0)
@@ -448,14 +500,23 @@ fn validate_state(config: &Config, state: &StartState) -> Result<(), StateError>
             term: state.hard_state.term,
         });
     }
-    if let Some(vote) = state.hard_state.voted_for {
-        if !config.peers.contains(&vote) {
-            return Err(StateError::VotedForUnknown(vote));
+    for (position, entry) in state.log.iter().enumerate() {
+        if entry.is_membership() {
+            let index = LogIndex(snapshot.index.0 + position as u64 + 1);
+            let membership = Membership::decode(&entry.data)
+                .map_err(|_| StateError::MembershipUnreadable { index })?;
+            configs.appended(index, membership);
         }
     }
     let role = state.role.unwrap_or(Role::Follower);
-    if state.damaged && (role != Role::Follower || config.quorum() == 1) {
+    let voters = configs.latest().voters();
+    let sole_voter = voters.len() == 1 && voters[0] == config.id;
+    if state.damaged && (role != Role::Follower || sole_voter) {
         return Err(StateError::CannotRepair);
+    }
+    if matches!(role, Role::Candidate | Role::PreCandidate) && !configs.latest().is_voter(config.id)
+    {
+        return Err(StateError::NotAVoter);
     }
     let stands = matches!(role, Role::Candidate | Role::Leader);
     if stands && state.hard_state.voted_for != Some(config.id) {
@@ -592,6 +653,9 @@ impl Machine {
             Event::StorageRecovered => self.handle_storage_recovered(),
             Event::Read { id, now_ms } => self.handle_read(id, now_ms),
             Event::TransferLeadership { to } => self.handle_transfer_leadership(to),
+            Event::ChangeMembership { change, context } => {
+                self.handle_change_membership(change, context, actions)
+            }
             Event::Receive { from, message } => self.handle_message(from, message, actions),
         }
         self.finish_step(actions);
@@ -639,6 +703,8 @@ impl Machine {
     /// Emits what the step held back: the hard state, the alarm, then the
     /// deferred actions.
     fn finish_step(&mut self, actions: &mut Vec<Action>) {
+        self.settle_removal(); // a removed leader leaves once that commits
+        self.settle_changes(); // changes whose entries committed or were lost
         self.settle_reads(); // no read outlives the term or leader it was taken under
         self.settle_transfer(); // nor a transfer its leader's office
         self.persist_hard_state(actions);
@@ -690,17 +756,19 @@ impl Machine {
         self.lease_alarm = false;
     }
 
-    fn other_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
-        let me = self.config.id;
-        self.config.peers.iter().copied().filter(move |p| *p != me)
-    }
-
     fn leader_role_state(&self) -> RoleState {
         let last_index = self.log.last_index();
+        let me = self.config.id;
+        let latest = self.configs.latest();
         RoleState::Leader {
-            followers: self
-                .other_peers()
-                .map(|peer| (peer, Progress::new(last_index)))
+            followers: latest
+                .members()
+                .filter(|peer| *peer != me)
+                .map(|peer| {
+                    let mut progress = Progress::new(last_index);
+                    progress.voter = latest.is_voter(peer);
+                    (peer, progress)
+                })
                 .collect(),
             ticks: 0,
         }
@@ -832,12 +900,38 @@ impl Machine {
         }
         if let RoleState::Leader { followers, .. } = &self.role {
             assert_eq!(self.leader, Some(self.config.id));
+            let latest = self.configs.latest();
             for (peer, progress) in followers {
                 assert!(
                     progress.next_index <= self.log.last_index().next(),
                     "next index of {peer} past the log: {progress:?}"
                 );
+                assert!(
+                    latest.contains(*peer) && progress.voter == latest.is_voter(*peer),
+                    "the leader tracks {peer} as it is not in {latest}"
+                );
             }
+            assert_eq!(
+                followers.len() + usize::from(latest.contains(self.config.id)),
+                latest.members().count(),
+                "the leader tracks every member of {latest}"
+            );
+        }
+        assert!(
+            self.configs
+                .latest_index()
+                .is_none_or(|index| index <= self.log.last_index()
+                    && self.log.get(index).is_some_and(crate::Entry::is_membership)),
+            "the latest configuration's entry is not in the log"
+        );
+        if !self.is_voter() {
+            assert!(
+                !matches!(
+                    self.role,
+                    RoleState::Candidate { .. } | RoleState::PreCandidate { .. }
+                ),
+                "a node that is not a voter stands for election"
+            );
         }
         debug_assert!(self
             .awaiting_outcome
@@ -864,10 +958,7 @@ mod tests {
                 term: Term(term),
                 voted_for: voted_for.map(NodeId),
             },
-            log: vec![Entry {
-                term: Term(1),
-                data: "a".into(),
-            }],
+            log: vec![Entry::new(Term(1), "a")],
             commit_index: LogIndex(1),
             ..StartState::default()
         };

@@ -52,7 +52,7 @@ impl Machine {
             votes: vec![self.config.id],
         };
         self.arm_election_alarm();
-        if self.config.quorum() == 1 {
+        if self.sole_voter() {
             self.become_candidate(actions);
             return;
         }
@@ -107,14 +107,15 @@ impl Machine {
         if !resp.granted || Some(resp.term) != next {
             return;
         }
-        let quorum = self.config.quorum();
         let RoleState::PreCandidate { votes } = &mut self.role else {
             return; // no longer asking: a stale grant
         };
         if !votes.contains(&from) {
             votes.push(from);
         }
-        if votes.len() >= quorum {
+        // Only the votes of this node's voters count (`membership.rs`).
+        let votes = votes.clone();
+        if self.voters_among(&votes) >= self.quorum() {
             self.become_candidate(actions);
         }
     }

@@ -206,7 +206,11 @@ impl Machine {
                     leader: self.leader,
                 }),
             );
-        } else if self.config.quorum() <= 2 && self.term_committed() {
+        } else if self.quorum() <= 2
+            && self.is_voter()
+            && self.is_voter_peer(from)
+            && self.term_committed()
+        {
             // The asker and this leader are a majority (see the module docs).
             self.answer_read(origin, Ok(self.commit_index));
         } else if self.reads.held() >= PENDING_READS_MAX {
@@ -264,7 +268,7 @@ impl Machine {
     /// Opens a round for the queued reads and sends it to every follower.
     fn begin_read_round(&mut self) {
         self.open_read_round();
-        if self.config.quorum() == 1 {
+        if self.sole_voter() {
             let round = self.reads.round;
             self.confirm_read_round(round);
             return;
@@ -305,7 +309,8 @@ impl Machine {
     /// Follower `position` answered a request of round `round` in this
     /// term: confirms the rounds a majority has now answered.
     pub(super) fn note_read_round(&mut self, position: usize, round: u64) {
-        let quorum = self.config.quorum();
+        let quorum = self.quorum();
+        let leader_votes = usize::from(self.is_voter());
         let RoleState::Leader { followers, .. } = &mut self.role else {
             return;
         };
@@ -317,13 +322,19 @@ impl Machine {
         if round <= self.reads.confirmed {
             return;
         }
-        // The leader confirms every round itself; it needs `quorum - 1`
-        // followers at or past a round.
+        // The leader confirms every round itself while it votes; it needs
+        // `quorum - 1` voters among the followers at or past a round (all
+        // `quorum` once a change removed it, `membership.rs`).
         let acked = &mut self.reads.acked_scratch;
         acked.clear();
-        acked.extend(followers.iter().map(|(_, p)| p.acked_round));
+        acked.extend(
+            followers
+                .iter()
+                .filter(|(_, p)| p.voter)
+                .map(|(_, p)| p.acked_round),
+        );
         acked.sort_unstable_by(|a, b| b.cmp(a));
-        let confirmed = match quorum - 1 {
+        let confirmed = match quorum.saturating_sub(leader_votes) {
             0 => self.reads.round,
             needed => acked.get(needed - 1).copied().unwrap_or(0),
         };

@@ -4,6 +4,7 @@ use super::{Awaiting, Machine, RoleState};
 use crate::action::{Action, CommitError};
 use crate::entries::Entries;
 use crate::log::Log;
+use crate::membership::Membership;
 use crate::message::{AppendEntriesReq, AppendEntriesResp, InstallSnapshotReq, Message};
 use crate::progress::{Mode, Progress};
 use crate::quorum::committed_index;
@@ -32,8 +33,21 @@ impl Machine {
     /// window has room, without waiting for the next heartbeat.
     pub(super) fn append_as_leader(&mut self, data: Bytes, actions: &mut Vec<Action>) {
         let term = self.hard_state.term;
-        let index = self.store_entry(Entry { term, data }, actions);
-        self.await_outcome(index, term);
+        self.append_entry_as_leader(Entry::new(term, data), actions);
+    }
+
+    /// Logs `entry` and sends it on; returns its index. A normal entry's
+    /// outcome is awaited here; a configuration's by `membership.rs`.
+    pub(super) fn append_entry_as_leader(
+        &mut self,
+        entry: Entry,
+        actions: &mut Vec<Action>,
+    ) -> LogIndex {
+        let (membership, term) = (entry.is_membership(), entry.term);
+        let index = self.store_entry(entry, actions);
+        if !membership {
+            self.await_outcome(index, term);
+        }
         if let Some((mut replicator, followers)) = self.replicator() {
             for (peer, progress) in followers.iter_mut() {
                 replicator.send_pending(*peer, progress);
@@ -41,10 +55,12 @@ impl Machine {
         }
         // The append moved only the leader's own index, which no follower's
         // match index passes: the majority index can move only when the
-        // leader alone is a majority.
-        if self.config.quorum() == 1 {
+        // leader alone is a majority, or when a new configuration changed
+        // what a majority is (`membership.rs`).
+        if membership || self.sole_voter() {
             self.maybe_commit(actions);
         }
+        index
     }
 
     pub(super) fn broadcast_heartbeat(&mut self) {
@@ -67,7 +83,8 @@ impl Machine {
         actions: &mut Vec<Action>,
     ) {
         let acknowledged = resp.success.then_some(resp.index);
-        let Some(position) = self.follower_answering(from, resp.term, acknowledged) else {
+        let Some(position) = self.follower_answering(from, resp.term, resp.epoch, acknowledged)
+        else {
             return;
         };
         if self.echoes_unsent_round(from, resp.read_round) {
@@ -106,11 +123,14 @@ impl Machine {
     /// answer of `term` that acknowledges `acknowledged` (if anything): `None`
     /// when this node is not leading `term` (a newer term was handled in
     /// `step`; an older answer is stale), `from` is not a follower, or the
-    /// answer acknowledges what was never sent to it (rejected).
+    /// answer acknowledges what was never sent to it (rejected). An answer
+    /// of another `epoch` is stale: it was sent before `from` was last made
+    /// a member (`membership.rs`, rule 5).
     pub(super) fn follower_answering(
         &mut self,
         from: NodeId,
         term: Term,
+        epoch: u64,
         acknowledged: Option<LogIndex>,
     ) -> Option<usize> {
         if term != self.hard_state.term {
@@ -120,6 +140,9 @@ impl Machine {
             return None;
         };
         let position = followers.iter().position(|(peer, _)| *peer == from)?;
+        if followers[position].1.epoch != epoch {
+            return None;
+        }
         let sent_through = followers[position].1.sent_through();
         debug_assert!(sent_through <= self.log.last_index());
         if let Some(index) = acknowledged {
@@ -150,17 +173,28 @@ impl Machine {
         }
     }
 
-    /// Commits the highest index a majority stores, if it is of this
-    /// leader's term; earlier entries commit with it (section 5.4.2).
+    /// Commits the highest index a majority of the voters stores, if it is
+    /// of this leader's term; earlier entries commit with it (section
+    /// 5.4.2). The leader counts itself only while it is a voter
+    /// (`membership.rs`, rule 3).
     fn maybe_commit(&mut self, actions: &mut Vec<Action>) {
+        let quorum = self.quorum();
+        let leader_votes = self.is_voter();
         let RoleState::Leader { followers, .. } = &self.role else {
             return;
         };
         self.match_scratch.clear();
-        self.match_scratch
-            .extend(followers.iter().map(|(_, progress)| progress.match_index));
-        self.match_scratch.push(self.log.last_index());
-        let majority = committed_index(&mut self.match_scratch, self.config.quorum());
+        self.match_scratch.extend(
+            followers
+                .iter()
+                .filter(|(_, progress)| progress.voter)
+                .map(|(_, progress)| progress.match_index),
+        );
+        if leader_votes {
+            self.match_scratch.push(self.log.last_index());
+        }
+        debug_assert!(self.match_scratch.len() >= quorum);
+        let majority = committed_index(&mut self.match_scratch, quorum);
         if majority > self.commit_index && self.log.term_at(majority) == Some(self.hard_state.term)
         {
             self.commit_through(majority, actions);
@@ -175,6 +209,7 @@ impl Machine {
         };
         let replicator = Replicator {
             log: &mut self.log,
+            snapshot_membership: self.configs.at_snapshot(),
             term: self.hard_state.term,
             leader: self.config.id,
             commit_index: self.commit_index,
@@ -192,6 +227,9 @@ impl Machine {
 /// Builds the AppendEntriesReq messages a leader sends to one follower.
 pub(super) struct Replicator<'a> {
     log: &'a mut Log,
+    /// The configuration in force at the snapshot, which an
+    /// `InstallSnapshotReq` carries.
+    snapshot_membership: &'a Membership,
     term: Term,
     leader: NodeId,
     commit_index: LogIndex,
@@ -256,6 +294,8 @@ impl Replicator<'_> {
             term: self.term,
             leader: self.leader,
             snapshot,
+            membership: self.snapshot_membership.clone(),
+            epoch: progress.epoch,
         };
         self.sends.push(Action::Send {
             to: peer,
@@ -300,6 +340,7 @@ impl Replicator<'_> {
             entries,
             commit: self.commit_index,
             read_round: self.read_round,
+            epoch: progress.epoch,
         };
         self.sends.push(Action::Send {
             to: peer,
@@ -318,22 +359,23 @@ impl Machine {
         req: AppendEntriesReq,
         actions: &mut Vec<Action>,
     ) {
+        let epoch = req.epoch;
         if !self.follow(from, req.term) {
             // Not its follower: the answer confirms no read round.
-            self.reply_append(from, false, self.log.last_index(), 0);
+            self.reply_append(from, false, self.log.last_index(), 0, epoch);
             return;
         }
         let (leader_commit, round) = (req.commit, req.read_round);
         match self.accept_entries(req, actions) {
             Ok(matched) => {
-                self.reply_append(from, true, matched, round);
+                self.reply_append(from, true, matched, round, epoch);
                 let commit = leader_commit.min(matched);
                 if commit > self.commit_index {
                     self.commit_through(commit, actions);
                     self.check_repaired(commit);
                 }
             }
-            Err(hint) => self.reply_append(from, false, hint, round),
+            Err(hint) => self.reply_append(from, false, hint, round, epoch),
         }
     }
 
@@ -423,19 +465,21 @@ impl Machine {
 
     /// Answers an AppendEntriesReq, echoing its `read_round` (0 when the
     /// answer must confirm no round: the request was refused as not from
-    /// this node's leader).
+    /// this node's leader) and its `epoch`.
     pub(super) fn reply_append(
         &mut self,
         to: NodeId,
         success: bool,
         index: LogIndex,
         read_round: u64,
+        epoch: u64,
     ) {
         let resp = AppendEntriesResp {
             term: self.hard_state.term,
             success,
             index,
             read_round,
+            epoch,
         };
         self.send(to, Message::AppendEntriesResp(resp));
     }
@@ -457,6 +501,7 @@ impl Machine {
         self.persist_hard_state(actions);
         let index = self.log.last_index().next();
         let last = self.log.extend(&entries);
+        self.note_configurations(index, &entries); // `membership.rs`
         actions.push(Action::LogStore { index, entries });
         last
     }
@@ -471,7 +516,8 @@ impl Machine {
         self.persist_hard_state(actions);
         actions.push(Action::LogTruncate { from });
         let removed = self.log.truncate(from);
-        // Entries this node appended leave the log now: keep their data.
+        self.configurations_truncated(from); // `membership.rs`
+                                             // Entries this node appended leave the log now: keep their data.
         let first = self.awaiting_outcome.partition_point(|a| a.index < from);
         for awaiting in self.awaiting_outcome.range_mut(first..) {
             if awaiting.data.is_none() {

@@ -43,6 +43,7 @@
 
 use super::{Machine, RoleState};
 use crate::action::{Action, CommitError};
+use crate::membership::Membership;
 use crate::message::{InstallSnapshotReq, InstallSnapshotResp, Message};
 use crate::types::{LogIndex, NodeId, SnapshotMeta};
 
@@ -53,7 +54,12 @@ impl Machine {
             return; // not committed yet, or covered already: nothing to drop
         }
         self.log.compact(index);
-        actions.push(Action::LogCompact { through: index });
+        self.configs.compacted(index); // `membership.rs`
+        let membership = self.configs.at_snapshot().clone();
+        actions.push(Action::LogCompact {
+            through: index,
+            membership,
+        });
     }
 }
 
@@ -66,10 +72,11 @@ impl Machine {
         actions: &mut Vec<Action>,
     ) {
         let snapshot = req.snapshot;
+        let epoch = req.epoch;
         if !self.follow(from, req.term) {
             // Stale (the answer teaches the newer term) or from a second
             // leader: nothing acknowledged.
-            self.reply_install(from, LogIndex::ZERO);
+            self.reply_install(from, LogIndex::ZERO, epoch);
             return;
         }
         if snapshot.index <= self.commit_index {
@@ -80,17 +87,25 @@ impl Machine {
             self.check_repaired(snapshot.index);
         } else {
             // Rule 3: replace the log with the snapshot.
-            self.install(snapshot, actions);
+            self.install(snapshot, req.membership, actions);
             self.check_repaired(snapshot.index);
         }
-        self.reply_install(from, snapshot.index);
+        self.reply_install(from, snapshot.index, epoch);
     }
 
     /// Makes `snapshot` this node's and the log empty after it.
-    fn install(&mut self, snapshot: SnapshotMeta, actions: &mut Vec<Action>) {
+    fn install(
+        &mut self,
+        snapshot: SnapshotMeta,
+        membership: Membership,
+        actions: &mut Vec<Action>,
+    ) {
         debug_assert!(snapshot.index > self.commit_index);
         self.persist_hard_state(actions);
-        actions.push(Action::SnapshotInstall { snapshot });
+        actions.push(Action::SnapshotInstall {
+            snapshot,
+            membership: membership.clone(),
+        });
         // Entries this node appended that the snapshot covers: which entry
         // committed at their index is unknown here.
         let covered = self
@@ -122,12 +137,14 @@ impl Machine {
         }
         self.log.reset(snapshot);
         self.commit_index = snapshot.index;
+        self.configurations_installed(snapshot.index, membership); // `membership.rs`
     }
 
-    pub(super) fn reply_install(&mut self, to: NodeId, index: LogIndex) {
+    pub(super) fn reply_install(&mut self, to: NodeId, index: LogIndex, epoch: u64) {
         let resp = InstallSnapshotResp {
             term: self.hard_state.term,
             index,
+            epoch,
         };
         self.send(to, Message::InstallSnapshotResp(resp));
     }
@@ -136,7 +153,8 @@ impl Machine {
 // The leader hears back.
 impl Machine {
     pub(super) fn handle_install_snapshot_resp(&mut self, from: NodeId, resp: InstallSnapshotResp) {
-        let Some(position) = self.follower_answering(from, resp.term, Some(resp.index)) else {
+        let Some(position) = self.follower_answering(from, resp.term, resp.epoch, Some(resp.index))
+        else {
             return;
         };
         let RoleState::Leader { followers, .. } = &mut self.role else {

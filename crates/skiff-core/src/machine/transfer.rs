@@ -79,7 +79,7 @@ impl Machine {
             self.end_transfer(to, Ok(())); // it leads already
             return;
         }
-        if !self.config.peers.contains(&to) {
+        if !self.is_voter_peer(to) {
             self.end_transfer(to, Err(TransferError::UnknownPeer));
             return;
         }

@@ -98,12 +98,14 @@ pub(crate) fn message(cursor: &mut Cursor<'_>, after: &str) -> Result<Message, S
             entries: keyed.required("entries")?.entries()?.into(),
             commit: LogIndex(keyed.required("commit")?.number()?),
             read_round: optional_round(&mut keyed)?,
+            epoch: 0, // MEMBERSHIP-TODO: parse `epoch=`
         }),
         "AppendEntriesResp" => Message::AppendEntriesResp(AppendEntriesResp {
             term: Term(keyed.required("term")?.number()?),
             success: keyed.required("success")?.boolean()?,
             index: LogIndex(keyed.required("index")?.number()?),
             read_round: optional_round(&mut keyed)?,
+            epoch: 0, // MEMBERSHIP-TODO: parse `epoch=`
         }),
         "ReadIndexReq" => Message::ReadIndexReq(ReadIndexReq {
             term: Term(keyed.required("term")?.number()?),
@@ -129,10 +131,14 @@ pub(crate) fn message(cursor: &mut Cursor<'_>, after: &str) -> Result<Message, S
                 index: LogIndex(keyed.required("last_index")?.number()?),
                 term: Term(keyed.required("last_term")?.number()?),
             },
+            // MEMBERSHIP-TODO: parse `config=[..]` and `epoch=`
+            membership: skiff_core::Membership::new([NodeId(1)], []).expect("one voter"),
+            epoch: 0,
         }),
         _ => Message::InstallSnapshotResp(InstallSnapshotResp {
             term: Term(keyed.required("term")?.number()?),
             index: LogIndex(keyed.required("index")?.number()?),
+            epoch: 0, // MEMBERSHIP-TODO: parse `epoch=`
         }),
     };
     Ok(message)

@@ -248,7 +248,7 @@ impl Node {
                 // The entries an installed snapshot covers are committed
                 // without a report; the next report follows the snapshot,
                 // and the application takes the snapshot's state.
-                Action::SnapshotInstall { snapshot } => {
+                Action::SnapshotInstall { snapshot, .. } => {
                     self.lifetime_commit = snapshot.index;
                     self.app = self.durable.current_snapshot().map_or(
                         AppState {

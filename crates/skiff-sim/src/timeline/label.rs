@@ -122,6 +122,17 @@ fn action_item(action: &Action) -> (String, Option<String>) {
         Action::SteppedDown { reason } => (format!("SteppedDown({})", reason.name()), None),
         Action::ReadReady { .. } => ("ReadReady".to_string(), None),
         Action::ReadFailed { error, .. } => (format!("ReadFailed({error})"), None),
+        Action::MembershipChangeEnded {
+            change,
+            result: Ok(index),
+        } => (
+            format!("MembershipChangeEnded({change}, index={index})"),
+            None,
+        ),
+        Action::MembershipChangeEnded {
+            change,
+            result: Err(e),
+        } => (format!("MembershipChangeEnded({change}, {e})"), None),
         Action::TransferEnded { to, result: Ok(()) } => {
             (format!("TransferEnded(to={to}, ok)"), None)
         }

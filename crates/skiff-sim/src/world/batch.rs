@@ -361,7 +361,7 @@ impl World {
                 self.commit(index, data, result)?;
                 return self.serve_waiting_reads(index);
             }
-            Action::SnapshotInstall { snapshot } => {
+            Action::SnapshotInstall { snapshot, .. } => {
                 let installed = self.installed_snapshot(index, snapshot)?;
                 self.write_disk(index, action)?;
                 self.nodes[index].app = installed.state;

@@ -99,6 +99,7 @@ impl World {
             entries: Entries::new(),
             commit: LogIndex(0),
             read_round: 0,
+            epoch: 0,
         };
         let vote_req = |term: Term, candidate: NodeId, last_term: Term| VoteReq {
             term,
@@ -120,10 +121,12 @@ impl World {
         }
         let forgery = match kinds[self.rng.index(kinds.len())] {
             0 => {
-                let stranger = NodeId(size + 1 + self.rng.below(1000));
-                let message = Message::VoteReq(vote_req(term, stranger, Term(0)));
+                // A message that claims to come from its receiver. (A
+                // sender outside the receiver's configuration is no longer
+                // suspect: a member it has not heard of yet may send.)
+                let message = Message::VoteReq(vote_req(term, me, Term(0)));
                 Forgery {
-                    from: stranger,
+                    from: me,
                     message,
                     reason: "NotAPeer",
                 }
@@ -211,6 +214,7 @@ impl World {
                     success: true,
                     index: beyond,
                     read_round: 0,
+                    epoch: 0,
                 });
                 Forgery {
                     from,

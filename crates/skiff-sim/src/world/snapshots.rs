@@ -184,7 +184,7 @@ impl World {
         });
         let at = match resumable {
             Some(at) => {
-                transfers[at].req = req;
+                transfers[at].req = req.clone();
                 at
             }
             None => {
@@ -196,7 +196,7 @@ impl World {
                     id: self.snapshots.next_transfer,
                     from,
                     to: to_index,
-                    req,
+                    req: req.clone(),
                     snapshot,
                     arrived: vec![false; chunks],
                     missing: chunks,
@@ -227,7 +227,7 @@ impl World {
 
     fn trace_send(&mut self, to: NodeId, req: &InstallSnapshotReq, note: &str) {
         if self.trace.wants_text() {
-            let message = Message::InstallSnapshotReq(*req);
+            let message = Message::InstallSnapshotReq(req.clone());
             self.trace
                 .line(format_args!("  Send(to={to}, {message}){note}"));
         }
@@ -285,7 +285,11 @@ impl World {
             return;
         }
         transfer.delivered = true;
-        let (req, snapshot, chunks) = (transfer.req, transfer.snapshot, transfer.arrived.len());
+        let (req, snapshot, chunks) = (
+            transfer.req.clone(),
+            transfer.snapshot,
+            transfer.arrived.len(),
+        );
         self.stats.transfers_completed += 1;
         let from_id = self.nodes[from].id;
         if self.trace.wants_text() {

@@ -1,0 +1,378 @@
+//! Membership changes (the thesis, 4.1 and 4.2): the cluster's voters and
+//! learners are part of the replicated log.
+//!
+//! # Single-server changes
+//!
+//! Each change adds a learner, promotes a learner to voter, or removes one
+//! node ([`MembershipChange`]), so the old and new voters differ by at
+//! most one and any majority of each overlaps the other: two leaders cannot
+//! be elected in one term, and nothing commits without a majority of the
+//! configuration in force. We chose this over joint consensus because it
+//! needs no second kind of quorum anywhere in the machine; replacing a
+//! machine is three steps (add as learner, promote, remove the old one),
+//! each safe on its own.
+//!
+//! 1. A configuration takes effect on a node as soon as its log holds the
+//!    entry, committed or not; a node whose log is cut back before that
+//!    entry returns to the configuration before it.
+//! 2. A leader proposes a change only when its latest configuration is
+//!    committed (one change at a time) and it has committed an entry of its
+//!    own term. The second rule is the fix for the single-server bug
+//!    (Ongaro, raft-dev, 2015): without it, a new leader holding an
+//!    uncommitted configuration of a deposed leader could commit a change
+//!    based on it, whose majority need not overlap one of the other change.
+//! 3. A leader not among its latest configuration's voters still leads
+//!    until that configuration commits (it does not count itself in
+//!    majorities), then steps down ([`StepDownReason::Removed`]).
+//! 4. A node that is not a voter in its latest configuration (a learner, a
+//!    removed node, a node joining) never stands for election, so a removed
+//!    node does not raise the others' terms. It still answers every
+//!    request; a candidate counts only the votes of its own voters.
+//! 5. Each follower's progress carries an epoch, the index of the
+//!    configuration entry that made it a member of the leader's view (0
+//!    when it was one as the leader took office). Requests carry it and
+//!    answers echo it; an answer of another epoch is stale and dropped, so
+//!    a node removed and added again in one term starts from scratch.
+//!
+//! The configuration in force at the snapshot travels with it
+//! ([`InstallSnapshotReq::membership`](crate::InstallSnapshotReq)) and is
+//! handed to the driver to keep with the snapshot.
+
+use super::{Machine, RoleState};
+use crate::action::{Action, StepDownReason, TransferError};
+use crate::entries::Entries;
+use crate::membership::{Membership, MembershipChange, MembershipError};
+use crate::progress::Progress;
+use crate::types::{Entry, LogIndex, NodeId, Term};
+use bytes::Bytes;
+
+/// The configurations a node knows: the one in force at its snapshot and
+/// those its log holds after it.
+#[derive(Clone, Debug)]
+pub(super) struct Configs {
+    /// In force at the snapshot's index (the bootstrap configuration,
+    /// [`Config::peers`](crate::Config), before any snapshot).
+    at_snapshot: Membership,
+    /// The configuration entries after the snapshot, in index order.
+    in_log: Vec<(LogIndex, Membership)>,
+}
+
+impl Configs {
+    pub(super) fn new(at_snapshot: Membership) -> Configs {
+        Configs {
+            at_snapshot,
+            in_log: Vec::new(),
+        }
+    }
+
+    /// The configuration in force: the latest one in the log.
+    pub(super) fn latest(&self) -> &Membership {
+        self.in_log
+            .last()
+            .map_or(&self.at_snapshot, |(_, membership)| membership)
+    }
+
+    /// The index of the latest configuration's entry; `None` when it is
+    /// the snapshot's (committed, then).
+    pub(super) fn latest_index(&self) -> Option<LogIndex> {
+        self.in_log.last().map(|(index, _)| *index)
+    }
+
+    /// The configuration in force at `index`.
+    pub(super) fn at(&self, index: LogIndex) -> &Membership {
+        let position = self.in_log.partition_point(|(at, _)| *at <= index);
+        match position {
+            0 => &self.at_snapshot,
+            n => &self.in_log[n - 1].1,
+        }
+    }
+
+    /// The configuration at the snapshot's index.
+    pub(super) fn at_snapshot(&self) -> &Membership {
+        &self.at_snapshot
+    }
+
+    pub(super) fn appended(&mut self, index: LogIndex, membership: Membership) {
+        debug_assert!(self.latest_index().is_none_or(|last| last < index));
+        self.in_log.push((index, membership));
+    }
+
+    /// Forgets the configurations from `from` on; whether any went.
+    fn truncated(&mut self, from: LogIndex) -> bool {
+        let keep = self.in_log.partition_point(|(at, _)| *at < from);
+        let changed = keep < self.in_log.len();
+        self.in_log.truncate(keep);
+        changed
+    }
+
+    /// The snapshot now ends at `through`.
+    pub(super) fn compacted(&mut self, through: LogIndex) {
+        self.at_snapshot = self.at(through).clone();
+        let keep_from = self.in_log.partition_point(|(at, _)| *at <= through);
+        self.in_log.drain(..keep_from);
+    }
+
+    /// A snapshot replaced the whole log.
+    fn reset(&mut self, at_snapshot: Membership) {
+        self.at_snapshot = at_snapshot;
+        self.in_log.clear();
+    }
+}
+
+/// A change this node proposed as leader, until its entry commits or is lost.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PendingChange {
+    index: LogIndex,
+    term: Term,
+    change: MembershipChange,
+}
+
+// Asking for a change (rule 2).
+impl Machine {
+    pub(super) fn handle_change_membership(
+        &mut self,
+        change: MembershipChange,
+        context: Option<Bytes>,
+        actions: &mut Vec<Action>,
+    ) {
+        match self.propose_change(change, context) {
+            Ok(entry) => {
+                // Noted before the append, which may commit it at once.
+                let (index, term) = (self.log.last_index().next(), entry.term);
+                self.pending_changes.push(PendingChange {
+                    index,
+                    term,
+                    change,
+                });
+                let appended = self.append_entry_as_leader(entry, actions);
+                debug_assert_eq!(appended, index);
+            }
+            Err(error) => self.end_change(change, Err(error)),
+        }
+    }
+
+    /// The entry that makes `change`, or why the leader cannot make it now.
+    fn propose_change(
+        &self,
+        change: MembershipChange,
+        context: Option<Bytes>,
+    ) -> Result<Entry, MembershipError> {
+        if !matches!(self.role, RoleState::Leader { .. }) {
+            return Err(MembershipError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if self.transfer.is_some() {
+            return Err(MembershipError::TransferInProgress);
+        }
+        if self
+            .configs
+            .latest_index()
+            .is_some_and(|index| index > self.commit_index)
+        {
+            return Err(MembershipError::ChangeInProgress);
+        }
+        if self.log.term_at(self.commit_index) != Some(self.hard_state.term) {
+            return Err(MembershipError::LeaderNotReady);
+        }
+        let latest = self.configs.latest();
+        let mut next = latest.apply(change)?;
+        let context = context.unwrap_or_else(|| latest.context().clone());
+        next = next.with_context(context);
+        Ok(Entry::membership(self.hard_state.term, &next))
+    }
+
+    fn end_change(&mut self, change: MembershipChange, result: Result<LogIndex, MembershipError>) {
+        self.deferred
+            .push(Action::MembershipChangeEnded { change, result });
+    }
+
+    /// At the end of every step: answers the changes whose index the
+    /// commit index has passed.
+    pub(super) fn settle_changes(&mut self) {
+        if self.pending_changes.is_empty() {
+            return;
+        }
+        let commit_index = self.commit_index;
+        let mut i = 0;
+        while i < self.pending_changes.len() {
+            let pending = self.pending_changes[i];
+            if pending.index > commit_index {
+                i += 1;
+                continue;
+            }
+            self.pending_changes.swap_remove(i);
+            let result = match self.log.term_at(pending.index) {
+                Some(term) if term == pending.term => Ok(pending.index),
+                Some(_) => Err(MembershipError::Overwritten),
+                None => Err(MembershipError::OutcomeUnknown),
+            };
+            self.end_change(pending.change, result);
+        }
+    }
+
+    /// A snapshot replaced the log: the changes it covers cannot be told.
+    fn changes_covered_by_snapshot(&mut self, through: LogIndex) {
+        let mut covered = Vec::new();
+        self.pending_changes.retain(|pending| {
+            let is_covered = pending.index <= through;
+            if is_covered {
+                covered.push(pending.change);
+            }
+            !is_covered
+        });
+        for change in covered {
+            self.end_change(change, Err(MembershipError::OutcomeUnknown));
+        }
+    }
+}
+
+// Following the log's configurations (rule 1).
+impl Machine {
+    /// Notes the configuration entries among `entries`, stored from `first`.
+    pub(super) fn note_configurations(&mut self, first: LogIndex, entries: &Entries) {
+        let mut changed = false;
+        for (offset, entry) in entries.iter().enumerate() {
+            if !entry.is_membership() {
+                continue;
+            }
+            // A peer's entries were checked in `screen` (`defence.rs`);
+            // this node's own were encoded here.
+            let Ok(membership) = Membership::decode(&entry.data) else {
+                debug_assert!(false, "a membership entry that does not decode was stored");
+                continue;
+            };
+            self.configs
+                .appended(LogIndex(first.0 + offset as u64), membership);
+            changed = true;
+        }
+        if changed {
+            self.configuration_changed();
+        }
+    }
+
+    /// The log was cut from `from`: configurations it held go with it.
+    pub(super) fn configurations_truncated(&mut self, from: LogIndex) {
+        if self.configs.truncated(from) {
+            self.configuration_changed();
+        }
+    }
+
+    /// A snapshot through `through`, with `membership` in force there,
+    /// replaced the log.
+    pub(super) fn configurations_installed(&mut self, through: LogIndex, membership: Membership) {
+        self.configs.reset(membership);
+        self.changes_covered_by_snapshot(through);
+        self.configuration_changed();
+    }
+
+    /// The configuration in force changed: a leader tracks exactly its
+    /// members, and a transfer to a node that is no longer a voter ends.
+    fn configuration_changed(&mut self) {
+        let latest = self.configs.latest().clone();
+        let epoch = self.configs.latest_index().unwrap_or_default().0;
+        let me = self.config.id;
+        let last_index = self.log.last_index();
+        if let RoleState::Leader { followers, .. } = &mut self.role {
+            followers.retain(|(peer, _)| latest.contains(*peer));
+            for (peer, progress) in followers.iter_mut() {
+                progress.voter = latest.is_voter(*peer);
+            }
+            for peer in latest.members().filter(|peer| *peer != me) {
+                if !followers.iter().any(|(known, _)| *known == peer) {
+                    // A new member: probe from the entry that made it one,
+                    // under a new epoch (rule 5).
+                    let mut progress = Progress::new(LogIndex(epoch).prev().min(last_index));
+                    progress.voter = latest.is_voter(peer);
+                    progress.epoch = epoch;
+                    followers.push((peer, progress));
+                }
+            }
+        }
+        if let Some(transfer) = self.transfer {
+            if !latest.is_voter(transfer.to()) {
+                self.transfer = None;
+                self.deferred.push(Action::TransferEnded {
+                    to: transfer.to(),
+                    result: Err(TransferError::UnknownPeer),
+                });
+            }
+        }
+    }
+
+    /// At the end of every step (rule 3): a leader that its committed
+    /// configuration leaves out of the voters steps down.
+    pub(super) fn settle_removal(&mut self) {
+        if !matches!(self.role, RoleState::Leader { .. }) || self.is_voter() {
+            return;
+        }
+        let committed = self
+            .configs
+            .latest_index()
+            .is_none_or(|index| index <= self.commit_index);
+        if committed {
+            self.step_down(StepDownReason::Removed);
+        }
+    }
+}
+
+// Counting: what the rest of the machine asks about the configuration.
+impl Machine {
+    /// The configuration in force on this node: the latest in its log.
+    pub fn membership(&self) -> &Membership {
+        self.configs.latest()
+    }
+
+    /// The configuration in force at `index` of this node's log (at the
+    /// snapshot's, for an index the snapshot covers).
+    pub fn membership_at(&self, index: LogIndex) -> &Membership {
+        self.configs.at(index.max(self.log.snapshot().index))
+    }
+
+    /// Whether the latest configuration's entry has not committed yet: a
+    /// change is under way.
+    pub fn membership_change_pending(&self) -> bool {
+        self.configs
+            .latest_index()
+            .is_some_and(|index| index > self.commit_index)
+    }
+
+    /// Whether this node is a voter in its latest configuration.
+    pub(super) fn is_voter(&self) -> bool {
+        self.configs.latest().is_voter(self.config.id)
+    }
+
+    /// Whether `peer` is a voter in this node's latest configuration.
+    pub(super) fn is_voter_peer(&self, peer: NodeId) -> bool {
+        self.configs.latest().is_voter(peer)
+    }
+
+    /// The majority of the latest configuration's voters.
+    pub(super) fn quorum(&self) -> usize {
+        self.configs.latest().quorum()
+    }
+
+    /// Whether this node alone is a majority: the only voter.
+    pub(super) fn sole_voter(&self) -> bool {
+        let voters = self.configs.latest().voters();
+        voters.len() == 1 && voters[0] == self.config.id
+    }
+
+    /// How many of `ids` are voters.
+    pub(super) fn voters_among(&self, ids: &[NodeId]) -> usize {
+        let latest = self.configs.latest();
+        ids.iter().filter(|id| latest.is_voter(**id)).count()
+    }
+
+    /// The other voters, to ask for (pre-)votes.
+    pub(super) fn other_voters(&self) -> Vec<NodeId> {
+        let me = self.config.id;
+        self.configs
+            .latest()
+            .voters()
+            .iter()
+            .copied()
+            .filter(|peer| *peer != me)
+            .collect()
+    }
+}
