@@ -16,9 +16,11 @@ pub struct Config {
     /// snapshot replaces it (`machine/membership.rs`).
     pub peers: Vec<NodeId>,
     /// This node starts outside the cluster, to be added by a membership
-    /// change: `peers` are the cluster's first voters and do not include
-    /// it. Until a configuration it receives makes it a voter, it stands
-    /// for no election and counts for nothing.
+    /// change: `peers` are the cluster's first voters, without this node
+    /// even if they name it (a machine that lost its disk rejoins under
+    /// its old id, and must not vote with an empty log). Until a
+    /// configuration it receives makes it a voter, it stands for no
+    /// election and counts for nothing.
     pub join: bool,
     /// Base election timeout: each election alarm is drawn uniformly from
     /// `[election_timeout_ms, 2 * election_timeout_ms)`.
@@ -111,8 +113,8 @@ impl Config {
         if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
             return Err(ConfigError::DuplicatePeer(pair[0]));
         }
-        if self.join && self.peers.contains(&self.id) {
-            return Err(ConfigError::JoiningMember(self.id));
+        if self.join && self.peers.iter().all(|peer| *peer == self.id) {
+            return Err(ConfigError::NothingToJoin(self.id));
         }
         if !self.join && !self.peers.contains(&self.id) {
             return Err(ConfigError::IdNotAmongPeers {
@@ -190,8 +192,8 @@ pub enum ConfigError {
         /// The configured membership.
         peers: Vec<NodeId>,
     },
-    /// `join` is set, but `peers` already counts this node as a voter.
-    JoiningMember(NodeId),
+    /// `join` is set, but `peers` names no node other than this one.
+    NothingToJoin(NodeId),
     /// A field that must be positive is zero.
     Zero(&'static str),
     /// The heartbeat interval is not below the election timeout, so followers
@@ -225,9 +227,9 @@ impl fmt::Display for ConfigError {
                 let list: Vec<String> = peers.iter().map(ToString::to_string).collect();
                 write!(f, "node id {id} is not among the peers [{}]", list.join(","))
             }
-            ConfigError::JoiningMember(id) => write!(
+            ConfigError::NothingToJoin(id) => write!(
                 f,
-                "node {id} joins the cluster, so it cannot be among its first voters"
+                "node {id} joins a cluster, but its peers name no other node"
             ),
             ConfigError::Zero(field) => write!(f, "{field} must be greater than zero"),
             ConfigError::HeartbeatNotBelowElection {

@@ -23,7 +23,9 @@
 //!    based on it, whose majority need not overlap one of the other change.
 //! 3. A leader not among its latest configuration's voters still leads
 //!    until that configuration commits (it does not count itself in
-//!    majorities), then steps down ([`StepDownReason::Removed`]).
+//!    majorities), then steps down ([`StepDownReason::Removed`]), telling
+//!    a voter whose log is complete to stand at once
+//!    ([`TimeoutNow`], as a leadership transfer does).
 //! 4. A node that is not a voter in its latest configuration (a learner, a
 //!    removed node, a node joining) never stands for election, so a removed
 //!    node does not raise the others' terms. It still answers every
@@ -42,6 +44,7 @@ use super::{Machine, RoleState};
 use crate::action::{Action, StepDownReason, TransferError};
 use crate::entries::Entries;
 use crate::membership::{Membership, MembershipChange, MembershipError};
+use crate::message::{Message, TimeoutNow};
 use crate::progress::Progress;
 use crate::types::{Entry, LogIndex, NodeId, Term};
 use bytes::Bytes;
@@ -301,7 +304,10 @@ impl Machine {
     }
 
     /// At the end of every step (rule 3): a leader that its committed
-    /// configuration leaves out of the voters steps down.
+    /// configuration leaves out of the voters steps down. So that the
+    /// cluster need not wait an election timeout for the next leader, it
+    /// first tells a voter whose log is complete to stand at once, as a
+    /// leadership transfer does (`transfer.rs`).
     pub(super) fn settle_removal(&mut self) {
         if !matches!(self.role, RoleState::Leader { .. }) || self.is_voter() {
             return;
@@ -310,9 +316,21 @@ impl Machine {
             .configs
             .latest_index()
             .is_none_or(|index| index <= self.commit_index);
-        if committed {
-            self.step_down(StepDownReason::Removed);
+        if !committed {
+            return;
         }
+        let last_index = self.log.last_index();
+        if let RoleState::Leader { followers, .. } = &self.role {
+            let successor = followers
+                .iter()
+                .find(|(_, progress)| progress.voter && progress.match_index == last_index)
+                .map(|(peer, _)| *peer);
+            if let Some(successor) = successor {
+                let term = self.hard_state.term;
+                self.send(successor, Message::TimeoutNow(TimeoutNow { term }));
+            }
+        }
+        self.step_down(StepDownReason::Removed);
     }
 }
 
@@ -374,5 +392,393 @@ impl Machine {
             .copied()
             .filter(|peer| *peer != me)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::event::Event;
+    use crate::machine::StartState;
+    use crate::message::AppendEntriesResp;
+    use crate::types::Role;
+    use std::collections::{BTreeMap, VecDeque};
+
+    /// Machines that deliver every message at once, in order, and keep
+    /// every action that is not a send.
+    struct Net {
+        nodes: BTreeMap<NodeId, Machine>,
+        queue: VecDeque<(NodeId, NodeId, Message)>,
+        outputs: Vec<(NodeId, Action)>,
+        /// Messages to drop: (from, to).
+        cut: Vec<(NodeId, NodeId)>,
+    }
+
+    fn id(n: u64) -> NodeId {
+        NodeId(n)
+    }
+
+    fn ids(list: &[u64]) -> Vec<NodeId> {
+        list.iter().copied().map(NodeId).collect()
+    }
+
+    impl Net {
+        /// Voters `voters`, node `voters[0]` elected leader, its no-op committed.
+        fn with_leader(voters: &[u64]) -> Net {
+            let mut net = Net {
+                nodes: BTreeMap::new(),
+                queue: VecDeque::new(),
+                outputs: Vec::new(),
+                cut: Vec::new(),
+            };
+            for n in voters {
+                let config = Config::new(id(*n), ids(voters));
+                net.add_machine(Machine::new(config).unwrap());
+            }
+            net.step(id(voters[0]), Event::Timeout);
+            net.settle();
+            assert_eq!(net.node(voters[0]).role(), Role::Leader);
+            net
+        }
+
+        fn add_machine(&mut self, mut machine: Machine) {
+            let mut actions = Vec::new();
+            machine.start(&mut actions);
+            self.nodes.insert(machine.id(), machine);
+        }
+
+        /// A fresh node `n` that joins a cluster first made of `voters`.
+        fn add_joiner(&mut self, n: u64, voters: &[u64]) {
+            let mut config = Config::new(id(n), ids(voters));
+            config.join = true;
+            self.add_machine(Machine::new(config).unwrap());
+        }
+
+        fn node(&self, n: u64) -> &Machine {
+            &self.nodes[&id(n)]
+        }
+
+        fn step(&mut self, at: NodeId, event: Event) {
+            let Some(machine) = self.nodes.get_mut(&at) else {
+                return;
+            };
+            let mut actions = Vec::new();
+            machine.step(event, &mut actions);
+            for action in actions {
+                match action {
+                    Action::Send { to, message } => self.queue.push_back((at, to, message)),
+                    other => self.outputs.push((at, other)),
+                }
+            }
+        }
+
+        fn settle(&mut self) {
+            let mut budget = 10_000;
+            while let Some((from, to, message)) = self.queue.pop_front() {
+                budget -= 1;
+                assert!(budget > 0, "messages never stop");
+                if self.cut.contains(&(from, to)) {
+                    continue;
+                }
+                self.step(to, Event::Receive { from, message });
+            }
+        }
+
+        fn change(
+            &mut self,
+            at: u64,
+            change: MembershipChange,
+        ) -> Result<LogIndex, MembershipError> {
+            self.outputs.clear();
+            self.step(
+                id(at),
+                Event::ChangeMembership {
+                    change,
+                    context: None,
+                },
+            );
+            self.settle();
+            self.change_result(at, change)
+                .expect("the change was answered once the messages settled")
+        }
+
+        fn change_result(
+            &self,
+            at: u64,
+            asked: MembershipChange,
+        ) -> Option<Result<LogIndex, MembershipError>> {
+            let answers: Vec<_> = self
+                .outputs
+                .iter()
+                .filter_map(|(node, action)| match action {
+                    Action::MembershipChangeEnded { change, result } if *node == id(at) => {
+                        assert_eq!(*change, asked);
+                        Some(*result)
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert!(answers.len() <= 1, "answered twice: {answers:?}");
+            answers.first().copied()
+        }
+
+        fn append(&mut self, at: u64, data: &'static str) {
+            self.step(id(at), Event::Append(Bytes::from_static(data.as_bytes())));
+            self.settle();
+        }
+
+        fn sent_by(&self, queue: &[(NodeId, NodeId, Message)], n: u64) -> usize {
+            queue.iter().filter(|(from, _, _)| *from == id(n)).count()
+        }
+    }
+
+    fn config(voters: &[u64], learners: &[u64]) -> Membership {
+        Membership::new(ids(voters), ids(learners)).unwrap()
+    }
+
+    #[test]
+    fn a_joiner_is_added_as_learner_then_promoted_and_counts() {
+        let mut net = Net::with_leader(&[1]);
+        net.add_joiner(2, &[1]);
+        let added = net.change(1, MembershipChange::AddLearner(id(2)));
+        // The sole voter commits the change alone; the learner catches up.
+        assert_eq!(added, Ok(LogIndex(2)));
+        assert_eq!(net.node(2).membership(), &config(&[1], &[2]));
+        assert_eq!(net.node(2).commit_index(), LogIndex(2));
+        // A learner's alarm starts no election.
+        net.step(id(2), Event::Timeout);
+        net.step(id(2), Event::Timeout);
+        assert_eq!(
+            net.sent_by(&net.queue.iter().cloned().collect::<Vec<_>>(), 2),
+            0
+        );
+        assert_eq!(net.node(2).role(), Role::Follower);
+        // Promoted, it counts: with it cut off, nothing commits.
+        assert_eq!(
+            net.change(1, MembershipChange::Promote(id(2))),
+            Ok(LogIndex(3))
+        );
+        assert_eq!(net.node(1).membership(), &config(&[1, 2], &[]));
+        net.cut.push((id(1), id(2)));
+        net.append(1, "x");
+        assert_eq!(net.node(1).commit_index(), LogIndex(3));
+        net.cut.clear();
+        // The second heartbeat takes the request as lost and resends it.
+        for _ in 0..2 {
+            net.step(id(1), Event::Timeout);
+            net.settle();
+        }
+        assert_eq!(net.node(1).commit_index(), LogIndex(4));
+    }
+
+    #[test]
+    fn one_change_at_a_time_and_only_after_the_leaders_own_entry() {
+        let mut net = Net::with_leader(&[1, 2, 3]);
+        net.cut.push((id(1), id(2)));
+        net.cut.push((id(1), id(3)));
+        net.outputs.clear();
+        net.step(
+            id(1),
+            Event::ChangeMembership {
+                change: MembershipChange::AddLearner(id(4)),
+                context: None,
+            },
+        );
+        net.settle();
+        assert_eq!(
+            net.change_result(1, MembershipChange::AddLearner(id(4))),
+            None
+        );
+        assert_eq!(
+            net.change(1, MembershipChange::AddLearner(id(5))),
+            Err(MembershipError::ChangeInProgress)
+        );
+        let errors = [
+            (
+                MembershipChange::Remove(id(9)),
+                MembershipError::UnknownNode,
+            ),
+            (
+                MembershipChange::Promote(id(9)),
+                MembershipError::UnknownNode,
+            ),
+            (
+                MembershipChange::AddLearner(id(2)),
+                MembershipError::AlreadyMember,
+            ),
+            (
+                MembershipChange::Promote(id(2)),
+                MembershipError::AlreadyMember,
+            ),
+        ];
+        let mut plain = Net::with_leader(&[1, 2, 3]);
+        for (change, error) in errors {
+            assert_eq!(plain.change(1, change), Err(error), "{change}");
+        }
+        assert_eq!(
+            plain.change(2, MembershipChange::Remove(id(3))),
+            Err(MembershipError::NotLeader {
+                leader: Some(id(1))
+            })
+        );
+        let mut single = Net::with_leader(&[1]);
+        assert_eq!(
+            single.change(1, MembershipChange::Remove(id(1))),
+            Err(MembershipError::LastVoter)
+        );
+    }
+
+    #[test]
+    fn a_leader_that_has_not_committed_its_own_entry_refuses() {
+        let config = Config::new(id(1), ids(&[1, 2, 3]));
+        let state = StartState {
+            role: Some(Role::Leader),
+            hard_state: crate::types::HardState {
+                term: crate::types::Term(2),
+                voted_for: Some(id(1)),
+            },
+            log: vec![Entry::new(crate::types::Term(1), "a")],
+            commit_index: LogIndex(1),
+            ..StartState::default()
+        };
+        let mut machine = Machine::with_state(config, state).unwrap();
+        let mut actions = Vec::new();
+        machine.step(
+            Event::ChangeMembership {
+                change: MembershipChange::AddLearner(id(4)),
+                context: None,
+            },
+            &mut actions,
+        );
+        assert!(actions.contains(&Action::MembershipChangeEnded {
+            change: MembershipChange::AddLearner(id(4)),
+            result: Err(MembershipError::LeaderNotReady),
+        }));
+    }
+
+    #[test]
+    fn a_removed_leader_leads_until_the_change_commits_then_hands_over() {
+        let mut net = Net::with_leader(&[1, 2, 3]);
+        assert_eq!(
+            net.change(1, MembershipChange::Remove(id(1))),
+            Ok(LogIndex(2))
+        );
+        assert!(net.outputs.contains(&(
+            id(1),
+            Action::SteppedDown {
+                reason: StepDownReason::Removed
+            }
+        )));
+        // Its TimeoutNow made a complete voter leader at once.
+        let leaders: Vec<u64> = [2, 3]
+            .into_iter()
+            .filter(|n| net.node(*n).role() == Role::Leader)
+            .collect();
+        assert_eq!(leaders.len(), 1, "{leaders:?}");
+        assert_eq!(net.node(leaders[0]).membership(), &config(&[2, 3], &[]));
+        // The removed node stands for nothing.
+        net.queue.clear();
+        net.step(id(1), Event::Timeout);
+        net.step(id(1), Event::Timeout);
+        assert_eq!(net.queue.len(), 0);
+    }
+
+    #[test]
+    fn an_answer_from_before_a_remove_and_re_add_is_dropped() {
+        let mut net = Net::with_leader(&[1, 2, 3]);
+        net.append(1, "a");
+        assert_eq!(net.node(1).commit_index(), LogIndex(2));
+        assert_eq!(
+            net.change(1, MembershipChange::Remove(id(3))),
+            Ok(LogIndex(3))
+        );
+        // Node 3 comes back wiped: a fresh joiner with the same id.
+        net.nodes.remove(&id(3));
+        net.add_joiner(3, &[1, 2, 3]);
+        net.cut.push((id(1), id(3)));
+        assert_eq!(
+            net.change(1, MembershipChange::AddLearner(id(3))),
+            Ok(LogIndex(4))
+        );
+        // An answer of the old incarnation (epoch 0) arrives late.
+        net.outputs.clear();
+        let stale = AppendEntriesResp {
+            term: net.node(1).term(),
+            success: true,
+            index: LogIndex(3),
+            read_round: 0,
+            epoch: 0,
+        };
+        net.step(
+            id(1),
+            Event::Receive {
+                from: id(3),
+                message: Message::AppendEntriesResp(stale),
+            },
+        );
+        let matched = net.node(1).match_indices();
+        assert!(matched.contains(&(id(3), LogIndex(0))), "{matched:?}");
+        assert!(net.outputs.is_empty(), "{:?}", net.outputs);
+        // The new incarnation's answers carry the epoch and count.
+        net.cut.clear();
+        // The second heartbeat takes the lost request as lost and probes.
+        for _ in 0..2 {
+            net.step(id(1), Event::Timeout);
+            net.settle();
+        }
+        assert!(net.node(1).match_indices().contains(&(id(3), LogIndex(4))));
+        assert_eq!(net.node(3).membership(), &config(&[1, 2], &[3]));
+    }
+
+    #[test]
+    fn a_truncated_configuration_gives_way_to_the_one_before() {
+        let config = Config::new(id(2), ids(&[1, 2, 3]));
+        let mut machine = Machine::new(config).unwrap();
+        let mut actions = Vec::new();
+        let learner = config_entry(1, &[1, 2, 3], &[4]);
+        machine.step(
+            append_req(1, LogIndex(0), crate::types::Term(0), vec![learner]),
+            &mut actions,
+        );
+        assert_eq!(machine.membership(), &config_of(&[1, 2, 3], &[4]));
+        assert!(machine.membership_change_pending());
+        // The next leader's entry at index 1 wins.
+        let other = Entry::new(crate::types::Term(2), "x");
+        machine.step(
+            append_req(2, LogIndex(0), crate::types::Term(0), vec![other]),
+            &mut actions,
+        );
+        assert_eq!(machine.membership(), &config_of(&[1, 2, 3], &[]));
+        assert!(!machine.membership_change_pending());
+    }
+
+    fn config_of(voters: &[u64], learners: &[u64]) -> Membership {
+        config(voters, learners)
+    }
+
+    fn config_entry(term: u64, voters: &[u64], learners: &[u64]) -> Entry {
+        Entry::membership(crate::types::Term(term), &config(voters, learners))
+    }
+
+    fn append_req(
+        term: u64,
+        prev_index: LogIndex,
+        prev_term: crate::types::Term,
+        entries: Vec<Entry>,
+    ) -> Event {
+        Event::Receive {
+            from: id(1),
+            message: Message::AppendEntriesReq(crate::message::AppendEntriesReq {
+                term: crate::types::Term(term),
+                leader: id(1),
+                prev_index,
+                prev_term,
+                entries: entries.into(),
+                commit: LogIndex(0),
+                read_round: 0,
+                epoch: 0,
+            }),
+        }
     }
 }

@@ -464,10 +464,17 @@ impl Machine {
     }
 }
 
-/// The configuration a cluster starts with: [`Config::peers`] as voters.
+/// The configuration a cluster starts with: [`Config::peers`] as voters,
+/// without this node if it joins.
 fn bootstrap_membership(config: &Config) -> Membership {
-    // `Config::validate` refused an empty or duplicated list.
-    Membership::new(config.peers.iter().copied(), [])
+    let voters = config
+        .peers
+        .iter()
+        .copied()
+        .filter(|peer| !(config.join && *peer == config.id));
+    // `Config::validate` refused an empty or duplicated list, and a joiner
+    // whose peers name nobody else.
+    Membership::new(voters, [])
         .unwrap_or_else(|| Membership::new([config.id], []).expect("one voter"))
 }
 

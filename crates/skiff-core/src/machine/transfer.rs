@@ -188,7 +188,8 @@ impl Machine {
     /// `TimeoutNow` from the leader: stand at once, without PreVote, with
     /// `transfer` set on the vote requests. Ignored unless it comes from
     /// the leader of this node's term (a newer term was adopted in `step`),
-    /// and by a node that may not stand (repairing, stalled disk).
+    /// and by a node that may not stand (repairing, stalled disk, not a
+    /// voter).
     pub(super) fn handle_timeout_now(
         &mut self,
         from: NodeId,
@@ -200,6 +201,8 @@ impl Machine {
             || !matches!(self.role, RoleState::Follower)
             || self.repairing()
             || self.storage_stalled
+            || !self.is_voter()
+        // `membership.rs`, rule 4
         {
             return;
         }
