@@ -7,7 +7,9 @@
 //! snapshot) is the agreed committed log. Reads are asked anywhere too:
 //! each is answered at most once, and an index it is answered with covers
 //! every entry any node had reported committed when it was asked
-//! (linearizable reads, the thesis 6.4).
+//! (linearizable reads, the thesis 6.4). Membership changes are asked
+//! anywhere as well, among the first voters and one spare node that starts
+//! outside the cluster: the same properties hold across configurations.
 //!
 //! `skiff-sim` hunts the same bugs with clocks, latencies and clients; this
 //! test keeps the core honest on its own, without any driver.
@@ -15,8 +17,8 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use skiff_core::{
-    Action, Config, Entry, Event, HardState, LogIndex, Machine, Message, NodeId, ReadId, Role,
-    SnapshotMeta,
+    Action, Config, Entry, Event, HardState, LogIndex, Machine, Membership, MembershipChange,
+    Message, NodeId, ReadId, Role, SnapshotMeta, StartState,
 };
 
 /// Delivers every queued message, oldest first, until none is left.
@@ -46,6 +48,9 @@ enum Step {
     Isolate(u64),
     /// The layer above asks the node to hand leadership to another.
     Transfer(u64, u64),
+    /// The layer above asks the node for a membership change: add a
+    /// learner, promote, remove (the first number picks which) of a node.
+    Change(u64, u8, u64),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -61,6 +66,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => any::<u64>().prop_map(Step::Read),
         1 => (any::<u64>(), any::<u64>()).prop_map(|(node, to)| Step::Transfer(node, to)),
         3 => any::<u64>().prop_map(Step::Isolate),
+        2 => (any::<u64>(), 0u8..3, any::<u64>()).prop_map(|(node, kind, of)| Step::Change(node, kind, of)),
     ]
 }
 
@@ -70,6 +76,8 @@ struct Node {
     /// The durable snapshot and the application state it holds: the data
     /// of every entry through its index.
     snapshot: (SnapshotMeta, Vec<Bytes>),
+    /// The configuration in force at the snapshot, kept with it.
+    snapshot_membership: Option<Membership>,
     /// The durable log after the snapshot.
     log: Vec<Entry>,
     /// The application: the data applied so far, from index 1.
@@ -93,15 +101,21 @@ struct Cluster {
     transfers: HashMap<NodeId, u64>,
     /// Transfers answered `Ok`.
     transfers_done: u64,
+    /// Membership changes asked of each node and not yet answered.
+    changes: HashMap<NodeId, u64>,
+    /// Membership changes answered `Ok`.
+    changes_done: u64,
 }
 
 impl Cluster {
     /// A cluster of `size` nodes; `features` picks PreVote (bit 0) and
     /// CheckQuorum (bit 1).
+    /// Node `size + 1` starts outside it, to be added by a change.
     fn new(size: u64, features: u8) -> Cluster {
-        let nodes = (1..=size)
+        let nodes = (1..=size + 1)
             .map(|id| {
                 let mut config = Config::new(NodeId(id), (1..=size).map(NodeId));
+                config.join = id > size;
                 config.seed = id;
                 config.pre_vote = features & 1 != 0;
                 config.check_quorum = features & 2 != 0;
@@ -111,6 +125,7 @@ impl Cluster {
                     machine: Machine::new(config).unwrap(),
                     hard_state: HardState::default(),
                     snapshot: (SnapshotMeta::default(), Vec::new()),
+                    snapshot_membership: None,
                     log: Vec::new(),
                     applied: Vec::new(),
                 }
@@ -127,6 +142,8 @@ impl Cluster {
             reads_ready: 0,
             transfers: HashMap::new(),
             transfers_done: 0,
+            changes: HashMap::new(),
+            changes_done: 0,
         }
     }
 
@@ -165,12 +182,20 @@ impl Cluster {
                     assert!(from.0 > base(node), "truncation into the snapshot");
                     node.log.truncate((from.0 - base(node)) as usize - 1)
                 }
-                Action::LogCompact { through, .. } => {
+                Action::LogCompact {
+                    through,
+                    membership,
+                } => {
                     // The snapshot was stored before the event; now the
-                    // entries it covers go.
+                    // entries it covers go, and its configuration is kept.
                     assert_eq!(through, node.snapshot.0.index);
+                    node.snapshot_membership = Some(membership);
                 }
-                Action::SnapshotInstall { snapshot, .. } => {
+                Action::SnapshotInstall {
+                    snapshot,
+                    membership,
+                } => {
+                    node.snapshot_membership = Some(membership);
                     let state = received.clone().expect("installs only what it received");
                     assert_eq!(state.len() as u64, snapshot.index.0);
                     node.snapshot = (snapshot, state.clone());
@@ -216,8 +241,14 @@ impl Cluster {
                     *asked -= 1;
                     self.transfers_done += u64::from(result.is_ok());
                 }
-                Action::MembershipChangeEnded { .. } => {
-                    panic!("node {from} answered a membership change nobody asked for")
+                Action::MembershipChangeEnded { result, .. } => {
+                    let asked = self.changes.entry(from).or_default();
+                    assert!(
+                        *asked > 0,
+                        "node {from} answered a membership change nobody asked for"
+                    );
+                    *asked -= 1;
+                    self.changes_done += u64::from(result.is_ok());
                 }
                 Action::Commit { .. } | Action::Alarm { .. } | Action::SteppedDown { .. } => {}
                 Action::Rejected {
@@ -281,23 +312,41 @@ impl Cluster {
                 let to = NodeId(to % size + 1);
                 self.step_node(position, Event::TransferLeadership { to });
             }
+            Step::Change(node, kind, of) => {
+                let position = (node % size) as usize;
+                let from = self.nodes[position].machine.id();
+                *self.changes.entry(from).or_default() += 1;
+                let of = NodeId(of % size + 1);
+                let change = match kind {
+                    0 => MembershipChange::AddLearner(of),
+                    1 => MembershipChange::Promote(of),
+                    _ => MembershipChange::Remove(of),
+                };
+                let event = Event::ChangeMembership {
+                    change,
+                    context: None,
+                };
+                self.step_node(position, event);
+            }
             Step::Isolate(node) => {
                 let id = NodeId(node % size + 1);
                 self.queue.retain(|(from, to, _)| *from != id && *to != id);
             }
             Step::Crash(node) => {
                 let node = &mut self.nodes[(node % size) as usize];
-                // Nobody waits for a transfer across a restart.
+                // Nobody waits for a transfer or a change across a restart.
                 self.transfers.remove(&node.machine.id());
+                self.changes.remove(&node.machine.id());
                 let config = node.machine.config().clone();
                 let (snapshot, state) = node.snapshot.clone();
-                node.machine = Machine::restore_from_snapshot(
-                    config,
+                let restored = StartState {
+                    hard_state: node.hard_state,
                     snapshot,
-                    node.hard_state,
-                    node.log.clone(),
-                )
-                .expect("persisted state restores");
+                    log: node.log.clone(),
+                    membership: node.snapshot_membership.clone(),
+                    ..StartState::default()
+                };
+                node.machine = Machine::with_state(config, restored).expect("persisted state restores");
                 node.applied = state;
             }
             Step::Snapshot(node) => {
@@ -470,4 +519,40 @@ fn a_deposed_leader_answers_no_stale_read() {
         "the deposed leader's read failed"
     );
     assert_eq!(cluster.nodes[0].machine.role(), Role::Follower);
+}
+
+/// Membership changes in a fair schedule: the spare node joins as a
+/// learner, is promoted, and the leader removes itself; the cluster then
+/// commits with the new voters, and a restarted node keeps the
+/// configuration it had.
+#[test]
+fn membership_changes_replace_the_leader() {
+    let mut cluster = Cluster::new(3, 3);
+    cluster.apply(Step::Timeout(0));
+    settle(&mut cluster);
+    for (kind, of) in [(0, 3), (1, 3), (2, 0)] {
+        cluster.apply(Step::Change(0, kind, of));
+        settle(&mut cluster);
+    }
+    assert_eq!(cluster.changes_done, 3);
+    assert_eq!(cluster.nodes[0].machine.role(), Role::Follower);
+    let voters: Vec<NodeId> = [2, 3, 4].map(NodeId).to_vec();
+    let leader = cluster
+        .nodes
+        .iter()
+        .position(|n| n.machine.role() == Role::Leader)
+        .expect("the removed leader handed over");
+    assert!(voters.contains(&cluster.nodes[leader].machine.id()));
+    assert_eq!(cluster.nodes[3].machine.membership().voters(), &voters[..]);
+    // A snapshot and a crash keep the configuration.
+    cluster.apply(Step::Snapshot(3));
+    cluster.apply(Step::Crash(3));
+    assert_eq!(cluster.nodes[3].machine.membership().voters(), &voters[..]);
+    cluster.apply(Step::Append(leader as u64));
+    settle(&mut cluster);
+    let last = cluster.committed.keys().copied().max().unwrap();
+    assert_eq!(
+        cluster.committed.get(&last).map(|d| d.as_ref()),
+        Some(&b"v1"[..])
+    );
 }
