@@ -9,12 +9,15 @@
 //! at most once, ready only at an index that covers every entry committed
 //! anywhere when it was asked; and every leadership transfer asked of a
 //! node answered at most once, and held only while the node runs it.
+//! Membership changes are asked too, of any node, about nodes 1 to 4
+//! (node 4 starts outside the cluster, joining): each is answered at most
+//! once, and the checks above hold across configurations.
 
 use super::core_step::Promises;
 use arbitrary::{Result, Unstructured};
 use skiff_core::{
-    Action, Bytes, Config, Entry, Event, LogIndex, Machine, Message, NodeId, ReadId, Role,
-    StartState,
+    Action, Bytes, Config, Entry, Event, LogIndex, Machine, MembershipChange, Message, NodeId,
+    ReadId, Role, StartState,
 };
 use std::collections::BTreeMap;
 
@@ -46,10 +49,13 @@ struct Cluster {
     asked: u64,
     /// Leadership transfers asked of each node and not yet answered.
     transfers: BTreeMap<NodeId, u64>,
+    /// Membership changes asked of each node and not yet answered.
+    changes: BTreeMap<NodeId, u64>,
 }
 
 fn drive(input: &mut Unstructured<'_>) -> Result<()> {
-    let ids = [NodeId(1), NodeId(2), NodeId(3)];
+    let first = [NodeId(1), NodeId(2), NodeId(3)];
+    let ids = [NodeId(1), NodeId(2), NodeId(3), NodeId(4)];
     let mut cluster = Cluster {
         nodes: Vec::new(),
         in_flight: Vec::new(),
@@ -59,10 +65,12 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
         reads: BTreeMap::new(),
         asked: 0,
         transfers: BTreeMap::new(),
+        changes: BTreeMap::new(),
     };
     let features: u8 = input.arbitrary()?;
     for id in ids {
-        let mut config = Config::new(id, ids);
+        let mut config = Config::new(id, first);
+        config.join = !first.contains(&id);
         config.pre_vote = features & 1 != 0;
         config.check_quorum = features & 2 != 0;
         config.inflight_max = 2;
@@ -125,6 +133,18 @@ fn drive(input: &mut Unstructured<'_>) -> Result<()> {
                 *cluster.transfers.entry(at).or_default() += 1;
                 cluster.step(at, Event::TransferLeadership { to: target });
             }
+            4 => {
+                let at = *input.choose(&ids)?;
+                let node = *input.choose(&ids)?;
+                let change = match input.int_in_range(0..=2)? {
+                    0 => MembershipChange::AddLearner(node),
+                    1 => MembershipChange::Promote(node),
+                    _ => MembershipChange::Remove(node),
+                };
+                *cluster.changes.entry(at).or_default() += 1;
+                let context = None;
+                cluster.step(at, Event::ChangeMembership { change, context });
+            }
             _ => {
                 let to = *input.choose(&ids)?;
                 cluster.appended += 1;
@@ -160,6 +180,11 @@ impl Cluster {
                 Action::TransferEnded { .. } => {
                     let asked = self.transfers.entry(to).or_default();
                     assert!(*asked > 0, "a transfer answered that nobody asked for");
+                    *asked -= 1;
+                }
+                Action::MembershipChangeEnded { .. } => {
+                    let asked = self.changes.entry(to).or_default();
+                    assert!(*asked > 0, "a change answered that nobody asked for");
                     *asked -= 1;
                 }
                 _ => {}

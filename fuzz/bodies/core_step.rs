@@ -13,7 +13,7 @@
 use arbitrary::{Result, Unstructured};
 use skiff_core::{
     Action, AppendEntriesReq, AppendEntriesResp, Bytes, Config, Entry, Event, HardState,
-    InstallSnapshotReq, InstallSnapshotResp, LogIndex, Machine, Message, NodeId, ReadId,
+    InstallSnapshotReq, InstallSnapshotResp, LogIndex, Machine, Membership, Message, NodeId, ReadId,
     ReadIndexReq, ReadIndexResp, Role, SnapshotMeta, StartState, Term, TimeoutNow, VoteReq,
     VoteResp,
 };
@@ -141,8 +141,9 @@ impl Promises {
                 | Action::SteppedDown { .. }
                 | Action::ReadReady { .. }
                 | Action::ReadFailed { .. }
-                | Action::TransferEnded { .. } => {}
-                Action::LogCompact { through } => {
+                | Action::TransferEnded { .. }
+                | Action::MembershipChangeEnded { .. } => {}
+                Action::LogCompact { through, .. } => {
                     let base = self.durable_snapshot.index;
                     assert!(
                         *through > base,
@@ -161,7 +162,7 @@ impl Promises {
                         term,
                     };
                 }
-                Action::SnapshotInstall { snapshot } => {
+                Action::SnapshotInstall { snapshot, .. } => {
                     assert!(
                         snapshot.index > self.commit,
                         "installed snapshot {snapshot} is not past the commit {}",
@@ -278,13 +279,26 @@ fn start_state(input: &mut Unstructured<'_>, peers: u64) -> Result<StartState> {
         commit_index: LogIndex(input.int_in_range(covered as u64..=log.len() as u64)?),
         snapshot,
         log: log[covered..].to_vec(),
+        membership: None,
         damaged: input.ratio(1, 8)?,
     })
 }
 
 fn event(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Result<Event> {
-    Ok(match input.int_in_range(0..=10)? {
+    Ok(match input.int_in_range(0..=11)? {
         0 => Event::Timeout,
+        11 => {
+            let node = NodeId(input.int_in_range(0..=peers + 1)?);
+            let change = match input.int_in_range(0..=2)? {
+                0 => skiff_core::MembershipChange::AddLearner(node),
+                1 => skiff_core::MembershipChange::Promote(node),
+                _ => skiff_core::MembershipChange::Remove(node),
+            };
+            Event::ChangeMembership {
+                change,
+                context: None,
+            }
+        }
         10 => Event::TransferLeadership {
             to: NodeId(input.int_in_range(0..=peers + 1)?),
         },
@@ -342,14 +356,29 @@ fn message(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Resul
                 index: index_near(input, machine.last_index())?,
                 term: term_near(input, machine.last_term())?,
             },
+            membership: membership(input)?,
+            epoch: input.int_in_range(0..=3)?,
         }),
         5 => Message::InstallSnapshotResp(InstallSnapshotResp {
             term,
             index: index_near(input, machine.snapshot().index)?,
+            epoch: input.int_in_range(0..=3)?,
         }),
         0 => {
             let entries = (0..input.int_in_range(0..=3)?)
-                .map(|_| Ok(Entry::new(term_near(input, term)?, "e")))
+                .map(|_| {
+                    let term = term_near(input, term)?;
+                    Ok(match input.int_in_range(0..=7)? {
+                        // A configuration, or bytes that claim to be one.
+                        0 => Entry::membership(term, &membership(input)?),
+                        1 => Entry {
+                            term,
+                            kind: skiff_core::EntryKind::Membership,
+                            data: Bytes::copy_from_slice(input.bytes(input.int_in_range(0..=12)?)?),
+                        },
+                        _ => Entry::new(term, "e"),
+                    })
+                })
                 .collect::<Result<Vec<_>>>()?;
             Message::AppendEntriesReq(AppendEntriesReq {
                 term,
@@ -359,6 +388,7 @@ fn message(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Resul
                 entries: entries.into(),
                 commit: index_near(input, machine.commit_index())?,
                 read_round: input.int_in_range(0..=3)?,
+                epoch: input.int_in_range(0..=3)?,
             })
         }
         1 => Message::AppendEntriesResp(AppendEntriesResp {
@@ -366,6 +396,7 @@ fn message(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Resul
             success: input.arbitrary()?,
             index: index_near(input, machine.last_index())?,
             read_round: input.int_in_range(0..=3)?,
+            epoch: input.int_in_range(0..=3)?,
         }),
         2 => Message::VoteReq(VoteReq {
             term,
@@ -379,6 +410,24 @@ fn message(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Resul
             granted: input.arbitrary()?,
         }),
     })
+}
+
+/// A configuration of nodes 1 to 4 (the machine under test is node 1).
+fn membership(input: &mut Unstructured<'_>) -> Result<Membership> {
+    let mut voters = Vec::new();
+    let mut learners = Vec::new();
+    for id in 1..=4 {
+        match input.int_in_range(0..=2)? {
+            0 => voters.push(NodeId(id)),
+            1 => learners.push(NodeId(id)),
+            _ => {}
+        }
+    }
+    if voters.is_empty() {
+        voters.push(NodeId(2));
+        learners.retain(|l| *l != NodeId(2));
+    }
+    Ok(Membership::new(voters, learners).expect("distinct ids, a voter"))
 }
 
 /// Mostly a term close to `near`, where the interesting cases are;
