@@ -313,7 +313,16 @@ impl Cluster {
                 self.step_node(position, Event::TransferLeadership { to });
             }
             Step::Change(node, kind, of) => {
-                let position = (node % size) as usize;
+                // Mostly of a leader, which is the node that can change
+                // anything; otherwise of anyone, which must refuse.
+                let leader = self
+                    .nodes
+                    .iter()
+                    .position(|n| n.machine.role() == Role::Leader);
+                let position = match leader {
+                    Some(leader) if node % 4 != 0 => leader,
+                    _ => (node % size) as usize,
+                };
                 let from = self.nodes[position].machine.id();
                 *self.changes.entry(from).or_default() += 1;
                 let of = NodeId(of % size + 1);
