@@ -13,8 +13,8 @@
 use arbitrary::{Result, Unstructured};
 use skiff_core::{
     Action, AppendEntriesReq, AppendEntriesResp, Bytes, Config, Entry, Event, HardState,
-    InstallSnapshotReq, InstallSnapshotResp, LogIndex, Machine, Membership, Message, NodeId, ReadId,
-    ReadIndexReq, ReadIndexResp, Role, SnapshotMeta, StartState, Term, TimeoutNow, VoteReq,
+    InstallSnapshotReq, InstallSnapshotResp, LogIndex, Machine, Membership, Message, NodeId,
+    ReadId, ReadIndexReq, ReadIndexResp, Role, SnapshotMeta, StartState, Term, TimeoutNow, VoteReq,
     VoteResp,
 };
 use std::collections::BTreeMap;

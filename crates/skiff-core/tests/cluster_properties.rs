@@ -355,7 +355,8 @@ impl Cluster {
                     membership: node.snapshot_membership.clone(),
                     ..StartState::default()
                 };
-                node.machine = Machine::with_state(config, restored).expect("persisted state restores");
+                node.machine =
+                    Machine::with_state(config, restored).expect("persisted state restores");
                 node.applied = state;
             }
             Step::Snapshot(node) => {

@@ -36,6 +36,16 @@
 //!    answers echo it; an answer of another epoch is stale and dropped, so
 //!    a node removed and added again in one term starts from scratch.
 //!
+//! 6. A node started to join ([`Config::join`](crate::Config)) grants no
+//!    vote or pre-vote until its log holds a committed configuration that
+//!    names it. A machine that lost its disk may join again under its old
+//!    id: configurations of its former life, in stale logs, still name it a
+//!    voter, and with an empty log it would vote for a stale candidate that
+//!    lacks the entry removing it (the simulator found such a candidate
+//!    winning). Once its log holds the entry that added it again, which
+//!    follows that removal, every such candidate is less up to date than
+//!    it, and the usual log comparison refuses it.
+//!
 //! The configuration in force at the snapshot travels with it
 //! ([`InstallSnapshotReq::membership`](crate::InstallSnapshotReq)) and is
 //! handed to the driver to keep with the snapshot.
@@ -353,6 +363,13 @@ impl Machine {
         self.configs
             .latest_index()
             .is_some_and(|index| index > self.commit_index)
+    }
+
+    /// Whether this node may grant a (pre-)vote as far as membership goes
+    /// (rule 6): always, unless it joined and its committed configuration
+    /// does not name it yet.
+    pub(super) fn may_vote(&self) -> bool {
+        !self.config.join || self.configs.at(self.commit_index).contains(self.config.id)
     }
 
     /// Whether this node is a voter in its latest configuration.
@@ -751,6 +768,63 @@ mod tests {
         );
         assert_eq!(machine.membership(), &config_of(&[1, 2, 3], &[]));
         assert!(!machine.membership_change_pending());
+    }
+
+    #[test]
+    fn a_joiner_votes_only_once_its_committed_configuration_names_it() {
+        let mut config = Config::new(id(3), ids(&[1, 2, 3]));
+        config.join = true; // node 3 lost its disk and joins again
+        let mut machine = Machine::new(config).unwrap();
+        let mut actions = Vec::new();
+        let vote_req = |term: u64, candidate: u64| Event::Receive {
+            from: id(candidate),
+            message: Message::VoteReq(crate::message::VoteReq {
+                term: crate::types::Term(term),
+                candidate: id(candidate),
+                last_index: LogIndex(1),
+                last_term: crate::types::Term(1),
+                transfer: false,
+            }),
+        };
+        let granted = |actions: &[Action]| {
+            actions.iter().any(
+                |a| matches!(a, Action::Send { message: Message::VoteResp(r), .. } if r.granted),
+            )
+        };
+        // A stale candidate whose log still names node 3 a voter.
+        machine.step(vote_req(2, 2), &mut actions);
+        assert!(!granted(&actions), "{actions:?}");
+        // The leader adds it as a learner; once that commits, it votes.
+        actions.clear();
+        let entries = vec![
+            Entry::new(crate::types::Term(1), "a"),
+            config_entry(3, &[1, 2], &[3]),
+        ];
+        let mut req = append_req(3, LogIndex(0), crate::types::Term(0), entries);
+        if let Event::Receive {
+            message: Message::AppendEntriesReq(r),
+            ..
+        } = &mut req
+        {
+            r.commit = LogIndex(2);
+        }
+        machine.step(req, &mut actions);
+        assert_eq!(machine.commit_index(), LogIndex(2));
+        actions.clear();
+        machine.step(Event::Timeout, &mut actions); // the leader's lease ends
+        let up_to_date = Event::Receive {
+            from: id(2),
+            message: Message::VoteReq(crate::message::VoteReq {
+                term: crate::types::Term(4),
+                candidate: id(2),
+                last_index: LogIndex(2),
+                last_term: crate::types::Term(3),
+                transfer: false,
+            }),
+        };
+        actions.clear();
+        machine.step(up_to_date, &mut actions);
+        assert!(granted(&actions), "{actions:?}");
     }
 
     fn config_of(voters: &[u64], learners: &[u64]) -> Membership {
