@@ -198,19 +198,24 @@ fn optional_epoch(keyed: &mut Keyed) -> Result<u64, String> {
 /// The keys of `change`: one names the change and its node.
 const CHANGE_KEYS: &[&str] = &["add-learner", "promote", "remove", "context"];
 
+/// Makes the change a `change` key names for its node.
+type MakeChange = fn(NodeId) -> MembershipChange;
+
+/// The keys of `change` that name a change, with the change each makes.
+const CHANGES: [(&str, MakeChange); 3] = [
+    ("add-learner", MembershipChange::AddLearner),
+    ("promote", MembershipChange::Promote),
+    ("remove", MembershipChange::Remove),
+];
+
 /// `change add-learner=N|promote=N|remove=N [context=DATA]`: the layer
 /// above asks the leader for one membership change; `context`, when
 /// given, replaces the configuration's context.
 fn change(cursor: &mut Cursor<'_>) -> Result<Event, String> {
     let args = cursor.arguments("change")?;
     let mut keyed = Keyed::new("change", args, CHANGE_KEYS)?;
-    let kinds: [(&str, fn(NodeId) -> MembershipChange); 3] = [
-        ("add-learner", MembershipChange::AddLearner),
-        ("promote", MembershipChange::Promote),
-        ("remove", MembershipChange::Remove),
-    ];
     let mut changes = Vec::new();
-    for (key, make) in kinds {
+    for (key, make) in CHANGES {
         if let Some(arg) = keyed.optional(key) {
             changes.push(make(NodeId(arg.number()?)));
         }
