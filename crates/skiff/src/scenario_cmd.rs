@@ -22,7 +22,7 @@ machine actually produced and its state:
     batch:
       Alarm(ms=171)
       Send(to=2, VoteResp(term=4, granted=false))
-    state: role=follower term=4 voted_for=3 commit=1 last_index=3 last_term=2 leader=none
+    state: role=follower term=4 voted_for=3 commit=1 last_index=3 last_term=2 leader=none membership=[1,2,3]
   1 passed, 1 failed
 
 The exit status is 1 when any file failed or could not be parsed.

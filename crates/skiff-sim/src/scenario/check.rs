@@ -7,7 +7,8 @@ use super::cursor::{unknown_key, Arg};
 use super::pattern::Pattern;
 use super::report::{entries_text, optional_id};
 use crate::durable::Durable;
-use skiff_core::{Action, Entry, LogIndex, Machine, NodeId, Role, SnapshotMeta, Term};
+use skiff_core::render::ConfigText;
+use skiff_core::{Action, Entry, LogIndex, Machine, Membership, NodeId, Role, SnapshotMeta, Term};
 
 const CHECK_KEYS: &[&str] = &[
     "role",
@@ -23,6 +24,8 @@ const CHECK_KEYS: &[&str] = &[
     "hears_leader",
     "stalled",
     "reads",
+    "membership",
+    "change_pending",
 ];
 
 /// One `KEY=VALUE` of a `check` line.
@@ -42,6 +45,11 @@ pub(crate) enum Check {
     Stalled(bool),
     /// How many reads the node holds (`Machine::pending_reads`).
     Reads(u64),
+    /// The configuration in force (`Machine::membership`), context aside.
+    Membership(Membership),
+    /// Whether the latest configuration's entry has not committed yet
+    /// (`Machine::membership_change_pending`).
+    ChangePending(bool),
 }
 
 impl Check {
@@ -80,6 +88,8 @@ impl Check {
             "hears_leader" => Check::HearsLeader(arg.boolean()?),
             "stalled" => Check::Stalled(arg.boolean()?),
             "reads" => Check::Reads(arg.number()?),
+            "membership" => Check::Membership(arg.membership()?),
+            "change_pending" => Check::ChangePending(arg.boolean()?),
             other => return Err(unknown_key("check", other, CHECK_KEYS)),
         })
     }
@@ -143,6 +153,16 @@ impl Check {
                 "reads",
                 machine.pending_reads().to_string(),
                 reads.to_string(),
+            ),
+            Check::Membership(membership) => (
+                "membership",
+                ConfigText(machine.membership()).to_string(),
+                ConfigText(membership).to_string(),
+            ),
+            Check::ChangePending(pending) => (
+                "change_pending",
+                machine.membership_change_pending().to_string(),
+                pending.to_string(),
             ),
         };
         (actual != expected).then(|| format!("{key} is {actual}, expected {expected}"))
@@ -307,6 +327,15 @@ mod tests {
         assert_eq!(
             check_state(&fails, &machine).unwrap_err(),
             "term is 2, expected 3; log is [1:a], expected []; leader is none, expected 2"
+        );
+        let voters = Membership::new([NodeId(1), NodeId(2)], []).unwrap();
+        let with_learner = Membership::new([NodeId(1), NodeId(2)], [NodeId(3)]).unwrap();
+        let membership = [Check::Membership(voters), Check::ChangePending(false)];
+        assert_eq!(check_state(&membership, &machine), Ok(()));
+        let membership = [Check::Membership(with_learner), Check::ChangePending(true)];
+        assert_eq!(
+            check_state(&membership, &machine).unwrap_err(),
+            "membership is [1,2], expected [1,2;3]; change_pending is false, expected true"
         );
     }
 }

@@ -7,7 +7,7 @@ use super::node::{Node, SharedTimeline};
 use super::parse::{cluster_config, Command, Filter, Step};
 use super::report::{render, Failure, Outcome};
 use crate::timeline::{label, Delivery};
-use skiff_core::render::DataText;
+use skiff_core::render::EntryDataText;
 use skiff_core::{Action, Bytes, Config, Event, Message, NodeId, StartState};
 use std::collections::VecDeque;
 
@@ -356,6 +356,6 @@ fn crashed(id: NodeId) -> StepFailure {
 }
 
 fn data_list(data: &[Bytes]) -> String {
-    let texts: Vec<String> = data.iter().map(|d| DataText(d).to_string()).collect();
+    let texts: Vec<String> = data.iter().map(|d| EntryDataText(d).to_string()).collect();
     texts.join(",")
 }

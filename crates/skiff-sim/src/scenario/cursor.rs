@@ -3,7 +3,7 @@
 //! found, so that a scenario author can fix the line without reading code.
 
 use super::lex::{Token, TokenKind};
-use skiff_core::{Bytes, Entry, LogIndex, NodeId, Role, SnapshotMeta, Term};
+use skiff_core::{Bytes, Entry, LogIndex, Membership, NodeId, Role, SnapshotMeta, Term};
 use std::collections::BTreeMap;
 
 /// Walks the tokens of one line.
@@ -188,6 +188,17 @@ impl<'a> Cursor<'a> {
                 self.advance();
                 return Ok(atoms);
             }
+            if self.is_punct(';') {
+                // Only a configuration gives it a meaning; other lists
+                // refuse the atom when they interpret it.
+                let start = self.next_start();
+                self.advance();
+                atoms.push(Atom {
+                    kind: AtomKind::Semicolon,
+                    source: self.text[start..self.previous_end()].to_string(),
+                });
+                continue;
+            }
             self.punct(',', atoms.last().map_or("[", |a| a.source.as_str()))?;
         }
     }
@@ -212,10 +223,35 @@ impl<'a> Cursor<'a> {
         Ok(atoms)
     }
 
-    /// One list element: a word, quoted data, or an entry `T:"quoted"`.
+    /// One list element: a word, quoted data, an entry `T:"quoted"`, or a
+    /// configuration `config[1,2,3;4]` (`T:config[...]` as an entry).
     pub(crate) fn atom(&mut self, key: &str) -> Result<Atom, String> {
         let start = self.next_start();
         let kind = match self.peek_kind(0).cloned() {
+            Some(TokenKind::Word(word))
+                if word.ends_with(CONFIG_WORD)
+                    && self.peek_kind(1) == Some(&TokenKind::Punct('[')) =>
+            {
+                self.advance();
+                self.advance();
+                let members = self.bracketed(key)?;
+                let source = &self.text[start..self.previous_end()];
+                let term = match &word[..word.len() - CONFIG_WORD.len()] {
+                    "" => None,
+                    prefix => Some(
+                        prefix
+                            .strip_suffix(':')
+                            .ok_or_else(|| {
+                                format!("expected term:config[...] for '{key}', found '{source}'")
+                            })?
+                            .to_string(),
+                    ),
+                };
+                AtomKind::Config {
+                    term,
+                    membership: membership(&members, key, source)?,
+                }
+            }
             Some(TokenKind::Word(word)) => {
                 self.advance();
                 match (word.strip_suffix(':'), self.peek_kind(0).cloned()) {
@@ -272,6 +308,44 @@ pub(crate) enum AtomKind {
         term: String,
         data: Vec<u8>,
     },
+    /// `config[...]`, or `T:config[...]` with its term: the data of a
+    /// membership entry.
+    Config {
+        term: Option<String>,
+        membership: Membership,
+    },
+    /// The `;` between a configuration's voters and its learners.
+    Semicolon,
+}
+
+/// The word that opens a configuration written as data: `config[1,2,3;4]`.
+const CONFIG_WORD: &str = "config";
+
+/// The configuration a bracketed list of node numbers writes: the voters,
+/// then, after a `;`, the learners (`[1,2,3;4]`); `source` is the text, for
+/// errors.
+fn membership(atoms: &[Atom], key: &str, source: &str) -> Result<Membership, String> {
+    let expected = || {
+        format!("expected a configuration [VOTERS;LEARNERS] such as [1,2,3;4] for '{key}', found '{source}'")
+    };
+    let mut parts = atoms.split(|atom| matches!(atom.kind, AtomKind::Semicolon));
+    let ids = |part: Option<&[Atom]>| -> Result<Vec<NodeId>, String> {
+        part.unwrap_or_default()
+            .iter()
+            .map(|atom| match &atom.kind {
+                AtomKind::Word(word) => word.parse().map(NodeId).map_err(|_| expected()),
+                _ => Err(expected()),
+            })
+            .collect()
+    };
+    let voters = ids(parts.next())?;
+    let learners = ids(parts.next())?;
+    if parts.next().is_some() {
+        return Err(expected());
+    }
+    Membership::new(voters, learners).ok_or_else(|| {
+        format!("'{source}' for '{key}' is no configuration: it needs a voter, and names each node once")
+    })
 }
 
 /// Arguments by key, after checking that every key is allowed and given once.
@@ -435,6 +509,11 @@ impl Arg {
             .collect()
     }
 
+    /// A configuration, `[1,2,3]` or `[1,2,3;4]` (learners after `;`).
+    pub(crate) fn membership(&self) -> Result<Membership, String> {
+        membership(&self.values, &self.key, &self.source)
+    }
+
     pub(crate) fn entries(&self) -> Result<Vec<Entry>, String> {
         self.values
             .iter()
@@ -449,7 +528,11 @@ impl Atom {
         match &self.kind {
             AtomKind::Word(word) => Ok(Bytes::from(word.clone().into_bytes())),
             AtomKind::Quoted(data) => Ok(Bytes::from(data.clone())),
-            AtomKind::Entry { .. } => Err(format!(
+            AtomKind::Config {
+                term: None,
+                membership,
+            } => Ok(membership.encode()),
+            AtomKind::Entry { .. } | AtomKind::Config { .. } | AtomKind::Semicolon => Err(format!(
                 "expected data after '{after}', found '{}' (quote data that holds a '\"')",
                 self.source
             )),
@@ -470,7 +553,16 @@ impl Atom {
                 Some((term, data)) => (term, data.as_bytes().to_vec()),
                 None => return Err(self.not_an_entry(key)),
             },
-            AtomKind::Quoted(_) => return Err(self.not_an_entry(key)),
+            AtomKind::Config {
+                term: Some(term),
+                membership,
+            } => {
+                let term = term.parse().map_err(|_| self.not_an_entry(key))?;
+                return Ok(Entry::membership(Term(term), membership));
+            }
+            AtomKind::Quoted(_) | AtomKind::Config { term: None, .. } | AtomKind::Semicolon => {
+                return Err(self.not_an_entry(key))
+            }
         };
         let term = term.parse().map_err(|_| self.not_an_entry(key))?;
         Ok(Entry::new(Term(term), data))
@@ -504,6 +596,27 @@ mod tests {
         assert!(args[2].values.is_empty());
         assert!(args[3].values.is_empty());
         assert_eq!(args[1].source, "log=1:a,2:\"b c\"");
+    }
+
+    #[test]
+    fn configurations_are_lists_or_data() {
+        let args = arguments("config=[1, 2 ;3] log=1:a,2:config[1,2;3] data=config[2]").unwrap();
+        let config = Membership::new([NodeId(1), NodeId(2)], [NodeId(3)]).unwrap();
+        assert_eq!(args[0].membership().unwrap(), config);
+        assert_eq!(
+            args[1].entries().unwrap(),
+            [
+                Entry::new(Term(1), "a"),
+                Entry::membership(Term(2), &config)
+            ]
+        );
+        assert_eq!(args[1].source, "log=1:a,2:config[1,2;3]");
+        let voter = Membership::new([NodeId(2)], []).unwrap();
+        assert_eq!(args[2].values[0].data("data").unwrap(), voter.encode());
+        assert!(arguments("peers=[1;2]").unwrap()[0]
+            .nodes()
+            .unwrap_err()
+            .contains("found ';'"));
     }
 
     #[test]

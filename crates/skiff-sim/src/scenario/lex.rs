@@ -1,9 +1,10 @@
 //! Splits one scenario line into tokens: bare words, quoted data and the
-//! punctuation `, ( ) [ ] =`. Whitespace only separates words, so whitespace
+//! punctuation `, ( ) [ ] = ;` (`;` parts a configuration's voters from
+//! its learners, `[1,2,3;4]`). Whitespace only separates words, so whitespace
 //! around punctuation is insignificant, as the format says.
 
 /// The characters that are tokens of their own.
-pub(crate) const PUNCTUATION: &[char] = &[',', '(', ')', '[', ']', '='];
+pub(crate) const PUNCTUATION: &[char] = &[',', '(', ')', '[', ']', '=', ';'];
 
 /// What a token is.
 #[derive(Clone, Debug, PartialEq, Eq)]

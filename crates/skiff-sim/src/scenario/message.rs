@@ -1,17 +1,18 @@
 //! Events and messages as scenario text: `append DATA`, `timeout`,
 //! `snapshot index=I`, `stall`, `recover`, `read id=R [now=MS]`,
-//! `transfer to=N` and `recv from=N MESSAGE`, with the messages as the format writes them.
+//! `transfer to=N`, `change add-learner=N|promote=N|remove=N [context=DATA]`
+//! and `recv from=N MESSAGE`, with the messages as the format writes them.
 
 use super::cursor::{Arg, Cursor, Keyed};
 use skiff_core::{
     AppendEntriesReq, AppendEntriesResp, Event, InstallSnapshotReq, InstallSnapshotResp, LogIndex,
-    Message, NodeId, ReadId, ReadIndexReq, ReadIndexResp, SnapshotMeta, Term, TimeoutNow, VoteReq,
-    VoteResp,
+    MembershipChange, Message, NodeId, ReadId, ReadIndexReq, ReadIndexResp, SnapshotMeta, Term,
+    TimeoutNow, VoteReq, VoteResp,
 };
 
 /// The commands that are events.
 pub(crate) const EVENT_COMMANDS: &[&str] = &[
-    "append", "timeout", "snapshot", "stall", "recover", "read", "transfer", "recv",
+    "append", "timeout", "snapshot", "stall", "recover", "read", "transfer", "change", "recv",
 ];
 
 const MESSAGE_NAMES: &str = "AppendEntriesReq, AppendEntriesResp, VoteReq, VoteResp, \
@@ -59,6 +60,7 @@ pub(crate) fn event(command: &str, cursor: &mut Cursor<'_>) -> Result<Event, Str
             let to = NodeId(keyed.required("to")?.number()?);
             Ok(Event::TransferLeadership { to })
         }
+        "change" => change(cursor),
         "recv" => {
             let from = cursor.argument("recv", false)?;
             if from.key != "from" {
@@ -98,14 +100,14 @@ pub(crate) fn message(cursor: &mut Cursor<'_>, after: &str) -> Result<Message, S
             entries: keyed.required("entries")?.entries()?.into(),
             commit: LogIndex(keyed.required("commit")?.number()?),
             read_round: optional_round(&mut keyed)?,
-            epoch: 0, // MEMBERSHIP-TODO: parse `epoch=`
+            epoch: optional_epoch(&mut keyed)?,
         }),
         "AppendEntriesResp" => Message::AppendEntriesResp(AppendEntriesResp {
             term: Term(keyed.required("term")?.number()?),
             success: keyed.required("success")?.boolean()?,
             index: LogIndex(keyed.required("index")?.number()?),
             read_round: optional_round(&mut keyed)?,
-            epoch: 0, // MEMBERSHIP-TODO: parse `epoch=`
+            epoch: optional_epoch(&mut keyed)?,
         }),
         "ReadIndexReq" => Message::ReadIndexReq(ReadIndexReq {
             term: Term(keyed.required("term")?.number()?),
@@ -131,14 +133,13 @@ pub(crate) fn message(cursor: &mut Cursor<'_>, after: &str) -> Result<Message, S
                 index: LogIndex(keyed.required("last_index")?.number()?),
                 term: Term(keyed.required("last_term")?.number()?),
             },
-            // MEMBERSHIP-TODO: parse `config=[..]` and `epoch=`
-            membership: skiff_core::Membership::new([NodeId(1)], []).expect("one voter"),
-            epoch: 0,
+            membership: keyed.required("config")?.membership()?,
+            epoch: optional_epoch(&mut keyed)?,
         }),
         _ => Message::InstallSnapshotResp(InstallSnapshotResp {
             term: Term(keyed.required("term")?.number()?),
             index: LogIndex(keyed.required("index")?.number()?),
-            epoch: 0, // MEMBERSHIP-TODO: parse `epoch=`
+            epoch: optional_epoch(&mut keyed)?,
         }),
     };
     Ok(message)
@@ -155,8 +156,9 @@ fn fields(name: &str) -> Option<&'static [&'static str]> {
             "entries",
             "commit",
             "round",
+            "epoch",
         ]),
-        "AppendEntriesResp" => Some(&["term", "success", "index", "round"]),
+        "AppendEntriesResp" => Some(&["term", "success", "index", "round", "epoch"]),
         "ReadIndexReq" => Some(&["term", "request"]),
         "ReadIndexResp" => Some(&["term", "request", "success", "index"]),
         "VoteReq" | "PreVoteReq" => {
@@ -164,8 +166,15 @@ fn fields(name: &str) -> Option<&'static [&'static str]> {
         }
         "TimeoutNow" => Some(&["term"]),
         "VoteResp" | "PreVoteResp" => Some(&["term", "granted"]),
-        "InstallSnapshotReq" => Some(&["term", "leader", "last_index", "last_term"]),
-        "InstallSnapshotResp" => Some(&["term", "index"]),
+        "InstallSnapshotReq" => Some(&[
+            "term",
+            "leader",
+            "last_index",
+            "last_term",
+            "config",
+            "epoch",
+        ]),
+        "InstallSnapshotResp" => Some(&["term", "index", "epoch"]),
         _ => None,
     }
 }
@@ -176,6 +185,57 @@ fn optional_round(keyed: &mut Keyed) -> Result<u64, String> {
     keyed
         .optional("round")
         .map_or(Ok(0), |round| round.number())
+}
+
+/// The progress epoch a replication message carries (`machine/membership.rs`
+/// in skiff-core): `epoch=N`, optional, 0 when absent.
+fn optional_epoch(keyed: &mut Keyed) -> Result<u64, String> {
+    keyed
+        .optional("epoch")
+        .map_or(Ok(0), |epoch| epoch.number())
+}
+
+/// The keys of `change`: one names the change and its node.
+const CHANGE_KEYS: &[&str] = &["add-learner", "promote", "remove", "context"];
+
+/// Makes the change a `change` key names for its node.
+type MakeChange = fn(NodeId) -> MembershipChange;
+
+/// The keys of `change` that name a change, with the change each makes.
+const CHANGES: [(&str, MakeChange); 3] = [
+    ("add-learner", MembershipChange::AddLearner),
+    ("promote", MembershipChange::Promote),
+    ("remove", MembershipChange::Remove),
+];
+
+/// `change add-learner=N|promote=N|remove=N [context=DATA]`: the layer
+/// above asks the leader for one membership change; `context`, when
+/// given, replaces the configuration's context.
+fn change(cursor: &mut Cursor<'_>) -> Result<Event, String> {
+    let args = cursor.arguments("change")?;
+    let mut keyed = Keyed::new("change", args, CHANGE_KEYS)?;
+    let mut changes = Vec::new();
+    for (key, make) in CHANGES {
+        if let Some(arg) = keyed.optional(key) {
+            changes.push(make(NodeId(arg.number()?)));
+        }
+    }
+    let [change] = changes[..] else {
+        return Err(
+            "'change' needs exactly one of add-learner=N, promote=N or remove=N".to_string(),
+        );
+    };
+    let context = keyed
+        .optional("context")
+        .map(|arg| match arg.values.as_slice() {
+            [atom] => atom.data("context"),
+            _ => Err(format!(
+                "expected data for 'context', found '{}'",
+                arg.source
+            )),
+        })
+        .transpose()?;
+    Ok(Event::ChangeMembership { change, context })
 }
 
 /// The fields of a VoteReq or PreVoteReq.
@@ -229,7 +289,7 @@ fn message_arguments(cursor: &mut Cursor<'_>, name: &str) -> Result<Vec<Arg>, St
 mod tests {
     use super::*;
     use crate::scenario::lex::tokenize;
-    use skiff_core::Entry;
+    use skiff_core::{Bytes, Entry, EntryKind, Membership};
 
     fn parse_event(line: &str) -> Result<Event, String> {
         let mut cursor = Cursor::new(line, tokenize(line)?);
@@ -245,8 +305,15 @@ mod tests {
             "AppendEntriesResp(term=3, success=false, index=7)",
             "VoteReq(term=4, candidate=2, last_index=3, last_term=2)",
             "VoteResp(term=4, granted=true)",
-            "InstallSnapshotReq(term=5, leader=2, last_index=40, last_term=4)",
+            "InstallSnapshotReq(term=5, leader=2, last_index=40, last_term=4, config=[1,2,3])",
             "InstallSnapshotResp(term=5, index=40)",
+            // Membership changes: configuration entries, learners, epochs.
+            "AppendEntriesReq(term=2, leader=1, prev_index=1, prev_term=1, entries=[2:config[1,2,3;4], 2:x], commit=1, epoch=5)",
+            "AppendEntriesReq(term=2, leader=1, prev_index=1, prev_term=1, entries=[], commit=1, round=3, epoch=5)",
+            "AppendEntriesResp(term=3, success=true, index=7, epoch=4)",
+            "AppendEntriesResp(term=3, success=true, index=7, round=2, epoch=4)",
+            "InstallSnapshotReq(term=5, leader=2, last_index=40, last_term=4, config=[1,2;3,4], epoch=9)",
+            "InstallSnapshotResp(term=5, index=40, epoch=9)",
         ];
         for text in messages {
             let Event::Receive { from, message } = parse_event(&format!("recv from=2 {text}"))
@@ -256,6 +323,72 @@ mod tests {
             };
             assert_eq!(from, NodeId(2));
             assert_eq!(message.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn configuration_entries_are_membership_entries() {
+        let Event::Receive {
+            message: Message::AppendEntriesReq(req),
+            ..
+        } = parse_event(
+            "recv from=1 AppendEntriesReq(term=2, leader=1, prev_index=0, prev_term=0, entries=[2:config [ 3, 1 ; 4 ], 2:a], commit=0)",
+        )
+        .unwrap()
+        else {
+            panic!("not an AppendEntriesReq");
+        };
+        let config = Membership::new([NodeId(1), NodeId(3)], [NodeId(4)]).unwrap();
+        assert_eq!(
+            req.entries,
+            [
+                Entry::membership(Term(2), &config),
+                Entry::new(Term(2), "a")
+            ]
+        );
+        assert_eq!(req.entries[0].kind, EntryKind::Membership);
+        assert_eq!(req.epoch, 0);
+        let Event::Receive {
+            message: Message::InstallSnapshotReq(req),
+            ..
+        } = parse_event(
+            "recv from=2 InstallSnapshotReq(term=5, leader=2, last_index=40, last_term=4, config=[1,2,3;4])",
+        )
+        .unwrap()
+        else {
+            panic!("not an InstallSnapshotReq");
+        };
+        assert_eq!(
+            req.membership,
+            Membership::new([1, 2, 3].map(NodeId), [NodeId(4)]).unwrap()
+        );
+    }
+
+    #[test]
+    fn changes_name_one_node() {
+        let cases = [
+            (
+                "change add-learner=4",
+                MembershipChange::AddLearner(NodeId(4)),
+                None,
+            ),
+            (
+                "change promote = 4",
+                MembershipChange::Promote(NodeId(4)),
+                None,
+            ),
+            (
+                "change remove=1 context=\"a b\"",
+                MembershipChange::Remove(NodeId(1)),
+                Some(Bytes::from("a b")),
+            ),
+        ];
+        for (line, change, context) in cases {
+            assert_eq!(
+                parse_event(line).unwrap(),
+                Event::ChangeMembership { change, context },
+                "{line}"
+            );
         }
     }
 
@@ -316,6 +449,20 @@ mod tests {
             ("snapshot index=x", "expected a number for 'index', found 'x'"),
             ("snapshot index=3 at=4", "unknown key 'at' for 'snapshot'"),
             ("recv from=2 InstallSnapshotReq(term=5, leader=2, last_index=40)", "'InstallSnapshotReq' needs last_term=..."),
+            ("recv from=2 InstallSnapshotReq(term=5, leader=2, last_index=40, last_term=4)", "'InstallSnapshotReq' needs config=..."),
+            ("recv from=2 InstallSnapshotReq(term=5, leader=2, last_index=40, last_term=4, config=[;4])", "expected a value for 'config', found ';'"),
+            ("recv from=2 InstallSnapshotReq(term=5, leader=2, last_index=40, last_term=4, config=[1,1])", "'config=[1,1]' for 'config' is no configuration: it needs a voter, and names each node once"),
+            ("recv from=2 InstallSnapshotReq(term=5, leader=2, last_index=40, last_term=4, config=[1;2;3])", "expected a configuration [VOTERS;LEARNERS] such as [1,2,3;4] for 'config', found 'config=[1;2;3]'"),
+            ("recv from=2 InstallSnapshotReq(term=5, leader=2, last_index=40, last_term=4, config=[1,x])", "expected a configuration [VOTERS;LEARNERS]"),
+            ("recv from=2 InstallSnapshotResp(term=5, index=40, epoch=x)", "expected a number for 'epoch', found 'x'"),
+            ("recv from=1 AppendEntriesReq(term=1, leader=1, prev_index=0, prev_term=0, entries=[config[1]], commit=0)", "expected term:data for 'entries', found 'config[1]'"),
+            ("recv from=1 AppendEntriesReq(term=1, leader=1, prev_index=0, prev_term=0, entries=[1config[1]], commit=0)", "expected term:config[...] for 'entries', found '1config[1]'"),
+            ("recv from=1 AppendEntriesReq(term=1, leader=1, prev_index=0, prev_term=0, entries=[1:a;1:b], commit=0)", "expected term:data for 'entries', found ';'"),
+            ("change", "'change' needs exactly one of add-learner=N, promote=N or remove=N"),
+            ("change add-learner=4 remove=1", "'change' needs exactly one of"),
+            ("change promote=x", "expected a number for 'promote', found 'x'"),
+            ("change demote=1", "unknown key 'demote' for 'change'"),
+            ("change remove=1 context=a,b", "expected data for 'context', found 'context=a,b'"),
             ("recv from=2 VoteRes(term=1)", "unknown message 'VoteRes'"),
             ("recv from=2 VoteResp(term=1)", "'VoteResp' needs granted=..."),
             ("recv from=2 VoteResp(term=1, granted=yes)", "expected true or false for 'granted', found 'yes'"),

@@ -44,6 +44,11 @@
 //!   commits come in index order, once per machine lifetime, never
 //!   contradicting an earlier commit at the same index. A panic in the
 //!   machine is reported as a failure of the line that caused it.
+//! * `state role=leader` starts a leader that took office with every member
+//!   of its configuration, so each has progress epoch 0; a node added later
+//!   gets the index of the entry that added it.
+//! * In a cluster, the nodes named by `join=` start outside it (their
+//!   `Config::join` set); the others are its first voters.
 //!
 //! # Layout
 //!

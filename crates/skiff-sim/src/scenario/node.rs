@@ -9,7 +9,7 @@ use super::report::StateSummary;
 use crate::app::{AppState, Snapshot};
 use crate::durable::Durable;
 use crate::timeline::{label, NodeState, Timeline};
-use skiff_core::render::DataText;
+use skiff_core::render::EntryDataText;
 use skiff_core::{
     Action, Bytes, Config, Event, LogIndex, Machine, SnapshotMeta, StartState, StateError,
 };
@@ -289,8 +289,8 @@ fn record_commit(
     match committed.get(&index.0) {
         Some(earlier) if earlier != data => Err(format!(
             "Commit(index={index}, data={}) contradicts the earlier commit of {} at index {index}",
-            DataText(data),
-            DataText(earlier)
+            EntryDataText(data),
+            EntryDataText(earlier)
         )),
         Some(_) => Ok(()),
         None => {

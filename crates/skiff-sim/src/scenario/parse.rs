@@ -17,7 +17,7 @@ const DEFAULT_HEARTBEAT_MS: u64 = 50;
 const DEFAULT_SEED: u64 = 1;
 
 const COMMANDS: &str =
-    "node, state, append, timeout, snapshot, stall, recover, read, transfer, recv, expect, expect-none, check, \
+    "node, state, append, timeout, snapshot, stall, recover, read, transfer, change, recv, expect, expect-none, check, \
      cluster, on, deliver, drop, stabilize, crash, restart, check-committed";
 
 /// A parsed scenario.
@@ -405,8 +405,10 @@ const NODE_KEYS: &[&str] = &[
     "prevote",
     "check_quorum",
     "lease_read",
+    "join",
 ];
 const STATE_KEYS: &[&str] = &[
+    "config",
     "role",
     "term",
     "voted_for",
@@ -425,6 +427,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "prevote",
     "check_quorum",
     "lease_read",
+    "join",
 ];
 const CLUSTER_COMMANDS: &[&str] = &[
     "on",
@@ -451,11 +454,18 @@ fn unknown_command(command: &str) -> String {
 }
 
 /// `node id=1 peers=1,2,3 [election=150] [heartbeat=50] [seed=1] [term_lead_max=N]
-/// [prevote=on|off] [check_quorum=on|off] [lease_read=MARGIN_MS]`.
+/// [prevote=on|off] [check_quorum=on|off] [lease_read=MARGIN_MS] [join=true|false]`.
+/// With `join=true` the node joins a running cluster whose first voters are
+/// `peers`, itself not among them.
 fn node_config(mut keyed: Keyed) -> Result<Config, String> {
     let id = NodeId(keyed.required("id")?.number()?);
     let peers = keyed.required("peers")?.nodes()?;
     let mut config = Config::new(id, peers);
+    config.join = keyed
+        .optional("join")
+        .map(|a| a.boolean())
+        .transpose()?
+        .unwrap_or(false);
     timing(&mut keyed, &mut config)?;
     term_lead(&mut keyed, &mut config)?;
     leadership(&mut keyed, &mut config)?;
@@ -520,9 +530,11 @@ fn leadership(keyed: &mut Keyed, config: &mut Config) -> Result<(), String> {
     Ok(())
 }
 
-/// `state [role=] [term=] [voted_for=] [snapshot=I:T] [log=] [commit=]`. A
-/// candidate or leader has voted for itself unless `voted_for` says
-/// otherwise; `log` lists the entries after the snapshot.
+/// `state [role=] [term=] [voted_for=] [snapshot=I:T] [config=[V;L]] [log=]
+/// [commit=]`. A candidate or leader has voted for itself unless
+/// `voted_for` says otherwise; `config` is the configuration in force at
+/// the snapshot (the peers as voters when absent); `log` lists the entries
+/// after the snapshot.
 fn start_state(config: &Config, mut keyed: Keyed) -> Result<StartState, String> {
     let role = keyed.optional("role").map(|a| a.role()).transpose()?;
     let term = keyed.optional("term").map(|a| a.number()).transpose()?;
@@ -533,6 +545,10 @@ fn start_state(config: &Config, mut keyed: Keyed) -> Result<StartState, String> 
     let snapshot = keyed
         .optional("snapshot")
         .map(|a| a.snapshot())
+        .transpose()?;
+    let membership = keyed
+        .optional("config")
+        .map(|a| a.membership())
         .transpose()?;
     let log = keyed.optional("log").map(|a| a.entries()).transpose()?;
     let commit = keyed.optional("commit").map(|a| a.number()).transpose()?;
@@ -550,14 +566,15 @@ fn start_state(config: &Config, mut keyed: Keyed) -> Result<StartState, String> 
         snapshot: snapshot.unwrap_or_default(),
         log: log.unwrap_or_default(),
         commit_index: LogIndex(commit.unwrap_or(0)),
-        membership: None, // MEMBERSHIP-TODO: a `config=[..]` key for the snapshot's
+        membership,
         damaged: damaged.unwrap_or(false),
     })
 }
 
 /// `cluster n=N [election=] [heartbeat=] [seed=] [term_lead_max=] [prevote=]
-/// [check_quorum=] [lease_read=]`: the size and node 1's
-/// configuration, validated.
+/// [check_quorum=] [lease_read=] [join=N,...]`: the size and node 1's
+/// configuration, every node's validated. The nodes named by `join` start
+/// outside the cluster, joining it; the others are its first voters.
 fn cluster(mut keyed: Keyed) -> Result<(u64, Config), String> {
     let size = keyed.required("n")?.number()?;
     if size == 0 || size > CLUSTER_SIZE_MAX {
@@ -565,29 +582,46 @@ fn cluster(mut keyed: Keyed) -> Result<(u64, Config), String> {
             "a cluster has 1 to {CLUSTER_SIZE_MAX} nodes, not {size}"
         ));
     }
-    let mut template = Config::new(NodeId(1), (1..=size).map(NodeId));
+    let joining = match keyed.optional("join") {
+        Some(arg) => arg
+            .nodes()?
+            .into_iter()
+            .map(|id| in_cluster(id.0, size, &arg.source))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let voters = (1..=size).map(NodeId).filter(|id| !joining.contains(id));
+    let mut template = Config::new(NodeId(1), voters);
     timing(&mut keyed, &mut template)?;
     term_lead(&mut keyed, &mut template)?;
     leadership(&mut keyed, &mut template)?;
-    template
-        .validate()
-        .map_err(|e| format!("invalid cluster: {e}"))?;
+    if template.peers.is_empty() {
+        return Err("a cluster needs a node that does not join: its first voter".to_string());
+    }
+    for id in 1..=size {
+        cluster_config(&template, NodeId(id))
+            .validate()
+            .map_err(|e| format!("invalid cluster: {e}"))?;
+    }
     Ok((size, template))
 }
 
 /// The configuration of node `id` of a cluster: the template with that id
 /// and seed `seed + id`, so that the nodes draw different election timeouts
-/// and do not all time out alike.
+/// and do not all time out alike. A node outside the template's peers
+/// joins the cluster.
 pub(crate) fn cluster_config(template: &Config, id: NodeId) -> Config {
     let mut config = template.clone();
     config.id = id;
     config.seed = template.seed.wrapping_add(id.0);
+    config.join = !template.peers.contains(&id);
     config
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skiff_core::Membership;
 
     fn error(source: &str) -> LineError {
         parse(source).expect_err("should not parse")
@@ -656,7 +690,7 @@ mod tests {
             ("cluster n=3\ntimeout\n", 2, "'on N timeout ...'"),
             ("cluster n=3\non 4 timeout\n", 2, "node 4 in 'on 4' is not in the cluster (nodes 1 to 3)"),
             ("cluster n=3\non x timeout\n", 2, "expected a node number after 'on', found 'x'"),
-            ("cluster n=3\non 1 sleep\n", 2, "expected an event (append, timeout, snapshot, stall, recover, read, transfer, recv), found 'sleep'"),
+            ("cluster n=3\non 1 sleep\n", 2, "expected an event (append, timeout, snapshot, stall, recover, read, transfer, change, recv), found 'sleep'"),
             ("node id=1 peers=1\nstate snapshot=3\n", 2, "expected INDEX:TERM for 'snapshot', found '3'"),
             ("node id=1 peers=1\ncheck snapshot=a:b\n", 2, "expected INDEX:TERM for 'snapshot', found 'a:b'"),
             ("cluster n=3\ndeliver to=9\n", 2, "node 9 in 'to=9' is not in the cluster"),
@@ -667,6 +701,10 @@ mod tests {
             ("cluster n=3 heartbeat=150\n", 1, "invalid cluster: heartbeat interval"),
             ("cluster n=3\nnode id=1 peers=1\n", 2, "'node' repeats the set-up"),
             ("cluster n=3\ncrash 1 2\n", 2, "unexpected '2' after 'crash 1'"),
+            ("node id=4 peers=1,2,3 join=maybe\n", 1, "expected true or false for 'join', found 'maybe'"),
+            ("node id=1 peers=1,2\nstate config=[1,2;2]\n", 2, "'config=[1,2;2]' for 'config' is no configuration"),
+            ("cluster n=3 join=4\n", 1, "node 4 in 'join=4' is not in the cluster (nodes 1 to 3)"),
+            ("cluster n=2 join=1,2\n", 1, "a cluster needs a node that does not join"),
             ("# nothing\n", 1, "empty scenario"),
         ];
         for (source, line, message) in cases {
@@ -678,6 +716,28 @@ mod tests {
                 error.message
             );
         }
+    }
+
+    #[test]
+    fn membership_set_up_keys_parse() {
+        let script =
+            parse("node id=4 peers=1,2,3 join=true\nstate snapshot=5:2 config=[1,2,3;4]\n")
+                .unwrap();
+        let Setup::Single { config, state, .. } = &script.setup else {
+            panic!("not single");
+        };
+        assert!(config.join);
+        assert_eq!(
+            state.membership,
+            Membership::new([1, 2, 3].map(NodeId), [NodeId(4)])
+        );
+        let script = parse("cluster n=5 join=4,5\n").unwrap();
+        let Setup::Cluster { template, .. } = &script.setup else {
+            panic!("not cluster");
+        };
+        assert_eq!(template.peers, [1, 2, 3].map(NodeId));
+        assert!(!cluster_config(template, NodeId(3)).join);
+        assert!(cluster_config(template, NodeId(4)).join);
     }
 
     #[test]

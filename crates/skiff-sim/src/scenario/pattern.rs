@@ -40,6 +40,10 @@ const CALL_NAMES: &[&str] = &[
     "NotLeader",
     "TransferInProgress",
     "InProgress",
+    "MembershipChangeEnded",
+    "add-learner",
+    "promote",
+    "remove",
 ];
 
 /// The actions: a pattern must start with one of these (or with `*`).
@@ -57,6 +61,7 @@ const ACTION_NAMES: &[&str] = &[
     "ReadReady",
     "ReadFailed",
     "TransferEnded",
+    "MembershipChangeEnded",
 ];
 
 /// Names a pattern may use before `=`.
@@ -85,6 +90,9 @@ const FIELD_NAMES: &[&str] = &[
     "request",
     "id",
     "transfer",
+    "config",
+    "epoch",
+    "change",
 ];
 
 /// A pattern from an `expect` or `expect-none` line, ready to match.
@@ -253,8 +261,9 @@ fn names_outside_quotes(text: &str) -> Vec<(&str, char)> {
     names
 }
 
+/// Letters, digits, `_`, and `-` for the changes' names (`add-learner(4)`).
 fn is_identifier_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte == b'_'
+    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-'
 }
 
 #[cfg(test)]
@@ -360,6 +369,9 @@ mod tests {
         let empty = Pattern::new("LogStore(index=1, term=2, data=\"\")").unwrap();
         assert!(empty.matches("LogStore(index=1, term=2, data=\"\")"));
         assert!(!empty.matches("LogStore(index=1, term=2, data=x)"));
+        let config = Pattern::new("LogStore(index=4, term=2, data=config[1,2 ; 3])").unwrap();
+        assert!(config.matches("LogStore(index=4, term=2, data=config[1,2;3])"));
+        assert!(!config.matches("LogStore(index=4, term=2, data=config[1,2,3])"));
     }
 
     #[test]
@@ -369,6 +381,11 @@ mod tests {
             ("StateStore(trem=2, *)", "unknown field 'trem'"),
             ("Send(to=2, VoteRsp(*))", "unknown name 'VoteRsp'"),
             ("alarm", "unknown action 'alarm'"),
+            (
+                "MembershipChangeEnded(change=demote(4), *)",
+                "unknown name 'demote'",
+            ),
+            ("LogCompact(through=3, cnfig=[1])", "unknown field 'cnfig'"),
             ("   ", "expected a pattern"),
         ];
         for (source, reason) in refused {
@@ -381,6 +398,12 @@ mod tests {
             "Send(to=2, *Req(*))",
             "Commit(index=none, data=\"a=b(\", err=NotLeader(leader=none))",
             "Log*(index=3, *)",
+            "MembershipChangeEnded(change=add-learner(4), index=5)",
+            "MembershipChangeEnded(change=remove(1), err=NotLeader(leader=2))",
+            "MembershipChangeEnded(change=promote(4), *)",
+            "Send(to=2, AppendEntriesReq(*, epoch=5))",
+            "LogCompact(through=3, config=[1,2;3])",
+            "Commit(index=4, data=config[1,2;3])",
         ] {
             assert!(Pattern::new(accepted).is_ok(), "{accepted}");
         }

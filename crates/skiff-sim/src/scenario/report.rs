@@ -1,7 +1,8 @@
 //! What running a scenario reports: a pass, or the first failing line with
 //! the batch the machine actually produced and the state it ended in.
 
-use skiff_core::{Entry, LogIndex, Machine, NodeId, Role, SnapshotMeta, Term};
+use skiff_core::render::ConfigText;
+use skiff_core::{Entry, LogIndex, Machine, Membership, NodeId, Role, SnapshotMeta, Term};
 use std::fmt;
 
 /// The result of running one scenario that parsed and set up cleanly.
@@ -76,7 +77,7 @@ impl fmt::Display for Failure {
 }
 
 /// A node's state in the words of `check`, so it can be pasted into one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateSummary {
     /// The node's role.
     pub role: Role,
@@ -94,6 +95,10 @@ pub struct StateSummary {
     pub leader: Option<NodeId>,
     /// The snapshot the log starts after.
     pub snapshot: SnapshotMeta,
+    /// The configuration in force.
+    pub membership: Membership,
+    /// Whether its entry has not committed yet.
+    pub change_pending: bool,
 }
 
 impl StateSummary {
@@ -108,6 +113,8 @@ impl StateSummary {
             last_term: machine.last_term(),
             leader: machine.leader(),
             snapshot: machine.snapshot(),
+            membership: machine.membership().clone(),
+            change_pending: machine.membership_change_pending(),
         }
     }
 }
@@ -127,6 +134,10 @@ impl fmt::Display for StateSummary {
         )?;
         if self.snapshot.index.0 > 0 {
             write!(f, " snapshot={}", self.snapshot)?;
+        }
+        write!(f, " membership={}", ConfigText(&self.membership))?;
+        if self.change_pending {
+            f.write_str(" change_pending=true")?;
         }
         Ok(())
     }
@@ -178,11 +189,14 @@ mod tests {
                 last_term: Term(3),
                 leader: Some(NodeId(1)),
                 snapshot: SnapshotMeta::default(),
+                membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)], [NodeId(4)])
+                    .expect("a configuration"),
+                change_pending: true,
             }),
         };
         assert_eq!(
             failure.to_string(),
-            "  x.scn:7: expect Alarm(ms=1)\n  reason: no action of the batch matches\n  batch of node 2:\n    Alarm(ms=150)\n  state of node 2: role=follower term=3 voted_for=none commit=1 last_index=2 last_term=3 leader=1\n"
+            "  x.scn:7: expect Alarm(ms=1)\n  reason: no action of the batch matches\n  batch of node 2:\n    Alarm(ms=150)\n  state of node 2: role=follower term=3 voted_for=none commit=1 last_index=2 last_term=3 leader=1 membership=[1,2,3;4] change_pending=true\n"
         );
     }
 }
