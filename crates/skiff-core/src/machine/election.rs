@@ -106,9 +106,9 @@ impl Machine {
             // The leader's lease ended; the election timeout runs on.
             _ if self.lease_alarm => self.end_lease(),
             // A repairing node (`repair.rs`, rule 2), one whose disk
-            // hangs (`stall.rs`) and one that is not a voter
+            // hangs (`stall.rs`) and one that may not stand as a member
             // (`membership.rs`, rule 4) stand for no election.
-            _ if self.repairing() || self.storage_stalled || !self.is_voter() => {
+            _ if self.repairing() || self.storage_stalled || !self.may_stand() => {
                 self.leader_contact = false;
                 self.arm_election_alarm();
             }

@@ -26,10 +26,18 @@
 //!    majorities), then steps down ([`StepDownReason::Removed`]), telling
 //!    a voter whose log is complete to stand at once
 //!    ([`TimeoutNow`], as a leadership transfer does).
-//! 4. A node that is not a voter in its latest configuration (a learner, a
-//!    removed node, a node joining) never stands for election, so a removed
-//!    node does not raise the others' terms. It still answers every
-//!    request; a candidate counts only the votes of its own voters.
+//! 4. A node that is a voter neither in its latest configuration nor in
+//!    the one in force at its commit index (a learner, a removed node, a
+//!    node joining) never stands for election, so a removed node does not
+//!    raise the others' terms. It still answers every request; a candidate
+//!    counts only the votes of the voters of its latest configuration.
+//!    A voter whose removal is appended but not committed may still stand,
+//!    counting only the new voters' votes (not its own): with two voters,
+//!    a leader that removed itself and lost the other before the change
+//!    reached it would otherwise leave a cluster where nobody can win, the
+//!    other voter needing the vote of a node whose log is longer (the
+//!    simulator's membership churn found it). Elected, it leads as rule 3
+//!    says until the change commits.
 //! 5. Each follower's progress carries an epoch, the index of the
 //!    configuration entry that made it a member of the leader's view (0
 //!    when it was one as the leader took office). Requests carry it and
@@ -372,6 +380,13 @@ impl Machine {
         !self.config.join || self.configs.at(self.commit_index).contains(self.config.id)
     }
 
+    /// Whether this node may stand for election as far as membership goes
+    /// (rule 4): it is a voter of its latest configuration, or of the one
+    /// in force at its commit index (its removal is not committed yet).
+    pub(super) fn may_stand(&self) -> bool {
+        self.is_voter() || self.configs.at(self.commit_index).is_voter(self.config.id)
+    }
+
     /// Whether this node is a voter in its latest configuration.
     pub(super) fn is_voter(&self) -> bool {
         self.configs.latest().is_voter(self.config.id)
@@ -699,6 +714,44 @@ mod tests {
         net.step(id(1), Event::Timeout);
         net.step(id(1), Event::Timeout);
         assert_eq!(net.queue.len(), 0);
+    }
+
+    #[test]
+    fn a_leader_whose_self_removal_reached_no_one_can_still_finish_it() {
+        // Two voters; the leader removes itself, but the change reaches
+        // only its own log, and it loses the other voter and steps down.
+        let mut net = Net::with_leader(&[1, 2]);
+        net.cut = vec![(id(1), id(2)), (id(2), id(1))];
+        net.step(
+            id(1),
+            Event::ChangeMembership {
+                change: MembershipChange::Remove(id(1)),
+                context: None,
+            },
+        );
+        net.settle();
+        assert_eq!(net.node(1).membership(), &config(&[2], &[]));
+        assert_eq!(net.node(2).membership(), &config(&[1, 2], &[]));
+        for _ in 0..8 {
+            net.step(id(1), Event::Timeout); // CheckQuorum
+        }
+        net.settle();
+        assert_ne!(net.node(1).role(), Role::Leader);
+        net.cut.clear();
+        // Node 2 cannot win without node 1, whose log is longer; node 1,
+        // still a voter of its committed configuration, stands, counts only
+        // node 2's vote, finishes the change and hands over.
+        for _ in 0..6 {
+            net.step(id(2), Event::Timeout);
+            net.step(id(1), Event::Timeout);
+            net.settle();
+            if net.node(2).role() == Role::Leader {
+                break;
+            }
+        }
+        assert_eq!(net.node(2).role(), Role::Leader);
+        assert_eq!(net.node(2).membership(), &config(&[2], &[]));
+        assert!(!net.node(2).membership_change_pending());
     }
 
     #[test]

@@ -241,7 +241,8 @@ pub enum StateError {
     },
     /// A candidate or leader must have voted for itself.
     VoteNotForSelf,
-    /// A node that is not a voter in its latest configuration cannot stand.
+    /// A node that is a voter neither in its latest configuration nor in
+    /// its committed one cannot stand.
     NotAVoter,
     /// A damaged node must repair from a peer's copy; a single-node
     /// cluster has none, and a damaged node must start as a follower.
@@ -521,8 +522,9 @@ fn validate_state(
     if state.damaged && (role != Role::Follower || sole_voter) {
         return Err(StateError::CannotRepair);
     }
-    if matches!(role, Role::Candidate | Role::PreCandidate) && !configs.latest().is_voter(config.id)
-    {
+    let committed = configs.at(state.commit_index.max(snapshot.index));
+    let may_stand = configs.latest().is_voter(config.id) || committed.is_voter(config.id);
+    if matches!(role, Role::Candidate | Role::PreCandidate) && !may_stand {
         return Err(StateError::NotAVoter);
     }
     let stands = matches!(role, Role::Candidate | Role::Leader);
@@ -931,7 +933,7 @@ impl Machine {
                     && self.log.get(index).is_some_and(crate::Entry::is_membership)),
             "the latest configuration's entry is not in the log"
         );
-        if !self.is_voter() {
+        if !self.may_stand() {
             assert!(
                 !matches!(
                     self.role,

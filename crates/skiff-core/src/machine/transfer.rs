@@ -201,7 +201,7 @@ impl Machine {
             || !matches!(self.role, RoleState::Follower)
             || self.repairing()
             || self.storage_stalled
-            || !self.is_voter()
+            || !self.may_stand()
         // `membership.rs`, rule 4
         {
             return;
