@@ -94,8 +94,10 @@
 //! replaced by a leader's snapshot) ends, and says so
 //! ([`Subscription::overtaken_by`](crate::Subscription::overtaken_by)).
 
+use crate::address_book::{AddressBook, MemberAddresses};
 use crate::api::{
-    CommittedEntry, NodeError, SnapshotError, Status, SubmitError, TransferLeaderError,
+    ChangeMembershipError, CommittedEntry, MembershipView, NodeError, SnapshotError, Status,
+    SubmitError, TransferLeaderError,
 };
 use crate::applier::{ApplierEvent, ApplierInput, SnapshotReply};
 use crate::leadership::Leadership;
@@ -105,8 +107,8 @@ use crate::storage::{Storage, StoredSnapshot};
 use crate::transport::{received_snapshot_path, Inbound, Transport};
 use bytes::Bytes;
 use skiff_core::{
-    Action, CommitError, Event, LogIndex, Machine, Message, NodeId, ReadError, ReadId, Rejection,
-    Role, SnapshotMeta, Term, VoteResp,
+    Action, CommitError, Event, LogIndex, Machine, Membership, MembershipChange, MembershipError,
+    Message, NodeId, ReadError, ReadId, Rejection, Role, SnapshotMeta, Term, VoteResp,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -132,6 +134,8 @@ const PLACEHOLDER: Message = Message::VoteResp(VoteResp {
 
 /// The answer to a submission or read barrier.
 pub type Reply = oneshot::Sender<Result<LogIndex, SubmitError>>;
+/// The answer to a membership change.
+pub type MembershipReply = oneshot::Sender<Result<LogIndex, ChangeMembershipError>>;
 
 /// What the application asks of the event loop.
 pub enum Command {
@@ -153,6 +157,13 @@ pub enum Command {
     TransferLeadership {
         to: NodeId,
         reply: oneshot::Sender<Result<(), TransferLeaderError>>,
+    },
+    /// Change the membership (`Event::ChangeMembership`); an added
+    /// learner's `addresses` go into the new configuration's address book.
+    ChangeMembership {
+        change: MembershipChange,
+        addresses: Option<MemberAddresses>,
+        reply: MembershipReply,
     },
     /// A subscriber made room in its channel.
     Nudge,
@@ -198,6 +209,11 @@ pub struct SnapshotLinks {
 pub struct StatusLinks {
     /// The status every turn publishes.
     pub status: Arc<watch::Sender<Status>>,
+    /// The configuration in force, published when it changes.
+    pub membership: watch::Sender<MembershipView>,
+    /// The addresses of `cluster.toml`, for the members of the bootstrap
+    /// configuration, whose context holds none.
+    pub bootstrap_book: AddressBook,
     /// When each sync began and ended.
     pub sync_clock: SyncClock,
 }
@@ -252,6 +268,16 @@ pub struct EventLoop {
     /// The caller waiting for the transfer under way, if any: the loop lets
     /// one run at a time, so the machine's next `TransferEnded` is its.
     transfer_reply: Option<oneshot::Sender<Result<(), TransferLeaderError>>>,
+    /// The caller waiting for the membership change under way, if any: the
+    /// loop lets one run at a time, so the machine's next
+    /// `MembershipChangeEnded` is its.
+    membership_reply: Option<(MembershipChange, MembershipReply)>,
+    /// Where the configuration in force is published.
+    membership_view: watch::Sender<MembershipView>,
+    /// The configuration last published, and whether it was pending.
+    published_membership: Option<(Membership, bool)>,
+    /// `cluster.toml`'s addresses (see [`StatusLinks::bootstrap_book`]).
+    bootstrap_book: AddressBook,
     /// The barriers of each read stepped and not yet answered.
     reads: HashMap<ReadId, Vec<Reply>>,
     /// How many barriers `reads` holds.
@@ -291,6 +317,8 @@ pub struct EventLoop {
     /// published at most every [`FOLLOWER_LAG_INTERVAL`], not every turn
     /// (a label per follower costs more than a turn's other gauges).
     lag_published_at: Option<std::time::Instant>,
+    /// When the membership view's lag was last refreshed.
+    lag_refreshed_at: Option<std::time::Instant>,
 }
 
 /// How often a leader publishes its followers' lag. Scrapes come seconds
@@ -316,7 +344,12 @@ impl EventLoop {
         status: StatusLinks,
         snapshots: SnapshotLinks,
     ) -> EventLoop {
-        let StatusLinks { status, sync_clock } = status;
+        let StatusLinks {
+            status,
+            sync_clock,
+            membership: membership_view,
+            bootstrap_book,
+        } = status;
         let (verified_sender, verified) = mpsc::unbounded_channel();
         let leadership = Leadership::new(machine.id(), machine.term());
         EventLoop {
@@ -334,6 +367,10 @@ impl EventLoop {
             waiters: BTreeMap::new(),
             barriers: Vec::new(),
             transfer_reply: None,
+            membership_reply: None,
+            membership_view,
+            published_membership: None,
+            bootstrap_book,
             reads: HashMap::new(),
             reads_waiting: 0,
             next_read: 0,
@@ -355,6 +392,7 @@ impl EventLoop {
             leadership,
             turn_entries: 0,
             lag_published_at: None,
+            lag_refreshed_at: None,
         }
     }
 
@@ -512,6 +550,11 @@ impl EventLoop {
                     self.machine.step(event, &mut self.actions);
                 }
             }
+            Input::Command(Command::ChangeMembership {
+                change,
+                addresses,
+                reply,
+            }) => self.change_membership(change, addresses, reply),
             Input::Command(Command::Nudge) => {}
             Input::Command(Command::Shutdown) => self.stopping = true,
         }
@@ -589,6 +632,53 @@ impl EventLoop {
             }
             ApplierEvent::Failed(reason) => self.applier_failed = Some(reason),
         }
+    }
+
+    /// The address book of the configuration in force. A context that does
+    /// not decode (written by a newer version?) counts as empty: the
+    /// addresses then come from `cluster.toml` where it has them.
+    fn address_book(&self) -> AddressBook {
+        let membership = self.machine.membership();
+        AddressBook::of(membership, &self.bootstrap_book).unwrap_or_else(|error| {
+            tracing::warn!(%error, "the configuration's address book does not decode");
+            let empty = membership.clone().with_context(Bytes::new());
+            AddressBook::of(&empty, &self.bootstrap_book).unwrap_or_default()
+        })
+    }
+
+    /// Steps a membership change, its new configuration carrying the whole
+    /// address book (an added learner's addresses included), so that every
+    /// configuration after the bootstrap one names every member's
+    /// addresses. One change at a time: the machine refuses a second one
+    /// anyway, and one outstanding reply keeps its answer unambiguous.
+    fn change_membership(
+        &mut self,
+        change: MembershipChange,
+        addresses: Option<MemberAddresses>,
+        reply: MembershipReply,
+    ) {
+        if self.membership_reply.is_some() {
+            let refused = ChangeMembershipError::Refused(MembershipError::ChangeInProgress);
+            let _ = reply.send(Err(refused));
+            return;
+        }
+        let mut book = self.address_book();
+        match (change, addresses) {
+            (MembershipChange::AddLearner(id), Some(addresses)) => book.insert(id, addresses),
+            (MembershipChange::AddLearner(_), None) => {
+                let _ = reply.send(Err(ChangeMembershipError::AddressesRequired));
+                return;
+            }
+            _ => {}
+        }
+        // A removed member's entry is dropped by `AddressBook::of` when the
+        // next configuration's book is read; keeping it here is harmless.
+        self.membership_reply = Some((change, reply));
+        let event = Event::ChangeMembership {
+            change,
+            context: Some(book.encode()),
+        };
+        self.machine.step(event, &mut self.actions);
     }
 
     /// Appends `data` and remembers who waits for it. A leader stores it
@@ -669,7 +759,7 @@ impl EventLoop {
         // Every turn ends with a sync, so what is written now is durable.
         let durable = storage.last_index();
         for action in self.actions.iter().filter(|a| a.is_persistence()) {
-            if let Action::SnapshotInstall { snapshot } = action {
+            if let Action::SnapshotInstall { snapshot, .. } = action {
                 let Some(received) = self.received.remove(snapshot) else {
                     return Err(NodeError::EventLoop(format!(
                         "the machine installs snapshot {snapshot}, which was not received"
@@ -726,7 +816,7 @@ impl EventLoop {
                 }
                 Action::Send { to, message } => self.transport.send(to, message),
                 Action::Commit { result, .. } => resolve(&mut self.waiters, &self.machine, result),
-                Action::LogCompact { through } => {
+                Action::LogCompact { through, .. } => {
                     let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
                     let segments = storage.compact(through)?;
                     tracing::debug!(%through, segments, "log compacted");
@@ -742,6 +832,9 @@ impl EventLoop {
                 | Action::SnapshotInstall { .. } => {}
                 Action::ReadReady { id, index } => self.answer_read(id, Ok(index)),
                 Action::ReadFailed { id, error } => self.answer_read(id, Err(read_error(error))),
+                Action::MembershipChangeEnded { change, result } => {
+                    self.membership_change_ended(change, result)
+                }
                 Action::TransferEnded { to, result } => {
                     match &result {
                         Ok(()) => tracing::info!(%to, "leadership handed over"),
@@ -767,6 +860,27 @@ impl EventLoop {
             let _ = reply.send(Ok(meta));
         }
         Ok(())
+    }
+
+    /// Answers the caller of the membership change that ended.
+    fn membership_change_ended(
+        &mut self,
+        change: MembershipChange,
+        result: Result<LogIndex, MembershipError>,
+    ) {
+        match &result {
+            Ok(index) => tracing::info!(
+                event = "membership_changed", %change, %index,
+                "membership change committed"
+            ),
+            Err(reason) => tracing::warn!(%change, %reason, "membership change did not happen"),
+        }
+        match self.membership_reply.take() {
+            Some((asked, reply)) if asked == change => {
+                let _ = reply.send(result.map_err(ChangeMembershipError::Refused));
+            }
+            other => self.membership_reply = other,
+        }
     }
 
     /// After an install: the applier restores from the snapshot and goes
@@ -919,11 +1033,7 @@ impl EventLoop {
                     );
                     break;
                 };
-                let committed = CommittedEntry {
-                    index: applier.next,
-                    term: entry.term,
-                    data: entry.data.clone(),
-                };
+                let committed = committed_entry(applier.next, entry);
                 if applier.inputs.send(ApplierInput::Entry(committed)).is_err() {
                     // The applier ended (the application panicked).
                     self.applier_failed = Some(APPLIER_GONE.to_string());
@@ -948,11 +1058,7 @@ impl EventLoop {
                     let _ = subscriber.overtaken.set(snapshot);
                     return false;
                 };
-                let committed = CommittedEntry {
-                    index,
-                    term: entry.term,
-                    data: entry.data.clone(),
-                };
+                let committed = committed_entry(index, entry);
                 match subscriber.sender.try_send(committed) {
                     Ok(()) => subscriber.next = index.next(),
                     Err(mpsc::error::TrySendError::Full(_)) => {
@@ -997,6 +1103,7 @@ impl EventLoop {
                 self.lag_published_at = leading.then(std::time::Instant::now);
             }
         }
+        self.publish_membership();
         let status = Status {
             id: self.machine.id(),
             role: self.machine.role(),
@@ -1021,6 +1128,85 @@ impl EventLoop {
             *current = status;
             changed
         });
+    }
+}
+
+impl EventLoop {
+    /// Publishes the configuration in force when it or its pending state
+    /// changed, and a leader's per-member lag at most every
+    /// [`FOLLOWER_LAG_INTERVAL`].
+    fn publish_membership(&mut self) {
+        let machine = &self.machine;
+        let membership = machine.membership();
+        let pending = machine.membership_change_pending();
+        let changed = self
+            .published_membership
+            .as_ref()
+            .is_none_or(|(published, was_pending)| {
+                published != membership || *was_pending != pending
+            });
+        let leading = machine.role() == Role::Leader;
+        let lag_due = leading || !self.membership_view.borrow().lag.is_empty();
+        if !changed && !lag_due {
+            return;
+        }
+        let lag: Vec<(NodeId, u64)> = if leading {
+            let last = machine.last_index();
+            let mut lag: Vec<_> = machine
+                .match_indices()
+                .into_iter()
+                .map(|(id, matched)| (id, last.0.saturating_sub(matched.0)))
+                .collect();
+            lag.sort_unstable();
+            lag
+        } else {
+            Vec::new()
+        };
+        if !changed {
+            let stale = self.membership_view.borrow().lag != lag;
+            let due = self
+                .lag_refreshed_at
+                .is_none_or(|at| at.elapsed() >= FOLLOWER_LAG_INTERVAL || !leading);
+            if !(stale && due) {
+                return;
+            }
+        }
+        let book = self.address_book();
+        let with_addresses = |ids: &[NodeId]| -> Vec<(NodeId, MemberAddresses)> {
+            ids.iter()
+                .filter_map(|&id| match book.get(id) {
+                    Some(addresses) => Some((id, addresses)),
+                    None => {
+                        tracing::warn!(member = %id, "no addresses are known for a member");
+                        None
+                    }
+                })
+                .collect()
+        };
+        let view = MembershipView {
+            voters: with_addresses(membership.voters()),
+            learners: with_addresses(membership.learners()),
+            change_pending: pending,
+            lag,
+        };
+        self.lag_refreshed_at = Some(std::time::Instant::now());
+        self.published_membership = Some((membership.clone(), pending));
+        self.membership_view.send_replace(view);
+    }
+}
+
+/// The committed entry at `index` as the application sees it: a
+/// configuration entry is the cluster's business, not the application's,
+/// so it arrives empty, like a leader's no-op, which applications skip.
+fn committed_entry(index: LogIndex, entry: &skiff_core::Entry) -> CommittedEntry {
+    let data = match entry.is_membership() {
+        true => Bytes::new(),
+        false => entry.data.clone(),
+    };
+    CommittedEntry {
+        index,
+        term: entry.term,
+        data,
     }
 }
 

@@ -1,8 +1,9 @@
 //! Starting a node, talking to it, and stopping it.
 
+use crate::address_book::{AddressBook, MemberAddresses};
 use crate::api::{
-    CommittedEntry, NodeError, SnapshotError, StartError, Status, SubmitError, TransferLeaderError,
-    ENTRY_BYTES_MAX,
+    ChangeMembershipError, CommittedEntry, MembershipView, NodeError, SnapshotError, StartError,
+    Status, SubmitError, TransferLeaderError, ENTRY_BYTES_MAX,
 };
 use crate::applier::{self, SnapshotPlace};
 use crate::config::{ClusterConfig, ConfigError};
@@ -14,7 +15,9 @@ use crate::storage::{Identity, Recovered, Storage, StoredSnapshot};
 use crate::tls::NodeTls;
 use crate::transport::{PeerLimits, Transport, TransportConfig};
 use bytes::Bytes;
-use skiff_core::{LogIndex, Machine, NodeId, Role, SnapshotMeta, StartState, StateError};
+use skiff_core::{
+    LogIndex, Machine, MembershipChange, NodeId, Role, SnapshotMeta, StartState, StateError,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -53,6 +56,7 @@ pub struct NodeHandle {
     id: NodeId,
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Status>,
+    membership: watch::Receiver<MembershipView>,
     runtime: tokio::runtime::Handle,
     metrics: Metrics,
 }
@@ -144,6 +148,7 @@ impl Node {
         storage.stall_syncs_while(config.faults.sync_stall_file_of(id));
         let (command_sender, commands) = mpsc::channel(COMMAND_QUEUE_MAX);
         let (status_sender, status) = watch::channel(initial_status(&machine));
+        let (membership_sender, membership) = watch::channel(MembershipView::default());
         tracing::info!(
             %id, term = %machine.term(), last_index = %machine.last_index(),
             peer_address = %node_config.peer_address, "node starting"
@@ -156,6 +161,8 @@ impl Node {
             listener,
             commands,
             status: status_sender,
+            membership: membership_sender,
+            bootstrap_book: bootstrap_book(config),
             stall_timeout: std::time::Duration::from_millis(config.storage.stall_timeout_ms),
             follower_reads: config.reads.follower_reads,
             metrics: metrics.clone(),
@@ -175,6 +182,7 @@ impl Node {
             id,
             commands: command_sender,
             status,
+            membership,
             runtime,
             metrics,
         };
@@ -343,6 +351,50 @@ impl NodeHandle {
             .await
             .map_err(|_| TransferLeaderError::Stopped)?;
         outcome.await.unwrap_or(Err(TransferLeaderError::Stopped))
+    }
+
+    /// The configuration in force on this node (its latest, committed or
+    /// not), with every member's addresses, as of the event loop's last
+    /// turn.
+    pub fn membership(&self) -> MembershipView {
+        self.membership.borrow().clone()
+    }
+
+    /// A receiver that sees every change of [`NodeHandle::membership`].
+    pub fn watch_membership(&self) -> watch::Receiver<MembershipView> {
+        self.membership.clone()
+    }
+
+    /// Asks this node, which must lead, to change the membership (one
+    /// server at a time: add a learner, promote a learner to voter, remove
+    /// a member). Resolves with the index of the change's entry once it
+    /// commits, or with why it was refused or did not take effect.
+    ///
+    /// [`MembershipChange::AddLearner`] needs the new member's `addresses`
+    /// ([`ChangeMembershipError::AddressesRequired`] otherwise), which the
+    /// new configuration records for every node; other changes take `None`
+    /// (given addresses are ignored). One change runs at a time
+    /// (`ChangeInProgress`); a leader that has not yet committed an entry
+    /// of its term refuses with `LeaderNotReady` (retry shortly).
+    pub async fn change_membership(
+        &self,
+        change: MembershipChange,
+        addresses: Option<MemberAddresses>,
+    ) -> Result<LogIndex, ChangeMembershipError> {
+        if matches!(change, MembershipChange::AddLearner(_)) && addresses.is_none() {
+            return Err(ChangeMembershipError::AddressesRequired);
+        }
+        let (reply, outcome) = oneshot::channel();
+        let command = Command::ChangeMembership {
+            change,
+            addresses,
+            reply,
+        };
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| ChangeMembershipError::Stopped)?;
+        outcome.await.unwrap_or(Err(ChangeMembershipError::Stopped))
     }
 
     async fn request(
@@ -576,6 +628,22 @@ fn transport_config(
     })
 }
 
+/// The addresses `cluster.toml` gives its nodes: those of the bootstrap
+/// configuration's members.
+fn bootstrap_book(config: &ClusterConfig) -> AddressBook {
+    config
+        .nodes
+        .iter()
+        .map(|node| {
+            let addresses = MemberAddresses {
+                peer: node.peer_address,
+                client: node.client_address,
+            };
+            (NodeId(node.id), addresses)
+        })
+        .collect()
+}
+
 fn initial_status(machine: &Machine) -> Status {
     Status {
         id: machine.id(),
@@ -608,6 +676,8 @@ struct EventLoopParts {
     listener: std::net::TcpListener,
     commands: mpsc::Receiver<Command>,
     status: watch::Sender<Status>,
+    membership: watch::Sender<MembershipView>,
+    bootstrap_book: AddressBook,
     /// A sync outstanding this long is a stalled disk.
     stall_timeout: std::time::Duration,
     /// Whether a follower serves read barriers (`[reads] follower_reads`).
@@ -709,7 +779,12 @@ async fn run_event_loop(
         transport,
         peer_inbox,
         parts.commands,
-        StatusLinks { status, sync_clock },
+        StatusLinks {
+            status,
+            sync_clock,
+            membership: parts.membership,
+            bootstrap_book: parts.bootstrap_book,
+        },
         SnapshotLinks {
             applier,
             incoming_dir,

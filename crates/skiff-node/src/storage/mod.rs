@@ -339,6 +339,7 @@ impl Storage {
             | Action::SteppedDown { .. }
             | Action::ReadReady { .. }
             | Action::ReadFailed { .. }
+            | Action::MembershipChangeEnded { .. }
             | Action::TransferEnded { .. } => Ok(()),
         }
     }
