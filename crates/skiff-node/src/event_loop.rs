@@ -1396,6 +1396,7 @@ mod tests {
             entries: vec![Entry::new(Term(2), "y")].into(),
             commit: LogIndex(1),
             read_round: 0,
+            epoch: 0,
         });
         let receive = |message| Event::Receive {
             from: NodeId(2),
@@ -1433,6 +1434,7 @@ mod tests {
             success: false,
             index: LogIndex(0),
             read_round: 0,
+            epoch: 0,
         });
         leader.step(
             Event::Receive {
@@ -1502,6 +1504,7 @@ mod tests {
                 index: LogIndex(3),
                 term: Term(2),
             },
+            membership: Membership::new(vec![NodeId(1)], vec![]).unwrap(),
         };
         for replacing in [Action::LogTruncate { from: LogIndex(5) }, install] {
             let mut actions = vec![replacing, commit(4)];

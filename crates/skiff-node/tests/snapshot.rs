@@ -428,6 +428,8 @@ async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restar
         term: Term(5),
         leader: NodeId(2),
         snapshot,
+        membership: bootstrap_membership(),
+        epoch: 0,
     };
     send_as_leader(&cluster, Message::InstallSnapshotReq(req)).await;
     let status = wait_status(&handle, |s| s.snapshot == snapshot).await;
@@ -461,6 +463,11 @@ async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restar
     assert_eq!(restarted.seen().restored, [snapshot]);
     assert_eq!(restarted.seen().map.len(), 2);
     node.shutdown().await.unwrap();
+}
+
+/// The configuration of `lone_follower`'s cluster before any change.
+fn bootstrap_membership() -> skiff_core::Membership {
+    skiff_core::Membership::new(vec![NodeId(1), NodeId(2), NodeId(3)], vec![]).unwrap()
 }
 
 /// A snapshot file as node 1's transport leaves it once received from
@@ -503,6 +510,8 @@ async fn received_snapshots_that_fail_their_checks_or_are_too_old_are_deleted_ne
             index: LogIndex(index),
             term: Term(4),
         },
+        membership: bootstrap_membership(),
+        epoch: 0,
     };
 
     let damaged = request(100);
@@ -521,7 +530,7 @@ async fn received_snapshots_that_fail_their_checks_or_are_too_old_are_deleted_ne
 
     let sound = request(200);
     leave_received(&data_dir, 16, sound.snapshot, b"colour=blue\n");
-    send_as_leader(&cluster, Message::InstallSnapshotReq(sound)).await;
+    send_as_leader(&cluster, Message::InstallSnapshotReq(sound.clone())).await;
     let status = wait_status(&node.handle(), |s| s.snapshot == sound.snapshot).await;
     assert_eq!(status.commit_index, LogIndex(200));
     kv.applied_through(LogIndex(200)).await;

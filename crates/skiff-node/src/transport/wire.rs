@@ -623,10 +623,24 @@ mod tests {
             leader: NodeId(1),
             prev_index: LogIndex(10),
             prev_term: Term(2),
-            entries: vec![Entry::new(Term(3), ""), Entry::new(Term(3), "payload")].into(),
+            entries: vec![
+                Entry::new(Term(3), ""),
+                Entry::new(Term(3), "payload"),
+                Entry::membership(Term(3), &membership()),
+            ]
+            .into(),
             commit: LogIndex(9),
             read_round: 5,
+            epoch: 12,
         })
+    }
+
+    /// A configuration with a learner and a context.
+    fn membership() -> Membership {
+        let ids = |ids: &[u64]| ids.iter().copied().map(NodeId).collect::<Vec<_>>();
+        Membership::new(ids(&[1, 2, 3]), ids(&[4]))
+            .unwrap()
+            .with_context(Bytes::from_static(b"book"))
     }
 
     fn round_trip(frame: &Frame<'_>) -> Bytes {
@@ -649,6 +663,22 @@ mod tests {
                 success: false,
                 index: LogIndex(7),
                 read_round: 300,
+                epoch: 1 << 40,
+            }),
+            Message::InstallSnapshotReq(InstallSnapshotReq {
+                term: Term(4),
+                leader: NodeId(2),
+                snapshot: SnapshotMeta {
+                    index: LogIndex(30),
+                    term: Term(3),
+                },
+                membership: membership(),
+                epoch: 8,
+            }),
+            Message::InstallSnapshotResp(InstallSnapshotResp {
+                term: Term(4),
+                index: LogIndex(30),
+                epoch: 8,
             }),
             Message::ReadIndexReq(ReadIndexReq {
                 term: Term(4),
@@ -724,6 +754,8 @@ mod tests {
                 crc32c: 5,
                 term: 4,
                 leader: 1,
+                epoch: 3,
+                membership: WireMembership(membership()),
             }),
             Frame::SnapshotDone,
         ];
@@ -785,6 +817,37 @@ mod tests {
                 "{garbage:?} gave {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn entry_kinds_survive_and_an_undecodable_configuration_is_a_bad_body() {
+        let message = append_req();
+        let body = round_trip(&Frame::Message(WireMessage::from_message(&message)));
+        let Frame::Message(wire) = decode_frame(&body).unwrap() else {
+            panic!("not a message")
+        };
+        let Message::AppendEntriesReq(req) = wire.into_message(&body) else {
+            panic!("not a req")
+        };
+        let kinds: Vec<EntryKind> = req.entries.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [EntryKind::Normal, EntryKind::Normal, EntryKind::Membership]
+        );
+        assert_eq!(
+            Membership::decode(&req.entries[2].data),
+            Ok(membership()),
+            "the configuration entry's data is the encoded configuration"
+        );
+        // A snapshot end whose configuration bytes are garbage: variant 7
+        // (SnapshotEnd), length 9, crc 5, term 4, leader 1, epoch 3, then a
+        // byte string of 2 bytes that is no configuration.
+        let garbage = Bytes::from_static(&[WIRE_VERSION, 7, 9, 5, 4, 1, 3, 2, 0xff, 0xff]);
+        assert!(
+            matches!(decode_frame(&garbage), Err(WireError::BadBody(_))),
+            "{:?}",
+            decode_frame(&garbage)
+        );
     }
 
     #[test]

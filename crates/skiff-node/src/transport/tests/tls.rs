@@ -84,7 +84,7 @@ async fn a_snapshot_crosses_over_tls() {
     let mut pair = tls_pair_with(&ca, |config| files.configure(config)).await;
     let (file, bytes) = files.snapshot("40.snap", (1 << 20) + 5);
     let req = super::snapshot::install(3, 40);
-    pair.one.send_snapshot(NodeId(2), req, file);
+    pair.one.send_snapshot(NodeId(2), req.clone(), file);
     super::snapshot::assert_received(&files, &mut pair.two_inbox, req, &bytes).await;
 }
 
