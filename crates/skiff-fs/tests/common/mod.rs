@@ -5,8 +5,8 @@ use bytes::Bytes;
 use skiff_fs::protocol::Version;
 use skiff_fs::protocol::{parse_response, Limits, Parsed, ProtocolError, Response};
 use skiff_fs::{Client, ClientConfig, ClientError, Clock, Server, ServerConfig};
-use skiff_node::local::LocalCluster;
-use skiff_node::{ClusterConfig, NodeId, Role};
+use skiff_node::{ClusterConfig, NodeConfig, NodeId, Role};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,12 +34,21 @@ impl TestClock {
     }
 }
 
-/// Servers on listeners bound by this process ([`LocalCluster`]), which a
+/// Servers on listeners bound by this process (as
+/// [`LocalCluster`](skiff_node::local::LocalCluster) does), which a
 /// restarted server reuses: no port is ever free for a parallel test.
+/// Spare nodes, after the cluster's own, have listeners too, for nodes
+/// that join later; a node's listeners are closed when it is retired, so
+/// that clients are refused there at once.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
+    /// The cluster's configuration: its first nodes, without the spares.
     pub config: ClusterConfig,
-    local: LocalCluster,
+    /// Every node's configuration, spares included, by id - 1.
+    nodes: Vec<NodeConfig>,
+    /// Every node's peer and client listeners, by id - 1; `None` once
+    /// retired.
+    listeners: Vec<Option<(TcpListener, TcpListener)>>,
     clock: Clock,
     servers: Vec<Option<Server>>,
 }
@@ -73,40 +82,94 @@ impl Cluster {
         clock: Clock,
         configure: impl FnOnce(&mut ClusterConfig),
     ) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let mut local = LocalCluster::bind(count, dir.path()).unwrap();
-        local.config.cluster_id = 7;
-        local.config.election_timeout_ms = 150;
-        local.config.heartbeat_interval_ms = 40;
-        local.config.segment_bytes_max = 1 << 20;
-        configure(&mut local.config);
-        let mut cluster = Cluster {
-            dir,
-            config: local.config.clone(),
-            local,
-            clock,
-            servers: (0..count).map(|_| None).collect(),
-        };
+        let mut cluster = Cluster::bind(count, 0, clock, configure);
         for id in 1..=count {
             cluster.start_node(id).await;
         }
         cluster
     }
 
+    /// Starts `count` servers with short timeouts, and binds listeners
+    /// for `spares` more nodes (ids `count + 1` on), which
+    /// [`Cluster::start_joining_node`] starts.
+    pub async fn start_with_spares(count: u64, spares: u64) -> Cluster {
+        let mut cluster = Cluster::bind(count, spares, Clock::System, |_| {});
+        for id in 1..=count {
+            cluster.start_node(id).await;
+        }
+        cluster
+    }
+
+    /// Binds every node's listeners and writes the configuration, without
+    /// starting any node.
+    fn bind(
+        count: u64,
+        spares: u64,
+        clock: Clock,
+        configure: impl FnOnce(&mut ClusterConfig),
+    ) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ClusterConfig::local(count + spares, dir.path(), 0);
+        let mut listeners = Vec::new();
+        for node in &mut config.nodes {
+            let peer = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            let client = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            node.peer_address = peer.local_addr().unwrap();
+            node.client_address = client.local_addr().unwrap();
+            listeners.push(Some((peer, client)));
+        }
+        config.cluster_id = 7;
+        config.election_timeout_ms = 150;
+        config.heartbeat_interval_ms = 40;
+        config.segment_bytes_max = 1 << 20;
+        let mut nodes = config.nodes.clone();
+        config.nodes.truncate(count as usize);
+        configure(&mut config);
+        // As configured (data directories, say), then the spares.
+        nodes.splice(..count as usize, config.nodes.iter().cloned());
+        Cluster {
+            dir,
+            config,
+            nodes,
+            listeners,
+            clock,
+            servers: (0..count + spares).map(|_| None).collect(),
+        }
+    }
+
     pub async fn start_node(&mut self, id: u64) {
-        let slot = &mut self.servers[id as usize - 1];
-        assert!(slot.is_none(), "node {id} already runs");
-        let mut config = ServerConfig::new(self.config.clone(), NodeId(id));
+        let config = self.config.clone();
+        self.start_node_with(id, config).await;
+    }
+
+    /// Starts node `id` of `cluster` on its listeners.
+    async fn start_node_with(&mut self, id: u64, cluster: ClusterConfig) {
+        assert!(
+            self.servers[id as usize - 1].is_none(),
+            "node {id} already runs"
+        );
+        let mut config = ServerConfig::new(cluster, NodeId(id));
         config.limits = Limits {
             file_bytes_max: 64 * 1024,
             name_bytes_max: 100,
         };
         config.request_timeout = Duration::from_secs(3);
         config.clock = self.clock.clone();
-        let peers = self.local.peer_listener(NodeId(id)).unwrap();
-        let clients = self.local.client_listener(NodeId(id)).unwrap();
+        let (peers, clients) = self.listeners[id as usize - 1]
+            .as_ref()
+            .expect("node not retired");
+        let (peers, clients) = (peers.try_clone().unwrap(), clients.try_clone().unwrap());
         let server = Server::start_with_listeners(config, peers, clients).await;
-        *slot = Some(server.unwrap());
+        self.servers[id as usize - 1] = Some(server.unwrap());
+    }
+
+    /// Stops node `id` for good and closes its listeners: clients and
+    /// peers are refused there from now on.
+    pub async fn retire_node(&mut self, id: u64) {
+        if self.is_running(id) {
+            self.stop_node(id).await;
+        }
+        self.listeners[id as usize - 1] = None;
     }
 
     pub async fn stop_node(&mut self, id: u64) {
@@ -124,19 +187,23 @@ impl Cluster {
     }
 
     pub fn address(&self, id: u64) -> String {
-        self.config.nodes[id as usize - 1]
-            .client_address
-            .to_string()
+        self.node_config(id).client_address.to_string()
     }
 
+    /// Node `id`'s configuration, spares included.
+    pub fn node_config(&self, id: u64) -> &NodeConfig {
+        &self.nodes[id as usize - 1]
+    }
+
+    /// The client addresses of the cluster's first nodes.
     pub fn addresses(&self) -> Vec<String> {
-        (1..=self.servers.len() as u64)
+        (1..=self.config.nodes.len() as u64)
             .map(|id| self.address(id))
             .collect()
     }
 
     pub fn data_dir(&self, id: u64) -> PathBuf {
-        self.config.nodes[id as usize - 1].data_dir.clone()
+        self.node_config(id).data_dir.clone()
     }
 
     /// Waits until one running node leads and every running node knows it.
