@@ -199,7 +199,7 @@ impl Search {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn the_search_asks_a_named_leader_first_then_goes_round_pausing() {
         let mut search = Search::new(&["a".into(), "b".into()]);
         assert_eq!(search.next().await.as_deref(), Some("a"));
@@ -209,7 +209,7 @@ mod tests {
         assert_eq!(search.next().await.as_deref(), Some("c"));
         let started = Instant::now();
         assert_eq!(search.next().await, None);
-        assert_eq!(started.elapsed(), ROUND_PAUSE);
+        assert!(started.elapsed() >= ROUND_PAUSE);
         assert_eq!(search.next().await.as_deref(), Some("a"));
         // A leader named again is not added twice.
         search.follow("a".into());
