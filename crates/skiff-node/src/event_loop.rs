@@ -607,7 +607,10 @@ impl EventLoop {
             ApplierEvent::SnapshotWritten { snapshot, replies } => {
                 let meta = snapshot.meta;
                 let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
-                match storage.add_snapshot(snapshot) {
+                // Kept with the snapshot before it becomes current: the
+                // machine names the same one in its `LogCompact`.
+                let membership = self.machine.membership_at(meta.index);
+                match storage.add_snapshot(snapshot, membership) {
                     Ok(true) => {
                         let bytes = file_bytes(&storage.snapshot_path(meta));
                         self.metrics.snapshot(SnapshotOp::Taken, bytes);
@@ -638,12 +641,7 @@ impl EventLoop {
     /// not decode (written by a newer version?) counts as empty: the
     /// addresses then come from `cluster.toml` where it has them.
     fn address_book(&self) -> AddressBook {
-        let membership = self.machine.membership();
-        AddressBook::of(membership, &self.bootstrap_book).unwrap_or_else(|error| {
-            tracing::warn!(%error, "the configuration's address book does not decode");
-            let empty = membership.clone().with_context(Bytes::new());
-            AddressBook::of(&empty, &self.bootstrap_book).unwrap_or_default()
-        })
+        address_book(self.machine.membership(), &self.bootstrap_book)
     }
 
     /// Steps a membership change, its new configuration carrying the whole
@@ -759,13 +757,17 @@ impl EventLoop {
         // Every turn ends with a sync, so what is written now is durable.
         let durable = storage.last_index();
         for action in self.actions.iter().filter(|a| a.is_persistence()) {
-            if let Action::SnapshotInstall { snapshot, .. } = action {
+            if let Action::SnapshotInstall {
+                snapshot,
+                membership,
+            } = action
+            {
                 let Some(received) = self.received.remove(snapshot) else {
                     return Err(NodeError::EventLoop(format!(
                         "the machine installs snapshot {snapshot}, which was not received"
                     )));
                 };
-                let installed = storage.install_snapshot(*snapshot, &received)?;
+                let installed = storage.install_snapshot(*snapshot, &received, membership)?;
                 let bytes = file_bytes(&Some(installed.path.clone()));
                 self.metrics.snapshot(SnapshotOp::Installed, bytes);
                 tracing::info!(event = "snapshot_installed", snapshot = %snapshot, bytes, "installed a leader's snapshot");
@@ -1171,27 +1173,49 @@ impl EventLoop {
                 return;
             }
         }
-        let book = self.address_book();
-        let with_addresses = |ids: &[NodeId]| -> Vec<(NodeId, MemberAddresses)> {
-            ids.iter()
-                .filter_map(|&id| match book.get(id) {
-                    Some(addresses) => Some((id, addresses)),
-                    None => {
-                        tracing::warn!(member = %id, "no addresses are known for a member");
-                        None
-                    }
-                })
-                .collect()
-        };
-        let view = MembershipView {
-            voters: with_addresses(membership.voters()),
-            learners: with_addresses(membership.learners()),
-            change_pending: pending,
-            lag,
-        };
+        let view = membership_view(machine, &self.bootstrap_book, lag);
         self.lag_refreshed_at = Some(std::time::Instant::now());
         self.published_membership = Some((membership.clone(), pending));
         self.membership_view.send_replace(view);
+    }
+}
+
+/// The address book of `membership`, with `cluster.toml`'s addresses for
+/// the members it lacks. A context that does not decode (written by a
+/// newer version?) counts as empty.
+fn address_book(membership: &Membership, bootstrap_book: &AddressBook) -> AddressBook {
+    AddressBook::of(membership, bootstrap_book).unwrap_or_else(|error| {
+        tracing::warn!(%error, "the configuration's address book does not decode");
+        let empty = membership.clone().with_context(Bytes::new());
+        AddressBook::of(&empty, bootstrap_book).unwrap_or_default()
+    })
+}
+
+/// The configuration in force on `machine`, with every member's
+/// addresses, and `lag` (see [`MembershipView::lag`]).
+pub fn membership_view(
+    machine: &Machine,
+    bootstrap_book: &AddressBook,
+    lag: Vec<(NodeId, u64)>,
+) -> MembershipView {
+    let membership = machine.membership();
+    let book = address_book(membership, bootstrap_book);
+    let with_addresses = |ids: &[NodeId]| -> Vec<(NodeId, MemberAddresses)> {
+        ids.iter()
+            .filter_map(|&id| match book.get(id) {
+                Some(addresses) => Some((id, addresses)),
+                None => {
+                    tracing::warn!(member = %id, "no addresses are known for a member");
+                    None
+                }
+            })
+            .collect()
+    };
+    MembershipView {
+        voters: with_addresses(membership.voters()),
+        learners: with_addresses(membership.learners()),
+        change_pending: machine.membership_change_pending(),
+        lag,
     }
 }
 

@@ -7,7 +7,9 @@ use crate::api::{
 };
 use crate::applier::{self, SnapshotPlace};
 use crate::config::{ClusterConfig, ConfigError};
-use crate::event_loop::{ApplierLink, Command, EventLoop, SnapshotLinks, StatusLinks};
+use crate::event_loop::{
+    membership_view, ApplierLink, Command, EventLoop, SnapshotLinks, StatusLinks,
+};
 use crate::metrics::Metrics;
 use crate::stall::SyncClock;
 use crate::state_machine::StateMachine;
@@ -148,7 +150,9 @@ impl Node {
         storage.stall_syncs_while(config.faults.sync_stall_file_of(id));
         let (command_sender, commands) = mpsc::channel(COMMAND_QUEUE_MAX);
         let (status_sender, status) = watch::channel(initial_status(&machine));
-        let (membership_sender, membership) = watch::channel(MembershipView::default());
+        let bootstrap_book = bootstrap_book(config);
+        let initial_membership = membership_view(&machine, &bootstrap_book, Vec::new());
+        let (membership_sender, membership) = watch::channel(initial_membership);
         tracing::info!(
             %id, term = %machine.term(), last_index = %machine.last_index(),
             peer_address = %node_config.peer_address, "node starting"
@@ -162,7 +166,7 @@ impl Node {
             commands,
             status: status_sender,
             membership: membership_sender,
-            bootstrap_book: bootstrap_book(config),
+            bootstrap_book,
             stall_timeout: std::time::Duration::from_millis(config.storage.stall_timeout_ms),
             follower_reads: config.reads.follower_reads,
             metrics: metrics.clone(),
@@ -517,6 +521,7 @@ fn recover(
     core.seed = seed(id);
     let Recovered {
         hard_state,
+        membership,
         snapshot,
         log,
         damage,
@@ -534,6 +539,7 @@ fn recover(
         // Entries share their data, so the copy kept to rewrite a damaged
         // log is cheap.
         log: log.clone(),
+        membership,
         damaged: damage.is_some() || repairing,
         ..StartState::default()
     };

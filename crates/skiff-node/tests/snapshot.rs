@@ -424,11 +424,22 @@ async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restar
     };
     let received = leave_received(&data_dir, 14, snapshot, b"colour=blue\nshape=round\n");
 
+    // The cluster has a learner by then, node 4: the snapshot's
+    // configuration says so, with its addresses.
+    let learner = skiff_node::MemberAddresses {
+        peer: "127.0.0.1:1".parse().unwrap(),
+        client: "127.0.0.1:2".parse().unwrap(),
+    };
+    let book: skiff_node::AddressBook = [(NodeId(4), learner)].into_iter().collect();
+    let membership =
+        skiff_core::Membership::new(bootstrap_membership().voters().to_vec(), vec![NodeId(4)])
+            .unwrap()
+            .with_context(book.encode());
     let req = InstallSnapshotReq {
         term: Term(5),
         leader: NodeId(2),
         snapshot,
-        membership: bootstrap_membership(),
+        membership,
         epoch: 0,
     };
     send_as_leader(&cluster, Message::InstallSnapshotReq(req)).await;
@@ -462,6 +473,13 @@ async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restar
     assert_eq!(status.term, Term(5));
     assert_eq!(restarted.seen().restored, [snapshot]);
     assert_eq!(restarted.seen().map.len(), 2);
+    let membership = node.handle().membership();
+    assert_eq!(
+        membership.learners,
+        [(NodeId(4), learner)],
+        "the snapshot's configuration survives the restart: {membership:?}"
+    );
+    assert_eq!(membership.voters.len(), 3, "{membership:?}");
     node.shutdown().await.unwrap();
 }
 
