@@ -319,6 +319,24 @@ pub struct EventLoop {
     lag_published_at: Option<std::time::Instant>,
     /// When the membership view's lag was last refreshed.
     lag_refreshed_at: Option<std::time::Instant>,
+    /// The configuration the transport's peers follow.
+    followed: Option<Membership>,
+    /// Where this node stands in the configuration, as last logged.
+    membership_state: MembershipState,
+}
+
+/// Where a node stands in its latest configuration, so that a change is
+/// logged once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MembershipState {
+    /// Not looked at yet.
+    Unknown,
+    /// A voter or a learner.
+    Member,
+    /// Not a member since it started (joining, or removed before).
+    Outside,
+    /// A committed configuration removed it while it ran.
+    Removed,
 }
 
 /// How often a leader publishes its followers' lag. Scrapes come seconds
@@ -393,6 +411,8 @@ impl EventLoop {
             turn_entries: 0,
             lag_published_at: None,
             lag_refreshed_at: None,
+            followed: None,
+            membership_state: MembershipState::Unknown,
         }
     }
 
@@ -753,6 +773,7 @@ impl EventLoop {
     /// Performs the turn's actions: persistence, a leader's early
     /// replication, one sync, then the rest (see the module's comment).
     async fn perform(&mut self) -> Result<(), NodeError> {
+        self.follow_membership();
         let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
         // Every turn ends with a sync, so what is written now is durable.
         let durable = storage.last_index();
@@ -784,7 +805,7 @@ impl EventLoop {
             let _ = std::fs::remove_file(path);
         }
         self.perform_durable_commits(durable);
-        let transport = &self.transport;
+        let transport = &mut self.transport;
         let sent_early =
             take_early_sends(&mut self.actions, |to, message| transport.send(to, message));
         let storage = self.storage.as_ref().expect(STORAGE_IS_BACK);
@@ -1134,6 +1155,51 @@ impl EventLoop {
 }
 
 impl EventLoop {
+    /// Points the transport at the members of the latest configuration,
+    /// when it changed (before the turn's sends, so that a message to a
+    /// member just added finds its queue), and notices this node's
+    /// removal.
+    fn follow_membership(&mut self) {
+        let id = self.machine.id();
+        let membership = self.machine.membership();
+        let member = membership.contains(id);
+        if self.followed.as_ref() != Some(membership) {
+            let book = address_book(membership, &self.bootstrap_book);
+            let peers: Vec<_> = book
+                .iter()
+                .filter(|(peer, _)| *peer != id)
+                .map(|(peer, addresses)| (peer, addresses.peer))
+                .collect();
+            tracing::info!(
+                event = "configuration", voters = ?membership.voters(), learners = ?membership.learners(),
+                "the configuration in force changed"
+            );
+            self.transport.set_peers(peers, member);
+            self.followed = Some(membership.clone());
+        }
+        let committed = !self.machine.membership_change_pending();
+        match (member, self.membership_state) {
+            (true, _) => self.membership_state = MembershipState::Member,
+            (false, MembershipState::Member) if committed => {
+                self.membership_state = MembershipState::Removed;
+                tracing::warn!(
+                    event = "removed", %id, voters = ?membership.voters(), learners = ?membership.learners(),
+                    "this node was removed from the cluster: it dials no one and stands for nothing, \
+                     and answers only a leader that adds it again"
+                );
+            }
+            (false, MembershipState::Unknown) => {
+                self.membership_state = MembershipState::Outside;
+                tracing::info!(
+                    %id, voters = ?membership.voters(), learners = ?membership.learners(),
+                    "this node is not a member of the cluster's configuration: \
+                     it waits for a leader to add it (or it was removed)"
+                );
+            }
+            (false, _) => {}
+        }
+    }
+
     /// Publishes the configuration in force when it or its pending state
     /// changed, and a leader's per-member lag at most every
     /// [`FOLLOWER_LAG_INTERVAL`].
@@ -1183,7 +1249,7 @@ impl EventLoop {
 /// The address book of `membership`, with `cluster.toml`'s addresses for
 /// the members it lacks. A context that does not decode (written by a
 /// newer version?) counts as empty.
-fn address_book(membership: &Membership, bootstrap_book: &AddressBook) -> AddressBook {
+pub fn address_book(membership: &Membership, bootstrap_book: &AddressBook) -> AddressBook {
     AddressBook::of(membership, bootstrap_book).unwrap_or_else(|error| {
         tracing::warn!(%error, "the configuration's address book does not decode");
         let empty = membership.clone().with_context(Bytes::new());

@@ -414,7 +414,7 @@ async fn lone_follower(dir: &Path, cluster_id: u64) -> (LocalCluster, PathBuf, K
 async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restart() {
     use skiff_core::{InstallSnapshotReq, Message, Term};
     let dir = tempfile::tempdir().unwrap();
-    let (cluster, data_dir, kv, node) = lone_follower(dir.path(), 14).await;
+    let (mut cluster, data_dir, kv, node) = lone_follower(dir.path(), 14).await;
     let handle = node.handle();
 
     // The leader's snapshot, as node 1's transport leaves it once received.
@@ -457,6 +457,33 @@ async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restar
     }
     assert!(!received.exists(), "adopted, not left in incoming");
     node.shutdown().await.unwrap();
+
+    // cluster.toml does not list the learner the data directory's
+    // configuration has: the node says so, naming both, and does not start.
+    let refused = cluster
+        .start_node_with_state_machine(ME, Kv::new())
+        .await
+        .unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        matches!(refused, skiff_node::StartError::MembershipMismatch { .. }),
+        "{text}"
+    );
+    for part in [
+        "learners 4 (peer 127.0.0.1:1, client 127.0.0.1:2)",
+        "cluster.toml lists voters 1",
+        "skiff member list",
+    ] {
+        assert!(text.contains(part), "{part:?} not in {text}");
+    }
+    let mut learner_entry = cluster.config.nodes[0].clone();
+    learner_entry.id = 4;
+    learner_entry.learner = true;
+    learner_entry.peer_address = learner.peer;
+    learner_entry.client_address = learner.client;
+    learner_entry.data_dir = dir.path().join("node-4");
+    learner_entry.metrics_address = None;
+    cluster.config.nodes.push(learner_entry);
 
     let restarted = Kv::new();
     let node = cluster
