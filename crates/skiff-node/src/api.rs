@@ -276,6 +276,22 @@ pub enum StartError {
     /// The state machine could not be restored from the node's snapshot.
     #[error("cannot restore the state machine: {0}")]
     Restore(String),
+    /// `cluster.toml`'s nodes disagree with the cluster configuration the
+    /// data directory holds (ids, voter or learner, addresses).
+    #[error(
+        "cluster.toml does not match the cluster's configuration in the data directory {dir}: \
+         the data directory holds {data_dir}, but cluster.toml lists {cluster_toml}. \
+         `skiff member list` prints the cluster's configuration; update cluster.toml's \
+         [[nodes]] to match it (learner = true for a learner)"
+    )]
+    MembershipMismatch {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The configuration it holds, with its members' addresses.
+        data_dir: String,
+        /// What `cluster.toml`'s nodes say.
+        cluster_toml: String,
+    },
 }
 
 /// Why a running node stopped on its own.

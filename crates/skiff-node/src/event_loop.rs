@@ -319,6 +319,24 @@ pub struct EventLoop {
     lag_published_at: Option<std::time::Instant>,
     /// When the membership view's lag was last refreshed.
     lag_refreshed_at: Option<std::time::Instant>,
+    /// The configuration the transport's peers follow.
+    followed: Option<Membership>,
+    /// Where this node stands in the configuration, as last logged.
+    membership_state: MembershipState,
+}
+
+/// Where a node stands in its latest configuration, so that a change is
+/// logged once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MembershipState {
+    /// Not looked at yet.
+    Unknown,
+    /// A voter or a learner.
+    Member,
+    /// Not a member since it started (joining, or removed before).
+    Outside,
+    /// A committed configuration removed it while it ran.
+    Removed,
 }
 
 /// How often a leader publishes its followers' lag. Scrapes come seconds
@@ -393,6 +411,8 @@ impl EventLoop {
             turn_entries: 0,
             lag_published_at: None,
             lag_refreshed_at: None,
+            followed: None,
+            membership_state: MembershipState::Unknown,
         }
     }
 
@@ -607,7 +627,10 @@ impl EventLoop {
             ApplierEvent::SnapshotWritten { snapshot, replies } => {
                 let meta = snapshot.meta;
                 let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
-                match storage.add_snapshot(snapshot) {
+                // Kept with the snapshot before it becomes current: the
+                // machine names the same one in its `LogCompact`.
+                let membership = self.machine.membership_at(meta.index);
+                match storage.add_snapshot(snapshot, membership) {
                     Ok(true) => {
                         let bytes = file_bytes(&storage.snapshot_path(meta));
                         self.metrics.snapshot(SnapshotOp::Taken, bytes);
@@ -638,12 +661,7 @@ impl EventLoop {
     /// not decode (written by a newer version?) counts as empty: the
     /// addresses then come from `cluster.toml` where it has them.
     fn address_book(&self) -> AddressBook {
-        let membership = self.machine.membership();
-        AddressBook::of(membership, &self.bootstrap_book).unwrap_or_else(|error| {
-            tracing::warn!(%error, "the configuration's address book does not decode");
-            let empty = membership.clone().with_context(Bytes::new());
-            AddressBook::of(&empty, &self.bootstrap_book).unwrap_or_default()
-        })
+        address_book(self.machine.membership(), &self.bootstrap_book)
     }
 
     /// Steps a membership change, its new configuration carrying the whole
@@ -755,17 +773,22 @@ impl EventLoop {
     /// Performs the turn's actions: persistence, a leader's early
     /// replication, one sync, then the rest (see the module's comment).
     async fn perform(&mut self) -> Result<(), NodeError> {
+        self.follow_membership();
         let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
         // Every turn ends with a sync, so what is written now is durable.
         let durable = storage.last_index();
         for action in self.actions.iter().filter(|a| a.is_persistence()) {
-            if let Action::SnapshotInstall { snapshot, .. } = action {
+            if let Action::SnapshotInstall {
+                snapshot,
+                membership,
+            } = action
+            {
                 let Some(received) = self.received.remove(snapshot) else {
                     return Err(NodeError::EventLoop(format!(
                         "the machine installs snapshot {snapshot}, which was not received"
                     )));
                 };
-                let installed = storage.install_snapshot(*snapshot, &received)?;
+                let installed = storage.install_snapshot(*snapshot, &received, membership)?;
                 let bytes = file_bytes(&Some(installed.path.clone()));
                 self.metrics.snapshot(SnapshotOp::Installed, bytes);
                 tracing::info!(event = "snapshot_installed", snapshot = %snapshot, bytes, "installed a leader's snapshot");
@@ -782,7 +805,7 @@ impl EventLoop {
             let _ = std::fs::remove_file(path);
         }
         self.perform_durable_commits(durable);
-        let transport = &self.transport;
+        let transport = &mut self.transport;
         let sent_early =
             take_early_sends(&mut self.actions, |to, message| transport.send(to, message));
         let storage = self.storage.as_ref().expect(STORAGE_IS_BACK);
@@ -1132,6 +1155,51 @@ impl EventLoop {
 }
 
 impl EventLoop {
+    /// Points the transport at the members of the latest configuration,
+    /// when it changed (before the turn's sends, so that a message to a
+    /// member just added finds its queue), and notices this node's
+    /// removal.
+    fn follow_membership(&mut self) {
+        let id = self.machine.id();
+        let membership = self.machine.membership();
+        let member = membership.contains(id);
+        if self.followed.as_ref() != Some(membership) {
+            let book = address_book(membership, &self.bootstrap_book);
+            let peers: Vec<_> = book
+                .iter()
+                .filter(|(peer, _)| *peer != id)
+                .map(|(peer, addresses)| (peer, addresses.peer))
+                .collect();
+            tracing::info!(
+                event = "configuration", voters = ?membership.voters(), learners = ?membership.learners(),
+                "the configuration in force changed"
+            );
+            self.transport.set_peers(peers, member);
+            self.followed = Some(membership.clone());
+        }
+        let committed = !self.machine.membership_change_pending();
+        match (member, self.membership_state) {
+            (true, _) => self.membership_state = MembershipState::Member,
+            (false, MembershipState::Member) if committed => {
+                self.membership_state = MembershipState::Removed;
+                tracing::warn!(
+                    event = "removed", %id, voters = ?membership.voters(), learners = ?membership.learners(),
+                    "this node was removed from the cluster: it dials no one and stands for nothing, \
+                     and answers only a leader that adds it again"
+                );
+            }
+            (false, MembershipState::Unknown) => {
+                self.membership_state = MembershipState::Outside;
+                tracing::info!(
+                    %id, voters = ?membership.voters(), learners = ?membership.learners(),
+                    "this node is not a member of the cluster's configuration: \
+                     it waits for a leader to add it (or it was removed)"
+                );
+            }
+            (false, _) => {}
+        }
+    }
+
     /// Publishes the configuration in force when it or its pending state
     /// changed, and a leader's per-member lag at most every
     /// [`FOLLOWER_LAG_INTERVAL`].
@@ -1171,27 +1239,49 @@ impl EventLoop {
                 return;
             }
         }
-        let book = self.address_book();
-        let with_addresses = |ids: &[NodeId]| -> Vec<(NodeId, MemberAddresses)> {
-            ids.iter()
-                .filter_map(|&id| match book.get(id) {
-                    Some(addresses) => Some((id, addresses)),
-                    None => {
-                        tracing::warn!(member = %id, "no addresses are known for a member");
-                        None
-                    }
-                })
-                .collect()
-        };
-        let view = MembershipView {
-            voters: with_addresses(membership.voters()),
-            learners: with_addresses(membership.learners()),
-            change_pending: pending,
-            lag,
-        };
+        let view = membership_view(machine, &self.bootstrap_book, lag);
         self.lag_refreshed_at = Some(std::time::Instant::now());
         self.published_membership = Some((membership.clone(), pending));
         self.membership_view.send_replace(view);
+    }
+}
+
+/// The address book of `membership`, with `cluster.toml`'s addresses for
+/// the members it lacks. A context that does not decode (written by a
+/// newer version?) counts as empty.
+pub fn address_book(membership: &Membership, bootstrap_book: &AddressBook) -> AddressBook {
+    AddressBook::of(membership, bootstrap_book).unwrap_or_else(|error| {
+        tracing::warn!(%error, "the configuration's address book does not decode");
+        let empty = membership.clone().with_context(Bytes::new());
+        AddressBook::of(&empty, bootstrap_book).unwrap_or_default()
+    })
+}
+
+/// The configuration in force on `machine`, with every member's
+/// addresses, and `lag` (see [`MembershipView::lag`]).
+pub fn membership_view(
+    machine: &Machine,
+    bootstrap_book: &AddressBook,
+    lag: Vec<(NodeId, u64)>,
+) -> MembershipView {
+    let membership = machine.membership();
+    let book = address_book(membership, bootstrap_book);
+    let with_addresses = |ids: &[NodeId]| -> Vec<(NodeId, MemberAddresses)> {
+        ids.iter()
+            .filter_map(|&id| match book.get(id) {
+                Some(addresses) => Some((id, addresses)),
+                None => {
+                    tracing::warn!(member = %id, "no addresses are known for a member");
+                    None
+                }
+            })
+            .collect()
+    };
+    MembershipView {
+        voters: with_addresses(membership.voters()),
+        learners: with_addresses(membership.learners()),
+        change_pending: machine.membership_change_pending(),
+        lag,
     }
 }
 

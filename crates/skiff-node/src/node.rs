@@ -7,7 +7,9 @@ use crate::api::{
 };
 use crate::applier::{self, SnapshotPlace};
 use crate::config::{ClusterConfig, ConfigError};
-use crate::event_loop::{ApplierLink, Command, EventLoop, SnapshotLinks, StatusLinks};
+use crate::event_loop::{
+    membership_view, ApplierLink, Command, EventLoop, SnapshotLinks, StatusLinks,
+};
 use crate::metrics::Metrics;
 use crate::stall::SyncClock;
 use crate::state_machine::StateMachine;
@@ -146,9 +148,19 @@ impl Node {
         .map_err(|e| StartError::Thread(std::io::Error::other(e)))??;
         let mut storage = storage;
         storage.stall_syncs_while(config.faults.sync_stall_file_of(id));
+        let bootstrap_book = bootstrap_book(config);
+        // The members of the configuration the data directory holds, not
+        // only `cluster.toml`'s.
+        let mut transport = transport;
+        transport.peers = crate::event_loop::address_book(machine.membership(), &bootstrap_book)
+            .iter()
+            .filter(|(peer, _)| *peer != id)
+            .map(|(peer, addresses)| (peer, addresses.peer))
+            .collect();
         let (command_sender, commands) = mpsc::channel(COMMAND_QUEUE_MAX);
         let (status_sender, status) = watch::channel(initial_status(&machine));
-        let (membership_sender, membership) = watch::channel(MembershipView::default());
+        let initial_membership = membership_view(&machine, &bootstrap_book, Vec::new());
+        let (membership_sender, membership) = watch::channel(initial_membership);
         tracing::info!(
             %id, term = %machine.term(), last_index = %machine.last_index(),
             peer_address = %node_config.peer_address, "node starting"
@@ -162,7 +174,7 @@ impl Node {
             commands,
             status: status_sender,
             membership: membership_sender,
-            bootstrap_book: bootstrap_book(config),
+            bootstrap_book,
             stall_timeout: std::time::Duration::from_millis(config.storage.stall_timeout_ms),
             follower_reads: config.reads.follower_reads,
             metrics: metrics.clone(),
@@ -507,7 +519,10 @@ fn recover(
 ) -> Result<(Storage, Machine), StartError> {
     let dir = config.node(id)?.data_dir.clone();
     let (mut storage, recovered) = Storage::open(&dir, identity, config.segment_bytes_max)?;
-    let mut core = skiff_core::Config::new(id, config.ids());
+    let mut core = skiff_core::Config::new(id, config.voter_ids());
+    // A node `cluster.toml` marks as a learner is not among the first
+    // voters: it joins (or joined) the cluster by a membership change.
+    core.join = config.node(id)?.learner;
     core.election_timeout_ms = config.election_timeout_ms;
     core.heartbeat_interval_ms = config.heartbeat_interval_ms;
     core.term_lead_max = Some(config.limits.term_lead_max);
@@ -517,6 +532,7 @@ fn recover(
     core.seed = seed(id);
     let Recovered {
         hard_state,
+        membership,
         snapshot,
         log,
         damage,
@@ -526,6 +542,7 @@ fn recover(
         dir: dir.clone(),
         reason,
     };
+    let holds_configuration = membership.is_some() || log.iter().any(|e| e.is_membership());
     let start = StartState {
         hard_state,
         snapshot: snapshot
@@ -534,6 +551,7 @@ fn recover(
         // Entries share their data, so the copy kept to rewrite a damaged
         // log is cheap.
         log: log.clone(),
+        membership,
         damaged: damage.is_some() || repairing,
         ..StartState::default()
     };
@@ -543,6 +561,9 @@ fn recover(
             "recovered"
         );
         let machine = Machine::with_state(core, start).map_err(inconsistent)?;
+        if holds_configuration {
+            check_membership(config, &dir, &machine)?;
+        }
         return Ok((storage, machine));
     }
     let machine = match Machine::with_state(core, start) {
@@ -550,6 +571,9 @@ fn recover(
         Err(StateError::CannotRepair) => return Err(StartError::CannotRepair { dir, damage }),
         Err(reason) => return Err(inconsistent(reason)),
     };
+    if holds_configuration {
+        check_membership(config, &dir, &machine)?;
+    }
     match damage {
         Some(damage) => {
             metrics.storage_fault("damaged_log");
@@ -576,6 +600,60 @@ fn recover(
         ),
     }
     Ok((storage, machine))
+}
+
+/// Refuses to start when `cluster.toml`'s nodes disagree with the
+/// configuration the data directory holds: its latest, or the one before
+/// it (the latest may be a change that never commits).
+fn check_membership(
+    config: &ClusterConfig,
+    dir: &std::path::Path,
+    machine: &Machine,
+) -> Result<(), StartError> {
+    let toml_book = bootstrap_book(config);
+    let mut toml_voters: Vec<NodeId> = config.voter_ids().collect();
+    toml_voters.sort_unstable();
+    let mut toml_learners: Vec<NodeId> = config
+        .nodes
+        .iter()
+        .filter(|n| n.learner)
+        .map(|n| NodeId(n.id))
+        .collect();
+    toml_learners.sort_unstable();
+    let agrees = |membership: &skiff_core::Membership| {
+        let book = crate::event_loop::address_book(membership, &toml_book);
+        membership.voters() == toml_voters.as_slice()
+            && membership.learners() == toml_learners.as_slice()
+            && membership
+                .members()
+                .all(|id| book.get(id).is_some() && book.get(id) == toml_book.get(id))
+    };
+    let latest = machine.membership();
+    let latest_index = (1..=machine.last_index().0)
+        .rev()
+        .map(LogIndex)
+        .find(|&index| machine.entry(index).is_some_and(|e| e.is_membership()));
+    let before = latest_index.map(|index| machine.membership_at(LogIndex(index.0 - 1)));
+    if agrees(latest) || before.is_some_and(agrees) {
+        return Ok(());
+    }
+    let describe = |voters: &[NodeId], learners: &[NodeId], book: &AddressBook| {
+        let member = |id: &NodeId| match book.get(*id) {
+            Some(a) => format!("{id} (peer {}, client {})", a.peer, a.client),
+            None => format!("{id} (addresses unknown)"),
+        };
+        let list = |ids: &[NodeId]| match ids.is_empty() {
+            true => "none".to_string(),
+            false => ids.iter().map(member).collect::<Vec<_>>().join(", "),
+        };
+        format!("voters {}; learners {}", list(voters), list(learners))
+    };
+    let data_book = crate::event_loop::address_book(latest, &toml_book);
+    Err(StartError::MembershipMismatch {
+        dir: dir.to_path_buf(),
+        data_dir: describe(latest.voters(), latest.learners(), &data_book),
+        cluster_toml: describe(&toml_voters, &toml_learners, &toml_book),
+    })
 }
 
 /// A seed that differs between nodes and between runs of one node, so that

@@ -495,7 +495,8 @@ async fn a_sender_resumes_where_the_receiver_stands_and_starts_over_when_it_diff
     b_listener.set_nonblocking(true).unwrap();
     let fake_two = TcpListener::from_std(b_listener).unwrap();
     let (one_sender, _one_inbox) = mpsc::channel(16);
-    let one = Transport::start(files.configure(config(1, 2, b)), a_listener, one_sender).unwrap();
+    let mut one =
+        Transport::start(files.configure(config(1, 2, b)), a_listener, one_sender).unwrap();
     let (file, bytes) = files.snapshot("40.snap", 6 * CHUNK + 1);
     one.send_snapshot(NodeId(2), install(3, 40), file.clone());
     let resume = |offset: usize, crc32c| {
