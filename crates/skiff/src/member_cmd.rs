@@ -248,12 +248,14 @@ async fn add(
     );
     if cluster.config_named {
         println!(
-            "\nRecord it in cluster.toml, so that `skiff status` and the other commands find it:\n\n\
+            "\nRecord it in cluster.toml (every copy), so that the other commands find it and \
+             the nodes' check of their configuration agrees:\n\n\
              [[nodes]]\n\
              id = {node}\n\
              peer_address = \"{peer}\"\n\
              client_address = \"{client}\"\n\
-             data_dir = \"node-{node}\""
+             data_dir = \"node-{node}\"\n\
+             learner = true"
         );
     }
     Ok(())
@@ -279,6 +281,9 @@ async fn promote(cluster: &Cluster<'_>, node: u64, force: bool) -> anyhow::Resul
         .change(change, &format!("cannot promote node {node}"))
         .await?;
     println!("node {node} is a voter (log index {index})");
+    if cluster.config_named {
+        println!("In cluster.toml, drop `learner = true` from node {node}'s [[nodes]] entry.");
+    }
     Ok(())
 }
 

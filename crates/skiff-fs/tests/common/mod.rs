@@ -163,6 +163,31 @@ impl Cluster {
         self.servers[id as usize - 1] = Some(server.unwrap());
     }
 
+    /// Starts spare node `id` with an empty data directory, outside the
+    /// cluster. Its configuration lists the members in force, as an
+    /// operator's up-to-date cluster.toml would (a joining node admits only
+    /// the peers it lists), and itself as a learner, so that it stands for
+    /// nothing until a membership change adds it.
+    pub async fn start_joining_node(&mut self, id: u64) {
+        let view = self.server(self.leader().await).node().membership();
+        let member = |(member, _): &(NodeId, _), learner| NodeConfig {
+            learner,
+            ..self.node_config(member.0).clone()
+        };
+        let mut nodes: Vec<NodeConfig> = (view.voters.iter().map(|m| member(m, false)))
+            .chain(view.learners.iter().map(|m| member(m, true)))
+            .collect();
+        nodes.push(NodeConfig {
+            learner: true,
+            ..self.node_config(id).clone()
+        });
+        let cluster = ClusterConfig {
+            nodes,
+            ..self.config.clone()
+        };
+        self.start_node_with(id, cluster).await;
+    }
+
     /// Stops node `id` for good and closes its listeners: clients and
     /// peers are refused there from now on.
     pub async fn retire_node(&mut self, id: u64) {
@@ -222,6 +247,8 @@ impl Cluster {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
+    /// Waits until one running node leads and every running member (not a
+    /// node outside the cluster) knows it; answers its id.
     pub async fn leader(&self) -> u64 {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
@@ -234,11 +261,18 @@ impl Cluster {
     }
 
     fn agreed_leader(&self) -> Option<u64> {
+        // A node outside the cluster (joining, or removed) hears no leader.
         let statuses: Vec<_> = self
             .servers
             .iter()
             .flatten()
             .map(|s| s.status().node)
+            .filter(|status| {
+                self.server(status.id.0)
+                    .node()
+                    .membership()
+                    .contains(status.id)
+            })
             .collect();
         let leader = statuses.iter().find(|s| s.role == Role::Leader)?;
         let agreed = statuses
