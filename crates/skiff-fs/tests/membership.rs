@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{Cluster, Session, PATIENCE};
+use common::{client_config, operations_done, Cluster, Session, PATIENCE};
 use skiff_core::TransferError;
 use skiff_fs::linearizability::{check_file_history, Budget, Outcome};
 use skiff_fs::protocol::{
@@ -33,23 +33,6 @@ const READERS_FROM: u64 = 3;
 const OPERATIONS_BETWEEN: usize = 20;
 /// The id of the client that reads every file once the load has stopped.
 const FINAL_READER: u64 = 100;
-
-/// Waits until the clients have completed `count` more operations than
-/// `before`.
-async fn operations_done(recorder: &Recorder, before: usize, count: usize) -> usize {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let done = recorder.history().len();
-        if done >= before + count {
-            return done;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the clients stalled at {done} operations"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 /// Sends `request` to the leader over the protocol, following `not the
 /// leader` answers, and answers the change's log index.
@@ -162,14 +145,10 @@ async fn replace_every_node(old_leader: OldLeader) {
     // hold their connections unanswered, those of retired nodes refuse.
     let all: Vec<String> = (1..=6).map(|id| cluster.address(id)).collect();
     let client = |first: u64| {
-        let mut addresses = all.clone();
-        addresses.rotate_left(first as usize - 1);
         Client::new(ClientConfig {
-            attempts_max: 100,
-            backoff: Duration::from_millis(20),
             request_timeout: Duration::from_secs(2),
             retry_time_max: Duration::from_secs(30),
-            ..ClientConfig::new(addresses)
+            ..client_config(all.clone(), first)
         })
     };
     let clients: Vec<_> = (0..CLIENTS)

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use skiff_fs::protocol::Version;
 use skiff_fs::protocol::{parse_response, Limits, Parsed, ProtocolError, Response};
+use skiff_fs::workload::Recorder;
 use skiff_fs::{Client, ClientConfig, ClientError, Clock, Server, ServerConfig};
 use skiff_node::{ClusterConfig, NodeConfig, NodeId, Role};
 use std::net::{Ipv4Addr, TcpListener};
@@ -288,14 +289,36 @@ impl Cluster {
 
     /// A client that knows every server and tries node `id` first.
     pub fn client_starting_at(&self, id: u64) -> Client {
-        let mut addresses = self.addresses();
-        addresses.rotate_left(id as usize - 1);
-        Client::new(ClientConfig {
-            attempts_max: 100,
-            backoff: Duration::from_millis(20),
-            request_timeout: Duration::from_secs(5),
-            ..ClientConfig::new(addresses)
-        })
+        Client::new(client_config(self.addresses(), id))
+    }
+}
+
+/// The tests' client configuration for `addresses`, trying the `first`-th
+/// (from 1) first.
+pub fn client_config(mut addresses: Vec<String>, first: u64) -> ClientConfig {
+    addresses.rotate_left(first as usize - 1);
+    ClientConfig {
+        attempts_max: 100,
+        backoff: Duration::from_millis(20),
+        request_timeout: Duration::from_secs(5),
+        ..ClientConfig::new(addresses)
+    }
+}
+
+/// Waits until the clients recording in `recorder` have completed `count`
+/// more operations than `before`; answers how many they have completed.
+pub async fn operations_done(recorder: &Recorder, before: usize, count: usize) -> usize {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let done = recorder.history().len();
+        if done >= before + count {
+            return done;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the clients stalled at {done} operations"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
