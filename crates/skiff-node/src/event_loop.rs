@@ -319,8 +319,9 @@ pub struct EventLoop {
     lag_published_at: Option<std::time::Instant>,
     /// When the membership view's lag was last refreshed.
     lag_refreshed_at: Option<std::time::Instant>,
-    /// The configuration the transport's peers follow.
-    followed: Option<Membership>,
+    /// The configuration the transport's peers follow, and whether it had
+    /// committed.
+    followed: Option<(Membership, bool)>,
     /// Where this node stands in the configuration, as last logged.
     membership_state: MembershipState,
 }
@@ -1163,21 +1164,41 @@ impl EventLoop {
         let id = self.machine.id();
         let membership = self.machine.membership();
         let member = membership.contains(id);
-        if self.followed.as_ref() != Some(membership) {
-            let book = address_book(membership, &self.bootstrap_book);
+        let committed = !self.machine.membership_change_pending();
+        let followed = (membership.clone(), committed);
+        if self.followed.as_ref() != Some(&followed) {
+            // While a change is uncommitted, the members of the
+            // configuration before it still take part: a leader that
+            // removes itself leads until the change commits, and a removed
+            // follower's answers may be what commits it.
+            let previous = match committed {
+                true => None,
+                false => latest_configuration_index(&self.machine)
+                    .map(|index| self.machine.membership_at(LogIndex(index.0 - 1)).clone()),
+            };
+            let mut book = address_book(membership, &self.bootstrap_book);
+            if let Some(previous) = &previous {
+                for (peer, addresses) in address_book(previous, &self.bootstrap_book).iter() {
+                    if book.get(peer).is_none() {
+                        book.insert(peer, addresses);
+                    }
+                }
+            }
             let peers: Vec<_> = book
                 .iter()
                 .filter(|(peer, _)| *peer != id)
                 .map(|(peer, addresses)| (peer, addresses.peer))
                 .collect();
-            tracing::info!(
-                event = "configuration", voters = ?membership.voters(), learners = ?membership.learners(),
-                "the configuration in force changed"
-            );
-            self.transport.set_peers(peers, member);
-            self.followed = Some(membership.clone());
+            if self.followed.as_ref().map(|(m, _)| m) != Some(membership) {
+                tracing::info!(
+                    event = "configuration", voters = ?membership.voters(), learners = ?membership.learners(),
+                    "the configuration in force changed"
+                );
+            }
+            let taking_part = member || previous.is_some_and(|p| p.contains(id));
+            self.transport.set_peers(peers, taking_part);
+            self.followed = Some(followed);
         }
-        let committed = !self.machine.membership_change_pending();
         match (member, self.membership_state) {
             (true, _) => self.membership_state = MembershipState::Member,
             (false, MembershipState::Member) if committed => {
@@ -1244,6 +1265,16 @@ impl EventLoop {
         self.published_membership = Some((membership.clone(), pending));
         self.membership_view.send_replace(view);
     }
+}
+
+/// The index of the last configuration entry in `machine`'s log, if any
+/// (the configuration in force then came from it).
+pub fn latest_configuration_index(machine: &Machine) -> Option<LogIndex> {
+    let first = machine.snapshot().index.0 + 1;
+    (first..=machine.last_index().0)
+        .rev()
+        .map(LogIndex)
+        .find(|&index| machine.entry(index).is_some_and(|e| e.is_membership()))
 }
 
 /// The address book of `membership`, with `cluster.toml`'s addresses for

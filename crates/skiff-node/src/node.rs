@@ -629,10 +629,7 @@ fn check_membership(
                 .all(|id| book.get(id).is_some() && book.get(id) == toml_book.get(id))
     };
     let latest = machine.membership();
-    let latest_index = (1..=machine.last_index().0)
-        .rev()
-        .map(LogIndex)
-        .find(|&index| machine.entry(index).is_some_and(|e| e.is_membership()));
+    let latest_index = crate::event_loop::latest_configuration_index(machine);
     let before = latest_index.map(|index| machine.membership_at(LogIndex(index.0 - 1)));
     if agrees(latest) || before.is_some_and(agrees) {
         return Ok(());

@@ -245,6 +245,30 @@ async fn a_learner_is_added_promoted_and_an_old_voter_removed_while_writes_commi
     writes_commit(&acknowledged, 50, "with the removed node still running").await;
     assert_eq!(leader(&remaining).await.status().term, term);
 
+    // The leader removes itself: it leads until the change commits (its
+    // followers still answer it), then steps down, and the two left elect
+    // one of them while writes go on.
+    let old_leader = leader(&remaining).await;
+    let mut watch = old_leader.watch_status();
+    let self_removal = old_leader
+        .change_membership(MembershipChange::Remove(old_leader.id()), None)
+        .await
+        .expect("a leader may remove itself");
+    tokio::time::timeout(TIMEOUT, watch.wait_for(|s| s.role != Role::Leader))
+        .await
+        .expect("the removed leader steps down")
+        .unwrap();
+    let remaining: Vec<NodeHandle> = remaining
+        .into_iter()
+        .filter(|h| h.id() != old_leader.id())
+        .collect();
+    *shared.lock().unwrap() = remaining.clone();
+    writes_commit(&acknowledged, 20, "after the leader removed itself").await;
+    let view = leader(&remaining).await.membership();
+    assert_eq!(view.voters.len(), 2, "{view:?}");
+    assert!(!view.contains(old_leader.id()), "{view:?}");
+    assert!(self_removal > removal);
+
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     for node in nodes {
@@ -264,7 +288,10 @@ async fn a_learner_is_added_promoted_and_an_old_voter_removed_while_writes_commi
 
     // cluster.toml updated to match: the removed node gone, the learner a
     // voter. The survivors come back with the new configuration and go on.
-    cluster.config.nodes.retain(|n| n.id != removed.0);
+    cluster
+        .config
+        .nodes
+        .retain(|n| n.id != removed.0 && n.id != old_leader.id().0);
     for node in &mut cluster.config.nodes {
         node.learner = false;
     }
@@ -291,7 +318,7 @@ async fn a_learner_is_added_promoted_and_an_old_voter_removed_while_writes_commi
     })
     .await
     .expect("a write commits after the restart");
-    assert!(index > removal);
+    assert!(index > self_removal);
     for node in restarted {
         node.shutdown().await.unwrap();
     }
