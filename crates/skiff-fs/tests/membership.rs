@@ -265,7 +265,7 @@ async fn replace_every_node(old_leader: OldLeader) {
         assert!(read, "{file} was not read after the load");
     }
     eprintln!(
-        "{} operations ({acknowledged_changes} acknowledged changes, {unknown} with unknown \
+        "{old_leader:?}: {} operations ({acknowledged_changes} acknowledged changes, {unknown} with unknown \
          outcome) over 3 replacements; final voters [4, 5, 6]",
         history.len()
     );

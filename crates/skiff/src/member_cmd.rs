@@ -22,11 +22,13 @@ Examples:
   skiff member list --servers 127.0.0.1:7201,127.0.0.1:7202
 
 Replacing a machine (node 1 by a new node 4), without downtime:
-  1. start node 4 with an empty data directory (`skiff node --join`, which
-     also asks the cluster to add it), or add it by hand: `skiff member add
-     4 PEER_ADDRESS CLIENT_ADDRESS`. It joins as a learner: it receives the
-     log (a snapshot first, if the leader's log starts after one) but does
-     not vote, so the quorum does not change while it catches up;
+  1. give node 4 a [[nodes]] entry with `learner = true` in cluster.toml and
+     start it with an empty data directory and `skiff node --id 4 --join
+     ADDRESS`, which asks the cluster to add it; or start it and add it by
+     hand: `skiff member add 4 PEER_ADDRESS CLIENT_ADDRESS`. It joins as a
+     learner: it receives the log (a snapshot first, if the leader's log
+     starts after one) but does not vote, so the quorum does not change
+     while it catches up;
   2. `skiff member list` shows how far behind the leader it is; once close,
      `skiff member promote 4` makes it a voter;
   3. `skiff member remove 1`, then stop node 1. Removing the leader is fine:
