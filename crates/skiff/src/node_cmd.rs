@@ -37,8 +37,8 @@ address. It asks the cluster, following `not the leader` answers to the
 leader (at the address the answer names, else at the one its cluster.toml
 gives), to add it as a learner with its addresses, then catches up from a
 snapshot and the log. Promote it with `skiff member promote N` once it has
-caught up, then remove `learner = true` from its entry. A node that is a member already (a restart
-with --join) starts normally and asks nothing.";
+caught up, then remove `learner = true` from its entry. A node that is a
+member already (a restart with --join) starts normally and asks nothing.";
 
 /// Arguments of `skiff node`.
 #[derive(clap::Args, Debug)]
