@@ -1261,6 +1261,8 @@ impl EventLoop {
             }
         }
         let view = membership_view(machine, &self.bootstrap_book, lag);
+        self.metrics
+            .membership(membership.voters().len(), membership.learners().len());
         self.lag_refreshed_at = Some(std::time::Instant::now());
         self.published_membership = Some((membership.clone(), pending));
         self.membership_view.send_replace(view);
