@@ -72,13 +72,31 @@
 //! replaced by its followers' timeouts just the same; it steps down in its
 //! machine as soon as the sync returns.
 //!
+//! # Membership
+//!
+//! A membership change ([`Command::ChangeMembership`]) is stepped with the
+//! whole address book of the configuration in force (an added learner's
+//! addresses included) as the new configuration's context; one runs at a
+//! time, and the machine's `MembershipChangeEnded` answers its caller.
+//! Before each turn's sends, the transport's peers are pointed at the
+//! members of the latest configuration (while it is uncommitted, those of
+//! the one before it too: a leader that removes itself leads until the
+//! change commits), so that a message to a member just added finds its
+//! queue. Configuration entries reach subscribers and the state machine
+//! empty, like no-ops. The configuration in force, with addresses and a
+//! leader's per-member lag, is published for
+//! [`NodeHandle::membership`](crate::NodeHandle::membership).
+//!
 //! # Snapshots
 //!
 //! With a state machine, the loop feeds the applier task (see `applier`)
 //! the committed, durable entries, as it feeds subscriptions. When the
 //! applier has written a snapshot, the loop makes it the storage's current
-//! one, steps `SnapshotTaken`, and performs the `LogCompact` the machine
-//! answers with by deleting the log segments the snapshot covers.
+//! one, with the configuration in force at its index kept beside it (the
+//! one the machine's `LogCompact` names; a restart starts from it), steps
+//! `SnapshotTaken`, and performs the `LogCompact` the machine answers with
+//! by deleting the log segments the snapshot covers. A leader's snapshot
+//! is installed with the configuration its `SnapshotInstall` names.
 //!
 //! A leader's `Send` of an `InstallSnapshotReq` goes to the transport with
 //! the file of the snapshot it names, which the transport streams beside
@@ -1261,6 +1279,8 @@ impl EventLoop {
             }
         }
         let view = membership_view(machine, &self.bootstrap_book, lag);
+        self.metrics
+            .membership(membership.voters().len(), membership.learners().len());
         self.lag_refreshed_at = Some(std::time::Instant::now());
         self.published_membership = Some((membership.clone(), pending));
         self.membership_view.send_replace(view);

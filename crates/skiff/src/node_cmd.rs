@@ -34,11 +34,11 @@ entry in its cluster.toml with `learner = true` (its id, peer and client
 addresses, data directory; with [tls], certs/node-<id>.pem naming its id) and
 start it with an empty data directory and --join naming any member's client
 address. It asks the cluster, following `not the leader` answers to the
-leader (whose client address must be in its cluster.toml), to add it as a
-learner with its addresses, then catches up from a snapshot and the log.
-Promote it with `skiff member promote N` once it has caught up, then remove
-`learner = true` from its entry. A node that is a member already (a restart
-with --join) starts normally and asks nothing.";
+leader (at the address the answer names, else at the one its cluster.toml
+gives), to add it as a learner with its addresses, then catches up from a
+snapshot and the log. Promote it with `skiff member promote N` once it has
+caught up, then remove `learner = true` from its entry. A node that is a
+member already (a restart with --join) starts normally and asks nothing.";
 
 /// Arguments of `skiff node`.
 #[derive(clap::Args, Debug)]
@@ -94,8 +94,14 @@ mod tests {
         ));
         assert!(matches!(
             parse_member_answer("ERR_MEMBER not the leader; the leader is node 3"),
-            JoinAnswer::Redirect(3)
+            JoinAnswer::Redirect(3, None)
         ));
+        let JoinAnswer::Redirect(2, Some(at)) = parse_member_answer(
+            "ERR_MEMBER not the leader; the leader is node 2 at 127.0.0.1:7102",
+        ) else {
+            panic!("not a redirect with an address");
+        };
+        assert_eq!(at, "127.0.0.1:7102");
         assert!(matches!(
             parse_member_answer("ERR_MEMBER the node is already a member"),
             JoinAnswer::Member
@@ -242,8 +248,9 @@ enum JoinAnswer {
     Added(u64),
     /// The node is a member already.
     Member,
-    /// Ask node N, which leads.
-    Redirect(u64),
+    /// Ask node N, which leads, at its client address when the answer
+    /// gave it.
+    Redirect(u64, Option<String>),
     /// Ask again shortly (no leader known, one not ready, another change
     /// or a transfer under way).
     Retry(String),
@@ -280,6 +287,7 @@ impl Join {
     }
 
     /// Follows `not the leader` answers from `self.address` to the leader
+    /// (at the address the answer gives, else the one cluster.toml gives)
     /// and asks it, until added or refused for good.
     async fn ask(&self, id: NodeId) -> Result<Option<u64>, String> {
         let tls = self.tls.as_ref().map_err(|e| e.to_string())?.as_ref();
@@ -307,7 +315,8 @@ impl Join {
                 JoinAnswer::Refused(reason) => {
                     return Err(format!("{address} refused to add node {id}: {reason}"))
                 }
-                JoinAnswer::Redirect(leader) => match self.cluster.node(NodeId(leader)) {
+                JoinAnswer::Redirect(_, Some(at)) => address = at,
+                JoinAnswer::Redirect(leader, None) => match self.cluster.node(NodeId(leader)) {
                     Ok(leader) => address = leader.client_address.to_string(),
                     Err(_) => {
                         return Err(format!(
@@ -382,9 +391,18 @@ fn parse_member_answer(line: &str) -> JoinAnswer {
         ));
     };
     let reason = reason.trim();
+    // `the leader is node 2`, or `the leader is node 2 at 127.0.0.1:7102`.
     let leader = reason
         .strip_prefix("not the leader; the leader is node ")
-        .and_then(|id| id.trim().parse().ok());
+        .and_then(|rest| {
+            let mut words = rest.split_whitespace();
+            let id = words.next()?.parse().ok()?;
+            let at = match (words.next(), words.next()) {
+                (Some("at"), Some(address)) => Some(address.to_string()),
+                _ => None,
+            };
+            Some((id, at))
+        });
     let retry = [
         "no leader is known",
         "has not committed an entry of its term",
@@ -392,7 +410,7 @@ fn parse_member_answer(line: &str) -> JoinAnswer {
         "leadership transfer is under way",
     ];
     match leader {
-        Some(leader) => JoinAnswer::Redirect(leader),
+        Some((leader, at)) => JoinAnswer::Redirect(leader, at),
         None if reason.contains("already a member") => JoinAnswer::Member,
         None if retry.iter().any(|r| reason.contains(r)) => JoinAnswer::Retry(reason.to_string()),
         None => JoinAnswer::Refused(reason.to_string()),
