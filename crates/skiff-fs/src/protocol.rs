@@ -64,8 +64,8 @@ pub mod status;
 pub mod transfer;
 
 pub use member::{
-    parse_member_answer, parse_member_list, Member, MemberAnswer, MemberList, MemberRequest,
-    MemberRole,
+    parse_member_answer, parse_member_list, LeaderHint, Member, MemberAnswer, MemberList,
+    MemberRequest, MemberRole,
 };
 pub use session::{SessionId, SessionMessage, SessionSeq};
 pub use snapshot::{parse_snapshot_answer, SnapshotAnswer};

@@ -74,7 +74,7 @@
 //!   membership in force on this server's node for `member list`;
 //!   `MEMBER_OK <index>` once a change asked of the leader has committed,
 //!   or `ERR_MEMBER` with the reason it did not (a server that does not
-//!   lead names the leader) ([`members`]).
+//!   lead names the leader and its client address) ([`members`]).
 //!
 //! # Concurrency
 //!

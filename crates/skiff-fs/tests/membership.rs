@@ -45,11 +45,11 @@ async fn change_members(cluster: &Cluster, request: MemberRequest) -> LogIndex {
         match session.ask(&wire, parse_member_answer).await {
             MemberAnswer::Changed(index) => return index,
             MemberAnswer::NotLeader { leader } => {
-                let leader = match leader {
-                    Some(leader) => leader.0,
-                    None => cluster.leader().await,
+                // The answer names the leader's client address.
+                address = match leader.and_then(|hint| hint.client) {
+                    Some(client) => client.to_string(),
+                    None => cluster.address(cluster.leader().await),
                 };
-                address = cluster.address(leader);
             }
             MemberAnswer::Refused(reason) => panic!("{request:?} refused: {reason}"),
         }

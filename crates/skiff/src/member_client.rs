@@ -1,8 +1,8 @@
 //! Changing a cluster's membership from outside, the way `skiff member`
-//! does: ask any server, follow its `not the leader` answers (which name
-//! the leader; its client address comes from that server's `member
-//! list`) to the leader, and let the leader make the change; and read
-//! the membership as the leader sees it.
+//! and `skiff node --join` do: ask any server, follow its `not the
+//! leader` answers (which name the leader's client address) to the
+//! leader, and let the leader make the change; and read the membership
+//! as the leader sees it.
 //!
 //! Both give up at a deadline. A server that cannot be reached or knows
 //! no leader (an election is running) sends the search on to the next
@@ -13,7 +13,7 @@ use crate::status_probe::{
 };
 use skiff_fs::protocol::{MemberAnswer, MemberList, MemberRequest, StatusReport};
 use skiff_fs::ClientTls;
-use skiff_node::{LogIndex, NodeId, Role};
+use skiff_node::{LogIndex, Role};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -84,25 +84,14 @@ pub async fn change_at_leader(
             }
             Ok(MemberAnswer::NotLeader { leader }) => {
                 last = format!("{address}: not the leader");
-                if let Some(leader) = leader {
-                    if let Some(client) = client_address(tls, &address, leader).await {
-                        search.follow(client);
-                    }
+                if let Some(client) = leader.and_then(|hint| hint.client) {
+                    search.follow(client.to_string());
                 }
             }
             Err(error) => last = format!("{address}: {error}"),
         }
     }
     Err(ChangeError::NoLeader { timeout, last })
-}
-
-/// Node `id`'s client address, as the server at `address` knows it from
-/// its configuration: `None` when it cannot tell.
-async fn client_address(tls: Option<&ClientTls>, address: &str, id: NodeId) -> Option<String> {
-    let list = request_member_list_with(tls, address, ASK_TIMEOUT)
-        .await
-        .ok()?;
-    list.member(id).map(|member| member.client.to_string())
 }
 
 /// The membership as one server sees it.
@@ -232,7 +221,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         drop(listener);
-        let change = MemberRequest::Remove(NodeId(1));
+        let change = MemberRequest::Remove(skiff_node::NodeId(1));
         let refused = change_at_leader(
             None,
             &[address.clone()],

@@ -26,12 +26,12 @@
 //! (it receives the log and snapshots but does not vote), `promote` makes
 //! a learner a voter, `remove` takes a voter or learner out (a leader that
 //! removes itself leads until the change commits, then steps down). One
-//! change runs at a time. Any other server refuses with `ERR_MEMBER not
-//! the leader; the leader is node 2` (or `...; no leader is known`), the
-//! line ending with the leader's id, so that a tool can ask again there
-//! (the leader's client address is in `member list`);
-//! [`MemberAnswer::NotLeader`] is that answer parsed. `skiff node --join`
-//! sends `member add` with the joining node's own addresses.
+//! change runs at a time. Any other server refuses with
+//! `ERR_MEMBER not the leader; the leader is node 2 at 127.0.0.1:7102`
+//! (the leader's client address, when this server knows it), so that a
+//! tool can ask again there; [`MemberAnswer::NotLeader`] is that answer
+//! parsed. `skiff node --join` sends `member add` with the joining node's
+//! own addresses.
 //!
 //! Like `transfer`, the command is harmless to the classic protocol's
 //! clients, which never send it; with client TLS only clients that
@@ -169,6 +169,15 @@ impl MemberList {
     }
 }
 
+/// The leader a server that does not lead points to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaderHint {
+    /// The leader's id.
+    pub id: NodeId,
+    /// Its client address, when the server knows it.
+    pub client: Option<SocketAddr>,
+}
+
 /// The answer to `member add | promote | remove`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MemberAnswer {
@@ -177,7 +186,7 @@ pub enum MemberAnswer {
     /// `ERR_MEMBER not the leader; ...`: ask the leader, if one is known.
     NotLeader {
         /// The leader the server knows of.
-        leader: Option<NodeId>,
+        leader: Option<LeaderHint>,
     },
     /// `ERR_MEMBER <reason>`: any other refusal or failure, in one line.
     Refused(String),
@@ -196,9 +205,16 @@ impl MemberAnswer {
             MemberAnswer::NotLeader { leader: None } => {
                 format!("ERR_MEMBER {NOT_LEADER} no leader is known")
             }
-            MemberAnswer::NotLeader { leader: Some(id) } => {
-                format!("ERR_MEMBER {NOT_LEADER} the leader is node {id}")
-            }
+            MemberAnswer::NotLeader {
+                leader: Some(LeaderHint { id, client: None }),
+            } => format!("ERR_MEMBER {NOT_LEADER} the leader is node {id}"),
+            MemberAnswer::NotLeader {
+                leader:
+                    Some(LeaderHint {
+                        id,
+                        client: Some(client),
+                    }),
+            } => format!("ERR_MEMBER {NOT_LEADER} the leader is node {id} at {client}"),
             MemberAnswer::Refused(reason) => format!("ERR_MEMBER {reason}"),
         };
         out.extend_from_slice(line.as_bytes());
@@ -278,11 +294,18 @@ pub fn parse_member_answer(buf: &[u8]) -> Result<Parsed<MemberAnswer>, ProtocolE
     complete(answer, line_bytes)
 }
 
-/// `the leader is node <id>`, as [`MemberAnswer::encode`] writes it;
-/// anything else (`no leader is known`) names none.
-fn parse_leader_hint(hint: &str) -> Option<NodeId> {
-    let id = hint.strip_prefix("the leader is node ")?;
-    Some(NodeId(id.parse().ok()?))
+/// `the leader is node <id>[ at <address>]`, as [`MemberAnswer::encode`]
+/// writes it; anything else (`no leader is known`) names none.
+fn parse_leader_hint(hint: &str) -> Option<LeaderHint> {
+    let rest = hint.strip_prefix("the leader is node ")?;
+    let (id, client) = match rest.split_once(" at ") {
+        Some((id, client)) => (id, Some(client.parse().ok()?)),
+        None => (rest, None),
+    };
+    Some(LeaderHint {
+        id: NodeId(id.parse().ok()?),
+        client,
+    })
 }
 
 /// Parses the whole answer to `member list` at the start of `buf`: every
@@ -492,7 +515,19 @@ mod tests {
             (MemberAnswer::Changed(LogIndex(17)), "MEMBER_OK 17\r\n"),
             (
                 MemberAnswer::NotLeader {
-                    leader: Some(NodeId(2)),
+                    leader: Some(LeaderHint {
+                        id: NodeId(2),
+                        client: Some(address("127.0.0.1:7202")),
+                    }),
+                },
+                "ERR_MEMBER not the leader; the leader is node 2 at 127.0.0.1:7202\r\n",
+            ),
+            (
+                MemberAnswer::NotLeader {
+                    leader: Some(LeaderHint {
+                        id: NodeId(2),
+                        client: None,
+                    }),
                 },
                 "ERR_MEMBER not the leader; the leader is node 2\r\n",
             ),

@@ -11,7 +11,7 @@
 //! later, which `member list` shows.
 
 use super::Shared;
-use crate::protocol::{Member, MemberAnswer, MemberList, MemberRequest, MemberRole};
+use crate::protocol::{LeaderHint, Member, MemberAnswer, MemberList, MemberRequest, MemberRole};
 use skiff_core::{MembershipChange, MembershipError};
 use skiff_node::{ChangeMembershipError, MemberAddresses, NodeId, Role};
 use std::net::SocketAddr;
@@ -115,6 +115,10 @@ impl Shared {
                     sleep_until(Instant::now() + CHANGE_RETRY_INTERVAL).await;
                 }
                 MembershipError::NotLeader { leader } => {
+                    let leader = leader.map(|id| LeaderHint {
+                        id,
+                        client: self.client_address_of(id),
+                    });
                     return MemberAnswer::NotLeader { leader };
                 }
                 refusal => return MemberAnswer::refused(refusal),
