@@ -1,11 +1,16 @@
 //! `skiff member` against a running cluster of node processes, as an
 //! administrator meets it: the list, a learner added, and the errors (an
 //! id already a member, an unknown id, a learner asked to lead, the last
-//! voter), each with its exit status.
+//! voter), each with its exit status; and a machine replaced the way the
+//! README tells: `skiff node --join`, `skiff member promote`, `skiff
+//! member remove` of the leader.
 
 mod common;
 
-use common::{skiff, TestCluster};
+use common::{skiff, skiff_binary, TestCluster, PATIENCE};
+use skiff::process_cluster::{Ports, ProcessCluster};
+use skiff::status_probe::{wait_for_leader, wait_until_answering};
+use skiff_node::NodeId;
 use std::process::Output;
 
 fn run(args: &[&str]) -> Output {
@@ -50,11 +55,7 @@ async fn member_commands_change_the_cluster_and_explain_their_refusals() {
     assert!(out.contains("[[nodes]]\nid = 4"), "{out}");
     let (_, out, _) = member(&cluster, &["list"]);
     assert!(out.contains("3 voters, 1 learner"), "{out}");
-    assert!(
-        out.lines()
-            .any(|l| l.starts_with("4 ") && l.contains("learner")),
-        "{out}"
-    );
+    assert_eq!(role_of(&out, 4), Some("learner"), "{out}");
 
     let config = cluster.cluster.config_path().to_str().unwrap().to_string();
     let transfer = run(&["transfer-leader", "4", "--config", &config]);
@@ -116,5 +117,80 @@ fn bad_member_command_lines_exit_2_with_the_reason() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(reason), "{args:?}: {stderr}");
+    }
+}
+
+/// Runs `skiff member ARGS --config CONFIG`, expecting success; answers
+/// its standard output.
+fn member_ok(config: &str, args: &[&str]) -> String {
+    let mut all = vec!["member"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--config", config, "--timeout", "20s"]);
+    let output = run(&all);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{args:?}: {err}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_with_join_is_promoted_and_replaces_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster =
+        ProcessCluster::create_local_configured(skiff_binary(), dir.path(), 4, Ports::Free, |c| {
+            c.nodes[3].learner = true;
+        })
+        .unwrap();
+    for id in 1..=3 {
+        cluster.start(NodeId(id)).unwrap();
+    }
+    let voters: Vec<String> = (1..=3)
+        .map(|id| cluster.client_address(NodeId(id)).unwrap().to_string())
+        .collect();
+    let leader = wait_for_leader(&voters, PATIENCE).await.unwrap().id.0;
+    let follower = leader % 3 + 1;
+    // Asked at a follower, the joining node follows its answer to the leader.
+    cluster.add_node_args(["--join", voters[follower as usize - 1].as_str()]);
+    cluster.start(NodeId(4)).unwrap();
+    let joined = cluster.client_address(NodeId(4)).unwrap().to_string();
+    wait_until_answering(&joined, PATIENCE).await.unwrap();
+    let config = cluster.config_path().to_str().unwrap().to_string();
+    let list = list_until(&config, |list| role_of(list, 4) == Some("learner")).await;
+    assert!(list.contains("3 voters, 1 learner"), "{list}");
+
+    let promoted = member_ok(&config, &["promote", "4"]);
+    assert!(promoted.contains("node 4 is a voter"), "{promoted}");
+    let removed = member_ok(&config, &["remove", &leader.to_string()]);
+    assert!(
+        removed.contains(&format!("node {leader} was the leader: it stepped down")),
+        "{removed}"
+    );
+    // A new leader knows the change committed once it commits an entry of
+    // its own term.
+    let list = list_until(&config, |list| list.contains("; committed;")).await;
+    assert!(list.contains("3 voters, 0 learners"), "{list}");
+    assert_eq!(role_of(&list, leader), None, "{list}");
+    assert_eq!(role_of(&list, 4), Some("voter"), "{list}");
+}
+
+/// Node `id`'s role in the table `skiff member list` prints.
+fn role_of(list: &str, id: u64) -> Option<&str> {
+    list.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let (node, role) = (words.next()?, words.next()?);
+        let is_role = role == "voter" || role == "learner";
+        (node == id.to_string() && is_role).then_some(role)
+    })
+}
+
+/// `skiff member list` again until its output satisfies `done`.
+async fn list_until(config: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let list = member_ok(config, &["list"]);
+        if done(&list) {
+            return list;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
