@@ -265,18 +265,12 @@ async fn add(
 
 async fn promote(cluster: &Cluster<'_>, node: u64, force: bool) -> anyhow::Result<()> {
     let view = cluster.view().await?;
-    if let Some(member) = view.list.member(NodeId(node)) {
-        if member.role == MemberRole::Voter {
+    match promotion_check(&view.list, node, force)? {
+        Promotion::AlreadyVoter => {
             println!("node {node} is a voter already; nothing to do");
             return Ok(());
         }
-        if let Some(behind) = member.behind.filter(|b| *b > PROMOTE_BEHIND_MAX && !force) {
-            anyhow::bail!(
-                "node {node} is {behind} entries behind the leader: as a voter it could not \
-                 acknowledge new entries until it caught up. Wait until `skiff member list` shows \
-                 it close behind (at most {PROMOTE_BEHIND_MAX}), or pass --force"
-            );
-        }
+        Promotion::Ask => {}
     }
     let change = MemberRequest::Promote(NodeId(node));
     let index = cluster
@@ -287,6 +281,35 @@ async fn promote(cluster: &Cluster<'_>, node: u64, force: bool) -> anyhow::Resul
         println!("In cluster.toml, drop `learner = true` from node {node}'s [[nodes]] entry.");
     }
     Ok(())
+}
+
+/// What `promote` does after looking at the leader's list.
+#[derive(Debug, PartialEq, Eq)]
+enum Promotion {
+    /// Nothing: the node votes already.
+    AlreadyVoter,
+    /// Ask the leader (which refuses a node that is not a learner).
+    Ask,
+}
+
+/// Whether to ask for node `node`'s promotion, given the leader's `list`:
+/// an error when it is a learner further behind than
+/// [`PROMOTE_BEHIND_MAX`] and `force` is off.
+fn promotion_check(list: &MemberList, node: u64, force: bool) -> anyhow::Result<Promotion> {
+    let Some(member) = list.member(NodeId(node)) else {
+        return Ok(Promotion::Ask);
+    };
+    if member.role == MemberRole::Voter {
+        return Ok(Promotion::AlreadyVoter);
+    }
+    if let Some(behind) = member.behind.filter(|b| *b > PROMOTE_BEHIND_MAX && !force) {
+        anyhow::bail!(
+            "node {node} is {behind} entries behind the leader: as a voter it could not \
+             acknowledge new entries until it caught up. Wait until `skiff member list` shows \
+             it close behind (at most {PROMOTE_BEHIND_MAX}), or pass --force"
+        );
+    }
+    Ok(Promotion::Ask)
 }
 
 async fn remove(cluster: &Cluster<'_>, node: u64) -> anyhow::Result<()> {
@@ -406,6 +429,27 @@ mod tests {
         assert!(learner.contains("skiff member promote 4"), "{learner}");
         let stranger = check_can_lead(&list, 9).unwrap_err().to_string();
         assert!(stranger.contains("its voters: 1, 2"), "{stranger}");
+    }
+
+    #[test]
+    fn a_learner_far_behind_is_promoted_only_with_force() {
+        let list = view(Role::Leader).list;
+        let refused = promotion_check(&list, 4, false).unwrap_err().to_string();
+        assert!(
+            refused.contains("node 4 is 2000 entries behind"),
+            "{refused}"
+        );
+        assert!(refused.contains("--force"), "{refused}");
+        assert_eq!(promotion_check(&list, 4, true).unwrap(), Promotion::Ask);
+        assert_eq!(
+            promotion_check(&list, 2, false).unwrap(),
+            Promotion::AlreadyVoter
+        );
+        // The leader answers for a node it does not list.
+        assert_eq!(promotion_check(&list, 9, false).unwrap(), Promotion::Ask);
+        let mut close = list;
+        close.members[2].behind = Some(PROMOTE_BEHIND_MAX);
+        assert_eq!(promotion_check(&close, 4, false).unwrap(), Promotion::Ask);
     }
 
     #[test]
