@@ -224,7 +224,7 @@ mod tests {
         let change = MemberRequest::Remove(skiff_node::NodeId(1));
         let refused = change_at_leader(
             None,
-            &[address.clone()],
+            std::slice::from_ref(&address),
             &change,
             Duration::from_millis(200),
         )
