@@ -28,8 +28,12 @@
 //! keeps (see [`status`], which also says how that line grows without
 //! breaking parsers). `snapshot`, for administrators, has the server
 //! snapshot its store now and release the log it covers (see
-//! [`snapshot`]). Servers parse with [`parse_client_message`], which knows
-//! all three; [`parse_request`] knows none.
+//! [`snapshot`]). Two more are for administrators and answered by the
+//! leader: `transfer <id>` hands its office to another node (see
+//! [`transfer`]), and `member list | add | promote | remove` shows and
+//! changes the cluster's membership (see [`member`]; `member list` is
+//! answered by any server). Servers parse with [`parse_client_message`],
+//! which knows them all; [`parse_request`] knows none.
 //!
 //! Nothing here touches a socket. [`parse_request`] looks at the bytes a
 //! connection has buffered so far and says one of three things: not enough
@@ -53,11 +57,16 @@
 use bytes::Bytes;
 use std::fmt;
 
+pub mod member;
 pub mod session;
 pub mod snapshot;
 pub mod status;
 pub mod transfer;
 
+pub use member::{
+    parse_member_answer, parse_member_list, LeaderHint, Member, MemberAnswer, MemberList,
+    MemberRequest, MemberRole,
+};
 pub use session::{SessionId, SessionMessage, SessionSeq};
 pub use snapshot::{parse_snapshot_answer, SnapshotAnswer};
 pub use status::{
@@ -357,6 +366,18 @@ pub enum ProtocolError {
     #[error("SNAPSHOT field {field} is missing or out of order")]
     BadSnapshotAnswer {
         /// The field, e.g. `index`.
+        field: &'static str,
+    },
+    /// An address of a `member` request or answer is not `ip:port`.
+    #[error("{field} is not ip:port")]
+    BadAddress {
+        /// Which address, e.g. `peer address`.
+        field: &'static str,
+    },
+    /// An answer to `member list` has a malformed or missing line.
+    #[error("member list: {field} is missing or malformed")]
+    BadMemberList {
+        /// What is wrong, e.g. `role`.
         field: &'static str,
     },
 }

@@ -70,6 +70,11 @@
 //!   `TRANSFERRED <id>` once this server's node, the leader, has handed its
 //!   office to node `id`, or `ERR_TRANSFER` with the reason it did not.
 //!   Writes refused meanwhile are submitted again, not failed.
+//! * For `member ...` (an extension, see [`crate::protocol::member`]): the
+//!   membership in force on this server's node for `member list`;
+//!   `MEMBER_OK <index>` once a change asked of the leader has committed,
+//!   or `ERR_MEMBER` with the reason it did not (a server that does not
+//!   lead names the leader and its client address) ([`members`]).
 //!
 //! # Concurrency
 //!
@@ -131,6 +136,7 @@ mod budget;
 mod buffer;
 mod client_tls;
 mod connection;
+mod members;
 mod rate_limited;
 mod replies;
 mod request_metrics;
@@ -720,9 +726,10 @@ impl Shared {
                 .filter(|id| *id != status.id);
             status.leader.or(candidate)
         });
-        let address = hint.and_then(|id| self.cluster.node(id).ok());
         Response::Redirect {
-            leader: address.map(|node| node.client_address.to_string()),
+            leader: hint
+                .and_then(|id| self.client_address_of(id))
+                .map(|address| address.to_string()),
         }
     }
 }

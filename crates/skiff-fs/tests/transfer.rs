@@ -7,14 +7,14 @@
 
 mod common;
 
-use common::{Cluster, PATIENCE};
+use common::{operations_done, Cluster};
 use skiff_fs::linearizability::{check_file_history, Budget, Outcome};
 use skiff_fs::protocol::{parse_transfer_answer, Parsed, TransferAnswer};
 use skiff_fs::workload::{Recorder, Workload};
 use skiff_node::NodeId;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CLIENTS: u64 = 4;
@@ -23,23 +23,6 @@ const READERS_FROM: u64 = 3;
 const TRANSFERS: usize = 6;
 /// Operations the clients complete between two transfers.
 const OPERATIONS_BETWEEN: usize = 30;
-
-/// Waits until the clients have completed `count` more operations than
-/// `before`.
-async fn operations_done(recorder: &Recorder, before: usize, count: usize) -> usize {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let done = recorder.history().len();
-        if done >= before + count {
-            return done;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the clients stalled at {done} operations"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_moves_round_the_cluster_under_load_and_nothing_acknowledged_is_lost() {
@@ -134,7 +117,7 @@ async fn the_transfer_command_answers_at_the_leader_and_refuses_elsewhere() {
     // The leader refuses a stranger, then hands over.
     let unknown = ask(leader, "transfer 9\r\n".to_string()).await;
     assert!(
-        matches!(unknown, TransferAnswer::Refused(ref r) if r.contains("not a member")),
+        matches!(unknown, TransferAnswer::Refused(ref r) if r.contains("not a voter")),
         "{unknown:?}"
     );
     let moved = ask(leader, format!("transfer {follower}\r\n")).await;

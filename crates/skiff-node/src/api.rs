@@ -4,6 +4,8 @@ use bytes::Bytes;
 use skiff_core::{LogIndex, NodeId, Role, SnapshotMeta, Term};
 use std::net::SocketAddr;
 
+pub use crate::address_book::MemberAddresses;
+
 /// The largest entry data a node accepts from [`submit`](crate::NodeHandle::submit).
 pub const ENTRY_BYTES_MAX: usize = 1 << 20;
 
@@ -74,6 +76,61 @@ pub enum TransferLeaderError {
     /// The node stopped before the transfer ended.
     #[error("the node stopped before the transfer ended")]
     Stopped,
+}
+
+/// Why [`NodeHandle::change_membership`](crate::NodeHandle::change_membership)
+/// did not change the membership, or may not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeMembershipError {
+    /// The Raft core refused the change, or it did not take effect (see
+    /// its reason: `NotLeader { leader }`, `ChangeInProgress`,
+    /// `LastVoter`, `Overwritten`, `OutcomeUnknown`, ...).
+    #[error("{0}")]
+    Refused(skiff_core::MembershipError),
+    /// Adding a learner needs its peer and client addresses, which the
+    /// configuration records for every member.
+    #[error("adding a learner needs its peer and client addresses")]
+    AddressesRequired,
+    /// The node stopped before the change ended: it may or may not commit.
+    #[error("the node stopped before the membership change ended")]
+    Stopped,
+}
+
+/// The configuration in force on a node (its latest, committed or not),
+/// with every member's addresses. See
+/// [`NodeHandle::membership`](crate::NodeHandle::membership).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MembershipView {
+    /// The voters in id order, with their addresses from the
+    /// configuration's address book.
+    pub voters: Vec<(NodeId, MemberAddresses)>,
+    /// The learners in id order, with their addresses.
+    pub learners: Vec<(NodeId, MemberAddresses)>,
+    /// Whether the latest configuration has not committed yet.
+    pub change_pending: bool,
+    /// While this node leads: how many entries each other member lacks of
+    /// the leader's log (its last index minus the member's match index),
+    /// in id order, refreshed at most every 100 ms. Empty on other nodes.
+    pub lag: Vec<(NodeId, u64)>,
+}
+
+impl MembershipView {
+    /// Whether `id` is a voter or a learner.
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.voters
+            .iter()
+            .chain(&self.learners)
+            .any(|(member, _)| *member == id)
+    }
+
+    /// How far `id` is behind this leader's log, if this node leads and
+    /// `id` is another member.
+    pub fn lag_of(&self, id: NodeId) -> Option<u64> {
+        self.lag
+            .iter()
+            .find(|(member, _)| *member == id)
+            .map(|(_, lag)| *lag)
+    }
 }
 
 /// What a node is doing, as of its last event-loop turn.
@@ -159,8 +216,8 @@ pub struct CommittedEntry {
     pub index: LogIndex,
     /// The term of the leader that appended it.
     pub term: Term,
-    /// Its data; empty for a leader's no-op or a read barrier, which
-    /// applications skip.
+    /// Its data; empty for a leader's no-op, a read barrier or a change
+    /// of the cluster's membership, which applications skip.
     pub data: Bytes,
 }
 
@@ -219,6 +276,22 @@ pub enum StartError {
     /// The state machine could not be restored from the node's snapshot.
     #[error("cannot restore the state machine: {0}")]
     Restore(String),
+    /// `cluster.toml`'s nodes disagree with the cluster configuration the
+    /// data directory holds (ids, voter or learner, addresses).
+    #[error(
+        "cluster.toml does not match the cluster's configuration in the data directory {dir}: \
+         the data directory holds {data_dir}, but cluster.toml lists {cluster_toml}. \
+         `skiff member list` prints the cluster's configuration; update cluster.toml's \
+         [[nodes]] to match it (learner = true for a learner)"
+    )]
+    MembershipMismatch {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The configuration it holds, with its members' addresses.
+        data_dir: String,
+        /// What `cluster.toml`'s nodes say.
+        cluster_toml: String,
+    },
 }
 
 /// Why a running node stopped on its own.

@@ -44,7 +44,28 @@
 //! [[nodes]]
 //! id = 2
 //! # ...
+//!
+//! [[nodes]]
+//! id = 4
+//! learner = true                     # optional, default false: see below
+//! # ...
 //! ```
+//!
+//! # Membership
+//!
+//! The cluster's membership lives in its log and snapshots (see
+//! `skiff_core`'s membership changes); `[[nodes]]` is where it starts and
+//! a copy an operator keeps up to date. The nodes without `learner = true`
+//! are the first voters: a fresh cluster starts with them. A node with
+//! `learner = true` is not among them: it starts outside the cluster (a
+//! node joining with `skiff node --join`), or is a learner the cluster
+//! added, and its entry gives its own settings (addresses, data directory).
+//!
+//! A node whose data directory holds a configuration refuses to start
+//! when `[[nodes]]` disagrees with it (ids, voter or learner, addresses),
+//! naming both: `skiff member list` prints the cluster's configuration, to
+//! copy here. A node that crashed with one change not yet committed in
+//! its log accepts the configuration before that change too.
 //!
 //! # Leadership health
 //!
@@ -189,6 +210,14 @@ pub struct NodeConfig {
     /// /metrics`); absent, nobody serves them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_address: Option<SocketAddr>,
+    /// Whether the node is a learner, or joining as one, rather than one of
+    /// the cluster's first voters (see the module's documentation).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub learner: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// Whether nodes count metrics (see the module's documentation).
@@ -514,6 +543,7 @@ impl ClusterConfig {
                 client_address: address(2 * (id - 1) + 1),
                 data_dir: base_dir.join(format!("node-{id}")),
                 metrics_address: None,
+                learner: false,
             })
             .collect();
         ClusterConfig {
@@ -611,11 +641,26 @@ impl ClusterConfig {
         self.nodes.iter().map(|n| NodeId(n.id))
     }
 
+    /// The ids of the nodes that are not learners: the cluster's first
+    /// voters, in configuration order.
+    pub fn voter_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.nodes
+            .iter()
+            .filter(|n| !n.learner)
+            .map(|n| NodeId(n.id))
+    }
+
     /// Checks the configuration, naming the first problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |message: String| Err(ConfigError::Invalid(message));
         if self.nodes.is_empty() {
             return invalid("no nodes: list every member under [[nodes]]".into());
+        }
+        if self.voter_ids().next().is_none() {
+            return invalid(
+                "every node is a learner: the cluster needs at least one voter (learner = false)"
+                    .into(),
+            );
         }
         if self.election_timeout_ms == 0 || self.heartbeat_interval_ms == 0 {
             return invalid("election_timeout_ms and heartbeat_interval_ms must be above 0".into());
@@ -740,6 +785,29 @@ mod tests {
         let path = dir.path().join("cluster.toml");
         config.save(&path).unwrap();
         assert_eq!(ClusterConfig::load(&path).unwrap(), config);
+    }
+
+    #[test]
+    fn learners_are_marked_and_not_among_the_first_voters_and_old_files_stay_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "cluster_id = 4\n{ONE_NODE}\n[[nodes]]\nid = 4\nlearner = true\n\
+             peer_address = \"127.0.0.1:9003\"\nclient_address = \"127.0.0.1:9004\"\n\
+             data_dir = \"n4\"\n"
+        );
+        let config = load_text(dir.path(), &text);
+        assert!(!config.nodes[0].learner, "absent means a voter");
+        assert!(config.nodes[1].learner);
+        assert_eq!(config.voter_ids().collect::<Vec<_>>(), [NodeId(3)]);
+        let saved = dir.path().join("saved.toml");
+        config.save(&saved).unwrap();
+        let saved_text = std::fs::read_to_string(&saved).unwrap();
+        assert_eq!(saved_text.matches("learner").count(), 1, "{saved_text}");
+        assert_eq!(ClusterConfig::load(&saved).unwrap(), config);
+        let mut all_learners = config;
+        all_learners.nodes[0].learner = true;
+        let error = all_learners.validate().unwrap_err().to_string();
+        assert!(error.contains("at least one voter"), "{error}");
     }
 
     /// `text` written to `dir/c.toml` and loaded from there.

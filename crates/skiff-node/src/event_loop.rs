@@ -72,13 +72,31 @@
 //! replaced by its followers' timeouts just the same; it steps down in its
 //! machine as soon as the sync returns.
 //!
+//! # Membership
+//!
+//! A membership change ([`Command::ChangeMembership`]) is stepped with the
+//! whole address book of the configuration in force (an added learner's
+//! addresses included) as the new configuration's context; one runs at a
+//! time, and the machine's `MembershipChangeEnded` answers its caller.
+//! Before each turn's sends, the transport's peers are pointed at the
+//! members of the latest configuration (while it is uncommitted, those of
+//! the one before it too: a leader that removes itself leads until the
+//! change commits), so that a message to a member just added finds its
+//! queue. Configuration entries reach subscribers and the state machine
+//! empty, like no-ops. The configuration in force, with addresses and a
+//! leader's per-member lag, is published for
+//! [`NodeHandle::membership`](crate::NodeHandle::membership).
+//!
 //! # Snapshots
 //!
 //! With a state machine, the loop feeds the applier task (see `applier`)
 //! the committed, durable entries, as it feeds subscriptions. When the
 //! applier has written a snapshot, the loop makes it the storage's current
-//! one, steps `SnapshotTaken`, and performs the `LogCompact` the machine
-//! answers with by deleting the log segments the snapshot covers.
+//! one, with the configuration in force at its index kept beside it (the
+//! one the machine's `LogCompact` names; a restart starts from it), steps
+//! `SnapshotTaken`, and performs the `LogCompact` the machine answers with
+//! by deleting the log segments the snapshot covers. A leader's snapshot
+//! is installed with the configuration its `SnapshotInstall` names.
 //!
 //! A leader's `Send` of an `InstallSnapshotReq` goes to the transport with
 //! the file of the snapshot it names, which the transport streams beside
@@ -94,8 +112,10 @@
 //! replaced by a leader's snapshot) ends, and says so
 //! ([`Subscription::overtaken_by`](crate::Subscription::overtaken_by)).
 
+use crate::address_book::{AddressBook, MemberAddresses};
 use crate::api::{
-    CommittedEntry, NodeError, SnapshotError, Status, SubmitError, TransferLeaderError,
+    ChangeMembershipError, CommittedEntry, MembershipView, NodeError, SnapshotError, Status,
+    SubmitError, TransferLeaderError,
 };
 use crate::applier::{ApplierEvent, ApplierInput, SnapshotReply};
 use crate::leadership::Leadership;
@@ -105,8 +125,8 @@ use crate::storage::{Storage, StoredSnapshot};
 use crate::transport::{received_snapshot_path, Inbound, Transport};
 use bytes::Bytes;
 use skiff_core::{
-    Action, CommitError, Event, LogIndex, Machine, Message, NodeId, ReadError, ReadId, Rejection,
-    Role, SnapshotMeta, Term, VoteResp,
+    Action, CommitError, Event, LogIndex, Machine, Membership, MembershipChange, MembershipError,
+    Message, NodeId, ReadError, ReadId, Rejection, Role, SnapshotMeta, Term, VoteResp,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -132,6 +152,8 @@ const PLACEHOLDER: Message = Message::VoteResp(VoteResp {
 
 /// The answer to a submission or read barrier.
 pub type Reply = oneshot::Sender<Result<LogIndex, SubmitError>>;
+/// The answer to a membership change.
+pub type MembershipReply = oneshot::Sender<Result<LogIndex, ChangeMembershipError>>;
 
 /// What the application asks of the event loop.
 pub enum Command {
@@ -153,6 +175,13 @@ pub enum Command {
     TransferLeadership {
         to: NodeId,
         reply: oneshot::Sender<Result<(), TransferLeaderError>>,
+    },
+    /// Change the membership (`Event::ChangeMembership`); an added
+    /// learner's `addresses` go into the new configuration's address book.
+    ChangeMembership {
+        change: MembershipChange,
+        addresses: Option<MemberAddresses>,
+        reply: MembershipReply,
     },
     /// A subscriber made room in its channel.
     Nudge,
@@ -198,6 +227,11 @@ pub struct SnapshotLinks {
 pub struct StatusLinks {
     /// The status every turn publishes.
     pub status: Arc<watch::Sender<Status>>,
+    /// The configuration in force, published when it changes.
+    pub membership: watch::Sender<MembershipView>,
+    /// The addresses of `cluster.toml`, for the members of the bootstrap
+    /// configuration, whose context holds none.
+    pub bootstrap_book: AddressBook,
     /// When each sync began and ended.
     pub sync_clock: SyncClock,
 }
@@ -252,6 +286,16 @@ pub struct EventLoop {
     /// The caller waiting for the transfer under way, if any: the loop lets
     /// one run at a time, so the machine's next `TransferEnded` is its.
     transfer_reply: Option<oneshot::Sender<Result<(), TransferLeaderError>>>,
+    /// The caller waiting for the membership change under way, if any: the
+    /// loop lets one run at a time, so the machine's next
+    /// `MembershipChangeEnded` is its.
+    membership_reply: Option<(MembershipChange, MembershipReply)>,
+    /// Where the configuration in force is published.
+    membership_view: watch::Sender<MembershipView>,
+    /// The configuration last published, and whether it was pending.
+    published_membership: Option<(Membership, bool)>,
+    /// `cluster.toml`'s addresses (see [`StatusLinks::bootstrap_book`]).
+    bootstrap_book: AddressBook,
     /// The barriers of each read stepped and not yet answered.
     reads: HashMap<ReadId, Vec<Reply>>,
     /// How many barriers `reads` holds.
@@ -291,6 +335,27 @@ pub struct EventLoop {
     /// published at most every [`FOLLOWER_LAG_INTERVAL`], not every turn
     /// (a label per follower costs more than a turn's other gauges).
     lag_published_at: Option<std::time::Instant>,
+    /// When the membership view's lag was last refreshed.
+    lag_refreshed_at: Option<std::time::Instant>,
+    /// The configuration the transport's peers follow, and whether it had
+    /// committed.
+    followed: Option<(Membership, bool)>,
+    /// Where this node stands in the configuration, as last logged.
+    membership_state: MembershipState,
+}
+
+/// Where a node stands in its latest configuration, so that a change is
+/// logged once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MembershipState {
+    /// Not looked at yet.
+    Unknown,
+    /// A voter or a learner.
+    Member,
+    /// Not a member since it started (joining, or removed before).
+    Outside,
+    /// A committed configuration removed it while it ran.
+    Removed,
 }
 
 /// How often a leader publishes its followers' lag. Scrapes come seconds
@@ -316,7 +381,12 @@ impl EventLoop {
         status: StatusLinks,
         snapshots: SnapshotLinks,
     ) -> EventLoop {
-        let StatusLinks { status, sync_clock } = status;
+        let StatusLinks {
+            status,
+            sync_clock,
+            membership: membership_view,
+            bootstrap_book,
+        } = status;
         let (verified_sender, verified) = mpsc::unbounded_channel();
         let leadership = Leadership::new(machine.id(), machine.term());
         EventLoop {
@@ -334,6 +404,10 @@ impl EventLoop {
             waiters: BTreeMap::new(),
             barriers: Vec::new(),
             transfer_reply: None,
+            membership_reply: None,
+            membership_view,
+            published_membership: None,
+            bootstrap_book,
             reads: HashMap::new(),
             reads_waiting: 0,
             next_read: 0,
@@ -355,6 +429,9 @@ impl EventLoop {
             leadership,
             turn_entries: 0,
             lag_published_at: None,
+            lag_refreshed_at: None,
+            followed: None,
+            membership_state: MembershipState::Unknown,
         }
     }
 
@@ -512,6 +589,11 @@ impl EventLoop {
                     self.machine.step(event, &mut self.actions);
                 }
             }
+            Input::Command(Command::ChangeMembership {
+                change,
+                addresses,
+                reply,
+            }) => self.change_membership(change, addresses, reply),
             Input::Command(Command::Nudge) => {}
             Input::Command(Command::Shutdown) => self.stopping = true,
         }
@@ -564,7 +646,10 @@ impl EventLoop {
             ApplierEvent::SnapshotWritten { snapshot, replies } => {
                 let meta = snapshot.meta;
                 let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
-                match storage.add_snapshot(snapshot) {
+                // Kept with the snapshot before it becomes current: the
+                // machine names the same one in its `LogCompact`.
+                let membership = self.machine.membership_at(meta.index);
+                match storage.add_snapshot(snapshot, membership) {
                     Ok(true) => {
                         let bytes = file_bytes(&storage.snapshot_path(meta));
                         self.metrics.snapshot(SnapshotOp::Taken, bytes);
@@ -589,6 +674,48 @@ impl EventLoop {
             }
             ApplierEvent::Failed(reason) => self.applier_failed = Some(reason),
         }
+    }
+
+    /// The address book of the configuration in force. A context that does
+    /// not decode (written by a newer version?) counts as empty: the
+    /// addresses then come from `cluster.toml` where it has them.
+    fn address_book(&self) -> AddressBook {
+        address_book(self.machine.membership(), &self.bootstrap_book)
+    }
+
+    /// Steps a membership change, its new configuration carrying the whole
+    /// address book (an added learner's addresses included), so that every
+    /// configuration after the bootstrap one names every member's
+    /// addresses. One change at a time: the machine refuses a second one
+    /// anyway, and one outstanding reply keeps its answer unambiguous.
+    fn change_membership(
+        &mut self,
+        change: MembershipChange,
+        addresses: Option<MemberAddresses>,
+        reply: MembershipReply,
+    ) {
+        if self.membership_reply.is_some() {
+            let refused = ChangeMembershipError::Refused(MembershipError::ChangeInProgress);
+            let _ = reply.send(Err(refused));
+            return;
+        }
+        let mut book = self.address_book();
+        match (change, addresses) {
+            (MembershipChange::AddLearner(id), Some(addresses)) => book.insert(id, addresses),
+            (MembershipChange::AddLearner(_), None) => {
+                let _ = reply.send(Err(ChangeMembershipError::AddressesRequired));
+                return;
+            }
+            _ => {}
+        }
+        // A removed member's entry is dropped by `AddressBook::of` when the
+        // next configuration's book is read; keeping it here is harmless.
+        self.membership_reply = Some((change, reply));
+        let event = Event::ChangeMembership {
+            change,
+            context: Some(book.encode()),
+        };
+        self.machine.step(event, &mut self.actions);
     }
 
     /// Appends `data` and remembers who waits for it. A leader stores it
@@ -665,17 +792,22 @@ impl EventLoop {
     /// Performs the turn's actions: persistence, a leader's early
     /// replication, one sync, then the rest (see the module's comment).
     async fn perform(&mut self) -> Result<(), NodeError> {
+        self.follow_membership();
         let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
         // Every turn ends with a sync, so what is written now is durable.
         let durable = storage.last_index();
         for action in self.actions.iter().filter(|a| a.is_persistence()) {
-            if let Action::SnapshotInstall { snapshot } = action {
+            if let Action::SnapshotInstall {
+                snapshot,
+                membership,
+            } = action
+            {
                 let Some(received) = self.received.remove(snapshot) else {
                     return Err(NodeError::EventLoop(format!(
                         "the machine installs snapshot {snapshot}, which was not received"
                     )));
                 };
-                let installed = storage.install_snapshot(*snapshot, &received)?;
+                let installed = storage.install_snapshot(*snapshot, &received, membership)?;
                 let bytes = file_bytes(&Some(installed.path.clone()));
                 self.metrics.snapshot(SnapshotOp::Installed, bytes);
                 tracing::info!(event = "snapshot_installed", snapshot = %snapshot, bytes, "installed a leader's snapshot");
@@ -692,7 +824,7 @@ impl EventLoop {
             let _ = std::fs::remove_file(path);
         }
         self.perform_durable_commits(durable);
-        let transport = &self.transport;
+        let transport = &mut self.transport;
         let sent_early =
             take_early_sends(&mut self.actions, |to, message| transport.send(to, message));
         let storage = self.storage.as_ref().expect(STORAGE_IS_BACK);
@@ -726,7 +858,7 @@ impl EventLoop {
                 }
                 Action::Send { to, message } => self.transport.send(to, message),
                 Action::Commit { result, .. } => resolve(&mut self.waiters, &self.machine, result),
-                Action::LogCompact { through } => {
+                Action::LogCompact { through, .. } => {
                     let storage = self.storage.as_mut().expect(STORAGE_IS_BACK);
                     let segments = storage.compact(through)?;
                     tracing::debug!(%through, segments, "log compacted");
@@ -742,6 +874,9 @@ impl EventLoop {
                 | Action::SnapshotInstall { .. } => {}
                 Action::ReadReady { id, index } => self.answer_read(id, Ok(index)),
                 Action::ReadFailed { id, error } => self.answer_read(id, Err(read_error(error))),
+                Action::MembershipChangeEnded { change, result } => {
+                    self.membership_change_ended(change, result)
+                }
                 Action::TransferEnded { to, result } => {
                     match &result {
                         Ok(()) => tracing::info!(%to, "leadership handed over"),
@@ -767,6 +902,27 @@ impl EventLoop {
             let _ = reply.send(Ok(meta));
         }
         Ok(())
+    }
+
+    /// Answers the caller of the membership change that ended.
+    fn membership_change_ended(
+        &mut self,
+        change: MembershipChange,
+        result: Result<LogIndex, MembershipError>,
+    ) {
+        match &result {
+            Ok(index) => tracing::info!(
+                event = "membership_changed", %change, %index,
+                "membership change committed"
+            ),
+            Err(reason) => tracing::warn!(%change, %reason, "membership change did not happen"),
+        }
+        match self.membership_reply.take() {
+            Some((asked, reply)) if asked == change => {
+                let _ = reply.send(result.map_err(ChangeMembershipError::Refused));
+            }
+            other => self.membership_reply = other,
+        }
     }
 
     /// After an install: the applier restores from the snapshot and goes
@@ -919,11 +1075,7 @@ impl EventLoop {
                     );
                     break;
                 };
-                let committed = CommittedEntry {
-                    index: applier.next,
-                    term: entry.term,
-                    data: entry.data.clone(),
-                };
+                let committed = committed_entry(applier.next, entry);
                 if applier.inputs.send(ApplierInput::Entry(committed)).is_err() {
                     // The applier ended (the application panicked).
                     self.applier_failed = Some(APPLIER_GONE.to_string());
@@ -948,11 +1100,7 @@ impl EventLoop {
                     let _ = subscriber.overtaken.set(snapshot);
                     return false;
                 };
-                let committed = CommittedEntry {
-                    index,
-                    term: entry.term,
-                    data: entry.data.clone(),
-                };
+                let committed = committed_entry(index, entry);
                 match subscriber.sender.try_send(committed) {
                     Ok(()) => subscriber.next = index.next(),
                     Err(mpsc::error::TrySendError::Full(_)) => {
@@ -997,6 +1145,7 @@ impl EventLoop {
                 self.lag_published_at = leading.then(std::time::Instant::now);
             }
         }
+        self.publish_membership();
         let status = Status {
             id: self.machine.id(),
             role: self.machine.role(),
@@ -1021,6 +1170,184 @@ impl EventLoop {
             *current = status;
             changed
         });
+    }
+}
+
+impl EventLoop {
+    /// Points the transport at the members of the latest configuration,
+    /// when it changed (before the turn's sends, so that a message to a
+    /// member just added finds its queue), and notices this node's
+    /// removal.
+    fn follow_membership(&mut self) {
+        let id = self.machine.id();
+        let membership = self.machine.membership();
+        let member = membership.contains(id);
+        let committed = !self.machine.membership_change_pending();
+        let followed = (membership.clone(), committed);
+        if self.followed.as_ref() != Some(&followed) {
+            // While a change is uncommitted, the members of the
+            // configuration before it still take part: a leader that
+            // removes itself leads until the change commits, and a removed
+            // follower's answers may be what commits it.
+            let previous = match committed {
+                true => None,
+                false => latest_configuration_index(&self.machine)
+                    .map(|index| self.machine.membership_at(LogIndex(index.0 - 1)).clone()),
+            };
+            let mut book = address_book(membership, &self.bootstrap_book);
+            if let Some(previous) = &previous {
+                for (peer, addresses) in address_book(previous, &self.bootstrap_book).iter() {
+                    if book.get(peer).is_none() {
+                        book.insert(peer, addresses);
+                    }
+                }
+            }
+            let peers: Vec<_> = book
+                .iter()
+                .filter(|(peer, _)| *peer != id)
+                .map(|(peer, addresses)| (peer, addresses.peer))
+                .collect();
+            if self.followed.as_ref().map(|(m, _)| m) != Some(membership) {
+                tracing::info!(
+                    event = "configuration", voters = ?membership.voters(), learners = ?membership.learners(),
+                    "the configuration in force changed"
+                );
+            }
+            let taking_part = member || previous.is_some_and(|p| p.contains(id));
+            self.transport.set_peers(peers, taking_part);
+            self.followed = Some(followed);
+        }
+        match (member, self.membership_state) {
+            (true, _) => self.membership_state = MembershipState::Member,
+            (false, MembershipState::Member) if committed => {
+                self.membership_state = MembershipState::Removed;
+                tracing::warn!(
+                    event = "removed", %id, voters = ?membership.voters(), learners = ?membership.learners(),
+                    "this node was removed from the cluster: it dials no one and stands for nothing, \
+                     and answers only a leader that adds it again"
+                );
+            }
+            (false, MembershipState::Unknown) => {
+                self.membership_state = MembershipState::Outside;
+                tracing::info!(
+                    %id, voters = ?membership.voters(), learners = ?membership.learners(),
+                    "this node is not a member of the cluster's configuration: \
+                     it waits for a leader to add it (or it was removed)"
+                );
+            }
+            (false, _) => {}
+        }
+    }
+
+    /// Publishes the configuration in force when it or its pending state
+    /// changed, and a leader's per-member lag at most every
+    /// [`FOLLOWER_LAG_INTERVAL`].
+    fn publish_membership(&mut self) {
+        let machine = &self.machine;
+        let membership = machine.membership();
+        let pending = machine.membership_change_pending();
+        let changed = self
+            .published_membership
+            .as_ref()
+            .is_none_or(|(published, was_pending)| {
+                published != membership || *was_pending != pending
+            });
+        let leading = machine.role() == Role::Leader;
+        let lag_due = leading || !self.membership_view.borrow().lag.is_empty();
+        if !changed && !lag_due {
+            return;
+        }
+        let lag: Vec<(NodeId, u64)> = if leading {
+            let last = machine.last_index();
+            let mut lag: Vec<_> = machine
+                .match_indices()
+                .into_iter()
+                .map(|(id, matched)| (id, last.0.saturating_sub(matched.0)))
+                .collect();
+            lag.sort_unstable();
+            lag
+        } else {
+            Vec::new()
+        };
+        if !changed {
+            let stale = self.membership_view.borrow().lag != lag;
+            let due = self
+                .lag_refreshed_at
+                .is_none_or(|at| at.elapsed() >= FOLLOWER_LAG_INTERVAL || !leading);
+            if !(stale && due) {
+                return;
+            }
+        }
+        let view = membership_view(machine, &self.bootstrap_book, lag);
+        self.metrics
+            .membership(membership.voters().len(), membership.learners().len());
+        self.lag_refreshed_at = Some(std::time::Instant::now());
+        self.published_membership = Some((membership.clone(), pending));
+        self.membership_view.send_replace(view);
+    }
+}
+
+/// The index of the last configuration entry in `machine`'s log, if any
+/// (the configuration in force then came from it).
+pub fn latest_configuration_index(machine: &Machine) -> Option<LogIndex> {
+    let first = machine.snapshot().index.0 + 1;
+    (first..=machine.last_index().0)
+        .rev()
+        .map(LogIndex)
+        .find(|&index| machine.entry(index).is_some_and(|e| e.is_membership()))
+}
+
+/// The address book of `membership`, with `cluster.toml`'s addresses for
+/// the members it lacks. A context that does not decode (written by a
+/// newer version?) counts as empty.
+pub fn address_book(membership: &Membership, bootstrap_book: &AddressBook) -> AddressBook {
+    AddressBook::of(membership, bootstrap_book).unwrap_or_else(|error| {
+        tracing::warn!(%error, "the configuration's address book does not decode");
+        let empty = membership.clone().with_context(Bytes::new());
+        AddressBook::of(&empty, bootstrap_book).unwrap_or_default()
+    })
+}
+
+/// The configuration in force on `machine`, with every member's
+/// addresses, and `lag` (see [`MembershipView::lag`]).
+pub fn membership_view(
+    machine: &Machine,
+    bootstrap_book: &AddressBook,
+    lag: Vec<(NodeId, u64)>,
+) -> MembershipView {
+    let membership = machine.membership();
+    let book = address_book(membership, bootstrap_book);
+    let with_addresses = |ids: &[NodeId]| -> Vec<(NodeId, MemberAddresses)> {
+        ids.iter()
+            .filter_map(|&id| match book.get(id) {
+                Some(addresses) => Some((id, addresses)),
+                None => {
+                    tracing::warn!(member = %id, "no addresses are known for a member");
+                    None
+                }
+            })
+            .collect()
+    };
+    MembershipView {
+        voters: with_addresses(membership.voters()),
+        learners: with_addresses(membership.learners()),
+        change_pending: machine.membership_change_pending(),
+        lag,
+    }
+}
+
+/// The committed entry at `index` as the application sees it: a
+/// configuration entry is the cluster's business, not the application's,
+/// so it arrives empty, like a leader's no-op, which applications skip.
+fn committed_entry(index: LogIndex, entry: &skiff_core::Entry) -> CommittedEntry {
+    let data = match entry.is_membership() {
+        true => Bytes::new(),
+        false => entry.data.clone(),
+    };
+    CommittedEntry {
+        index,
+        term: entry.term,
+        data,
     }
 }
 
@@ -1210,6 +1537,7 @@ mod tests {
             entries: vec![Entry::new(Term(2), "y")].into(),
             commit: LogIndex(1),
             read_round: 0,
+            epoch: 0,
         });
         let receive = |message| Event::Receive {
             from: NodeId(2),
@@ -1247,6 +1575,7 @@ mod tests {
             success: false,
             index: LogIndex(0),
             read_round: 0,
+            epoch: 0,
         });
         leader.step(
             Event::Receive {
@@ -1316,6 +1645,7 @@ mod tests {
                 index: LogIndex(3),
                 term: Term(2),
             },
+            membership: Membership::new(vec![NodeId(1)], vec![]).unwrap(),
         };
         for replacing in [Action::LogTruncate { from: LogIndex(5) }, install] {
             let mut actions = vec![replacing, commit(4)];

@@ -62,6 +62,8 @@
 //! * `event_loop`: the task that owns the machine and performs its actions,
 //!   on a thread it shares only with the transport's tasks.
 //! * `node`: starting, using and stopping a node ([`Node`], [`NodeHandle`]).
+//! * `address_book`: every member's addresses, kept in the context of
+//!   the configuration they belong to ([`AddressBook`]).
 //! * `api`: the types users see (errors, [`Status`], [`CommittedEntry`]).
 //! * `state_machine`: what an application implements so that the node can
 //!   apply the log to it, snapshot it and restore it ([`StateMachine`]).
@@ -74,6 +76,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod address_book;
 mod api;
 mod applier;
 pub mod config;
@@ -89,16 +92,20 @@ pub mod storage;
 pub mod tls;
 mod transport;
 
+pub use address_book::{AddressBook, AddressBookError};
 pub use api::{
-    CommittedEntry, LeaderChange, NodeError, SnapshotError, StartError, Status, SubmitError,
-    TransferLeaderError, ENTRY_BYTES_MAX,
+    ChangeMembershipError, CommittedEntry, LeaderChange, MemberAddresses, MembershipView,
+    NodeError, SnapshotError, StartError, Status, SubmitError, TransferLeaderError,
+    ENTRY_BYTES_MAX,
 };
 pub use config::{
     ClusterConfig, ConfigError, FaultsConfig, LimitsConfig, MetricsConfig, NodeConfig, ReadsConfig,
     SnapshotConfig, StorageConfig, TlsConfig,
 };
 pub use node::{Node, NodeHandle, Subscription, TASKS_GRACE};
-pub use skiff_core::{LogIndex, NodeId, Role, SnapshotMeta, Term};
+pub use skiff_core::{
+    LogIndex, MembershipChange, MembershipError, NodeId, Role, SnapshotMeta, Term,
+};
 pub use state_machine::{SnapshotWriter, StateMachine};
 pub use storage::StorageError;
 pub use transport::wire;

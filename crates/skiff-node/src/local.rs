@@ -28,8 +28,10 @@ pub struct LocalCluster {
     /// change the timing, the cluster id and the data directories; the
     /// addresses must stay those of the listeners.
     pub config: ClusterConfig,
-    /// Node `i`'s peer and client listeners at position `i - 1`.
-    listeners: Vec<(TcpListener, TcpListener)>,
+    /// Each node's peer and client listeners, by id: they stay bound
+    /// whatever the tests do to `config.nodes` (a node removed from the
+    /// cluster and from its configuration keeps its ports).
+    listeners: Vec<(NodeId, (TcpListener, TcpListener))>,
 }
 
 impl LocalCluster {
@@ -43,7 +45,7 @@ impl LocalCluster {
             let client = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
             node.peer_address = peer.local_addr()?;
             node.client_address = client.local_addr()?;
-            listeners.push((peer, client));
+            listeners.push((NodeId(node.id), (peer, client)));
         }
         Ok(LocalCluster { config, listeners })
     }
@@ -84,8 +86,8 @@ impl LocalCluster {
     }
 
     fn listeners(&self, id: NodeId) -> std::io::Result<&(TcpListener, TcpListener)> {
-        let position = self.config.nodes.iter().position(|n| n.id == id.0);
-        position.and_then(|p| self.listeners.get(p)).ok_or_else(|| {
+        let found = self.listeners.iter().find(|(node, _)| *node == id);
+        found.map(|(_, listeners)| listeners).ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 format!("node {id} is not in the local cluster"),

@@ -107,6 +107,8 @@ struct NodeMetrics {
     last_index: Gauge,
     log_entries: Gauge,
     snapshot_index: Gauge,
+    voters: Gauge,
+    learners: Gauge,
     follower_lag: Family<[(&'static str, String); 1], Gauge>,
     fsync_seconds: Histogram,
     group_commit_entries: Histogram,
@@ -294,6 +296,14 @@ impl Metrics {
         }
     }
 
+    /// Mirrors the size of the configuration in force.
+    pub(crate) fn membership(&self, voters: usize, learners: usize) {
+        if let Some(node) = &self.node {
+            node.voters.set(gauge_value(voters as u64));
+            node.learners.set(gauge_value(learners as u64));
+        }
+    }
+
     /// Sets the index the state machine has applied through.
     pub(crate) fn applied(&self, index: LogIndex) {
         if let Some(node) = &self.node {
@@ -476,6 +486,16 @@ impl NodeMetrics {
                 "Entries in the log after the snapshot",
             ),
             snapshot_index: gauge(registry, "snapshot_index", "The index the log starts after"),
+            voters: gauge(
+                registry,
+                "membership_voters",
+                "Voters in the configuration in force on this node (its latest)",
+            ),
+            learners: gauge(
+                registry,
+                "membership_learners",
+                "Learners in the configuration in force on this node (its latest)",
+            ),
             follower_lag,
             fsync_seconds,
             group_commit_entries,
@@ -600,6 +620,7 @@ mod tests {
         metrics.message(Direction::Sent, &vote);
         metrics.sync(Duration::from_millis(2), 3);
         metrics.stepped_down("QuorumLost");
+        metrics.membership(3, 1);
         let requests =
             metrics.register_requests("client_requests", "Requests", &["read"], &["ok", "error"]);
         requests.record(0, 1, Duration::from_millis(1));
@@ -620,6 +641,8 @@ mod tests {
             text.contains("skiff_step_downs_total{reason=\"QuorumLost\"} 1"),
             "{text}"
         );
+        assert!(text.contains("skiff_membership_voters 3"), "{text}");
+        assert!(text.contains("skiff_membership_learners 1"), "{text}");
         assert!(
             text.contains("skiff_client_requests_total{command=\"read\",outcome=\"error\"} 1"),
             "{text}"

@@ -1,12 +1,15 @@
 //! Starting a node, talking to it, and stopping it.
 
+use crate::address_book::{AddressBook, MemberAddresses};
 use crate::api::{
-    CommittedEntry, NodeError, SnapshotError, StartError, Status, SubmitError, TransferLeaderError,
-    ENTRY_BYTES_MAX,
+    ChangeMembershipError, CommittedEntry, MembershipView, NodeError, SnapshotError, StartError,
+    Status, SubmitError, TransferLeaderError, ENTRY_BYTES_MAX,
 };
 use crate::applier::{self, SnapshotPlace};
 use crate::config::{ClusterConfig, ConfigError};
-use crate::event_loop::{ApplierLink, Command, EventLoop, SnapshotLinks, StatusLinks};
+use crate::event_loop::{
+    membership_view, ApplierLink, Command, EventLoop, SnapshotLinks, StatusLinks,
+};
 use crate::metrics::Metrics;
 use crate::stall::SyncClock;
 use crate::state_machine::StateMachine;
@@ -14,7 +17,9 @@ use crate::storage::{Identity, Recovered, Storage, StoredSnapshot};
 use crate::tls::NodeTls;
 use crate::transport::{PeerLimits, Transport, TransportConfig};
 use bytes::Bytes;
-use skiff_core::{LogIndex, Machine, NodeId, Role, SnapshotMeta, StartState, StateError};
+use skiff_core::{
+    LogIndex, Machine, MembershipChange, NodeId, Role, SnapshotMeta, StartState, StateError,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -53,6 +58,7 @@ pub struct NodeHandle {
     id: NodeId,
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Status>,
+    membership: watch::Receiver<MembershipView>,
     runtime: tokio::runtime::Handle,
     metrics: Metrics,
 }
@@ -142,8 +148,19 @@ impl Node {
         .map_err(|e| StartError::Thread(std::io::Error::other(e)))??;
         let mut storage = storage;
         storage.stall_syncs_while(config.faults.sync_stall_file_of(id));
+        let bootstrap_book = bootstrap_book(config);
+        // The members of the configuration the data directory holds, not
+        // only `cluster.toml`'s.
+        let mut transport = transport;
+        transport.peers = crate::event_loop::address_book(machine.membership(), &bootstrap_book)
+            .iter()
+            .filter(|(peer, _)| *peer != id)
+            .map(|(peer, addresses)| (peer, addresses.peer))
+            .collect();
         let (command_sender, commands) = mpsc::channel(COMMAND_QUEUE_MAX);
         let (status_sender, status) = watch::channel(initial_status(&machine));
+        let initial_membership = membership_view(&machine, &bootstrap_book, Vec::new());
+        let (membership_sender, membership) = watch::channel(initial_membership);
         tracing::info!(
             %id, term = %machine.term(), last_index = %machine.last_index(),
             peer_address = %node_config.peer_address, "node starting"
@@ -156,6 +173,8 @@ impl Node {
             listener,
             commands,
             status: status_sender,
+            membership: membership_sender,
+            bootstrap_book,
             stall_timeout: std::time::Duration::from_millis(config.storage.stall_timeout_ms),
             follower_reads: config.reads.follower_reads,
             metrics: metrics.clone(),
@@ -175,6 +194,7 @@ impl Node {
             id,
             commands: command_sender,
             status,
+            membership,
             runtime,
             metrics,
         };
@@ -345,6 +365,50 @@ impl NodeHandle {
         outcome.await.unwrap_or(Err(TransferLeaderError::Stopped))
     }
 
+    /// The configuration in force on this node (its latest, committed or
+    /// not), with every member's addresses, as of the event loop's last
+    /// turn.
+    pub fn membership(&self) -> MembershipView {
+        self.membership.borrow().clone()
+    }
+
+    /// A receiver that sees every change of [`NodeHandle::membership`].
+    pub fn watch_membership(&self) -> watch::Receiver<MembershipView> {
+        self.membership.clone()
+    }
+
+    /// Asks this node, which must lead, to change the membership (one
+    /// server at a time: add a learner, promote a learner to voter, remove
+    /// a member). Resolves with the index of the change's entry once it
+    /// commits, or with why it was refused or did not take effect.
+    ///
+    /// [`MembershipChange::AddLearner`] needs the new member's `addresses`
+    /// ([`ChangeMembershipError::AddressesRequired`] otherwise), which the
+    /// new configuration records for every node; other changes take `None`
+    /// (given addresses are ignored). One change runs at a time
+    /// (`ChangeInProgress`); a leader that has not yet committed an entry
+    /// of its term refuses with `LeaderNotReady` (retry shortly).
+    pub async fn change_membership(
+        &self,
+        change: MembershipChange,
+        addresses: Option<MemberAddresses>,
+    ) -> Result<LogIndex, ChangeMembershipError> {
+        if matches!(change, MembershipChange::AddLearner(_)) && addresses.is_none() {
+            return Err(ChangeMembershipError::AddressesRequired);
+        }
+        let (reply, outcome) = oneshot::channel();
+        let command = Command::ChangeMembership {
+            change,
+            addresses,
+            reply,
+        };
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| ChangeMembershipError::Stopped)?;
+        outcome.await.unwrap_or(Err(ChangeMembershipError::Stopped))
+    }
+
     async fn request(
         &self,
         command: impl FnOnce(crate::event_loop::Reply) -> Command,
@@ -455,7 +519,10 @@ fn recover(
 ) -> Result<(Storage, Machine), StartError> {
     let dir = config.node(id)?.data_dir.clone();
     let (mut storage, recovered) = Storage::open(&dir, identity, config.segment_bytes_max)?;
-    let mut core = skiff_core::Config::new(id, config.ids());
+    let mut core = skiff_core::Config::new(id, config.voter_ids());
+    // A node `cluster.toml` marks as a learner is not among the first
+    // voters: it joins (or joined) the cluster by a membership change.
+    core.join = config.node(id)?.learner;
     core.election_timeout_ms = config.election_timeout_ms;
     core.heartbeat_interval_ms = config.heartbeat_interval_ms;
     core.term_lead_max = Some(config.limits.term_lead_max);
@@ -465,6 +532,7 @@ fn recover(
     core.seed = seed(id);
     let Recovered {
         hard_state,
+        membership,
         snapshot,
         log,
         damage,
@@ -474,6 +542,7 @@ fn recover(
         dir: dir.clone(),
         reason,
     };
+    let holds_configuration = membership.is_some() || log.iter().any(|e| e.is_membership());
     let start = StartState {
         hard_state,
         snapshot: snapshot
@@ -482,6 +551,7 @@ fn recover(
         // Entries share their data, so the copy kept to rewrite a damaged
         // log is cheap.
         log: log.clone(),
+        membership,
         damaged: damage.is_some() || repairing,
         ..StartState::default()
     };
@@ -491,6 +561,9 @@ fn recover(
             "recovered"
         );
         let machine = Machine::with_state(core, start).map_err(inconsistent)?;
+        if holds_configuration {
+            check_membership(config, &dir, &machine)?;
+        }
         return Ok((storage, machine));
     }
     let machine = match Machine::with_state(core, start) {
@@ -498,6 +571,9 @@ fn recover(
         Err(StateError::CannotRepair) => return Err(StartError::CannotRepair { dir, damage }),
         Err(reason) => return Err(inconsistent(reason)),
     };
+    if holds_configuration {
+        check_membership(config, &dir, &machine)?;
+    }
     match damage {
         Some(damage) => {
             metrics.storage_fault("damaged_log");
@@ -524,6 +600,57 @@ fn recover(
         ),
     }
     Ok((storage, machine))
+}
+
+/// Refuses to start when `cluster.toml`'s nodes disagree with the
+/// configuration the data directory holds: its latest, or the one before
+/// it (the latest may be a change that never commits).
+fn check_membership(
+    config: &ClusterConfig,
+    dir: &std::path::Path,
+    machine: &Machine,
+) -> Result<(), StartError> {
+    let toml_book = bootstrap_book(config);
+    let mut toml_voters: Vec<NodeId> = config.voter_ids().collect();
+    toml_voters.sort_unstable();
+    let mut toml_learners: Vec<NodeId> = config
+        .nodes
+        .iter()
+        .filter(|n| n.learner)
+        .map(|n| NodeId(n.id))
+        .collect();
+    toml_learners.sort_unstable();
+    let agrees = |membership: &skiff_core::Membership| {
+        let book = crate::event_loop::address_book(membership, &toml_book);
+        membership.voters() == toml_voters.as_slice()
+            && membership.learners() == toml_learners.as_slice()
+            && membership
+                .members()
+                .all(|id| book.get(id).is_some() && book.get(id) == toml_book.get(id))
+    };
+    let latest = machine.membership();
+    let latest_index = crate::event_loop::latest_configuration_index(machine);
+    let before = latest_index.map(|index| machine.membership_at(LogIndex(index.0 - 1)));
+    if agrees(latest) || before.is_some_and(agrees) {
+        return Ok(());
+    }
+    let describe = |voters: &[NodeId], learners: &[NodeId], book: &AddressBook| {
+        let member = |id: &NodeId| match book.get(*id) {
+            Some(a) => format!("{id} (peer {}, client {})", a.peer, a.client),
+            None => format!("{id} (addresses unknown)"),
+        };
+        let list = |ids: &[NodeId]| match ids.is_empty() {
+            true => "none".to_string(),
+            false => ids.iter().map(member).collect::<Vec<_>>().join(", "),
+        };
+        format!("voters {}; learners {}", list(voters), list(learners))
+    };
+    let data_book = crate::event_loop::address_book(latest, &toml_book);
+    Err(StartError::MembershipMismatch {
+        dir: dir.to_path_buf(),
+        data_dir: describe(latest.voters(), latest.learners(), &data_book),
+        cluster_toml: describe(&toml_voters, &toml_learners, &toml_book),
+    })
 }
 
 /// A seed that differs between nodes and between runs of one node, so that
@@ -576,6 +703,22 @@ fn transport_config(
     })
 }
 
+/// The addresses `cluster.toml` gives its nodes: those of the bootstrap
+/// configuration's members.
+fn bootstrap_book(config: &ClusterConfig) -> AddressBook {
+    config
+        .nodes
+        .iter()
+        .map(|node| {
+            let addresses = MemberAddresses {
+                peer: node.peer_address,
+                client: node.client_address,
+            };
+            (NodeId(node.id), addresses)
+        })
+        .collect()
+}
+
 fn initial_status(machine: &Machine) -> Status {
     Status {
         id: machine.id(),
@@ -608,6 +751,8 @@ struct EventLoopParts {
     listener: std::net::TcpListener,
     commands: mpsc::Receiver<Command>,
     status: watch::Sender<Status>,
+    membership: watch::Sender<MembershipView>,
+    bootstrap_book: AddressBook,
     /// A sync outstanding this long is a stalled disk.
     stall_timeout: std::time::Duration,
     /// Whether a follower serves read barriers (`[reads] follower_reads`).
@@ -709,7 +854,12 @@ async fn run_event_loop(
         transport,
         peer_inbox,
         parts.commands,
-        StatusLinks { status, sync_clock },
+        StatusLinks {
+            status,
+            sync_clock,
+            membership: parts.membership,
+            bootstrap_book: parts.bootstrap_book,
+        },
         SnapshotLinks {
             applier,
             incoming_dir,

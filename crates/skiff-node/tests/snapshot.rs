@@ -414,7 +414,7 @@ async fn lone_follower(dir: &Path, cluster_id: u64) -> (LocalCluster, PathBuf, K
 async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restart() {
     use skiff_core::{InstallSnapshotReq, Message, Term};
     let dir = tempfile::tempdir().unwrap();
-    let (cluster, data_dir, kv, node) = lone_follower(dir.path(), 14).await;
+    let (mut cluster, data_dir, kv, node) = lone_follower(dir.path(), 14).await;
     let handle = node.handle();
 
     // The leader's snapshot, as node 1's transport leaves it once received.
@@ -424,10 +424,23 @@ async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restar
     };
     let received = leave_received(&data_dir, 14, snapshot, b"colour=blue\nshape=round\n");
 
+    // The cluster has a learner by then, node 4: the snapshot's
+    // configuration says so, with its addresses.
+    let learner = skiff_node::MemberAddresses {
+        peer: "127.0.0.1:1".parse().unwrap(),
+        client: "127.0.0.1:2".parse().unwrap(),
+    };
+    let book: skiff_node::AddressBook = [(NodeId(4), learner)].into_iter().collect();
+    let membership =
+        skiff_core::Membership::new(bootstrap_membership().voters().to_vec(), vec![NodeId(4)])
+            .unwrap()
+            .with_context(book.encode());
     let req = InstallSnapshotReq {
         term: Term(5),
         leader: NodeId(2),
         snapshot,
+        membership,
+        epoch: 0,
     };
     send_as_leader(&cluster, Message::InstallSnapshotReq(req)).await;
     let status = wait_status(&handle, |s| s.snapshot == snapshot).await;
@@ -445,6 +458,33 @@ async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restar
     assert!(!received.exists(), "adopted, not left in incoming");
     node.shutdown().await.unwrap();
 
+    // cluster.toml does not list the learner the data directory's
+    // configuration has: the node says so, naming both, and does not start.
+    let refused = cluster
+        .start_node_with_state_machine(ME, Kv::new())
+        .await
+        .unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        matches!(refused, skiff_node::StartError::MembershipMismatch { .. }),
+        "{text}"
+    );
+    for part in [
+        "learners 4 (peer 127.0.0.1:1, client 127.0.0.1:2)",
+        "cluster.toml lists voters 1",
+        "skiff member list",
+    ] {
+        assert!(text.contains(part), "{part:?} not in {text}");
+    }
+    let mut learner_entry = cluster.config.nodes[0].clone();
+    learner_entry.id = 4;
+    learner_entry.learner = true;
+    learner_entry.peer_address = learner.peer;
+    learner_entry.client_address = learner.client;
+    learner_entry.data_dir = dir.path().join("node-4");
+    learner_entry.metrics_address = None;
+    cluster.config.nodes.push(learner_entry);
+
     let restarted = Kv::new();
     let node = cluster
         .start_node_with_state_machine(ME, restarted.clone())
@@ -460,7 +500,19 @@ async fn a_leaders_snapshot_is_verified_installed_restored_and_survives_a_restar
     assert_eq!(status.term, Term(5));
     assert_eq!(restarted.seen().restored, [snapshot]);
     assert_eq!(restarted.seen().map.len(), 2);
+    let membership = node.handle().membership();
+    assert_eq!(
+        membership.learners,
+        [(NodeId(4), learner)],
+        "the snapshot's configuration survives the restart: {membership:?}"
+    );
+    assert_eq!(membership.voters.len(), 3, "{membership:?}");
     node.shutdown().await.unwrap();
+}
+
+/// The configuration of `lone_follower`'s cluster before any change.
+fn bootstrap_membership() -> skiff_core::Membership {
+    skiff_core::Membership::new(vec![NodeId(1), NodeId(2), NodeId(3)], vec![]).unwrap()
 }
 
 /// A snapshot file as node 1's transport leaves it once received from
@@ -503,6 +555,8 @@ async fn received_snapshots_that_fail_their_checks_or_are_too_old_are_deleted_ne
             index: LogIndex(index),
             term: Term(4),
         },
+        membership: bootstrap_membership(),
+        epoch: 0,
     };
 
     let damaged = request(100);
@@ -521,7 +575,7 @@ async fn received_snapshots_that_fail_their_checks_or_are_too_old_are_deleted_ne
 
     let sound = request(200);
     leave_received(&data_dir, 16, sound.snapshot, b"colour=blue\n");
-    send_as_leader(&cluster, Message::InstallSnapshotReq(sound)).await;
+    send_as_leader(&cluster, Message::InstallSnapshotReq(sound.clone())).await;
     let status = wait_status(&node.handle(), |s| s.snapshot == sound.snapshot).await;
     assert_eq!(status.commit_index, LogIndex(200));
     kv.applied_through(LogIndex(200)).await;

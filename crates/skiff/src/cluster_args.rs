@@ -115,6 +115,12 @@ impl ServersArgs {
         Ok(Some(config))
     }
 
+    /// Whether the servers come from a configuration file (no
+    /// `--servers`), which a membership change leaves to be updated.
+    pub fn uses_config(&self) -> bool {
+        self.servers.is_empty()
+    }
+
     /// Only the addresses.
     pub fn addresses(&self) -> anyhow::Result<Vec<String>> {
         Ok(self.servers()?.into_iter().map(|s| s.address).collect())

@@ -11,6 +11,9 @@
 //!   child as inherited descriptors, so its ports are never free.
 //! * [`status_probe`]: the `status` extension of the file protocol from the
 //!   client side: ask servers for their view, find the leader they agree on.
+//! * [`member_client`]: the `member` extension from the client side:
+//!   change the membership at the leader, following `not the leader`
+//!   answers, and read the leader's view of it.
 //! * [`shutdown`]: waiting for Ctrl-C or SIGTERM.
 //! * [`ui`]: the timeline page (`sim --html`, `scenario --html`) and its
 //!   live server (`up --ui`).
@@ -18,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod inherited_listeners;
+pub mod member_client;
 pub mod process_cluster;
 pub mod shutdown;
 pub mod status_probe;

@@ -12,6 +12,7 @@ mod duration_arg;
 mod error_chain;
 mod fs_cmd;
 mod log_format;
+mod member_cmd;
 mod node_cmd;
 mod scenario_cmd;
 mod sim_cmd;
@@ -32,6 +33,8 @@ Examples:
   skiff fs write notes ./notes.txt             # then read, cas, delete
   skiff status                                 # each server's role, term, leader and log
   skiff snapshot --node 2                      # node 2 snapshots its store now
+  skiff member list                            # voters and learners, with their addresses
+  skiff member add 4 10.0.0.4:7100 10.0.0.4:7200   # then promote 4, remove 1: replace a machine
   skiff sim --faults chaos --seeds 1..=200     # hunt for Raft bugs in simulated clusters
   skiff scenario tests/scenarios               # replay the scenario files
   skiff bench --target both --duration 20s     # skiff and etcd, side by side
@@ -81,6 +84,9 @@ enum Command {
     /// down), and say how long the hand-over took.
     #[command(name = "transfer-leader")]
     TransferLeader(transfer_cmd::TransferArgs),
+    /// Show the cluster's members, or change them one at a time: add a
+    /// learner, promote it to voter, remove a member.
+    Member(member_cmd::MemberArgs),
     /// Write, read, compare-and-swap or delete a file on the cluster.
     Fs(fs_cmd::FsArgs),
     /// Measure write throughput and latency of skiff, etcd or both, side by side.
@@ -112,6 +118,7 @@ fn main() {
         Command::Status(args) => status_cmd::run(&args),
         Command::Snapshot(args) => snapshot_cmd::run(&args),
         Command::TransferLeader(args) => transfer_cmd::run(&args),
+        Command::Member(args) => member_cmd::run(&args),
         Command::Fs(args) => fs_cmd::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Check(args) => check_cmd::run(&args),

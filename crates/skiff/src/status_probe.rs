@@ -3,14 +3,17 @@
 //! finding the leader they agree on; asking one for a snapshot with the
 //! `snapshot` extension (`snapshot\r\n` -> `SNAPSHOT index=.. term=..`);
 //! asking the leader to hand over with the `transfer` extension
-//! (`transfer N\r\n` -> `TRANSFERRED N`).
+//! (`transfer N\r\n` -> `TRANSFERRED N`); asking for the membership and
+//! changing it with the `member` extension (`member list\r\n` -> `MEMBER
+//! ..` lines, `member add|promote|remove ..` -> `MEMBER_OK <index>`).
 //!
 //! Each function has a `_with` twin that takes the client TLS to use
 //! against a cluster with `[tls] clients = true`; the plain ones speak TCP.
 
 use skiff_fs::protocol::{
-    parse_snapshot_answer, parse_status_report, parse_transfer_answer, Parsed, ProtocolError,
-    SnapshotAnswer, StatusReport, TransferAnswer,
+    parse_member_answer, parse_member_list, parse_snapshot_answer, parse_status_report,
+    parse_transfer_answer, MemberAnswer, MemberList, MemberRequest, Parsed, ProtocolError,
+    SnapshotAnswer, StatusReport, TransferAnswer, LINE_BYTES_MAX,
 };
 use skiff_fs::ClientTls;
 use std::time::Duration;
@@ -24,6 +27,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Bytes of an answer read before giving up on a line: far above any
 /// `STATUS` or `SNAPSHOT` line.
 const ANSWER_BYTES_MAX: usize = 1024;
+/// Bytes of a `member list` answer read before giving up: its most lines
+/// at their longest.
+const MEMBER_LIST_BYTES_MAX: usize = (skiff_fs::protocol::member::MEMBERS_MAX + 1) * LINE_BYTES_MAX;
 
 /// Why a server gave no status.
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +108,44 @@ pub async fn request_transfer_with(
     .await
 }
 
+/// Asks the server at `address` for the membership in force on its node
+/// (`member list`), waiting up to `timeout`.
+pub async fn request_member_list_with(
+    tls: Option<&ClientTls>,
+    address: &str,
+    timeout: Duration,
+) -> Result<MemberList, ProbeError> {
+    let mut request = Vec::new();
+    MemberRequest::List.encode(&mut request);
+    let answer = Answer {
+        parse: parse_member_list,
+        bytes_max: MEMBER_LIST_BYTES_MAX,
+    };
+    exchange_answer(tls, address, timeout, &request, answer).await
+}
+
+/// Asks the server at `address` (which must lead) for a membership
+/// change, waiting up to `timeout` for its answer: the change committed,
+/// or the reason it did not.
+pub async fn request_member_change_with(
+    tls: Option<&ClientTls>,
+    address: &str,
+    change: &MemberRequest,
+    timeout: Duration,
+) -> Result<MemberAnswer, ProbeError> {
+    let mut request = Vec::new();
+    change.encode(&mut request);
+    exchange(tls, address, timeout, &request, parse_member_answer).await
+}
+
 /// What parses one answer line of an extension.
 type ParseLine<T> = fn(&[u8]) -> Result<Parsed<T>, ProtocolError>;
+
+/// How to read an answer: its parser and the most bytes it may take.
+struct Answer<T> {
+    parse: ParseLine<T>,
+    bytes_max: usize,
+}
 
 /// Sends `request` to the server at `address` and reads its one-line
 /// answer, all within `timeout`.
@@ -114,11 +156,27 @@ async fn exchange<T>(
     request: &[u8],
     parse: ParseLine<T>,
 ) -> Result<T, ProbeError> {
+    let answer = Answer {
+        parse,
+        bytes_max: ANSWER_BYTES_MAX,
+    };
+    exchange_answer(tls, address, timeout, request, answer).await
+}
+
+/// Sends `request` to the server at `address` and reads its answer, all
+/// within `timeout`.
+async fn exchange_answer<T>(
+    tls: Option<&ClientTls>,
+    address: &str,
+    timeout: Duration,
+    request: &[u8],
+    answer: Answer<T>,
+) -> Result<T, ProbeError> {
     let exchange = async {
         let stream = TcpStream::connect(address).await?;
         match tls {
-            Some(tls) => ask(tls.connect(address, stream).await?, request, parse).await,
-            None => ask(stream, request, parse).await,
+            Some(tls) => ask(tls.connect(address, stream).await?, request, answer).await,
+            None => ask(stream, request, answer).await,
         }
     };
     tokio::time::timeout(timeout, exchange)
@@ -129,20 +187,20 @@ async fn exchange<T>(
 async fn ask<T>(
     mut stream: impl AsyncRead + AsyncWrite + Unpin,
     request: &[u8],
-    parse: ParseLine<T>,
+    expected: Answer<T>,
 ) -> Result<T, ProbeError> {
     stream.write_all(request).await?;
     // TLS may hold written bytes until flushed.
     stream.flush().await?;
     let mut answer = Vec::new();
     loop {
-        if let Parsed::Complete { value, .. } = parse(&answer)? {
+        if let Parsed::Complete { value, .. } = (expected.parse)(&answer)? {
             return Ok(value);
         }
-        if answer.len() >= ANSWER_BYTES_MAX {
+        if answer.len() >= expected.bytes_max {
             return Err(std::io::Error::other("answer too long").into());
         }
-        let mut chunk = [0u8; 256];
+        let mut chunk = [0u8; 1024];
         let read = stream.read(&mut chunk).await?;
         if read == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());

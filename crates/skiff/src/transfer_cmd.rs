@@ -4,9 +4,11 @@
 //! how long it took.
 
 use crate::cluster_args::ServersArgs;
-use crate::{duration_arg, usage};
+use crate::{duration_arg, member_cmd};
 use anyhow::Context;
-use skiff::status_probe::{agreed_leader, probe_all_with, probe_with, request_transfer_with};
+use skiff::status_probe::{
+    agreed_leader, probe_all_with, probe_with, request_member_list_with, request_transfer_with,
+};
 use skiff_fs::protocol::{StatusReport, TransferAnswer};
 use skiff_fs::ClientTls;
 use std::time::{Duration, Instant};
@@ -33,6 +35,9 @@ timeout if N cannot take office (down, cut off, or too far behind).
 With --config (by default skiff-cluster/cluster.toml, what `skiff up` writes)
 or --servers, every server of the cluster must be listed. TLS is used when
 the configuration says [tls] clients = true, or with --tls-ca.
+
+Only a voter can lead: a learner is refused (promote it first with `skiff
+member promote N`), as is a node the leader's configuration does not hold.
 
 Exit status: 0 when N leads (also when it led already); 1 when the transfer
 was refused or did not finish within --timeout (it says why); 2 for a bad
@@ -62,18 +67,6 @@ pub struct TransferArgs {
 /// Hands leadership to the node and prints how long it took.
 pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
     let servers = args.servers.servers()?;
-    if servers.iter().all(|s| s.id.is_some()) && !servers.iter().any(|s| s.id == Some(args.node)) {
-        let ids: Vec<String> = servers
-            .iter()
-            .filter_map(|s| s.id)
-            .map(|id| id.to_string())
-            .collect();
-        return Err(usage::error(format!(
-            "node {}: the configuration has no such node (its nodes: {})",
-            args.node,
-            ids.join(", ")
-        )));
-    }
     let addresses: Vec<String> = servers.iter().map(|s| s.address.clone()).collect();
     let tls = args.servers.client_tls()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -136,6 +129,12 @@ async fn transfer(
     if leader.id.0 == to {
         return Ok(Moved::Already(leader));
     }
+    // The leader's own configuration says whether `to` can lead: the
+    // cluster's file may predate the latest membership changes.
+    let members = request_member_list_with(tls, &leader_address, PROBE_TIMEOUT)
+        .await
+        .with_context(|| format!("cannot ask node {} for the membership", leader.id))?;
+    member_cmd::check_can_lead(&members, to)?;
     let started = Instant::now();
     let answer = request_transfer_with(tls, &leader_address, to, timeout)
         .await

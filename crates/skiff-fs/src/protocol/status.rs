@@ -58,10 +58,13 @@ pub enum ClientMessage {
     /// `transfer <id>`: the leader hands its office to node `id` (see
     /// [`super::transfer`]).
     Transfer(NodeId),
+    /// `member ...`: list or change the cluster's membership (see
+    /// [`super::member`]).
+    Member(super::member::MemberRequest),
 }
 
 /// Parses the first message in `buf`: `status`, `snapshot`, `session ...`,
-/// or a request as [`parse_request`] would. Errors are those of
+/// `transfer <id>`, `member ...`, or a request as [`parse_request`] would. Errors are those of
 /// [`parse_request`].
 pub fn parse_client_message(
     buf: &[u8],
@@ -83,6 +86,11 @@ pub fn parse_client_message(
             let arguments: Vec<&[u8]> = words.skip(1).collect();
             let to = super::transfer::parse_transfer_target(&arguments)?;
             return complete(ClientMessage::Transfer(to), line_bytes);
+        }
+        if first == Some(b"member".as_slice()) {
+            let arguments: Vec<&[u8]> = words.skip(1).collect();
+            let request = super::member::parse_member_request(&arguments)?;
+            return complete(ClientMessage::Member(request), line_bytes);
         }
         let extension = match words.next() {
             Some(b"status") => Some(("status", ClientMessage::Status)),

@@ -114,6 +114,11 @@ pub(super) async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
                         requests.record_transfer(&answer, started.elapsed());
                         answer.encode(&mut out)
                     }
+                    ClientMessage::Member(request) => {
+                        let reply = shared.member_reply(request).await;
+                        requests.record_member(&reply, started.elapsed());
+                        reply.encode(&mut out)
+                    }
                     ClientMessage::Session(message) => {
                         let response = shared.execute_session(message).await;
                         requests.record(command, &response, started.elapsed());

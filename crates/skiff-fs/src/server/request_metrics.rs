@@ -4,8 +4,9 @@
 //! start, so that counting a request is an atomic add and one histogram
 //! observation.
 
+use super::members::MemberReply;
 use crate::protocol::{
-    ClientMessage, Request, Response, SessionMessage, SnapshotAnswer, TransferAnswer,
+    ClientMessage, MemberAnswer, Request, Response, SessionMessage, SnapshotAnswer, TransferAnswer,
 };
 use skiff_node::metrics::{Metrics, RequestMetrics};
 use std::time::Duration;
@@ -20,6 +21,7 @@ const COMMANDS: &[&str] = &[
     "snapshot",
     "session_open",
     "transfer",
+    "member",
 ];
 
 /// The `outcome` label's values.
@@ -73,6 +75,18 @@ impl ClientRequestMetrics {
         self.0.record(7, outcome, took);
     }
 
+    /// Counts a `member` request: a list or a change made is `ok`, a
+    /// change asked of a server that does not lead `redirect`, any other
+    /// refusal `refused`.
+    pub fn record_member(&self, reply: &MemberReply, took: Duration) {
+        let outcome = match reply {
+            MemberReply::List(_) | MemberReply::Change(MemberAnswer::Changed(_)) => 0,
+            MemberReply::Change(MemberAnswer::NotLeader { .. }) => 3,
+            MemberReply::Change(MemberAnswer::Refused(_)) => 8,
+        };
+        self.0.record(8, outcome, took);
+    }
+
     /// Counts a `status` request.
     pub fn record_status(&self, took: Duration) {
         self.0.record(4, 0, took);
@@ -87,6 +101,7 @@ pub(super) fn command_of(message: &ClientMessage) -> usize {
         ClientMessage::Snapshot => 5,
         ClientMessage::Session(SessionMessage::Open) => 6,
         ClientMessage::Transfer(_) => 7,
+        ClientMessage::Member(_) => 8,
         // A numbered request counts as the request it carries.
         ClientMessage::Session(SessionMessage::Numbered { request, .. }) => {
             request_command(request)
@@ -132,6 +147,8 @@ mod tests {
         assert_eq!(COMMANDS[command_of(&ClientMessage::Status)], "status");
         let open = ClientMessage::Session(SessionMessage::Open);
         assert_eq!(COMMANDS[command_of(&open)], "session_open");
+        let list = ClientMessage::Member(crate::protocol::MemberRequest::List);
+        assert_eq!(COMMANDS[command_of(&list)], "member");
         let metrics = Metrics::enabled();
         let requests = ClientRequestMetrics::register(&metrics);
         requests.record(0, &Response::Deleted, Duration::from_millis(1));

@@ -4,9 +4,10 @@
 use bytes::Bytes;
 use skiff_fs::protocol::Version;
 use skiff_fs::protocol::{parse_response, Limits, Parsed, ProtocolError, Response};
+use skiff_fs::workload::Recorder;
 use skiff_fs::{Client, ClientConfig, ClientError, Clock, Server, ServerConfig};
-use skiff_node::local::LocalCluster;
-use skiff_node::{ClusterConfig, NodeId, Role};
+use skiff_node::{ClusterConfig, NodeConfig, NodeId, Role};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,12 +35,21 @@ impl TestClock {
     }
 }
 
-/// Servers on listeners bound by this process ([`LocalCluster`]), which a
+/// Servers on listeners bound by this process (as
+/// [`LocalCluster`](skiff_node::local::LocalCluster) does), which a
 /// restarted server reuses: no port is ever free for a parallel test.
+/// Spare nodes, after the cluster's own, have listeners too, for nodes
+/// that join later; a node's listeners are closed when it is retired, so
+/// that clients are refused there at once.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
+    /// The cluster's configuration: its first nodes, without the spares.
     pub config: ClusterConfig,
-    local: LocalCluster,
+    /// Every node's configuration, spares included, by id - 1.
+    nodes: Vec<NodeConfig>,
+    /// Every node's peer and client listeners, by id - 1; `None` once
+    /// retired.
+    listeners: Vec<Option<(TcpListener, TcpListener)>>,
     clock: Clock,
     servers: Vec<Option<Server>>,
 }
@@ -73,40 +83,119 @@ impl Cluster {
         clock: Clock,
         configure: impl FnOnce(&mut ClusterConfig),
     ) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let mut local = LocalCluster::bind(count, dir.path()).unwrap();
-        local.config.cluster_id = 7;
-        local.config.election_timeout_ms = 150;
-        local.config.heartbeat_interval_ms = 40;
-        local.config.segment_bytes_max = 1 << 20;
-        configure(&mut local.config);
-        let mut cluster = Cluster {
-            dir,
-            config: local.config.clone(),
-            local,
-            clock,
-            servers: (0..count).map(|_| None).collect(),
-        };
+        let mut cluster = Cluster::bind(count, 0, clock, configure);
         for id in 1..=count {
             cluster.start_node(id).await;
         }
         cluster
     }
 
+    /// Starts `count` servers with short timeouts, and binds listeners
+    /// for `spares` more nodes (ids `count + 1` on), which
+    /// [`Cluster::start_joining_node`] starts.
+    pub async fn start_with_spares(count: u64, spares: u64) -> Cluster {
+        let mut cluster = Cluster::bind(count, spares, Clock::System, |_| {});
+        for id in 1..=count {
+            cluster.start_node(id).await;
+        }
+        cluster
+    }
+
+    /// Binds every node's listeners and writes the configuration, without
+    /// starting any node.
+    fn bind(
+        count: u64,
+        spares: u64,
+        clock: Clock,
+        configure: impl FnOnce(&mut ClusterConfig),
+    ) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ClusterConfig::local(count + spares, dir.path(), 0);
+        let mut listeners = Vec::new();
+        for node in &mut config.nodes {
+            let peer = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            let client = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            node.peer_address = peer.local_addr().unwrap();
+            node.client_address = client.local_addr().unwrap();
+            listeners.push(Some((peer, client)));
+        }
+        config.cluster_id = 7;
+        config.election_timeout_ms = 150;
+        config.heartbeat_interval_ms = 40;
+        config.segment_bytes_max = 1 << 20;
+        let mut nodes = config.nodes.clone();
+        config.nodes.truncate(count as usize);
+        configure(&mut config);
+        // As configured (data directories, say), then the spares.
+        nodes.splice(..count as usize, config.nodes.iter().cloned());
+        Cluster {
+            dir,
+            config,
+            nodes,
+            listeners,
+            clock,
+            servers: (0..count + spares).map(|_| None).collect(),
+        }
+    }
+
     pub async fn start_node(&mut self, id: u64) {
-        let slot = &mut self.servers[id as usize - 1];
-        assert!(slot.is_none(), "node {id} already runs");
-        let mut config = ServerConfig::new(self.config.clone(), NodeId(id));
+        let config = self.config.clone();
+        self.start_node_with(id, config).await;
+    }
+
+    /// Starts node `id` of `cluster` on its listeners.
+    async fn start_node_with(&mut self, id: u64, cluster: ClusterConfig) {
+        assert!(
+            self.servers[id as usize - 1].is_none(),
+            "node {id} already runs"
+        );
+        let mut config = ServerConfig::new(cluster, NodeId(id));
         config.limits = Limits {
             file_bytes_max: 64 * 1024,
             name_bytes_max: 100,
         };
         config.request_timeout = Duration::from_secs(3);
         config.clock = self.clock.clone();
-        let peers = self.local.peer_listener(NodeId(id)).unwrap();
-        let clients = self.local.client_listener(NodeId(id)).unwrap();
+        let (peers, clients) = self.listeners[id as usize - 1]
+            .as_ref()
+            .expect("node not retired");
+        let (peers, clients) = (peers.try_clone().unwrap(), clients.try_clone().unwrap());
         let server = Server::start_with_listeners(config, peers, clients).await;
-        *slot = Some(server.unwrap());
+        self.servers[id as usize - 1] = Some(server.unwrap());
+    }
+
+    /// Starts spare node `id` with an empty data directory, outside the
+    /// cluster. Its configuration lists the members in force, as an
+    /// operator's up-to-date cluster.toml would (a joining node admits only
+    /// the peers it lists), and itself as a learner, so that it stands for
+    /// nothing until a membership change adds it.
+    pub async fn start_joining_node(&mut self, id: u64) {
+        let view = self.server(self.leader().await).node().membership();
+        let member = |(member, _): &(NodeId, _), learner| NodeConfig {
+            learner,
+            ..self.node_config(member.0).clone()
+        };
+        let mut nodes: Vec<NodeConfig> = (view.voters.iter().map(|m| member(m, false)))
+            .chain(view.learners.iter().map(|m| member(m, true)))
+            .collect();
+        nodes.push(NodeConfig {
+            learner: true,
+            ..self.node_config(id).clone()
+        });
+        let cluster = ClusterConfig {
+            nodes,
+            ..self.config.clone()
+        };
+        self.start_node_with(id, cluster).await;
+    }
+
+    /// Stops node `id` for good and closes its listeners: clients and
+    /// peers are refused there from now on.
+    pub async fn retire_node(&mut self, id: u64) {
+        if self.is_running(id) {
+            self.stop_node(id).await;
+        }
+        self.listeners[id as usize - 1] = None;
     }
 
     pub async fn stop_node(&mut self, id: u64) {
@@ -124,19 +213,23 @@ impl Cluster {
     }
 
     pub fn address(&self, id: u64) -> String {
-        self.config.nodes[id as usize - 1]
-            .client_address
-            .to_string()
+        self.node_config(id).client_address.to_string()
     }
 
+    /// Node `id`'s configuration, spares included.
+    pub fn node_config(&self, id: u64) -> &NodeConfig {
+        &self.nodes[id as usize - 1]
+    }
+
+    /// The client addresses of the cluster's first nodes.
     pub fn addresses(&self) -> Vec<String> {
-        (1..=self.servers.len() as u64)
+        (1..=self.config.nodes.len() as u64)
             .map(|id| self.address(id))
             .collect()
     }
 
     pub fn data_dir(&self, id: u64) -> PathBuf {
-        self.config.nodes[id as usize - 1].data_dir.clone()
+        self.node_config(id).data_dir.clone()
     }
 
     /// Waits until one running node leads and every running node knows it.
@@ -155,6 +248,8 @@ impl Cluster {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
+    /// Waits until one running node leads and every running member (not a
+    /// node outside the cluster) knows it; answers its id.
     pub async fn leader(&self) -> u64 {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
@@ -167,11 +262,18 @@ impl Cluster {
     }
 
     fn agreed_leader(&self) -> Option<u64> {
+        // A node outside the cluster (joining, or removed) hears no leader.
         let statuses: Vec<_> = self
             .servers
             .iter()
             .flatten()
             .map(|s| s.status().node)
+            .filter(|status| {
+                self.server(status.id.0)
+                    .node()
+                    .membership()
+                    .contains(status.id)
+            })
             .collect();
         let leader = statuses.iter().find(|s| s.role == Role::Leader)?;
         let agreed = statuses
@@ -187,14 +289,36 @@ impl Cluster {
 
     /// A client that knows every server and tries node `id` first.
     pub fn client_starting_at(&self, id: u64) -> Client {
-        let mut addresses = self.addresses();
-        addresses.rotate_left(id as usize - 1);
-        Client::new(ClientConfig {
-            attempts_max: 100,
-            backoff: Duration::from_millis(20),
-            request_timeout: Duration::from_secs(5),
-            ..ClientConfig::new(addresses)
-        })
+        Client::new(client_config(self.addresses(), id))
+    }
+}
+
+/// The tests' client configuration for `addresses`, trying the `first`-th
+/// (from 1) first.
+pub fn client_config(mut addresses: Vec<String>, first: u64) -> ClientConfig {
+    addresses.rotate_left(first as usize - 1);
+    ClientConfig {
+        attempts_max: 100,
+        backoff: Duration::from_millis(20),
+        request_timeout: Duration::from_secs(5),
+        ..ClientConfig::new(addresses)
+    }
+}
+
+/// Waits until the clients recording in `recorder` have completed `count`
+/// more operations than `before`; answers how many they have completed.
+pub async fn operations_done(recorder: &Recorder, before: usize, count: usize) -> usize {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let done = recorder.history().len();
+        if done >= before + count {
+            return done;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the clients stalled at {done} operations"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -13,6 +13,7 @@
 //!   destroying the evidence ([`Storage::repair`]);
 //! * `check`: the read-only verification behind `skiff check` ([`check()`]);
 //! * `snapshot`: the snapshot file, written and verified as a stream;
+//! * `snapshot_config`: the cluster configuration kept with each snapshot;
 //! * `snapshot_store`: which snapshot files are kept, and which one
 //!   recovery starts from.
 //!
@@ -42,6 +43,7 @@ mod manifest;
 mod record;
 mod repair;
 mod snapshot;
+mod snapshot_config;
 mod snapshot_store;
 mod sync_slot;
 mod wal;
@@ -94,7 +96,7 @@ pub fn segment_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, StorageError
 
 use hard_state::{HardStateFile, StoredState};
 use lock::DirLock;
-use skiff_core::{Action, Entry, HardState, LogIndex, SnapshotMeta};
+use skiff_core::{Action, Entry, HardState, LogIndex, Membership, SnapshotMeta};
 use snapshot_store::SnapshotStore;
 use std::fs::{self, File};
 use std::io::Write;
@@ -108,6 +110,10 @@ pub struct Recovered {
     pub hard_state: HardState,
     /// The snapshot the log starts after, if there is one.
     pub snapshot: Option<StoredSnapshot>,
+    /// The configuration in force at `snapshot`'s index, as kept with it;
+    /// `None` without a snapshot, or for one kept before membership
+    /// changes existed (the bootstrap configuration).
+    pub membership: Option<Membership>,
     /// The log after the snapshot, entry `snapshot.index + i` at position
     /// `i - 1`: the whole log, or with `damage` the prefix that is
     /// provably intact.
@@ -214,6 +220,7 @@ impl Storage {
         };
         let recovered = Recovered {
             hard_state: stored.state,
+            membership: opened.membership,
             snapshot: opened.current,
             log: log_after(&mut replay, snapshot.index),
             damage: replay.damage,
@@ -267,8 +274,16 @@ impl Storage {
     /// [`Storage::snapshot_dir`], the current snapshot if it is newer than
     /// the current one (else it is deleted), keeping one older. Call it
     /// before the machine hears of the snapshot (`Event::SnapshotTaken`).
-    /// Returns whether it became current.
-    pub fn add_snapshot(&mut self, taken: StoredSnapshot) -> Result<bool, StorageError> {
+    /// `membership`, the configuration in force at the snapshot's index,
+    /// is kept with it, durably, before it becomes current. Returns
+    /// whether it became current.
+    pub fn add_snapshot(
+        &mut self,
+        taken: StoredSnapshot,
+        membership: &Membership,
+    ) -> Result<bool, StorageError> {
+        self.snapshots
+            .keep_membership(&taken, membership, self.identity)?;
         self.snapshots.add(taken)
     }
 
@@ -281,6 +296,7 @@ impl Storage {
         &mut self,
         meta: SnapshotMeta,
         received: &Path,
+        membership: &Membership,
     ) -> Result<StoredSnapshot, StorageError> {
         if let Some(state) = self.pending_hard_state.take() {
             self.store_hard_state(StoredState {
@@ -290,7 +306,9 @@ impl Storage {
         }
         // Checked before anything changes: a damaged log is not reset.
         self.writable_wal()?;
-        let installed = self.snapshots.adopt(meta, received)?;
+        let installed = self
+            .snapshots
+            .adopt(meta, received, membership, self.identity)?;
         self.writable_wal()?.reset(meta.index)?;
         tracing::info!(snapshot = %meta, "installed a leader's snapshot; the log starts after it");
         Ok(installed)
@@ -339,6 +357,7 @@ impl Storage {
             | Action::SteppedDown { .. }
             | Action::ReadReady { .. }
             | Action::ReadFailed { .. }
+            | Action::MembershipChangeEnded { .. }
             | Action::TransferEnded { .. } => Ok(()),
         }
     }

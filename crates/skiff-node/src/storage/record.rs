@@ -7,7 +7,15 @@
 //!   kind 1 (entry):    index: u64 LE | term: u64 LE | data (the rest)
 //!   kind 2 (truncate): from: u64 LE   (entries at `from` and after are removed)
 //!   kind 3 (sync):     last index: u64 LE | segment sequence: u64 LE
+//!   kind 4 (configuration entry): as kind 1; the data is an encoded
+//!                      `skiff_core::Membership`
 //! ```
+//!
+//! Kind 1 is a [`EntryKind::Normal`] entry and kind 4 a
+//! [`EntryKind::Membership`] one. Kind 4 was added with membership
+//! changes, as a kind of its own rather than a field in kind 1, so that
+//! the records of data directories written before it (kind 1 only) read
+//! exactly as they did, as normal entries.
 //!
 //! A sync record ends every batch that was synced: it is written with the
 //! batch, just before its `fdatasync`, so it costs no extra system call, and
@@ -20,7 +28,7 @@
 //! record is encoded and checked again when it is decoded.
 
 use bytes::Bytes;
-use skiff_core::{Entry, LogIndex, Term};
+use skiff_core::{Entry, EntryKind, LogIndex, Term};
 
 /// Bytes before the payload: length and checksum.
 pub const RECORD_HEADER_BYTES: usize = 8;
@@ -32,6 +40,7 @@ pub const RECORD_PAYLOAD_BYTES_MAX: usize = 64 << 20;
 const KIND_ENTRY: u8 = 1;
 const KIND_TRUNCATE: u8 = 2;
 const KIND_SYNC: u8 = 3;
+const KIND_MEMBERSHIP_ENTRY: u8 = 4;
 const ENTRY_FIXED_BYTES: usize = 1 + 8 + 8;
 const TRUNCATE_BYTES: usize = 1 + 8;
 const SYNC_BYTES: usize = 1 + 8 + 8;
@@ -82,7 +91,10 @@ pub enum Decoded {
 /// Appends the encoding of an entry record to `out`.
 pub fn encode_entry(index: LogIndex, entry: &Entry, out: &mut Vec<u8>) {
     let start = begin(out);
-    out.push(KIND_ENTRY);
+    out.push(match entry.kind {
+        EntryKind::Normal => KIND_ENTRY,
+        EntryKind::Membership => KIND_MEMBERSHIP_ENTRY,
+    });
     out.extend_from_slice(&index.0.to_le_bytes());
     out.extend_from_slice(&entry.term.0.to_le_bytes());
     out.extend_from_slice(&entry.data);
@@ -160,13 +172,21 @@ pub fn decode(buffer: &Bytes) -> Decoded {
 fn decode_payload(payload: Bytes) -> Result<Record, String> {
     let read_u64 = |at: usize| u64::from_le_bytes(payload[at..at + 8].try_into().expect("8 bytes"));
     match payload.first() {
-        Some(&KIND_ENTRY) if payload.len() >= ENTRY_FIXED_BYTES => Ok(Record::Entry {
-            index: LogIndex(read_u64(1)),
-            entry: Entry {
-                term: Term(read_u64(9)),
-                data: payload.slice(ENTRY_FIXED_BYTES..),
-            },
-        }),
+        Some(&kind @ (KIND_ENTRY | KIND_MEMBERSHIP_ENTRY))
+            if payload.len() >= ENTRY_FIXED_BYTES =>
+        {
+            Ok(Record::Entry {
+                index: LogIndex(read_u64(1)),
+                entry: Entry {
+                    term: Term(read_u64(9)),
+                    kind: match kind {
+                        KIND_ENTRY => EntryKind::Normal,
+                        _ => EntryKind::Membership,
+                    },
+                    data: payload.slice(ENTRY_FIXED_BYTES..),
+                },
+            })
+        }
         Some(&KIND_TRUNCATE) if payload.len() == TRUNCATE_BYTES => Ok(Record::Truncate {
             from: LogIndex(read_u64(1)),
         }),
@@ -211,12 +231,48 @@ mod tests {
         Entry::new(Term(term), data)
     }
 
+    fn configuration(term: u64) -> Entry {
+        let ids = |ids: &[u64]| {
+            ids.iter()
+                .copied()
+                .map(skiff_core::NodeId)
+                .collect::<Vec<_>>()
+        };
+        let membership = skiff_core::Membership::new(ids(&[1, 2, 3]), ids(&[4])).unwrap();
+        Entry::membership(Term(term), &membership)
+    }
+
+    #[test]
+    fn an_entry_record_written_before_entry_kinds_reads_as_a_normal_entry() {
+        // Kind 1, index 9, term 2, data "old", framed by hand as the code
+        // before membership changes wrote it.
+        let mut payload = vec![1];
+        payload.extend_from_slice(&9u64.to_le_bytes());
+        payload.extend_from_slice(&2u64.to_le_bytes());
+        payload.extend_from_slice(b"old");
+        let length = (payload.len() as u32).to_le_bytes();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&length), &payload);
+        let mut old = length.to_vec();
+        old.extend_from_slice(&crc.to_le_bytes());
+        old.extend_from_slice(&payload);
+        let Decoded::Record { record, .. } = decode(&Bytes::from(old)) else {
+            panic!("the old record does not decode");
+        };
+        let expected = Record::Entry {
+            index: LogIndex(9),
+            entry: entry(2, "old"),
+        };
+        assert_eq!(record, expected);
+        assert!(matches!(record, Record::Entry { entry, .. } if entry.kind == EntryKind::Normal));
+    }
+
     #[test]
     fn records_round_trip() {
         let mut out = Vec::new();
         encode_entry(LogIndex(7), &entry(3, "hello"), &mut out);
         encode_truncate(LogIndex(5), &mut out);
         encode_entry(LogIndex(5), &entry(4, ""), &mut out);
+        encode_entry(LogIndex(6), &configuration(4), &mut out);
         encode_sync(LogIndex(5), 3, &mut out);
         let mut buffer = Bytes::from(out);
         let mut records = Vec::new();
@@ -238,6 +294,10 @@ mod tests {
                 Record::Entry {
                     index: LogIndex(5),
                     entry: entry(4, "")
+                },
+                Record::Entry {
+                    index: LogIndex(6),
+                    entry: configuration(4)
                 },
                 Record::Sync {
                     last_index: LogIndex(5),

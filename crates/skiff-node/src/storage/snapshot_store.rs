@@ -5,12 +5,17 @@
 //! At recovery the newest file that verifies is the current snapshot. A
 //! damaged one is reported with its path and renamed to `*.corrupt` (kept
 //! for an operator, never used again), and the next older one is tried.
+//!
+//! Each snapshot has its configuration beside it (`snapshot_config`),
+//! written before the snapshot is added, and deleted with it; a damaged
+//! configuration makes its snapshot unusable like a damaged file.
 
 use super::error::StorageError;
-use super::header::Identity;
+use super::header::{Fault, Identity};
 use super::snapshot::{self, SnapshotFault, StoredSnapshot};
+use super::snapshot_config;
 use super::sync_dir;
-use skiff_core::SnapshotMeta;
+use skiff_core::{Membership, SnapshotMeta};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -39,6 +44,9 @@ pub struct SnapshotStore {
 pub struct Opened {
     /// The newest snapshot that verifies.
     pub current: Option<StoredSnapshot>,
+    /// The configuration kept with `current`; `None` for a snapshot kept
+    /// before membership changes existed (the bootstrap configuration).
+    pub membership: Option<Membership>,
     /// Newer snapshot files that did not verify, moved aside (their new
     /// paths), newest first.
     pub corrupt: Vec<PathBuf>,
@@ -59,16 +67,35 @@ impl SnapshotStore {
         }
         for item in fs::read_dir(&dir).map_err(StorageError::io(&dir))? {
             let name = item.map_err(StorageError::io(&dir))?.file_name();
-            if name.to_str().is_some_and(snapshot::is_temporary) {
+            let config_temporary = |name: &str| name.ends_with(".config.tmp");
+            if name
+                .to_str()
+                .is_some_and(|name| snapshot::is_temporary(name) || config_temporary(name))
+            {
                 snapshot::remove(&dir.join(&name))?;
             }
         }
         let mut opened = Opened::default();
         let mut found = snapshot::list(&dir)?.into_iter();
         for candidate in found.by_ref() {
-            match check(&candidate, identity.cluster_id) {
-                Ok(()) => {
+            let checked = check(&candidate, identity.cluster_id).and_then(|()| {
+                snapshot_config::load(&candidate.path, identity).map_err(|fault| match fault {
+                    Fault::Damaged { offset, reason } => SnapshotFault::Damaged {
+                        path: snapshot_config::path_of(&candidate.path),
+                        offset,
+                        reason,
+                    },
+                    Fault::Refused(error) => SnapshotFault::Damaged {
+                        path: snapshot_config::path_of(&candidate.path),
+                        offset: 0,
+                        reason: error.to_string(),
+                    },
+                })
+            });
+            match checked {
+                Ok(membership) => {
                     opened.current = Some(candidate);
+                    opened.membership = membership;
                     break;
                 }
                 Err(SnapshotFault::Io { path, source }) => {
@@ -120,6 +147,17 @@ impl SnapshotStore {
             .map(|s| s.path.as_path())
     }
 
+    /// Keeps `membership` as the configuration of the snapshot file
+    /// `taken`, durably: call it before [`SnapshotStore::add`].
+    pub fn keep_membership(
+        &self,
+        taken: &StoredSnapshot,
+        membership: &Membership,
+        identity: Identity,
+    ) -> Result<(), StorageError> {
+        snapshot_config::store(&taken.path, identity, membership)
+    }
+
     /// Makes `taken`, a complete durable file in this directory, the current
     /// snapshot if it is newer than the current one, and deletes the files
     /// no longer kept. A snapshot not newer is deleted instead (a leader's
@@ -131,6 +169,7 @@ impl SnapshotStore {
             .is_some_and(|current| current.meta.index >= taken.meta.index)
         {
             snapshot::remove(&taken.path)?;
+            snapshot_config::remove(&taken.path)?;
             return Ok(false);
         }
         self.kept.insert(0, taken);
@@ -149,8 +188,11 @@ impl SnapshotStore {
         &mut self,
         meta: SnapshotMeta,
         received: &Path,
+        membership: &Membership,
+        identity: Identity,
     ) -> Result<StoredSnapshot, StorageError> {
         let path = self.dir.join(snapshot::file_name(meta));
+        snapshot_config::store(&path, identity, membership)?;
         fs::rename(received, &path).map_err(StorageError::io(received))?;
         sync_dir(&self.dir)?;
         if let Some(from) = received.parent().filter(|p| *p != self.dir) {
@@ -168,6 +210,7 @@ impl SnapshotStore {
         let mut removed = false;
         for path in dropped {
             snapshot::remove(&path)?;
+            snapshot_config::remove(&path)?;
             removed = true;
         }
         if removed {
@@ -300,7 +343,10 @@ mod tests {
             out.write_all(b"leader")
         })
         .unwrap();
-        let adopted = store.adopt(meta(50), &received.path).unwrap();
+        let membership = Membership::new(vec![skiff_core::NodeId(1)], vec![]).unwrap();
+        let adopted = store
+            .adopt(meta(50), &received.path, &membership, ME)
+            .unwrap();
         assert_eq!(store.current(), Some(&adopted));
         assert!(!received.path.exists());
         assert_eq!(snapshot::verify(&adopted.path, 5).unwrap(), meta(50));

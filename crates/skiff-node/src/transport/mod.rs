@@ -22,6 +22,23 @@
 //! * **One slot per configured peer.** An authenticated connection from
 //!   node N replaces the one N had, so a restarted peer always gets back
 //!   in, and nobody else can take a slot.
+//! * **Peers follow the configuration** ([`Transport::set_peers`]): the
+//!   members of this node's latest configuration, with the peer addresses
+//!   its address book gives. A member that appears is dialed (at once
+//!   while this node is itself a member, else on the first message to it);
+//!   one that goes is no longer dialed: its queue (and what it holds) is
+//!   dropped, its connection and any snapshot transfer to it closed.
+//! * **Only members are admitted.** A dialer is let in when its id is a
+//!   member of this node's latest configuration (and, with TLS, its
+//!   certificate names that id). A dialer this node does not know yet (a
+//!   member added by an entry this node has not received) is refused like
+//!   a stranger: without TLS nothing vouches for the id it claims, and with
+//!   it this node still could not answer, not knowing its address. It gets
+//!   in once this node's log names it, which the other members' traffic
+//!   brings about (the entry that added it reached a majority before it
+//!   could lead). A node removed from the cluster keeps its listener and
+//!   admits the members of the configuration that removed it, so that it
+//!   answers a leader that adds it again.
 //! * **Nothing told before authentication.** A refused handshake is
 //!   answered with a fixed refusal; the reason is logged here, with the
 //!   address.
@@ -44,11 +61,11 @@ use crate::tls::PeerTls;
 use connection::{handshake_as_dialer, handshake_as_listener, read_frame, BoxedStream, StreamKind};
 use rustls_pki_types::CertificateDer;
 use skiff_core::{InstallSnapshotReq, Message, NodeId};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -77,7 +94,8 @@ pub struct TransportConfig {
     pub cluster_id: u64,
     /// This node's id.
     pub id: NodeId,
-    /// Every other member and its peer address.
+    /// Every other member and its peer address, at start (see
+    /// [`Transport::set_peers`] for later changes).
     pub peers: Vec<(NodeId, SocketAddr)>,
     /// Mutual TLS, or `None` for plain TCP.
     pub tls: Option<PeerTls>,
@@ -155,9 +173,16 @@ impl Default for PeerLimits {
 /// every task and closes every connection.
 #[derive(Debug)]
 pub struct Transport {
+    config: Arc<TransportConfig>,
+    /// The peers that may be dialed, with their addresses.
+    addresses: HashMap<NodeId, SocketAddr>,
+    /// The ids the listener admits, shared with it.
+    admitted: Admitted,
     queues: HashMap<NodeId, mpsc::Sender<Message>>,
     /// How each peer is dialed, for snapshot streams.
     dialers: HashMap<NodeId, Arc<Dialer>>,
+    /// Each dialing task, by peer.
+    dialing: HashMap<NodeId, JoinHandle<()>>,
     /// The snapshot transfer to each peer, running or last run.
     snapshot_transfers: Mutex<HashMap<NodeId, snapshot::Outgoing>>,
     chunk_bytes: usize,
@@ -169,10 +194,14 @@ pub struct Transport {
     metrics: Metrics,
 }
 
+/// The ids the listener admits: the members of the latest configuration.
+type Admitted = Arc<RwLock<HashSet<NodeId>>>;
+
 impl Transport {
     /// Starts the tasks on the current tokio runtime, accepting peers on
     /// `listener` (already bound, so that whoever bound it chose the
-    /// address). Received messages go to `inbound`.
+    /// address), and dialing `config.peers`. Received messages go to
+    /// `inbound`.
     pub fn start(
         config: TransportConfig,
         listener: std::net::TcpListener,
@@ -180,48 +209,137 @@ impl Transport {
     ) -> std::io::Result<Transport> {
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
-        let mut tasks = vec![tokio::spawn(run_listener(
+        let config = Arc::new(config);
+        let admitted: Admitted = Arc::new(RwLock::new(
+            config.peers.iter().map(|(id, _)| *id).collect(),
+        ));
+        let tasks = vec![tokio::spawn(run_listener(
             listener,
-            Arc::new(config.clone()),
+            config.clone(),
+            admitted.clone(),
             inbound,
         ))];
-        let mut queues = HashMap::new();
-        let mut dialers = HashMap::new();
-        for &(peer, address) in &config.peers {
-            let (sender, receiver) = mpsc::channel(OUTGOING_QUEUE_MAX);
-            let hello = Hello {
-                cluster_id: config.cluster_id,
-                node_id: config.id.0,
-                peer_id: peer.0,
-            };
-            let dialer = Arc::new(Dialer {
-                address,
-                hello,
-                tls: config.tls.clone(),
-                limits: config.limits,
-                unreachable_warn_after: config.unreachable_warn_after,
-            });
-            tasks.push(tokio::spawn(dialer.clone().run(receiver)));
-            queues.insert(peer, sender);
-            dialers.insert(peer, dialer);
-        }
-        Ok(Transport {
-            queues,
-            dialers,
+        let mut transport = Transport {
+            config: config.clone(),
+            addresses: HashMap::new(),
+            admitted,
+            queues: HashMap::new(),
+            dialers: HashMap::new(),
+            dialing: HashMap::new(),
             snapshot_transfers: Mutex::default(),
             chunk_bytes: snapshot::chunk_bytes(config.snapshot_chunk_bytes),
             runtime: tokio::runtime::Handle::current(),
             tasks,
             dropped: Arc::default(),
             metrics: config.metrics.clone(),
-        })
+        };
+        transport.set_peers(config.peers.clone(), true);
+        Ok(transport)
     }
 
-    /// Queues `message` for `to`, or drops it when that peer's queue is full.
-    /// Never waits, so it may be called from any thread.
-    pub fn send(&self, to: NodeId, message: Message) {
+    /// Makes `peers` (every other member of this node's latest
+    /// configuration, with its peer address) the peers: only they are
+    /// admitted and dialed. A peer no longer among them, or at another
+    /// address, is dropped: its queue, its connection, any snapshot
+    /// transfer to it. With `dial`, every peer is dialed at once (this node
+    /// is a member); without, all are dropped, and a peer is dialed only
+    /// when a message goes to it (a removed node answers, and dials no one
+    /// by itself).
+    pub fn set_peers(&mut self, peers: Vec<(NodeId, SocketAddr)>, dial: bool) {
+        let peers: HashMap<NodeId, SocketAddr> = peers
+            .into_iter()
+            .filter(|(id, _)| *id != self.config.id)
+            .collect();
+        *self
+            .admitted
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = peers.keys().copied().collect();
+        let gone: Vec<NodeId> = self
+            .dialers
+            .iter()
+            .filter(|(id, dialer)| !dial || peers.get(id) != Some(&dialer.address))
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in gone {
+            self.drop_peer(peer);
+        }
+        self.addresses = peers;
+        if dial {
+            let new: Vec<(NodeId, SocketAddr)> = self
+                .addresses
+                .iter()
+                .filter(|(id, _)| !self.dialers.contains_key(id))
+                .map(|(id, address)| (*id, *address))
+                .collect();
+            for (peer, address) in new {
+                self.dial(peer, address);
+            }
+        }
+    }
+
+    /// Starts dialing `peer` at `address`, with a queue of its own.
+    fn dial(&mut self, peer: NodeId, address: SocketAddr) -> Arc<Dialer> {
+        let config = &self.config;
+        let (sender, receiver) = mpsc::channel(OUTGOING_QUEUE_MAX);
+        let hello = Hello {
+            cluster_id: config.cluster_id,
+            node_id: config.id.0,
+            peer_id: peer.0,
+        };
+        let dialer = Arc::new(Dialer {
+            address,
+            hello,
+            tls: config.tls.clone(),
+            limits: config.limits,
+            unreachable_warn_after: config.unreachable_warn_after,
+        });
+        let task = self.runtime.spawn(dialer.clone().run(receiver));
+        tracing::debug!(%peer, %address, "dialing a peer");
+        self.dialing.insert(peer, task);
+        self.queues.insert(peer, sender);
+        self.dialers.insert(peer, dialer.clone());
+        dialer
+    }
+
+    /// Stops dialing `peer`: drops its queue, closes its connection and
+    /// stops any snapshot transfer to it.
+    fn drop_peer(&mut self, peer: NodeId) {
+        self.queues.remove(&peer);
+        self.dialers.remove(&peer);
+        if let Some(task) = self.dialing.remove(&peer) {
+            task.abort();
+        }
+        let transfer = self
+            .snapshot_transfers
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&peer);
+        if let Some(transfer) = transfer {
+            transfer.stop();
+        }
+        tracing::debug!(%peer, "stopped dialing a peer");
+    }
+
+    /// The dialer of `to`, dialing it first if it is a peer not dialed yet.
+    fn dialer_of(&mut self, to: NodeId) -> Option<Arc<Dialer>> {
+        if let Some(dialer) = self.dialers.get(&to) {
+            return Some(dialer.clone());
+        }
+        let address = *self.addresses.get(&to)?;
+        Some(self.dial(to, address))
+    }
+
+    /// Queues `message` for `to`, or drops it when that peer's queue is
+    /// full or `to` is not a peer. Never waits.
+    pub fn send(&mut self, to: NodeId, message: Message) {
+        if self.dialer_of(to).is_none() {
+            // A node this one does not know: the sender of a message it
+            // was not admitted to send, or a member removed meanwhile.
+            self.metrics.message(Direction::Dropped, &message);
+            tracing::debug!(%to, "not a peer; message dropped");
+            return;
+        }
         let Some(queue) = self.queues.get(&to) else {
-            tracing::error!(%to, "no such peer; message dropped");
             return;
         };
         let kind = MessageKind::of(&message);
@@ -251,9 +369,9 @@ impl Transport {
     /// term); a transfer of another snapshot to `to` is replaced. A file
     /// that vanished ends the transfer quietly: the leader asks again with
     /// its newer snapshot.
-    pub fn send_snapshot(&self, to: NodeId, req: InstallSnapshotReq, file: PathBuf) {
-        let Some(dialer) = self.dialers.get(&to) else {
-            tracing::error!(%to, "no such peer; snapshot not sent");
+    pub fn send_snapshot(&mut self, to: NodeId, req: InstallSnapshotReq, file: PathBuf) {
+        let Some(dialer) = self.dialer_of(to) else {
+            tracing::warn!(%to, "not a peer; snapshot not sent");
             return;
         };
         let mut transfers = self
@@ -270,7 +388,7 @@ impl Transport {
         self.metrics.snapshot(SnapshotOp::Sent, bytes);
         tracing::info!(event = "snapshot_sent", peer = %to, snapshot = %req.snapshot, bytes, "sending a snapshot to a follower");
         let transfer =
-            snapshot::Outgoing::spawn(&self.runtime, dialer.clone(), req, file, self.chunk_bytes);
+            snapshot::Outgoing::spawn(&self.runtime, dialer, req, file, self.chunk_bytes);
         if let Some(replaced) = transfers.insert(to, transfer) {
             replaced.stop();
         }
@@ -284,7 +402,7 @@ impl Transport {
 
 impl Drop for Transport {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(self.dialing.values()) {
             task.abort();
         }
         let transfers = self
@@ -497,6 +615,7 @@ fn encode_message(message: &Message, buffer: &mut Vec<u8>) {
 async fn run_listener(
     listener: TcpListener,
     config: Arc<TransportConfig>,
+    admitted: Admitted,
     inbound: mpsc::Sender<Inbound>,
 ) {
     let mut handshaking = JoinSet::new();
@@ -526,7 +645,7 @@ async fn run_listener(
                             tracing::warn!(event = "limit_hit", limit = "peer_handshaking_max", %address, evicted, "too many peer connections handshaking; closed the oldest");
                         }
                     }
-                    let handshake = handshaking.spawn(handshake_incoming(stream, address, config.clone()));
+                    let handshake = handshaking.spawn(handshake_incoming(stream, address, config.clone(), admitted.clone()));
                     handshake_order.push_back(handshake);
                 }
                 Err(e) => {
@@ -570,9 +689,10 @@ async fn handshake_incoming(
     stream: TcpStream,
     address: SocketAddr,
     config: Arc<TransportConfig>,
+    admitted: Admitted,
 ) -> Option<(NodeId, StreamKind, BoxedStream, SocketAddr)> {
     let timeout = config.limits.handshake_timeout;
-    let outcome = tokio::time::timeout(timeout, authenticate(stream, &config))
+    let outcome = tokio::time::timeout(timeout, authenticate(stream, &config, &admitted))
         .await
         .unwrap_or(Err(ConnectionError::HandshakeTimeout(timeout)));
     match outcome {
@@ -589,6 +709,7 @@ async fn handshake_incoming(
 async fn authenticate(
     stream: TcpStream,
     config: &TransportConfig,
+    admitted: &Admitted,
 ) -> Result<(NodeId, StreamKind, BoxedStream), ConnectionError> {
     stream.set_nodelay(true)?;
     let (mut stream, certificate): (BoxedStream, _) = match &config.tls {
@@ -605,7 +726,8 @@ async fn authenticate(
     };
     let frame_max = config.limits.handshake_frame_bytes_max;
     let (from, kind) = handshake_as_listener(&mut stream, me, frame_max, |hello| {
-        admit(config, certificate.as_ref(), hello)
+        let admitted = admitted.read().unwrap_or_else(PoisonError::into_inner);
+        admit(config, &admitted, certificate.as_ref(), hello)
     })
     .await?;
     Ok((NodeId(from), kind, stream))
@@ -669,6 +791,7 @@ impl Drop for OpenConnection {
 /// the hello claims to be.
 fn admit(
     config: &TransportConfig,
+    admitted: &HashSet<NodeId>,
     certificate: Option<&CertificateDer<'_>>,
     hello: &Hello,
 ) -> Result<(), String> {
@@ -684,7 +807,7 @@ fn admit(
             config.id, hello.peer_id
         ));
     }
-    if !config.peers.iter().any(|(id, _)| id.0 == hello.node_id) {
+    if !admitted.contains(&NodeId(hello.node_id)) {
         return Err(format!(
             "node {} is not a peer of node {}",
             hello.node_id, config.id

@@ -155,6 +155,7 @@ impl Outgoing {
         file: PathBuf,
         chunk_bytes: usize,
     ) -> Outgoing {
+        let snapshot = req.snapshot;
         let req_shared = Arc::new(Mutex::new(req));
         let sender = Sender {
             dialer,
@@ -163,7 +164,7 @@ impl Outgoing {
             chunk_bytes,
         };
         Outgoing {
-            snapshot: req.snapshot,
+            snapshot,
             req: req_shared,
             task: runtime.spawn(sender.run()),
         }
@@ -195,7 +196,10 @@ struct Sender {
 
 impl Sender {
     fn req(&self) -> InstallSnapshotReq {
-        *self.req.lock().unwrap_or_else(PoisonError::into_inner)
+        self.req
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     async fn run(self) {
@@ -308,6 +312,8 @@ impl Sender {
             crc32c: crc,
             term: req.term.0,
             leader: req.leader.0,
+            epoch: req.epoch,
+            membership: wire::WireMembership(req.membership),
         };
         within(stall, write_frame(&mut stream, &Frame::SnapshotEnd(end))).await?;
         read_control(&mut stream, stall, |frame| match frame {
@@ -404,13 +410,15 @@ impl Incoming {
             }
         };
         let received = received_snapshot_path(dir, self.from, snapshot);
-        partial.finish(end, &received).await?;
+        partial.finish(&end, &received).await?;
         within(stall, write_frame(stream, &Frame::SnapshotDone)).await?;
         tracing::info!(from = %self.from, %snapshot, length = offer.length, path = %received.display(), "snapshot received");
         let req = InstallSnapshotReq {
             term: Term(end.term),
             leader: NodeId(end.leader),
             snapshot,
+            membership: end.membership.0,
+            epoch: end.epoch,
         };
         // An error means the node is stopping: nobody to tell.
         let _ = inbound
@@ -511,7 +519,7 @@ impl PartialFile {
 
     /// Checks the whole file against `end`, makes it durable as `received`
     /// and syncs its directory. A file that fails its checksum is deleted.
-    async fn finish(mut self, end: SnapshotEnd, received: &Path) -> Result<(), TransferError> {
+    async fn finish(mut self, end: &SnapshotEnd, received: &Path) -> Result<(), TransferError> {
         if end.length != self.length || self.held != self.length {
             return Err(TransferError::Short {
                 held: self.held,

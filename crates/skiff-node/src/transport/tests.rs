@@ -168,6 +168,51 @@ async fn a_foreign_cluster_or_unknown_node_is_refused_without_a_word_about_the_c
 }
 
 #[tokio::test]
+async fn peers_follow_the_configuration_a_member_is_admitted_and_a_removed_one_is_not() {
+    let mut pair = pair().await;
+    expect_delivery(&mut pair, 1).await;
+    // Node 7 appears in node 2's configuration: it is admitted, and node 2
+    // dials it at the address the configuration gives.
+    let (seven_listener, seven_address) = bound_listener();
+    pair.two.set_peers(
+        vec![(NodeId(1), pair.one_address), (NodeId(7), seven_address)],
+        true,
+    );
+    let mut seven = TcpStream::connect(pair.two_address).await.unwrap();
+    seven.write_all(&hello(CLUSTER, 7, 2)).await.unwrap();
+    let mut answer = [0; 64];
+    assert!(
+        seven.read(&mut answer).await.unwrap() > 0,
+        "the hello is answered"
+    );
+    let seven_listener = tokio::net::TcpListener::from_std({
+        seven_listener.set_nonblocking(true).unwrap();
+        seven_listener
+    })
+    .unwrap();
+    let (_dialed, _) = tokio::time::timeout(Duration::from_secs(10), seven_listener.accept())
+        .await
+        .expect("node 2 dials the new member")
+        .unwrap();
+    // Node 7 removed: new connections claiming it are refused, and
+    // nothing is queued for it any more.
+    pair.two
+        .set_peers(vec![(NodeId(1), pair.one_address)], true);
+    let mut removed = TcpStream::connect(pair.two_address).await.unwrap();
+    removed.write_all(&hello(CLUSTER, 7, 2)).await.unwrap();
+    assert_generic_refusal(read_to_close(&mut removed).await);
+    assert!(!pair.two.queues.contains_key(&NodeId(7)));
+    pair.two.send(NodeId(7), vote(5));
+    // A node that is no member itself dials no one until it has something
+    // to send: node 1 drops its connection to node 2, and dials again for
+    // the next message.
+    pair.one
+        .set_peers(vec![(NodeId(2), pair.two_address)], false);
+    assert!(pair.one.queues.is_empty(), "no dialing without a message");
+    expect_delivery(&mut pair, 2).await;
+}
+
+#[tokio::test]
 async fn a_new_connection_from_a_peer_replaces_its_old_one() {
     let mut pair = pair().await;
     expect_delivery(&mut pair, 1).await;
@@ -253,7 +298,7 @@ async fn idle_handshakers_do_not_keep_a_real_peer_out() {
         idle.push(TcpStream::connect(b).await.unwrap());
     }
     let (one_sender, _one_inbox) = mpsc::channel(16);
-    let one = Transport::start(config(1, 2, b), a_listener, one_sender).unwrap();
+    let mut one = Transport::start(config(1, 2, b), a_listener, one_sender).unwrap();
     one.send(NodeId(2), vote(1));
     let received = tokio::time::timeout(Duration::from_secs(10), two_inbox.recv()).await;
     assert_eq!(received.unwrap(), Some((NodeId(1), vote(1))));
@@ -285,7 +330,7 @@ async fn a_message_before_the_handshake_is_refused() {
 async fn dials_back_off_until_a_late_peer_starts_and_then_deliver() {
     let ((a_listener, a), (b_listener, b)) = (bound_listener(), bound_listener());
     let (one_sender, _one_inbox) = mpsc::channel(16);
-    let one = Transport::start(config(1, 2, b), a_listener, one_sender).unwrap();
+    let mut one = Transport::start(config(1, 2, b), a_listener, one_sender).unwrap();
     // Sent while the peer is down: it must wait in the queue, not be lost.
     one.send(NodeId(2), vote(1));
     // Until the peer starts, its port accepts each dial and closes it at
@@ -322,7 +367,7 @@ async fn a_full_queue_drops_instead_of_waiting() {
     let (sender, _inbox) = mpsc::channel(16);
     // The peer's port is bound but nobody accepts: the handshake hangs and
     // nothing leaves the queue.
-    let one = Transport::start(config(1, 2, b), a_listener, sender).unwrap();
+    let mut one = Transport::start(config(1, 2, b), a_listener, sender).unwrap();
     for term in 0..(OUTGOING_QUEUE_MAX as u64 + 10) {
         one.send(NodeId(2), vote(term));
     }

@@ -55,7 +55,7 @@
 //! that crc32c, and starts over at 0 otherwise. Each chunk carries its
 //! offset (the receiver's length so far, or 0 to start over) and the
 //! crc32c of its data; the end carries the crc32c of the whole file and
-//! the `InstallSnapshotReq` (term, leader) to deliver. The receiver
+//! the `InstallSnapshotReq` (term, leader, epoch, configuration) to deliver. The receiver
 //! acknowledges with `SnapshotDone` once the file is durable, and closes
 //! the connection at the first frame it refuses.
 //!
@@ -65,16 +65,20 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use skiff_core::{
-    AppendEntriesReq, AppendEntriesResp, Entry, InstallSnapshotReq, InstallSnapshotResp, LogIndex,
-    Message, NodeId, ReadIndexReq, ReadIndexResp, SnapshotMeta, Term, TimeoutNow, VoteReq,
-    VoteResp,
+    AppendEntriesReq, AppendEntriesResp, Entry, EntryKind, InstallSnapshotReq, InstallSnapshotResp,
+    LogIndex, Membership, Message, NodeId, ReadIndexReq, ReadIndexResp, SnapshotMeta, Term,
+    TimeoutNow, VoteReq, VoteResp,
 };
 
 /// The version byte of every frame this code writes and accepts. Version
-/// 2 added the read round to AppendEntries and the ReadIndex messages;
-/// nodes of version 1 and 2 refuse each other's frames, so a cluster
-/// upgrades from 1 to 2 all at once.
-pub const WIRE_VERSION: u8 = 2;
+/// 2 added the read round to AppendEntries and the ReadIndex messages.
+/// Version 3 added membership: every entry's kind ([`WireEntryKind`]), the
+/// progress epoch of AppendEntries and InstallSnapshot requests and
+/// answers, and the configuration an InstallSnapshotReq (and so a
+/// [`SnapshotEnd`]) carries. Nodes of different versions refuse each
+/// other's frames, so a cluster upgrades from one version to the next all
+/// at once.
+pub const WIRE_VERSION: u8 = 3;
 
 /// The largest `length` a frame may have. It fits a full AppendEntriesReq:
 /// up to 1 MiB of entries plus one entry of up to
@@ -165,7 +169,7 @@ pub struct SnapshotChunk<'a> {
 }
 
 /// The end of a snapshot stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotEnd {
     /// The file's length (that of the offer).
     pub length: u64,
@@ -175,6 +179,31 @@ pub struct SnapshotEnd {
     pub term: u64,
     /// The leader of the `InstallSnapshotReq` to deliver.
     pub leader: u64,
+    /// The progress epoch of the `InstallSnapshotReq` to deliver.
+    pub epoch: u64,
+    /// The configuration in force at the snapshot's index.
+    pub membership: WireMembership,
+}
+
+/// A [`Membership`] on the wire: a byte string holding its own encoding
+/// ([`Membership::encode`], the one membership entries carry in the log).
+/// Bytes that do not decode make the whole frame undecodable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireMembership(pub Membership);
+
+impl Serialize for WireMembership {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0.encode())
+    }
+}
+
+impl<'de> Deserialize<'de> for WireMembership {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes: &[u8] = Deserialize::deserialize(deserializer)?;
+        Membership::decode(bytes)
+            .map(WireMembership)
+            .map_err(|_| serde::de::Error::custom("undecodable configuration"))
+    }
 }
 
 /// Bytes a [`Frame::SnapshotChunk`] takes beyond its data, at most: version,
@@ -206,12 +235,14 @@ pub enum WireMessage<'a> {
         entries: Vec<WireEntry<'a>>,
         commit: u64,
         read_round: u64,
+        epoch: u64,
     },
     AppendEntriesResp {
         term: u64,
         success: bool,
         index: u64,
         read_round: u64,
+        epoch: u64,
     },
     VoteReq {
         term: u64,
@@ -228,10 +259,13 @@ pub enum WireMessage<'a> {
         leader: u64,
         last_index: u64,
         last_term: u64,
+        membership: WireMembership,
+        epoch: u64,
     },
     InstallSnapshotResp {
         term: u64,
         index: u64,
+        epoch: u64,
     },
     // Added after the others, so that their encodings stay as they were.
     PreVoteReq {
@@ -286,8 +320,36 @@ fn vote_req([term, candidate, last_index, last_term]: [u64; 4], transfer: bool) 
 pub struct WireEntry<'a> {
     /// The entry's term.
     pub term: u64,
+    /// What the entry holds.
+    pub kind: WireEntryKind,
     /// The entry's data.
     pub data: &'a [u8],
+}
+
+/// [`EntryKind`] on the wire (a variant index: 0 or 1).
+#[allow(missing_docs)] // the variants are those of skiff_core's EntryKind
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireEntryKind {
+    Normal,
+    Membership,
+}
+
+impl From<EntryKind> for WireEntryKind {
+    fn from(kind: EntryKind) -> WireEntryKind {
+        match kind {
+            EntryKind::Normal => WireEntryKind::Normal,
+            EntryKind::Membership => WireEntryKind::Membership,
+        }
+    }
+}
+
+impl From<WireEntryKind> for EntryKind {
+    fn from(kind: WireEntryKind) -> EntryKind {
+        match kind {
+            WireEntryKind::Normal => EntryKind::Normal,
+            WireEntryKind::Membership => EntryKind::Membership,
+        }
+    }
 }
 
 /// Why bytes from a peer are not a frame.
@@ -327,17 +389,20 @@ impl<'a> WireMessage<'a> {
                     .iter()
                     .map(|e| WireEntry {
                         term: e.term.0,
+                        kind: e.kind.into(),
                         data: &e.data,
                     })
                     .collect(),
                 commit: m.commit.0,
                 read_round: m.read_round,
+                epoch: m.epoch,
             },
             Message::AppendEntriesResp(m) => WireMessage::AppendEntriesResp {
                 term: m.term.0,
                 success: m.success,
                 index: m.index.0,
                 read_round: m.read_round,
+                epoch: m.epoch,
             },
             Message::VoteReq(m) if m.transfer => WireMessage::TransferVoteReq {
                 term: m.term.0,
@@ -360,10 +425,13 @@ impl<'a> WireMessage<'a> {
                 leader: m.leader.0,
                 last_index: m.snapshot.index.0,
                 last_term: m.snapshot.term.0,
+                membership: WireMembership(m.membership.clone()),
+                epoch: m.epoch,
             },
             Message::InstallSnapshotResp(m) => WireMessage::InstallSnapshotResp {
                 term: m.term.0,
                 index: m.index.0,
+                epoch: m.epoch,
             },
             Message::PreVoteReq(m) => WireMessage::PreVoteReq {
                 term: m.term.0,
@@ -401,6 +469,7 @@ impl<'a> WireMessage<'a> {
                 entries,
                 commit,
                 read_round,
+                epoch,
             } => Message::AppendEntriesReq(AppendEntriesReq {
                 term: Term(term),
                 leader: NodeId(leader),
@@ -410,22 +479,26 @@ impl<'a> WireMessage<'a> {
                     .into_iter()
                     .map(|e| Entry {
                         term: Term(e.term),
+                        kind: e.kind.into(),
                         data: body.slice_ref(e.data),
                     })
                     .collect(),
                 commit: LogIndex(commit),
                 read_round,
+                epoch,
             }),
             WireMessage::AppendEntriesResp {
                 term,
                 success,
                 index,
                 read_round,
+                epoch,
             } => Message::AppendEntriesResp(AppendEntriesResp {
                 term: Term(term),
                 success,
                 index: LogIndex(index),
                 read_round,
+                epoch,
             }),
             WireMessage::VoteReq {
                 term,
@@ -451,6 +524,8 @@ impl<'a> WireMessage<'a> {
                 leader,
                 last_index,
                 last_term,
+                membership,
+                epoch,
             } => Message::InstallSnapshotReq(InstallSnapshotReq {
                 term: Term(term),
                 leader: NodeId(leader),
@@ -458,11 +533,14 @@ impl<'a> WireMessage<'a> {
                     index: LogIndex(last_index),
                     term: Term(last_term),
                 },
+                membership: membership.0,
+                epoch,
             }),
-            WireMessage::InstallSnapshotResp { term, index } => {
+            WireMessage::InstallSnapshotResp { term, index, epoch } => {
                 Message::InstallSnapshotResp(InstallSnapshotResp {
                     term: Term(term),
                     index: LogIndex(index),
+                    epoch,
                 })
             }
             WireMessage::PreVoteReq {
@@ -545,10 +623,24 @@ mod tests {
             leader: NodeId(1),
             prev_index: LogIndex(10),
             prev_term: Term(2),
-            entries: vec![Entry::new(Term(3), ""), Entry::new(Term(3), "payload")].into(),
+            entries: vec![
+                Entry::new(Term(3), ""),
+                Entry::new(Term(3), "payload"),
+                Entry::membership(Term(3), &membership()),
+            ]
+            .into(),
             commit: LogIndex(9),
             read_round: 5,
+            epoch: 12,
         })
+    }
+
+    /// A configuration with a learner and a context.
+    fn membership() -> Membership {
+        let ids = |ids: &[u64]| ids.iter().copied().map(NodeId).collect::<Vec<_>>();
+        Membership::new(ids(&[1, 2, 3]), ids(&[4]))
+            .unwrap()
+            .with_context(Bytes::from_static(b"book"))
     }
 
     fn round_trip(frame: &Frame<'_>) -> Bytes {
@@ -571,6 +663,22 @@ mod tests {
                 success: false,
                 index: LogIndex(7),
                 read_round: 300,
+                epoch: 1 << 40,
+            }),
+            Message::InstallSnapshotReq(InstallSnapshotReq {
+                term: Term(4),
+                leader: NodeId(2),
+                snapshot: SnapshotMeta {
+                    index: LogIndex(30),
+                    term: Term(3),
+                },
+                membership: membership(),
+                epoch: 8,
+            }),
+            Message::InstallSnapshotResp(InstallSnapshotResp {
+                term: Term(4),
+                index: LogIndex(30),
+                epoch: 8,
             }),
             Message::ReadIndexReq(ReadIndexReq {
                 term: Term(4),
@@ -646,6 +754,8 @@ mod tests {
                 crc32c: 5,
                 term: 4,
                 leader: 1,
+                epoch: 3,
+                membership: WireMembership(membership()),
             }),
             Frame::SnapshotDone,
         ];
@@ -707,6 +817,37 @@ mod tests {
                 "{garbage:?} gave {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn entry_kinds_survive_and_an_undecodable_configuration_is_a_bad_body() {
+        let message = append_req();
+        let body = round_trip(&Frame::Message(WireMessage::from_message(&message)));
+        let Frame::Message(wire) = decode_frame(&body).unwrap() else {
+            panic!("not a message")
+        };
+        let Message::AppendEntriesReq(req) = wire.into_message(&body) else {
+            panic!("not a req")
+        };
+        let kinds: Vec<EntryKind> = req.entries.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [EntryKind::Normal, EntryKind::Normal, EntryKind::Membership]
+        );
+        assert_eq!(
+            Membership::decode(&req.entries[2].data),
+            Ok(membership()),
+            "the configuration entry's data is the encoded configuration"
+        );
+        // A snapshot end whose configuration bytes are garbage: variant 7
+        // (SnapshotEnd), length 9, crc 5, term 4, leader 1, epoch 3, then a
+        // byte string of 2 bytes that is no configuration.
+        let garbage = Bytes::from_static(&[WIRE_VERSION, 7, 9, 5, 4, 1, 3, 2, 0xff, 0xff]);
+        assert!(
+            matches!(decode_frame(&garbage), Err(WireError::BadBody(_))),
+            "{:?}",
+            decode_frame(&garbage)
+        );
     }
 
     #[test]

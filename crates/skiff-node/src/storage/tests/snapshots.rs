@@ -2,7 +2,7 @@
 //! snapshot, an install, and the damage checks a compacted log must not fool.
 
 use super::*;
-use skiff_core::SnapshotMeta;
+use skiff_core::{Membership, NodeId, SnapshotMeta};
 
 const SMALL_SEGMENTS: u64 = 256;
 
@@ -11,6 +11,12 @@ fn meta(index: u64, term: u64) -> SnapshotMeta {
         index: LogIndex(index),
         term: Term(term),
     }
+}
+
+/// A configuration that names the snapshot it is kept with: voters 1 and
+/// 2, and the snapshot's index as a learner.
+fn membership_of(meta: SnapshotMeta) -> Membership {
+    Membership::new(vec![NodeId(1), NodeId(2)], vec![NodeId(meta.index.0)]).unwrap()
 }
 
 /// Takes a snapshot `meta` whose application bytes say so, as the node
@@ -22,7 +28,9 @@ fn take_snapshot(storage: &mut Storage, meta: SnapshotMeta, compact: bool) -> St
         out.write_all(format!("state through {}", meta.index).as_bytes())
     })
     .unwrap();
-    assert!(storage.add_snapshot(taken.clone()).unwrap());
+    assert!(storage
+        .add_snapshot(taken.clone(), &membership_of(meta))
+        .unwrap());
     if compact {
         storage.compact(meta.index).unwrap();
     }
@@ -58,6 +66,7 @@ fn compaction_deletes_covered_segments_and_a_restart_replays_only_the_rest() {
         recovered.snapshot.as_ref().map(|s| s.meta),
         Some(meta(40, 1))
     );
+    assert_eq!(recovered.membership, Some(membership_of(meta(40, 1))));
     assert_eq!(
         recovered.log.len(),
         20,
@@ -154,7 +163,36 @@ fn a_damaged_newest_snapshot_is_reported_and_the_previous_one_used() {
     assert_eq!(recovered.log.len(), 40);
     assert_eq!(data(&recovered.log)[0], "v21");
     assert_eq!(storage.snapshot(), meta(20, 1));
+    assert_eq!(recovered.membership, Some(membership_of(meta(20, 1))));
     assert!(!newest.path.exists(), "moved aside");
+}
+
+#[test]
+fn a_damaged_configuration_makes_its_snapshot_unusable_and_one_kept_without_any_reads_as_none() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 60, SMALL_SEGMENTS);
+    let (mut storage, _) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    let older = take_snapshot(&mut storage, meta(20, 1), true);
+    let newest = take_snapshot(&mut storage, meta(40, 1), true);
+    drop(storage);
+    let config = newest.path.with_extension("config");
+    let mut bytes = fs::read(&config).unwrap();
+    let last = bytes.len() - 6;
+    bytes[last] ^= 1;
+    fs::write(&config, bytes).unwrap();
+    let (storage, recovered) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    assert_eq!(
+        storage.snapshot(),
+        meta(20, 1),
+        "the damaged one is not used"
+    );
+    assert_eq!(recovered.membership, Some(membership_of(meta(20, 1))));
+    drop(storage);
+    // A snapshot kept before configurations were: the bootstrap one.
+    fs::remove_file(older.path.with_extension("config")).unwrap();
+    let (storage, recovered) = open(dir.path(), SMALL_SEGMENTS).unwrap();
+    assert_eq!(storage.snapshot(), meta(20, 1));
+    assert_eq!(recovered.membership, None);
 }
 
 #[test]
@@ -166,7 +204,9 @@ fn a_damaged_newest_snapshot_the_log_no_longer_covers_is_refused_naming_both() {
     // A leader's snapshot replaces the whole log: it no longer reaches
     // back to the older one.
     let received = receive(&storage, meta(100, 2));
-    let newest = storage.install_snapshot(meta(100, 2), &received).unwrap();
+    let newest = storage
+        .install_snapshot(meta(100, 2), &received, &membership_of(meta(100, 2)))
+        .unwrap();
     storage.sync().unwrap();
     drop(storage);
     damage_snapshot(&newest.path);
@@ -203,7 +243,9 @@ fn an_install_discards_the_log_durably_and_it_continues_after_the_snapshot() {
         })
         .unwrap();
     store(&mut storage, 31, 1, "discarded");
-    let installed = storage.install_snapshot(meta(100, 4), &received).unwrap();
+    let installed = storage
+        .install_snapshot(meta(100, 4), &received, &membership_of(meta(100, 4)))
+        .unwrap();
     assert_eq!(storage.last_index(), LogIndex(100));
     store(&mut storage, 101, 4, "after");
     storage.sync().unwrap();
@@ -212,6 +254,7 @@ fn an_install_discards_the_log_durably_and_it_continues_after_the_snapshot() {
 
     let (storage, recovered) = open(dir.path(), SMALL_SEGMENTS).unwrap();
     assert_eq!(recovered.snapshot, Some(installed));
+    assert_eq!(recovered.membership, Some(membership_of(meta(100, 4))));
     assert_eq!(data(&recovered.log), ["after"]);
     assert_eq!(recovered.hard_state.term, Term(4));
     assert_eq!(storage.last_index(), LogIndex(101));

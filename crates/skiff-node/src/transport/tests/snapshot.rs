@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::transport::wire::{SnapshotChunk, SnapshotEnd, SnapshotOffer, SnapshotResume};
-use skiff_core::{InstallSnapshotReq, LogIndex, SnapshotMeta};
+use skiff_core::{InstallSnapshotReq, LogIndex, Membership, SnapshotMeta};
 use std::path::Path;
 use tokio::sync::oneshot;
 
@@ -31,6 +31,18 @@ fn pattern(length: usize) -> Vec<u8> {
         .collect()
 }
 
+/// The configuration every test snapshot carries: one with a learner and
+/// an address book, so that the whole of it is seen to travel.
+pub(super) fn snapshot_membership() -> Membership {
+    let ids = |ids: &[u64]| ids.iter().copied().map(NodeId).collect::<Vec<_>>();
+    Membership::new(ids(&[1, 2]), ids(&[5]))
+        .expect("a valid configuration")
+        .with_context(bytes::Bytes::from_static(b"\x01address book"))
+}
+
+/// The progress epoch every test snapshot carries.
+const EPOCH: u64 = 17;
+
 pub(super) fn install(term: u64, index: u64) -> InstallSnapshotReq {
     InstallSnapshotReq {
         term: Term(term),
@@ -39,6 +51,8 @@ pub(super) fn install(term: u64, index: u64) -> InstallSnapshotReq {
             index: LogIndex(index),
             term: Term(2),
         },
+        membership: snapshot_membership(),
+        epoch: EPOCH,
     }
 }
 
@@ -93,12 +107,13 @@ pub(super) async fn assert_received(
     req: InstallSnapshotReq,
     bytes: &[u8],
 ) {
+    let snapshot = req.snapshot;
     assert_eq!(
         next(inbox).await,
         (NodeId(1), Message::InstallSnapshotReq(req))
     );
     let incoming = files.incoming(2);
-    let received = received_snapshot_path(&incoming, NodeId(1), req.snapshot);
+    let received = received_snapshot_path(&incoming, NodeId(1), snapshot);
     assert!(
         std::fs::read(&received).unwrap() == bytes,
         "the received file differs"
@@ -116,7 +131,7 @@ async fn a_large_snapshot_crosses_intact_and_is_delivered_once_in_place() {
     // Not a whole number of chunks, so that the last one is short.
     let (file, bytes) = files.snapshot("40.snap", 5 * (1 << 20) + 123);
     let req = install(3, 40);
-    pair.one.send_snapshot(NodeId(2), req, file);
+    pair.one.send_snapshot(NodeId(2), req.clone(), file);
     assert_received(&files, &mut pair.two_inbox, req, &bytes).await;
     // The message connection is untouched.
     expect_delivery(&mut pair, 1).await;
@@ -212,7 +227,7 @@ async fn a_transfer_cut_midway_is_taken_up_again_and_ends_intact() {
     let (mut pair, tripped) = through_proxy(&files, Trip::Cut).await;
     let (file, bytes) = files.snapshot("40.snap", 4 << 20);
     let req = install(3, 40);
-    pair.one.send_snapshot(NodeId(2), req, file);
+    pair.one.send_snapshot(NodeId(2), req.clone(), file);
     tripped.await.expect("the proxy cut the stream");
     assert_received(&files, &mut pair.two_inbox, req, &bytes).await;
 }
@@ -225,7 +240,7 @@ async fn messages_keep_flowing_while_a_transfer_is_held_up() {
     // Far more than the sockets buffer, so that the sender is still at it.
     let (file, bytes) = files.snapshot("40.snap", 16 << 20);
     let req = install(3, 40);
-    pair.one.send_snapshot(NodeId(2), req, file);
+    pair.one.send_snapshot(NodeId(2), req.clone(), file);
     tripped.await.expect("the proxy holds the stream");
     // The transfer is stuck midway; the messages sent now arrive first.
     for term in 1..=3 {
@@ -265,7 +280,7 @@ async fn put(stream: &mut TcpStream, frame: Frame<'_>) {
 }
 
 /// Offers a snapshot of `length` bytes and returns the node's answer.
-async fn offer(stream: &mut TcpStream, req: InstallSnapshotReq, length: usize) -> SnapshotResume {
+async fn offer(stream: &mut TcpStream, req: &InstallSnapshotReq, length: usize) -> SnapshotResume {
     let offer = SnapshotOffer {
         index: req.snapshot.index.0,
         term: req.snapshot.term.0,
@@ -292,12 +307,14 @@ async fn put_chunks(stream: &mut TcpStream, bytes: &[u8], from: usize, to: usize
     }
 }
 
-fn end(req: InstallSnapshotReq, bytes: &[u8], crc32c: u32) -> Frame<'static> {
+fn end(req: &InstallSnapshotReq, bytes: &[u8], crc32c: u32) -> Frame<'static> {
     Frame::SnapshotEnd(SnapshotEnd {
         length: bytes.len() as u64,
         crc32c,
         term: req.term.0,
         leader: req.leader.0,
+        epoch: req.epoch,
+        membership: crate::transport::wire::WireMembership(req.membership.clone()),
     })
 }
 
@@ -308,7 +325,7 @@ async fn a_corrupt_chunk_is_refused_and_the_stream_resumes_after_the_good_ones()
     let bytes = pattern(10 * CHUNK);
     let req = install(3, 40);
     let mut stream = snapshot_stream(pair.two_address).await;
-    let resume = offer(&mut stream, req, bytes.len()).await;
+    let resume = offer(&mut stream, &req, bytes.len()).await;
     assert_eq!((resume.offset, resume.chunk_bytes_max), (0, CHUNK as u32));
     put_chunks(&mut stream, &bytes, 0, 3 * CHUNK).await;
     let data = &bytes[3 * CHUNK..4 * CHUNK];
@@ -324,12 +341,12 @@ async fn a_corrupt_chunk_is_refused_and_the_stream_resumes_after_the_good_ones()
     );
     // The node kept the three good chunks, and only those.
     let mut stream = snapshot_stream(pair.two_address).await;
-    let resume = offer(&mut stream, req, bytes.len()).await;
+    let resume = offer(&mut stream, &req, bytes.len()).await;
     assert_eq!(resume.offset, 3 * CHUNK as u64);
     assert_eq!(resume.crc32c, crc32c::crc32c(&bytes[..3 * CHUNK]));
     assert!(pair.two_inbox.try_recv().is_err(), "nothing delivered yet");
     put_chunks(&mut stream, &bytes, 3 * CHUNK, bytes.len()).await;
-    put(&mut stream, end(req, &bytes, crc32c::crc32c(&bytes))).await;
+    put(&mut stream, end(&req, &bytes, crc32c::crc32c(&bytes))).await;
     let done = read_frame(&mut stream, 1024).await.unwrap();
     assert_eq!(wire::decode_frame(&done).unwrap(), Frame::SnapshotDone);
     assert_received(&files, &mut pair.two_inbox, req, &bytes).await;
@@ -342,9 +359,9 @@ async fn a_file_failing_its_whole_checksum_is_deleted_and_not_delivered() {
     let bytes = pattern(3 * CHUNK + 7);
     let req = install(3, 40);
     let mut stream = snapshot_stream(pair.two_address).await;
-    offer(&mut stream, req, bytes.len()).await;
+    offer(&mut stream, &req, bytes.len()).await;
     put_chunks(&mut stream, &bytes, 0, bytes.len()).await;
-    put(&mut stream, end(req, &bytes, crc32c::crc32c(&bytes) ^ 1)).await;
+    put(&mut stream, end(&req, &bytes, crc32c::crc32c(&bytes) ^ 1)).await;
     assert!(
         read_to_close(&mut stream).await.is_empty(),
         "no acknowledgement"
@@ -411,16 +428,16 @@ async fn a_stalled_stream_is_closed_and_its_slot_freed() {
     let bytes = pattern(2 * CHUNK);
     let req = install(3, 40);
     let mut stream = snapshot_stream(pair.two_address).await;
-    offer(&mut stream, req, bytes.len()).await;
+    offer(&mut stream, &req, bytes.len()).await;
     put_chunks(&mut stream, &bytes, 0, CHUNK).await;
     // Silence: the node gives up on the stream.
     assert!(read_to_close(&mut stream).await.is_empty());
     // The peer comes back and picks up where it stalled.
     let mut stream = snapshot_stream(pair.two_address).await;
-    let resume = offer(&mut stream, req, bytes.len()).await;
+    let resume = offer(&mut stream, &req, bytes.len()).await;
     assert_eq!(resume.offset, CHUNK as u64);
     put_chunks(&mut stream, &bytes, CHUNK, bytes.len()).await;
-    put(&mut stream, end(req, &bytes, crc32c::crc32c(&bytes))).await;
+    put(&mut stream, end(&req, &bytes, crc32c::crc32c(&bytes))).await;
     assert_received(&files, &mut pair.two_inbox, req, &bytes).await;
 }
 
@@ -478,7 +495,8 @@ async fn a_sender_resumes_where_the_receiver_stands_and_starts_over_when_it_diff
     b_listener.set_nonblocking(true).unwrap();
     let fake_two = TcpListener::from_std(b_listener).unwrap();
     let (one_sender, _one_inbox) = mpsc::channel(16);
-    let one = Transport::start(files.configure(config(1, 2, b)), a_listener, one_sender).unwrap();
+    let mut one =
+        Transport::start(files.configure(config(1, 2, b)), a_listener, one_sender).unwrap();
     let (file, bytes) = files.snapshot("40.snap", 6 * CHUNK + 1);
     one.send_snapshot(NodeId(2), install(3, 40), file.clone());
     let resume = |offset: usize, crc32c| {
@@ -528,6 +546,8 @@ async fn a_sender_resumes_where_the_receiver_stands_and_starts_over_when_it_diff
             crc32c: crc32c::crc32c(&bytes),
             term: 4,
             leader: 1,
+            epoch: EPOCH,
+            membership: crate::transport::wire::WireMembership(snapshot_membership()),
         }
     );
     put(&mut stream, Frame::SnapshotDone).await;
@@ -550,6 +570,6 @@ async fn a_vanished_file_ends_the_transfer_and_another_snapshot_replaces_a_runni
     // A newer one still, that exists.
     let (file, bytes) = files.snapshot("60.snap", 2 * CHUNK);
     let newest = install(3, 60);
-    pair.one.send_snapshot(NodeId(2), newest, file);
+    pair.one.send_snapshot(NodeId(2), newest.clone(), file);
     assert_received(&files, &mut pair.two_inbox, newest, &bytes).await;
 }

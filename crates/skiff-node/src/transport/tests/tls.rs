@@ -84,7 +84,7 @@ async fn a_snapshot_crosses_over_tls() {
     let mut pair = tls_pair_with(&ca, |config| files.configure(config)).await;
     let (file, bytes) = files.snapshot("40.snap", (1 << 20) + 5);
     let req = super::snapshot::install(3, 40);
-    pair.one.send_snapshot(NodeId(2), req, file);
+    pair.one.send_snapshot(NodeId(2), req.clone(), file);
     super::snapshot::assert_received(&files, &mut pair.two_inbox, req, &bytes).await;
 }
 
@@ -161,4 +161,45 @@ async fn a_dialer_refuses_a_listener_certified_as_another_node() {
     let dialed = dialer.connect(NodeId(2), tcp).await;
     assert!(dialed.is_err(), "node 3's certificate accepted as node 2");
     assert!(accepting.await.unwrap());
+}
+
+#[tokio::test]
+async fn a_joining_node_is_admitted_once_a_member_and_only_with_its_own_certificate() {
+    let ca = DevCa::new().unwrap();
+    let mut pair = tls_pair(&ca).await;
+    let joining = NodeId(5);
+    let message = encoded(&Frame::Message(WireMessage::from_message(&vote(42))));
+    // Node 5 dials with a certificate naming it, as `--join` would: node 2's
+    // configuration does not have it yet, so it is refused.
+    let own = material_from(&ca, &ca, joining.0).peer_connector().unwrap();
+    let tcp = TcpStream::connect(pair.two_address).await.unwrap();
+    let stream = own.connect(NodeId(2), tcp).await;
+    assert_generic_refusal(answer_to(stream, &hello(CLUSTER, joining.0, 2)).await);
+    // Added as a learner: node 2's configuration names it now.
+    let (_, five_address) = bound_listener();
+    pair.two.set_peers(
+        vec![(NodeId(1), pair.one_address), (joining, five_address)],
+        true,
+    );
+    // Node 1's certificate claiming node 5 is still refused...
+    let borrowed = material_from(&ca, &ca, 1).peer_connector().unwrap();
+    let tcp = TcpStream::connect(pair.two_address).await.unwrap();
+    let mut stream = borrowed.connect(NodeId(2), tcp).await.unwrap();
+    stream
+        .write_all(&hello(CLUSTER, joining.0, 2))
+        .await
+        .unwrap();
+    let _ = stream.write_all(&message).await; // the node may have closed already
+    assert_generic_refusal(read_to_close(&mut stream).await);
+    assert!(pair.two_inbox.try_recv().is_err());
+    // ...and node 5's own is let in.
+    let tcp = TcpStream::connect(pair.two_address).await.unwrap();
+    let mut stream = own.connect(NodeId(2), tcp).await.unwrap();
+    stream
+        .write_all(&hello(CLUSTER, joining.0, 2))
+        .await
+        .unwrap();
+    stream.write_all(&message).await.unwrap();
+    let received = tokio::time::timeout(Duration::from_secs(10), pair.two_inbox.recv()).await;
+    assert_eq!(received.unwrap(), Some((joining, vote(42))));
 }
