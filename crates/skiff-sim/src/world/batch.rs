@@ -36,6 +36,7 @@ pub(super) mod kind {
     pub const STALL_DROP: u64 = 18;
     pub const CLIENT_READ: u64 = 19;
     pub const TRANSFER: u64 = 20;
+    pub const MEMBERSHIP: u64 = 21;
 }
 
 /// What a machine is asked to do in a batch.
@@ -135,6 +136,8 @@ impl World {
     pub(super) fn start_machine(&mut self, index: usize, restart: bool) {
         let mut config = self.config.clone();
         config.id = self.nodes[index].id;
+        // A spare is not among the first voters: it joins (`membership.rs`).
+        config.join = config.id.0 > self.options.nodes as u64;
         config.seed = self.rng.fork_seed();
         let id = self.nodes[index].id;
         match self.recover_disk(index, config) {
@@ -306,7 +309,8 @@ impl World {
             .and_then(|()| {
                 let running = machine.transfer_target().is_some();
                 self.checkers.transfers_running(node.id, running)
-            });
+            })
+            .and_then(|()| self.checkers.changes_held(node.id));
         if let Err(failure) = checked {
             self.fail(failure);
         }
@@ -328,6 +332,7 @@ impl World {
         let Some(machine) = &node.machine else {
             return;
         };
+        self.checkers.note_membership(node.id, machine.membership());
         let mut checked = self
             .checkers
             .end_batch(node.id, NodeView::of(machine), &node.disk);
@@ -357,6 +362,10 @@ impl World {
             Action::Send { to, message } => self.send(index, to, message),
             Action::Alarm { ms } => self.arm_alarm(index, ms),
             Action::Commit { data, result } => {
+                if let Ok(at) = result {
+                    self.check_commit_quorum(index, at)?;
+                    self.note_config_commit(index, at, &data);
+                }
                 self.apply_commit(index, &data, result)?;
                 self.commit(index, data, result)?;
                 return self.serve_waiting_reads(index);
@@ -376,6 +385,7 @@ impl World {
             }
             Action::SteppedDown { reason } => self.stats.count_step_down(reason),
             Action::TransferEnded { result, .. } => self.transfer_ended(result),
+            Action::MembershipChangeEnded { result, .. } => self.change_ended(result),
             persistence => self.write_disk(index, persistence)?,
         }
         Ok(())
