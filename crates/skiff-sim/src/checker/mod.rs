@@ -465,13 +465,11 @@ impl Checkers {
     }
 
     /// `node` starts a new life with a wiped disk (a spare added again
-    /// under the same id): it is a new machine, so what the rules remember
-    /// of its former life (its votes, acknowledgements, commit stream)
-    /// does not bind it.
+    /// under the same id): its commit stream starts over. Its former votes
+    /// and acknowledgements still bind it (Vote Once, Repair Before Vote):
+    /// the cluster may still count them.
     pub fn fresh(&mut self, node: NodeId) {
         self.crashed(node);
-        self.votes.forget(node);
-        self.repair.forget(node);
         self.commits.restarted(node, LogIndex(0));
         self.memberships.remove(&node);
     }
@@ -649,12 +647,16 @@ impl Checkers {
                     .observe_commit(node, node_term, index, term, data)?
                 {
                     CommitOutcome::Known => Ok(()),
+                    // A configuration may rightly recur (added, removed,
+                    // added again): only client data is appended once.
+                    CommitOutcome::Extended { .. } if is_config(data) => Ok(()),
                     CommitOutcome::Extended { earlier } => {
                         appended_once::check_extension(node, data, index, earlier)?;
                         self.overwritten.observe_commit(data, index)
                     }
                 }
             }
+            Err(CommitError::Overwritten { .. }) if is_config(data) => Ok(()),
             Err(CommitError::Overwritten { index, .. }) => {
                 self.overwritten
                     .observe_report(node, data, index, self.commits.agreed())
@@ -849,4 +851,11 @@ impl Checkers {
     pub fn reads_held(&self, node: NodeId, held: usize) -> Result<(), Failure> {
         self.reads_once.check_held(node, held)
     }
+}
+
+/// Whether committed `data` is a configuration entry's. The simulator's
+/// client data (`cN-M` text, or a leader's empty entry) never decodes as
+/// one.
+fn is_config(data: &[u8]) -> bool {
+    Membership::decode(data).is_ok()
 }

@@ -46,11 +46,6 @@ pub struct RepairBeforeVote {
 }
 
 impl RepairBeforeVote {
-    /// `node` starts a new life with a wiped disk: it acknowledged nothing.
-    pub fn forget(&mut self, node: NodeId) {
-        self.nodes.remove(&node);
-    }
-
     /// `node` acknowledged holding the leader's entries up to `index`.
     pub fn observe_ack(&mut self, node: NodeId, index: LogIndex) {
         let acks = self.nodes.entry(node).or_default();

@@ -14,12 +14,6 @@ pub struct VoteOnce {
 }
 
 impl VoteOnce {
-    /// `node` starts a new life with a wiped disk: its former votes bind
-    /// no one (the simulator re-adds removed spares this way).
-    pub fn forget(&mut self, node: NodeId) {
-        self.granted.retain(|(voter, _), _| *voter != node);
-    }
-
     /// `voter` sent a granted vote of `term` to `candidate`.
     pub fn observe_grant(
         &mut self,

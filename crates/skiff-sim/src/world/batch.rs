@@ -140,7 +140,12 @@ impl World {
         config.join = config.id.0 > self.options.nodes as u64;
         config.seed = self.rng.fork_seed();
         let id = self.nodes[index].id;
-        match self.recover_disk(index, config) {
+        let started = if self.nodes[index].rejoin {
+            self.nodes[index].disk.restore_damaged(config)
+        } else {
+            self.recover_disk(index, config)
+        };
+        match started {
             Ok(machine) => {
                 let repairing = machine.repairing();
                 self.nodes[index].machine = Some(machine);

@@ -34,7 +34,7 @@ use crate::options::MembershipProfile;
 use crate::queue::Micros;
 use crate::trace::hash_event;
 use skiff_core::{
-    Bytes, Event, LogIndex, Membership, MembershipChange, MembershipError, NodeId, Term,
+    Bytes, Event, HardState, LogIndex, Membership, MembershipChange, MembershipError, NodeId, Term,
 };
 
 /// Changes asked per simulated second.
@@ -213,9 +213,39 @@ impl World {
 
     /// Starts spare node index `index` with a wiped disk, as a new machine
     /// joining under the same id.
+    ///
+    /// A node that was a member before lost everything it promised: its
+    /// votes, and the entries it acknowledged (which may have committed
+    /// with its acknowledgement), and old configurations that still name it
+    /// a voter survive in other logs. Joining with an empty disk at term 0,
+    /// it could elect a stale candidate (two re-added nodes voting for each
+    /// other while one replays an old configuration: Leader Completeness
+    /// broke within 20 seeds). So it starts as the core starts a node whose
+    /// disk lost acknowledged records: repairing, one term past its former
+    /// life's, granting no vote and standing for nothing until it commits
+    /// an entry of a later term (`skiff-core`'s `machine/repair.rs`). The
+    /// world keeps that term for it, as an operator's tooling would have to.
     fn start_fresh(&mut self, index: usize) {
         let node = &mut self.nodes[index];
-        node.disk = Durable::default();
+        let former = node.disk.hard_state().term;
+        let rejoins = node.disk != Durable::default();
+        if rejoins {
+            // What it acknowledged is gone: the repair rule must hold it.
+            self.checkers.log_cut(node.id, &node.disk, LogIndex(0));
+        }
+        let node = &mut self.nodes[index];
+        node.disk = if rejoins {
+            let hard_state = HardState {
+                term: former,
+                voted_for: None,
+            };
+            let mut disk = Durable::new(hard_state, Vec::new());
+            disk.set_unrepaired(true);
+            disk
+        } else {
+            Durable::default()
+        };
+        node.rejoin = rejoins;
         node.app = AppState::default();
         node.reads.clear();
         node.present = true;
@@ -228,7 +258,13 @@ impl World {
         let id = node.id;
         self.checkers.fresh(id);
         self.stats.nodes_added += 1;
-        self.trace_world(format_args!("# spare node {id} starts fresh to join"));
+        if rejoins {
+            self.trace_world(format_args!(
+                "# spare node {id} starts with a wiped disk to join again, repairing past its former term {former}"
+            ));
+        } else {
+            self.trace_world(format_args!("# spare node {id} starts fresh to join"));
+        }
         self.start_machine(index, false);
     }
 

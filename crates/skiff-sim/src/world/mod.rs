@@ -136,6 +136,9 @@ struct SimNode {
     stopping: bool,
     /// When it last started with a wiped disk (0 for the first voters).
     joined_at: Micros,
+    /// It joins again after a former life and restarts repairing until
+    /// it has repaired (`membership.rs`).
+    rejoin: bool,
 }
 
 impl SimNode {
@@ -244,6 +247,7 @@ impl World {
                 present: id <= options.nodes as u64,
                 stopping: false,
                 joined_at: 0,
+                rejoin: false,
             })
             .collect();
         let snapshots = snapshots::Snapshots::draw(options, &mut rng);
