@@ -15,6 +15,7 @@ pub mod agreed;
 pub mod appended_once;
 pub mod applied_state;
 pub mod change_answered_once;
+pub mod change_ready;
 pub mod check_quorum;
 pub mod commit_durable;
 pub mod commit_quorum;
@@ -137,6 +138,9 @@ pub enum Rule {
     /// A node removed by a committed configuration raises no voter's term
     /// (with PreVote on).
     RemovedNodeQuiet,
+    /// A leader appends a configuration only after committing an entry of
+    /// its own term.
+    ChangeReady,
     /// A machine panicked (a broken invariant inside the core).
     Panic,
 }
@@ -176,6 +180,7 @@ impl Rule {
             Rule::CommitQuorum => "Commit Quorum",
             Rule::ChangeAnsweredOnce => "Change Answered Once",
             Rule::RemovedNodeQuiet => "Removed Node Quiet",
+            Rule::ChangeReady => "Change Ready",
             Rule::Panic => "Panic",
         }
     }

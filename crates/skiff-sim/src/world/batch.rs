@@ -299,6 +299,7 @@ impl World {
         self.note_repair(index);
         self.maybe_take_snapshot(index);
         self.note_terms(index);
+        self.sharpen_churn(index);
     }
 
     /// After a batch performed in full (not one whose rest waits for a

@@ -35,7 +35,7 @@
 use super::batch::{kind, Input};
 use super::{Phase, World, WorldEvent};
 use crate::app::AppState;
-use crate::checker::commit_quorum;
+use crate::checker::{change_ready, commit_quorum};
 use crate::durable::Durable;
 use crate::network::NODES_MAX;
 use crate::options::MembershipProfile;
@@ -49,6 +49,14 @@ use skiff_core::{
 const CHANGE_RATE_PER_S: f64 = 4.0;
 /// Spare ids beyond the first voters, at most.
 const SPARES_MAX: usize = 4;
+/// One time in this many, a leader just elected is asked for a change
+/// within its first round trip, before it can have committed an entry of
+/// its term (the moment the single-server change's pitfall needs).
+const AFTER_ELECTION_ONE_IN: u64 = 2;
+/// One time in this many, a leader that just appended a configuration
+/// crashes in its next batch that persists, so that the next leader
+/// inherits an uncommitted change.
+const CRASH_AFTER_CHANGE_ONE_IN: u64 = 4;
 /// How long a node outside every known configuration keeps running before
 /// the world decides to stop it: time for an add in flight to commit.
 const OUTSIDE_GRACE_US: Micros = 1_000_000;
@@ -61,6 +69,10 @@ pub(super) struct Churn {
     /// The latest configuration the agreed log committed, and its index
     /// (0: the bootstrap configuration).
     committed: (LogIndex, Membership),
+    /// The highest term whose leader the churn has seen take office.
+    led_term: Term,
+    /// The latest configuration index seen appended by a leader.
+    appended: LogIndex,
     /// The fewest voters a change may leave.
     voters_min: usize,
     /// The most voters a promotion may make.
@@ -76,6 +88,8 @@ impl Churn {
                 LogIndex(0),
                 Membership::new(voters, []).expect("at least one first voter"),
             ),
+            led_term: Term(0),
+            appended: LogIndex(0),
             voters_min: if nodes >= 3 {
                 nodes.saturating_sub(2).max(3)
             } else {
@@ -122,12 +136,57 @@ impl World {
         }
     }
 
+    /// After a batch of node index `index`, with churn on: a leader just
+    /// elected is sometimes asked for a change at once, and one that just
+    /// appended a configuration sometimes crashes before it commits.
+    pub(super) fn sharpen_churn(&mut self, index: usize) {
+        if self.phase != Phase::Faulty {
+            return;
+        }
+        let Some(churn) = self.churn.as_deref_mut() else {
+            return;
+        };
+        let Some(machine) = self.nodes[index].machine.as_ref() else {
+            return;
+        };
+        if machine.role() != skiff_core::Role::Leader {
+            return;
+        }
+        let (term, pending) = (machine.term(), machine.membership_change_pending());
+        let last = machine.last_index();
+        let elected = term > churn.led_term;
+        let appended = pending
+            && last > churn.appended
+            && machine.entry(last).is_some_and(|e| e.is_membership());
+        if elected {
+            churn.led_term = term;
+        }
+        if appended {
+            churn.appended = last;
+        }
+        if elected && self.rng.below(AFTER_ELECTION_ONE_IN) == 0 {
+            let soon = self.rng.below(5_000);
+            self.queue
+                .push(self.now + soon, WorldEvent::ChangeAfterElection);
+        }
+        if appended
+            && self.rng.below(CRASH_AFTER_CHANGE_ONE_IN) == 0
+            && !self.nodes[index].crash_armed
+            && self.crash_allowed()
+        {
+            self.nodes[index].crash_armed = true;
+            let id = self.nodes[index].id;
+            self.trace_world(format_args!(
+                "# crash of {id} armed for its next batch that persists, its change uncommitted"
+            ));
+        }
+    }
+
     /// The world's next change.
     pub(super) fn change_fault(&mut self) {
         if self.phase != Phase::Faulty || self.churn.is_none() {
             return;
         }
-        self.schedule_change();
         self.stop_outsiders();
         let running: Vec<usize> = (0..self.nodes.len())
             .filter(|i| self.nodes[*i].machine.is_some() && self.nodes[*i].stall.is_none())
@@ -169,7 +228,39 @@ impl World {
             change,
             context: None,
         };
+        let before = self.nodes[asked].machine.as_ref().map(|m| {
+            let commit = m.commit_index();
+            (m.term(), m.last_index(), commit)
+        });
+        let commit_term = before.and_then(|(_, _, commit)| self.nodes[asked].disk.term_at(commit));
         self.run_batch(asked, Input::Step(event), None);
+        self.check_change_ready(asked, before, commit_term);
+    }
+
+    /// After node index `index` handled a change: if it appended a
+    /// configuration entry, it had committed an entry of its term.
+    fn check_change_ready(
+        &mut self,
+        index: usize,
+        before: Option<(Term, LogIndex, LogIndex)>,
+        commit_term: Option<Term>,
+    ) {
+        let (Some((term, last, commit)), Some(machine)) =
+            (before, self.nodes[index].machine.as_ref())
+        else {
+            return;
+        };
+        let appended = machine.last_index() > last
+            && machine.term() == term
+            && machine
+                .entry(machine.last_index())
+                .is_some_and(|e| e.is_membership());
+        if !appended {
+            return;
+        }
+        if let Err(failure) = change_ready::check(machine.id(), term, commit, commit_term) {
+            self.fail(failure);
+        }
     }
 
     /// A change drawn from what `leader`'s latest configuration allows (the

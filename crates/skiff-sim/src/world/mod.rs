@@ -90,6 +90,8 @@ enum WorldEvent {
     TransferStart,
     /// The next membership change asked, with churn (`membership.rs`).
     ChangeStart,
+    /// A change asked at once of a leader just elected (`membership.rs`).
+    ChangeAfterElection,
     /// A node outside the cluster's configurations is stopped, unless it
     /// started a new life meanwhile (`membership.rs`).
     Stop { node: usize, incarnation: u64 },
@@ -429,7 +431,11 @@ impl World {
             WorldEvent::StallStart => self.stall_fault(),
             WorldEvent::StallEnd { node, incarnation } => self.end_stall(node, incarnation),
             WorldEvent::TransferStart => self.transfer_fault(),
-            WorldEvent::ChangeStart => self.change_fault(),
+            WorldEvent::ChangeStart => {
+                self.schedule_change();
+                self.change_fault();
+            }
+            WorldEvent::ChangeAfterElection => self.change_fault(),
             WorldEvent::Stop { node, incarnation } => self.stop(node, incarnation),
         }
     }
