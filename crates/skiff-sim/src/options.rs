@@ -29,12 +29,21 @@ impl MembershipProfile {
             MembershipProfile::Churn => "churn",
         }
     }
+}
 
-    /// The profile named `name`, if any.
-    pub fn parse(name: &str) -> Option<MembershipProfile> {
+/// A membership profile name that is not one of [`MembershipProfile::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown membership profile {0:?}: expected fixed or churn")]
+pub struct UnknownMembershipProfile(pub String);
+
+impl std::str::FromStr for MembershipProfile {
+    type Err = UnknownMembershipProfile;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         MembershipProfile::ALL
             .into_iter()
-            .find(|profile| profile.name() == name)
+            .find(|profile| profile.name() == s)
+            .ok_or_else(|| UnknownMembershipProfile(s.to_string()))
     }
 }
 
