@@ -434,6 +434,9 @@ impl World {
     /// Hands a message to the network.
     fn send(&mut self, from: usize, to: NodeId, message: Message) {
         self.stats.messages_sent += 1;
+        if let Message::AppendEntriesReq(req) = &message {
+            self.note_epoch_sent(from, to, req);
+        }
         let to_index = (to.0 as usize).wrapping_sub(1);
         let fate = if to_index < self.nodes.len() && to_index != from {
             self.network.fate(&mut self.rng, self.now, from, to_index)

@@ -207,6 +207,10 @@ pub struct World {
     timeline: Option<Box<Timeline>>,
     /// The membership's churn, when the profile asks for it (`membership.rs`).
     churn: Option<Box<membership::Churn>>,
+    /// With forgeries on: the term and epoch of the last append request
+    /// each node index sent each node (`forgery.rs`).
+    epochs_sent:
+        std::collections::HashMap<(usize, NodeId), (Term, u64), crate::hash::StableBuildHasher>,
 }
 
 /// What a finished run returns to the runner.
@@ -289,6 +293,7 @@ impl World {
             partial_since: None,
             timeline: None,
             churn: membership::draw(options.nodes, options.membership),
+            epochs_sent: Default::default(),
             options: options.clone(),
         }
     }
