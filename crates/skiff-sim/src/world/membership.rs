@@ -308,10 +308,16 @@ impl World {
             ));
         }
         if voters.len() > voters_min {
+            // The leader never removes itself from two voters: see the
+            // module docs.
+            let others: Vec<NodeId> = voters
+                .iter()
+                .copied()
+                .filter(|v| voters.len() > 2 || Some(*v) != leader_id)
+                .collect();
             let removed = match leader_id {
-                // Not from two voters: see the module docs.
                 Some(l) if voters.contains(&l) && voters.len() > 2 && self.rng.below(3) == 0 => l,
-                _ => voters[self.rng.index(voters.len())],
+                _ => others[self.rng.index(others.len())],
             };
             choices.push(MembershipChange::Remove(removed));
         }
