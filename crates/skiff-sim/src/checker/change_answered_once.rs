@@ -4,44 +4,32 @@
 //! and, since one change runs at a time (a second is refused at once), at
 //! most one unanswered after any batch. A crash forgets the node's changes.
 
+use super::outstanding::Outstanding;
 use super::{Failure, Rule};
-use crate::hash::StableBuildHasher;
 use skiff_core::NodeId;
-use std::collections::HashMap;
 
 /// The changes each node was asked for and has not answered.
 #[derive(Debug, Default)]
 pub struct ChangeAnsweredOnce {
-    outstanding: HashMap<NodeId, u64, StableBuildHasher>,
+    outstanding: Outstanding,
 }
 
 impl ChangeAnsweredOnce {
     /// `node` is asked for a change.
     pub fn asked(&mut self, node: NodeId) {
-        *self.outstanding.entry(node).or_default() += 1;
+        self.outstanding.asked(node);
     }
 
     /// `node` answers a change.
     pub fn answered(&mut self, node: NodeId) -> Result<(), Failure> {
-        match self.outstanding.get_mut(&node) {
-            Some(count) if *count > 0 => {
-                *count -= 1;
-                Ok(())
-            }
-            _ => Err(Failure::new(
-                Rule::ChangeAnsweredOnce,
-                vec![node],
-                format!(
-                    "node {node} answered a membership change this life of it was not asked for"
-                ),
-            )),
-        }
+        self.outstanding
+            .answered(node, Rule::ChangeAnsweredOnce, "a membership change")
     }
 
     /// After a batch performed in full: at most the one change the node
     /// runs is unanswered.
     pub fn check_held(&self, node: NodeId) -> Result<(), Failure> {
-        let outstanding = self.outstanding.get(&node).copied().unwrap_or(0);
+        let outstanding = self.outstanding.count(node);
         if outstanding <= 1 {
             return Ok(());
         }
@@ -57,7 +45,7 @@ impl ChangeAnsweredOnce {
 
     /// `node` crashed: nobody waits for its changes any more.
     pub fn crashed(&mut self, node: NodeId) {
-        self.outstanding.remove(&node);
+        self.outstanding.crashed(node);
     }
 }
 

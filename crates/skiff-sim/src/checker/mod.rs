@@ -33,6 +33,7 @@ pub mod linearizable_read;
 pub mod liveness;
 pub mod log_matching;
 pub mod no_false_rejection;
+pub mod outstanding;
 pub mod overwritten;
 pub mod persistence_order;
 pub mod prevote_first;
