@@ -14,8 +14,11 @@
 //! `clients` handles client requests (appends and reads), `storage` the
 //! disks' faults, `snapshots` the nodes' snapshots and their transfers,
 //! `forgery` the forged messages of `--forge`, `stall` the disks that
-//! hang, and `leadership` the time without a leader after heals and the
-//! elections under partial partitions.
+//! hang, `leadership` the time without a leader after heals and the
+//! elections under partial partitions, `transfers` the leadership
+//! transfers asked, and `membership` the membership churn (spare nodes
+//! joining, promotions, removals, re-adds with wiped disks) and the
+//! commit-quorum and change-ready checks that need every node's disk.
 
 mod batch;
 mod clients;
