@@ -53,8 +53,8 @@
 
 use crate::app::{AppState, Snapshot};
 use skiff_core::{
-    Action, Config, Entries, Entry, HardState, LogIndex, Machine, SnapshotMeta, StartState,
-    StateError, Term,
+    Action, Config, Entries, Entry, HardState, LogIndex, Machine, Membership, SnapshotMeta,
+    StartState, StateError, Term,
 };
 
 /// A write the machine's contract rules out: performing it anyway would
@@ -109,7 +109,8 @@ enum Write {
     State(HardState),
     Store(Entries),
     Truncate(LogIndex),
-    Install(SnapshotMeta, Option<AppState>),
+    /// A snapshot install, with the configuration in force at it.
+    Install(SnapshotMeta, Option<AppState>, Box<Membership>),
 }
 
 /// What a crash does to the writes made since the last sync.
@@ -211,6 +212,11 @@ pub struct Durable {
     /// install reached (the current snapshot may be newer, until the
     /// compaction that follows it).
     base: SnapshotMeta,
+    /// The configuration in force at `base`, as the last compaction or
+    /// install handed it over; `None` (before any) means the bootstrap
+    /// configuration. A restart needs it: configuration entries the base
+    /// covers are gone from the log.
+    base_membership: Option<Membership>,
     /// The log after `base`.
     log: Vec<Entry>,
     /// The hard state as of the last sync.
@@ -243,6 +249,7 @@ struct Image {
     snapshot: SnapshotMeta,
     snapshot_state: Option<AppState>,
     base: SnapshotMeta,
+    base_membership: Option<Membership>,
     log: Vec<Entry>,
     sync_runs: Vec<usize>,
     bad: Option<BadRecord>,
@@ -329,13 +336,20 @@ impl Durable {
             })),
             Action::LogStore { entries, .. } => self.write(Write::Store(entries.clone())),
             Action::LogTruncate { from } => self.write(Write::Truncate(*from)),
-            Action::LogCompact { through, .. } => self.compact(*through),
-            Action::SnapshotInstall { snapshot, .. } => {
+            Action::LogCompact {
+                through,
+                membership,
+            } => self.compact(*through, membership),
+            Action::SnapshotInstall {
+                snapshot,
+                membership,
+            } => {
                 let state = self
                     .received
                     .filter(|received| received.meta == *snapshot)
                     .map(|received| received.state);
-                self.write(Write::Install(*snapshot, state));
+                let membership = Box::new(membership.clone());
+                self.write(Write::Install(*snapshot, state, membership));
             }
             Action::Send { .. }
             | Action::Commit { .. }
@@ -369,14 +383,21 @@ impl Durable {
             Write::State(hard_state) => self.hard_state = *hard_state,
             Write::Store(entries) => self.log.extend(entries.iter().cloned()),
             Write::Truncate(from) => self.truncate(*from),
-            Write::Install(snapshot, state) => self.install(*snapshot, *state),
+            Write::Install(snapshot, state, membership) => {
+                self.install(*snapshot, *state, membership)
+            }
         }
         self.unsynced.push(write);
     }
 
     /// Replaces the whole log with `snapshot`, keeping the synced disk
     /// aside for a crash before the next sync.
-    fn install(&mut self, snapshot: SnapshotMeta, state: Option<AppState>) {
+    fn install(
+        &mut self,
+        snapshot: SnapshotMeta,
+        state: Option<AppState>,
+        membership: &Membership,
+    ) {
         if self.before_install.is_none() {
             let mut log = self.log[..self.synced_prefix].to_vec();
             log.extend(self.synced_truncated.iter().cloned());
@@ -384,6 +405,7 @@ impl Durable {
                 snapshot: self.snapshot,
                 snapshot_state: self.snapshot_state,
                 base: self.base,
+                base_membership: self.base_membership.clone(),
                 log,
                 sync_runs: self.sync_runs.clone(),
                 bad: self.bad,
@@ -392,6 +414,7 @@ impl Durable {
         self.snapshot = snapshot;
         self.snapshot_state = state;
         self.base = snapshot;
+        self.base_membership = Some(membership.clone());
         self.log.clear();
         self.synced_prefix = 0;
         self.synced_truncated.clear();
@@ -405,10 +428,11 @@ impl Durable {
     /// that does not model the application) makes a snapshot of that name
     /// without application state. Not a write: it needs no sync, and a
     /// crash does not bring the entries back (recovery would skip them).
-    fn compact(&mut self, through: LogIndex) {
+    fn compact(&mut self, through: LogIndex, membership: &Membership) {
         if through <= self.base.index {
             return;
         }
+        self.base_membership = Some(membership.clone());
         let term = self.term_at(through).unwrap_or_default();
         if through > self.snapshot.index {
             self.snapshot = SnapshotMeta {
@@ -516,6 +540,7 @@ impl Durable {
             self.snapshot = image.snapshot;
             self.snapshot_state = image.snapshot_state;
             self.base = image.base;
+            self.base_membership = image.base_membership;
             self.log = image.log;
             self.sync_runs = image.sync_runs;
             self.bad = image.bad;
@@ -662,6 +687,19 @@ impl Durable {
         self.log.get(start..end).unwrap_or_default()
     }
 
+    /// The configuration in force at `index` (not before the log's base):
+    /// the latest configuration entry through it, else the base's; `None`
+    /// means the bootstrap configuration (`Config::peers`).
+    pub fn membership_at(&self, index: LogIndex) -> Option<Membership> {
+        let through = index.max(self.base.index);
+        self.entries(self.base.index.next(), through)
+            .iter()
+            .rev()
+            .filter(|entry| entry.is_membership())
+            .find_map(|entry| Membership::decode(&entry.data).ok())
+            .or_else(|| self.base_membership.clone())
+    }
+
     /// The log after the current snapshot: what a restart replays.
     fn log_after_snapshot(&self) -> Vec<Entry> {
         self.entries(self.snapshot.index.next(), self.last_index())
@@ -670,15 +708,20 @@ impl Durable {
 
     /// A machine restarted from this disk, as a driver restarts one: from
     /// its current snapshot and the log after it.
+    /// The configuration in force at its snapshot travels along.
     pub fn restore(&self, config: Config) -> Result<Machine, StateError> {
         if self.snapshot == SnapshotMeta::default() {
             return Machine::restore(config, self.hard_state, self.log.clone());
         }
-        Machine::restore_from_snapshot(
+        Machine::with_state(
             config,
-            self.snapshot,
-            self.hard_state,
-            self.log_after_snapshot(),
+            StartState {
+                hard_state: self.hard_state,
+                snapshot: self.snapshot,
+                log: self.log_after_snapshot(),
+                membership: self.membership_at(self.snapshot.index),
+                ..StartState::default()
+            },
         )
     }
 
@@ -691,6 +734,7 @@ impl Durable {
                 hard_state: self.hard_state,
                 snapshot: self.snapshot,
                 log: self.log_after_snapshot(),
+                membership: self.membership_at(self.snapshot.index),
                 damaged: true,
                 ..StartState::default()
             },
@@ -1079,5 +1123,61 @@ mod tests {
         let machine = disk.restore(Config::new(NodeId(1), [NodeId(1)])).unwrap();
         assert_eq!(machine.hard_state(), disk.hard_state());
         assert!(machine.log().eq(disk.log()));
+    }
+
+    #[test]
+    fn a_restart_after_a_compaction_restores_the_configuration_it_covered() {
+        let mut disk = three_synced();
+        let grown = Membership::new([NodeId(1), NodeId(2), NodeId(3)], [NodeId(4)]).unwrap();
+        disk.apply(&Action::LogStore {
+            index: LogIndex(4),
+            entries: Entry::membership(Term(1), &grown).into(),
+        })
+        .unwrap();
+        disk.apply(&store(5, 1, "e")).unwrap();
+        disk.sync();
+        let bootstrap = Config::new(NodeId(1), [NodeId(1), NodeId(2), NodeId(3)]);
+        // Before any compaction the configuration entry is in the log.
+        assert_eq!(disk.membership_at(LogIndex(3)), None);
+        assert_eq!(disk.membership_at(LogIndex(5)), Some(grown.clone()));
+        // A snapshot taken past the entry, not yet compacted: the restart
+        // starts after the entry and must still know the configuration.
+        disk.store_snapshot(snapshot(5, 1, &["a", "b", "c", "", "e"]))
+            .unwrap();
+        let machine = disk.restore(bootstrap.clone()).unwrap();
+        assert_eq!(machine.membership(), &grown);
+        // Compacted: the entry is gone, the configuration kept with the base.
+        disk.apply(&Action::LogCompact {
+            through: LogIndex(5),
+            membership: grown.clone(),
+        })
+        .unwrap();
+        disk.crash();
+        assert_eq!(disk.membership_at(LogIndex(5)), Some(grown.clone()));
+        let machine = disk.restore(bootstrap.clone()).unwrap();
+        assert_eq!(machine.membership(), &grown);
+        // An install brings its own configuration, and a crash before its
+        // sync takes it back.
+        let shrunk = Membership::new([NodeId(1), NodeId(2)], []).unwrap();
+        let received = snapshot(7, 2, &["a", "b", "c", "", "e", "f", "g"]);
+        disk.receive_snapshot(received);
+        disk.apply(&Action::SnapshotInstall {
+            snapshot: received.meta,
+            membership: shrunk.clone(),
+        })
+        .unwrap();
+        assert_eq!(disk.membership_at(LogIndex(7)), Some(shrunk.clone()));
+        disk.crash();
+        assert_eq!(disk.membership_at(LogIndex(5)), Some(grown));
+        disk.apply(&vote(2)).unwrap();
+        disk.receive_snapshot(received);
+        disk.apply(&Action::SnapshotInstall {
+            snapshot: received.meta,
+            membership: shrunk.clone(),
+        })
+        .unwrap();
+        disk.sync();
+        let machine = disk.restore(bootstrap).unwrap();
+        assert_eq!(machine.membership(), &shrunk);
     }
 }

@@ -55,7 +55,7 @@ pub mod world;
 
 pub use checker::{Rule, Violation};
 pub use faults::{DiskFaults, FaultProfile, FaultRates};
-pub use options::{Limit, SimOptions};
+pub use options::{Limit, MembershipProfile, SimOptions};
 pub use run::{
     run_seed, run_seed_timeline, run_seed_traced, run_seeds, SeedsPlan, SeedsSummary, SimReport,
 };

@@ -6,6 +6,53 @@ use crate::network::NODES_MAX;
 /// The share of client requests that are reads, by default.
 pub const READ_SHARE_DEFAULT: f64 = 0.3;
 
+/// How the cluster's membership behaves in a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MembershipProfile {
+    /// The first voters stay the cluster's voters (no change is asked).
+    #[default]
+    Fixed,
+    /// Membership churn (`world/membership.rs`): spare nodes are added as
+    /// learners and promoted, voters and learners (the leader among them)
+    /// are removed, removed spares come back as fresh nodes.
+    Churn,
+}
+
+impl MembershipProfile {
+    /// Every profile, in the order `--help` lists them.
+    pub const ALL: [MembershipProfile; 2] = [MembershipProfile::Fixed, MembershipProfile::Churn];
+
+    /// The profile's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            MembershipProfile::Fixed => "fixed",
+            MembershipProfile::Churn => "churn",
+        }
+    }
+}
+
+/// A membership profile name that is not one of [`MembershipProfile::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown membership profile {0:?}: expected fixed or churn")]
+pub struct UnknownMembershipProfile(pub String);
+
+impl std::str::FromStr for MembershipProfile {
+    type Err = UnknownMembershipProfile;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MembershipProfile::ALL
+            .into_iter()
+            .find(|profile| profile.name() == s)
+            .ok_or_else(|| UnknownMembershipProfile(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for MembershipProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// How long the faulty part of a run lasts, before the quiet period in
 /// which liveness is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,8 +72,11 @@ pub struct SimOptions {
     /// The seed of the world's generator; the same seed and options replay
     /// the same run.
     pub seed: u64,
-    /// Cluster size, 1 to 9.
+    /// Cluster size, 1 to 9: the first voters.
     pub nodes: usize,
+    /// Whether the membership changes during the run; with churn the world
+    /// also holds spare nodes beyond the first `nodes` (`world/membership.rs`).
+    pub membership: MembershipProfile,
     /// Length of the faulty part of the run.
     pub limit: Limit,
     /// The named profile the rates came from (for reports and replay commands).
@@ -76,6 +126,7 @@ impl SimOptions {
         SimOptions {
             seed,
             nodes: 5,
+            membership: MembershipProfile::Fixed,
             limit: Limit::Time { ms: 300_000 },
             profile: FaultProfile::Chaos,
             faults: FaultProfile::Chaos.rates(),

@@ -2,6 +2,7 @@
 
 use crate::faults::{PartitionKind, StorageFault};
 use skiff_core::StepDownReason;
+use std::collections::BTreeMap;
 
 /// What happened in one run (or, summed, in many).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -61,6 +62,18 @@ pub struct SimStats {
     pub stalls_over_limit: u64,
     /// Inputs that reached a stalled node when its queue was full: lost.
     pub stall_inputs_lost: u64,
+    /// Membership changes asked (`world/membership.rs`).
+    pub membership_asked: u64,
+    /// Of them, committed (`MembershipChangeEnded` with an index).
+    pub membership_committed: u64,
+    /// Of them, refused or failed, by [`skiff_core::MembershipError::name`].
+    pub membership_refused: BTreeMap<&'static str, u64>,
+    /// Spare nodes started fresh to join as learners.
+    pub nodes_added: u64,
+    /// Nodes stopped after a configuration without them committed.
+    pub nodes_removed: u64,
+    /// Leaders that stepped down because their removal committed.
+    pub leader_removals: u64,
     /// Leadership transfers asked (`world/transfers.rs`).
     pub transfers_asked: u64,
     /// Of them, answered handed over.
@@ -125,6 +138,14 @@ impl SimStats {
         self.reads_failed += other.reads_failed;
         self.read_latency_total_us += other.read_latency_total_us;
         self.crashes += other.crashes;
+        self.membership_asked += other.membership_asked;
+        self.membership_committed += other.membership_committed;
+        for (name, count) in &other.membership_refused {
+            *self.membership_refused.entry(name).or_default() += count;
+        }
+        self.nodes_added += other.nodes_added;
+        self.nodes_removed += other.nodes_removed;
+        self.leader_removals += other.leader_removals;
         self.crashes_mid_batch += other.crashes_mid_batch;
         self.restarts += other.restarts;
         for (sum, count) in self.partitions.iter_mut().zip(other.partitions) {
@@ -212,6 +233,9 @@ impl SimStats {
 
     /// Counts a `SteppedDown` action for `reason`.
     pub fn count_step_down(&mut self, reason: StepDownReason) {
+        if reason == StepDownReason::Removed {
+            self.leader_removals += 1;
+        }
         let slot = match reason {
             StepDownReason::QuorumLost => 0,
             StepDownReason::StorageStalled => 1,
@@ -239,6 +263,30 @@ impl SimStats {
         format!(
             "{} disk stalls, {} over the stall limit; {} inputs lost to a full queue",
             self.stalls, self.stalls_over_limit, self.stall_inputs_lost
+        )
+    }
+
+    /// The membership changes, for the summary line.
+    pub fn membership_line(&self) -> String {
+        let refused: u64 = self.membership_refused.values().sum();
+        let reasons: Vec<String> = self
+            .membership_refused
+            .iter()
+            .map(|(name, count)| format!("{count} {name}"))
+            .collect();
+        let reasons = if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        };
+        format!(
+            "{} changes asked, {} committed, {refused} refused or failed{reasons}; \
+             {} nodes added, {} removed and stopped; {} leaders removed",
+            self.membership_asked,
+            self.membership_committed,
+            self.nodes_added,
+            self.nodes_removed,
+            self.leader_removals
         )
     }
 

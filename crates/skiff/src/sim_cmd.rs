@@ -8,7 +8,7 @@ use clap::builder::TypedValueParser as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use skiff_sim::{
     network::NODES_MAX, options::READ_SHARE_DEFAULT, run_seed_traced, run_seeds, DiskFaults,
-    FaultProfile, Limit, SeedsPlan, SeedsSummary, SimOptions, SimReport,
+    FaultProfile, Limit, MembershipProfile, SeedsPlan, SeedsSummary, SimOptions, SimReport,
 };
 use std::fmt::Write as _;
 use std::io::Write;
@@ -28,6 +28,7 @@ Examples:
   skiff sim --faults none --loss 0.2 --seeds 1..=50  # a profile with one rate overridden
   skiff sim --faults partitions --prevote off --check-quorum off  # compare: election storms
   skiff sim --faults chaos --seeds 1..=1000 --reads 0.5 --lease-reads 20ms  # half reads, from leases
+  skiff sim --faults chaos --membership churn --seeds 1..=1000 --nodes 5  # members come and go
 
 Seed ranges read as in Rust: 1..=200 is seeds 1 to 200, 1..200 stops at 199.
 Each seed runs a cluster through the faults for --duration (or --steps), then a
@@ -44,7 +45,12 @@ pre-votes before standing, a leader without a majority stepping down. After
 every heal (a partition healing, a restart, a disk stall ending) a leader that
 a majority follows must be back within 20 election timeouts (3 s by default);
 the summary gives the mean and longest time without one, and the elections per
-simulated minute under partial partitions (one-way, bridge). On a violation the report names the
+simulated minute under partial partitions (one-way, bridge). With --membership
+churn the voters and learners change all along (spare node ids join fresh,
+are promoted, removed, the leader among them, and join again with a wiped
+disk): every commit must be held by a majority of its leader's configuration,
+every change answered once, and a removed node must not raise the voters'
+terms; the summary counts the changes. On a violation the report names the
 seed, the rule, the last lines of the trace and the command that replays it;
 the exit status is then 1. The same seed and options always give the same
 trace hash.";
@@ -75,6 +81,16 @@ pub struct SimArgs {
     /// Fault profile: none, lossy, partitions, crashes or chaos.
     #[arg(long, default_value = "chaos")]
     faults: FaultProfile,
+    /// Membership: `fixed` (the --nodes first voters stay), or `churn`:
+    /// up to four spare node ids beyond --nodes join as learners (with
+    /// empty disks) and are promoted; voters (the leader too) and learners
+    /// are removed, keep running a while, then stop; removed spares join
+    /// again with wiped disks. About four changes are asked per simulated
+    /// second, mostly of the leader, and at once of a new leader half the
+    /// time; the voters stay between --nodes less two (at least 3) and
+    /// --nodes.
+    #[arg(long, value_name = "fixed|churn", default_value = "fixed")]
+    membership: MembershipProfile,
     /// Probability, 0 to 1, that a message is lost (overrides the profile).
     #[arg(long, value_parser = probability)]
     loss: Option<f64>,
@@ -221,6 +237,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<()> {
 fn options_of(args: &SimArgs) -> SimOptions {
     let mut options = SimOptions::new(args.seed.unwrap_or(1)).with_profile(args.faults);
     options.nodes = args.nodes;
+    options.membership = args.membership;
     options.clients = args.clients;
     options.read_share = args.reads;
     options.lease_read_margin_ms = args
@@ -413,13 +430,14 @@ fn headline(
         Limit::Steps(steps) => format!("{steps} steps"),
     };
     format!(
-        "skiff sim: seeds {}..{}, {} nodes, {} clients, faults {} (loss {}, dup {}, slow {}, \
+        "skiff sim: seeds {}..{}, {} nodes, membership {}, {} clients, faults {} (loss {}, dup {}, slow {}, \
          {} partitions/s, {} crashes/s, {} stalls/s, {} transfers/s), disk faults {}, forgeries {}, snapshots {}, \
          prevote {}, check-quorum {}, reads {} (lease {}), {limit} per seed then a quiet period, \
          {jobs} jobs",
         seeds.start(),
         seeds.end(),
         args.nodes,
+        args.membership,
         args.clients,
         args.faults,
         f.loss,
@@ -498,6 +516,9 @@ fn write_summary(
     writeln!(out, "  faults      {}", s.faults_line())?;
     writeln!(out, "  stalls      {}", s.stalls_line())?;
     writeln!(out, "  transfers   {}", s.transfers_line())?;
+    if args.membership != MembershipProfile::Fixed {
+        writeln!(out, "  membership  {}", s.membership_line())?;
+    }
     writeln!(out, "  leadership  {}", s.step_downs_line())?;
     writeln!(
         out,
@@ -589,6 +610,9 @@ fn same_options(args: &SimArgs, seed: u64) -> String {
             let _ = write!(command, " --duration {}", duration_arg::render(duration));
         }
         (None, None) => {}
+    }
+    if args.membership != MembershipProfile::Fixed {
+        let _ = write!(command, " --membership {}", args.membership);
     }
     if args.disk_faults != DiskFaults::Off {
         let _ = write!(command, " --disk-faults={}", args.disk_faults);

@@ -35,8 +35,8 @@ impl CheckQuorum {
         self.since.insert(node, now);
     }
 
-    /// Checks the batch of `node` (`timeout`: its alarm fired) in a cluster
-    /// of `peers`, whose majority is `quorum`; `window` is the election
+    /// Checks the batch of `node` (`timeout`: its alarm fired) whose
+    /// latest configuration's voters are `peers`, with majority `quorum`; `window` is the election
     /// timeout plus two heartbeats.
     #[allow(clippy::too_many_arguments)]
     pub fn end_batch(
@@ -71,7 +71,9 @@ impl CheckQuorum {
                 last.max(since) >= from
             })
             .count();
-        if heard + 1 >= quorum {
+        // A leader its latest configuration removed does not count itself.
+        let itself = usize::from(peers.contains(&node));
+        if heard + itself >= quorum {
             return Ok(());
         }
         Err(Failure::new(

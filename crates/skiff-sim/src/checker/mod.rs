@@ -14,8 +14,11 @@
 pub mod agreed;
 pub mod appended_once;
 pub mod applied_state;
+pub mod change_answered_once;
+pub mod change_ready;
 pub mod check_quorum;
 pub mod commit_durable;
+pub mod commit_quorum;
 pub mod committed_kept;
 pub mod current_term_commit;
 pub mod damage_noticed;
@@ -30,10 +33,12 @@ pub mod linearizable_read;
 pub mod liveness;
 pub mod log_matching;
 pub mod no_false_rejection;
+pub mod outstanding;
 pub mod overwritten;
 pub mod persistence_order;
 pub mod prevote_first;
 pub mod read_answered_once;
+pub mod removed_quiet;
 pub mod repair_before_vote;
 pub mod snapshot_state;
 pub mod state_machine_safety;
@@ -49,11 +54,11 @@ use agreed::AgreedLog;
 use linearizable_read::ReadFloor;
 use prevote_first::Stepped;
 use skiff_core::{
-    Action, Bytes, CommitError, HardState, LogIndex, Machine, Message, NodeId, ReadId, Role,
-    SnapshotMeta, Term,
+    Action, Bytes, CommitError, HardState, LogIndex, Machine, Membership, Message, NodeId, ReadId,
+    Role, SnapshotMeta, Term,
 };
 use state_machine_safety::{CommitOutcome, StateMachineSafety};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 /// A property the simulator checks.
@@ -125,6 +130,18 @@ pub enum Rule {
     /// Every leadership transfer a machine is asked for is answered exactly
     /// once per life of the node.
     TransferAnsweredOnce,
+    /// Every entry a leader commits is held by a majority of the voters
+    /// of its latest configuration.
+    CommitQuorum,
+    /// Every membership change a machine is asked for is answered exactly
+    /// once per life of the node.
+    ChangeAnsweredOnce,
+    /// A node removed by a committed configuration raises no voter's term
+    /// (with PreVote on).
+    RemovedNodeQuiet,
+    /// A leader appends a configuration only after committing an entry of
+    /// its own term.
+    ChangeReady,
     /// A machine panicked (a broken invariant inside the core).
     Panic,
 }
@@ -161,6 +178,10 @@ impl Rule {
             Rule::LinearizableRead => "Linearizable Read",
             Rule::ReadAnsweredOnce => "Read Answered Once",
             Rule::TransferAnsweredOnce => "Transfer Answered Once",
+            Rule::CommitQuorum => "Commit Quorum",
+            Rule::ChangeAnsweredOnce => "Change Answered Once",
+            Rule::RemovedNodeQuiet => "Removed Node Quiet",
+            Rule::ChangeReady => "Change Ready",
             Rule::Panic => "Panic",
         }
     }
@@ -324,6 +345,12 @@ pub struct Checkers {
     reads: linearizable_read::LinearizableRead,
     reads_once: read_answered_once::ReadAnsweredOnce,
     transfers_once: transfer_answered_once::TransferAnsweredOnce,
+    changes_once: change_answered_once::ChangeAnsweredOnce,
+    removed_quiet: removed_quiet::RemovedQuiet,
+    /// Each node's latest configuration, as the driver last reported it
+    /// ([`Checkers::note_membership`]); `peers` as voters for a node not
+    /// reported.
+    memberships: HashMap<NodeId, Membership, StableBuildHasher>,
     /// Each node told by the leader of its term to stand (`TimeoutNow`),
     /// with the term it may stand for: the terms its vote requests marked
     /// `transfer` may honestly name (one per transfer; a delayed request
@@ -338,6 +365,10 @@ pub struct Checkers {
 impl Checkers {
     /// Checkers for a cluster of nodes `1..=nodes`.
     pub fn new(nodes: usize) -> Checkers {
+        let peers: Vec<NodeId> = (1..=nodes as u64).map(NodeId).collect();
+        let bootstrap = Membership::new(peers.iter().copied(), []).unwrap_or_else(|| {
+            Membership::new([NodeId(1)], []).expect("one voter is a configuration")
+        });
         Checkers {
             election: Default::default(),
             append_only: Default::default(),
@@ -356,12 +387,22 @@ impl Checkers {
             reads: Default::default(),
             reads_once: Default::default(),
             transfers_once: Default::default(),
+            changes_once: Default::default(),
+            removed_quiet: removed_quiet::RemovedQuiet::new(bootstrap),
+            memberships: Default::default(),
             transfer_told: Default::default(),
             leadership: Leadership::default(),
-            peers: (1..=nodes as u64).map(NodeId).collect(),
+            peers,
             now: 0,
             batch: None,
         }
+    }
+
+    /// The same checkers, for a world whose node ids run to `pool` (spare
+    /// nodes beyond the first voters, which membership changes add).
+    pub fn with_pool(mut self, pool: usize) -> Checkers {
+        self.commits = StateMachineSafety::new(pool.max(self.peers.len()));
+        self
     }
 
     /// The same checkers, also checking the rules of PreVote, CheckQuorum
@@ -426,6 +467,47 @@ impl Checkers {
         self.prevote.forget(node);
         self.reads_once.crashed(node);
         self.transfers_once.crashed(node);
+        self.changes_once.crashed(node);
+    }
+
+    /// `node` starts a new life with a wiped disk (a spare added again
+    /// under the same id): its commit stream starts over. Its former votes
+    /// and acknowledgements still bind it (Vote Once, Repair Before Vote):
+    /// the cluster may still count them.
+    pub fn fresh(&mut self, node: NodeId) {
+        self.crashed(node);
+        self.commits.restarted(node, LogIndex(0));
+        self.memberships.remove(&node);
+    }
+
+    /// `membership` is `node`'s latest configuration now (drivers report
+    /// it before `end_batch`; cheap when it did not change).
+    pub fn note_membership(&mut self, node: NodeId, membership: &Membership) {
+        if self.memberships.get(&node) != Some(membership) {
+            self.memberships.insert(node, membership.clone());
+        }
+    }
+
+    /// The configuration `membership` committed, the first time its entry
+    /// did anywhere.
+    pub fn config_committed(&mut self, membership: &Membership) {
+        self.removed_quiet.committed(membership);
+    }
+
+    /// `node`'s machine is about to be asked for a membership change.
+    pub fn membership_asked(&mut self, node: NodeId) {
+        self.changes_once.asked(node);
+    }
+
+    /// After a batch performed in full: `node` owes at most one change.
+    pub fn changes_held(&self, node: NodeId) -> Result<(), Failure> {
+        self.changes_once.check_held(node)
+    }
+
+    /// The term the node of the batch in progress led before it, if it led.
+    pub fn batch_led(&self) -> Option<Term> {
+        let batch = self.batch.as_ref()?;
+        (batch.before.role == Role::Leader).then_some(batch.before.term)
     }
 
     /// `node` goes on at the current time after being blocked by a stalled
@@ -516,6 +598,7 @@ impl Checkers {
             Action::ReadReady { id, .. } => self.reads_once.answered(node, *id, "ReadReady"),
             Action::ReadFailed { id, .. } => self.reads_once.answered(node, *id, "ReadFailed"),
             Action::TransferEnded { .. } => self.transfers_once.answered(node),
+            Action::MembershipChangeEnded { .. } => self.changes_once.answered(node),
             Action::Send {
                 to,
                 message: Message::VoteResp(resp),
@@ -570,12 +653,16 @@ impl Checkers {
                     .observe_commit(node, node_term, index, term, data)?
                 {
                     CommitOutcome::Known => Ok(()),
+                    // A configuration may rightly recur (added, removed,
+                    // added again): only client data is appended once.
+                    CommitOutcome::Extended { .. } if is_config(data) => Ok(()),
                     CommitOutcome::Extended { earlier } => {
                         appended_once::check_extension(node, data, index, earlier)?;
                         self.overwritten.observe_commit(data, index)
                     }
                 }
             }
+            Err(CommitError::Overwritten { .. }) if is_config(data) => Ok(()),
             Err(CommitError::Overwritten { index, .. }) => {
                 self.overwritten
                     .observe_report(node, data, index, self.commits.agreed())
@@ -606,6 +693,7 @@ impl Checkers {
         let stood = after.role == Role::Candidate
             && (before.role != Role::Candidate || before.term != after.term);
         if stood {
+            self.removed_quiet.stood(node, after.term);
             let what = format!("stood for election in term {}", after.term);
             self.repair
                 .check(node, disk, self.commits.agreed(), &what)?;
@@ -619,6 +707,9 @@ impl Checkers {
         if let Some(received) = batch.received_term {
             term_adoption::check(node, received, &before, &after)?;
         }
+        if self.leadership.pre_vote && after.term > before.term && !stood && !took_office {
+            self.removed_quiet.check_adoption(node, after.term)?;
+        }
         self.end_leadership_batch(node, &batch, &after)?;
         durable_state::check_batch_end(node, &after, disk)
     }
@@ -631,29 +722,27 @@ impl Checkers {
         after: &NodeView,
     ) -> Result<(), Failure> {
         let (before, now) = (&batch.before, self.now);
-        let quorum = self.peers.len() / 2 + 1;
+        // The node's own latest configuration sets its majority, as the
+        // core counts it.
+        let voters = self
+            .memberships
+            .get(&node)
+            .map_or(&self.peers[..], |m| m.voters());
+        let quorum = voters.len() / 2 + 1;
         if self.lease_on() {
             self.lease
                 .end_batch(node, before, after, batch.leader_request, now);
         }
         if self.leadership.pre_vote {
             self.prevote
-                .end_batch(node, before, after, batch.stepped, quorum)?;
+                .end_batch(node, before, after, batch.stepped, voters, quorum)?;
         }
         if self.leadership.check_quorum {
             let l = &self.leadership;
             let window = l.election_timeout_us + 2 * l.heartbeat_us;
             let timeout = batch.stepped == Stepped::Timeout;
-            self.check_quorum.end_batch(
-                node,
-                before,
-                after,
-                timeout,
-                &self.peers,
-                quorum,
-                now,
-                window,
-            )?;
+            self.check_quorum
+                .end_batch(node, before, after, timeout, voters, quorum, now, window)?;
         }
         Ok(())
     }
@@ -768,4 +857,11 @@ impl Checkers {
     pub fn reads_held(&self, node: NodeId, held: usize) -> Result<(), Failure> {
         self.reads_once.check_held(node, held)
     }
+}
+
+/// Whether committed `data` is a configuration entry's. The simulator's
+/// client data (`cN-M` text, or a leader's empty entry) never decodes as
+/// one.
+fn is_config(data: &[u8]) -> bool {
+    Membership::decode(data).is_ok()
 }

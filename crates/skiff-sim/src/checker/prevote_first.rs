@@ -48,13 +48,15 @@ pub struct PreVoteFirst {
 
 impl PreVoteFirst {
     /// Checks the batch of `node` that took it from `before` to `after`,
-    /// having stepped `stepped`, in a cluster whose majority is `quorum`.
+    /// having stepped `stepped`, whose latest configuration's voters are
+    /// `voters`, with majority `quorum`.
     pub fn end_batch(
         &mut self,
         node: NodeId,
         before: &NodeView,
         after: &NodeView,
         stepped: Stepped,
+        voters: &[NodeId],
         quorum: usize,
     ) -> Result<(), Failure> {
         if let Stepped::Message {
@@ -70,7 +72,7 @@ impl PreVoteFirst {
             }
         }
         if after.term > before.term {
-            self.check_rise(node, before, after, stepped, quorum)?;
+            self.check_rise(node, before, after, stepped, voters, quorum)?;
         }
         let asks_anew = after.role == Role::PreCandidate
             && (before.role != Role::PreCandidate
@@ -91,13 +93,18 @@ impl PreVoteFirst {
         before: &NodeView,
         after: &NodeView,
         stepped: Stepped,
+        voters: &[NodeId],
         quorum: usize,
     ) -> Result<(), Failure> {
         let stood = matches!(after.role, Role::Candidate | Role::Leader);
         let adopted = matches!(stepped, Stepped::Message { term, .. } if term >= after.term);
         if stood {
             let grants = match self.rounds.get(&node) {
-                Some((asked, grants)) if *asked == after.term => grants.len(),
+                // Only its configuration's voters count (a learner's or a
+                // removed node's grant elects nobody).
+                Some((asked, grants)) if *asked == after.term => {
+                    grants.iter().filter(|g| voters.contains(g)).count()
+                }
                 _ => 0,
             };
             // A cluster of one is its own majority: nobody to ask.

@@ -5,42 +5,32 @@
 //! still runs ([`Machine::transfer_target`](skiff_core::Machine::transfer_target))
 //! is unanswered. A crash forgets the node's transfers.
 
+use super::outstanding::Outstanding;
 use super::{Failure, Rule};
-use crate::hash::StableBuildHasher;
 use skiff_core::NodeId;
-use std::collections::HashMap;
 
 /// The transfers each node was asked for and has not answered.
 #[derive(Debug, Default)]
 pub struct TransferAnsweredOnce {
-    outstanding: HashMap<NodeId, u64, StableBuildHasher>,
+    outstanding: Outstanding,
 }
 
 impl TransferAnsweredOnce {
     /// `node` is asked for a transfer.
     pub fn asked(&mut self, node: NodeId) {
-        *self.outstanding.entry(node).or_default() += 1;
+        self.outstanding.asked(node);
     }
 
     /// `node` answers a transfer.
     pub fn answered(&mut self, node: NodeId) -> Result<(), Failure> {
-        match self.outstanding.get_mut(&node) {
-            Some(count) if *count > 0 => {
-                *count -= 1;
-                Ok(())
-            }
-            _ => Err(Failure::new(
-                Rule::TransferAnsweredOnce,
-                vec![node],
-                format!("node {node} answered a transfer this life of it was not asked for"),
-            )),
-        }
+        self.outstanding
+            .answered(node, Rule::TransferAnsweredOnce, "a transfer")
     }
 
     /// After a batch, `node`'s machine runs a transfer or not (`running`):
     /// every other transfer it was asked for must have been answered.
     pub fn check_running(&self, node: NodeId, running: bool) -> Result<(), Failure> {
-        let outstanding = self.outstanding.get(&node).copied().unwrap_or(0);
+        let outstanding = self.outstanding.count(node);
         if outstanding <= u64::from(running) {
             return Ok(());
         }
@@ -57,7 +47,7 @@ impl TransferAnsweredOnce {
 
     /// `node` crashed: nobody waits for its transfers any more.
     pub fn crashed(&mut self, node: NodeId) {
-        self.outstanding.remove(&node);
+        self.outstanding.crashed(node);
     }
 }
 

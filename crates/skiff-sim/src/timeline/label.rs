@@ -65,6 +65,7 @@ pub fn event(event: &Event) -> String {
         Event::StorageStalled => "storage stalled".to_string(),
         Event::StorageRecovered => "storage recovered".to_string(),
         Event::TransferLeadership { to } => format!("transfer leadership to {to}"),
+        Event::ChangeMembership { change, .. } => format!("asked to {change}"),
         // The enum is non-exhaustive: an event added later is named by its kind.
         other => format!("{other:?}")
             .split(['(', ' ', '{'])

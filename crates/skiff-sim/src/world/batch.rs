@@ -36,6 +36,7 @@ pub(super) mod kind {
     pub const STALL_DROP: u64 = 18;
     pub const CLIENT_READ: u64 = 19;
     pub const TRANSFER: u64 = 20;
+    pub const MEMBERSHIP: u64 = 21;
 }
 
 /// What a machine is asked to do in a batch.
@@ -135,9 +136,16 @@ impl World {
     pub(super) fn start_machine(&mut self, index: usize, restart: bool) {
         let mut config = self.config.clone();
         config.id = self.nodes[index].id;
+        // A spare is not among the first voters: it joins (`membership.rs`).
+        config.join = config.id.0 > self.options.nodes as u64;
         config.seed = self.rng.fork_seed();
         let id = self.nodes[index].id;
-        match self.recover_disk(index, config) {
+        let started = if self.nodes[index].rejoin {
+            self.nodes[index].disk.restore_damaged(config)
+        } else {
+            self.recover_disk(index, config)
+        };
+        match started {
             Ok(machine) => {
                 let repairing = machine.repairing();
                 self.nodes[index].machine = Some(machine);
@@ -291,6 +299,7 @@ impl World {
         self.note_repair(index);
         self.maybe_take_snapshot(index);
         self.note_terms(index);
+        self.sharpen_churn(index);
     }
 
     /// After a batch performed in full (not one whose rest waits for a
@@ -306,7 +315,8 @@ impl World {
             .and_then(|()| {
                 let running = machine.transfer_target().is_some();
                 self.checkers.transfers_running(node.id, running)
-            });
+            })
+            .and_then(|()| self.checkers.changes_held(node.id));
         if let Err(failure) = checked {
             self.fail(failure);
         }
@@ -328,6 +338,7 @@ impl World {
         let Some(machine) = &node.machine else {
             return;
         };
+        self.checkers.note_membership(node.id, machine.membership());
         let mut checked = self
             .checkers
             .end_batch(node.id, NodeView::of(machine), &node.disk);
@@ -357,6 +368,10 @@ impl World {
             Action::Send { to, message } => self.send(index, to, message),
             Action::Alarm { ms } => self.arm_alarm(index, ms),
             Action::Commit { data, result } => {
+                if let Ok(at) = result {
+                    self.check_commit_quorum(index, at)?;
+                    self.note_config_commit(index, at, &data);
+                }
                 self.apply_commit(index, &data, result)?;
                 self.commit(index, data, result)?;
                 return self.serve_waiting_reads(index);
@@ -376,6 +391,7 @@ impl World {
             }
             Action::SteppedDown { reason } => self.stats.count_step_down(reason),
             Action::TransferEnded { result, .. } => self.transfer_ended(result),
+            Action::MembershipChangeEnded { result, .. } => self.change_ended(result),
             persistence => self.write_disk(index, persistence)?,
         }
         Ok(())
@@ -418,6 +434,9 @@ impl World {
     /// Hands a message to the network.
     fn send(&mut self, from: usize, to: NodeId, message: Message) {
         self.stats.messages_sent += 1;
+        if let Message::AppendEntriesReq(req) = &message {
+            self.note_epoch_sent(from, to, req);
+        }
         let to_index = (to.0 as usize).wrapping_sub(1);
         let fate = if to_index < self.nodes.len() && to_index != from {
             self.network.fate(&mut self.rng, self.now, from, to_index)

@@ -77,6 +77,23 @@ impl World {
         self.run_batch(index, Input::Step(Event::Receive { from, message }), None);
     }
 
+    /// The epoch node index `leader` last sent `to` in an append request
+    /// of `term` (0 if none: a follower present when it took office).
+    fn epoch_sent(&self, leader: usize, to: NodeId, term: Term) -> u64 {
+        match self.epochs_sent.get(&(leader, to)) {
+            Some((sent_in, epoch)) if *sent_in == term => *epoch,
+            _ => 0,
+        }
+    }
+
+    /// Remembers the epoch of an append request node index `leader` sends
+    /// `to`, for forged answers (`craft`).
+    pub(super) fn note_epoch_sent(&mut self, leader: usize, to: NodeId, req: &AppendEntriesReq) {
+        if self.options.forgeries {
+            self.epochs_sent.insert((leader, to), (req.term, req.epoch));
+        }
+    }
+
     /// A forgery that node index `index`, as it stands, must reject.
     fn craft(&mut self, index: usize) -> Option<Forgery> {
         let machine = self.nodes[index].machine.as_ref()?;
@@ -85,6 +102,7 @@ impl World {
         let (role, leader, vote) = (machine.role(), machine.leader(), machine.voted_for());
         let last_index = machine.last_index();
         let lead_max = machine.config().term_lead_max;
+        let tracked = machine.membership().clone();
         let size = self.nodes.len() as u64;
         let others: Vec<NodeId> = (1..=size).map(NodeId).filter(|id| *id != me).collect();
         if others.is_empty() {
@@ -112,7 +130,11 @@ impl World {
         let mut kinds = vec![0, 1, 2, 3, 4, 5];
         if role == Role::Leader {
             kinds.push(6); // a second leader's request
-            kinds.push(7); // a success for entries never sent
+                           // A success for entries never sent, in the name of a member: a
+                           // leader does not judge answers from nodes it does not track.
+            if tracked.contains(from) {
+                kinds.push(7);
+            }
         } else if leader.is_some_and(|known| others.iter().any(|other| *other != known)) {
             kinds.push(6); // a request from a member other than the known leader
         }
@@ -208,13 +230,18 @@ impl World {
                 }
             }
             7 => {
+                // Stamped with the epoch the leader last sent this member
+                // in its term: an answer of another epoch is dropped as a
+                // stale one from a former membership (re-added nodes),
+                // unjudged, and the forgery would prove nothing.
+                let epoch = self.epoch_sent(index, from, term);
                 let beyond = LogIndex(last_index.0.saturating_add(1 + self.rng.below(100)));
                 let message = Message::AppendEntriesResp(AppendEntriesResp {
                     term,
                     success: true,
                     index: beyond,
                     read_round: 0,
-                    epoch: 0,
+                    epoch,
                 });
                 Forgery {
                     from,

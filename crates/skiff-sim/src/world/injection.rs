@@ -25,6 +25,7 @@ impl World {
         );
         self.schedule_stall();
         self.schedule_transfer();
+        self.schedule_change();
     }
 
     /// Schedules `event` after a gap whose mean is one over `rate_per_s`.
@@ -69,29 +70,22 @@ impl World {
     /// Whether one more node may crash: at most a minority is down or about
     /// to go down at once (one node, in clusters of one or two).
     pub(super) fn crash_allowed(&self) -> bool {
-        let nodes = self.nodes.len();
-        let unavailable = self.nodes.iter().filter(|n| n.unavailable()).count();
+        // Counted among the voters the world counts on (all nodes, without
+        // membership churn).
+        let voters = self.voter_indices();
+        let nodes = voters.len();
+        let unavailable = voters
+            .iter()
+            .filter(|i| self.nodes[**i].unavailable())
+            .count();
         unavailable < (nodes - (nodes / 2 + 1)).max(1)
     }
 
     /// Node index `index` crashes: its machine and everything not on its
     /// disk are gone. It restarts after a random down time.
     pub(super) fn crash(&mut self, index: usize, mid_batch: bool) {
-        let node = &mut self.nodes[index];
-        node.machine = None;
-        // Reads waiting for the application are lost: their clients time out.
-        node.reads.clear();
-        node.incarnation += 1;
-        node.alarm_generation += 1;
-        node.alarm_at = None;
-        node.alarm_event_at = None;
-        node.crash_armed = false;
-        node.stall_armed = None;
-        // What waited for a stalled disk is lost with the node.
-        node.stall = None;
-        let id = node.id;
-        self.checkers.crashed(id);
-        self.heal.disturbed();
+        self.lose_machine(index);
+        let id = self.nodes[index].id;
         if mid_batch {
             self.stats.crashes_mid_batch += 1;
         } else {
@@ -113,7 +107,6 @@ impl World {
             };
             timeline.step(self.now, index, what, "", None);
         }
-        self.snapshots.crashed(index);
         self.crash_disk(index);
         let (low, high) = if self.rng.below(2) == 0 {
             DOWN_SHORT_US
@@ -125,10 +118,31 @@ impl World {
             .push(self.now + down, WorldEvent::Restart { node: index });
     }
 
+    /// Node index `index`'s machine is gone (a crash, or a stop), with
+    /// everything not on its disk.
+    pub(super) fn lose_machine(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        node.machine = None;
+        // Reads waiting for the application are lost: their clients time out.
+        node.reads.clear();
+        node.incarnation += 1;
+        node.alarm_generation += 1;
+        node.alarm_at = None;
+        node.alarm_event_at = None;
+        node.crash_armed = false;
+        node.stall_armed = None;
+        // What waited for a stalled disk is lost with the node.
+        node.stall = None;
+        let id = node.id;
+        self.checkers.crashed(id);
+        self.heal.disturbed();
+        self.snapshots.crashed(index);
+    }
+
     /// A crashed node comes back (a node already up, restarted by the quiet
     /// period, ignores its old restart).
     pub(super) fn restart(&mut self, index: usize) {
-        if self.nodes[index].machine.is_none() {
+        if self.nodes[index].machine.is_none() && self.nodes[index].present {
             self.start_machine(index, true);
             self.maybe_healed();
         }
@@ -203,7 +217,7 @@ impl World {
         ));
         for index in 0..self.nodes.len() {
             self.nodes[index].crash_armed = false;
-            if self.nodes[index].machine.is_none() {
+            if self.nodes[index].machine.is_none() && self.nodes[index].present {
                 self.start_machine(index, true);
             }
         }

@@ -34,12 +34,15 @@ impl World {
     }
 
     /// Whether some running leader of term `t` is followed, in `t`, by a
-    /// majority (itself included) of running nodes.
+    /// majority (itself included) of the voters the world counts on
+    /// (every node, without membership churn).
     fn cluster_led(&self) -> bool {
-        let quorum = self.nodes.len() / 2 + 1;
+        let voters = self.voter_indices();
+        let quorum = voters.len() / 2 + 1;
         let running = || {
-            self.nodes
+            voters
                 .iter()
+                .map(|i| &self.nodes[*i])
                 .filter(|node| node.stall.is_none())
                 .filter_map(|node| node.machine.as_ref())
         };
@@ -59,9 +62,10 @@ impl World {
     /// both ways, pair by pair. Clusters hold at most nine nodes: every subset
     /// is tried.
     fn majority_connected(&self) -> bool {
-        let nodes = self.nodes.len();
-        let quorum = nodes / 2 + 1;
-        let running: Vec<usize> = (0..nodes)
+        let voters = self.voter_indices();
+        let quorum = voters.len() / 2 + 1;
+        let running: Vec<usize> = voters
+            .into_iter()
             .filter(|i| {
                 let node = &self.nodes[*i];
                 node.machine.is_some() && node.stall.is_none() && !node.faulty()

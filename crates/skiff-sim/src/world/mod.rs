@@ -14,14 +14,18 @@
 //! `clients` handles client requests (appends and reads), `storage` the
 //! disks' faults, `snapshots` the nodes' snapshots and their transfers,
 //! `forgery` the forged messages of `--forge`, `stall` the disks that
-//! hang, and `leadership` the time without a leader after heals and the
-//! elections under partial partitions.
+//! hang, `leadership` the time without a leader after heals and the
+//! elections under partial partitions, `transfers` the leadership
+//! transfers asked, and `membership` the membership churn (spare nodes
+//! joining, promotions, removals, re-adds with wiped disks) and the
+//! commit-quorum and change-ready checks that need every node's disk.
 
 mod batch;
 mod clients;
 mod forgery;
 mod injection;
 mod leadership;
+mod membership;
 mod snapshots;
 mod stall;
 mod storage;
@@ -87,6 +91,13 @@ enum WorldEvent {
     StallEnd { node: usize, incarnation: u64 },
     /// The injector's next leadership transfer (`transfers.rs`).
     TransferStart,
+    /// The next membership change asked, with churn (`membership.rs`).
+    ChangeStart,
+    /// A change asked at once of a leader just elected (`membership.rs`).
+    ChangeAfterElection,
+    /// A node outside the cluster's configurations is stopped, unless it
+    /// started a new life meanwhile (`membership.rs`).
+    Stop { node: usize, incarnation: u64 },
 }
 
 /// One member of the cluster.
@@ -123,6 +134,16 @@ struct SimNode {
     stall_armed: Option<Micros>,
     /// The stall in progress: the node steps nothing meanwhile.
     stall: Option<stall::Stall>,
+    /// Part of the world: a first voter, or a spare started to join and
+    /// not stopped since (`membership.rs`). Only present nodes restart.
+    present: bool,
+    /// Its stop is scheduled (`membership.rs`).
+    stopping: bool,
+    /// When it last started with a wiped disk (0 for the first voters).
+    joined_at: Micros,
+    /// It joins again after a former life and restarts repairing until
+    /// it has repaired (`membership.rs`).
+    rejoin: bool,
 }
 
 impl SimNode {
@@ -187,6 +208,12 @@ pub struct World {
     partial_since: Option<Micros>,
     /// The recording for the page, when one is asked for (`timeline`).
     timeline: Option<Box<Timeline>>,
+    /// The membership's churn, when the profile asks for it (`membership.rs`).
+    churn: Option<Box<membership::Churn>>,
+    /// With forgeries on: the term and epoch of the last append request
+    /// each node index sent each node (`forgery.rs`).
+    epochs_sent:
+        std::collections::HashMap<(usize, NodeId), (Term, u64), crate::hash::StableBuildHasher>,
 }
 
 /// What a finished run returns to the runner.
@@ -210,7 +237,8 @@ impl World {
     pub fn new(options: &SimOptions, output: TraceOutput) -> World {
         let mut rng = SimRng::new(options.seed);
         let config = draw_config(options, &mut rng);
-        let nodes = (1..=options.nodes as u64)
+        let pool = membership::pool_size(options.nodes, options.membership);
+        let nodes = (1..=pool as u64)
             .map(|id| SimNode {
                 id: NodeId(id),
                 machine: None,
@@ -225,6 +253,10 @@ impl World {
                 reads: Vec::new(),
                 stall_armed: None,
                 stall: None,
+                present: id <= options.nodes as u64,
+                stopping: false,
+                joined_at: 0,
+                rejoin: false,
             })
             .collect();
         let snapshots = snapshots::Snapshots::draw(options, &mut rng);
@@ -237,12 +269,14 @@ impl World {
             network: Network::new(&options.faults),
             clients: (1..=options.clients).map(Client::new).collect(),
             read_chance: Chance::new(options.read_share),
-            checkers: Checkers::new(options.nodes).with_leadership(Leadership {
-                pre_vote: options.pre_vote,
-                check_quorum: options.check_quorum,
-                election_timeout_us: options.election_timeout_ms * 1000,
-                heartbeat_us: options.heartbeat_interval_ms * 1000,
-            }),
+            checkers: Checkers::new(options.nodes)
+                .with_pool(pool)
+                .with_leadership(Leadership {
+                    pre_vote: options.pre_vote,
+                    check_quorum: options.check_quorum,
+                    election_timeout_us: options.election_timeout_ms * 1000,
+                    heartbeat_us: options.heartbeat_interval_ms * 1000,
+                }),
             history: History::default(),
             stats: SimStats {
                 runs: 1,
@@ -261,6 +295,8 @@ impl World {
             highest_term: Term(0),
             partial_since: None,
             timeline: None,
+            churn: membership::draw(options.nodes, options.membership),
+            epochs_sent: Default::default(),
             options: options.clone(),
         }
     }
@@ -355,9 +391,18 @@ impl World {
                     .map_or("off".to_string(), |m| format!("{m}ms")),
                 f.transfer_rate,
             ));
+            if self.churn.is_some() {
+                let (first, pool) = (self.options.nodes, self.nodes.len());
+                self.trace.line(format_args!(
+                    "# membership=churn first_voters=1..={first} spares={}..={pool}",
+                    first + 1
+                ));
+            }
         }
         for index in 0..self.nodes.len() {
-            self.boot(index);
+            if self.nodes[index].present {
+                self.boot(index);
+            }
         }
         for client in 0..self.clients.len() {
             let at = self.rng.below(50_000);
@@ -394,6 +439,12 @@ impl World {
             WorldEvent::StallStart => self.stall_fault(),
             WorldEvent::StallEnd { node, incarnation } => self.end_stall(node, incarnation),
             WorldEvent::TransferStart => self.transfer_fault(),
+            WorldEvent::ChangeStart => {
+                self.schedule_change();
+                self.change_fault();
+            }
+            WorldEvent::ChangeAfterElection => self.change_fault(),
+            WorldEvent::Stop { node, incarnation } => self.stop(node, incarnation),
         }
     }
 

@@ -215,6 +215,7 @@ impl World {
         let done = node.machine.as_ref().is_some_and(|m| !m.repairing());
         if done && node.disk.unrepaired() {
             node.disk.set_unrepaired(false);
+            node.rejoin = false;
             self.stats.repairs += 1;
             let id = node.id;
             self.trace_world(format_args!("# {id} finished repairing"));
