@@ -371,11 +371,14 @@ fn message(input: &mut Unstructured<'_>, machine: &Machine, peers: u64) -> Resul
                     Ok(match input.int_in_range(0..=7)? {
                         // A configuration, or bytes that claim to be one.
                         0 => Entry::membership(term, &membership(input)?),
-                        1 => Entry {
-                            term,
-                            kind: skiff_core::EntryKind::Membership,
-                            data: Bytes::copy_from_slice(input.bytes(input.int_in_range(0..=12)?)?),
-                        },
+                        1 => {
+                            let len = input.int_in_range(0..=12)?;
+                            Entry {
+                                term,
+                                kind: skiff_core::EntryKind::Membership,
+                                data: Bytes::copy_from_slice(input.bytes(len)?),
+                            }
+                        }
                         _ => Entry::new(term, "e"),
                     })
                 })
