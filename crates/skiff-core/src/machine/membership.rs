@@ -45,14 +45,17 @@
 //!    a node removed and added again in one term starts from scratch.
 //!
 //! 6. A node started to join ([`Config::join`](crate::Config)) grants no
-//!    vote or pre-vote until its log holds a committed configuration that
-//!    names it. A machine that lost its disk may join again under its old
-//!    id: configurations of its former life, in stale logs, still name it a
-//!    voter, and with an empty log it would vote for a stale candidate that
-//!    lacks the entry removing it (the simulator found such a candidate
-//!    winning). Once its log holds the entry that added it again, which
-//!    follows that removal, every such candidate is less up to date than
-//!    it, and the usual log comparison refuses it.
+//!    vote or pre-vote and stands for no election until it has caught up:
+//!    until its commit index reaches the end of the first request a leader
+//!    sent it (the larger of the request's last index and its epoch, the
+//!    index of the entry that added it), which its log must then hold. A
+//!    machine that lost its disk may join again under its old id: stale
+//!    configurations still name it a voter, in other logs and in its own
+//!    while it catches up, and with a short log it would vote for, or be
+//!    elected by, a stale node that lacks the entry removing it (the
+//!    simulator found both). Once its log holds the entry that added it
+//!    again, which follows that removal, every such candidate is less up to
+//!    date than it, and the usual log comparison refuses it.
 //!
 //! The configuration in force at the snapshot travels with it
 //! ([`InstallSnapshotReq::membership`](crate::InstallSnapshotReq)) and is
@@ -374,17 +377,38 @@ impl Machine {
     }
 
     /// Whether this node may grant a (pre-)vote as far as membership goes
-    /// (rule 6): always, unless it joined and its committed configuration
-    /// does not name it yet.
+    /// (rule 6): unless it joins and has not caught up yet.
     pub(super) fn may_vote(&self) -> bool {
-        !self.config.join || self.configs.at(self.commit_index).contains(self.config.id)
+        self.joining.is_none()
+    }
+
+    /// A joiner heard a leader's request reaching `through` (rule 6): it
+    /// catches up at least that far before it votes or stands.
+    pub(super) fn note_joining(&mut self, through: LogIndex) {
+        if let Some(until) = &mut self.joining {
+            if *until == LogIndex::ZERO {
+                *until = through.max(LogIndex(1));
+            }
+        }
+    }
+
+    /// At the end of every step: a joiner whose commit index reached what
+    /// it must catch up to has joined.
+    pub(super) fn settle_joining(&mut self) {
+        if self
+            .joining
+            .is_some_and(|until| until > LogIndex::ZERO && self.commit_index >= until)
+        {
+            self.joining = None;
+        }
     }
 
     /// Whether this node may stand for election as far as membership goes
     /// (rule 4): it is a voter of its latest configuration, or of the one
     /// in force at its commit index (its removal is not committed yet).
     pub(super) fn may_stand(&self) -> bool {
-        self.is_voter() || self.configs.at(self.commit_index).is_voter(self.config.id)
+        self.may_vote()
+            && (self.is_voter() || self.configs.at(self.commit_index).is_voter(self.config.id))
     }
 
     /// Whether this node is a voter in its latest configuration.

@@ -146,6 +146,10 @@ pub struct Machine {
     /// Membership changes this node proposed as leader whose outcome is
     /// not known yet (`membership.rs`).
     pending_changes: Vec<membership::PendingChange>,
+    /// While a node started with `Config::join` has not caught up: the
+    /// index its commit index must reach before it votes or stands (0
+    /// until a leader is heard; `membership.rs`, rule 6).
+    joining: Option<LogIndex>,
 }
 
 /// An entry appended as leader, kept until its outcome is known.
@@ -443,6 +447,7 @@ impl Machine {
         Machine {
             rng: Rng::new(config.seed),
             match_scratch: Vec::with_capacity(config.peers.len()),
+            joining: config.join.then_some(LogIndex::ZERO),
             config,
             hard_state,
             hard_state_dirty: false,
@@ -714,6 +719,7 @@ impl Machine {
     fn finish_step(&mut self, actions: &mut Vec<Action>) {
         self.settle_removal(); // a removed leader leaves once that commits
         self.settle_changes(); // changes whose entries committed or were lost
+        self.settle_joining(); // a joiner that caught up may vote
         self.settle_reads(); // no read outlives the term or leader it was taken under
         self.settle_transfer(); // nor a transfer its leader's office
         self.persist_hard_state(actions);

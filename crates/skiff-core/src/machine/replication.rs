@@ -366,6 +366,8 @@ impl Machine {
             return;
         }
         let (leader_commit, round) = (req.commit, req.read_round);
+        let through = LogIndex(req.prev_index.0.saturating_add(req.entries.len() as u64));
+        self.note_joining(through.max(LogIndex(epoch))); // `membership.rs`, rule 6
         match self.accept_entries(req, actions) {
             Ok(matched) => {
                 self.reply_append(from, true, matched, round, epoch);
