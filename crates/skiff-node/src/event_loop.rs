@@ -1183,8 +1183,13 @@ impl EventLoop {
         let membership = self.machine.membership();
         let member = membership.contains(id);
         let committed = !self.machine.membership_change_pending();
-        let followed = (membership.clone(), committed);
-        if self.followed.as_ref() != Some(&followed) {
+        let unchanged = self
+            .followed
+            .as_ref()
+            .is_some_and(|(followed, was_committed)| {
+                followed == membership && *was_committed == committed
+            });
+        if !unchanged {
             // While a change is uncommitted, the members of the
             // configuration before it still take part: a leader that
             // removes itself leads until the change commits, and a removed
@@ -1215,7 +1220,7 @@ impl EventLoop {
             }
             let taking_part = member || previous.is_some_and(|p| p.contains(id));
             self.transport.set_peers(peers, taking_part);
-            self.followed = Some(followed);
+            self.followed = Some((membership.clone(), committed));
         }
         match (member, self.membership_state) {
             (true, _) => self.membership_state = MembershipState::Member,
@@ -1253,7 +1258,14 @@ impl EventLoop {
                 published != membership || *was_pending != pending
             });
         let leading = machine.role() == Role::Leader;
-        let lag_due = leading || !self.membership_view.borrow().lag.is_empty();
+        // A leader's lag is refreshed at most every interval; a node that
+        // stopped leading clears it at once.
+        let lag_due = match leading {
+            true => self
+                .lag_refreshed_at
+                .is_none_or(|at| at.elapsed() >= FOLLOWER_LAG_INTERVAL),
+            false => !self.membership_view.borrow().lag.is_empty(),
+        };
         if !changed && !lag_due {
             return;
         }
@@ -1269,19 +1281,13 @@ impl EventLoop {
         } else {
             Vec::new()
         };
-        if !changed {
-            let stale = self.membership_view.borrow().lag != lag;
-            let due = self
-                .lag_refreshed_at
-                .is_none_or(|at| at.elapsed() >= FOLLOWER_LAG_INTERVAL || !leading);
-            if !(stale && due) {
-                return;
-            }
+        self.lag_refreshed_at = Some(std::time::Instant::now());
+        if !changed && self.membership_view.borrow().lag == lag {
+            return;
         }
         let view = membership_view(machine, &self.bootstrap_book, lag);
         self.metrics
             .membership(membership.voters().len(), membership.learners().len());
-        self.lag_refreshed_at = Some(std::time::Instant::now());
         self.published_membership = Some((membership.clone(), pending));
         self.membership_view.send_replace(view);
     }
