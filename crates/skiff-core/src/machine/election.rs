@@ -128,7 +128,7 @@ impl Machine {
             // leader handed over (`transfer.rs`)
             && (!self.hears_leader() || req.transfer)
             && !self.quiet_after_restart() // `read_index.rs`: leases it granted may run
-            && self.may_vote() // `membership.rs`, rule 6
+            && self.may_vote(req.last_term, req.last_index) // `membership.rs`, rule 6
             && req.candidate == from
             && matches!(self.role, RoleState::Follower)
             && self.hard_state.voted_for.is_none_or(|vote| vote == from)

@@ -26,9 +26,9 @@
 //!    majorities), then steps down ([`StepDownReason::Removed`]), telling
 //!    a voter whose log is complete to stand at once
 //!    ([`TimeoutNow`], as a leadership transfer does).
-//! 4. A node that is a voter neither in its latest configuration nor in
-//!    the one in force at its commit index (a learner, a removed node, a
-//!    node joining) never stands for election, so a removed node does not
+//! 4. A node that is a voter neither in its latest configuration nor, while
+//!    that one is not known committed, in the one before (a learner, a
+//!    removed node, a node joining) never stands for election, so a removed node does not
 //!    raise the others' terms. It still answers every request; a candidate
 //!    counts only the votes of the voters of its latest configuration.
 //!    A voter whose removal is appended but not committed may still stand,
@@ -44,18 +44,21 @@
 //!    answers echo it; an answer of another epoch is stale and dropped, so
 //!    a node removed and added again in one term starts from scratch.
 //!
-//! 6. A node started to join ([`Config::join`](crate::Config)) grants no
-//!    vote or pre-vote and stands for no election until it has caught up:
-//!    until its commit index reaches the end of the first request a leader
-//!    sent it (the larger of the request's last index and its epoch, the
-//!    index of the entry that added it), which its log must then hold. A
+//! 6. A node that starts empty to join ([`Config::join`](crate::Config))
+//!    takes, from the first leader request that shows it one, a committed
+//!    entry (term, index) as its floor: the entry at the request's commit
+//!    index, or the snapshot's. Until its own log reaches the floor, it
+//!    stands for no election and grants a (pre-)vote only to a candidate
+//!    whose log reaches it; before any leader request, it grants none. A
 //!    machine that lost its disk may join again under its old id: stale
 //!    configurations still name it a voter, in other logs and in its own
 //!    while it catches up, and with a short log it would vote for, or be
-//!    elected by, a stale node that lacks the entry removing it (the
-//!    simulator found both). Once its log holds the entry that added it
-//!    again, which follows that removal, every such candidate is less up to
-//!    date than it, and the usual log comparison refuses it.
+//!    elected with, a stale node that lacks the entry removing it (the
+//!    simulator found both). The leader it first hears proposed nothing
+//!    after that removal before the removal committed, so the floor is at
+//!    or past it: a stale candidate is below the floor. A legitimate one
+//!    holds every committed entry, the floor included, so the rule never
+//!    refuses it.
 //!
 //! The configuration in force at the snapshot travels with it
 //! ([`InstallSnapshotReq::membership`](crate::InstallSnapshotReq)) and is
@@ -376,39 +379,51 @@ impl Machine {
             .is_some_and(|index| index > self.commit_index)
     }
 
-    /// Whether this node may grant a (pre-)vote as far as membership goes
-    /// (rule 6): unless it joins and has not caught up yet.
-    pub(super) fn may_vote(&self) -> bool {
-        self.joining.is_none()
-    }
-
-    /// A joiner heard a leader's request reaching `through` (rule 6): it
-    /// catches up at least that far before it votes or stands.
-    pub(super) fn note_joining(&mut self, through: LogIndex) {
-        if let Some(until) = &mut self.joining {
-            if *until == LogIndex::ZERO {
-                *until = through.max(LogIndex(1));
-            }
+    /// Whether this node may grant a (pre-)vote to a candidate whose log
+    /// ends at (`last_term`, `last_index`), as far as membership goes
+    /// (rule 6).
+    pub(super) fn may_vote(&self, last_term: Term, last_index: LogIndex) -> bool {
+        match self.joining {
+            None => true,
+            Some(None) => false,
+            Some(Some(floor)) => (last_term, last_index) >= floor,
         }
     }
 
-    /// At the end of every step: a joiner whose commit index reached what
-    /// it must catch up to has joined.
+    /// A joiner heard a leader's request that shows the committed entry
+    /// `floor` (rule 6); the first such request sets its floor.
+    pub(super) fn note_joining(&mut self, floor: (Term, LogIndex)) {
+        if self.joining == Some(None) {
+            self.joining = Some(Some(floor));
+        }
+    }
+
+    /// At the end of every step: a joiner whose log reached its floor has
+    /// joined; the ordinary log comparison is now at least as strict.
     pub(super) fn settle_joining(&mut self) {
-        if self
-            .joining
-            .is_some_and(|until| until > LogIndex::ZERO && self.commit_index >= until)
-        {
-            self.joining = None;
+        if let Some(Some(floor)) = self.joining {
+            if (self.log.last_term(), self.log.last_index()) >= floor {
+                self.joining = None;
+            }
         }
     }
 
     /// Whether this node may stand for election as far as membership goes
     /// (rule 4): it is a voter of its latest configuration, or of the one
-    /// in force at its commit index (its removal is not committed yet).
+    /// before it while the latest is not known committed (its removal may
+    /// not be committed yet).
     pub(super) fn may_stand(&self) -> bool {
-        self.may_vote()
-            && (self.is_voter() || self.configs.at(self.commit_index).is_voter(self.config.id))
+        let me = self.config.id;
+        // The configuration before the latest, while the latest is not
+        // known to have committed. (Not the one at the commit index: a
+        // restarted node's commit index starts at its snapshot, and it may
+        // be the only node that can finish the change.)
+        let before_latest = self
+            .configs
+            .latest_index()
+            .filter(|index| *index > self.commit_index)
+            .map(|index| self.configs.at(index.prev()));
+        self.joining.is_none() && (self.is_voter() || before_latest.is_some_and(|m| m.is_voter(me)))
     }
 
     /// Whether this node is a voter in its latest configuration.

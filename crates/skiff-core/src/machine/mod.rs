@@ -146,10 +146,10 @@ pub struct Machine {
     /// Membership changes this node proposed as leader whose outcome is
     /// not known yet (`membership.rs`).
     pending_changes: Vec<membership::PendingChange>,
-    /// While a node started with `Config::join` has not caught up: the
-    /// index its commit index must reach before it votes or stands (0
-    /// until a leader is heard; `membership.rs`, rule 6).
-    joining: Option<LogIndex>,
+    /// While a node that started empty with `Config::join` has not caught
+    /// up: the committed entry (term, index) a leader's first request
+    /// showed it, once one did (`membership.rs`, rule 6).
+    joining: Option<Option<(Term, LogIndex)>>,
 }
 
 /// An entry appended as leader, kept until its outcome is known.
@@ -447,7 +447,9 @@ impl Machine {
         Machine {
             rng: Rng::new(config.seed),
             match_scratch: Vec::with_capacity(config.peers.len()),
-            joining: config.join.then_some(LogIndex::ZERO),
+            // Only a node that starts with nothing is protected: a joiner
+            // restarted from its disk holds what it caught up to.
+            joining: (config.join && log.last_index() == LogIndex::ZERO).then_some(None),
             config,
             hard_state,
             hard_state_dirty: false,
@@ -527,8 +529,12 @@ fn validate_state(
     if state.damaged && (role != Role::Follower || sole_voter) {
         return Err(StateError::CannotRepair);
     }
-    let committed = configs.at(state.commit_index.max(snapshot.index));
-    let may_stand = configs.latest().is_voter(config.id) || committed.is_voter(config.id);
+    let before_latest = configs
+        .latest_index()
+        .filter(|index| *index > state.commit_index.max(snapshot.index))
+        .map(|index| configs.at(index.prev()));
+    let may_stand = configs.latest().is_voter(config.id)
+        || before_latest.is_some_and(|m| m.is_voter(config.id));
     if matches!(role, Role::Candidate | Role::PreCandidate) && !may_stand {
         return Err(StateError::NotAVoter);
     }

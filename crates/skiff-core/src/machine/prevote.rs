@@ -73,7 +73,7 @@ impl Machine {
             && !self.storage_stalled
             && !self.hears_leader()
             && !self.quiet_after_restart()
-            && self.may_vote() // `membership.rs`, rule 6
+            && self.may_vote(req.last_term, req.last_index) // `membership.rs`, rule 6
             && self.log.is_up_to_date(req.last_index, req.last_term);
         if granted {
             let resp = VoteResp {

@@ -366,8 +366,9 @@ impl Machine {
             return;
         }
         let (leader_commit, round) = (req.commit, req.read_round);
-        let through = LogIndex(req.prev_index.0.saturating_add(req.entries.len() as u64));
-        self.note_joining(through.max(LogIndex(epoch))); // `membership.rs`, rule 6
+        if let Some(floor) = committed_entry_shown(&req) {
+            self.note_joining(floor); // `membership.rs`, rule 6
+        }
         match self.accept_entries(req, actions) {
             Ok(matched) => {
                 self.reply_append(from, true, matched, round, epoch);
@@ -593,6 +594,21 @@ fn skip_covered(req: AppendEntriesReq, index: LogIndex) -> Result<AppendEntriesR
         entries: rest,
         ..req
     })
+}
+
+/// The (term, index) of the entry at the request's commit index, when the
+/// request shows that entry's term (`membership.rs`, rule 6).
+fn committed_entry_shown(req: &AppendEntriesReq) -> Option<(Term, LogIndex)> {
+    let last = req.prev_index.0.saturating_add(req.entries.len() as u64);
+    let index = req.commit.0.min(last);
+    if index < req.prev_index.0 || index == 0 {
+        return None;
+    }
+    let term = match (index - req.prev_index.0) as usize {
+        0 => req.prev_term,
+        offset => req.entries.get(offset - 1)?.term,
+    };
+    Some((term, LogIndex(index)))
 }
 
 /// `VecDeque::pop_front_if`, which needs a newer Rust than this crate's

@@ -79,7 +79,7 @@ impl Machine {
             self.reply_install(from, LogIndex::ZERO, epoch);
             return;
         }
-        self.note_joining(snapshot.index.max(LogIndex(epoch))); // `membership.rs`, rule 6
+        self.note_joining((snapshot.term, snapshot.index)); // `membership.rs`, rule 6
         if snapshot.index <= self.commit_index {
             // Rule 1: older than what is known committed here.
         } else if self.log.term_at(snapshot.index) == Some(snapshot.term) {

@@ -693,7 +693,16 @@ impl Checkers {
         let stood = after.role == Role::Candidate
             && (before.role != Role::Candidate || before.term != after.term);
         if stood {
-            self.removed_quiet.stood(node, after.term);
+            // A node whose own latest configuration already leaves it out
+            // stands only to finish its removal (the core's rule 4), which
+            // it may: it is not one that never heard of it.
+            let caretaker = self
+                .memberships
+                .get(&node)
+                .is_some_and(|latest| !latest.is_voter(node));
+            if !caretaker {
+                self.removed_quiet.stood(node, after.term);
+            }
             let what = format!("stood for election in term {}", after.term);
             self.repair
                 .check(node, disk, self.commits.agreed(), &what)?;

@@ -6,6 +6,11 @@
 //! not learn of it cannot win the pre-vote of a majority of its old
 //! configuration, since a majority of the new one holds the entry it
 //! lacks. Terms that others began and X merely passes on are not X's doing.
+//! A node whose own log holds the configuration removing it, but not yet
+//! its commit, may stand to finish the change (the core's
+//! `machine/membership.rs`, rule 4: otherwise two voters could be left
+//! where neither can win); the world does not report its candidacy here,
+//! and it wins only the pre-votes of a majority that hears no leader.
 //!
 //! A node removed and then added back (a spare restarted fresh) counts as
 //! removed until a configuration that holds it commits.

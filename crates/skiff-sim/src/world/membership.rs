@@ -21,13 +21,10 @@
 //! their id among `Config::peers` would make them a voter of the bootstrap
 //! configuration.
 //!
-//! The leader never removes itself from two voters here: the new
-//! configuration (the other voter alone) may reach only the leader's log
-//! before the leader loses its quorum and steps down; then the leader, not
-//! a voter of its latest configuration, never stands, and the other voter
-//! cannot win without the leader's vote (the leader's log is longer): no
-//! leader ever again. A core liveness bug, reported to the lead; the draw
-//! avoids it so that runs keep checking everything else.
+//! The leader removes itself too, from as few as two voters: a leader
+//! whose self-removal reached only its own log before it lost the other
+//! voter must be able to stand again and finish the change (the core's
+//! rule 4; without it such a cluster never elected a leader again).
 //!
 //! Without churn none of this draws a random number, so that seeds of the
 //! fixed profile replay exactly as before.
@@ -42,7 +39,7 @@ use crate::options::MembershipProfile;
 use crate::queue::Micros;
 use crate::trace::hash_event;
 use skiff_core::{
-    Bytes, Event, HardState, LogIndex, Membership, MembershipChange, MembershipError, NodeId, Term,
+    Bytes, Event, LogIndex, Membership, MembershipChange, MembershipError, NodeId, Term,
 };
 
 /// Changes asked per simulated second.
@@ -90,10 +87,12 @@ impl Churn {
             ),
             led_term: Term(0),
             appended: LogIndex(0),
-            voters_min: if nodes >= 3 {
+            // Small clusters go down to one voter, so that a leader removes
+            // itself from two; larger ones keep three.
+            voters_min: if nodes >= 5 {
                 nodes.saturating_sub(2).max(3)
             } else {
-                nodes
+                1
             },
             voters_max: nodes.max(3),
         }
@@ -308,15 +307,9 @@ impl World {
             ));
         }
         if voters.len() > voters_min {
-            // The leader never removes itself from two voters: see the
-            // module docs.
-            let others: Vec<NodeId> = voters
-                .iter()
-                .copied()
-                .filter(|v| voters.len() > 2 || Some(*v) != leader_id)
-                .collect();
+            let others: Vec<NodeId> = voters.to_vec();
             let removed = match leader_id {
-                Some(l) if voters.contains(&l) && voters.len() > 2 && self.rng.below(3) == 0 => l,
+                Some(l) if voters.contains(&l) && self.rng.below(3) == 0 => l,
                 _ => others[self.rng.index(others.len())],
             };
             choices.push(MembershipChange::Remove(removed));
@@ -351,42 +344,22 @@ impl World {
         Some(choices[self.rng.index(choices.len())])
     }
 
-    /// Starts spare node index `index` with a wiped disk, as a new machine
-    /// joining under the same id.
+    /// Starts spare node index `index` to join: a new machine with an
+    /// empty disk the first time, and the same machine restarted from its
+    /// disk when it was a member before (removed, stopped, and now added
+    /// again under its id: the answers of its former membership still in
+    /// flight are exactly what the leader's progress epochs must drop).
     ///
-    /// A node that was a member before lost everything it promised: its
-    /// votes, and the entries it acknowledged (which may have committed
-    /// with its acknowledgement), and old configurations that still name it
-    /// a voter survive in other logs. Joining with an empty disk at term 0,
-    /// it could elect a stale candidate (two re-added nodes voting for each
-    /// other while one replays an old configuration: Leader Completeness
-    /// broke within 20 seeds). So it starts as the core starts a node whose
-    /// disk lost acknowledged records: repairing, one term past its former
-    /// life's, granting no vote and standing for nothing until it commits
-    /// an entry of a later term (`skiff-core`'s `machine/repair.rs`). The
-    /// world keeps that term for it, as an operator's tooling would have to.
+    /// A machine that lost its disk does not come back under its old id:
+    /// it forgot the votes it cast, and stale configurations elsewhere still
+    /// name it a voter, so it must join under a new id (README, "Replacing
+    /// a machine"). The core's rule for joiners (`machine/membership.rs`,
+    /// rule 6) narrows that hazard but does not close it: with wiped
+    /// re-adds the simulator still finds a stale candidate elected.
     fn start_fresh(&mut self, index: usize) {
+        let rejoins = self.nodes[index].disk != Durable::default();
         let node = &mut self.nodes[index];
-        let former = node.disk.hard_state().term;
-        let rejoins = node.disk != Durable::default();
-        if rejoins {
-            // What it acknowledged is gone: the repair rule must hold it.
-            self.checkers.log_cut(node.id, &node.disk, LogIndex(0));
-        }
-        let node = &mut self.nodes[index];
-        node.disk = if rejoins {
-            let hard_state = HardState {
-                term: former,
-                voted_for: None,
-            };
-            let mut disk = Durable::new(hard_state, Vec::new());
-            disk.set_unrepaired(true);
-            disk
-        } else {
-            Durable::default()
-        };
-        node.rejoin = rejoins;
-        node.app = AppState::default();
+        node.rejoin = false;
         node.reads.clear();
         node.present = true;
         node.stopping = false;
@@ -396,15 +369,17 @@ impl World {
         node.incarnation += 1;
         node.alarm_generation += 1;
         let id = node.id;
-        self.checkers.fresh(id);
         self.stats.nodes_added += 1;
         if rejoins {
             self.trace_world(format_args!(
-                "# spare node {id} starts with a wiped disk to join again, repairing past its former term {former}"
+                "# removed node {id} restarts from its disk to join again"
             ));
-        } else {
-            self.trace_world(format_args!("# spare node {id} starts fresh to join"));
+            self.start_machine(index, true);
+            return;
         }
+        self.nodes[index].app = AppState::default();
+        self.checkers.fresh(id);
+        self.trace_world(format_args!("# spare node {id} starts fresh to join"));
         self.start_machine(index, false);
     }
 
