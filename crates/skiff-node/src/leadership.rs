@@ -108,6 +108,7 @@ pub(crate) fn step_down_name(reason: StepDownReason) -> &'static str {
     match reason {
         StepDownReason::QuorumLost => "quorum_lost",
         StepDownReason::StorageStalled => "storage_stalled",
+        StepDownReason::Removed => "removed",
         // A reason this version does not know by name.
         _ => "other",
     }

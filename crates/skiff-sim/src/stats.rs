@@ -83,7 +83,7 @@ pub struct SimStats {
     /// Refused at once, or lost with the leader's office.
     pub transfers_refused: u64,
     /// `SteppedDown` actions, per reason: QuorumLost, StorageStalled, other.
-    pub stepped_down: [u64; 3],
+    pub stepped_down: [u64; 4],
     /// Intervals measured from a heal (a majority up, unstalled and
     /// connected) to a leader a majority follows, not cut short by a fault.
     pub leaderless_intervals: u64,
@@ -239,18 +239,22 @@ impl SimStats {
         let slot = match reason {
             StepDownReason::QuorumLost => 0,
             StepDownReason::StorageStalled => 1,
-            _ => 2,
+            StepDownReason::Removed => 2,
+            _ => 3,
         };
         self.stepped_down[slot] += 1;
     }
 
     /// The step-downs by reason, for the summary line.
     pub fn step_downs_line(&self) -> String {
-        let [quorum, stalled, other] = self.stepped_down;
+        let [quorum, stalled, removed, other] = self.stepped_down;
         let mut line = format!(
             "{} step-downs ({quorum} QuorumLost, {stalled} StorageStalled",
-            quorum + stalled + other
+            quorum + stalled + removed + other
         );
+        if removed > 0 {
+            line.push_str(&format!(", {removed} Removed"));
+        }
         if other > 0 {
             line.push_str(&format!(", {other} other"));
         }
