@@ -82,53 +82,6 @@ pub struct NodeArgs {
     join: Option<String>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn member_answers_are_read_as_the_join_follows_them() {
-        assert!(matches!(
-            parse_member_answer("MEMBER_OK 42"),
-            JoinAnswer::Added(42)
-        ));
-        assert!(matches!(
-            parse_member_answer("ERR_MEMBER not the leader; the leader is node 3"),
-            JoinAnswer::Redirect(3, None)
-        ));
-        let JoinAnswer::Redirect(2, Some(at)) = parse_member_answer(
-            "ERR_MEMBER not the leader; the leader is node 2 at 127.0.0.1:7102",
-        ) else {
-            panic!("not a redirect with an address");
-        };
-        assert_eq!(at, "127.0.0.1:7102");
-        assert!(matches!(
-            parse_member_answer("ERR_MEMBER the node is already a member"),
-            JoinAnswer::Member
-        ));
-        for retry in [
-            "ERR_MEMBER not the leader; no leader is known",
-            "ERR_MEMBER the leader has not committed an entry of its term yet; retry shortly",
-            "ERR_MEMBER another membership change has not committed yet",
-        ] {
-            assert!(
-                matches!(parse_member_answer(retry), JoinAnswer::Retry(_)),
-                "{retry}"
-            );
-        }
-        for refused in [
-            "ERR_MEMBER cannot remove the last voter",
-            "MEMBER_OK x",
-            "OK",
-        ] {
-            assert!(
-                matches!(parse_member_answer(refused), JoinAnswer::Refused(_)),
-                "{refused}"
-            );
-        }
-    }
-}
-
 /// Runs the node until a stop is requested or it fails.
 pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
     // First, while no descriptor of this process can have taken their numbers.
@@ -453,6 +406,53 @@ async fn stdin_closed(watch: bool) {
     while let Ok(read) = stdin.read(&mut sink).await {
         if read == 0 {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_answers_are_read_as_the_join_follows_them() {
+        assert!(matches!(
+            parse_member_answer("MEMBER_OK 42"),
+            JoinAnswer::Added(42)
+        ));
+        assert!(matches!(
+            parse_member_answer("ERR_MEMBER not the leader; the leader is node 3"),
+            JoinAnswer::Redirect(3, None)
+        ));
+        let JoinAnswer::Redirect(2, Some(at)) = parse_member_answer(
+            "ERR_MEMBER not the leader; the leader is node 2 at 127.0.0.1:7102",
+        ) else {
+            panic!("not a redirect with an address");
+        };
+        assert_eq!(at, "127.0.0.1:7102");
+        assert!(matches!(
+            parse_member_answer("ERR_MEMBER the node is already a member"),
+            JoinAnswer::Member
+        ));
+        for retry in [
+            "ERR_MEMBER not the leader; no leader is known",
+            "ERR_MEMBER the leader has not committed an entry of its term yet; retry shortly",
+            "ERR_MEMBER another membership change has not committed yet",
+        ] {
+            assert!(
+                matches!(parse_member_answer(retry), JoinAnswer::Retry(_)),
+                "{retry}"
+            );
+        }
+        for refused in [
+            "ERR_MEMBER cannot remove the last voter",
+            "MEMBER_OK x",
+            "OK",
+        ] {
+            assert!(
+                matches!(parse_member_answer(refused), JoinAnswer::Refused(_)),
+                "{refused}"
+            );
         }
     }
 }
