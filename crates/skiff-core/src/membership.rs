@@ -7,13 +7,23 @@
 use crate::types::NodeId;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt;
+use std::sync::Arc;
 
 /// One cluster configuration.
 ///
 /// Invariants, kept by every constructor: `voters` is non-empty, both lists
 /// are sorted and free of duplicates, and no node is both.
+///
+/// Shared behind one reference count: snapshots, messages and the
+/// machine's list of configurations all hold one, and a clone copies no
+/// list (nor makes every message that may carry one larger).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Membership {
+    inner: Arc<Lists>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Lists {
     voters: Vec<NodeId>,
     learners: Vec<NodeId>,
     context: Bytes,
@@ -144,9 +154,11 @@ impl Membership {
         let disjoint = !voters.iter().any(|v| learners.binary_search(v).is_ok());
         (!voters.is_empty() && unique(&voters) && unique(&learners) && disjoint).then_some(
             Membership {
-                voters,
-                learners,
-                context: Bytes::new(),
+                inner: Arc::new(Lists {
+                    voters,
+                    learners,
+                    context: Bytes::new(),
+                }),
             },
         )
     }
@@ -155,33 +167,33 @@ impl Membership {
     /// with it and never reads, for the driver's own record of the members
     /// (their addresses, say).
     pub fn with_context(mut self, context: Bytes) -> Membership {
-        self.context = context;
+        Arc::make_mut(&mut self.inner).context = context;
         self
     }
 
     /// The voters, in id order.
     pub fn voters(&self) -> &[NodeId] {
-        &self.voters
+        &self.inner.voters
     }
 
     /// The learners, in id order.
     pub fn learners(&self) -> &[NodeId] {
-        &self.learners
+        &self.inner.learners
     }
 
     /// The driver's bytes (see [`Membership::with_context`]).
     pub fn context(&self) -> &Bytes {
-        &self.context
+        &self.inner.context
     }
 
     /// Whether `id` votes.
     pub fn is_voter(&self, id: NodeId) -> bool {
-        self.voters.binary_search(&id).is_ok()
+        self.inner.voters.binary_search(&id).is_ok()
     }
 
     /// Whether `id` is a learner.
     pub fn is_learner(&self, id: NodeId) -> bool {
-        self.learners.binary_search(&id).is_ok()
+        self.inner.learners.binary_search(&id).is_ok()
     }
 
     /// Whether `id` is a voter or a learner.
@@ -191,12 +203,16 @@ impl Membership {
 
     /// Every member, voters first.
     pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.voters.iter().chain(self.learners.iter()).copied()
+        self.inner
+            .voters
+            .iter()
+            .chain(self.inner.learners.iter())
+            .copied()
     }
 
     /// The number of voters that make a majority.
     pub fn quorum(&self) -> usize {
-        self.voters.len() / 2 + 1
+        self.inner.voters.len() / 2 + 1
     }
 
     /// The configuration after `change`, or why it cannot be made.
@@ -207,7 +223,7 @@ impl Membership {
                 if self.contains(id) {
                     return Err(MembershipError::AlreadyMember);
                 }
-                insert_sorted(&mut next.learners, id);
+                insert_sorted(&mut Arc::make_mut(&mut next.inner).learners, id);
             }
             MembershipChange::Promote(id) => {
                 if self.is_voter(id) {
@@ -216,17 +232,18 @@ impl Membership {
                 if !self.is_learner(id) {
                     return Err(MembershipError::UnknownNode);
                 }
-                next.learners.retain(|l| *l != id);
-                insert_sorted(&mut next.voters, id);
+                let lists = Arc::make_mut(&mut next.inner);
+                lists.learners.retain(|l| *l != id);
+                insert_sorted(&mut lists.voters, id);
             }
             MembershipChange::Remove(id) => {
                 if self.is_voter(id) {
-                    if self.voters.len() == 1 {
+                    if self.inner.voters.len() == 1 {
                         return Err(MembershipError::LastVoter);
                     }
-                    next.voters.retain(|v| *v != id);
+                    Arc::make_mut(&mut next.inner).voters.retain(|v| *v != id);
                 } else if self.is_learner(id) {
-                    next.learners.retain(|l| *l != id);
+                    Arc::make_mut(&mut next.inner).learners.retain(|l| *l != id);
                 } else {
                     return Err(MembershipError::UnknownNode);
                 }
@@ -239,17 +256,17 @@ impl Membership {
     /// then the voters, the learners and the context, each a
     /// little-endian `u32` count followed by its items (ids as `u64`).
     pub fn encode(&self) -> Bytes {
-        let ids = (self.voters.len() + self.learners.len()) * 8;
-        let mut out = BytesMut::with_capacity(1 + 12 + ids + self.context.len());
+        let ids = (self.inner.voters.len() + self.inner.learners.len()) * 8;
+        let mut out = BytesMut::with_capacity(1 + 12 + ids + self.inner.context.len());
         out.put_u8(VERSION);
-        for list in [&self.voters, &self.learners] {
+        for list in [&self.inner.voters, &self.inner.learners] {
             out.put_u32_le(list.len() as u32);
             for id in list.iter() {
                 out.put_u64_le(id.0);
             }
         }
-        out.put_u32_le(self.context.len() as u32);
-        out.put_slice(&self.context);
+        out.put_u32_le(self.inner.context.len() as u32);
+        out.put_slice(&self.inner.context);
         out.freeze()
     }
 
@@ -270,7 +287,7 @@ impl Membership {
         let membership =
             Membership::new(voters.iter().copied(), learners.iter().copied()).ok_or(DecodeError)?;
         // Sorted on the wire too: one configuration, one encoding.
-        if membership.voters != voters || membership.learners != learners {
+        if membership.inner.voters != voters || membership.inner.learners != learners {
             return Err(DecodeError);
         }
         Ok(membership.with_context(Bytes::copy_from_slice(context)))
@@ -289,8 +306,8 @@ impl fmt::Display for Membership {
         write!(
             f,
             "voters=[{}] learners=[{}]",
-            list(&self.voters),
-            list(&self.learners)
+            list(&self.inner.voters),
+            list(&self.inner.learners)
         )
     }
 }
