@@ -863,7 +863,7 @@ mod tests {
     }
 
     #[test]
-    fn a_joiner_votes_only_once_its_committed_configuration_names_it() {
+    fn a_joiner_votes_only_once_it_holds_the_committed_entry_a_leader_showed_it() {
         let mut config = Config::new(id(3), ids(&[1, 2, 3]));
         config.join = true; // node 3 lost its disk and joins again
         let mut machine = Machine::new(config).unwrap();
