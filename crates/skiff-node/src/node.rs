@@ -686,6 +686,7 @@ fn transport_config(
     Ok(TransportConfig {
         cluster_id: config.cluster_id,
         id,
+        address: Some(config.node(id)?.peer_address),
         peers: config
             .nodes
             .iter()

@@ -189,6 +189,7 @@ fn hello(cluster_id: u64, node_id: u64, peer_id: u64) -> Vec<u8> {
         cluster_id,
         node_id,
         peer_id,
+        address: None,
     });
     wire::encode_frame(&frame, &mut out).unwrap();
     out

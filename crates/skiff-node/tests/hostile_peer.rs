@@ -86,6 +86,7 @@ async fn listen_as_hostile(
                 cluster_id,
                 node_id: HOSTILE.0,
                 peer_id: hello.node_id,
+                address: None,
             };
             write_frame(&mut stream, &Frame::Hello(answer)).await;
             while let Ok(body) = read_frame(&mut stream).await {
@@ -148,6 +149,7 @@ async fn an_authenticated_peer_cannot_freeze_the_cluster_with_the_largest_term()
             cluster_id: cluster.config.cluster_id,
             node_id: HOSTILE.0,
             peer_id: id,
+            address: None,
         };
         write_frame(&mut stream, &Frame::Hello(hello)).await;
         let answer = read_frame(&mut stream).await.unwrap();

@@ -323,3 +323,126 @@ async fn a_learner_is_added_promoted_and_an_old_voter_removed_while_writes_commi
         node.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_away_while_every_other_member_was_replaced_catches_up_from_the_new_ones() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info")
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    // Nodes 1 to 3 the first voters; 4 and 5 the replacements of 1 and 2.
+    let mut cluster = LocalCluster::bind(5, dir.path()).unwrap();
+    cluster.config.cluster_id = 17;
+    cluster.config.election_timeout_ms = 150;
+    cluster.config.heartbeat_interval_ms = 40;
+    cluster.config.nodes[3].learner = true;
+    cluster.config.nodes[4].learner = true;
+    let mut nodes: Vec<Node> = Vec::new();
+    for id in 1..=5 {
+        nodes.push(cluster.start_node(NodeId(id)).await.expect("node starts"));
+    }
+    let handles: Vec<NodeHandle> = nodes.iter().map(Node::handle).collect();
+    leader(&handles[..3]).await;
+    // Node 3 goes away, knowing only the first configuration.
+    let away = nodes.remove(2);
+    away.shutdown().await.unwrap();
+    let mut present: Vec<NodeHandle> = handles
+        .into_iter()
+        .filter(|h| h.id() != NodeId(3))
+        .collect();
+    let leader_of = |present: &[NodeHandle]| {
+        present
+            .iter()
+            .filter(|h| h.id() <= NodeId(2))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    for new in [NodeId(4), NodeId(5)] {
+        let config = cluster.config.node(new).unwrap().clone();
+        let addresses = MemberAddresses {
+            peer: config.peer_address,
+            client: config.client_address,
+        };
+        change(
+            &leader_of(&present),
+            MembershipChange::AddLearner(new),
+            Some(addresses),
+        )
+        .await;
+        change(&leader_of(&present), MembershipChange::Promote(new), None).await;
+    }
+    // Every member that knew node 3's log is removed and stopped: 4 and 5
+    // carry the cluster, and only they can bring node 3 up to date.
+    for old in [NodeId(1), NodeId(2)] {
+        change(&present, MembershipChange::Remove(old), None).await;
+        present.retain(|h| h.id() != old);
+        let position = nodes.iter().position(|n| n.handle().id() == old).unwrap();
+        nodes.remove(position).shutdown().await.unwrap();
+    }
+    let new_leader = leader(&present).await;
+    let written = new_leader.submit("while node 3 was away").await.unwrap();
+    assert_eq!(
+        ids(&new_leader.membership().voters),
+        [NodeId(3), NodeId(4), NodeId(5)]
+    );
+
+    // Node 3 comes back with its data directory and the cluster.toml of
+    // its time: its configuration names neither 4 nor 5.
+    cluster.config.nodes.retain(|n| n.id <= 3);
+    cluster
+        .config
+        .nodes
+        .iter_mut()
+        .for_each(|n| n.learner = false);
+    let back = cluster
+        .start_node(NodeId(3))
+        .await
+        .expect("node 3 restarts");
+    assert_eq!(
+        ids(&back.handle().membership().voters),
+        [NodeId(1), NodeId(2), NodeId(3)]
+    );
+    // It answers the new leader, which it did not know, and catches up:
+    // the configuration that replaced 1 and 2, and the write after it.
+    let back_handle = back.handle();
+    wait_until(
+        std::slice::from_ref(&back_handle),
+        "node 3 caught up",
+        |h| {
+            h[0].status().commit_index >= written
+                && h[0].status().leader.is_some_and(|l| l > NodeId(3))
+        },
+    )
+    .await;
+    let view = back_handle.membership();
+    assert_eq!(
+        ids(&view.voters),
+        [NodeId(3), NodeId(4), NodeId(5)],
+        "{view:?}"
+    );
+    // And it counts again: with node 5 stopped, 3 and 4 commit.
+    let five = nodes.pop().unwrap();
+    assert_eq!(five.handle().id(), NodeId(5));
+    five.shutdown().await.unwrap();
+    let remaining = [nodes[0].handle(), back_handle.clone()];
+    let index = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let leader = leader(&remaining).await;
+            match leader.submit("with node 5 stopped").await {
+                Ok(index) => return index,
+                Err(SubmitError::NotLeader { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await // a new election
+                }
+                Err(other) => panic!("{other}"),
+            }
+        }
+    })
+    .await
+    .expect("nodes 3 and 4 commit without node 5");
+    assert!(index > written);
+    back.shutdown().await.unwrap();
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+}

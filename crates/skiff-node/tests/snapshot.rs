@@ -371,6 +371,7 @@ async fn send_as_leader(cluster: &LocalCluster, message: skiff_core::Message) {
         cluster_id: cluster.config.cluster_id,
         node_id: 2,
         peer_id: ME.0,
+        address: None,
     };
     wire::encode_frame(&Frame::Hello(hello), &mut out).unwrap();
     stream.write_all(&out).await.unwrap();

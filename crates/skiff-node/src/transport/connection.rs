@@ -108,7 +108,7 @@ where
 
 /// The listener's side: reads the dialer's `Hello` or `SnapshotHello` (at
 /// most `frame_max` bytes), checks it with `admit`, and answers with `me`
-/// or with the generic [`REFUSAL`]. Returns the dialer's node id and what
+/// or with the generic [`REFUSAL`]. Returns the dialer's hello and what
 /// its connection carries, or the reason `admit` gave, for the caller to
 /// log. The caller bounds the time.
 pub async fn handshake_as_listener<S>(
@@ -116,7 +116,7 @@ pub async fn handshake_as_listener<S>(
     me: Hello,
     frame_max: usize,
     admit: impl FnOnce(&Hello) -> Result<(), String>,
-) -> Result<(u64, StreamKind), ConnectionError>
+) -> Result<(Hello, StreamKind), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -133,8 +133,9 @@ where
     }
     let answer = Hello {
         peer_id: hello.node_id,
+        address: None,
         ..me
     };
     write_frame(stream, &Frame::Hello(answer)).await?;
-    Ok((hello.node_id, kind))
+    Ok((hello, kind))
 }

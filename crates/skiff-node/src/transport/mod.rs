@@ -28,17 +28,22 @@
 //!   while this node is itself a member, else on the first message to it);
 //!   one that goes is no longer dialed: its queue (and what it holds) is
 //!   dropped, its connection and any snapshot transfer to it closed.
-//! * **Only members are admitted.** A dialer is let in when its id is a
-//!   member of this node's latest configuration (and, with TLS, its
-//!   certificate names that id). A dialer this node does not know yet (a
-//!   member added by an entry this node has not received) is refused like
-//!   a stranger: without TLS nothing vouches for the id it claims, and with
-//!   it this node still could not answer, not knowing its address. It gets
-//!   in once this node's log names it, which the other members' traffic
-//!   brings about (the entry that added it reached a majority before it
-//!   could lead). A node removed from the cluster keeps its listener and
-//!   admits the members of the configuration that removed it, so that it
-//!   answers a leader that adds it again.
+//! * **Members, and a bounded few it does not know yet.** A dialer is let
+//!   in when its hello names this node's cluster and this node (and, with
+//!   TLS, its certificate names the id it claims), and its id is a member
+//!   of this node's latest configuration or its hello gives its peer
+//!   address. The second case is a member added by entries this node has
+//!   not received: when every member that knew this node's log was
+//!   replaced while it was away, only the new ones can bring it up to date,
+//!   and it must answer them before its log names them. Such an
+//!   *unlisted* dialer is dialed back at the address it gave (with the
+//!   connection's own IP when it gave an unspecified one); at most
+//!   [`UNLISTED_MAX`] are kept, the oldest forgotten (its connections
+//!   closed) to make room, and one leaves the list when the configuration
+//!   names it. Nothing here makes an unlisted id safer to trust than a
+//!   listed one: without TLS no id is authenticated, and with it the
+//!   cluster's CA vouches for both alike. A node removed from the cluster
+//!   keeps its listener, so that it answers a leader that adds it again.
 //! * **Nothing told before authentication.** A refused handshake is
 //!   answered with a fixed refusal; the reason is logged here, with the
 //!   address.
@@ -73,6 +78,10 @@ use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use wire::{Frame, Hello, WireMessage, FRAME_BYTES_MAX};
 
+/// Dialers outside this node's configuration admitted at once (see the
+/// module docs); a new one makes the oldest forgotten.
+pub const UNLISTED_MAX: usize = 8;
+
 /// Messages queued for one peer before new ones are dropped.
 pub const OUTGOING_QUEUE_MAX: usize = 4096;
 /// The first wait before reconnecting to a peer.
@@ -94,6 +103,10 @@ pub struct TransportConfig {
     pub cluster_id: u64,
     /// This node's id.
     pub id: NodeId,
+    /// This node's peer address as the configuration gives it, sent in
+    /// every hello so that a peer that does not know this node yet can
+    /// answer (`None`: not sent, and such a peer refuses this node).
+    pub address: Option<SocketAddr>,
     /// Every other member and its peer address, at start (see
     /// [`Transport::set_peers`] for later changes).
     pub peers: Vec<(NodeId, SocketAddr)>,
@@ -176,7 +189,7 @@ pub struct Transport {
     config: Arc<TransportConfig>,
     /// The peers that may be dialed, with their addresses.
     addresses: HashMap<NodeId, SocketAddr>,
-    /// The ids the listener admits, shared with it.
+    /// Who the listener admits, shared with it.
     admitted: Admitted,
     queues: HashMap<NodeId, mpsc::Sender<Message>>,
     /// How each peer is dialed, for snapshot streams.
@@ -194,8 +207,36 @@ pub struct Transport {
     metrics: Metrics,
 }
 
-/// The ids the listener admits: the members of the latest configuration.
-type Admitted = Arc<RwLock<HashSet<NodeId>>>;
+/// Who the listener admits: the members of the latest configuration, and
+/// the unlisted dialers it let in since (see the module docs).
+#[derive(Debug, Default)]
+struct Admission {
+    members: HashSet<NodeId>,
+    /// Unlisted dialers and the address each gave, oldest first, at most
+    /// [`UNLISTED_MAX`].
+    unlisted: VecDeque<(NodeId, SocketAddr)>,
+}
+
+impl Admission {
+    /// The address unlisted dialer `id` gave, if it is one.
+    fn unlisted_address(&self, id: NodeId) -> Option<SocketAddr> {
+        let mut unlisted = self.unlisted.iter();
+        unlisted.find(|(known, _)| *known == id).map(|(_, a)| *a)
+    }
+
+    /// Records unlisted dialer `id` at `address` (its newest address when
+    /// it was one already). Returns the one forgotten to make room.
+    fn note_unlisted(&mut self, id: NodeId, address: SocketAddr) -> Option<NodeId> {
+        self.unlisted.retain(|(known, _)| *known != id);
+        self.unlisted.push_back((id, address));
+        if self.unlisted.len() > UNLISTED_MAX {
+            return self.unlisted.pop_front().map(|(forgotten, _)| forgotten);
+        }
+        None
+    }
+}
+
+type Admitted = Arc<RwLock<Admission>>;
 
 impl Transport {
     /// Starts the tasks on the current tokio runtime, accepting peers on
@@ -210,9 +251,10 @@ impl Transport {
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
         let config = Arc::new(config);
-        let admitted: Admitted = Arc::new(RwLock::new(
-            config.peers.iter().map(|(id, _)| *id).collect(),
-        ));
+        let admitted: Admitted = Arc::new(RwLock::new(Admission {
+            members: config.peers.iter().map(|(id, _)| *id).collect(),
+            unlisted: VecDeque::new(),
+        }));
         let tasks = vec![tokio::spawn(run_listener(
             listener,
             config.clone(),
@@ -238,26 +280,34 @@ impl Transport {
     }
 
     /// Makes `peers` (every other member of this node's latest
-    /// configuration, with its peer address) the peers: only they are
-    /// admitted and dialed. A peer no longer among them, or at another
-    /// address, is dropped: its queue, its connection, any snapshot
-    /// transfer to it. With `dial`, every peer is dialed at once (this node
-    /// is a member); without, all are dropped, and a peer is dialed only
-    /// when a message goes to it (a removed node answers, and dials no one
-    /// by itself).
+    /// configuration, with its peer address) the peers: they are admitted
+    /// and dialed (with the unlisted dialers not among them: see the module
+    /// docs). A peer no longer among them, or at another address, is
+    /// dropped: its queue, its connection, any snapshot transfer to it.
+    /// With `dial`, every peer is dialed at once (this node is a member);
+    /// without, all are dropped, and a peer is dialed only when a message
+    /// goes to it (a removed node answers, and dials no one by itself).
     pub fn set_peers(&mut self, peers: Vec<(NodeId, SocketAddr)>, dial: bool) {
         let peers: HashMap<NodeId, SocketAddr> = peers
             .into_iter()
             .filter(|(id, _)| *id != self.config.id)
             .collect();
-        *self
-            .admitted
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = peers.keys().copied().collect();
+        let unlisted: HashMap<NodeId, SocketAddr> = {
+            let mut admission = self
+                .admitted
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            admission.members = peers.keys().copied().collect();
+            admission.unlisted.retain(|(id, _)| !peers.contains_key(id));
+            admission.unlisted.iter().copied().collect()
+        };
         let gone: Vec<NodeId> = self
             .dialers
             .iter()
-            .filter(|(id, dialer)| !dial || peers.get(id) != Some(&dialer.address))
+            .filter(|(id, dialer)| {
+                let address = peers.get(id).or_else(|| unlisted.get(id));
+                !dial || address != Some(&dialer.address)
+            })
             .map(|(id, _)| *id)
             .collect();
         for peer in gone {
@@ -285,6 +335,7 @@ impl Transport {
             cluster_id: config.cluster_id,
             node_id: config.id.0,
             peer_id: peer.0,
+            address: config.address,
         };
         let dialer = Arc::new(Dialer {
             address,
@@ -320,12 +371,27 @@ impl Transport {
         tracing::debug!(%peer, "stopped dialing a peer");
     }
 
-    /// The dialer of `to`, dialing it first if it is a peer not dialed yet.
+    /// The dialer of `to`, dialing it first if it is a peer (or an
+    /// unlisted dialer) not dialed yet.
     fn dialer_of(&mut self, to: NodeId) -> Option<Arc<Dialer>> {
         if let Some(dialer) = self.dialers.get(&to) {
-            return Some(dialer.clone());
+            let unlisted = || {
+                let admission = self.admitted.read().unwrap_or_else(PoisonError::into_inner);
+                admission.unlisted_address(to)
+            };
+            // An unlisted dialer forgotten, or back at another address.
+            if self.addresses.contains_key(&to) || unlisted() == Some(dialer.address) {
+                return Some(dialer.clone());
+            }
+            self.drop_peer(to);
         }
-        let address = *self.addresses.get(&to)?;
+        let address = match self.addresses.get(&to) {
+            Some(address) => *address,
+            None => {
+                let admission = self.admitted.read().unwrap_or_else(PoisonError::into_inner);
+                admission.unlisted_address(to)?
+            }
+        };
         Some(self.dial(to, address))
     }
 
@@ -657,6 +723,15 @@ async fn run_listener(
             },
             Some(done) = handshaking.join_next() => {
                 if let Ok(Some((from, kind, stream, address))) = done {
+                    let forgotten = note_if_unlisted(&admitted, from, address);
+                    if let Some(forgotten) = forgotten {
+                        for kind in [StreamKind::Messages, StreamKind::Snapshot] {
+                            if let Some(slot) = slots.remove(&(forgotten.id, kind)) {
+                                slot.abort();
+                            }
+                        }
+                    }
+                    let from = from.id;
                     let receiver = match kind {
                         StreamKind::Messages => established.spawn(receive(
                             from,
@@ -682,15 +757,53 @@ async fn run_listener(
     }
 }
 
+/// An authenticated dialer: its id, and the peer address its hello gave.
+#[derive(Clone, Copy, Debug)]
+struct Dialed {
+    id: NodeId,
+    address: Option<SocketAddr>,
+}
+
+/// Records `from`, dialing from `connection`, as an unlisted dialer when
+/// it is not a member (see the module docs). Returns the unlisted dialer
+/// forgotten to make room, whose connections must close.
+fn note_if_unlisted(admitted: &Admitted, from: Dialed, connection: SocketAddr) -> Option<Dialed> {
+    let mut admission = admitted.write().unwrap_or_else(PoisonError::into_inner);
+    if admission.members.contains(&from.id) {
+        return None;
+    }
+    // Admitted without being a member, so its hello gave an address.
+    let mut address = from.address?;
+    if address.ip().is_unspecified() {
+        address.set_ip(connection.ip());
+    }
+    if admission.unlisted_address(from.id) != Some(address) {
+        tracing::info!(
+            peer = %from.id, %address,
+            "admitted a node this one's configuration does not name (yet): a member added \
+             by entries this node has not received, answered at the address it gave"
+        );
+    }
+    let forgotten = admission.note_unlisted(from.id, address)?;
+    tracing::warn!(
+        event = "limit_hit", limit = "unlisted_peers", peer = %forgotten, kept = UNLISTED_MAX,
+        "too many nodes outside the configuration dialed this one; forgot the oldest"
+    );
+    Some(Dialed {
+        id: forgotten,
+        address: None,
+    })
+}
+
 /// Authenticates an incoming connection within the handshake timeout.
-/// Returns the peer's id, what the connection carries and the stream, or
+/// Returns the dialer, what the connection carries and the stream, or
 /// `None` after logging why not.
 async fn handshake_incoming(
     stream: TcpStream,
     address: SocketAddr,
     config: Arc<TransportConfig>,
     admitted: Admitted,
-) -> Option<(NodeId, StreamKind, BoxedStream, SocketAddr)> {
+) -> Option<(Dialed, StreamKind, BoxedStream, SocketAddr)> {
     let timeout = config.limits.handshake_timeout;
     let outcome = tokio::time::timeout(timeout, authenticate(stream, &config, &admitted))
         .await
@@ -710,7 +823,7 @@ async fn authenticate(
     stream: TcpStream,
     config: &TransportConfig,
     admitted: &Admitted,
-) -> Result<(NodeId, StreamKind, BoxedStream), ConnectionError> {
+) -> Result<(Dialed, StreamKind, BoxedStream), ConnectionError> {
     stream.set_nodelay(true)?;
     let (mut stream, certificate): (BoxedStream, _) = match &config.tls {
         Some(tls) => {
@@ -723,14 +836,19 @@ async fn authenticate(
         cluster_id: config.cluster_id,
         node_id: config.id.0,
         peer_id: 0,
+        address: None,
     };
     let frame_max = config.limits.handshake_frame_bytes_max;
-    let (from, kind) = handshake_as_listener(&mut stream, me, frame_max, |hello| {
+    let (hello, kind) = handshake_as_listener(&mut stream, me, frame_max, |hello| {
         let admitted = admitted.read().unwrap_or_else(PoisonError::into_inner);
-        admit(config, &admitted, certificate.as_ref(), hello)
+        admit(config, &admitted.members, certificate.as_ref(), hello)
     })
     .await?;
-    Ok((NodeId(from), kind, stream))
+    let from = Dialed {
+        id: NodeId(hello.node_id),
+        address: hello.address,
+    };
+    Ok((from, kind, stream))
 }
 
 fn log_closed(address: SocketAddr, error: &ConnectionError) {
@@ -787,11 +905,12 @@ impl Drop for OpenConnection {
 }
 
 /// Whether the dialer's hello may open a connection, and if not, why (for
-/// our log only). With TLS, the dialer's certificate must name the node
-/// the hello claims to be.
+/// our log only): a member of `members`, or a node that gave its address
+/// (see the module docs). With TLS, the dialer's certificate must name the
+/// node the hello claims to be.
 fn admit(
     config: &TransportConfig,
-    admitted: &HashSet<NodeId>,
+    members: &HashSet<NodeId>,
     certificate: Option<&CertificateDer<'_>>,
     hello: &Hello,
 ) -> Result<(), String> {
@@ -807,9 +926,12 @@ fn admit(
             config.id, hello.peer_id
         ));
     }
-    if !admitted.contains(&NodeId(hello.node_id)) {
+    if hello.node_id == config.id.0 {
+        return Err(format!("the hello claims to be this node, {}", config.id));
+    }
+    if !members.contains(&NodeId(hello.node_id)) && hello.address.is_none() {
         return Err(format!(
-            "node {} is not a peer of node {}",
+            "node {} is not a peer of node {} and gave no address",
             hello.node_id, config.id
         ));
     }

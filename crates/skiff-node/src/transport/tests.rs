@@ -24,6 +24,7 @@ fn config(id: u64, peer: u64, peer_address: SocketAddr) -> TransportConfig {
     TransportConfig {
         cluster_id: CLUSTER,
         id: NodeId(id),
+        address: None,
         peers: vec![(NodeId(peer), peer_address)],
         tls: None,
         limits: PeerLimits::default(),
@@ -130,6 +131,7 @@ fn hello(cluster_id: u64, node_id: u64, peer_id: u64) -> Vec<u8> {
         cluster_id,
         node_id,
         peer_id,
+        address: None,
     }))
 }
 
@@ -210,6 +212,108 @@ async fn peers_follow_the_configuration_a_member_is_admitted_and_a_removed_one_i
         .set_peers(vec![(NodeId(2), pair.two_address)], false);
     assert!(pair.one.queues.is_empty(), "no dialing without a message");
     expect_delivery(&mut pair, 2).await;
+}
+
+/// A hello from node `node_id` that gives `address` as its own.
+fn hello_with_address(node_id: u64, peer_id: u64, address: SocketAddr) -> Vec<u8> {
+    encoded(&Frame::Hello(Hello {
+        cluster_id: CLUSTER,
+        node_id,
+        peer_id,
+        address: Some(address),
+    }))
+}
+
+/// Accepts the next connection on `listener` and returns the hello on it.
+async fn accept_hello(listener: &tokio::net::TcpListener) -> (TcpStream, Hello) {
+    let accepted = tokio::time::timeout(Duration::from_secs(10), listener.accept());
+    let (mut stream, _) = accepted.await.expect("dialed").unwrap();
+    let body = read_frame(&mut stream, FRAME_BYTES_MAX).await.unwrap();
+    let Frame::Hello(hello) = wire::decode_frame(&body).unwrap() else {
+        panic!("not a hello")
+    };
+    (stream, hello)
+}
+
+#[tokio::test]
+async fn a_dialer_the_configuration_does_not_name_is_answered_at_the_address_it_gave() {
+    let mut pair = pair().await;
+    expect_delivery(&mut pair, 1).await;
+    // Node 9 was added by entries node 2 has not received. It dials node 2
+    // with its address (an unspecified IP: the connection's own is used).
+    let listener = |(listener, address): (std::net::TcpListener, SocketAddr)| {
+        listener.set_nonblocking(true).unwrap();
+        (
+            tokio::net::TcpListener::from_std(listener).unwrap(),
+            address,
+        )
+    };
+    let (nine_listener, nine_address) = listener(bound_listener());
+    let given = SocketAddr::new([0, 0, 0, 0].into(), nine_address.port());
+    let mut nine = TcpStream::connect(pair.two_address).await.unwrap();
+    nine.write_all(&hello_with_address(9, 2, given))
+        .await
+        .unwrap();
+    let answer = read_frame(&mut nine, FRAME_BYTES_MAX).await.unwrap();
+    assert!(matches!(
+        wire::decode_frame(&answer).unwrap(),
+        Frame::Hello(_)
+    ));
+    nine.write_all(&encoded(&Frame::Message(WireMessage::from_message(&vote(
+        7,
+    )))))
+    .await
+    .unwrap();
+    let received = tokio::time::timeout(Duration::from_secs(10), pair.two_inbox.recv()).await;
+    assert_eq!(received.unwrap(), Some((NodeId(9), vote(7))));
+    // Node 2's answer goes to node 9 at the address it gave.
+    pair.two.send(NodeId(9), vote(8));
+    let (mut dialed, hello) = accept_hello(&nine_listener).await;
+    assert_eq!((hello.node_id, hello.peer_id), (2, 9));
+    dialed
+        .write_all(&encoded(&Frame::Hello(Hello {
+            cluster_id: CLUSTER,
+            node_id: 9,
+            peer_id: 2,
+            address: None,
+        })))
+        .await
+        .unwrap();
+    let body = read_frame(&mut dialed, FRAME_BYTES_MAX).await.unwrap();
+    let Frame::Message(message) = wire::decode_frame(&body).unwrap() else {
+        panic!("not a message")
+    };
+    assert_eq!(message.into_message(&body), vote(8));
+
+    // At most UNLISTED_MAX are kept: as many more make node 9 forgotten,
+    // its connection closed, and nothing more sent to it.
+    let mut others = Vec::new();
+    for id in 100..100 + UNLISTED_MAX as u64 {
+        let mut other = TcpStream::connect(pair.two_address).await.unwrap();
+        other
+            .write_all(&hello_with_address(id, 2, given))
+            .await
+            .unwrap();
+        read_frame(&mut other, FRAME_BYTES_MAX).await.unwrap();
+        others.push(other);
+    }
+    assert!(
+        read_to_close(&mut nine).await.is_empty(),
+        "node 9's connection closes"
+    );
+    pair.two.send(NodeId(9), vote(9));
+    assert!(
+        !pair.two.queues.contains_key(&NodeId(9)),
+        "node 9 is no longer dialed"
+    );
+    // Node 9 named by the configuration is a peer like any other.
+    pair.two.set_peers(
+        vec![(NodeId(1), pair.one_address), (NodeId(9), nine_address)],
+        true,
+    );
+    let (_dialed, hello) = accept_hello(&nine_listener).await;
+    assert_eq!((hello.node_id, hello.address), (2, None));
+    expect_delivery(&mut pair, 10).await;
 }
 
 #[tokio::test]

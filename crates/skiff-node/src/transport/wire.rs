@@ -21,12 +21,16 @@
 //! Each node dials each peer and uses that connection only to send; it
 //! receives on the connections its peers dial. With `[tls]` configured, the
 //! frames travel inside mutual TLS (see `skiff_node::tls`); the frames are
-//! the same either way. The dialer's first frame is [`Frame::Hello`]; the
-//! listener answers with its own `Hello`, or with [`Frame::Refused`]
-//! carrying the fixed text [`REFUSAL`] and closes, when the cluster id
-//! differs, the dialer is not a member, the dialer expected another node,
-//! or (with TLS) the dialer's certificate does not name the node id it
-//! claims. The refusal says no more, so that a stranger learns nothing of
+//! the same either way. The dialer's first frame is [`Frame::Hello`], which
+//! names the dialer's cluster and node id, the node it expects, and the
+//! dialer's own peer address (an `Option<SocketAddr>`: postcard writes
+//! 0 for none, or 1, then variant 0 with the 4 bytes of an IPv4 address
+//! or variant 1 with the 16 of an IPv6 one, then the port as a varint).
+//! The listener answers with its own `Hello` (without an address), or with
+//! [`Frame::Refused`] carrying the fixed text [`REFUSAL`] and closes, when
+//! the cluster id differs, the dialer expected another node, the dialer is
+//! neither a member nor gave its address, or (with TLS) the dialer's
+//! certificate does not name the node id it claims. The refusal says no more, so that a stranger learns nothing of
 //! the cluster; the listener logs the reason. Until the handshake
 //! completes, a frame may be at most as long as the configured
 //! `peer_handshake_frame_bytes_max`. After the handshake only
@@ -75,7 +79,8 @@ use skiff_core::{
 /// Version 3 added membership: every entry's kind ([`WireEntryKind`]), the
 /// progress epoch of AppendEntries and InstallSnapshot requests and
 /// answers, and the configuration an InstallSnapshotReq (and so a
-/// [`SnapshotEnd`]) carries. Nodes of different versions refuse each
+/// [`SnapshotEnd`]) carries, and the dialer's address in its [`Hello`].
+/// Nodes of different versions refuse each
 /// other's frames, so a cluster upgrades from one version to the next all
 /// at once.
 pub const WIRE_VERSION: u8 = 3;
@@ -219,6 +224,10 @@ pub struct Hello {
     pub node_id: u64,
     /// The node the sender believes it is talking to.
     pub peer_id: u64,
+    /// The dialer's peer address, where it is dialed: a listener that does
+    /// not know the dialer yet (a member added by an entry it has not
+    /// received) answers it there. `None` in the listener's answer.
+    pub address: Option<std::net::SocketAddr>,
 }
 
 /// A Raft message on the wire: [`Message`] with plain integers, entry data
@@ -717,12 +726,15 @@ mod tests {
             };
             assert_eq!(wire.into_message(&body), message);
         }
-        let hello = Frame::Hello(Hello {
-            cluster_id: 1,
-            node_id: 2,
-            peer_id: 3,
-        });
-        assert_eq!(decode_frame(&round_trip(&hello)).unwrap(), hello);
+        for address in [None, Some("10.0.0.2:7000"), Some("[::1]:7000")] {
+            let hello = Frame::Hello(Hello {
+                cluster_id: 1,
+                node_id: 2,
+                peer_id: 3,
+                address: address.map(|a| a.parse().unwrap()),
+            });
+            assert_eq!(decode_frame(&round_trip(&hello)).unwrap(), hello);
+        }
     }
 
     #[test]
@@ -733,6 +745,7 @@ mod tests {
                 cluster_id: 1,
                 node_id: 2,
                 peer_id: 3,
+                address: None,
             }),
             Frame::SnapshotOffer(SnapshotOffer {
                 index: 40,
@@ -776,15 +789,51 @@ mod tests {
 
     #[test]
     fn the_encoding_is_the_documented_one() {
-        // Variant 0 (Hello), then three varints; 300 takes two bytes.
+        // Variant 0 (Hello), then three varints (300 takes two bytes),
+        // then the address: 1 (some), variant 0 (IPv4), 4 bytes, the port
+        // 7000 as a varint (0xd8 0x36).
         let hello = Frame::Hello(Hello {
             cluster_id: 300,
             node_id: 2,
             peer_id: 3,
+            address: Some("10.0.0.2:7000".parse().unwrap()),
         });
         let mut out = Vec::new();
         encode_frame(&hello, &mut out).unwrap();
-        assert_eq!(out, [0, 0, 0, 6, WIRE_VERSION, 0, 0xac, 0x02, 2, 3]);
+        assert_eq!(
+            out,
+            [
+                0,
+                0,
+                0,
+                14,
+                WIRE_VERSION,
+                0,
+                0xac,
+                0x02,
+                2,
+                3,
+                1,
+                0,
+                10,
+                0,
+                0,
+                2,
+                0xd8,
+                0x36
+            ]
+        );
+        // The listener's answer has none: 0.
+        let answer = Frame::Hello(Hello {
+            address: None,
+            ..match hello {
+                Frame::Hello(hello) => hello,
+                _ => unreachable!(),
+            }
+        });
+        out.clear();
+        encode_frame(&answer, &mut out).unwrap();
+        assert_eq!(out, [0, 0, 0, 7, WIRE_VERSION, 0, 0xac, 0x02, 2, 3, 0]);
     }
 
     #[test]

@@ -261,6 +261,7 @@ async fn snapshot_stream(address: SocketAddr) -> TcpStream {
         cluster_id: CLUSTER,
         node_id: 1,
         peer_id: 2,
+        address: None,
     };
     stream
         .write_all(&encoded(&Frame::SnapshotHello(hello)))
@@ -383,6 +384,7 @@ async fn strangers_cannot_open_a_snapshot_stream_and_peers_cannot_offer_absurd_o
             cluster_id,
             node_id,
             peer_id,
+            address: None,
         };
         let mut intruder = TcpStream::connect(pair.two_address).await.unwrap();
         intruder

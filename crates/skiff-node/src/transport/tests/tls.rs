@@ -164,17 +164,30 @@ async fn a_dialer_refuses_a_listener_certified_as_another_node() {
 }
 
 #[tokio::test]
-async fn a_joining_node_is_admitted_once_a_member_and_only_with_its_own_certificate() {
+async fn a_joining_node_is_admitted_only_with_its_own_certificate() {
     let ca = DevCa::new().unwrap();
     let mut pair = tls_pair(&ca).await;
     let joining = NodeId(5);
     let message = encoded(&Frame::Message(WireMessage::from_message(&vote(42))));
-    // Node 5 dials with a certificate naming it, as `--join` would: node 2's
-    // configuration does not have it yet, so it is refused.
+    // Node 5 dials with a certificate naming it but a hello without its
+    // address: node 2's configuration does not have it yet, and could not
+    // answer it, so it is refused.
     let own = material_from(&ca, &ca, joining.0).peer_connector().unwrap();
     let tcp = TcpStream::connect(pair.two_address).await.unwrap();
     let stream = own.connect(NodeId(2), tcp).await;
     assert_generic_refusal(answer_to(stream, &hello(CLUSTER, joining.0, 2)).await);
+    // A hello that gives an address gets an unlisted node in, but only
+    // with a certificate for the id it claims: node 1's is refused as 5.
+    let with_address = encoded(&Frame::Hello(Hello {
+        cluster_id: CLUSTER,
+        node_id: joining.0,
+        peer_id: 2,
+        address: Some(pair.one_address),
+    }));
+    let borrowed = material_from(&ca, &ca, 1).peer_connector().unwrap();
+    let tcp = TcpStream::connect(pair.two_address).await.unwrap();
+    let stream = borrowed.connect(NodeId(2), tcp).await;
+    assert_generic_refusal(answer_to(stream, &with_address).await);
     // Added as a learner: node 2's configuration names it now.
     let (_, five_address) = bound_listener();
     pair.two.set_peers(
@@ -182,7 +195,6 @@ async fn a_joining_node_is_admitted_once_a_member_and_only_with_its_own_certific
         true,
     );
     // Node 1's certificate claiming node 5 is still refused...
-    let borrowed = material_from(&ca, &ca, 1).peer_connector().unwrap();
     let tcp = TcpStream::connect(pair.two_address).await.unwrap();
     let mut stream = borrowed.connect(NodeId(2), tcp).await.unwrap();
     stream
