@@ -47,8 +47,8 @@ a majority follows must be back within 20 election timeouts (3 s by default);
 the summary gives the mean and longest time without one, and the elections per
 simulated minute under partial partitions (one-way, bridge). With --membership
 churn the voters and learners change all along (spare node ids join fresh,
-are promoted, removed, the leader among them, and join again with a wiped
-disk): every commit must be held by a majority of its leader's configuration,
+are promoted, removed, the leader among them, and join again, restarted
+from their disks): every commit must be held by a majority of its leader's configuration,
 every change answered once, and a removed node must not raise the voters'
 terms; the summary counts the changes. On a violation the report names the
 seed, the rule, the last lines of the trace and the command that replays it;
@@ -85,7 +85,7 @@ pub struct SimArgs {
     /// up to four spare node ids beyond --nodes join as learners (with
     /// empty disks) and are promoted; voters (the leader too) and learners
     /// are removed, keep running a while, then stop; removed spares join
-    /// again with wiped disks. About four changes are asked per simulated
+    /// again, restarted from their disks. About four changes are asked per simulated
     /// second, mostly of the leader, and at once of a new leader half the
     /// time; the voters stay between --nodes less two (at least 3) and
     /// --nodes.

@@ -470,8 +470,8 @@ impl Checkers {
         self.changes_once.crashed(node);
     }
 
-    /// `node` starts a new life with a wiped disk (a spare added again
-    /// under the same id): its commit stream starts over. Its former votes
+    /// `node` starts a new life with an empty disk (a spare joining for
+    /// the first time): its commit stream starts over. Its former votes
     /// and acknowledgements still bind it (Vote Once, Repair Before Vote):
     /// the cluster may still count them.
     pub fn fresh(&mut self, node: NodeId) {

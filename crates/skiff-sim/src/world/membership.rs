@@ -15,11 +15,11 @@
 //! A node the committed configuration no longer holds (and the leader's
 //! latest does not either) keeps running for a while, where it must not
 //! disrupt the cluster, and is then stopped. A stopped spare may be added
-//! again: as a FRESH node with a wiped disk and the same id, which is
-//! exactly the case of stale answers from its former life (progress
-//! epochs). The first voters, once removed, stay out: with an empty disk
-//! their id among `Config::peers` would make them a voter of the bootstrap
-//! configuration.
+//! again under its id, restarted from its disk, which is exactly the case
+//! of stale answers from its former life (progress epochs); a machine that
+//! lost its disk joins under a new id instead (see `start_fresh`). The
+//! first voters, once removed, stay out: with an empty disk their id among
+//! `Config::peers` would make them a voter of the bootstrap configuration.
 //!
 //! The leader removes itself too, from as few as two voters: a leader
 //! whose self-removal reached only its own log before it lost the other

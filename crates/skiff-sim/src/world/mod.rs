@@ -17,7 +17,7 @@
 //! hang, `leadership` the time without a leader after heals and the
 //! elections under partial partitions, `transfers` the leadership
 //! transfers asked, and `membership` the membership churn (spare nodes
-//! joining, promotions, removals, re-adds with wiped disks) and the
+//! joining, promotions, removals, re-adds from their disks) and the
 //! commit-quorum and change-ready checks that need every node's disk.
 
 mod batch;
@@ -139,7 +139,7 @@ struct SimNode {
     present: bool,
     /// Its stop is scheduled (`membership.rs`).
     stopping: bool,
-    /// When it last started with a wiped disk (0 for the first voters).
+    /// When it last started to join (0 for the first voters).
     joined_at: Micros,
     /// It joins again after a former life and restarts repairing until
     /// it has repaired (`membership.rs`).
