@@ -379,6 +379,15 @@ impl Machine {
             .is_some_and(|index| index > self.commit_index)
     }
 
+    /// How many membership changes this node took and has not answered:
+    /// each is answered once the commit index passes its entry (`Ok`, or
+    /// `Overwritten` when another entry committed there). A leader that
+    /// lost its office may hold one from each term it led in, since its
+    /// log lost their entries but the commit index has not passed them.
+    pub fn pending_membership_changes(&self) -> usize {
+        self.pending_changes.len()
+    }
+
     /// Whether this node may grant a (pre-)vote to a candidate whose log
     /// ends at (`last_term`, `last_index`), as far as membership goes
     /// (rule 6).

@@ -499,9 +499,10 @@ impl Checkers {
         self.changes_once.asked(node);
     }
 
-    /// After a batch performed in full: `node` owes at most one change.
-    pub fn changes_held(&self, node: NodeId) -> Result<(), Failure> {
-        self.changes_once.check_held(node)
+    /// After a batch performed in full: every change `node` owes is one
+    /// of the `held` its machine holds.
+    pub fn changes_held(&self, node: NodeId, held: usize) -> Result<(), Failure> {
+        self.changes_once.check_held(node, held)
     }
 
     /// The term the node of the batch in progress led before it, if it led.

@@ -303,7 +303,8 @@ impl World {
     }
 
     /// After a batch performed in full (not one whose rest waits for a
-    /// stalled disk), every read the node has not answered is one it holds.
+    /// stalled disk), every read, transfer and membership change the node
+    /// has not answered is one it holds.
     fn check_reads_held(&mut self, index: usize) {
         let node = &self.nodes[index];
         let Some(machine) = &node.machine else {
@@ -316,7 +317,10 @@ impl World {
                 let running = machine.transfer_target().is_some();
                 self.checkers.transfers_running(node.id, running)
             })
-            .and_then(|()| self.checkers.changes_held(node.id));
+            .and_then(|()| {
+                let held = machine.pending_membership_changes();
+                self.checkers.changes_held(node.id, held)
+            });
         if let Err(failure) = checked {
             self.fail(failure);
         }

@@ -17,7 +17,8 @@
 //! on the servers in turn and stay there (every server serves linearizable
 //! reads, followers by asking the leader for a read index); etcd's readers
 //! likewise spread over its members, with its default, linearizable
-//! `KV.Range` through gRPC.
+//! `KV.Range` through gRPC. Skiff's reads are followed by the same readers
+//! against servers that answer at once and do nothing else (`ceiling`).
 //!
 //! # Layout
 //!
@@ -28,8 +29,11 @@
 //! * `etcd`: starting and stopping a local etcd cluster.
 //! * `process`: ports, process groups, CPU time.
 //! * `floor`: the fdatasync and loopback round-trip measurements.
+//! * `ceiling`: servers that answer reads doing nothing else, the most
+//!   any read path could reach on this machine.
 //! * `report`: the table and the JSON.
 
+mod ceiling;
 mod disk;
 mod etcd;
 mod floor;
@@ -366,6 +370,7 @@ async fn bench_skiff(
             servers.len()
         );
         reports.push(TargetReport::new(report::SKIFF_READS, setup, &reads, cpu));
+        reports.push(measure_ceiling(args, servers.len(), value.clone()).await?);
     }
     let mut restart = None;
     if let Some(mut cluster) = cluster {
@@ -379,6 +384,32 @@ async fn bench_skiff(
     report.restart = restart;
     reports.insert(0, report);
     Ok(reports)
+}
+
+/// The same readers as Skiff's against `count` servers that answer at once
+/// and do nothing else (see `ceiling`).
+async fn measure_ceiling(
+    args: &BenchArgs,
+    count: usize,
+    value: bytes::Bytes,
+) -> anyhow::Result<TargetReport> {
+    let servers = ceiling::CeilingServers::start(count, value.clone())
+        .context("cannot start the ceiling's servers")?;
+    let readers = (0..args.clients as usize)
+        .map(|client| {
+            Writer::Skiff(SkiffWriter::reader(
+                servers.addresses(),
+                client,
+                value.clone(),
+            ))
+        })
+        .collect();
+    let (reads, cpu) = measure(readers, args, None).await?;
+    let setup = format!(
+        "{count} servers in the bench's process (their CPU time in its column) that answer every \
+         read at once with the file and do nothing else; the same readers as skiff-reads"
+    );
+    Ok(TargetReport::new(report::CEILING_READS, setup, &reads, cpu))
 }
 
 /// Has every writer write its key once, so that reads find it.

@@ -43,6 +43,9 @@ pub const SKIFF_NO_METRICS: &str = "skiff-no-metrics";
 pub const SKIFF_READS: &str = "skiff-reads";
 /// The target name of etcd's linearizable reads (`--reads`).
 pub const ETCD_READS: &str = "etcd-reads";
+/// The target name of the read ceiling: Skiff's readers against servers
+/// that answer at once and do nothing else (`--reads`).
+pub const CEILING_READS: &str = "ceiling-reads";
 
 /// Read throughputs over write throughputs, with `--reads`.
 #[derive(Debug, Serialize)]
@@ -53,6 +56,12 @@ pub struct ReadRatios {
     pub skiff_reads_over_etcd_reads: Option<f64>,
     /// etcd's reads per second over its writes per second.
     pub etcd_reads_over_writes: Option<f64>,
+    /// Skiff's reads per second over the ceiling's: the share of what this
+    /// machine allows that Skiff's read path reaches.
+    pub skiff_reads_over_ceiling: Option<f64>,
+    /// The ceiling's reads per second over Skiff's writes: the most any
+    /// read path could reach here, in writes of the same run.
+    pub ceiling_over_skiff_writes: Option<f64>,
 }
 
 /// What one target did.
@@ -245,6 +254,8 @@ impl Report {
             skiff_reads_over_writes: over(SKIFF_READS, "skiff"),
             skiff_reads_over_etcd_reads: over(SKIFF_READS, ETCD_READS),
             etcd_reads_over_writes: over(ETCD_READS, "etcd"),
+            skiff_reads_over_ceiling: over(SKIFF_READS, CEILING_READS),
+            ceiling_over_skiff_writes: over(CEILING_READS, "skiff"),
         });
         let tls_throughput_ratio = find(SKIFF_TLS)
             .zip(find("skiff"))
@@ -364,6 +375,14 @@ fn write_read_ratios(f: &mut fmt::Formatter<'_>, r: &ReadRatios) -> fmt::Result 
         ("skiff reads/skiff writes", r.skiff_reads_over_writes),
         ("skiff reads/etcd reads", r.skiff_reads_over_etcd_reads),
         ("etcd reads/etcd writes", r.etcd_reads_over_writes),
+        (
+            "skiff reads/ceiling (servers doing nothing else)",
+            r.skiff_reads_over_ceiling,
+        ),
+        (
+            "ceiling/skiff writes (the most any read path reaches here)",
+            r.ceiling_over_skiff_writes,
+        ),
     ];
     for (name, ratio) in lines {
         if let Some(ratio) = ratio {
