@@ -344,6 +344,20 @@ impl World {
         Some(choices[self.rng.index(choices.len())])
     }
 
+    /// Whether a configuration in play has fewer than three voters: the
+    /// committed one, or any running node's latest (the leader's may not
+    /// have committed yet). Damage then waits (`storage.rs`).
+    pub(super) fn few_voters_in_play(&self) -> bool {
+        let Some(churn) = self.churn.as_deref() else {
+            return false;
+        };
+        let few = |membership: &Membership| membership.voters().len() < 3;
+        few(&churn.committed.1)
+            || (self.nodes.iter())
+                .filter_map(|node| node.machine.as_ref())
+                .any(|machine| few(machine.membership()))
+    }
+
     /// Starts spare node index `index` to join: a new machine with an
     /// empty disk the first time, and the same machine restarted from its
     /// disk when it was a member before (removed, stopped, and now added

@@ -28,7 +28,9 @@
 //! loses acknowledged entries silently), damage to both hard-state copies
 //! (the node then refuses to start), and damage in one- and two-node
 //! clusters (no other copy to repair from, or no majority without the
-//! repairing node).
+//! repairing node), or, with membership churn, while a configuration in
+//! play has fewer than three voters (for the same reasons: a sole voter's
+//! bad disk loses what it acknowledged on its own).
 //!
 //! # The two modes
 //!
@@ -81,7 +83,7 @@ impl World {
 
     /// Whether a damaging fault may hit node index `index` now.
     fn damage_allowed(&self, index: usize) -> bool {
-        if self.nodes.len() <= 2 {
+        if self.nodes.len() <= 2 || self.few_voters_in_play() {
             return false;
         }
         match self.options.disk_faults {
