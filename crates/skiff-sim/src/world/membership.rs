@@ -295,6 +295,17 @@ impl World {
         };
         let ready: Vec<NodeId> = learners.iter().copied().filter(caught_up).collect();
         let (voters_min, voters_max) = (churn.voters_min, churn.voters_max);
+        // While a disk is damaged or repairing, an operator keeps three
+        // voters: with fewer, a majority needs the faulty node, which grants
+        // no vote until it has repaired, from a leader nobody can then elect
+        // (seed 2 of 3 nodes with --disk-faults), and a sole voter's damage
+        // has no other copy to repair from.
+        let faulty = self.nodes.iter().any(|node| node.faulty());
+        let voters_min = if faulty {
+            voters_min.max(3)
+        } else {
+            voters_min
+        };
         let mut choices: Vec<MembershipChange> = Vec::with_capacity(4);
         if !spares.is_empty() {
             choices.push(MembershipChange::AddLearner(
