@@ -88,7 +88,9 @@ pub struct SimArgs {
     /// again, restarted from their disks. About four changes are asked per simulated
     /// second, mostly of the leader, and at once of a new leader half the
     /// time; the voters stay between --nodes less two (at least 3) and
-    /// --nodes.
+    /// --nodes, or, below 5 nodes, between one and --nodes (a leader
+    /// removes itself from two); while a disk is damaged or repairing,
+    /// at least three.
     #[arg(long, value_name = "fixed|churn", default_value = "fixed")]
     membership: MembershipProfile,
     /// Probability, 0 to 1, that a message is lost (overrides the profile).
