@@ -84,6 +84,10 @@ impl World {
     /// Node index `index` crashes: its machine and everything not on its
     /// disk are gone. It restarts after a random down time.
     pub(super) fn crash(&mut self, index: usize, mid_batch: bool) {
+        // Judged while the crashing node's own latest configuration is still
+        // in view: it may be the only node that appended it (seed 38 of 3
+        // nodes with churn and disk faults).
+        let few_voters = self.few_voters_in_play();
         self.lose_machine(index);
         let id = self.nodes[index].id;
         if mid_batch {
@@ -107,7 +111,7 @@ impl World {
             };
             timeline.step(self.now, index, what, "", None);
         }
-        self.crash_disk(index);
+        self.crash_disk(index, few_voters);
         let (low, high) = if self.rng.below(2) == 0 {
             DOWN_SHORT_US
         } else {

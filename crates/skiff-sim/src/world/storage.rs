@@ -57,13 +57,15 @@ use skiff_core::{LogIndex, Machine, StateError};
 
 impl World {
     /// The disk of node index `index` at its crash: unsynced writes are lost
-    /// or partly kept, and synced records may be damaged.
-    pub(super) fn crash_disk(&mut self, index: usize) {
+    /// or partly kept, and synced records may be damaged unless
+    /// `few_voters` (a configuration in play had fewer than three voters
+    /// when it crashed: see [`World::few_voters_in_play`]).
+    pub(super) fn crash_disk(&mut self, index: usize, few_voters: bool) {
         if self.options.disk_faults == DiskFaults::Off {
             self.nodes[index].disk.crash();
             return;
         }
-        if self.damage_allowed(index) && self.rng.below(3) == 0 {
+        if !few_voters && self.damage_allowed(index) && self.rng.below(3) == 0 {
             self.damage(index);
         }
         let writes = self.nodes[index].disk.unsynced_writes() as u64;
@@ -83,7 +85,7 @@ impl World {
 
     /// Whether a damaging fault may hit node index `index` now.
     fn damage_allowed(&self, index: usize) -> bool {
-        if self.nodes.len() <= 2 || self.few_voters_in_play() {
+        if self.nodes.len() <= 2 {
             return false;
         }
         match self.options.disk_faults {
