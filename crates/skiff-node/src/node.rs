@@ -571,8 +571,17 @@ fn recover(
         Err(StateError::CannotRepair) => return Err(StartError::CannotRepair { dir, damage }),
         Err(reason) => return Err(inconsistent(reason)),
     };
+    // A damaged log's configuration may be older than cluster.toml's: the
+    // damage may have cut the entries that changed it, and the members
+    // repair this node's log, configuration included.
     if holds_configuration {
-        check_membership(config, &dir, &machine)?;
+        if let Err(mismatch) = check_membership(config, &dir, &machine) {
+            tracing::warn!(
+                reason = %mismatch,
+                "the damaged log's configuration differs from cluster.toml; starting to repair \
+                 from the members, which bring the configuration with the log"
+            );
+        }
     }
     match damage {
         Some(damage) => {

@@ -71,7 +71,10 @@ fn a_churn_seed_replays_exactly_and_fixed_membership_asks_nothing() {
 /// voter (1 of 3), a configuration shrunk to two voters around a repairing
 /// node (2 of 3 and of 4), the crashing leader's own configuration not
 /// counted (38 of 3), and, with several faulty disks, a liveness bound
-/// counted against the committed configuration (404 of 5, many).
+/// counted against the committed configuration (404 of 5, many); and one
+/// through the core: a damaged log whose intact part named its node the
+/// sole voter, refused a start though the cut tail had added members (750
+/// of 3).
 #[test]
 fn churn_with_disk_faults_replays_the_seeds_that_once_failed() {
     let cases = [
@@ -81,6 +84,7 @@ fn churn_with_disk_faults_replays_the_seeds_that_once_failed() {
         (2, 4, DiskFaults::One),
         (38, 3, DiskFaults::One),
         (237, 4, DiskFaults::One),
+        (750, 3, DiskFaults::One),
         (270, 3, DiskFaults::Many),
         (404, 5, DiskFaults::Many),
     ];

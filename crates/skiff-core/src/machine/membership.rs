@@ -850,6 +850,49 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_log_naming_its_node_the_sole_voter_still_repairs_but_a_one_node_cluster_cannot() {
+        // Node 2's intact log ends with a configuration of node 2 alone;
+        // the tail the damage cut had added nodes 5 and 7 back. It starts
+        // repairing, and the leader of the real configuration repairs it.
+        let config = Config::new(id(2), ids(&[1, 2, 3]));
+        let log = vec![
+            Entry::new(crate::types::Term(1), "a"),
+            config_entry(1, &[2], &[]),
+        ];
+        let hard_state = crate::types::HardState {
+            term: crate::types::Term(3),
+            voted_for: None,
+        };
+        let mut machine = Machine::restore_damaged(config, hard_state, log.clone()).unwrap();
+        assert!(machine.repairing());
+        assert_eq!(machine.membership(), &config_of(&[2], &[]));
+        let mut actions = Vec::new();
+        let leader = Event::Receive {
+            from: id(5),
+            message: Message::AppendEntriesReq(crate::message::AppendEntriesReq {
+                term: crate::types::Term(5),
+                leader: id(5),
+                prev_index: LogIndex(2),
+                prev_term: crate::types::Term(1),
+                entries: vec![config_entry(5, &[2, 5, 7], &[])].into(),
+                commit: LogIndex(3),
+                read_round: 0,
+                epoch: 0,
+            }),
+        };
+        machine.step(leader, &mut actions);
+        assert!(!machine.repairing(), "{actions:?}");
+        assert_eq!(machine.membership(), &config_of(&[2, 5, 7], &[]));
+        // A cluster of one by its bootstrap configuration has no other copy.
+        let alone = Config::new(id(2), ids(&[2]));
+        let plain = vec![Entry::new(crate::types::Term(1), "a")];
+        assert_eq!(
+            Machine::restore_damaged(alone, hard_state, plain).unwrap_err(),
+            crate::machine::StateError::CannotRepair
+        );
+    }
+
+    #[test]
     fn a_truncated_configuration_gives_way_to_the_one_before() {
         let config = Config::new(id(2), ids(&[1, 2, 3]));
         let mut machine = Machine::new(config).unwrap();

@@ -249,7 +249,9 @@ pub enum StateError {
     /// its committed one cannot stand.
     NotAVoter,
     /// A damaged node must repair from a peer's copy; a single-node
-    /// cluster has none, and a damaged node must start as a follower.
+    /// cluster (by its bootstrap configuration: one read from the log may
+    /// have been superseded in the part the damage cut) has none, and a
+    /// damaged node must start as a follower.
     CannotRepair,
     /// The commit index is past the end of the log.
     CommitPastLog {
@@ -524,8 +526,14 @@ fn validate_state(
         }
     }
     let role = state.role.unwrap_or(Role::Follower);
+    // A sole voter has no copy to repair from, but only the bootstrap
+    // configuration is sure to be the latest: one read from a damaged log
+    // or its snapshot may be followed, in the tail the damage cut, by one
+    // that added members, which can then repair this node (the simulator's
+    // churn with disk faults, seed 750 of 3 nodes).
     let voters = configs.latest().voters();
-    let sole_voter = voters.len() == 1 && voters[0] == config.id;
+    let bootstrap = state.membership.is_none() && configs.latest_index().is_none();
+    let sole_voter = bootstrap && voters.len() == 1 && voters[0] == config.id;
     if state.damaged && (role != Role::Follower || sole_voter) {
         return Err(StateError::CannotRepair);
     }
