@@ -295,3 +295,110 @@ async fn a_damaged_single_node_refuses_to_start_and_leaves_its_directory_as_foun
     );
     assert!(!data_dir.join("damaged-1").exists());
 }
+
+/// Asks `leader` for `change` until it is taken (a leader not ready yet
+/// refuses with `LeaderNotReady`), and returns the change's index.
+async fn change_membership(
+    leader: &NodeHandle,
+    change: skiff_node::MembershipChange,
+    addresses: Option<skiff_node::MemberAddresses>,
+) -> LogIndex {
+    use skiff_node::{ChangeMembershipError, MembershipError};
+    tokio::time::timeout(TIMEOUT, async {
+        loop {
+            match leader.change_membership(change, addresses).await {
+                Ok(index) => return index,
+                Err(ChangeMembershipError::Refused(MembershipError::LeaderNotReady)) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await // its no-op commits
+                }
+                Err(other) => panic!("{change} failed: {other}"),
+            }
+        }
+    })
+    .await
+    .expect("the change commits")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_log_that_lost_the_latest_configuration_starts_repairing_and_regains_it() {
+    use skiff_node::{MemberAddresses, MembershipChange};
+    let dir = tempfile::tempdir().unwrap();
+    // Nodes 1 to 3, and node 4 added as a learner, then promoted.
+    let mut cluster = LocalCluster::bind(4, dir.path()).unwrap();
+    cluster.config.cluster_id = 6;
+    cluster.config.election_timeout_ms = 150;
+    cluster.config.heartbeat_interval_ms = 40;
+    cluster.config.segment_bytes_max = SEGMENT_BYTES;
+    cluster.config.nodes[3].learner = true;
+    let mut nodes = BTreeMap::new();
+    for id in cluster.config.ids() {
+        nodes.insert(id, cluster.start_node(id).await.expect("node starts"));
+    }
+    let voters: Vec<NodeHandle> = (1..=3).map(|id| nodes[&NodeId(id)].handle()).collect();
+    let leader_id = leader(&voters).await;
+    let leader_handle = nodes[&leader_id].handle();
+    let four = cluster.config.node(NodeId(4)).unwrap().clone();
+    let addresses = MemberAddresses {
+        peer: four.peer_address,
+        client: four.client_address,
+    };
+    change_membership(
+        &leader_handle,
+        MembershipChange::AddLearner(NodeId(4)),
+        Some(addresses),
+    )
+    .await;
+    // More than a segment's worth after the learner's entry, so that the
+    // promotion's entry, written last, lies in a later segment.
+    for n in 0..ENTRIES {
+        leader_handle.submit(format!("v{n}")).await.unwrap();
+    }
+    let all: Vec<NodeHandle> = nodes.values().map(Node::handle).collect();
+    let before = leader_handle.status().commit_index;
+    wait_for(&all[3..], "the learner to catch up", |s| {
+        s[0].commit_index >= before
+    })
+    .await;
+    let promoted =
+        change_membership(&leader_handle, MembershipChange::Promote(NodeId(4)), None).await;
+    let damaged = [NodeId(1), NodeId(2), NodeId(3)]
+        .into_iter()
+        .find(|id| *id != leader_id)
+        .unwrap();
+    let damaged_handle = nodes[&damaged].handle();
+    wait_for(
+        &[damaged_handle],
+        "the follower to hold the promotion",
+        |s| s[0].commit_index >= promoted,
+    )
+    .await;
+    nodes.remove(&damaged).unwrap().shutdown().await.unwrap();
+    // Its last segment, which holds the promotion, is lost; cluster.toml
+    // says what the operator recorded: node 4 a voter. The intact log's
+    // configuration (node 4 a learner) disagrees: a warning, not a refusal.
+    let data_dir = cluster.config.node(damaged).unwrap().data_dir.clone();
+    delete_the_last_segment(&data_dir);
+    cluster.config.nodes[3].learner = false;
+    let back = cluster.start_node(damaged).await.expect("starts repairing");
+    let handle = back.handle();
+    assert!(handle.status().repairing, "{:?}", handle.status());
+    let ids = |members: &[(NodeId, MemberAddresses)]| -> Vec<NodeId> {
+        members.iter().map(|(id, _)| *id).collect()
+    };
+    assert_eq!(ids(&handle.membership().learners), [NodeId(4)]);
+    // The leader repairs it, configuration included.
+    wait_for(std::slice::from_ref(&handle), "the repair", |s| {
+        !s[0].repairing && s[0].commit_index >= promoted
+    })
+    .await;
+    let view = handle.membership();
+    assert_eq!(
+        ids(&view.voters),
+        [NodeId(1), NodeId(2), NodeId(3), NodeId(4)]
+    );
+    assert!(view.learners.is_empty(), "{view:?}");
+    back.shutdown().await.unwrap();
+    for (_, node) in nodes {
+        node.shutdown().await.unwrap();
+    }
+}
