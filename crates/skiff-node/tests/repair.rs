@@ -323,13 +323,15 @@ async fn change_membership(
 async fn a_damaged_log_that_lost_the_latest_configuration_starts_repairing_and_regains_it() {
     use skiff_node::{MemberAddresses, MembershipChange};
     let dir = tempfile::tempdir().unwrap();
-    // Nodes 1 to 3, and node 4 added as a learner, then promoted.
-    let mut cluster = LocalCluster::bind(4, dir.path()).unwrap();
+    // Nodes 1 to 3; node 4 added as a learner and promoted; node 5 added
+    // as a learner last.
+    let mut cluster = LocalCluster::bind(5, dir.path()).unwrap();
     cluster.config.cluster_id = 6;
     cluster.config.election_timeout_ms = 150;
     cluster.config.heartbeat_interval_ms = 40;
     cluster.config.segment_bytes_max = SEGMENT_BYTES;
     cluster.config.nodes[3].learner = true;
+    cluster.config.nodes[4].learner = true;
     let mut nodes = BTreeMap::new();
     for id in cluster.config.ids() {
         nodes.insert(id, cluster.start_node(id).await.expect("node starts"));
@@ -337,30 +339,29 @@ async fn a_damaged_log_that_lost_the_latest_configuration_starts_repairing_and_r
     let voters: Vec<NodeHandle> = (1..=3).map(|id| nodes[&NodeId(id)].handle()).collect();
     let leader_id = leader(&voters).await;
     let leader_handle = nodes[&leader_id].handle();
-    let four = cluster.config.node(NodeId(4)).unwrap().clone();
-    let addresses = MemberAddresses {
-        peer: four.peer_address,
-        client: four.client_address,
+    let addresses = |id: NodeId| {
+        let node = cluster.config.node(id).unwrap();
+        Some(MemberAddresses {
+            peer: node.peer_address,
+            client: node.client_address,
+        })
     };
-    change_membership(
-        &leader_handle,
-        MembershipChange::AddLearner(NodeId(4)),
-        Some(addresses),
-    )
-    .await;
-    // More than a segment's worth after the learner's entry, so that the
-    // promotion's entry, written last, lies in a later segment.
-    for n in 0..ENTRIES {
-        leader_handle.submit(format!("v{n}")).await.unwrap();
-    }
-    let all: Vec<NodeHandle> = nodes.values().map(Node::handle).collect();
+    let learner = MembershipChange::AddLearner(NodeId(4));
+    change_membership(&leader_handle, learner, addresses(NodeId(4))).await;
+    let four = nodes[&NodeId(4)].handle();
     let before = leader_handle.status().commit_index;
-    wait_for(&all[3..], "the learner to catch up", |s| {
+    wait_for(std::slice::from_ref(&four), "node 4 to catch up", |s| {
         s[0].commit_index >= before
     })
     .await;
-    let promoted =
-        change_membership(&leader_handle, MembershipChange::Promote(NodeId(4)), None).await;
+    change_membership(&leader_handle, MembershipChange::Promote(NodeId(4)), None).await;
+    // More than a segment's worth after the promotion, so that the last
+    // change's entry, written last, lies in a later segment.
+    for n in 0..ENTRIES {
+        leader_handle.submit(format!("v{n}")).await.unwrap();
+    }
+    let last = MembershipChange::AddLearner(NodeId(5));
+    let added = change_membership(&leader_handle, last, addresses(NodeId(5))).await;
     let damaged = [NodeId(1), NodeId(2), NodeId(3)]
         .into_iter()
         .find(|id| *id != leader_id)
@@ -368,14 +369,15 @@ async fn a_damaged_log_that_lost_the_latest_configuration_starts_repairing_and_r
     let damaged_handle = nodes[&damaged].handle();
     wait_for(
         &[damaged_handle],
-        "the follower to hold the promotion",
-        |s| s[0].commit_index >= promoted,
+        "the follower to hold the last change",
+        |s| s[0].commit_index >= added,
     )
     .await;
     nodes.remove(&damaged).unwrap().shutdown().await.unwrap();
-    // Its last segment, which holds the promotion, is lost; cluster.toml
-    // says what the operator recorded: node 4 a voter. The intact log's
-    // configuration (node 4 a learner) disagrees: a warning, not a refusal.
+    // Its last segment, which holds the last change, is lost; cluster.toml
+    // says what the operator recorded: node 4 a voter, node 5 a learner.
+    // The intact log's configurations (the promotion's, and the one before)
+    // disagree: a warning, not a refusal.
     let data_dir = cluster.config.node(damaged).unwrap().data_dir.clone();
     delete_the_last_segment(&data_dir);
     cluster.config.nodes[3].learner = false;
@@ -385,10 +387,14 @@ async fn a_damaged_log_that_lost_the_latest_configuration_starts_repairing_and_r
     let ids = |members: &[(NodeId, MemberAddresses)]| -> Vec<NodeId> {
         members.iter().map(|(id, _)| *id).collect()
     };
-    assert_eq!(ids(&handle.membership().learners), [NodeId(4)]);
+    let view = handle.membership();
+    assert!(
+        view.learners.is_empty(),
+        "the intact log lacks node 5: {view:?}"
+    );
     // The leader repairs it, configuration included.
     wait_for(std::slice::from_ref(&handle), "the repair", |s| {
-        !s[0].repairing && s[0].commit_index >= promoted
+        !s[0].repairing && s[0].commit_index >= added
     })
     .await;
     let view = handle.membership();
@@ -396,7 +402,7 @@ async fn a_damaged_log_that_lost_the_latest_configuration_starts_repairing_and_r
         ids(&view.voters),
         [NodeId(1), NodeId(2), NodeId(3), NodeId(4)]
     );
-    assert!(view.learners.is_empty(), "{view:?}");
+    assert_eq!(ids(&view.learners), [NodeId(5)]);
     back.shutdown().await.unwrap();
     for (_, node) in nodes {
         node.shutdown().await.unwrap();
