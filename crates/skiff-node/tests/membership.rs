@@ -82,8 +82,12 @@ async fn change(
             let leader = leader(handles).await;
             match leader.change_membership(change, addresses).await {
                 Ok(index) => return index,
+                // A leader elected after the last change committed elsewhere
+                // refuses until it has committed it again in its term.
                 Err(ChangeMembershipError::Refused(
-                    MembershipError::NotLeader { .. } | MembershipError::LeaderNotReady,
+                    MembershipError::NotLeader { .. }
+                    | MembershipError::LeaderNotReady
+                    | MembershipError::ChangeInProgress,
                 )) => tokio::time::sleep(Duration::from_millis(20)).await, // lets the cluster settle
                 Err(other) => panic!("{change} failed: {other}"),
             }
@@ -91,6 +95,26 @@ async fn change(
     })
     .await
     .expect("the change commits")
+}
+
+/// Submits `data` to whichever of `handles` leads, again after a refusal
+/// while an election runs, and returns its index; panics with `what`
+/// after [`TIMEOUT`].
+async fn submit_to_leader(handles: &[NodeHandle], data: &'static str, what: &str) -> LogIndex {
+    tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let leader = leader(handles).await;
+            match leader.submit(data).await {
+                Ok(index) => return index,
+                Err(SubmitError::NotLeader { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await // a new election
+                }
+                Err(other) => panic!("{other}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
 /// Submits one write after another to whichever of `handles` leads,
@@ -304,20 +328,12 @@ async fn a_learner_is_added_promoted_and_an_old_voter_removed_while_writes_commi
     let mut expected: Vec<NodeId> = remaining.iter().map(NodeHandle::id).collect();
     expected.sort_unstable();
     assert_eq!(ids(&view.voters), expected, "{view:?}");
-    let leader = leader(&handles).await;
-    let index = tokio::time::timeout(TIMEOUT, async {
-        loop {
-            match leader.submit("after the restart").await {
-                Ok(index) => return index,
-                Err(SubmitError::NotLeader { .. }) => {
-                    tokio::time::sleep(Duration::from_millis(10)).await // a new election
-                }
-                Err(other) => panic!("{other}"),
-            }
-        }
-    })
-    .await
-    .expect("a write commits after the restart");
+    let index = submit_to_leader(
+        &handles,
+        "after the restart",
+        "a write commits after the restart",
+    )
+    .await;
     assert!(index > self_removal);
     for node in restarted {
         node.shutdown().await.unwrap();
@@ -426,20 +442,12 @@ async fn a_voter_away_while_every_other_member_was_replaced_catches_up_from_the_
     assert_eq!(five.handle().id(), NodeId(5));
     five.shutdown().await.unwrap();
     let remaining = [nodes[0].handle(), back_handle.clone()];
-    let index = tokio::time::timeout(TIMEOUT, async {
-        loop {
-            let leader = leader(&remaining).await;
-            match leader.submit("with node 5 stopped").await {
-                Ok(index) => return index,
-                Err(SubmitError::NotLeader { .. }) => {
-                    tokio::time::sleep(Duration::from_millis(10)).await // a new election
-                }
-                Err(other) => panic!("{other}"),
-            }
-        }
-    })
-    .await
-    .expect("nodes 3 and 4 commit without node 5");
+    let index = submit_to_leader(
+        &remaining,
+        "with node 5 stopped",
+        "nodes 3 and 4 commit without node 5",
+    )
+    .await;
     assert!(index > written);
     back.shutdown().await.unwrap();
     for node in nodes {
