@@ -281,9 +281,10 @@ impl Transport {
 
     /// Makes `peers` (every other member of this node's latest
     /// configuration, with its peer address) the peers: they are admitted
-    /// and dialed (with the unlisted dialers not among them: see the module
-    /// docs). A peer no longer among them, or at another address, is
-    /// dropped: its queue, its connection, any snapshot transfer to it.
+    /// and dialed. A peer no longer among them, or at another address, is
+    /// dropped: its queue, its connection, any snapshot transfer to it; so
+    /// is every unlisted dialer's dialer (see the module docs), dialed again
+    /// on its next message if it is still unlisted.
     /// With `dial`, every peer is dialed at once (this node is a member);
     /// without, all are dropped, and a peer is dialed only when a message
     /// goes to it (a removed node answers, and dials no one by itself).
@@ -292,21 +293,19 @@ impl Transport {
             .into_iter()
             .filter(|(id, _)| *id != self.config.id)
             .collect();
-        let unlisted: HashMap<NodeId, SocketAddr> = {
+        {
             let mut admission = self
                 .admitted
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
             admission.members = peers.keys().copied().collect();
             admission.unlisted.retain(|(id, _)| !peers.contains_key(id));
-            admission.unlisted.iter().copied().collect()
-        };
+        }
         let gone: Vec<NodeId> = self
             .dialers
             .iter()
             .filter(|(id, dialer)| {
-                let address = peers.get(id).or_else(|| unlisted.get(id));
-                !dial || address != Some(&dialer.address)
+                !dial || !dialer.listed || peers.get(id) != Some(&dialer.address)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -322,13 +321,14 @@ impl Transport {
                 .map(|(id, address)| (*id, *address))
                 .collect();
             for (peer, address) in new {
-                self.dial(peer, address);
+                self.dial(peer, address, true);
             }
         }
     }
 
-    /// Starts dialing `peer` at `address`, with a queue of its own.
-    fn dial(&mut self, peer: NodeId, address: SocketAddr) -> Arc<Dialer> {
+    /// Starts dialing `peer` at `address`, with a queue of its own;
+    /// `listed`: a member of the configuration, not an unlisted dialer.
+    fn dial(&mut self, peer: NodeId, address: SocketAddr, listed: bool) -> Arc<Dialer> {
         let config = &self.config;
         let (sender, receiver) = mpsc::channel(OUTGOING_QUEUE_MAX);
         let hello = Hello {
@@ -339,6 +339,7 @@ impl Transport {
         };
         let dialer = Arc::new(Dialer {
             address,
+            listed,
             hello,
             tls: config.tls.clone(),
             limits: config.limits,
@@ -375,24 +376,27 @@ impl Transport {
     /// unlisted dialer) not dialed yet.
     fn dialer_of(&mut self, to: NodeId) -> Option<Arc<Dialer>> {
         if let Some(dialer) = self.dialers.get(&to) {
-            let unlisted = || {
-                let admission = self.admitted.read().unwrap_or_else(PoisonError::into_inner);
-                admission.unlisted_address(to)
-            };
-            // An unlisted dialer forgotten, or back at another address.
-            if self.addresses.contains_key(&to) || unlisted() == Some(dialer.address) {
+            // A member's dialer holds until `set_peers` drops it; an
+            // unlisted one's only while the listener keeps that address
+            // (not forgotten, not back at another address).
+            if dialer.listed || self.unlisted_address(to) == Some(dialer.address) {
                 return Some(dialer.clone());
             }
             self.drop_peer(to);
         }
-        let address = match self.addresses.get(&to) {
-            Some(address) => *address,
+        match self.addresses.get(&to) {
+            Some(&address) => Some(self.dial(to, address, true)),
             None => {
-                let admission = self.admitted.read().unwrap_or_else(PoisonError::into_inner);
-                admission.unlisted_address(to)?
+                let address = self.unlisted_address(to)?;
+                Some(self.dial(to, address, false))
             }
-        };
-        Some(self.dial(to, address))
+        }
+    }
+
+    /// The address unlisted dialer `to` gave, while the listener keeps it.
+    fn unlisted_address(&self, to: NodeId) -> Option<SocketAddr> {
+        let admission = self.admitted.read().unwrap_or_else(PoisonError::into_inner);
+        admission.unlisted_address(to)
     }
 
     /// Queues `message` for `to`, or drops it when that peer's queue is
@@ -485,6 +489,8 @@ impl Drop for Transport {
 #[derive(Debug)]
 struct Dialer {
     address: SocketAddr,
+    /// A member of the configuration, not an unlisted dialer.
+    listed: bool,
     hello: Hello,
     tls: Option<PeerTls>,
     limits: PeerLimits,
