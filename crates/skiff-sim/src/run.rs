@@ -159,6 +159,17 @@ pub struct SeedsSummary {
     pub slowest_recovery_us: u64,
 }
 
+impl SeedsSummary {
+    /// Each violation found, one line each: `seed N: <violation>`.
+    pub fn violations(&self) -> Vec<String> {
+        let found = self.failures.iter();
+        let found = found.filter_map(|report| Some((report.seed, report.violation.as_ref()?)));
+        found
+            .map(|(seed, violation)| format!("seed {seed}: {violation}"))
+            .collect()
+    }
+}
+
 /// How to run many seeds.
 #[derive(Clone, Debug)]
 pub struct SeedsPlan {

@@ -13,20 +13,6 @@ fn run(options: &SimOptions, seeds: u64) -> SeedsSummary {
     run_seeds(options, &plan, &|_| {})
 }
 
-fn violations(summary: &SeedsSummary) -> Vec<String> {
-    summary
-        .failures
-        .iter()
-        .filter_map(|report| {
-            Some(format!(
-                "seed {}: {}",
-                report.seed,
-                report.violation.as_ref()?
-            ))
-        })
-        .collect()
-}
-
 #[test]
 fn stalled_disks_block_their_nodes_and_depose_their_leaders() {
     let mut options = SimOptions::new(0).with_profile(FaultProfile::Chaos);
@@ -34,9 +20,9 @@ fn stalled_disks_block_their_nodes_and_depose_their_leaders() {
     options.faults.stall_rate = 0.5;
     let summary = run(&options, 40);
     assert!(
-        violations(&summary).is_empty(),
+        summary.violations().is_empty(),
         "{:?}",
-        violations(&summary)
+        summary.violations()
     );
     let s = &summary.stats;
     assert!(s.stalls > 0 && s.stalls_over_limit > 0, "{s:?}");
@@ -53,7 +39,7 @@ fn prevote_and_check_quorum_keep_partial_partitions_calm() {
     let mut options = SimOptions::new(0).with_profile(FaultProfile::Partitions);
     options.limit = Limit::Time { ms: 30_000 };
     let on = run(&options, 20);
-    assert!(violations(&on).is_empty(), "{:?}", violations(&on));
+    assert!(on.violations().is_empty(), "{:?}", on.violations());
     options.pre_vote = false;
     options.check_quorum = false;
     let off = run(&options, 20);

@@ -23,17 +23,7 @@ fn churn_under_chaos_breaks_no_rule_and_recovers() {
         stop_at_first_violation: false,
     };
     let summary = run_seeds(&churn(0), &plan, &|_| {});
-    let violations: Vec<String> = summary
-        .failures
-        .iter()
-        .filter_map(|report| {
-            Some(format!(
-                "seed {}: {}",
-                report.seed,
-                report.violation.as_ref()?
-            ))
-        })
-        .collect();
+    let violations = summary.violations();
     assert!(violations.is_empty(), "{violations:#?}");
     let s = &summary.stats;
     let line = s.membership_line();

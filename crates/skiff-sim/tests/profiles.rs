@@ -37,12 +37,7 @@ fn run_configured(
         stop_at_first_violation: false,
     };
     let summary = run_seeds(&options, &plan, &|_| {});
-    let unexpected: Vec<String> = summary
-        .failures
-        .iter()
-        .filter_map(|report| Some((report.seed, report.violation.as_ref()?)))
-        .map(|(seed, violation)| format!("seed {seed}: {violation}"))
-        .collect();
+    let unexpected = summary.violations();
     assert!(
         unexpected.is_empty(),
         "{profile}: {}",

@@ -21,12 +21,7 @@ fn run(options: &SimOptions, seeds: u64) -> SeedsSummary {
         stop_at_first_violation: false,
     };
     let summary = run_seeds(options, &plan, &|_| {});
-    let failures: Vec<String> = summary
-        .failures
-        .iter()
-        .filter_map(|report| Some((report.seed, report.violation.as_ref()?)))
-        .map(|(seed, violation)| format!("seed {seed}: {violation}"))
-        .collect();
+    let failures = summary.violations();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     summary
 }
